@@ -1,0 +1,30 @@
+//! Layer 0 of procom: the only crate that calls C directly.
+//!
+//! Everything rustix covers comes from rustix; this crate wraps, thinly and safely, the few
+//! calls it does not (today: the signal-mask dance that keeps a write to a dead pipe from
+//! killing the process). Every function returns `io::Result` and never panics.
+//!
+//! Every `unsafe` block here carries a `// SAFETY:` comment; the lint
+//! `clippy::undocumented_unsafe_blocks` enforces it.
+
+pub mod sigpipe;
+
+use std::io;
+
+/// Turns a C return code into `io::Result`: `-1` becomes the thread's `errno`.
+pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Turns a pthread-style return code (0 or an error number) into `io::Result`.
+pub(crate) fn cvt_pthread(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}

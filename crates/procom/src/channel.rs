@@ -1,0 +1,521 @@
+//! [`Sender`] and [`Receiver`]: one pair of types for every mechanism, dispatching statically
+//! over a private flavor enum (crossbeam-channel's design).
+//!
+//! Every blocking operation has a `try_` form (never waits), a `_timeout` form and a
+//! `_deadline` form; all four are one internal function taking an optional deadline.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind, SendError};
+use crate::fifo::{self, Fifo};
+use crate::framing::{self, DEFAULT_MAX_MESSAGE, Frame, Framing};
+use crate::stream::{FdKind, StreamReader, StreamWriter, deadline_after};
+
+/// How a channel is opened and framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// How messages are delimited on byte-stream endpoints (ignored by message-based ones).
+    pub framing: Framing,
+    /// The largest message sent or accepted, in bytes; checked before any allocation.
+    pub max_message: usize,
+    /// How long opening may wait for the other side (a FIFO writer waits for a reader);
+    /// `None` waits as long as it takes, `Some(Duration::ZERO)` does not wait at all.
+    pub open_timeout: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            framing: Framing::Length,
+            max_message: DEFAULT_MAX_MESSAGE,
+            open_timeout: None,
+        }
+    }
+}
+
+impl Options {
+    /// Sets the framing.
+    #[must_use]
+    pub fn framing(mut self, framing: Framing) -> Options {
+        self.framing = framing;
+        self
+    }
+
+    /// Sets the maximum message size.
+    #[must_use]
+    pub fn max_message(mut self, bytes: usize) -> Options {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Sets how long opening may wait for the other side.
+    #[must_use]
+    pub fn open_timeout(mut self, timeout: Option<Duration>) -> Options {
+        self.open_timeout = timeout;
+        self
+    }
+}
+
+/// Anything that names an endpoint: a string in the grammar, or a parsed [`Endpoint`].
+pub trait ToEndpoint {
+    /// Parses or clones into an [`Endpoint`].
+    fn to_endpoint(&self) -> Result<Endpoint, Error>;
+}
+
+impl ToEndpoint for str {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        Endpoint::parse(self)
+    }
+}
+impl ToEndpoint for String {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        Endpoint::parse(self)
+    }
+}
+impl ToEndpoint for Endpoint {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        Ok(self.clone())
+    }
+}
+impl<T: ToEndpoint + ?Sized> ToEndpoint for &T {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        (**self).to_endpoint()
+    }
+}
+
+fn not_implemented(ep: &Endpoint) -> Error {
+    let what = match ep {
+        Endpoint::Mq { .. } => "POSIX message queues are",
+        Endpoint::Msg { .. } => "System V message queues are",
+        Endpoint::Shm { .. } => "the shared-memory channel is",
+        Endpoint::Unix { .. } => "Unix stream sockets are",
+        Endpoint::UnixGram { .. } => "Unix datagram sockets are",
+        Endpoint::Tcp { .. } => "TCP sockets are",
+        Endpoint::Udp { .. } => "UDP sockets are",
+        Endpoint::Stdio | Endpoint::Fifo { .. } => "this mechanism is",
+    };
+    Error::new(ErrorKind::NotImplemented)
+        .detail(format!("{what} not implemented yet"))
+        .object(ep)
+}
+
+fn stdio_fd(fd: BorrowedFd<'_>, ep: &Endpoint) -> Result<OwnedFd, Error> {
+    fd.try_clone_to_owned()
+        .map_err(|e| Error::os("duplicate the standard descriptor", e).object(ep))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sender
+
+/// The sending side of a channel.
+#[derive(Debug)]
+pub struct Sender {
+    endpoint: String,
+    flavor: SenderFlavor,
+}
+
+#[derive(Debug)]
+enum SenderFlavor {
+    Stream(StreamSender),
+}
+
+#[derive(Debug)]
+struct StreamSender {
+    w: StreamWriter,
+    framing: Framing,
+    max: usize,
+    /// Set when a send stopped part-way through a message: the stream can no longer be framed.
+    poisoned: bool,
+    _owner: Option<Fifo>,
+}
+
+impl Sender {
+    /// Opens an existing endpoint for sending, with default [`Options`].
+    ///
+    /// For `fifo:` this waits, as the seed describes, until a reader opens the FIFO; set
+    /// [`Options::open_timeout`] to bound the wait. `-` is standard output.
+    pub fn connect(endpoint: impl ToEndpoint) -> Result<Sender, Error> {
+        Sender::connect_with(endpoint, &Options::default())
+    }
+
+    /// Opens an existing endpoint for sending.
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
+        let ep = endpoint.to_endpoint()?;
+        match &ep {
+            Endpoint::Stdio => Ok(Sender::from_fd(
+                stdio_fd(std::io::stdout().as_fd(), &ep)?,
+                ep.to_string(),
+                opts,
+            )),
+            Endpoint::Fifo { path } => {
+                let deadline = opts.open_timeout.and_then(deadline_after);
+                let w = match opts.open_timeout {
+                    None => fifo::open_write(path)?,
+                    Some(t) if t.is_zero() => fifo::try_open_write(path)?,
+                    Some(_) => fifo::open_write_deadline(path, deadline.or(Some(Instant::now())))?,
+                };
+                Ok(Sender::from_fd(w, ep.to_string(), opts))
+            }
+            _ => Err(not_implemented(&ep)),
+        }
+    }
+
+    /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
+    /// then opens it for sending. For `fifo:` the open waits for a reader as in
+    /// [`Sender::connect_with`].
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
+        let ep = endpoint.to_endpoint()?;
+        match &ep {
+            Endpoint::Stdio => Sender::connect_with(ep, opts),
+            Endpoint::Fifo { .. } => {
+                let mut fifo = Fifo::create(match &ep {
+                    Endpoint::Fifo { path } => path,
+                    _ => unreachable!(),
+                })?;
+                drop(fifo.take_reader());
+                let mut sender = Sender::connect_with(&ep, opts)?;
+                let SenderFlavor::Stream(s) = &mut sender.flavor;
+                s._owner = Some(fifo);
+                Ok(sender)
+            }
+            _ => Err(not_implemented(&ep)),
+        }
+    }
+
+    /// Sends over any byte-stream descriptor (a pipe end, a FIFO, a connected socket),
+    /// framed as `opts` says. `name` is how errors refer to it.
+    pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Sender {
+        Sender {
+            endpoint: name.into(),
+            flavor: SenderFlavor::Stream(StreamSender {
+                w: StreamWriter::new(fd.into()),
+                framing: opts.framing,
+                max: opts.max_message,
+                poisoned: false,
+                _owner: None,
+            }),
+        }
+    }
+
+    /// The endpoint this sender talks to, as text.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Gives up the sender and returns its descriptor (for example to hand it to a child).
+    /// An object the sender owned is kept, no longer removed on drop.
+    pub fn into_fd(self) -> OwnedFd {
+        match self.flavor {
+            SenderFlavor::Stream(s) => {
+                if let Some(owner) = s._owner {
+                    owner.keep();
+                }
+                s.w.into_fd()
+            }
+        }
+    }
+
+    /// Sends a message, waiting as long as it takes for room.
+    pub fn send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
+        self.send_inner(msg, None, false)
+    }
+
+    /// Sends a message if there is room now; otherwise fails with [`ErrorKind::Full`] and
+    /// hands the message back.
+    pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
+        self.send_inner(msg, Some(Instant::now()), true)
+    }
+
+    /// Sends a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
+    pub fn send_timeout<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<(), SendError<M>> {
+        self.send_inner(msg, deadline_after(timeout), false)
+    }
+
+    /// Sends a message, waiting until `deadline` at most.
+    pub fn send_deadline<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        deadline: Instant,
+    ) -> Result<(), SendError<M>> {
+        self.send_inner(msg, Some(deadline), false)
+    }
+
+    fn send_inner<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        deadline: Option<Instant>,
+        is_try: bool,
+    ) -> Result<(), SendError<M>> {
+        let result = match &mut self.flavor {
+            SenderFlavor::Stream(s) => s.send(msg.as_ref(), deadline, is_try),
+        };
+        result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
+    }
+}
+
+impl StreamSender {
+    fn send(
+        &mut self,
+        payload: &[u8],
+        mut deadline: Option<Instant>,
+        is_try: bool,
+    ) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::new(ErrorKind::Io).detail(
+                "an earlier send stopped part-way through a message, so this stream can no longer carry whole messages; open it again",
+            ));
+        }
+        framing::check_payload(payload, self.framing)?;
+        let header = framing::header(payload.len(), self.framing, self.max)?;
+        let parts: [&[u8]; 3] = [
+            &header[..framing::header_len(self.framing)],
+            payload,
+            framing::trailer(self.framing),
+        ];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if is_try && self.w.kind() == FdKind::Pipe {
+            // Only start a message that can be finished: never leave half a frame behind.
+            if let (Some(free), Ok(cap)) = (
+                self.w.pipe_free_space(),
+                rustix::pipe::fcntl_getpipe_size(&self.w),
+            ) {
+                if total <= cap {
+                    if free < total {
+                        return Err(Error::new(ErrorKind::Full));
+                    }
+                } else if free < cap {
+                    return Err(Error::new(ErrorKind::Full));
+                } else {
+                    deadline = None; // larger than the pipe: once started, finish it
+                }
+            }
+        }
+        match self.w.write_all(&parts, deadline) {
+            Ok(()) => Ok(()),
+            Err(stop) => {
+                if stop.written > 0 && stop.written < total {
+                    self.poisoned = true;
+                }
+                match stop.error {
+                    Some(e) => Err(Error::os("write to it", e)),
+                    None if stop.written == 0 && is_try => Err(Error::new(ErrorKind::Full)),
+                    None if stop.written == 0 => Err(Error::new(ErrorKind::Timeout).detail("the deadline passed before the peer made room for the message")),
+                    None => Err(Error::new(ErrorKind::Timeout).detail(format!(
+                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
+                        stop.written
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Sender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.flavor {
+            SenderFlavor::Stream(s) => s.w.as_fd(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiver
+
+/// The receiving side of a channel.
+#[derive(Debug)]
+pub struct Receiver {
+    endpoint: String,
+    flavor: ReceiverFlavor,
+}
+
+#[derive(Debug)]
+enum ReceiverFlavor {
+    Stream(StreamReceiver),
+}
+
+#[derive(Debug)]
+struct StreamReceiver {
+    r: StreamReader,
+    framing: Framing,
+    max: usize,
+    /// Set after a framing error: what was wrong, repeated to every later call.
+    broken: Option<String>,
+    _owner: Option<Fifo>,
+}
+
+impl Receiver {
+    /// Creates the endpoint's object and receives from it, with default [`Options`]. The
+    /// receiver owns the object and removes it when dropped. `-` is standard input.
+    ///
+    /// For `fifo:` the FIFO is created (mode 0600) and opened at once; receiving waits for a
+    /// writer to arrive, and reports [`ErrorKind::PeerGone`] once the last writer has closed.
+    pub fn bind(endpoint: impl ToEndpoint) -> Result<Receiver, Error> {
+        Receiver::bind_with(endpoint, &Options::default())
+    }
+
+    /// Creates the endpoint's object and receives from it.
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
+        let ep = endpoint.to_endpoint()?;
+        match &ep {
+            Endpoint::Stdio => Receiver::connect_with(ep, opts),
+            Endpoint::Fifo { path } => {
+                let mut fifo = Fifo::create(path)?;
+                let fd = fifo
+                    .take_reader()
+                    .ok_or_else(|| Error::new(ErrorKind::Io).object(&ep))?;
+                let mut r = Receiver::from_fd(fd, ep.to_string(), opts);
+                let ReceiverFlavor::Stream(s) = &mut r.flavor;
+                s._owner = Some(fifo);
+                Ok(r)
+            }
+            _ => Err(not_implemented(&ep)),
+        }
+    }
+
+    /// Receives from an existing endpoint, with default [`Options`].
+    pub fn connect(endpoint: impl ToEndpoint) -> Result<Receiver, Error> {
+        Receiver::connect_with(endpoint, &Options::default())
+    }
+
+    /// Receives from an existing endpoint. Opening does not wait for a writer.
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
+        let ep = endpoint.to_endpoint()?;
+        match &ep {
+            Endpoint::Stdio => Ok(Receiver::from_fd(
+                stdio_fd(std::io::stdin().as_fd(), &ep)?,
+                ep.to_string(),
+                opts,
+            )),
+            Endpoint::Fifo { path } => Ok(Receiver::from_fd(
+                fifo::open_read_now(path)?,
+                ep.to_string(),
+                opts,
+            )),
+            _ => Err(not_implemented(&ep)),
+        }
+    }
+
+    /// Receives from any byte-stream descriptor, framed as `opts` says. `name` is how errors
+    /// refer to it.
+    pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Receiver {
+        Receiver {
+            endpoint: name.into(),
+            flavor: ReceiverFlavor::Stream(StreamReceiver {
+                r: StreamReader::new(fd.into()),
+                framing: opts.framing,
+                max: opts.max_message,
+                broken: None,
+                _owner: None,
+            }),
+        }
+    }
+
+    /// The endpoint this receiver listens on, as text.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Gives up the receiver and returns its descriptor. Bytes it had read but not yet
+    /// delivered are lost; an object it owned is kept, no longer removed on drop.
+    pub fn into_fd(self) -> OwnedFd {
+        match self.flavor {
+            ReceiverFlavor::Stream(s) => {
+                if let Some(owner) = s._owner {
+                    owner.keep();
+                }
+                s.r.into_fd()
+            }
+        }
+    }
+
+    /// Receives a message, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        self.recv_inner(None, false)
+    }
+
+    /// Receives a message if one is waiting; otherwise fails with [`ErrorKind::Empty`].
+    pub fn try_recv(&mut self) -> Result<Vec<u8>, Error> {
+        self.recv_inner(Some(Instant::now()), true)
+    }
+
+    /// Receives a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
+    /// Part of a message that arrived in time is kept for the next call.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        self.recv_inner(deadline_after(timeout), false)
+    }
+
+    /// Receives a message, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
+        self.recv_inner(Some(deadline), false)
+    }
+
+    fn recv_inner(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
+        let result = match &mut self.flavor {
+            ReceiverFlavor::Stream(s) => s.recv(deadline, is_try),
+        };
+        result.map_err(|e| e.object(&self.endpoint))
+    }
+}
+
+impl StreamReceiver {
+    fn recv(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
+        if let Some(why) = &self.broken {
+            return Err(Error::new(ErrorKind::Malformed)
+                .detail(format!("the stream is no longer usable: {why}")));
+        }
+        loop {
+            match framing::decode(self.r.pending(), self.framing, self.max) {
+                Err(e) => {
+                    self.broken = Some(e.to_string());
+                    return Err(e);
+                }
+                Ok(Frame::Complete {
+                    start,
+                    end,
+                    consumed,
+                }) => {
+                    let msg = self.r.pending()[start..end].to_vec();
+                    self.r.consume(consumed);
+                    return Ok(msg);
+                }
+                Ok(Frame::Incomplete { frame_len }) => {
+                    if self.r.eof {
+                        let pending = self.r.pending().len();
+                        let last = framing::at_end_of_stream(self.r.pending(), self.framing);
+                        let out = match last {
+                            Ok(Some((start, end))) => Ok(self.r.pending()[start..end].to_vec()),
+                            Ok(None) => Err(Error::new(ErrorKind::PeerGone)),
+                            Err(e) => Err(e),
+                        };
+                        self.r.consume(pending);
+                        return out;
+                    }
+                    match self.r.fill(frame_len.unwrap_or(0), deadline) {
+                        Ok(true) => {}
+                        Ok(false) if is_try => return Err(Error::new(ErrorKind::Empty)),
+                        Ok(false) => {
+                            return Err(Error::new(ErrorKind::Timeout)
+                                .detail("no whole message arrived before the deadline"));
+                        }
+                        Err(e) => return Err(Error::os("read from it", e)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Receiver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.flavor {
+            ReceiverFlavor::Stream(s) => s.r.as_fd(),
+        }
+    }
+}

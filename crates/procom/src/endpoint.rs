@@ -1,0 +1,654 @@
+//! The endpoint grammar: one string names every channel, in the library and on the command
+//! line.
+//!
+//! | endpoint | mechanism | unit |
+//! |---|---|---|
+//! | `-` | standard input / standard output | bytes |
+//! | `fifo:PATH` | named pipe | bytes |
+//! | `mq:/NAME[?capacity=N&msgsize=SIZE]` | POSIX message queue | message + priority |
+//! | `msg:KEY` or `msg:PATH[?type=N]` | System V message queue | message + type |
+//! | `shm:/NAME[?capacity=SIZE]` | shared-memory ring channel | message |
+//! | `unix:PATH`, `unix:@NAME` | Unix stream socket (`@`: abstract namespace) | bytes |
+//! | `unixgram:PATH`, `unixgram:@NAME` | Unix datagram socket | message |
+//! | `tcp:HOST:PORT` | TCP | bytes |
+//! | `udp:HOST:PORT` | UDP | message |
+//!
+//! Paths (`fifo:`, `unix:`, `unixgram:`, `msg:`) are taken literally after the colon and may be
+//! relative. Names (`mq:`, `shm:`) start with `/` and contain no other `/`. Parameters after
+//! `?` are accepted only where the table shows them; unknown ones are an error. Sizes accept
+//! `K`/`KiB`, `M`/`MiB`, `G`/`GiB` (powers of 1024) and `KB`/`MB`/`GB` (powers of 1000).
+//! IPv6 hosts go in brackets: `tcp:[::1]:7000`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{Error, ErrorKind};
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
+pub const UNIX_PATH_MAX: usize = 107;
+/// The longest POSIX IPC name, the leading `/` included (`NAME_MAX`).
+pub const IPC_NAME_MAX: usize = 255;
+
+/// A parsed endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `-`: standard output for a sender, standard input for a receiver.
+    Stdio,
+    /// `fifo:PATH`: a named pipe.
+    Fifo {
+        /// Where the FIFO lives.
+        path: PathBuf,
+    },
+    /// `mq:/NAME`: a POSIX message queue.
+    Mq {
+        /// The queue name, with its leading `/`.
+        name: String,
+        /// Maximum number of messages, when creating.
+        capacity: Option<u64>,
+        /// Maximum message size in bytes, when creating.
+        msgsize: Option<u64>,
+    },
+    /// `msg:KEY` or `msg:PATH`: a System V message queue.
+    Msg {
+        /// The key, or the path `ftok` turns into one.
+        key: MsgKey,
+        /// The message type: what a sender stamps, or the selector a receiver uses.
+        mtype: Option<i64>,
+    },
+    /// `shm:/NAME`: the shared-memory ring channel.
+    Shm {
+        /// The segment name, with its leading `/`.
+        name: String,
+        /// Ring capacity in bytes, when creating.
+        capacity: Option<u64>,
+    },
+    /// `unix:PATH` or `unix:@NAME`: a Unix stream socket.
+    Unix {
+        /// Where it is bound.
+        addr: UnixAddr,
+    },
+    /// `unixgram:PATH` or `unixgram:@NAME`: a Unix datagram socket.
+    UnixGram {
+        /// Where it is bound.
+        addr: UnixAddr,
+    },
+    /// `tcp:HOST:PORT`.
+    Tcp {
+        /// Host name or address (without brackets).
+        host: String,
+        /// Port number.
+        port: u16,
+    },
+    /// `udp:HOST:PORT`.
+    Udp {
+        /// Host name or address (without brackets).
+        host: String,
+        /// Port number.
+        port: u16,
+    },
+}
+
+/// How a System V object is named.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MsgKey {
+    /// A numeric key, as `ipcs` shows it.
+    Key(i32),
+    /// A path that `ftok` turns into a key.
+    Path(PathBuf),
+}
+
+/// A Unix socket address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UnixAddr {
+    /// A socket file on the filesystem.
+    Path(PathBuf),
+    /// A name in Linux's abstract namespace (written `@NAME`).
+    Abstract(String),
+}
+
+impl Endpoint {
+    /// Parses an endpoint; the error names what is wrong.
+    pub fn parse(text: &str) -> Result<Endpoint, Error> {
+        text.parse()
+    }
+
+    /// The mechanism's scheme as written in the grammar (`"-"` for standard I/O).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Endpoint::Stdio => "-",
+            Endpoint::Fifo { .. } => "fifo",
+            Endpoint::Mq { .. } => "mq",
+            Endpoint::Msg { .. } => "msg",
+            Endpoint::Shm { .. } => "shm",
+            Endpoint::Unix { .. } => "unix",
+            Endpoint::UnixGram { .. } => "unixgram",
+            Endpoint::Tcp { .. } => "tcp",
+            Endpoint::Udp { .. } => "udp",
+        }
+    }
+
+    /// Whether the transport is a byte stream (framing applies) rather than message-based.
+    pub fn is_byte_stream(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Stdio | Endpoint::Fifo { .. } | Endpoint::Unix { .. } | Endpoint::Tcp { .. }
+        )
+    }
+}
+
+const SCHEMES: &str = "-, fifo:, mq:, msg:, shm:, unix:, unixgram:, tcp: or udp:";
+
+fn invalid(text: &str, why: impl fmt::Display) -> Error {
+    Error::new(ErrorKind::InvalidEndpoint)
+        .detail(format!("`{text}` is not a valid endpoint: {why}"))
+}
+
+/// Parses a size such as `4096`, `64KiB`, `1M` or `2GB`.
+pub fn parse_size(text: &str) -> Result<u64, Error> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || {
+        Error::new(ErrorKind::InvalidInput).detail(format!(
+            "`{text}` is not a size: expected a number with an optional unit (K, KiB, M, MiB, G, GiB, KB, MB, GB)"
+        ))
+    };
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Parses `k=v&k=v`, allowing only `allowed` keys, each at most once.
+fn params<'a>(
+    text: &str,
+    query: Option<&'a str>,
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, Error> {
+    let Some(query) = query else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for pair in query.split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(invalid(
+                text,
+                format!("parameter `{pair}` needs the form key=value"),
+            ));
+        };
+        if !allowed.contains(&k) {
+            let what = if allowed.is_empty() {
+                "this mechanism takes no parameters".to_string()
+            } else {
+                format!("unknown parameter `{k}` (allowed: {})", allowed.join(", "))
+            };
+            return Err(invalid(text, what));
+        }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(invalid(text, format!("parameter `{k}` is given twice")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn ipc_name(text: &str, name: &str) -> Result<String, Error> {
+    if !name.starts_with('/') {
+        return Err(invalid(
+            text,
+            format!("the name `{name}` must start with '/' (like /jobs)"),
+        ));
+    }
+    if name.len() < 2 {
+        return Err(invalid(text, "the name is empty after '/'"));
+    }
+    if name[1..].contains('/') {
+        return Err(invalid(
+            text,
+            format!("the name `{name}` may contain no '/' after the first"),
+        ));
+    }
+    if name.len() > IPC_NAME_MAX {
+        return Err(invalid(
+            text,
+            format!(
+                "the name is {} bytes, over the limit of {IPC_NAME_MAX}",
+                name.len()
+            ),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(invalid(text, "the name contains a NUL byte"));
+    }
+    Ok(name.to_string())
+}
+
+fn path(text: &str, rest: &str) -> Result<PathBuf, Error> {
+    if rest.is_empty() {
+        return Err(invalid(text, "the path is empty"));
+    }
+    if rest.contains('\0') {
+        return Err(invalid(text, "the path contains a NUL byte"));
+    }
+    Ok(PathBuf::from(rest))
+}
+
+fn unix_addr(text: &str, rest: &str) -> Result<UnixAddr, Error> {
+    if let Some(name) = rest.strip_prefix('@') {
+        if name.is_empty() {
+            return Err(invalid(text, "the abstract name after '@' is empty"));
+        }
+        if name.len() > UNIX_PATH_MAX {
+            return Err(invalid(
+                text,
+                format!(
+                    "the abstract name is {} bytes, over the {UNIX_PATH_MAX}-byte limit of a Unix socket address",
+                    name.len()
+                ),
+            ));
+        }
+        return Ok(UnixAddr::Abstract(name.to_string()));
+    }
+    let p = path(text, rest)?;
+    if rest.len() > UNIX_PATH_MAX {
+        return Err(invalid(
+            text,
+            format!(
+                "the path is {} bytes, over the {UNIX_PATH_MAX}-byte limit of a Unix socket address; use a shorter or relative path",
+                rest.len()
+            ),
+        ));
+    }
+    Ok(UnixAddr::Path(p))
+}
+
+fn host_port(text: &str, rest: &str) -> Result<(String, u16), Error> {
+    let (host, port) = if let Some(after) = rest.strip_prefix('[') {
+        let Some((host, tail)) = after.split_once(']') else {
+            return Err(invalid(
+                text,
+                "an IPv6 address opened with '[' needs a closing ']'",
+            ));
+        };
+        let Some(port) = tail.strip_prefix(':') else {
+            return Err(invalid(text, "expected :PORT after the bracketed address"));
+        };
+        (host, port)
+    } else {
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err(invalid(text, "expected HOST:PORT"));
+        };
+        if host.contains(':') {
+            return Err(invalid(
+                text,
+                "an IPv6 address must be written in brackets, like [::1]:7000",
+            ));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err(invalid(text, "the host is empty"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid(text, format!("`{port}` is not a port number (0-65535)")))?;
+    Ok((host.to_string(), port))
+}
+
+fn msg_key(text: &str, key: &str) -> Result<MsgKey, Error> {
+    if key.is_empty() {
+        return Err(invalid(text, "the key is empty"));
+    }
+    if key.contains('/') || key.starts_with('.') {
+        return Ok(MsgKey::Path(path(text, key)?));
+    }
+    let parsed = if let Some(hex) = key.strip_prefix("0x").or_else(|| key.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16).map(|v| v as i32).ok()
+    } else {
+        key.parse::<i32>().ok()
+    };
+    match parsed {
+        Some(0) => Err(invalid(
+            text,
+            "key 0 is IPC_PRIVATE, which no other process can open by key",
+        )),
+        Some(k) => Ok(MsgKey::Key(k)),
+        None => Err(invalid(
+            text,
+            format!("`{key}` is not a key: expected a decimal or 0x-hex 32-bit number, or a path"),
+        )),
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Endpoint, Error> {
+        if text == "-" {
+            return Ok(Endpoint::Stdio);
+        }
+        let Some((scheme, rest)) = text.split_once(':') else {
+            return Err(invalid(
+                text,
+                format!("expected SCHEME:ADDRESS with a scheme of {SCHEMES}"),
+            ));
+        };
+        let with_query = || match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        match scheme {
+            "fifo" => Ok(Endpoint::Fifo {
+                path: path(text, rest)?,
+            }),
+            "mq" => {
+                let (name, q) = with_query();
+                let mut ep = Endpoint::Mq {
+                    name: ipc_name(text, name)?,
+                    capacity: None,
+                    msgsize: None,
+                };
+                for (k, v) in params(text, q, &["capacity", "msgsize"])? {
+                    let Endpoint::Mq {
+                        capacity, msgsize, ..
+                    } = &mut ep
+                    else {
+                        unreachable!()
+                    };
+                    match k {
+                        "capacity" => {
+                            let n: u64 = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                invalid(
+                                    text,
+                                    format!("capacity `{v}` is not a positive number of messages"),
+                                )
+                            })?;
+                            *capacity = Some(n);
+                        }
+                        _ => {
+                            let n = parse_size(v).map_err(|e| invalid(text, e))?;
+                            if n == 0 {
+                                return Err(invalid(text, "msgsize must be at least 1 byte"));
+                            }
+                            *msgsize = Some(n);
+                        }
+                    }
+                }
+                Ok(ep)
+            }
+            "msg" => {
+                let (key, q) = with_query();
+                let mut mtype = None;
+                for (_, v) in params(text, q, &["type"])? {
+                    mtype =
+                        Some(v.parse::<i64>().map_err(|_| {
+                            invalid(text, format!("type `{v}` is not a whole number"))
+                        })?);
+                }
+                Ok(Endpoint::Msg {
+                    key: msg_key(text, key)?,
+                    mtype,
+                })
+            }
+            "shm" => {
+                let (name, q) = with_query();
+                let mut capacity = None;
+                for (_, v) in params(text, q, &["capacity"])? {
+                    let n = parse_size(v).map_err(|e| invalid(text, e))?;
+                    if n == 0 {
+                        return Err(invalid(text, "capacity must be at least 1 byte"));
+                    }
+                    capacity = Some(n);
+                }
+                Ok(Endpoint::Shm {
+                    name: ipc_name(text, name)?,
+                    capacity,
+                })
+            }
+            "unix" => Ok(Endpoint::Unix {
+                addr: unix_addr(text, rest)?,
+            }),
+            "unixgram" => Ok(Endpoint::UnixGram {
+                addr: unix_addr(text, rest)?,
+            }),
+            "tcp" => {
+                let (host, port) = host_port(text, rest)?;
+                Ok(Endpoint::Tcp { host, port })
+            }
+            "udp" => {
+                let (host, port) = host_port(text, rest)?;
+                Ok(Endpoint::Udp { host, port })
+            }
+            other => Err(invalid(
+                text,
+                format!("unknown scheme `{other}:` (expected {SCHEMES})"),
+            )),
+        }
+    }
+}
+
+fn write_host(f: &mut fmt::Formatter<'_>, host: &str, port: u16) -> fmt::Result {
+    if host.contains(':') {
+        write!(f, "[{host}]:{port}")
+    } else {
+        write!(f, "{host}:{port}")
+    }
+}
+
+impl fmt::Display for UnixAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixAddr::Path(p) => write!(f, "{}", p.display()),
+            UnixAddr::Abstract(n) => write!(f, "@{n}"),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Stdio => f.write_str("-"),
+            Endpoint::Fifo { path } => write!(f, "fifo:{}", path.display()),
+            Endpoint::Mq {
+                name,
+                capacity,
+                msgsize,
+            } => {
+                write!(f, "mq:{name}")?;
+                let mut sep = '?';
+                if let Some(c) = capacity {
+                    write!(f, "{sep}capacity={c}")?;
+                    sep = '&';
+                }
+                if let Some(m) = msgsize {
+                    write!(f, "{sep}msgsize={m}")?;
+                }
+                Ok(())
+            }
+            Endpoint::Msg { key, mtype } => {
+                match key {
+                    MsgKey::Key(k) => write!(f, "msg:{:#x}", *k as u32)?,
+                    MsgKey::Path(p) => write!(f, "msg:{}", p.display())?,
+                }
+                if let Some(t) = mtype {
+                    write!(f, "?type={t}")?;
+                }
+                Ok(())
+            }
+            Endpoint::Shm { name, capacity } => {
+                write!(f, "shm:{name}")?;
+                if let Some(c) = capacity {
+                    write!(f, "?capacity={c}")?;
+                }
+                Ok(())
+            }
+            Endpoint::Unix { addr } => write!(f, "unix:{addr}"),
+            Endpoint::UnixGram { addr } => write!(f, "unixgram:{addr}"),
+            Endpoint::Tcp { host, port } => {
+                f.write_str("tcp:")?;
+                write_host(f, host, *port)
+            }
+            Endpoint::Udp { host, port } => {
+                f.write_str("udp:")?;
+                write_host(f, host, *port)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Endpoint {
+        Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        let e = Endpoint::parse(text).expect_err(text);
+        assert_eq!(e.kind(), ErrorKind::InvalidEndpoint, "{text}");
+        e.to_string()
+    }
+
+    #[test]
+    fn every_scheme_parses() {
+        assert_eq!(ok("-"), Endpoint::Stdio);
+        assert_eq!(
+            ok("fifo:myPipe"),
+            Endpoint::Fifo {
+                path: "myPipe".into()
+            }
+        );
+        assert_eq!(
+            ok("mq:/jobs?capacity=10&msgsize=8KiB"),
+            Endpoint::Mq {
+                name: "/jobs".into(),
+                capacity: Some(10),
+                msgsize: Some(8192)
+            }
+        );
+        assert_eq!(
+            ok("msg:0x1234"),
+            Endpoint::Msg {
+                key: MsgKey::Key(0x1234),
+                mtype: None
+            }
+        );
+        assert_eq!(
+            ok("msg:42?type=-3"),
+            Endpoint::Msg {
+                key: MsgKey::Key(42),
+                mtype: Some(-3)
+            }
+        );
+        assert_eq!(
+            ok("msg:/tmp/k"),
+            Endpoint::Msg {
+                key: MsgKey::Path("/tmp/k".into()),
+                mtype: None
+            }
+        );
+        assert_eq!(
+            ok("shm:/frame?capacity=1MiB"),
+            Endpoint::Shm {
+                name: "/frame".into(),
+                capacity: Some(1 << 20)
+            }
+        );
+        assert_eq!(
+            ok("unix:/run/x.sock"),
+            Endpoint::Unix {
+                addr: UnixAddr::Path("/run/x.sock".into())
+            }
+        );
+        assert_eq!(
+            ok("unix:@proc"),
+            Endpoint::Unix {
+                addr: UnixAddr::Abstract("proc".into())
+            }
+        );
+        assert_eq!(
+            ok("unixgram:d.sock"),
+            Endpoint::UnixGram {
+                addr: UnixAddr::Path("d.sock".into())
+            }
+        );
+        assert_eq!(
+            ok("tcp:127.0.0.1:7000"),
+            Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 7000
+            }
+        );
+        assert_eq!(
+            ok("udp:[::1]:53"),
+            Endpoint::Udp {
+                host: "::1".into(),
+                port: 53
+            }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "-",
+            "fifo:/tmp/p",
+            "mq:/jobs?capacity=10&msgsize=8192",
+            "msg:0x1234?type=2",
+            "msg:/etc/k",
+            "shm:/f?capacity=4096",
+            "unix:@n",
+            "unix:/s",
+            "unixgram:/d",
+            "tcp:localhost:80",
+            "udp:[::1]:9",
+        ] {
+            let ep = ok(text);
+            assert_eq!(ok(&ep.to_string()), ep, "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_endpoints_name_the_problem() {
+        assert!(err("jobs").contains("expected SCHEME:ADDRESS"));
+        assert!(err("ftp:x").contains("unknown scheme `ftp:`"));
+        assert!(err("fifo:").contains("path is empty"));
+        assert!(err("mq:jobs").contains("must start with '/'"));
+        assert!(err("mq:/a/b").contains("no '/' after the first"));
+        assert!(err("mq:/a?size=3").contains("unknown parameter `size`"));
+        assert!(err("mq:/a?capacity=0").contains("capacity"));
+        assert!(err("mq:/a?capacity=1&capacity=2").contains("given twice"));
+        assert!(err("msg:0").contains("IPC_PRIVATE"));
+        assert!(err("msg:zz").contains("not a key"));
+        assert!(err("tcp:host").contains("HOST:PORT"));
+        assert!(err("tcp:h:99999").contains("not a port"));
+        assert!(err("tcp:::1:80").contains("brackets"));
+        assert!(err(&format!("unix:/{}", "a".repeat(120))).contains("107-byte limit"));
+        assert!(!err("shm:/x?capacity=lots").contains('\n'));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The library's errors: one [`Error`] type whose [`ErrorKind`] tells the cases apart, and
+//! [`SendError`], which hands a message that could not be sent back to the caller.
+//!
+//! Every error displays as one plain sentence that names the object it concerns, so a program
+//! can show it to a person as it is.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, in a form a program can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The channel has no room for the message now (`try_send`).
+    Full,
+    /// No message is waiting (`try_recv`).
+    Empty,
+    /// The deadline passed before the operation could complete.
+    Timeout,
+    /// The other side closed its end or exited; nothing more will arrive or be taken.
+    PeerGone,
+    /// A message is over the size limit; [`Error::limit`] and [`Error::size`] give the numbers.
+    TooLarge,
+    /// Bytes from the peer do not form a valid message (bad framing, truncated, undecodable).
+    Malformed,
+    /// Shared state was found inconsistent (reserved for shared-memory flavors).
+    Corrupted,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// The object exists already and was not adopted.
+    AlreadyExists,
+    /// The object does not exist.
+    NotFound,
+    /// A FIFO has no process reading it, and the caller asked not to wait for one.
+    NoReader,
+    /// The path names something of the wrong type (a regular file where a FIFO was expected, a
+    /// symlink where none may be followed).
+    WrongType,
+    /// The endpoint text does not follow the grammar.
+    InvalidEndpoint,
+    /// The mechanism is part of the grammar but has no implementation yet.
+    NotImplemented,
+    /// An argument is out of range (not caused by a peer).
+    InvalidInput,
+    /// Any other operating-system error; [`std::error::Error::source`] has it.
+    Io,
+}
+
+impl ErrorKind {
+    fn default_text(self) -> &'static str {
+        match self {
+            ErrorKind::Full => "the channel is full",
+            ErrorKind::Empty => "no message is waiting",
+            ErrorKind::Timeout => "the deadline passed",
+            ErrorKind::PeerGone => "the peer has closed its end or exited",
+            ErrorKind::TooLarge => "the message is too large",
+            ErrorKind::Malformed => "the peer sent bytes that are not a valid message",
+            ErrorKind::Corrupted => "the shared state is corrupted",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::NotFound => "does not exist",
+            ErrorKind::NoReader => "no process has it open for reading",
+            ErrorKind::WrongType => "is not of the expected type",
+            ErrorKind::InvalidEndpoint => "is not a valid endpoint",
+            ErrorKind::NotImplemented => "is not implemented yet",
+            ErrorKind::InvalidInput => "invalid argument",
+            ErrorKind::Io => "input/output error",
+        }
+    }
+}
+
+/// A procom error: a kind, the object it concerns, a sentence, and the OS error if any.
+pub struct Error {
+    kind: ErrorKind,
+    object: Option<String>,
+    detail: Option<String>,
+    size: Option<u64>,
+    limit: Option<u64>,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An error of `kind` with the kind's default sentence.
+    pub fn new(kind: ErrorKind) -> Error {
+        Error {
+            kind,
+            object: None,
+            detail: None,
+            size: None,
+            limit: None,
+            source: None,
+        }
+    }
+
+    /// A message of `size` bytes is over `limit`.
+    pub fn too_large(size: u64, limit: u64) -> Error {
+        let mut e = Error::new(ErrorKind::TooLarge).detail(format!(
+            "a {size}-byte message is over the {limit}-byte limit"
+        ));
+        e.size = Some(size);
+        e.limit = Some(limit);
+        e
+    }
+
+    /// An operating-system error met while doing `what` (for example "open it for writing");
+    /// the kind is derived from the error number.
+    pub fn os(what: &str, err: io::Error) -> Error {
+        let kind = kind_of(&err);
+        let detail = match kind {
+            ErrorKind::NotFound => "does not exist".to_string(),
+            ErrorKind::PermissionDenied => format!("permission denied when trying to {what}"),
+            ErrorKind::PeerGone => "the peer has closed its end or exited".to_string(),
+            _ => format!("could not {what}: {err}"),
+        };
+        let mut e = Error::new(kind).detail(detail);
+        e.source = Some(err);
+        e
+    }
+
+    /// Names the object the error concerns (an endpoint, a path); shown first.
+    #[must_use]
+    pub fn object(mut self, object: impl fmt::Display) -> Error {
+        if self.object.is_none() {
+            self.object = Some(object.to_string());
+        }
+        self
+    }
+
+    /// Replaces the default sentence.
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Error {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The object the error concerns, if known.
+    pub fn object_name(&self) -> Option<&str> {
+        self.object.as_deref()
+    }
+
+    /// For [`ErrorKind::TooLarge`]: the limit that was exceeded, in bytes.
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// For [`ErrorKind::TooLarge`]: the size of the message that was refused, in bytes.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// The operating-system error behind this one, if any.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+/// Maps an OS error to the kind a caller matches on.
+pub(crate) fn kind_of(err: &io::Error) -> ErrorKind {
+    match err.raw_os_error() {
+        Some(code) => match rustix::io::Errno::from_raw_os_error(code) {
+            rustix::io::Errno::NOENT => ErrorKind::NotFound,
+            rustix::io::Errno::ACCESS | rustix::io::Errno::PERM => ErrorKind::PermissionDenied,
+            rustix::io::Errno::EXIST => ErrorKind::AlreadyExists,
+            rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET | rustix::io::Errno::NOTCONN => {
+                ErrorKind::PeerGone
+            }
+            rustix::io::Errno::NXIO => ErrorKind::NoReader,
+            rustix::io::Errno::AGAIN => ErrorKind::Full,
+            rustix::io::Errno::TIMEDOUT => ErrorKind::Timeout,
+            rustix::io::Errno::MSGSIZE => ErrorKind::TooLarge,
+            _ => ErrorKind::Io,
+        },
+        None => match err.kind() {
+            io::ErrorKind::NotFound => ErrorKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+            io::ErrorKind::BrokenPipe => ErrorKind::PeerGone,
+            io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Io,
+        },
+    }
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Error {
+        Error::os("complete the operation", e.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self
+            .detail
+            .as_deref()
+            .unwrap_or_else(|| self.kind.default_text());
+        match &self.object {
+            Some(object) => write!(f, "{object}: {text}"),
+            None => f.write_str(text),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind)
+            .field("message", &self.to_string());
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match e.kind {
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            ErrorKind::PeerGone => io::ErrorKind::BrokenPipe,
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::Full | ErrorKind::Empty => io::ErrorKind::WouldBlock,
+            ErrorKind::Malformed | ErrorKind::Corrupted => io::ErrorKind::InvalidData,
+            ErrorKind::InvalidEndpoint | ErrorKind::InvalidInput | ErrorKind::TooLarge => {
+                io::ErrorKind::InvalidInput
+            }
+            ErrorKind::NotImplemented => io::ErrorKind::Unsupported,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A message that could not be sent, handed back with the reason.
+pub struct SendError<M> {
+    message: M,
+    error: Error,
+}
+
+impl<M> SendError<M> {
+    pub(crate) fn new(message: M, error: Error) -> SendError<M> {
+        SendError { message, error }
+    }
+
+    /// Takes the message back.
+    pub fn into_message(self) -> M {
+        self.message
+    }
+
+    /// The message that was not sent.
+    pub fn message(&self) -> &M {
+        &self.message
+    }
+
+    /// Why it was not sent.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// Shorthand for `self.error().kind()`.
+    pub fn kind(&self) -> ErrorKind {
+        self.error.kind
+    }
+
+    /// Drops the message and keeps the error.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<M> std::error::Error for SendError<M> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<M> From<SendError<M>> for Error {
+    fn from(e: SendError<M>) -> Error {
+        e.error
+    }
+}
+
+/// The result of library calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_map_to_kinds_and_read_as_one_sentence() {
+        let e = Error::os(
+            "open it for writing",
+            io::Error::from_raw_os_error(libc_eacces()),
+        )
+        .object("fifo:/x");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.to_string(),
+            "fifo:/x: permission denied when trying to open it for writing"
+        );
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn too_large_carries_numbers() {
+        let e = Error::too_large(10, 4);
+        assert_eq!(e.limit(), Some(4));
+        assert_eq!(e.size(), Some(10));
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn send_error_hands_the_message_back() {
+        let e = SendError::new(vec![1u8, 2, 3], Error::new(ErrorKind::Full));
+        assert_eq!(e.kind(), ErrorKind::Full);
+        assert_eq!(e.into_message(), vec![1, 2, 3]);
+    }
+
+    fn libc_eacces() -> i32 {
+        rustix::io::Errno::ACCESS.raw_os_error()
+    }
+}

@@ -1,0 +1,43 @@
+//! procom: every Linux inter-process communication mechanism, real and fast, behind one safe
+//! API.
+//!
+//! - [`pipe`]: anonymous pipes, children wired to them, shell-style pipelines.
+//! - [`fifo`]: named pipes.
+//! - [`Sender`] / [`Receiver`]: byte messages over any [endpoint](endpoint), with blocking,
+//!   `try_`, `_timeout` and `_deadline` forms; [`typed`] for serde types.
+//! - [`framing`]: the one definition of how messages travel over byte streams.
+//!
+//! Message queues, shared memory, semaphores, signals and sockets arrive as their own modules;
+//! until then their endpoints parse but opening them reports [`ErrorKind::NotImplemented`].
+//!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! let dir = std::env::temp_dir().join(format!("procom-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let ep = format!("fifo:{}/jobs", dir.display());
+//! let mut rx = procom::Receiver::bind(&ep)?;        // creates the FIFO, removes it on drop
+//! let writer = std::thread::spawn(move || -> Result<(), procom::Error> {
+//!     let mut tx = procom::Sender::connect(&ep)?;   // waits for the reader, as the seed says
+//!     tx.send(b"hello").map_err(|e| e.into_error())
+//! });
+//! assert_eq!(rx.recv()?, b"hello");
+//! writer.join().unwrap()?;
+//! drop(rx);
+//! std::fs::remove_dir(&dir).unwrap();
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod channel;
+pub mod endpoint;
+pub mod error;
+pub mod fifo;
+pub mod framing;
+pub mod pipe;
+mod stream;
+pub mod typed;
+
+pub use channel::{Options, Receiver, Sender, ToEndpoint};
+pub use endpoint::Endpoint;
+pub use error::{Error, ErrorKind, SendError};
+pub use framing::Framing;

@@ -1,0 +1,285 @@
+//! The byte-stream engine under every fd-based flavor: waiting with a deadline, writing
+//! without blocking past it, and never dying of SIGPIPE.
+//!
+//! One internal function per direction takes an `Option<Instant>` deadline; blocking, `try_`
+//! and `_timeout` forms are that function with no deadline, a deadline of now, and a deadline
+//! of now + timeout. `EINTR` is retried against the original deadline.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::FileType;
+use rustix::io::{Errno, ReadWriteFlags};
+
+/// What kind of file a descriptor is, which decides how it can be written without blocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// An anonymous pipe or a FIFO.
+    Pipe,
+    /// A socket.
+    Socket,
+    /// A terminal, a regular file or anything else: written with plain blocking writes.
+    Other,
+}
+
+pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> FdKind {
+    match rustix::fs::fstat(fd) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::Fifo => FdKind::Pipe,
+            FileType::Socket => FdKind::Socket,
+            _ => FdKind::Other,
+        },
+        Err(_) => FdKind::Other,
+    }
+}
+
+/// The deadline `timeout` from now; a timeout too large to represent means no deadline.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Waits until `fd` reports one of `events` (or an error/hang-up), or the deadline passes.
+/// Returns whether it became ready. A passed deadline still checks readiness once.
+pub(crate) fn wait(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    loop {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut fds = [PollFd::new(&fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The write half: an fd, how to write it without blocking, and whether SIGPIPE needs guarding.
+#[derive(Debug)]
+pub(crate) struct StreamWriter {
+    fd: OwnedFd,
+    kind: FdKind,
+    /// SIGPIPE was ignored when this writer was made, so a plain write cannot kill us.
+    sigpipe_ignored: bool,
+    /// `RWF_NOWAIT` was refused once (an old kernel); fall back to poll + blocking write.
+    no_nowait: bool,
+}
+
+/// The outcome of a write that stopped early.
+#[derive(Debug)]
+pub(crate) struct WriteStop {
+    /// Bytes that did go out before it stopped.
+    pub written: usize,
+    /// Why it stopped: a deadline (`None`) or an OS error.
+    pub error: Option<io::Error>,
+}
+
+impl StreamWriter {
+    pub(crate) fn new(fd: OwnedFd) -> StreamWriter {
+        let kind = fd_kind(fd.as_fd());
+        StreamWriter {
+            fd,
+            kind,
+            sigpipe_ignored: procom_sys::sigpipe::sigpipe_ignored().unwrap_or(false),
+            no_nowait: false,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> FdKind {
+        self.kind
+    }
+
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// One write attempt. `nowait` asks the kernel not to block (pipes and sockets only).
+    fn write_once(&mut self, bufs: &[IoSlice<'_>], nowait: bool) -> io::Result<usize> {
+        let fd = self.fd.as_fd();
+        let use_nowait = nowait && !self.no_nowait && self.kind != FdKind::Other;
+        let attempt = || -> io::Result<usize> {
+            if use_nowait {
+                rustix::io::pwritev2(fd, bufs, u64::MAX, ReadWriteFlags::NOWAIT).map_err(Into::into)
+            } else {
+                rustix::io::writev(fd, bufs).map_err(Into::into)
+            }
+        };
+        let result = if self.sigpipe_ignored {
+            attempt()
+        } else {
+            procom_sys::sigpipe::without_sigpipe(attempt)
+        };
+        if use_nowait
+            && matches!(&result, Err(e) if e.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()))
+        {
+            self.no_nowait = true;
+        }
+        result
+    }
+
+    /// Free bytes in a pipe's buffer, when the descriptor is a pipe.
+    pub(crate) fn pipe_free_space(&self) -> Option<usize> {
+        if self.kind != FdKind::Pipe {
+            return None;
+        }
+        let cap = rustix::pipe::fcntl_getpipe_size(self.fd.as_fd()).ok()?;
+        let used = rustix::io::ioctl_fionread(self.fd.as_fd()).ok()? as usize;
+        Some(cap.saturating_sub(used))
+    }
+
+    /// Writes all of `parts` (in order) or stops at the deadline or an error.
+    pub(crate) fn write_all(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteStop> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut written = 0usize;
+        while written < total {
+            let mut skip = written;
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                slices.push(IoSlice::new(&p[skip..]));
+                skip = 0;
+            }
+            match self.write_once(&slices, true) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || (self.no_nowait
+                            && e.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error())) =>
+                {
+                    match wait(self.fd.as_fd(), PollFlags::OUT, deadline) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Err(WriteStop {
+                                written,
+                                error: None,
+                            });
+                        }
+                        Err(e) => {
+                            return Err(WriteStop {
+                                written,
+                                error: Some(e),
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(WriteStop {
+                        written,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for StreamWriter {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The read half: an fd and the bytes read from it that no message has claimed yet.
+#[derive(Debug)]
+pub(crate) struct StreamReader {
+    fd: OwnedFd,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+    pub(crate) eof: bool,
+}
+
+/// How much a read asks for when the frame size is unknown.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl StreamReader {
+    pub(crate) fn new(fd: OwnedFd) -> StreamReader {
+        StreamReader {
+            fd,
+            buf: Vec::new(),
+            start: 0,
+            eof: false,
+        }
+    }
+
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// The unclaimed bytes.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Drops `n` bytes from the front of the unclaimed bytes.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes, waiting until the deadline. `want` is how many unclaimed bytes the
+    /// caller needs in total (0 if unknown). Returns `Ok(false)` if the deadline passed with
+    /// nothing new; end of stream sets `self.eof`.
+    pub(crate) fn fill(&mut self, want: usize, deadline: Option<Instant>) -> io::Result<bool> {
+        if self.start > 0
+            && (self.start >= self.buf.len() / 2
+                || self.buf.capacity() - self.buf.len() < READ_CHUNK)
+        {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let have = self.buf.len() - self.start;
+        // Make room for the rest of a large frame at once, so it is read in few calls.
+        let ask = if want > have {
+            (want - have).max(READ_CHUNK)
+        } else {
+            READ_CHUNK
+        };
+        self.buf.reserve(ask);
+        loop {
+            if !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {
+                return Ok(false);
+            }
+            match rustix::io::read(
+                self.fd.as_fd(),
+                rustix::buffer::spare_capacity(&mut self.buf),
+            ) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(true);
+                }
+                Ok(_) => return Ok(true),
+                Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for StreamReader {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
