@@ -171,11 +171,10 @@ impl Sender {
         match &ep {
             Endpoint::Stdio => Sender::connect_with(ep, opts),
             Endpoint::Fifo { .. } => {
-                let mut fifo = Fifo::create(match &ep {
-                    Endpoint::Fifo { path } => path,
-                    _ => unreachable!(),
-                })?;
-                drop(fifo.take_reader());
+                let Endpoint::Fifo { path } = &ep else {
+                    unreachable!()
+                };
+                let fifo = Fifo::create(path)?;
                 let mut sender = Sender::connect_with(&ep, opts)?;
                 let SenderFlavor::Stream(s) = &mut sender.flavor;
                 s._owner = Some(fifo);
@@ -366,7 +365,7 @@ impl Receiver {
         match &ep {
             Endpoint::Stdio => Receiver::connect_with(ep, opts),
             Endpoint::Fifo { path } => {
-                let mut fifo = Fifo::create(path)?;
+                let mut fifo = Fifo::create_inner(path, fifo::DEFAULT_MODE)?;
                 let fd = fifo
                     .take_reader()
                     .ok_or_else(|| Error::new(ErrorKind::Io).object(&ep))?;

@@ -190,7 +190,7 @@ pub struct Fifo {
     id: (u64, u64),
     keep: bool,
     /// The read end opened during creation (to fix the mode through a descriptor, immune to
-    /// the path being swapped), kept for the channel layer.
+    /// the path being swapped); kept only for the channel layer's receiver.
     reader: Option<rustix::fd::OwnedFd>,
 }
 
@@ -203,7 +203,14 @@ impl Fifo {
 
     /// Creates a FIFO at `path` with exactly `mode` (permission bits only), whatever the umask.
     pub fn create_with_mode(path: impl AsRef<Path>, mode: u32) -> Result<Fifo, Error> {
-        let path = path.as_ref().to_path_buf();
+        let mut fifo = Fifo::create_inner(path.as_ref(), mode)?;
+        drop(fifo.reader.take());
+        Ok(fifo)
+    }
+
+    /// Creates the FIFO and keeps the read end that was opened to fix its mode.
+    pub(crate) fn create_inner(path: &Path, mode: u32) -> Result<Fifo, Error> {
+        let path = path.to_path_buf();
         if mode & !0o777 != 0 {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail(format!(

@@ -1,0 +1,103 @@
+//! The command line, as clap derive types. One subcommand per file under `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Every Linux inter-process communication mechanism, from the command line.
+///
+/// Endpoints: `-` (stdin/stdout), `fifo:PATH`, `mq:/NAME`, `msg:KEY`, `shm:/NAME`,
+/// `unix:PATH`, `unixgram:PATH`, `tcp:HOST:PORT`, `udp:HOST:PORT`.
+#[derive(Debug, Parser)]
+#[command(name = "procom", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send one message, or standard input, to an endpoint.
+    Send(SendArgs),
+    /// Receive messages from an endpoint and print each on its own line.
+    Recv(RecvArgs),
+    /// Create and remove named pipes (FIFOs).
+    #[command(subcommand)]
+    Fifo(FifoCommand),
+    /// Walk through the seed's scenarios with real processes; each step prints PASS or FAIL.
+    Tour,
+}
+
+/// Options shared by `send` and `recv`.
+#[derive(Debug, Args)]
+pub struct StreamOpts {
+    /// On byte-stream endpoints, use length-prefixed messages (4-byte big-endian length, then
+    /// the bytes) instead of lines.
+    #[arg(long)]
+    pub framed: bool,
+    /// The largest message accepted or sent, like 64MiB.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub max_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Where to send: an endpoint such as fifo:myPipe, or - for standard output.
+    pub endpoint: String,
+    /// The message, or - to send standard input (each line one message; on a byte-stream
+    /// endpoint without --framed, standard input is copied as it is).
+    pub message: String,
+    /// Give up if the transfer has not finished within SECS (0: do not wait at all, so a FIFO
+    /// with no reader is an error at once).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub stream: StreamOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Where to receive from: an endpoint such as fifo:myPipe, or - for standard input.
+    pub endpoint: String,
+    /// Stop after N messages (fewer before the sender closes is an error).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Give up if no message arrives within SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub stream: StreamOpts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FifoCommand {
+    /// Create a FIFO (mode 0600 unless --mode says otherwise), like mkfifo; an existing path
+    /// is an error.
+    Create {
+        path: PathBuf,
+        /// Permission bits in octal, applied exactly whatever the umask.
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+    },
+    /// Remove a FIFO; anything that is not a FIFO is left alone and reported.
+    Rm { path: PathBuf },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    procom::endpoint::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{s}` is not a usable number of seconds"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal mode between 0 and 777"))
+}

@@ -1,0 +1,53 @@
+//! One file per subcommand; `run` dispatches.
+
+mod fifo;
+mod recv;
+mod send;
+mod tour;
+
+use std::fmt;
+
+use crate::cli::{Cli, Command, StreamOpts};
+
+/// Standard output was closed by its reader (`procom recv … | head -1`): not an error.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::interrupt::install()?;
+    match cli.command {
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+        Command::Fifo(cmd) => fifo::run(cmd),
+        Command::Tour => tour::run(),
+    }
+}
+
+/// Library options from the shared flags; `raw` picks unframed bytes.
+fn options(stream: &StreamOpts, raw: bool) -> anyhow::Result<procom::Options> {
+    let framing = if stream.framed {
+        procom::Framing::Length
+    } else if raw {
+        procom::Framing::Raw
+    } else {
+        procom::Framing::Lines
+    };
+    let max = usize::try_from(stream.max_size)
+        .ok()
+        .filter(|m| *m <= u32::MAX as usize)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--max-size {} is over the 4 GiB a length prefix can describe",
+                stream.max_size
+            )
+        })?;
+    Ok(procom::Options::default().framing(framing).max_message(max))
+}

@@ -1,0 +1,51 @@
+//! `procom recv ENDPOINT [--count N] [--timeout SECS]`
+
+use std::io::Write;
+
+use procom::{Endpoint, ErrorKind, Receiver};
+
+use super::StdoutClosed;
+use crate::cli::RecvArgs;
+use crate::interrupt;
+
+pub fn run(args: RecvArgs) -> anyhow::Result<()> {
+    let ep = Endpoint::parse(&args.endpoint)?;
+    let opts = super::options(&args.stream, false)?;
+    interrupt::set_activity(format!("receiving from {ep}"));
+    let mut rx = Receiver::connect_with(&ep, &opts)?;
+    let mut received = 0u64;
+    while args.count.is_none_or(|n| received < n) {
+        let msg = match args.timeout {
+            Some(t) => rx.recv_timeout(t),
+            None => rx.recv(),
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::PeerGone => match args.count {
+                None => return Ok(()),
+                Some(n) => {
+                    anyhow::bail!("{ep}: the sender closed after {received} of {n} messages")
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                let t = args.timeout.unwrap_or_default();
+                anyhow::bail!("{ep}: no whole message arrived within {t:?} ({received} received)");
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let _whole = interrupt::output_lock();
+        let mut out = std::io::stdout().lock();
+        out.write_all(&msg)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush())
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    anyhow::Error::new(StdoutClosed)
+                } else {
+                    anyhow::Error::new(e).context("could not write to standard output")
+                }
+            })?;
+        received += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! `procom tour`: the seed's scenarios, each run with real processes and checked.
+//!
+//! Every step explains what it shows in a few lines, runs it, and prints PASS or FAIL; the
+//! exit status is 1 if any step failed. Children are `procom` itself and standard tools.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use procom::pipe::{self, Pipeline};
+use procom::{ErrorKind, Framing, Options, Receiver};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Step {
+    title: &'static str,
+    explain: &'static str,
+    run: fn(&Ctx) -> anyhow::Result<String>,
+}
+
+struct Ctx {
+    exe: PathBuf,
+    dir: PathBuf,
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()
+        .context("could not find the procom executable to run as a child")?;
+    let dir = std::env::temp_dir().join(format!("procom-tour-{}-{}", std::process::id(), nanos()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("could not create the scratch directory {}", dir.display()))?;
+    let ctx = Ctx { exe, dir };
+    let steps = steps();
+    println!("procom tour: the seed's IPC scenarios, run with real processes\n");
+    let mut failed = 0;
+    for (i, step) in steps.iter().enumerate() {
+        println!("[{}/{}] {}", i + 1, steps.len(), step.title);
+        for line in step.explain.lines() {
+            println!("      {line}");
+        }
+        match (step.run)(&ctx) {
+            Ok(what) => println!("      PASS  {what}\n"),
+            Err(e) => {
+                failed += 1;
+                println!("      FAIL  {e:#}\n");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&ctx.dir);
+    println!("{} of {} steps passed", steps.len() - failed, steps.len());
+    if failed > 0 {
+        bail!("{failed} tour step(s) failed");
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn steps() -> Vec<Step> {
+    vec![
+        Step {
+            title: "Anonymous pipe: parent writes, child reads",
+            explain: "pipe() returns a read end and a write end, both kept in the kernel's memory.\n\
+                      The child's standard input is the read end; the parent keeps only the write\n\
+                      end, so closing it gives the child end-of-file.",
+            run: pipe_parent_to_child,
+        },
+        Step {
+            title: "Pipeline `seq 1 100000 | wc -l`: two children of one parent",
+            explain: "As in the shell, both commands are children of this process, joined by a pipe\n\
+                      that only they hold. wc sees end-of-file exactly when seq exits.",
+            run: pipeline,
+        },
+        Step {
+            title: "FIFO: the writer waits until a reader opens it",
+            explain: "A FIFO is a pipe with a name (mkfifo). `echo hello > myPipe` stops until some\n\
+                      process opens myPipe for reading; then the data flows and the writer exits.",
+            run: fifo_writer_waits,
+        },
+    ]
+}
+
+/// Waits for `child` at most `timeout`, using a pidfd (no polling loop); kills it on timeout.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    if let Some(status) = exited_within(child, timeout)? {
+        return Ok(status);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!(
+        "child {} did not finish within {timeout:?} and was killed",
+        child.id()
+    )
+}
+
+/// The child's status if it exits within `timeout`, else `None` (the child keeps running).
+fn exited_within(child: &mut Child, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32)
+        .ok_or_else(|| anyhow!("bad child pid"))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn pipe_parent_to_child(ctx: &Ctx) -> anyhow::Result<String> {
+    let mut cmd = Command::new(&ctx.exe);
+    cmd.args(["recv", "-", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, mut to_child) = pipe::spawn_with_stdin(cmd)?;
+    to_child.write_all(b"hello through a pipe\n")?;
+    drop(to_child);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .context("child stdout")?
+        .read_to_string(&mut out)?;
+    let status = wait_timeout(&mut child, STEP_TIMEOUT)?;
+    ensure!(status.success(), "the child failed: {status}");
+    ensure!(out == "hello through a pipe\n", "the child printed {out:?}");
+    Ok(format!(
+        "child {} read {:?} from its end of the pipe",
+        child.id(),
+        out.trim_end()
+    ))
+}
+
+fn pipeline(_ctx: &Ctx) -> anyhow::Result<String> {
+    let mut seq = Command::new("seq");
+    seq.args(["1", "100000"]);
+    let mut wc = Command::new("wc");
+    wc.arg("-l");
+    let mut running = Pipeline::new()
+        .command(seq)
+        .command(wc)
+        .stdout_piped()
+        .spawn()?;
+    let mut out = String::new();
+    running
+        .stdout
+        .take()
+        .context("pipeline output")?
+        .read_to_string(&mut out)?;
+    let pids = running.pids();
+    for child in &mut running.children {
+        let status = wait_timeout(child, STEP_TIMEOUT)?;
+        ensure!(status.success(), "a pipeline command failed: {status}");
+    }
+    ensure!(out.trim() == "100000", "wc -l printed {out:?}, not 100000");
+    Ok(format!(
+        "seq (pid {}) | wc -l (pid {}) counted {} lines",
+        pids[0],
+        pids[1],
+        out.trim()
+    ))
+}
+
+fn fifo_writer_waits(ctx: &Ctx) -> anyhow::Result<String> {
+    let path = ctx.dir.join("myPipe");
+    let fifo = procom::fifo::Fifo::create(&path)?;
+    let ep = format!("fifo:{}", path.display());
+    let no_reader = procom::fifo::try_open_write(&path).err().map(|e| e.kind());
+    ensure!(
+        no_reader == Some(ErrorKind::NoReader),
+        "opening with no reader gave {no_reader:?}"
+    );
+    let mut writer = Command::new(&ctx.exe)
+        .args(["send", &ep, "hello through a FIFO"])
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Nobody reads yet, so the writer must still be waiting in open() a moment later.
+    if let Some(status) = exited_within(&mut writer, Duration::from_millis(300))? {
+        bail!("the writer finished ({status}) although no process was reading");
+    }
+    let mut rx = Receiver::connect_with(&ep, &Options::default().framing(Framing::Lines))?;
+    let msg = rx.recv_timeout(STEP_TIMEOUT)?;
+    let status = wait_timeout(&mut writer, STEP_TIMEOUT)?;
+    ensure!(status.success(), "the writer failed: {status}");
+    ensure!(
+        msg == b"hello through a FIFO",
+        "read {:?}",
+        String::from_utf8_lossy(&msg)
+    );
+    let eof = rx.recv_timeout(STEP_TIMEOUT).err().map(|e| e.kind());
+    ensure!(
+        eof == Some(ErrorKind::PeerGone),
+        "after the writer left, reading gave {eof:?} instead of end-of-file"
+    );
+    drop(rx);
+    fifo.remove()?;
+    ensure!(!Path::new(&path).exists(), "the FIFO was not removed");
+    Ok(format!(
+        "writer {} blocked until this process opened the FIFO, then {:?} arrived, then end-of-file",
+        writer.id(),
+        String::from_utf8_lossy(&msg)
+    ))
+}
