@@ -1,0 +1,517 @@
+//! The shared channel contract: one generic test per semantic property, instantiated for every
+//! flavor by the `contract!` macro at the bottom.
+//!
+//! Each test runs the property's receiver and sender as two separate child processes (this
+//! binary re-executed as the roles `contract::recv` and `contract::send`), wired to one
+//! endpoint by the flavor's entry in [`wire`]. The receiver prints `ready` once its end is
+//! open; the sender starts only then. Each role checks it leaked no descriptor; the parent
+//! checks both outcomes and that no named object was left behind.
+//!
+//! Documented exceptions:
+//! - `pipe` (the `-` endpoint, standard input/output): dropping a `Sender` on `-` closes only
+//!   its duplicate of standard output, so in `disconnect_on_drop` the receiver sees the
+//!   disconnect when the sending process exits, not when the sender is dropped.
+
+use std::process::{Command, Stdio};
+
+use procom::{ErrorKind, Options, Receiver, Sender};
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role};
+
+/// One semantic property: what the sender does, what the receiver checks, and what the
+/// parent does between them.
+struct Property {
+    name: &'static str,
+    send: fn(&str) -> Outcome,
+    recv: fn(&str, &str) -> Outcome,
+    parent: fn(&mut Proc, &mut Proc) -> Outcome,
+    /// Whether the sender is expected to exit 0 (not when the parent kills it).
+    sender_survives: bool,
+}
+
+const PROPERTIES: &[Property] = &[
+    Property {
+        name: "order",
+        send: order_send,
+        recv: order_recv,
+        parent: no_step,
+        sender_survives: true,
+    },
+    Property {
+        name: "boundaries",
+        send: boundaries_send,
+        recv: boundaries_recv,
+        parent: no_step,
+        sender_survives: true,
+    },
+    Property {
+        name: "try_recv_empty",
+        send: try_recv_send,
+        recv: try_recv_recv,
+        parent: no_step,
+        sender_survives: true,
+    },
+    Property {
+        name: "disconnect_on_drop",
+        send: disconnect_send,
+        recv: disconnect_recv,
+        parent: disconnect_parent,
+        sender_survives: true,
+    },
+    Property {
+        name: "oversize_rejected",
+        send: oversize_send,
+        recv: oversize_recv,
+        parent: no_step,
+        sender_survives: true,
+    },
+    Property {
+        name: "peer_death",
+        send: death_send,
+        recv: death_recv,
+        parent: death_parent,
+        sender_survives: false,
+    },
+    Property {
+        name: "typed",
+        send: typed_send,
+        recv: typed_recv,
+        parent: no_step,
+        sender_survives: true,
+    },
+];
+
+pub const ROLES: &[Role] = &[
+    Role {
+        name: "contract::recv",
+        run: recv_role,
+    },
+    Role {
+        name: "contract::send",
+        run: send_role,
+    },
+];
+
+/// How a flavor's two roles reach each other.
+struct Wiring {
+    recv_cmd: Command,
+    send_cmd: Command,
+    /// Whether the sender's standard output is the channel (so it must not be captured).
+    send_stdout_is_channel: bool,
+    scratch: Option<Scratch>,
+}
+
+/// The per-flavor setup: an endpoint for each side and the commands that play `property`.
+fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
+    match flavor {
+        "pipe" => {
+            let (r, w) = check!(procom::pipe::pipe());
+            let mut recv_cmd = role("contract::recv", &[property, "-", "connect"]);
+            recv_cmd.stdin(r);
+            let mut send_cmd = role("contract::send", &[property, "-"]);
+            send_cmd.stdout(w);
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd,
+                send_stdout_is_channel: true,
+                scratch: None,
+            })
+        }
+        "fifo" => {
+            let scratch = Scratch::new("procom-contract")?;
+            let ep = format!("fifo:{}", scratch.join("ch").display());
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: Some(scratch),
+            })
+        }
+        other => Err(format!("no wiring for flavor {other}")),
+    }
+}
+
+fn run(flavor: &str, property: &'static Property) -> Outcome {
+    let Wiring {
+        mut recv_cmd,
+        mut send_cmd,
+        send_stdout_is_channel,
+        scratch,
+    } = wire(flavor, property.name)?;
+    let mut rx = Proc::spawn("receiver", &mut recv_cmd)?;
+    drop(recv_cmd); // closes this process's copy of the receiver's end
+    rx.expect_line("ready")?;
+    send_cmd.stdin(Stdio::piped());
+    let mut tx = if send_stdout_is_channel {
+        Proc::spawn_keep_stdout("sender", &mut send_cmd)?
+    } else {
+        Proc::spawn("sender", &mut send_cmd)?
+    };
+    drop(send_cmd);
+    (property.parent)(&mut rx, &mut tx)?;
+    let rx_done = rx.success(STEP);
+    drop(tx.child().stdin.take());
+    let tx_done = tx.finish(STEP)?;
+    rx_done?;
+    if property.sender_survives {
+        ensure!(
+            tx_done.status.success(),
+            "sender failed: {}; stderr: {}",
+            tx_done.status,
+            tx_done.stderr.trim()
+        );
+    }
+    match scratch {
+        Some(s) => s.finish(),
+        None => Ok(()),
+    }
+}
+
+fn find(name: &str) -> Result<&'static Property, String> {
+    PROPERTIES
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("no property {name}"))
+}
+
+fn recv_role(args: &[String]) -> Outcome {
+    let [property, ep, mode] = args else {
+        return Err(format!("bad arguments {args:?}"));
+    };
+    (find(property)?.recv)(ep, mode)
+}
+
+fn send_role(args: &[String]) -> Outcome {
+    let [property, ep] = args else {
+        return Err(format!("bad arguments {args:?}"));
+    };
+    (find(property)?.send)(ep)
+}
+
+fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
+    Ok(if mode == "bind" {
+        check!(Receiver::bind_with(ep, opts))
+    } else {
+        check!(Receiver::connect_with(ep, opts))
+    })
+}
+
+fn ready() {
+    use std::io::Write;
+    println!("ready");
+    let _ = std::io::stdout().flush();
+}
+
+fn expect_gone(rx: &mut Receiver) -> Outcome {
+    match rx.recv_timeout(STEP) {
+        Err(e) if e.kind() == ErrorKind::PeerGone => Ok(()),
+        Err(e) => Err(format!("expected PeerGone, got {e}")),
+        Ok(m) => Err(format!("expected PeerGone, got a {}-byte message", m.len())),
+    }
+}
+
+fn no_step(_rx: &mut Proc, _tx: &mut Proc) -> Outcome {
+    Ok(())
+}
+
+fn send_all(tx: &mut Sender, msg: &[u8]) -> Outcome {
+    tx.send(msg).map_err(|e| e.to_string())
+}
+
+// --- order: many messages arrive exactly once, in order ---------------------------------------
+
+const ORDER_N: usize = 5000;
+
+fn numbered(i: usize) -> Vec<u8> {
+    let mut m = format!("{i:06}:").into_bytes();
+    m.resize(m.len() + i % 257, b'x');
+    m
+}
+
+fn order_send(ep: &str) -> Outcome {
+    let mut tx = check!(Sender::connect(ep));
+    for i in 0..ORDER_N {
+        send_all(&mut tx, &numbered(i))?;
+    }
+    Ok(())
+}
+
+fn order_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default())?;
+    ready();
+    for i in 0..ORDER_N {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(
+            m == numbered(i),
+            "message {i} arrived as {:?}",
+            String::from_utf8_lossy(&m[..m.len().min(20)])
+        );
+    }
+    expect_gone(&mut rx)
+}
+
+// --- boundaries: every size survives whole, none merged or split ------------------------------
+
+const SIZES: &[usize] = &[
+    0,
+    1,
+    2,
+    4091,
+    4092,
+    4095,
+    4096,
+    4097,
+    65535,
+    65536,
+    65537,
+    1 << 20,
+    (3 << 20) + 5,
+];
+
+fn pattern(size: usize, k: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i.wrapping_mul(31) ^ k.wrapping_mul(7) ^ size) as u8)
+        .collect()
+}
+
+fn boundaries_send(ep: &str) -> Outcome {
+    let mut tx = check!(Sender::connect(ep));
+    for (k, size) in SIZES.iter().enumerate() {
+        send_all(&mut tx, &pattern(*size, k))?;
+    }
+    Ok(())
+}
+
+fn boundaries_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default())?;
+    ready();
+    for (k, size) in SIZES.iter().enumerate() {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(
+            m.len() == *size,
+            "message {k}: expected {size} bytes, got {}",
+            m.len()
+        );
+        ensure!(
+            m == pattern(*size, k),
+            "message {k} ({size} bytes) has the wrong contents"
+        );
+    }
+    expect_gone(&mut rx)
+}
+
+// --- try_recv_empty: nothing waiting is Empty, a deadline is Timeout, then a message arrives --
+
+fn try_recv_send(ep: &str) -> Outcome {
+    let mut tx = check!(Sender::connect(ep));
+    send_all(&mut tx, b"late")
+}
+
+fn try_recv_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default())?;
+    let e = rx.try_recv().err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Empty),
+        "try_recv on an empty channel gave {e:?}"
+    );
+    let e = rx
+        .recv_timeout(std::time::Duration::from_millis(20))
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Timeout),
+        "recv_timeout on an empty channel gave {e:?}"
+    );
+    ready();
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"late", "got {m:?}");
+    expect_gone(&mut rx)
+}
+
+// --- disconnect_on_drop: the receiver sees PeerGone once the sender is dropped ----------------
+
+fn disconnect_send(ep: &str) -> Outcome {
+    let mut tx = check!(Sender::connect(ep));
+    for m in [&b"a"[..], b"b", b"c"] {
+        send_all(&mut tx, m)?;
+    }
+    drop(tx);
+    if ep == "-" {
+        return Ok(()); // the documented exception: the disconnect comes with our exit
+    }
+    // Stay alive until the parent closes our standard input, so the receiver's PeerGone can
+    // only come from the drop.
+    let mut sink = Vec::new();
+    check!(std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink));
+    Ok(())
+}
+
+fn disconnect_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default())?;
+    ready();
+    for want in [&b"a"[..], b"b", b"c"] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {m:?}, wanted {want:?}");
+    }
+    expect_gone(&mut rx)?;
+    let again = rx.try_recv().err().map(|e| e.kind());
+    ensure!(
+        again == Some(ErrorKind::PeerGone),
+        "a second receive after disconnect gave {again:?}"
+    );
+    Ok(())
+}
+
+fn disconnect_parent(rx: &mut Proc, tx: &mut Proc) -> Outcome {
+    // The receiver finishes (having seen PeerGone) while the sender is still running (except
+    // for `-`, whose sender exits right after the drop).
+    let _ = tx;
+    let st = rx.exits_within(STEP)?;
+    ensure!(
+        st.is_some_and(|s| s.success()),
+        "receiver did not finish cleanly while the sender was alive: {st:?}"
+    );
+    Ok(())
+}
+
+// --- oversize_rejected: a sender refuses and hands back; a receiver refuses before allocating --
+
+fn oversize_send(ep: &str) -> Outcome {
+    let mut small = check!(Sender::connect_with(
+        ep,
+        &Options::default().max_message(1024)
+    ));
+    let big = vec![7u8; 2048];
+    match small.send(big) {
+        Ok(()) => return Err("a 2048-byte message passed a 1024-byte limit".into()),
+        Err(e) => {
+            ensure!(e.kind() == ErrorKind::TooLarge, "wrong error {e}");
+            ensure!(
+                e.error().limit() == Some(1024),
+                "limit {:?}",
+                e.error().limit()
+            );
+            ensure!(
+                e.into_message() == vec![7u8; 2048],
+                "the message was not handed back intact"
+            );
+        }
+    }
+    send_all(&mut small, b"fits")?;
+    let mut unlimited = check!(Sender::connect(ep));
+    send_all(&mut unlimited, &[9u8; 2048])
+}
+
+fn oversize_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default().max_message(1024))?;
+    ready();
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"fits", "got {m:?}");
+    match rx.recv_timeout(STEP) {
+        Err(e) if e.kind() == ErrorKind::TooLarge => {
+            ensure!(e.limit() == Some(1024), "limit {:?}", e.limit());
+            Ok(())
+        }
+        other => Err(format!(
+            "a 2048-byte message to a 1024-byte receiver gave {other:?}"
+        )),
+    }
+}
+
+// --- peer_death: a SIGKILLed sender never yields a partial message ----------------------------
+
+const DEATH_SIZE: usize = 48 << 20;
+
+fn death_send(ep: &str) -> Outcome {
+    let mut tx = check!(Sender::connect(ep));
+    send_all(&mut tx, b"one")?;
+    send_all(&mut tx, &vec![0x5a; DEATH_SIZE])?; // killed while this is under way
+    Ok(())
+}
+
+fn death_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx = open_rx(ep, mode, &Options::default())?;
+    ready();
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"one", "got {m:?}");
+    println!("got-one");
+    loop {
+        match rx.recv_timeout(STEP) {
+            // The sender may have finished before the kill landed: then it must be whole.
+            Ok(m) => ensure!(
+                m.len() == DEATH_SIZE && m.iter().all(|b| *b == 0x5a),
+                "a partial or corrupt {}-byte message was delivered",
+                m.len()
+            ),
+            Err(e) if matches!(e.kind(), ErrorKind::PeerGone | ErrorKind::Malformed) => {
+                return Ok(());
+            }
+            Err(e) => return Err(format!("after the sender was killed: {e}")),
+        }
+    }
+}
+
+fn death_parent(rx: &mut Proc, tx: &mut Proc) -> Outcome {
+    rx.expect_line("got-one")?;
+    check!(tx.child().kill());
+    Ok(())
+}
+
+// --- typed: serde values cross intact -------------------------------------------------------
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Job {
+    id: u32,
+    name: String,
+    tags: Vec<String>,
+    weight: f64,
+}
+
+fn job(i: u32) -> Job {
+    Job {
+        id: i,
+        name: format!("job-{i}"),
+        tags: (0..i % 5).map(|t| format!("t{t}")).collect(),
+        weight: f64::from(i) / 3.0,
+    }
+}
+
+fn typed_send(ep: &str) -> Outcome {
+    let mut tx = check!(procom::typed::Sender::<Job>::connect(ep));
+    for i in 0..200 {
+        tx.send(job(i)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn typed_recv(ep: &str, mode: &str) -> Outcome {
+    let mut rx =
+        procom::typed::Receiver::<Job>::from_untyped(open_rx(ep, mode, &Options::default())?);
+    ready();
+    for i in 0..200 {
+        let j = check!(rx.recv_timeout(STEP));
+        ensure!(j == job(i), "got {j:?}");
+    }
+    Ok(())
+}
+
+/// Instantiates every property for every listed flavor.
+macro_rules! contract {
+    ($($flavor:literal),* $(,)?) => {
+        pub fn trials() -> Vec<Trial> {
+            let mut trials = Vec::new();
+            $(
+                for property in PROPERTIES {
+                    trials.push(procom_testkit::test(
+                        format!("contract::{}::{}", $flavor, property.name),
+                        move || run($flavor, property),
+                    ));
+                }
+            )*
+            trials
+        }
+    };
+}
+
+contract!["pipe", "fifo"];
