@@ -32,6 +32,20 @@ pub fn sigpipe_ignored() -> io::Result<bool> {
     Ok(old.sa_sigaction == libc::SIG_IGN)
 }
 
+/// Sets SIGPIPE's disposition back to the default action (terminate the process), as a C
+/// program starts with. Rust programs ignore SIGPIPE from the start; this is for programs that
+/// want the classic behaviour, and for tests proving procom survives it.
+#[doc(alias = "signal")]
+pub fn restore_default_sigpipe() -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags); the handler is
+    // then set to SIG_DFL, which installs no code of ours.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: `act` is fully initialised and a null old-action pointer is allowed.
+    cvt(unsafe { libc::sigaction(libc::SIGPIPE, &act, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
 /// A signal set holding SIGPIPE alone.
 fn sigpipe_set() -> io::Result<libc::sigset_t> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();

@@ -192,6 +192,8 @@ pub struct Fifo {
     /// The read end opened during creation (to fix the mode through a descriptor, immune to
     /// the path being swapped); kept only for the channel layer's receiver.
     reader: Option<rustix::fd::OwnedFd>,
+    /// An `O_PATH` descriptor that keeps the inode (and so its number) from being reused.
+    _anchor: rustix::fd::OwnedFd,
 }
 
 impl Fifo {
@@ -228,12 +230,29 @@ impl Fifo {
             }
             Err(e) => return Err(Error::os("create it", e.into()).object(object(&path))),
         }
+        // An O_PATH descriptor pins the inode, so its number cannot be reused by a file that
+        // replaces ours at the path: (dev, ino) then identifies our FIFO for as long as we live.
+        let anchor = rustix::fs::open(
+            &path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os("open it after creating it", e.into()).object(object(&path)))?;
+        let st = rustix::fs::fstat(&anchor)
+            .map_err(|e| Error::os("inspect it", e.into()).object(object(&path)))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+            return Err(Error::new(ErrorKind::WrongType)
+                .detail("was replaced by something else right after it was created")
+                .object(object(&path)));
+        }
         let mut fifo = Fifo {
             path,
-            id: (0, 0),
-            keep: true,
+            id: (st.st_dev, st.st_ino),
+            keep: false,
             reader: None,
+            _anchor: anchor,
         };
+        // From here on it is ours: a failure below removes it on drop.
         let fd = open(
             &fifo.path,
             OFlags::RDONLY | OFlags::NONBLOCK,
@@ -241,8 +260,12 @@ impl Fifo {
         )?;
         let st = rustix::fs::fstat(&fd)
             .map_err(|e| Error::os("inspect it", e.into()).object(object(&fifo.path)))?;
-        fifo.id = (st.st_dev, st.st_ino);
-        fifo.keep = false; // from here on it is ours: remove it if anything below fails
+        if (st.st_dev, st.st_ino) != fifo.id {
+            fifo.keep = true; // not ours any more
+            return Err(Error::new(ErrorKind::WrongType)
+                .detail("was replaced by something else right after it was created")
+                .object(object(&fifo.path)));
+        }
         rustix::fs::fchmod(&fd, perms)
             .map_err(|e| Error::os("set its mode", e.into()).object(object(&fifo.path)))?;
         fifo.reader = Some(fd);
