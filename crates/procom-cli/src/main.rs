@@ -1,7 +1,7 @@
 //! `procom`: every Linux IPC mechanism from the command line.
 //!
 //! Exit status: 0 on success, 1 when an operation fails (the reason is one sentence on
-//! standard error), 2 for a usage error. A closed standard output (`procom recv … | head -1`)
+//! standard error), 2 for a usage error (including an endpoint that does not parse). A closed standard output (`procom recv … | head -1`)
 //! ends the program quietly with status 0.
 
 mod cli;
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             }
             let _guard = interrupt::output_lock();
             eprintln!("procom: {}", one_line(&err));
-            ExitCode::from(1)
+            ExitCode::from(if is_usage(&err) { 2 } else { 1 })
         }
     }
 }
@@ -62,6 +62,13 @@ fn hint(e: &procom::Error) -> &'static str {
         K::TooLarge => "; raise --max-size on both sides if the message is legitimate",
         _ => "",
     }
+}
+
+/// A malformed endpoint is a mistake on the command line, like any other usage error.
+fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<procom::Error>())
+        .any(|e| e.kind() == procom::ErrorKind::InvalidEndpoint)
 }
 
 fn is_broken_stdout(err: &anyhow::Error) -> bool {
