@@ -73,7 +73,7 @@ fn is_usage(err: &anyhow::Error) -> bool {
 
 fn is_broken_stdout(err: &anyhow::Error) -> bool {
     err.chain()
-        .any(|c| matches!(c.downcast_ref::<cmd::StdoutClosed>(), Some(_)))
+        .any(|c| c.downcast_ref::<cmd::StdoutClosed>().is_some())
         || err
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
