@@ -1,0 +1,633 @@
+//! A lock-free single-producer, single-consumer ring of variable-size messages, over memory
+//! it is given.
+//!
+//! This crate makes no system calls and knows no names: the shared-memory channel in `procom`
+//! maps a segment, hands its bytes to [`Producer`] and [`Consumer`] here, and adds waiting,
+//! waking and peer-death detection around them. Keeping the ring pure lets loom model-check
+//! every interleaving (`RUSTFLAGS="--cfg loom" cargo test -p procom-ring --test loom`) and miri
+//! check every memory access (`cargo +nightly miri test -p procom-ring`).
+//!
+//! # Layout
+//!
+//! ```text
+//! offset 0    head: u64   bytes consumed so far (written by the consumer only)
+//! offset 64   tail: u64   bytes produced so far (written by the producer only)
+//! offset 128  data: capacity bytes (a power of two, at least 64)
+//! ```
+//!
+//! Positions grow without wrapping; `position % capacity` is the offset in `data`. Each message
+//! is a record: an 8-byte record header `{ len: u32 (little-endian), tag: u32 }` followed by
+//! `len` payload bytes, padded to a multiple of 8. A record never wraps: when it does not fit
+//! before the end of `data`, the producer first publishes a padding record (`tag = PAD`) that
+//! runs to the end, and the message starts at offset 0. So a received message is always one
+//! contiguous slice, readable in place.
+//!
+//! # Synchronisation
+//!
+//! The producer writes a record's bytes, then stores `tail` with `Release`; the consumer loads
+//! `tail` with `Acquire` before reading them. The consumer reads a record, then stores `head`
+//! with `Release`; the producer loads `head` with `Acquire` before reusing those bytes. Each
+//! side writes only its own position and keeps its authoritative copy in local memory, so a
+//! peer scribbling on the other position cannot move ours.
+//!
+//! # Hostile peers
+//!
+//! The other side may be another process that is buggy or malicious. Every control word is
+//! read once into a local, validated (positions within one capacity of each other, records
+//! inside the ring, known tags), and only then used; anything inconsistent is
+//! [`Error::Corrupted`], never an out-of-bounds access or a panic.
+
+#![cfg_attr(not(test), no_std)]
+
+#[cfg(not(loom))]
+use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+
+/// Offset of `head` in the ring's memory.
+pub const HEAD_OFFSET: usize = 0;
+/// Offset of `tail` in the ring's memory (its own cache line, away from `head`).
+pub const TAIL_OFFSET: usize = 64;
+/// Bytes before the data area.
+pub const HEADER_SIZE: usize = 128;
+/// Bytes in a record header.
+pub const RECORD_HEADER: usize = 8;
+/// The smallest capacity accepted.
+pub const MIN_CAPACITY: usize = 64;
+
+const TAG_MESSAGE: u32 = 0x3147_534d; // "MSG1"
+const TAG_PAD: u32 = 0x3144_4150; // "PAD1"
+
+/// What can go wrong with a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The message does not fit now; try again once the consumer has made room.
+    Full,
+    /// No message is waiting.
+    Empty,
+    /// The message can never fit: its record needs more than the whole capacity.
+    TooLarge {
+        /// The largest payload this ring can carry.
+        max: usize,
+    },
+    /// The shared control words or records are inconsistent: the peer is broken or hostile.
+    Corrupted,
+    /// The memory given is too small, misaligned, or its capacity is not a power of two.
+    BadLayout,
+}
+
+/// Bytes a record carrying `len` payload bytes occupies.
+pub const fn record_size(len: usize) -> usize {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+/// The largest payload a ring of `capacity` data bytes can carry.
+pub const fn max_message(capacity: usize) -> usize {
+    capacity - RECORD_HEADER
+}
+
+/// Total bytes of memory a ring with `capacity` data bytes needs.
+pub const fn bytes_needed(capacity: usize) -> usize {
+    HEADER_SIZE + capacity
+}
+
+/// The memory a ring lives in: two positions and a data area.
+///
+/// # Safety
+///
+/// Implementations must return the same positions and data area on every call, and `load` and
+/// `store` must access exactly the `capacity()` data bytes (callers stay in bounds).
+pub unsafe trait Region {
+    /// The consumer's position.
+    fn head(&self) -> &AtomicU64;
+    /// The producer's position.
+    fn tail(&self) -> &AtomicU64;
+    /// Data bytes; a power of two.
+    fn capacity(&self) -> usize;
+    /// Copies `dst.len()` data bytes starting at `off` into `dst`.
+    ///
+    /// # Safety
+    /// `off + dst.len() <= capacity()`, and the protocol must guarantee that the producer is
+    /// not writing these bytes now.
+    unsafe fn load(&self, off: usize, dst: &mut [u8]);
+    /// Copies `src` into the data bytes starting at `off`.
+    ///
+    /// # Safety
+    /// `off + src.len() <= capacity()`, and the protocol must guarantee that the consumer is
+    /// not reading these bytes now.
+    unsafe fn store(&self, off: usize, src: &[u8]);
+    /// A pointer to data byte `off`, for in-place access, or null where the region cannot
+    /// offer one (the loom model).
+    fn data_ptr(&self, off: usize) -> *mut u8;
+}
+
+/// A ring in raw memory, such as a mapped shared-memory segment.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRegion {
+    base: *mut u8,
+    capacity: usize,
+}
+
+// SAFETY: the region is only a pointer; all access goes through atomics for the positions and
+// through the ring protocol (one writer per byte range at a time) for the data.
+unsafe impl Send for RawRegion {}
+// SAFETY: as above.
+unsafe impl Sync for RawRegion {}
+
+impl RawRegion {
+    /// Views `len` bytes at `base` as a ring whose data area fills everything after the
+    /// header, rounded down to a power of two.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be valid for reads and writes of `len` bytes for as long as the region and
+    /// anything made from it are used, and aligned to 64 bytes. Other processes may access the
+    /// memory, but only through this protocol (a misbehaving one can corrupt messages, which the
+    /// consumer detects where it can, but cannot make this side access memory out of bounds).
+    pub unsafe fn new(base: *mut u8, len: usize) -> Result<RawRegion, Error> {
+        if base.is_null() || !(base as usize).is_multiple_of(64) || len < bytes_needed(MIN_CAPACITY)
+        {
+            return Err(Error::BadLayout);
+        }
+        let room = len - HEADER_SIZE;
+        let capacity = 1usize << (usize::BITS - 1 - room.leading_zeros());
+        Ok(RawRegion { base, capacity })
+    }
+}
+
+// SAFETY: `new`'s contract makes `base..base+HEADER_SIZE+capacity` valid and 64-aligned, so the
+// positions are aligned u64s inside it and the data area follows them.
+unsafe impl Region for RawRegion {
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: in bounds and 8-aligned (see the impl's safety note); AtomicU64 has the size
+        // and alignment of u64, and shared access through atomics is what it is for.
+        unsafe { &*(self.base.add(HEAD_OFFSET) as *const AtomicU64) }
+    }
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: as for `head`.
+        unsafe { &*(self.base.add(TAIL_OFFSET) as *const AtomicU64) }
+    }
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    unsafe fn load(&self, off: usize, dst: &mut [u8]) {
+        // SAFETY: the caller keeps `off + dst.len()` within the data area, which is valid; the
+        // bytes are not being written (protocol), and `dst` is a distinct local buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.base.add(HEADER_SIZE + off),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        }
+    }
+    unsafe fn store(&self, off: usize, src: &[u8]) {
+        // SAFETY: the caller keeps `off + src.len()` within the data area, which is valid; the
+        // bytes are not being read (protocol), and `src` is a distinct local buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.base.add(HEADER_SIZE + off),
+                src.len(),
+            )
+        }
+    }
+    fn data_ptr(&self, off: usize) -> *mut u8 {
+        self.base.wrapping_add(HEADER_SIZE + off)
+    }
+}
+
+/// Resets a ring's positions to zero. Only the creator calls this, before any peer attaches.
+pub fn init<R: Region>(region: &R) {
+    region.head().store(0, Ordering::Relaxed);
+    region.tail().store(0, Ordering::Release);
+}
+
+fn check_capacity<R: Region>(region: &R) -> Result<usize, Error> {
+    let c = region.capacity();
+    if c < MIN_CAPACITY || !c.is_power_of_two() || c > u32::MAX as usize {
+        return Err(Error::BadLayout);
+    }
+    Ok(c)
+}
+
+/// The writing side. There must be exactly one producer per ring at a time.
+#[derive(Debug)]
+pub struct Producer<R: Region> {
+    region: R,
+    capacity: usize,
+    /// Our authoritative tail; the shared one is only ever written from it.
+    tail: u64,
+}
+
+/// The reading side. There must be exactly one consumer per ring at a time.
+#[derive(Debug)]
+pub struct Consumer<R: Region> {
+    region: R,
+    capacity: usize,
+    /// Our authoritative head; the shared one is only ever written from it.
+    head: u64,
+}
+
+fn encode(len: usize, tag: u32) -> [u8; RECORD_HEADER] {
+    let mut h = [0u8; RECORD_HEADER];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4..].copy_from_slice(&tag.to_le_bytes());
+    h
+}
+
+/// Space reserved in the ring for one message, written in place and then committed.
+#[derive(Debug)]
+pub struct Slot<'a, R: Region> {
+    producer: &'a mut Producer<R>,
+    /// Data offset of the payload.
+    off: usize,
+    len: usize,
+}
+
+impl<R: Region> Producer<R> {
+    /// Takes the producer role over a ring whose positions are already initialised, resuming
+    /// at the shared tail (a new producer may replace one that died).
+    pub fn attach(region: R) -> Result<Producer<R>, Error> {
+        let capacity = check_capacity(&region)?;
+        // Acquire pairs with the previous producer's Release of tail.
+        let tail = region.tail().load(Ordering::Acquire);
+        let head = region.head().load(Ordering::Acquire);
+        if tail.wrapping_sub(head) > capacity as u64 || !tail.is_multiple_of(8) {
+            return Err(Error::Corrupted);
+        }
+        Ok(Producer {
+            region,
+            capacity,
+            tail,
+        })
+    }
+
+    /// The largest payload this ring carries.
+    pub fn max_message(&self) -> usize {
+        max_message(self.capacity)
+    }
+
+    /// Bytes the consumer has not released yet, as seen now.
+    pub fn in_flight(&self) -> u64 {
+        self.tail
+            .wrapping_sub(self.region.head().load(Ordering::Acquire))
+    }
+
+    /// Reserves room for a `len`-byte message at a contiguous place in the ring.
+    pub fn reserve(&mut self, len: usize) -> Result<Slot<'_, R>, Error> {
+        if len > self.max_message() {
+            return Err(Error::TooLarge {
+                max: self.max_message(),
+            });
+        }
+        let need = record_size(len);
+        loop {
+            // Acquire pairs with the consumer's Release of head: the bytes it released are
+            // no longer read once we see the new head.
+            let head = self.region.head().load(Ordering::Acquire);
+            let used = self.tail.wrapping_sub(head);
+            if used > self.capacity as u64 {
+                return Err(Error::Corrupted);
+            }
+            let free = self.capacity - used as usize;
+            let off = (self.tail % self.capacity as u64) as usize;
+            let to_end = self.capacity - off;
+            if need <= to_end {
+                if need > free {
+                    return Err(Error::Full);
+                }
+                return Ok(Slot {
+                    producer: self,
+                    off: off + RECORD_HEADER,
+                    len,
+                });
+            }
+            // Not enough room before the end: pad to the end, publish the pad, go round.
+            if to_end > free {
+                return Err(Error::Full);
+            }
+            // SAFETY: `off + 8 <= capacity` (offsets are multiples of 8 below capacity), and
+            // those bytes are free (to_end <= free), so the consumer does not read them.
+            unsafe {
+                self.region
+                    .store(off, &encode(to_end - RECORD_HEADER, TAG_PAD))
+            };
+            self.tail = self.tail.wrapping_add(to_end as u64);
+            // Release: the pad record is written before the consumer can see it.
+            self.region.tail().store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// Copies `msg` into the ring as one message.
+    pub fn push(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let mut slot = self.reserve(msg.len())?;
+        slot.write(0, msg);
+        slot.commit();
+        Ok(())
+    }
+}
+
+impl<R: Region> Slot<'_, R> {
+    /// The payload size reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the reserved payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `bytes` into the payload at `at`, clipped to the reserved size.
+    pub fn write(&mut self, at: usize, bytes: &[u8]) {
+        if at >= self.len {
+            return;
+        }
+        let n = bytes.len().min(self.len - at);
+        // SAFETY: `off + at + n <= off + len`, inside the reserved record, which lies in the
+        // data area and is free space the consumer does not read until commit.
+        unsafe { self.producer.region.store(self.off + at, &bytes[..n]) };
+    }
+
+    /// A pointer to the reserved payload, for writing in place (null in the loom model). The
+    /// bytes are this producer's alone until [`Slot::commit`].
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.region.data_ptr(self.off)
+    }
+
+    /// Publishes the message, shrunk to `len` bytes if smaller than reserved.
+    pub fn commit_len(self, len: usize) {
+        let len = len.min(self.len);
+        let header_off = self.off - RECORD_HEADER;
+        // SAFETY: the header lies in the reserved record (see `write`).
+        unsafe {
+            self.producer
+                .region
+                .store(header_off, &encode(len, TAG_MESSAGE))
+        };
+        let p = self.producer;
+        p.tail = p.tail.wrapping_add(record_size(len) as u64);
+        // Release: the record's bytes are written before the consumer can see the new tail.
+        p.region.tail().store(p.tail, Ordering::Release);
+    }
+
+    /// Publishes the message.
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+}
+
+/// A message in the ring, readable in place until dropped (then its space is released).
+#[derive(Debug)]
+pub struct Message<'a, R: Region> {
+    consumer: &'a mut Consumer<R>,
+    off: usize,
+    len: usize,
+    record: usize,
+}
+
+impl<R: Region> Consumer<R> {
+    /// Takes the consumer role over a ring whose positions are already initialised.
+    pub fn attach(region: R) -> Result<Consumer<R>, Error> {
+        let capacity = check_capacity(&region)?;
+        let head = region.head().load(Ordering::Acquire);
+        Ok(Consumer {
+            region,
+            capacity,
+            head,
+        })
+    }
+
+    /// Whether a message (or padding) is waiting, as seen now.
+    pub fn is_empty(&self) -> bool {
+        // Acquire pairs with the producer's Release of tail.
+        self.region.tail().load(Ordering::Acquire) == self.head
+    }
+
+    /// The next message, in place. Dropping it releases its space.
+    pub fn peek(&mut self) -> Result<Message<'_, R>, Error> {
+        loop {
+            // Acquire pairs with the producer's Release: the record's bytes are visible.
+            let tail = self.region.tail().load(Ordering::Acquire);
+            let avail = tail.wrapping_sub(self.head);
+            if avail == 0 {
+                return Err(Error::Empty);
+            }
+            if avail > self.capacity as u64 || !avail.is_multiple_of(8) {
+                return Err(Error::Corrupted);
+            }
+            let avail = avail as usize;
+            let off = (self.head % self.capacity as u64) as usize;
+            let mut h = [0u8; RECORD_HEADER];
+            // SAFETY: `off` is a multiple of 8 below capacity, so `off + 8 <= capacity`; the
+            // bytes are published (avail >= 8), so the producer does not write them.
+            unsafe { self.region.load(off, &mut h) };
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let to_end = self.capacity - off;
+            match tag {
+                TAG_PAD => {
+                    if len + RECORD_HEADER != to_end || to_end > avail {
+                        return Err(Error::Corrupted);
+                    }
+                    self.head = self.head.wrapping_add(to_end as u64);
+                    // Release: we are done reading the pad before the producer reuses it.
+                    self.region.head().store(self.head, Ordering::Release);
+                }
+                TAG_MESSAGE => {
+                    let record = record_size(len);
+                    if len > max_message(self.capacity) || record > to_end || record > avail {
+                        return Err(Error::Corrupted);
+                    }
+                    return Ok(Message {
+                        consumer: self,
+                        off: off + RECORD_HEADER,
+                        len,
+                        record,
+                    });
+                }
+                _ => return Err(Error::Corrupted),
+            }
+        }
+    }
+
+    /// Copies the next message into `out` and releases it; returns its length. A message
+    /// longer than `out` is left in the ring and reported as `TooLarge`.
+    pub fn pop_into(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        let msg = self.peek()?;
+        let n = msg.len();
+        if out.len() < n {
+            core::mem::forget(msg); // not released: it stays for a larger buffer
+            return Err(Error::TooLarge { max: out.len() });
+        }
+        msg.copy_to(&mut out[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: Region> Message<'_, R> {
+    /// The payload size.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the payload into `dst` (which must be exactly `len()` bytes; extra is ignored).
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        let n = dst.len().min(self.len);
+        // SAFETY: `off + len <= capacity` was validated in `peek`; the record is published
+        // and not yet released, so the producer does not write it.
+        unsafe { self.consumer.region.load(self.off, &mut dst[..n]) };
+    }
+
+    /// A pointer to the payload in place (null in the loom model). Valid, and not written by a
+    /// well-behaved producer, until this message is dropped.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.region.data_ptr(self.off)
+    }
+}
+
+impl<R: Region> Drop for Message<'_, R> {
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        c.head = c.head.wrapping_add(self.record as u64);
+        // Release: our reads of the record happen before the producer may reuse its bytes.
+        c.region.head().store(c.head, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A heap-backed ring region for tests (and miri).
+    struct Heap {
+        mem: Vec<u64>,
+    }
+
+    impl Heap {
+        fn new(capacity: usize) -> Heap {
+            Heap {
+                mem: vec![0u64; bytes_needed(capacity).div_ceil(8) + 8],
+            }
+        }
+        fn region(&mut self) -> RawRegion {
+            let ptr = self.mem.as_mut_ptr() as *mut u8;
+            let aligned = ptr.wrapping_add(ptr.align_offset(64));
+            // SAFETY: the allocation has room for the header, the data and the alignment slack,
+            // and outlives every use in these tests.
+            unsafe { RawRegion::new(aligned, bytes_needed(256).min(self.mem.len() * 8 - 64)) }
+                .unwrap()
+        }
+    }
+
+    fn pop(c: &mut Consumer<RawRegion>) -> Result<Vec<u8>, Error> {
+        let m = c.peek()?;
+        let mut v = vec![0u8; m.len()];
+        m.copy_to(&mut v);
+        Ok(v)
+    }
+
+    #[test]
+    fn push_pop_wrap_full_empty() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        assert_eq!(r.capacity(), 256);
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        assert_eq!(pop(&mut c), Err(Error::Empty));
+        for round in 0..50u8 {
+            let a = vec![round; 100];
+            let b = vec![round ^ 0xff; 61];
+            p.push(&a).unwrap();
+            p.push(&b).unwrap();
+            assert_eq!(p.push(&[0; 100]), Err(Error::Full));
+            assert_eq!(pop(&mut c).unwrap(), a);
+            assert_eq!(pop(&mut c).unwrap(), b);
+            assert_eq!(pop(&mut c), Err(Error::Empty));
+        }
+        assert_eq!(p.push(&[0; 249]), Err(Error::TooLarge { max: 248 }));
+        p.push(&[]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn largest_message_fits_after_wrap() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        p.push(&[1; 40]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![1; 40]);
+        // Position 48: the largest message needs the whole ring. The producer publishes a pad
+        // to the end, and must wait until the consumer has skipped it.
+        assert_eq!(p.push(&[2; 248]), Err(Error::Full));
+        assert_eq!(pop(&mut c), Err(Error::Empty));
+        p.push(&[2; 248]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![2; 248]);
+    }
+
+    #[test]
+    fn hostile_control_words_are_corrupted_not_ub() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        p.push(b"hello").unwrap();
+        r.tail().store(1 << 40, Ordering::Release);
+        assert_eq!(pop(&mut c), Err(Error::Corrupted));
+        r.tail().store(8, Ordering::Release);
+        // SAFETY: in bounds; the test plays the hostile producer.
+        unsafe { r.store(0, &encode(10_000, TAG_MESSAGE)) };
+        assert_eq!(pop(&mut c), Err(Error::Corrupted));
+        // SAFETY: as above.
+        unsafe { r.store(0, &encode(3, 0xdead_beef)) };
+        assert_eq!(pop(&mut c), Err(Error::Corrupted));
+        r.head().store(u64::MAX / 2, Ordering::Release);
+        assert_eq!(p.push(b"x"), Err(Error::Corrupted));
+    }
+
+    #[test]
+    fn threads_stream_in_order() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        let n: u32 = if cfg!(miri) { 200 } else { 20_000 };
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..n {
+                    let msg: Vec<u8> = (0..(i % 97) as u8).map(|b| b ^ i as u8).collect();
+                    loop {
+                        match p.push(&msg) {
+                            Ok(()) => break,
+                            Err(Error::Full) => std::thread::yield_now(),
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                }
+            });
+            for i in 0..n {
+                let got = loop {
+                    match pop(&mut c) {
+                        Ok(m) => break m,
+                        Err(Error::Empty) => std::thread::yield_now(),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                };
+                let want: Vec<u8> = (0..(i % 97) as u8).map(|b| b ^ i as u8).collect();
+                assert_eq!(got, want, "message {i}");
+            }
+        });
+    }
+}
