@@ -1,0 +1,442 @@
+//! Shared memory mapped into this process, never exposed as a Rust slice.
+//!
+//! Another process may write the memory at any moment, so it is only ever reached through
+//! atomics ([`Mapping::atomic_u32`], [`Mapping::atomic_u64`]), bounds-checked raw copies
+//! ([`Mapping::read`], [`Mapping::write`]) or a raw pointer handed to code that follows a
+//! protocol (the ring). No `&[u8]` to it is ever created.
+//!
+//! # Truncation by a peer
+//!
+//! A peer with write access can shrink a POSIX shared-memory object under us; touching a page
+//! past the new end raises SIGBUS, which would kill the process. Every mapping made here is
+//! registered with a SIGBUS handler that, for a fault inside a registered mapping, replaces
+//! the faulting page with a zero page and records the fault; the access then completes (it
+//! reads zeros) and [`Mapping::faulted`] reports it, so callers turn it into a clean
+//! "corrupted" error. Faults anywhere else go to the previous handler (or the default action),
+//! exactly as if this handler did not exist.
+//!
+//! # References
+//! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
+//! - [`shmat(2)`](https://man7.org/linux/man-pages/man2/shmat.2.html)
+//! - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::cvt;
+
+/// How many mappings can be protected at once.
+const SLOTS: usize = 256;
+
+struct Slot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    writable: AtomicBool,
+    faulted: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Slot = Slot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    writable: AtomicBool::new(false),
+    faulted: AtomicBool::new(false),
+};
+static REGISTRY: [Slot; SLOTS] = [EMPTY; SLOTS];
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
+static OLD_ACTION: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+static INSTALL: Once = Once::new();
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page = PAGE.load(Ordering::Relaxed);
+    for slot in &REGISTRY {
+        let start = slot.start.load(Ordering::Acquire);
+        let len = slot.len.load(Ordering::Acquire);
+        if start != 0 && addr >= start && addr < start + len {
+            let base = addr & !(page - 1);
+            let prot = if slot.writable.load(Ordering::Relaxed) {
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE
+            } else {
+                rustix::mm::ProtFlags::READ
+            };
+            // SAFETY: `base..base+page` lies inside a mapping this process owns (registered and
+            // not yet unmapped); replacing it with a private zero page is what the fault needs.
+            // rustix issues the raw syscall, which is async-signal-safe.
+            let r = unsafe {
+                rustix::mm::mmap_anonymous(
+                    base as *mut libc::c_void,
+                    page,
+                    prot,
+                    rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
+                )
+            };
+            if r.is_ok() {
+                slot.faulted.store(true, Ordering::Release);
+                return;
+            }
+        }
+    }
+    // Not ours: hand the signal to whoever had it before.
+    let old = OLD_ACTION.load(Ordering::Acquire);
+    if old.is_null() {
+        return;
+    }
+    // SAFETY: `old` points to the leaked sigaction saved at installation.
+    let old = unsafe { &*old };
+    if old.sa_flags & libc::SA_SIGINFO != 0 && old.sa_sigaction > libc::SIG_IGN {
+        // SAFETY: with SA_SIGINFO the saved handler has the three-argument signature.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(old.sa_sigaction) };
+        f(sig, info, ctx);
+    } else if old.sa_sigaction > libc::SIG_IGN {
+        // SAFETY: without SA_SIGINFO the saved handler has the one-argument signature.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(old.sa_sigaction) };
+        f(sig);
+    } else {
+        // Default action: restore it; returning re-executes the faulting access, which then
+        // takes the default action (terminate with a core dump), as without this handler.
+        // SAFETY: `old` is a valid sigaction; a null old-action pointer is allowed.
+        unsafe { libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut()) };
+    }
+}
+
+fn install() -> io::Result<()> {
+    let mut result = Ok(());
+    INSTALL.call_once(|| {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if page > 0 {
+            PAGE.store(page as usize, Ordering::Relaxed);
+        }
+        // SAFETY: an all-zero sigaction is valid; the fields are set below.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = on_sigbus as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
+        let old = Box::into_raw(Box::new(
+            // SAFETY: as above, all-zero is a valid sigaction to be overwritten.
+            unsafe { std::mem::zeroed::<libc::sigaction>() },
+        ));
+        // SAFETY: `act` is initialised and `old` points to writable memory for the previous
+        // action, which is leaked so the handler can read it for the life of the process.
+        let rc = unsafe { libc::sigaction(libc::SIGBUS, &act, old) };
+        if rc == -1 {
+            result = Err(io::Error::last_os_error());
+        } else {
+            OLD_ACTION.store(old, Ordering::Release);
+        }
+    });
+    result
+}
+
+/// A region of memory shared with other processes, unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    sysv: bool,
+    slot: Option<usize>,
+}
+
+// SAFETY: the mapping is process-wide memory reached only through atomics and raw copies;
+// moving or sharing the handle between threads is as safe as between processes.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+fn out_of_range(offset: usize, n: usize, len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{n} bytes at offset {offset} are outside the {len}-byte mapping"),
+    )
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` from offset 0, shared with every other process mapping it.
+    #[doc(alias = "mmap")]
+    pub fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
+        install()?;
+        let prot = if writable {
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE
+        } else {
+            rustix::mm::ProtFlags::READ
+        };
+        // SAFETY: a null address lets the kernel choose where; MAP_SHARED of a file we hold.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                rustix::mm::MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        Ok(Mapping::registered(ptr.cast(), len, writable, false))
+    }
+
+    /// Attaches the System V shared-memory segment `id`.
+    #[doc(alias = "shmat")]
+    pub fn attach_sysv(id: i32, len: usize, writable: bool) -> io::Result<Mapping> {
+        install()?;
+        let flags = if writable { 0 } else { libc::SHM_RDONLY };
+        // SAFETY: a null address lets the kernel choose where; shmat validates `id`.
+        let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+        if ptr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping::registered(ptr.cast(), len, writable, true))
+    }
+
+    fn registered(ptr: *mut u8, len: usize, writable: bool, sysv: bool) -> Mapping {
+        let mut slot = None;
+        for (i, s) in REGISTRY.iter().enumerate() {
+            if s.len
+                .compare_exchange(0, len, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                s.writable.store(writable, Ordering::Relaxed);
+                s.faulted.store(false, Ordering::Relaxed);
+                s.start.store(ptr as usize, Ordering::Release);
+                slot = Some(i);
+                break;
+            }
+        }
+        Mapping {
+            // SAFETY: mmap and shmat never return null on success.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            len,
+            writable,
+            sysv,
+            slot,
+        }
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is mapped (never true: mappings are at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the mapping may be written.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Whether an access touched memory the object no longer has (it was truncated by
+    /// someone): the pages concerned now read as zeros, and the contents cannot be trusted.
+    /// Also true if this mapping could not be registered for that protection.
+    pub fn faulted(&self) -> bool {
+        match self.slot {
+            Some(i) => REGISTRY[i].faulted.load(Ordering::Acquire),
+            None => false,
+        }
+    }
+
+    /// Whether truncation faults are caught for this mapping (false only when more than 256
+    /// mappings are alive at once).
+    pub fn is_protected(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    /// The first byte, for protocol code (the ring) that does its own bounds checks.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Copies `dst.len()` bytes at `offset` into `dst`.
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> io::Result<()> {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(out_of_range(offset, dst.len(), self.len));
+        }
+        // SAFETY: in bounds of the live mapping (checked above); `dst` is private memory. The
+        // source may change concurrently (that is the caller's protocol to manage); the copy
+        // is of plain bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copies `src` into the mapping at `offset`.
+    pub fn write(&self, offset: usize, src: &[u8]) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the mapping is read-only",
+            ));
+        }
+        if offset
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(out_of_range(offset, src.len(), self.len));
+        }
+        // SAFETY: in bounds of the live, writable mapping (checked above); `src` is private.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len())
+        };
+        Ok(())
+    }
+
+    /// The 32-bit word at `offset` as an atomic, if aligned and in bounds.
+    pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
+        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: aligned (the mapping is page-aligned and `offset` a multiple of 4) and in
+        // bounds; AtomicU32 may alias memory other processes access atomically.
+        Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU32) })
+    }
+
+    /// The 64-bit word at `offset` as an atomic, if aligned and in bounds.
+    pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: as for `atomic_u32`, with 8-byte alignment.
+        Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU64) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            REGISTRY[i].start.store(0, Ordering::Release);
+        }
+        if self.sysv {
+            // SAFETY: the address came from shmat and is detached once, here.
+            unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+        } else {
+            // SAFETY: the range came from mmap and is unmapped once, here; no reference into it
+            // outlives `self` (accessors borrow `self`).
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+        if let Some(i) = self.slot {
+            REGISTRY[i].len.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Creates a System V shared-memory segment (or opens it, without `create`).
+#[doc(alias = "shmget")]
+pub fn sysv_shmget(key: i32, size: usize, create: bool, mode: u32) -> io::Result<i32> {
+    let flags = if create {
+        libc::IPC_CREAT | libc::IPC_EXCL
+    } else {
+        0
+    } | (mode & 0o777) as i32;
+    // SAFETY: shmget takes plain integers.
+    cvt(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// What `shmctl(IPC_STAT)` reports about a System V segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysvShmStat {
+    /// Size in bytes.
+    pub size: usize,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Processes attached now.
+    pub attached: u64,
+    /// Creator's pid.
+    pub creator_pid: i32,
+    /// Pid of the last shmat/shmdt.
+    pub last_pid: i32,
+}
+
+/// Reads a System V segment's status.
+#[doc(alias = "shmctl")]
+pub fn sysv_shm_stat(id: i32) -> io::Result<SysvShmStat> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::uninit();
+    // SAFETY: IPC_STAT writes a shmid_ds into the buffer we own.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: shmctl succeeded, so it filled `ds` in.
+    let ds = unsafe { ds.assume_init() };
+    Ok(SysvShmStat {
+        size: ds.shm_segsz,
+        uid: ds.shm_perm.uid,
+        gid: ds.shm_perm.gid,
+        mode: u32::from(ds.shm_perm.mode) & 0o777,
+        attached: ds.shm_nattch,
+        creator_pid: ds.shm_cpid,
+        last_pid: ds.shm_lpid,
+    })
+}
+
+/// Marks a System V segment for removal (it goes once the last process detaches).
+pub fn sysv_shm_remove(id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}
+
+/// `ftok`: the System V key derived from an existing path and a project id.
+pub fn ftok(path: &std::path::Path, project: u8) -> io::Result<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let key = unsafe { libc::ftok(c.as_ptr(), i32::from(project)) };
+    if key == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_faults_become_zeros_and_a_flag() {
+        let fd = rustix::fs::memfd_create("procom-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 8192).unwrap();
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 8192, true).unwrap();
+        m.write(4096, b"hello").unwrap();
+        assert!(!m.faulted());
+        rustix::fs::ftruncate(&fd, 100).unwrap();
+        let mut buf = [1u8; 5];
+        m.read(4096, &mut buf).unwrap(); // past the new end: would be SIGBUS
+        assert_eq!(buf, [0; 5]);
+        assert!(m.faulted());
+    }
+
+    #[test]
+    fn accessors_check_bounds_and_alignment() {
+        let fd = rustix::fs::memfd_create("procom-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 64).unwrap();
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 64, false).unwrap();
+        assert!(m.read(60, &mut [0; 8]).is_err());
+        assert!(m.write(0, b"x").is_err());
+        assert!(m.atomic_u32(2).is_none());
+        assert!(m.atomic_u64(64).is_none());
+        assert!(m.atomic_u64(56).is_some());
+    }
+}
