@@ -121,6 +121,15 @@ pub unsafe trait Region {
     fn data_ptr(&self, off: usize) -> *mut u8;
 }
 
+/// A region whose [`Region::data_ptr`] is a real pointer into the data area, so messages can
+/// be read and written in place.
+///
+/// # Safety
+///
+/// For every offset below `capacity()`, `data_ptr(off)` must point to that data byte, valid
+/// for reads and writes as long as the region is.
+pub unsafe trait InPlace: Region {}
+
 /// A ring in raw memory, such as a mapped shared-memory segment.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRegion {
@@ -196,6 +205,10 @@ unsafe impl Region for RawRegion {
         self.base.wrapping_add(HEADER_SIZE + off)
     }
 }
+
+// SAFETY: `data_ptr` is `base + HEADER_SIZE + off`, inside the memory `new`'s contract makes
+// valid.
+unsafe impl InPlace for RawRegion {}
 
 /// Resets a ring's positions to zero. Only the creator calls this, before any peer attaches.
 pub fn init<R: Region>(region: &R) {
@@ -490,6 +503,34 @@ impl<R: Region> Message<'_, R> {
     /// well-behaved producer, until this message is dropped.
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.region.data_ptr(self.off)
+    }
+}
+
+impl<R: InPlace> Message<'_, R> {
+    /// The payload, read in place: the zero-copy path.
+    ///
+    /// Under the ring protocol a published record is never written until the consumer releases
+    /// it (when this message is dropped), so the bytes are stable for the borrow. A peer that
+    /// breaks the protocol and writes them anyway can make them change under the reader; the
+    /// copying path ([`Message::copy_to`]) is the one to use with a peer you do not trust.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `off + len <= capacity` was validated in `peek`, so the range lies in the
+        // region's data area, which `InPlace` promises is valid; the slice borrows
+        // `self`, so it ends before the record is released.
+        unsafe { core::slice::from_raw_parts(self.consumer.region.data_ptr(self.off), self.len) }
+    }
+}
+
+impl<R: InPlace> Slot<'_, R> {
+    /// The reserved payload, to write in place: the zero-copy path. The consumer does not read
+    /// these bytes before [`Slot::commit`].
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the reserved record lies in the data area (`reserve` checked it fits before
+        // the end), is free space the consumer does not read until commit, and the slice
+        // borrows `self` mutably, so nothing else in this process touches it meanwhile.
+        unsafe {
+            core::slice::from_raw_parts_mut(self.producer.region.data_ptr(self.off), self.len)
+        }
     }
 }
 

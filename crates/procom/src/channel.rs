@@ -11,6 +11,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
 use crate::fifo::{self, Fifo};
 use crate::framing::{self, DEFAULT_MAX_MESSAGE, Frame, Framing};
+use crate::shmchan::{ShmReceiver, ShmSender};
 use crate::stream::{FdKind, StreamReader, StreamWriter, deadline_after};
 
 /// How a channel is opened and framed.
@@ -24,6 +25,9 @@ pub struct Options {
     /// How long opening may wait for the other side (a FIFO writer waits for a reader);
     /// `None` waits as long as it takes, `Some(Duration::ZERO)` does not wait at all.
     pub open_timeout: Option<Duration>,
+    /// How long an empty shared-memory receiver busy-polls before it sleeps (lowest latency,
+    /// at the price of a busy core); zero by default.
+    pub spin: Duration,
 }
 
 impl Default for Options {
@@ -32,11 +36,19 @@ impl Default for Options {
             framing: Framing::Length,
             max_message: DEFAULT_MAX_MESSAGE,
             open_timeout: None,
+            spin: Duration::ZERO,
         }
     }
 }
 
 impl Options {
+    /// Sets how long an empty shared-memory receiver spins before sleeping.
+    #[must_use]
+    pub fn spin(mut self, spin: Duration) -> Options {
+        self.spin = spin;
+        self
+    }
+
     /// Sets the framing.
     #[must_use]
     pub fn framing(mut self, framing: Framing) -> Options {
@@ -120,6 +132,7 @@ pub struct Sender {
 #[derive(Debug)]
 enum SenderFlavor {
     Stream(StreamSender),
+    Shm(ShmSender),
 }
 
 #[derive(Debug)]
@@ -159,6 +172,12 @@ impl Sender {
                 };
                 Ok(Sender::from_fd(w, ep.to_string(), opts))
             }
+            Endpoint::Shm { name, .. } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Shm(
+                    ShmSender::connect(name, opts.max_message).map_err(|e| e.object(&ep))?,
+                ),
+            }),
             _ => Err(not_implemented(&ep)),
         }
     }
@@ -176,10 +195,14 @@ impl Sender {
                 };
                 let fifo = Fifo::create(path)?;
                 let mut sender = Sender::connect_with(&ep, opts)?;
-                let SenderFlavor::Stream(s) = &mut sender.flavor;
-                s._owner = Some(fifo);
+                if let SenderFlavor::Stream(s) = &mut sender.flavor {
+                    s._owner = Some(fifo);
+                }
                 Ok(sender)
             }
+            Endpoint::Shm { .. } => Err(Error::new(ErrorKind::InvalidInput)
+                .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
+                .object(&ep)),
             _ => Err(not_implemented(&ep)),
         }
     }
@@ -199,22 +222,54 @@ impl Sender {
         }
     }
 
+    /// Changes the largest message this sender accepts (it starts as [`Options::max_message`]).
+    pub fn set_max_message(&mut self, bytes: usize) {
+        match &mut self.flavor {
+            SenderFlavor::Stream(s) => s.max = bytes,
+            SenderFlavor::Shm(s) => s.set_max(bytes),
+        }
+    }
+
     /// The endpoint this sender talks to, as text.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// Gives up the sender and returns its descriptor (for example to hand it to a child).
-    /// An object the sender owned is kept, no longer removed on drop.
-    pub fn into_fd(self) -> OwnedFd {
+    /// Gives up the sender and returns its descriptor (for example to hand it to a child);
+    /// `None` for mechanisms without one (shared memory). An object the sender owned is kept,
+    /// no longer removed on drop.
+    pub fn into_fd(self) -> Option<OwnedFd> {
         match self.flavor {
             SenderFlavor::Stream(s) => {
                 if let Some(owner) = s._owner {
                     owner.keep();
                 }
-                s.w.into_fd()
+                Some(s.w.into_fd())
             }
+            SenderFlavor::Shm(_) => None,
         }
+    }
+
+    /// The descriptor to poll for writability, where the mechanism has one.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.flavor {
+            SenderFlavor::Stream(s) => Some(s.w.as_fd()),
+            SenderFlavor::Shm(_) => None,
+        }
+    }
+
+    /// Sends a `len`-byte message that `fill` writes in place: on shared memory straight into
+    /// the ring (the zero-copy path); elsewhere into a buffer that is then sent.
+    pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
+        let result = match &mut self.flavor {
+            SenderFlavor::Shm(s) => s.send_with(len, None, false, fill),
+            SenderFlavor::Stream(s) => {
+                let mut buf = vec![0u8; len];
+                fill(&mut buf);
+                s.send(&buf, None, false)
+            }
+        };
+        result.map_err(|e| e.object(&self.endpoint))
     }
 
     /// Sends a message, waiting as long as it takes for room.
@@ -254,6 +309,7 @@ impl Sender {
     ) -> Result<(), SendError<M>> {
         let result = match &mut self.flavor {
             SenderFlavor::Stream(s) => s.send(msg.as_ref(), deadline, is_try),
+            SenderFlavor::Shm(s) => s.send(msg.as_ref(), deadline, is_try),
         };
         result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
     }
@@ -316,14 +372,6 @@ impl StreamSender {
     }
 }
 
-impl AsFd for Sender {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.flavor {
-            SenderFlavor::Stream(s) => s.w.as_fd(),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Receiver
 
@@ -337,6 +385,7 @@ pub struct Receiver {
 #[derive(Debug)]
 enum ReceiverFlavor {
     Stream(StreamReceiver),
+    Shm(ShmReceiver),
 }
 
 #[derive(Debug)]
@@ -370,10 +419,18 @@ impl Receiver {
                     .take_reader()
                     .ok_or_else(|| Error::new(ErrorKind::Io).object(&ep))?;
                 let mut r = Receiver::from_fd(fd, ep.to_string(), opts);
-                let ReceiverFlavor::Stream(s) = &mut r.flavor;
-                s._owner = Some(fifo);
+                if let ReceiverFlavor::Stream(s) = &mut r.flavor {
+                    s._owner = Some(fifo);
+                }
                 Ok(r)
             }
+            Endpoint::Shm { name, capacity } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Shm(
+                    ShmReceiver::bind(name, *capacity, opts.spin, opts.max_message)
+                        .map_err(|e| e.object(&ep))?,
+                ),
+            }),
             _ => Err(not_implemented(&ep)),
         }
     }
@@ -397,6 +454,8 @@ impl Receiver {
                 ep.to_string(),
                 opts,
             )),
+            // A shared-memory channel always belongs to its receiver: connecting creates it.
+            Endpoint::Shm { .. } => Receiver::bind_with(ep, opts),
             _ => Err(not_implemented(&ep)),
         }
     }
@@ -423,15 +482,34 @@ impl Receiver {
 
     /// Gives up the receiver and returns its descriptor. Bytes it had read but not yet
     /// delivered are lost; an object it owned is kept, no longer removed on drop.
-    pub fn into_fd(self) -> OwnedFd {
+    pub fn into_fd(self) -> Option<OwnedFd> {
         match self.flavor {
             ReceiverFlavor::Stream(s) => {
                 if let Some(owner) = s._owner {
                     owner.keep();
                 }
-                s.r.into_fd()
+                Some(s.r.into_fd())
             }
+            ReceiverFlavor::Shm(_) => None,
         }
+    }
+
+    /// The descriptor to poll for readability, where the mechanism has one.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.flavor {
+            ReceiverFlavor::Stream(s) => Some(s.r.as_fd()),
+            ReceiverFlavor::Shm(_) => None,
+        }
+    }
+
+    /// Receives a message and hands it to `f` in place: on shared memory the bytes are read
+    /// straight from the ring (the zero-copy path) and released when `f` returns.
+    pub fn recv_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
+        let result = match &mut self.flavor {
+            ReceiverFlavor::Shm(s) => s.recv_with(None, false, f),
+            ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&m)),
+        };
+        result.map_err(|e| e.object(&self.endpoint))
     }
 
     /// Receives a message, waiting as long as it takes.
@@ -458,6 +536,7 @@ impl Receiver {
     fn recv_inner(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
         let result = match &mut self.flavor {
             ReceiverFlavor::Stream(s) => s.recv(deadline, is_try),
+            ReceiverFlavor::Shm(s) => s.recv(deadline, is_try),
         };
         result.map_err(|e| e.object(&self.endpoint))
     }
@@ -507,14 +586,6 @@ impl StreamReceiver {
                     }
                 }
             }
-        }
-    }
-}
-
-impl AsFd for Receiver {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.flavor {
-            ReceiverFlavor::Stream(s) => s.r.as_fd(),
         }
     }
 }

@@ -34,6 +34,9 @@ pub mod error;
 pub mod fifo;
 pub mod framing;
 pub mod pipe;
+pub mod sem;
+pub mod shm;
+mod shmchan;
 mod stream;
 pub mod typed;
 

@@ -98,6 +98,8 @@ struct Wiring {
     /// Whether the sender's standard output is the channel (so it must not be captured).
     send_stdout_is_channel: bool,
     scratch: Option<Scratch>,
+    /// A path that must not exist once the test is over (a named kernel object).
+    gone_after: Option<std::path::PathBuf>,
 }
 
 /// The per-flavor setup: an endpoint for each side and the commands that play `property`.
@@ -114,6 +116,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 send_cmd,
                 send_stdout_is_channel: true,
                 scratch: None,
+                gone_after: None,
             })
         }
         "fifo" => {
@@ -126,6 +129,20 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 send_cmd: role("contract::send", &[property, &ep]),
                 send_stdout_is_channel: false,
                 scratch: Some(scratch),
+                gone_after: None,
+            })
+        }
+        "shm" => {
+            let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
+            let ep = format!("shm:{name}?capacity=4MiB");
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: None,
+                gone_after: Some(format!("/dev/shm{name}").into()),
             })
         }
         other => Err(format!("no wiring for flavor {other}")),
@@ -138,6 +155,7 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
         mut send_cmd,
         send_stdout_is_channel,
         scratch,
+        gone_after,
     } = wire(flavor, property.name)?;
     let mut rx = Proc::spawn("receiver", &mut recv_cmd)?;
     drop(recv_cmd); // closes this process's copy of the receiver's end
@@ -161,6 +179,9 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
             tx_done.status,
             tx_done.stderr.trim()
         );
+    }
+    if let Some(path) = gone_after {
+        ensure!(!path.exists(), "leaked {}", path.display());
     }
     match scratch {
         Some(s) => s.finish(),
@@ -378,12 +399,12 @@ fn disconnect_parent(rx: &mut Proc, tx: &mut Proc) -> Outcome {
 // --- oversize_rejected: a sender refuses and hands back; a receiver refuses before allocating --
 
 fn oversize_send(ep: &str) -> Outcome {
-    let mut small = check!(Sender::connect_with(
+    let mut tx = check!(Sender::connect_with(
         ep,
         &Options::default().max_message(1024)
     ));
     let big = vec![7u8; 2048];
-    match small.send(big) {
+    match tx.send(big) {
         Ok(()) => return Err("a 2048-byte message passed a 1024-byte limit".into()),
         Err(e) => {
             ensure!(e.kind() == ErrorKind::TooLarge, "wrong error {e}");
@@ -398,9 +419,10 @@ fn oversize_send(ep: &str) -> Outcome {
             );
         }
     }
-    send_all(&mut small, b"fits")?;
-    let mut unlimited = check!(Sender::connect(ep));
-    send_all(&mut unlimited, &[9u8; 2048])
+    send_all(&mut tx, b"fits")?;
+    // One sender (a shared-memory channel admits one at a time) with its limit lifted.
+    tx.set_max_message(Options::default().max_message);
+    send_all(&mut tx, &[9u8; 2048])
 }
 
 fn oversize_recv(ep: &str, mode: &str) -> Outcome {
@@ -421,13 +443,22 @@ fn oversize_recv(ep: &str, mode: &str) -> Outcome {
 
 // --- peer_death: a SIGKILLed sender never yields a partial message ----------------------------
 
-const DEATH_SIZE: usize = 48 << 20;
+/// Big enough that a byte stream is killed mid-message; a shared-memory ring (4 MiB here)
+/// takes a stream of 1 MiB messages instead, and is killed while writing one of them.
+const DEATH_SIZES: [usize; 2] = [48 << 20, 1 << 20];
 
 fn death_send(ep: &str) -> Outcome {
     let mut tx = check!(Sender::connect(ep));
     send_all(&mut tx, b"one")?;
-    send_all(&mut tx, &vec![0x5a; DEATH_SIZE])?; // killed while this is under way
-    Ok(())
+    let size = if ep.starts_with("shm:") {
+        DEATH_SIZES[1]
+    } else {
+        DEATH_SIZES[0]
+    };
+    let big = vec![0x5a; size];
+    loop {
+        send_all(&mut tx, &big)?; // killed while this is under way
+    }
 }
 
 fn death_recv(ep: &str, mode: &str) -> Outcome {
@@ -440,7 +471,7 @@ fn death_recv(ep: &str, mode: &str) -> Outcome {
         match rx.recv_timeout(STEP) {
             // The sender may have finished before the kill landed: then it must be whole.
             Ok(m) => ensure!(
-                m.len() == DEATH_SIZE && m.iter().all(|b| *b == 0x5a),
+                DEATH_SIZES.contains(&m.len()) && m.iter().all(|b| *b == 0x5a),
                 "a partial or corrupt {}-byte message was delivered",
                 m.len()
             ),
@@ -514,4 +545,4 @@ macro_rules! contract {
     };
 }
 
-contract!["pipe", "fifo"];
+contract!["pipe", "fifo", "shm"];

@@ -1,0 +1,450 @@
+//! Semaphores: an integer changed only by two atomic operations, as the seed describes.
+//!
+//! - **P** ([`Semaphore::wait`]): subtract 1; if that would go below zero, block until it can.
+//!   Used *before* touching the shared resource.
+//! - **V** ([`Semaphore::post`]): add 1, waking a blocked process. Used *after*.
+//!
+//! Initial value 1 makes a mutex (at most one process inside; [`Semaphore::acquire`] returns a
+//! guard that posts on drop); initial value 0 makes an ordering (B waits until A posts).
+//!
+//! Three kinds:
+//! - [`Semaphore`]: POSIX named (`sem_open`), shared by name with any program using the same
+//!   name; created 0600 and exclusively, removed by its creator on drop unless kept.
+//! - [`SharedSemaphore`]: POSIX unnamed and process-shared (`sem_init`), placed in a shared
+//!   [`Mapping`].
+//! - [`SemSet`]: System V sets (`semget`/`semop`), several semaphores changed in one atomic
+//!   operation, with `SEM_UNDO` so a holder that crashes has its operations undone.
+//!
+//! Every wait has a try and a timeout form; `EINTR` is retried against the original deadline.
+//!
+//! # References
+//! - [`sem_overview(7)`](https://man7.org/linux/man-pages/man7/sem_overview.7.html)
+//! - [`semop(2)`](https://man7.org/linux/man-pages/man2/semop.2.html)
+
+use std::time::Duration;
+
+use procom_sys::sem::{NamedSemaphore, SemOp, UnnamedSemaphore, Waited};
+
+use crate::endpoint::MsgKey;
+use crate::error::{Error, ErrorKind};
+use crate::shm::{DEFAULT_MODE, Mapping, check_name};
+
+fn waited(
+    w: std::io::Result<Waited>,
+    kind_when_blocked: ErrorKind,
+    object: &str,
+) -> Result<(), Error> {
+    match w {
+        Ok(Waited::Acquired) => Ok(()),
+        Ok(Waited::WouldBlock) => Err(Error::new(kind_when_blocked)
+            .detail(if kind_when_blocked == ErrorKind::Timeout {
+                "its value stayed at 0 until the deadline"
+            } else {
+                "its value is 0, so waiting would block"
+            })
+            .object(object)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IDRM.raw_os_error()) => {
+            Err(Error::new(ErrorKind::PeerGone)
+                .detail("was removed while waiting")
+                .object(object))
+        }
+        Err(e) => Err(Error::os("wait on it", e).object(object)),
+    }
+}
+
+/// A named POSIX semaphore.
+#[derive(Debug)]
+pub struct Semaphore {
+    sem: NamedSemaphore,
+    name: String,
+    label: String,
+    owner: bool,
+}
+
+impl Semaphore {
+    /// Creates `name` (like `/lock`) with `value`, mode 0600, exclusively. The creator
+    /// removes the name when dropped unless [`Semaphore::keep`] is called.
+    #[doc(alias = "sem_open")]
+    pub fn create(name: &str, value: u32) -> Result<Semaphore, Error> {
+        check_name(name, "semaphore")?;
+        let label = format!("semaphore {name}");
+        // The umask could clear bits of 0600 but never add any, so 0600 stays at most 0600;
+        // fix it to exactly 0600 through the file glibc keeps in /dev/shm.
+        let sem = NamedSemaphore::create(name, DEFAULT_MODE, value).map_err(|e| match e.raw_os_error() {
+            Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
+                .detail("already exists; procom does not adopt an existing semaphore (remove it, or open it instead)")
+                .object(&label),
+            Some(c) if c == rustix::io::Errno::INVAL.raw_os_error() => Error::new(ErrorKind::InvalidInput)
+                .detail(format!("{value} is above the largest semaphore value (SEM_VALUE_MAX)"))
+                .object(&label),
+            _ => Error::os("create it", e).object(&label),
+        })?;
+        let _ = std::fs::set_permissions(
+            format!("/dev/shm/sem.{}", &name[1..]),
+            std::os::unix::fs::PermissionsExt::from_mode(DEFAULT_MODE),
+        );
+        Ok(Semaphore {
+            sem,
+            name: name.to_string(),
+            label,
+            owner: true,
+        })
+    }
+
+    /// Opens the existing semaphore `name`.
+    pub fn open(name: &str) -> Result<Semaphore, Error> {
+        check_name(name, "semaphore")?;
+        let label = format!("semaphore {name}");
+        let sem = NamedSemaphore::open(name).map_err(|e| Error::os("open it", e).object(&label))?;
+        Ok(Semaphore {
+            sem,
+            name: name.to_string(),
+            label,
+            owner: false,
+        })
+    }
+
+    /// P: waits until the value is positive, then decrements it.
+    #[doc(alias = "P")]
+    #[doc(alias = "sem_wait")]
+    pub fn wait(&self) -> Result<(), Error> {
+        waited(self.sem.wait(None), ErrorKind::Timeout, &self.label)
+    }
+
+    /// P without waiting: [`ErrorKind::Empty`] if the value is 0.
+    #[doc(alias = "sem_trywait")]
+    pub fn try_wait(&self) -> Result<(), Error> {
+        waited(
+            self.sem.wait(Some(Duration::ZERO)),
+            ErrorKind::Empty,
+            &self.label,
+        )
+    }
+
+    /// P waiting at most `timeout`: [`ErrorKind::Timeout`] if the value stayed 0.
+    #[doc(alias = "sem_timedwait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        if timeout.is_zero() {
+            return waited(
+                self.sem.wait(Some(Duration::ZERO)),
+                ErrorKind::Timeout,
+                &self.label,
+            );
+        }
+        waited(
+            self.sem.wait(Some(timeout)),
+            ErrorKind::Timeout,
+            &self.label,
+        )
+    }
+
+    /// V: increments the value, waking one waiter.
+    #[doc(alias = "V")]
+    #[doc(alias = "sem_post")]
+    pub fn post(&self) -> Result<(), Error> {
+        self.sem
+            .post()
+            .map_err(|e| Error::os("post to it", e).object(&self.label))
+    }
+
+    /// The current value.
+    pub fn value(&self) -> Result<i32, Error> {
+        self.sem
+            .value()
+            .map_err(|e| Error::os("read its value", e).object(&self.label))
+    }
+
+    /// P, returning a guard that does V when dropped (mutual exclusion with an initial 1).
+    pub fn acquire(&self) -> Result<SemGuard<'_>, Error> {
+        self.wait()?;
+        Ok(SemGuard { sem: self })
+    }
+
+    /// The name, like `/lock`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Leaves the name in place when this handle is dropped.
+    pub fn keep(mut self) {
+        self.owner = false;
+    }
+
+    /// Removes the name now (processes that have it open keep using it).
+    pub fn remove(mut self) -> Result<(), Error> {
+        self.owner = false;
+        remove(&self.name)
+    }
+}
+
+impl Drop for Semaphore {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = procom_sys::sem::sem_unlink(&self.name);
+        }
+    }
+}
+
+/// Removes the named semaphore `name`.
+#[doc(alias = "sem_unlink")]
+pub fn remove(name: &str) -> Result<(), Error> {
+    check_name(name, "semaphore")?;
+    procom_sys::sem::sem_unlink(name)
+        .map_err(|e| Error::os("remove it", e).object(format!("semaphore {name}")))
+}
+
+/// Holds a semaphore taken with `acquire`; posts it back on drop.
+#[derive(Debug)]
+#[must_use = "dropping the guard releases the semaphore at once"]
+pub struct SemGuard<'a> {
+    sem: &'a Semaphore,
+}
+
+impl Drop for SemGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.sem.post();
+    }
+}
+
+/// An unnamed process-shared semaphore living in a shared mapping.
+#[derive(Debug)]
+pub struct SharedSemaphore<'m> {
+    sem: UnnamedSemaphore<'m>,
+}
+
+/// Bytes a [`SharedSemaphore`] occupies in a mapping, and its alignment.
+pub const SHARED_SEMAPHORE_SIZE: usize = procom_sys::sem::SEM_T_SIZE;
+
+impl<'m> SharedSemaphore<'m> {
+    /// Initialises a semaphore with `value` at `offset` of `mapping` (once, by one process).
+    #[doc(alias = "sem_init")]
+    pub fn init(
+        mapping: &'m Mapping,
+        offset: usize,
+        value: u32,
+    ) -> Result<SharedSemaphore<'m>, Error> {
+        UnnamedSemaphore::init(mapping, offset, value)
+            .map(|sem| SharedSemaphore { sem })
+            .map_err(|e| Error::os("initialise a shared semaphore", e))
+    }
+
+    /// Uses the semaphore another process initialised at `offset`.
+    pub fn existing(mapping: &'m Mapping, offset: usize) -> Result<SharedSemaphore<'m>, Error> {
+        UnnamedSemaphore::existing(mapping, offset)
+            .map(|sem| SharedSemaphore { sem })
+            .map_err(|e| Error::os("use a shared semaphore", e))
+    }
+
+    /// P.
+    #[doc(alias = "P")]
+    pub fn wait(&self) -> Result<(), Error> {
+        waited(self.sem.wait(None), ErrorKind::Timeout, "shared semaphore")
+    }
+
+    /// P without waiting.
+    pub fn try_wait(&self) -> Result<(), Error> {
+        waited(
+            self.sem.wait(Some(Duration::ZERO)),
+            ErrorKind::Empty,
+            "shared semaphore",
+        )
+    }
+
+    /// P waiting at most `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        waited(
+            self.sem.wait(Some(timeout)),
+            ErrorKind::Timeout,
+            "shared semaphore",
+        )
+    }
+
+    /// V.
+    #[doc(alias = "V")]
+    pub fn post(&self) -> Result<(), Error> {
+        self.sem
+            .post()
+            .map_err(|e| Error::os("post to a shared semaphore", e))
+    }
+
+    /// The current value.
+    pub fn value(&self) -> Result<i32, Error> {
+        self.sem
+            .value()
+            .map_err(|e| Error::os("read a shared semaphore", e))
+    }
+}
+
+/// A System V semaphore set.
+#[derive(Debug)]
+pub struct SemSet {
+    id: i32,
+    count: usize,
+    label: String,
+    owner: bool,
+}
+
+/// One operation on a member of a [`SemSet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    /// Which member.
+    pub index: u16,
+    /// What to add: negative is P, positive is V, zero waits until the value is zero.
+    pub delta: i16,
+    /// Undo the operation if this process exits without undoing it (SEM_UNDO).
+    pub undo: bool,
+}
+
+impl Op {
+    /// P on member `index`, undone if the process dies.
+    pub fn wait(index: u16) -> Op {
+        Op {
+            index,
+            delta: -1,
+            undo: true,
+        }
+    }
+
+    /// V on member `index`, undone if the process dies.
+    pub fn post(index: u16) -> Op {
+        Op {
+            index,
+            delta: 1,
+            undo: true,
+        }
+    }
+}
+
+fn set_label(key: &MsgKey) -> String {
+    match key {
+        MsgKey::Key(k) => format!("semaphore set {:#x}", *k as u32),
+        MsgKey::Path(p) => format!("semaphore set of {}", p.display()),
+    }
+}
+
+fn set_key(key: &MsgKey) -> Result<i32, Error> {
+    match key {
+        MsgKey::Key(k) => Ok(*k),
+        MsgKey::Path(p) => procom_sys::mapping::ftok(p, b'S')
+            .map_err(|e| Error::os("derive a key from it with ftok", e).object(p.display())),
+    }
+}
+
+impl SemSet {
+    /// Creates a set for `key` with the given initial values, mode 0600, exclusively. The
+    /// creator removes it on drop unless kept.
+    #[doc(alias = "semget")]
+    pub fn create(key: &MsgKey, values: &[u16]) -> Result<SemSet, Error> {
+        let label = set_label(key);
+        if values.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail("a set needs at least one semaphore")
+                .object(&label));
+        }
+        let id = procom_sys::sem::semget(set_key(key)?, values.len(), true, DEFAULT_MODE).map_err(
+            |e| match e.raw_os_error() {
+                Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => {
+                    Error::new(ErrorKind::AlreadyExists)
+                        .detail("already exists; procom does not adopt an existing set")
+                        .object(&label)
+                }
+                _ => Error::os("create it", e).object(&label),
+            },
+        )?;
+        let set = SemSet {
+            id,
+            count: values.len(),
+            label,
+            owner: true,
+        };
+        for (i, v) in values.iter().enumerate() {
+            procom_sys::sem::semctl_setval(id, i as u16, i32::from(*v))
+                .map_err(|e| Error::os("set its initial values", e).object(&set.label))?;
+        }
+        Ok(set)
+    }
+
+    /// Opens the existing set for `key` with `count` members.
+    pub fn open(key: &MsgKey, count: usize) -> Result<SemSet, Error> {
+        let label = set_label(key);
+        let id = procom_sys::sem::semget(set_key(key)?, 0, false, 0)
+            .map_err(|e| Error::os("open it", e).object(&label))?;
+        Ok(SemSet {
+            id,
+            count,
+            label,
+            owner: false,
+        })
+    }
+
+    /// Applies every operation at once, atomically, waiting as long as it takes.
+    #[doc(alias = "semop")]
+    pub fn apply(&self, ops: &[Op]) -> Result<(), Error> {
+        self.apply_with(ops, None, ErrorKind::Timeout)
+    }
+
+    /// Applies every operation at once if that is possible now, else [`ErrorKind::Empty`].
+    pub fn try_apply(&self, ops: &[Op]) -> Result<(), Error> {
+        self.apply_with(ops, Some(Duration::ZERO), ErrorKind::Empty)
+    }
+
+    /// Applies every operation at once, waiting at most `timeout`.
+    pub fn apply_timeout(&self, ops: &[Op], timeout: Duration) -> Result<(), Error> {
+        self.apply_with(ops, Some(timeout), ErrorKind::Timeout)
+    }
+
+    fn apply_with(
+        &self,
+        ops: &[Op],
+        timeout: Option<Duration>,
+        blocked: ErrorKind,
+    ) -> Result<(), Error> {
+        if let Some(bad) = ops.iter().find(|o| usize::from(o.index) >= self.count) {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail(format!(
+                    "member {} does not exist in a set of {}",
+                    bad.index, self.count
+                ))
+                .object(&self.label));
+        }
+        let raw: Vec<SemOp> = ops
+            .iter()
+            .map(|o| SemOp {
+                index: o.index,
+                delta: o.delta,
+                undo: o.undo,
+            })
+            .collect();
+        waited(
+            procom_sys::sem::semop(self.id, &raw, timeout),
+            blocked,
+            &self.label,
+        )
+    }
+
+    /// The value of member `index`.
+    pub fn value(&self, index: u16) -> Result<i32, Error> {
+        procom_sys::sem::semctl_getval(self.id, index)
+            .map_err(|e| Error::os("read a value", e).object(&self.label))
+    }
+
+    /// Leaves the set in place when this handle is dropped.
+    pub fn keep(mut self) {
+        self.owner = false;
+    }
+
+    /// Removes the set now; processes waiting on it wake with [`ErrorKind::PeerGone`].
+    pub fn remove(mut self) -> Result<(), Error> {
+        self.owner = false;
+        procom_sys::sem::semctl_remove(self.id)
+            .map_err(|e| Error::os("remove it", e).object(&self.label))
+    }
+}
+
+impl Drop for SemSet {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = procom_sys::sem::semctl_remove(self.id);
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The shared-memory channel (`shm:/NAME`): the ring of `procom-ring` in a POSIX segment, with
+//! futex wake-ups and pidfd peer-death detection around it.
+//!
+//! # Segment layout (version 1)
+//!
+//! ```text
+//!   0  magic "PROCOMCH"        8  version u32 (written last, Release: the header is complete)
+//!  12  flags u32 (0)           16  layout_size u64 = 256 + capacity
+//!  24  capacity u64           32  receiver pid u32      36  sender pid u32
+//!  40  data_seq u32 (futex: bumped after each message)  44  space_seq u32 (futex: after each release)
+//!  48  receiver waiting u32   52  sender waiting u32    56  state u32 (1: receiver closed, 2: sender closed)
+//! 128  the ring: head u64 @0, tail u64 @64, data @128 (capacity bytes, a power of two)
+//! ```
+//!
+//! The receiver creates and owns the segment (mode 0600, exclusive) and removes its name on
+//! drop. One sender attaches at a time by claiming the sender-pid slot; a slot whose process
+//! is dead is reclaimed, so a new sender can attach after one was killed. A segment whose
+//! receiver is dead is stale: the next receiver removes and recreates it.
+//!
+//! Waiting: an empty receiver spins for `Options::spin` (0 by default), then announces itself
+//! in "receiver waiting" and sleeps on `data_seq` with `futex_wait`; the sender bumps
+//! `data_seq` after each commit and wakes it when it is announced (a SeqCst store/load pair on
+//! each side, so a wake-up is never lost). A full sender does the same on `space_seq`. Sleeps
+//! last at most 50 ms, after which the sleeper checks the peer's pidfd: a SIGKILLed peer is
+//! noticed within 50 ms, and a message it had not committed is never seen.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use procom_ring::{Consumer, Producer};
+use procom_sys::mapping::MappedRing;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{Pid, PidfdFlags};
+use rustix::thread::futex;
+
+use crate::error::{Error, ErrorKind};
+use crate::shm::{Header, Mapping, Segment};
+
+const MAGIC: [u8; 8] = *b"PROCOMCH";
+const VERSION: u32 = 1;
+const OFF_VERSION: usize = 8;
+const OFF_CAPACITY: usize = 24;
+const OFF_RECEIVER: usize = 32;
+const OFF_SENDER: usize = 36;
+const OFF_DATA_SEQ: usize = 40;
+const OFF_SPACE_SEQ: usize = 44;
+const OFF_RX_WAITING: usize = 48;
+const OFF_TX_WAITING: usize = 52;
+const OFF_STATE: usize = 56;
+const RING_OFFSET: usize = 128;
+const STATE_RECEIVER_CLOSED: u32 = 1;
+const STATE_SENDER_CLOSED: u32 = 2;
+/// The longest a sleeper goes without checking that its peer is alive.
+const LIVENESS: Duration = Duration::from_millis(50);
+/// The ring capacity when the endpoint does not say.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+
+static NO_WORD: AtomicU32 = AtomicU32::new(0);
+
+/// A control word of the header. Offsets are constants below 256 and every mapping here is
+/// validated to be larger, so the fallback is never used; it exists so no path can panic.
+fn word(map: &Mapping, off: usize) -> &AtomicU32 {
+    map.atomic_u32(off).unwrap_or(&NO_WORD)
+}
+
+fn me() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// A process we watch through a pidfd, so a recycled pid can never fool us.
+#[derive(Debug)]
+struct Watched {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Watched {
+    fn new(pid: u32) -> Watched {
+        let pidfd = Pid::from_raw(pid as i32)
+            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        Watched { pid, pidfd }
+    }
+
+    /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone).
+    fn dead(&self) -> bool {
+        match &self.pidfd {
+            None => true,
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+            }
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    pid != 0 && !Watched::new(pid).dead()
+}
+
+/// Sleeps on `seq` (expected value `seen`) until woken, the deadline, or the liveness period.
+fn sleep_on(seq: &AtomicU32, seen: u32, deadline: Option<Instant>) {
+    let mut wait = LIVENESS;
+    if let Some(d) = deadline {
+        wait = wait.min(d.saturating_duration_since(Instant::now()));
+    }
+    let ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: wait.as_nanos() as i64,
+    };
+    // EAGAIN (the value moved on), ETIMEDOUT and EINTR all just mean "look again".
+    let _ = futex::wait(seq, futex::Flags::empty(), seen, Some(&ts));
+}
+
+fn wake(seq: &AtomicU32) {
+    let _ = futex::wake(seq, futex::Flags::empty(), i32::MAX as u32);
+}
+
+fn capacity_for(requested: u64) -> Result<usize, Error> {
+    let c = requested
+        .max(procom_ring::MIN_CAPACITY as u64)
+        .checked_next_power_of_two();
+    match c
+        .and_then(|c| usize::try_from(c).ok())
+        .filter(|c| *c <= u32::MAX as usize)
+    {
+        Some(c) => Ok(c),
+        None => Err(Error::new(ErrorKind::InvalidInput)
+            .detail(format!("a capacity of {requested} bytes is too large"))),
+    }
+}
+
+/// Reads and checks the header of a mapped channel; returns its ring capacity.
+fn validate(map: &Mapping) -> Result<usize, Error> {
+    if map.len() < RING_OFFSET + procom_ring::bytes_needed(procom_ring::MIN_CAPACITY) {
+        return Err(Error::new(ErrorKind::Corrupted).detail(format!(
+            "is only {} bytes, too small for a procom channel",
+            map.len()
+        )));
+    }
+    // Acquire pairs with the creator's Release store of the version: the rest is complete.
+    if word(map, OFF_VERSION).load(Ordering::Acquire) == 0 {
+        return Err(Error::new(ErrorKind::Corrupted)
+            .detail("is still being set up, or was abandoned half-made"));
+    }
+    let mut header = Header {
+        magic: [0; 8],
+        version: 0,
+        flags: 0,
+        layout_size: 0,
+    };
+    map.read(0, bytemuck::bytes_of_mut(&mut header))
+        .map_err(|e| Error::os("read its header", e))?;
+    header.validate(&MAGIC, VERSION, map.len())?;
+    let mut cap = [0u8; 8];
+    map.read(OFF_CAPACITY, &mut cap)
+        .map_err(|e| Error::os("read its header", e))?;
+    let cap = u64::from_le_bytes(cap);
+    let ok = cap.is_power_of_two()
+        && cap >= procom_ring::MIN_CAPACITY as u64
+        && (RING_OFFSET as u64 + procom_ring::bytes_needed(cap as usize) as u64)
+            == map.len() as u64;
+    if !ok || map.faulted() {
+        return Err(Error::new(ErrorKind::Corrupted).detail(format!(
+            "its header's ring capacity {cap} does not match its {} bytes",
+            map.len()
+        )));
+    }
+    Ok(cap as usize)
+}
+
+fn ring(map: &Arc<Mapping>) -> Result<MappedRing, Error> {
+    MappedRing::new(Arc::clone(map), RING_OFFSET)
+        .ok_or_else(|| corrupted("its ring area is malformed"))
+}
+
+/// The receiving side: creates and owns the segment.
+#[derive(Debug)]
+pub(crate) struct ShmReceiver {
+    consumer: Consumer<MappedRing>,
+    map: Arc<Mapping>,
+    _segment: Segment,
+    sender: Option<Watched>,
+    spin: Duration,
+    max: usize,
+    broken: bool,
+}
+
+impl ShmReceiver {
+    pub(crate) fn bind(
+        name: &str,
+        capacity: Option<u64>,
+        spin: Duration,
+        max: usize,
+    ) -> Result<ShmReceiver, Error> {
+        let cap = capacity_for(capacity.unwrap_or(DEFAULT_CAPACITY))?;
+        let len = (RING_OFFSET + procom_ring::bytes_needed(cap)) as u64;
+        let segment = match Segment::create(name, len) {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                reclaim_if_stale(name)?;
+                Segment::create(name, len)?
+            }
+            Err(e) => return Err(e),
+        };
+        let map = Arc::new(segment.map()?);
+        let region = ring(&map)?;
+        let header = Header {
+            magic: MAGIC,
+            version: 0,
+            flags: 0,
+            layout_size: len,
+        };
+        map.write(0, bytemuck::bytes_of(&header))
+            .map_err(|e| Error::os("write its header", e))?;
+        map.write(OFF_CAPACITY, &(cap as u64).to_le_bytes())
+            .map_err(|e| Error::os("write its header", e))?;
+        word(&map, OFF_RECEIVER).store(me(), Ordering::Relaxed);
+        procom_ring::init(&region);
+        // Release: everything above is visible to whoever sees the version.
+        word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
+        let consumer = Consumer::attach(region).map_err(ring_error)?;
+        Ok(ShmReceiver {
+            consumer,
+            map,
+            _segment: segment,
+            sender: None,
+            spin,
+            max,
+            broken: false,
+        })
+    }
+
+    /// Whether the sender has gone: closed cleanly, or its process is dead.
+    fn sender_gone(&mut self) -> bool {
+        let pid = word(&self.map, OFF_SENDER).load(Ordering::Acquire);
+        if pid == 0 {
+            self.sender = None;
+            return word(&self.map, OFF_STATE).load(Ordering::Acquire) & STATE_SENDER_CLOSED != 0;
+        }
+        if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
+            self.sender = Some(Watched::new(pid));
+        }
+        self.sender.as_ref().is_some_and(Watched::dead)
+    }
+
+    pub(crate) fn recv(
+        &mut self,
+        deadline: Option<Instant>,
+        is_try: bool,
+    ) -> Result<Vec<u8>, Error> {
+        self.recv_with(deadline, is_try, <[u8]>::to_vec)
+    }
+
+    pub(crate) fn recv_with<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        is_try: bool,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        if self.broken {
+            return Err(corrupted(
+                "the channel was found corrupted earlier and is no longer read",
+            ));
+        }
+        let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
+        loop {
+            if self.map.faulted() {
+                self.broken = true;
+                return Err(corrupted("the segment was truncated under the receiver"));
+            }
+            match self.consumer.peek() {
+                Ok(msg) => {
+                    let len = msg.len();
+                    let out = (len <= self.max).then(|| f(msg.as_slice()));
+                    drop(msg); // releases the record
+                    let space = word(&self.map, OFF_SPACE_SEQ);
+                    space.fetch_add(1, Ordering::SeqCst);
+                    if word(&self.map, OFF_TX_WAITING).load(Ordering::SeqCst) != 0 {
+                        wake(space);
+                    }
+                    if self.map.faulted() {
+                        self.broken = true;
+                        return Err(corrupted("the segment was truncated under the receiver"));
+                    }
+                    return out.ok_or_else(|| Error::too_large(len as u64, self.max as u64));
+                }
+                Err(procom_ring::Error::Empty) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(ring_error(e));
+                }
+            }
+            if self.sender_gone() && self.consumer.is_empty() {
+                return Err(Error::new(ErrorKind::PeerGone));
+            }
+            let now = Instant::now();
+            if is_try {
+                return Err(Error::new(ErrorKind::Empty));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(
+                    Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
+                );
+            }
+            if spin_until.is_some_and(|s| now < s) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let waiting = word(&self.map, OFF_RX_WAITING);
+            let seq = word(&self.map, OFF_DATA_SEQ);
+            waiting.store(1, Ordering::SeqCst);
+            let seen = seq.load(Ordering::SeqCst);
+            if self.consumer.is_empty() {
+                sleep_on(seq, seen, deadline);
+            }
+            waiting.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for ShmReceiver {
+    fn drop(&mut self) {
+        word(&self.map, OFF_STATE).fetch_or(STATE_RECEIVER_CLOSED, Ordering::SeqCst);
+        let space = word(&self.map, OFF_SPACE_SEQ);
+        space.fetch_add(1, Ordering::SeqCst);
+        wake(space);
+    }
+}
+
+/// A segment named `name` exists: reclaim it if its receiver is dead, refuse otherwise.
+fn reclaim_if_stale(name: &str) -> Result<(), Error> {
+    let label = format!("shm {name}");
+    let seg = Segment::open(name)?;
+    let map = seg.map()?;
+    let in_use = || Error::new(ErrorKind::AlreadyExists).object(&label);
+    match validate(&map) {
+        Ok(_) => {
+            let owner = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+            if alive(owner)
+                && word(&map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED == 0
+            {
+                return Err(in_use().detail(format!(
+                    "is a live channel owned by pid {owner}; it has one receiver at a time"
+                )));
+            }
+            drop(map);
+            seg.remove() // stale: its receiver died without removing it
+        }
+        Err(e) => Err(in_use().detail(format!(
+            "exists and is not a procom channel ({e}); procom does not adopt it"
+        ))),
+    }
+}
+
+/// The sending side: attaches to a receiver's segment.
+#[derive(Debug)]
+pub(crate) struct ShmSender {
+    producer: Producer<MappedRing>,
+    map: Arc<Mapping>,
+    _segment: Segment,
+    receiver: Watched,
+    max: usize,
+    broken: bool,
+}
+
+impl ShmSender {
+    pub(crate) fn connect(name: &str, max: usize) -> Result<ShmSender, Error> {
+        let segment = Segment::open(name)?;
+        let map = Arc::new(segment.map()?);
+        validate(&map)?;
+        let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+        let receiver = Watched::new(receiver_pid);
+        if receiver.dead()
+            || word(&map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED != 0
+        {
+            return Err(Error::new(ErrorKind::PeerGone)
+                .detail("its receiver is gone (the segment is stale)"));
+        }
+        let slot = word(&map, OFF_SENDER);
+        let mine = me();
+        loop {
+            match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(other) if alive(other) && other != mine => {
+                    return Err(Error::new(ErrorKind::AlreadyExists)
+                        .detail(format!("already has a sender (pid {other}); a shared-memory channel has one sender at a time")));
+                }
+                Err(other) => {
+                    // The previous sender died without letting go: take its place.
+                    if slot
+                        .compare_exchange(other, mine, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        word(&map, OFF_STATE).fetch_and(!STATE_SENDER_CLOSED, Ordering::SeqCst);
+        let producer = match ring(&map).and_then(|r| Producer::attach(r).map_err(ring_error)) {
+            Ok(p) => p,
+            Err(e) => {
+                slot.store(0, Ordering::Release);
+                return Err(e);
+            }
+        };
+        Ok(ShmSender {
+            producer,
+            map,
+            _segment: segment,
+            receiver,
+            max,
+            broken: false,
+        })
+    }
+
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    fn receiver_gone(&self) -> bool {
+        word(&self.map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED != 0
+            || self.receiver.dead()
+    }
+
+    pub(crate) fn send(
+        &mut self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        is_try: bool,
+    ) -> Result<(), Error> {
+        self.send_with(msg.len(), deadline, is_try, |buf| buf.copy_from_slice(msg))
+    }
+
+    /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits.
+    pub(crate) fn send_with(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        is_try: bool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), Error> {
+        if self.broken {
+            return Err(corrupted(
+                "the channel was found corrupted earlier and is no longer written",
+            ));
+        }
+        if len > self.max {
+            return Err(Error::too_large(len as u64, self.max as u64));
+        }
+        let mut fill = Some(fill);
+        loop {
+            if self.map.faulted() {
+                self.broken = true;
+                return Err(corrupted("the segment was truncated under the sender"));
+            }
+            if self.receiver_gone() {
+                return Err(Error::new(ErrorKind::PeerGone));
+            }
+            match self.producer.reserve(len) {
+                Ok(mut slot) => {
+                    if let Some(f) = fill.take() {
+                        f(slot.as_mut_slice());
+                    }
+                    slot.commit();
+                    let data = word(&self.map, OFF_DATA_SEQ);
+                    data.fetch_add(1, Ordering::SeqCst);
+                    if word(&self.map, OFF_RX_WAITING).load(Ordering::SeqCst) != 0 {
+                        wake(data);
+                    }
+                    return Ok(());
+                }
+                Err(procom_ring::Error::Full) => {}
+                Err(procom_ring::Error::TooLarge { max }) => {
+                    return Err(Error::too_large(len as u64, max as u64).detail(format!(
+                        "a {len}-byte message does not fit in this channel's ring (at most {max} bytes; create it with a larger ?capacity=)"
+                    )));
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(ring_error(e));
+                }
+            }
+            if is_try {
+                return Err(Error::new(ErrorKind::Full));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(ErrorKind::Timeout)
+                    .detail("the receiver did not make room before the deadline"));
+            }
+            let waiting = word(&self.map, OFF_TX_WAITING);
+            let seq = word(&self.map, OFF_SPACE_SEQ);
+            waiting.store(1, Ordering::SeqCst);
+            let seen = seq.load(Ordering::SeqCst);
+            if self.producer.in_flight() as usize + procom_ring::record_size(len)
+                > self.producer.max_message()
+            {
+                sleep_on(seq, seen, deadline);
+            }
+            waiting.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for ShmSender {
+    fn drop(&mut self) {
+        word(&self.map, OFF_STATE).fetch_or(STATE_SENDER_CLOSED, Ordering::SeqCst);
+        let _ = word(&self.map, OFF_SENDER).compare_exchange(
+            me(),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        let data = word(&self.map, OFF_DATA_SEQ);
+        data.fetch_add(1, Ordering::SeqCst);
+        wake(data);
+    }
+}
+
+fn corrupted(why: &str) -> Error {
+    Error::new(ErrorKind::Corrupted).detail(why.to_string())
+}
+
+fn ring_error(e: procom_ring::Error) -> Error {
+    match e {
+        procom_ring::Error::Full => Error::new(ErrorKind::Full),
+        procom_ring::Error::Empty => Error::new(ErrorKind::Empty),
+        procom_ring::Error::TooLarge { max } => Error::too_large(max as u64 + 1, max as u64),
+        procom_ring::Error::Corrupted => corrupted(
+            "the ring's control words or records are inconsistent (a broken or hostile peer)",
+        ),
+        procom_ring::Error::BadLayout => corrupted("the ring's layout is invalid"),
+    }
+}
