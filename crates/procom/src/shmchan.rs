@@ -471,6 +471,12 @@ impl ShmSender {
                     if word(&self.map, OFF_RX_WAITING).load(Ordering::SeqCst) != 0 {
                         wake(data);
                     }
+                    if self.map.faulted() {
+                        self.broken = true;
+                        return Err(corrupted(
+                            "the segment was truncated under the sender; the message was lost with it",
+                        ));
+                    }
                     return Ok(());
                 }
                 Err(procom_ring::Error::Full) => {}

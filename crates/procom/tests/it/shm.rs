@@ -1,0 +1,528 @@
+//! Shared memory across real processes: POSIX, memfd and System V segments, typed regions,
+//! headers that refuse foreign segments, and the shm: channel against dying, returning and
+//! hostile peers.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use procom::endpoint::MsgKey;
+use procom::shm::{Header, Kind, Segment, TypedRegion};
+use procom::{ErrorKind, Options, Receiver, Sender};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, test, unique_name,
+};
+
+pub const ROLES: &[Role] = &[
+    Role {
+        name: "shm::write_posix",
+        run: write_posix,
+    },
+    Role {
+        name: "shm::read_fd0",
+        run: read_fd0,
+    },
+    Role {
+        name: "shm::sysv_writer",
+        run: sysv_writer,
+    },
+    Role {
+        name: "shm::open_denied",
+        run: open_denied,
+    },
+    Role {
+        name: "shm::sender",
+        run: sender,
+    },
+    Role {
+        name: "shm::receiver",
+        run: receiver,
+    },
+    Role {
+        name: "shm::scribbler",
+        run: scribbler,
+    },
+];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test("shm::posix_segment_is_shared", posix_segment_is_shared),
+        test(
+            "shm::memfd_passed_to_a_child_is_sealed",
+            memfd_passed_to_a_child_is_sealed,
+        ),
+        test("shm::sysv_segment_by_key", sysv_segment_by_key),
+        test(
+            "shm::creation_is_exclusive_and_private",
+            creation_is_exclusive_and_private,
+        ),
+        test(
+            "shm::foreign_segment_is_refused",
+            foreign_segment_is_refused,
+        ),
+        test(
+            "shm::channel_sender_killed_then_replaced",
+            channel_sender_killed_then_replaced,
+        ),
+        test(
+            "shm::channel_receiver_killed_is_stale_and_reclaimed",
+            channel_receiver_killed_is_stale_and_reclaimed,
+        ),
+        test(
+            "shm::channel_one_sender_at_a_time",
+            channel_one_sender_at_a_time,
+        ),
+        test("shm::channel_hostile_scribbler", channel_hostile_scribbler),
+        test(
+            "shm::channel_truncated_under_the_receiver",
+            channel_truncated_under_the_receiver,
+        ),
+        test("shm::channel_zero_copy_paths", channel_zero_copy_paths),
+    ]
+}
+
+fn shm_name() -> String {
+    format!("/{}", unique_name("procom-it"))
+}
+
+fn dev_shm(name: &str) -> std::path::PathBuf {
+    format!("/dev/shm{name}").into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Frame {
+    seq: u64,
+    width: u32,
+    height: u32,
+    checksum: u64,
+}
+
+/// Opens a POSIX segment by name and stores a Frame in it.
+fn write_posix(args: &[String]) -> Outcome {
+    let seg = check!(Segment::open(&args[0]));
+    let map = check!(seg.map());
+    let region = check!(TypedRegion::<Frame>::new(&map, 64));
+    check!(region.store(&Frame {
+        seq: 7,
+        width: 640,
+        height: 480,
+        checksum: 0xfeed
+    }));
+    Ok(())
+}
+
+fn posix_segment_is_shared() -> Outcome {
+    let name = shm_name();
+    let seg = check!(Segment::create(&name, 4096));
+    let info = check!(seg.info());
+    ensure!(
+        info.size == 4096 && info.mode == 0o600 && info.kind == Kind::Posix,
+        "info {info:?}"
+    );
+    let map = check!(seg.map());
+    Proc::spawn("writer", &mut role("shm::write_posix", &[&name]))?.success(STEP)?;
+    let got = check!(check!(TypedRegion::<Frame>::new(&map, 64)).load());
+    ensure!(
+        got == Frame {
+            seq: 7,
+            width: 640,
+            height: 480,
+            checksum: 0xfeed
+        },
+        "read {got:?}"
+    );
+    drop(map);
+    drop(seg);
+    ensure!(
+        !dev_shm(&name).exists(),
+        "the creator did not remove its segment"
+    );
+    Ok(())
+}
+
+/// Maps the memfd it inherited as standard input, checks the text, tries to shrink it.
+fn read_fd0(_: &[String]) -> Outcome {
+    let fd = check!(std::io::stdin().lock().as_fd_owned());
+    let seg = Segment::from_fd(fd, true);
+    let map = check!(seg.map());
+    let mut buf = [0u8; 5];
+    check!(map.read(100, &mut buf));
+    ensure!(&buf == b"hello", "read {buf:?}");
+    let shrink = rustix::fs::ftruncate(seg.fd().ok_or("fd")?, 10);
+    ensure!(shrink.is_err(), "a sealed memfd could be shrunk");
+    check!(map.write(200, b"world"));
+    Ok(())
+}
+
+trait AsFdOwned {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+impl AsFdOwned for std::io::StdinLock<'_> {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        std::os::fd::AsFd::as_fd(self).try_clone_to_owned()
+    }
+}
+
+fn memfd_passed_to_a_child_is_sealed() -> Outcome {
+    let seg = check!(Segment::memfd("procom-test", 4096, true));
+    ensure!(check!(seg.info()).sealed == Some(true), "not sealed");
+    let map = check!(seg.map());
+    check!(map.write(100, b"hello"));
+    let fd = check!(seg.fd().ok_or("fd")?.try_clone_to_owned());
+    let mut cmd = role("shm::read_fd0", &[]);
+    cmd.stdin(Stdio::from(fd));
+    Proc::spawn("child", &mut cmd)?.success(STEP)?;
+    let mut buf = [0u8; 5];
+    check!(map.read(200, &mut buf));
+    ensure!(
+        &buf == b"world",
+        "the child's write is not visible: {buf:?}"
+    );
+    Ok(())
+}
+
+fn sysv_writer(args: &[String]) -> Outcome {
+    let key: i32 = check!(args[0].parse::<i32>());
+    let seg = check!(Segment::open_sysv(&MsgKey::Key(key)));
+    let map = check!(seg.map());
+    check!(map.write(0, b"from a child"));
+    let info = check!(seg.info());
+    ensure!(info.attached == Some(2), "attach count {:?}", info.attached);
+    Ok(())
+}
+
+fn sysv_segment_by_key() -> Outcome {
+    let key = (std::process::id() as i32 & 0xffff) | 0x5100_0000;
+    let seg = check!(Segment::create_sysv(&MsgKey::Key(key), 8192));
+    let info = check!(seg.info());
+    ensure!(
+        info.kind == Kind::SysV && info.size == 8192 && info.mode == 0o600,
+        "info {info:?}"
+    );
+    let map = check!(seg.map());
+    Proc::spawn("child", &mut role("shm::sysv_writer", &[&key.to_string()]))?.success(STEP)?;
+    let mut buf = [0u8; 12];
+    check!(map.read(0, &mut buf));
+    ensure!(&buf == b"from a child", "read {buf:?}");
+    let again = Segment::create_sysv(&MsgKey::Key(key), 8192)
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        again == Some(ErrorKind::AlreadyExists),
+        "second create: {again:?}"
+    );
+    drop(map);
+    check!(seg.remove());
+    let gone = Segment::open_sysv(&MsgKey::Key(key))
+        .err()
+        .map(|e| e.kind());
+    ensure!(gone == Some(ErrorKind::NotFound), "after removal: {gone:?}");
+    Ok(())
+}
+
+/// As uid 65534: a root-owned 0600 segment cannot be opened.
+fn open_denied(args: &[String]) -> Outcome {
+    let e = Segment::open(&args[0])
+        .err()
+        .ok_or("opened a 0600 segment as another user")?;
+    ensure!(e.kind() == ErrorKind::PermissionDenied, "got {e}");
+    let e = Sender::connect(format!("shm:{}", args[0]))
+        .err()
+        .ok_or("connected to a 0600 channel as another user")?;
+    ensure!(e.kind() == ErrorKind::PermissionDenied, "got {e}");
+    Ok(())
+}
+
+fn creation_is_exclusive_and_private() -> Outcome {
+    let name = shm_name();
+    let seg = check!(Segment::create(&name, 1024));
+    let e = Segment::create(&name, 1024).err().ok_or("created twice")?;
+    ensure!(
+        e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("does not adopt"),
+        "got {e}"
+    );
+    let mut cmd = role("shm::open_denied", &[&name]);
+    match as_nobody(&mut cmd) {
+        Ok(cmd) => {
+            Proc::spawn("nobody", cmd)?.success(STEP)?;
+        }
+        Err(reason) => println!("skipped: {reason}"),
+    }
+    let bad = Segment::create("no-slash", 10).err().map(|e| e.kind());
+    ensure!(
+        bad == Some(ErrorKind::InvalidInput),
+        "bad name gave {bad:?}"
+    );
+    drop(seg);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn foreign_segment_is_refused() -> Outcome {
+    let name = shm_name();
+    // Another program's segment: the right size for a channel, but not our header.
+    let seg = check!(Segment::create(&name, 256 + 4096));
+    let map = check!(seg.map());
+    check!(map.write(0, b"NOTOURS!garbage-garbage"));
+    let e = Sender::connect(format!("shm:{name}"))
+        .err()
+        .ok_or("attached to a foreign segment")?;
+    ensure!(e.kind() == ErrorKind::Corrupted, "got {e}");
+    let e = Receiver::bind(format!("shm:{name}"))
+        .err()
+        .ok_or("a receiver adopted a foreign segment")?;
+    ensure!(
+        e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("not a procom channel"),
+        "got {e}"
+    );
+    // A procom header of another version, and one whose size does not match, are refused too.
+    let header = Header {
+        magic: *b"PROCOMCH",
+        version: 9,
+        flags: 0,
+        layout_size: 256 + 4096,
+    };
+    check!(map.write(0, bytemuck::bytes_of(&header)));
+    check!(map.write(8, &9u32.to_le_bytes()));
+    let e = Sender::connect(format!("shm:{name}"))
+        .err()
+        .ok_or("accepted version 9")?;
+    ensure!(e.to_string().contains("layout version is 9"), "got {e}");
+    let header = Header {
+        magic: *b"PROCOMCH",
+        version: 1,
+        flags: 0,
+        layout_size: 999,
+    };
+    check!(map.write(0, bytemuck::bytes_of(&header)));
+    let e = Sender::connect(format!("shm:{name}"))
+        .err()
+        .ok_or("accepted a wrong size")?;
+    ensure!(e.to_string().contains("truncated or resized"), "got {e}");
+    drop(map);
+    check!(seg.remove());
+    Ok(())
+}
+
+/// Attaches to the channel and sends numbered messages; `forever` keeps sending 64 KiB ones.
+fn sender(args: &[String]) -> Outcome {
+    let [ep, mode] = args else {
+        return Err("args".into());
+    };
+    let mut tx = check!(Sender::connect(ep.as_str()));
+    match mode.as_str() {
+        "three" => {
+            for m in ["a", "b", "c"] {
+                check!(tx.send(m).map_err(|e| e.into_error()));
+            }
+            Ok(())
+        }
+        "forever" => {
+            check!(tx.send("first").map_err(|e| e.into_error()));
+            println!("sent");
+            let big = vec![0x42u8; 64 << 10];
+            loop {
+                check!(tx.send(&big).map_err(|e| e.into_error()));
+            }
+        }
+        other => Err(format!("mode {other}")),
+    }
+}
+
+fn is_whole_big(m: &[u8]) -> bool {
+    m.len() == 64 << 10 && m.iter().all(|b| *b == 0x42)
+}
+
+fn channel_sender_killed_then_replaced() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=256KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = Proc::spawn("sender", &mut role("shm::sender", &[&ep, "forever"]))?;
+    tx.expect_line("sent")?;
+    ensure!(check!(rx.recv_timeout(STEP)) == b"first", "first message");
+    check!(tx.child().kill());
+    tx.finish(STEP)?;
+    // Everything committed before the kill arrives whole, then PeerGone; never a torn message.
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => ensure!(
+                is_whole_big(&m),
+                "a partial {}-byte message was delivered",
+                m.len()
+            ),
+            Err(e) if e.kind() == ErrorKind::PeerGone => break,
+            Err(e) => return Err(format!("after the kill: {e}")),
+        }
+    }
+    // A new sender attaches to the same name and is heard.
+    Proc::spawn("second sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
+    for want in [&b"a"[..], b"b", b"c"] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {m:?}");
+    }
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// Binds the channel, says ready, then waits (to be killed).
+fn receiver(args: &[String]) -> Outcome {
+    let _rx = check!(Receiver::bind(args[0].as_str()));
+    println!("ready");
+    let mut sink = Vec::new();
+    check!(std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink));
+    Ok(())
+}
+
+fn channel_receiver_killed_is_stale_and_reclaimed() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut cmd = role("shm::receiver", &[&ep]);
+    cmd.stdin(Stdio::piped());
+    let mut owner = Proc::spawn("receiver", &mut cmd)?;
+    owner.expect_line("ready")?;
+    // While it lives, nobody else may take the name.
+    let e = Receiver::bind(&ep)
+        .err()
+        .ok_or("took a live channel's name")?;
+    ensure!(
+        e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("live channel"),
+        "got {e}"
+    );
+    let mut tx = check!(Sender::connect(&ep));
+    check!(owner.child().kill());
+    owner.finish(STEP)?;
+    ensure!(
+        dev_shm(&name).exists(),
+        "the killed receiver's segment vanished by itself"
+    );
+    // The sender learns its receiver is gone.
+    let e = tx.send_timeout(b"anyone?", STEP).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::PeerGone),
+        "send to a dead receiver gave {e:?}"
+    );
+    drop(tx);
+    // The next receiver detects the stale segment and reclaims the name.
+    let rx = check!(Receiver::bind(&ep));
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn channel_one_sender_at_a_time() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = check!(Sender::connect(&ep));
+    let mut cmd = role("shm::sender", &[&ep, "three"]);
+    let fin = Proc::spawn("second sender", &mut cmd)?.finish(STEP)?;
+    ensure!(
+        !fin.status.success() && fin.stderr.contains("already has a sender"),
+        "second sender: {fin:?}"
+    );
+    check!(tx.send(b"x").map_err(|e| e.into_error()));
+    ensure!(check!(rx.recv_timeout(STEP)) == b"x", "message");
+    let e = Sender::bind_with(&ep, &Options::default())
+        .err()
+        .map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::InvalidInput), "bind as sender: {e:?}");
+    Ok(())
+}
+
+/// Scribbles garbage over the channel's ring control words in a loop until killed.
+fn scribbler(args: &[String]) -> Outcome {
+    let seg = check!(Segment::open(&args[0]));
+    let map = check!(seg.map());
+    println!("scribbling");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for off in [128usize, 192, 256, 264] {
+            if let Some(w) = map.atomic_u64(off) {
+                w.store(
+                    x.rotate_left(off as u32),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+fn channel_hostile_scribbler() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=64KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut hostile = Proc::spawn("scribbler", &mut role("shm::scribbler", &[&name]))?;
+    hostile.expect_line("scribbling")?;
+    // The receiver never crashes, hangs or reads out of bounds: it reports Corrupted (or
+    // sees nothing yet) and, once corrupted, stays detached.
+    let mut corrupted = false;
+    for _ in 0..200 {
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Err(e) if e.kind() == ErrorKind::Corrupted => {
+                corrupted = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::PeerGone) => {}
+            Err(e) => return Err(format!("unexpected {e}")),
+            Ok(m) => ensure!(m.len() <= 64 << 10, "delivered {} bytes", m.len()),
+        }
+    }
+    check!(hostile.child().kill());
+    hostile.finish(STEP)?;
+    ensure!(
+        corrupted,
+        "garbage control words were never reported as Corrupted"
+    );
+    let again = rx.try_recv().err().map(|e| e.kind());
+    ensure!(
+        again == Some(ErrorKind::Corrupted),
+        "after corruption: {again:?}"
+    );
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn channel_truncated_under_the_receiver() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=64KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = check!(Sender::connect(&ep));
+    check!(tx.send(b"before").map_err(|e| e.into_error()));
+    ensure!(check!(rx.recv_timeout(STEP)) == b"before", "first message");
+    check!(tx.send(b"after").map_err(|e| e.into_error()));
+    // A hostile peer shrinks the segment to nothing: touching it would be SIGBUS.
+    let seg = check!(Segment::open(&name));
+    check!(rustix::fs::ftruncate(seg.fd().ok_or("fd")?, 0));
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Corrupted),
+        "receiving from a truncated segment gave {e:?}"
+    );
+    let e = tx.send(b"more").err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Corrupted),
+        "sending into a truncated segment gave {e:?}"
+    );
+    drop((rx, tx, seg));
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn channel_zero_copy_paths() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = check!(Sender::connect(&ep));
+    check!(tx.send_with(11, |buf| buf.copy_from_slice(b"in-place!!!")));
+    let n = check!(rx.recv_with(|bytes| {
+        assert_eq!(bytes, b"in-place!!!");
+        bytes.len()
+    }));
+    ensure!(n == 11, "len {n}");
+    Ok(())
+}
