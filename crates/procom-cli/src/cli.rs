@@ -24,6 +24,12 @@ pub enum Command {
     /// Create and remove named pipes (FIFOs).
     #[command(subcommand)]
     Fifo(FifoCommand),
+    /// Create, inspect, read, write and remove shared-memory segments.
+    #[command(subcommand)]
+    Shm(ShmCommand),
+    /// Create, post (V), wait on (P), read and remove named semaphores.
+    #[command(subcommand)]
+    Sem(SemCommand),
     /// Walk through the seed's scenarios with real processes; each step prints PASS or FAIL.
     Tour,
 }
@@ -81,6 +87,59 @@ pub enum FifoCommand {
     },
     /// Remove a FIFO; anything that is not a FIFO is left alone and reported.
     Rm { path: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShmCommand {
+    /// Create a segment (mode 0600, exclusive) that stays until removed. NAME is a POSIX name
+    /// like /frame, or a System V key like 0x5100.
+    Create {
+        name: String,
+        /// Its size, like 4096 or 1MiB.
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        size: u64,
+    },
+    /// Print a segment's kind, size, mode, owner (and attach count for System V).
+    Info { name: String },
+    /// Remove a segment.
+    Rm { name: String },
+    /// Write DATA (or standard input, with -) into a segment at --offset.
+    Write {
+        name: String,
+        /// The bytes to write, or - for standard input.
+        data: String,
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        offset: u64,
+    },
+    /// Copy bytes of a segment to standard output.
+    Read {
+        name: String,
+        #[arg(long, default_value = "0", value_parser = parse_size)]
+        offset: u64,
+        /// How many bytes (default: to the end).
+        #[arg(long, value_parser = parse_size)]
+        len: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SemCommand {
+    /// Create a named semaphore (like /lock) with VALUE, mode 0600, exclusively; it stays
+    /// until removed. 1 makes a mutex, 0 an ordering.
+    Create { name: String, value: u32 },
+    /// V: add one, waking a waiter.
+    Post { name: String },
+    /// P: wait until the value is positive, then subtract one.
+    Wait {
+        name: String,
+        /// Give up after SECS.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Print the current value alone.
+    Get { name: String },
+    /// Remove the name (processes that have it open keep it).
+    Rm { name: String },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -52,8 +52,12 @@ fn one_line(err: &anyhow::Error) -> String {
 fn hint(e: &procom::Error) -> &'static str {
     use procom::ErrorKind as K;
     let fifo = e.object_name().is_some_and(|o| o.starts_with("fifo:"));
+    let shm_channel = e.object_name().is_some_and(|o| o.starts_with("shm:"));
     match e.kind() {
         K::NotFound if fifo => "; create it with `procom fifo create PATH` or mkfifo",
+        K::NotFound if shm_channel => {
+            "; start its receiver first (procom recv shm:/NAME creates the channel)"
+        }
         K::NoReader => "; start a reader first, or give --timeout SECS to wait for one",
         K::AlreadyExists if fifo => "; remove it with `procom fifo rm PATH` or use it as it is",
         K::PermissionDenied => {

@@ -368,7 +368,12 @@ pub(crate) struct ShmSender {
 
 impl ShmSender {
     pub(crate) fn connect(name: &str, max: usize) -> Result<ShmSender, Error> {
-        let segment = Segment::open(name)?;
+        let segment = Segment::open(name).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                Error::new(ErrorKind::NotFound).detail("no receiver has created this channel")
+            }
+            _ => e,
+        })?;
         let map = Arc::new(segment.map()?);
         validate(&map)?;
         let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);

@@ -2,7 +2,9 @@
 
 mod fifo;
 mod recv;
+mod sem;
 mod send;
+mod shm;
 mod tour;
 
 use std::fmt;
@@ -27,6 +29,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Fifo(cmd) => fifo::run(cmd),
+        Command::Shm(cmd) => shm::run(cmd),
+        Command::Sem(cmd) => sem::run(cmd),
         Command::Tour => tour::run(),
     }
 }

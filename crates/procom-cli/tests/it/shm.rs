@@ -1,0 +1,160 @@
+//! `procom shm`, `procom sem`, and `send`/`recv` over the shm: channel, as real processes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procom_testkit::{
+    Finished, Outcome, Proc, Role, STEP, Trial, check, ensure, test, unique_name,
+};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test(
+            "cli::shm::posix_segment_round_trip",
+            posix_segment_round_trip,
+        ),
+        test("cli::shm::sysv_segment_round_trip", sysv_segment_round_trip),
+        test("cli::shm::channel_send_recv", channel_send_recv),
+        test("cli::sem::p_and_v", p_and_v),
+    ]
+}
+
+fn procom(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn run(args: &[&str]) -> Result<Finished, String> {
+    Proc::spawn(&format!("procom {}", args.join(" ")), &mut procom(args))?.finish(STEP)
+}
+
+fn ok(args: &[&str]) -> Result<Vec<String>, String> {
+    let fin = run(args)?;
+    ensure!(
+        fin.status.success(),
+        "procom {args:?} failed: {}",
+        fin.stderr.trim()
+    );
+    Ok(fin.stdout)
+}
+
+fn fails(args: &[&str], words: &str) -> Outcome {
+    let fin = run(args)?;
+    ensure!(
+        fin.code() == Some(1),
+        "procom {args:?}: exit {}",
+        fin.status
+    );
+    ensure!(
+        fin.stderr.lines().count() == 1 && fin.stderr.contains(words),
+        "procom {args:?}: stderr {:?}",
+        fin.stderr
+    );
+    Ok(())
+}
+
+fn posix_segment_round_trip() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["shm", "create", &name, "--size", "4KiB"])?;
+    fails(&["shm", "create", &name, "--size", "1"], "already exists")?;
+    ok(&["shm", "write", &name, "--offset", "100", "hello segment"])?;
+    let out = ok(&["shm", "read", &name, "--offset", "100", "--len", "13"])?;
+    ensure!(out == ["hello segment"], "read {out:?}");
+    let info = ok(&["shm", "info", &name])?;
+    ensure!(
+        info.contains(&"size: 4096".to_string()) && info.contains(&"mode: 600".to_string()),
+        "info {info:?}"
+    );
+    fails(
+        &["shm", "write", &name, "--offset", "4090", "too long to fit"],
+        "outside the 4096-byte mapping",
+    )?;
+    ok(&["shm", "rm", &name])?;
+    fails(&["shm", "info", &name], "does not exist")?;
+    fails(
+        &["shm", "create", "frame", "--size", "1"],
+        "neither a POSIX shared-memory name",
+    )?;
+    Ok(())
+}
+
+fn sysv_segment_round_trip() -> Outcome {
+    let key = format!("{:#x}", (std::process::id() & 0xffff) | 0x5200_0000);
+    ok(&["shm", "create", &key, "--size", "100"])?;
+    ok(&["shm", "write", &key, "sysv!"])?;
+    let out = ok(&["shm", "read", &key, "--len", "5"])?;
+    ensure!(out == ["sysv!"], "read {out:?}");
+    let info = ok(&["shm", "info", &key])?;
+    ensure!(
+        info.contains(&"kind: sysv".to_string()) && info.contains(&"attached: 0".to_string()),
+        "info {info:?}"
+    );
+    ok(&["shm", "rm", &key])?;
+    fails(&["shm", "info", &key], "does not exist")?;
+    Ok(())
+}
+
+fn channel_send_recv() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let ep = format!("shm:{name}");
+    fails(&["send", &ep, "early"], "start its receiver first")?;
+    let recv = Proc::spawn("recv", &mut procom(&["recv", &ep, "--count", "3"]))?;
+    // The receiver creates the channel; wait for the kernel object to appear.
+    let deadline = Instant::now() + STEP;
+    while !std::path::Path::new(&format!("/dev/shm{name}")).exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "the receiver never created {name}"
+        );
+        std::thread::sleep(Duration::from_millis(2)); // polling for the kernel object
+    }
+    let mut cmd = procom(&["send", &ep, "-"]);
+    cmd.stdin(Stdio::piped());
+    let mut send = Proc::spawn("send", &mut cmd)?;
+    let mut stdin = send.child().stdin.take().ok_or("stdin")?;
+    check!(stdin.write_all(b"one\ntwo\nthree\n"));
+    drop(stdin);
+    send.success(STEP)?;
+    let fin = recv.success(STEP)?;
+    ensure!(
+        fin.stdout == ["one", "two", "three"],
+        "recv printed {:?}",
+        fin.stdout
+    );
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
+        "the receiver left its segment"
+    );
+    Ok(())
+}
+
+fn p_and_v() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["sem", "create", &name, "0"])?;
+    fails(&["sem", "create", &name, "0"], "already exists")?;
+    ensure!(ok(&["sem", "get", &name])? == ["0"], "initial value");
+    fails(
+        &["sem", "wait", &name, "--timeout", "0.05"],
+        "stayed at 0 until the deadline",
+    )?;
+    // A waiter blocks in P until another process does V.
+    let waiter = Proc::spawn(
+        "waiter",
+        &mut procom(&["sem", "wait", &name, "--timeout", "20"]),
+    )?;
+    ok(&["sem", "post", &name])?;
+    waiter.success(STEP)?;
+    ensure!(
+        ok(&["sem", "get", &name])? == ["0"],
+        "the waiter did not take the post"
+    );
+    ok(&["sem", "post", &name])?;
+    ensure!(ok(&["sem", "get", &name])? == ["1"], "value after V");
+    ok(&["sem", "rm", &name])?;
+    fails(&["sem", "get", &name], "does not exist")?;
+    Ok(())
+}
