@@ -30,6 +30,15 @@ pub enum Command {
     /// Create, post (V), wait on (P), read and remove named semaphores.
     #[command(subcommand)]
     Sem(SemCommand),
+    /// Measure every mechanism on this machine: latency percentiles and throughput, process to
+    /// process, next to the machine's own limits.
+    Bench(BenchArgs),
+    /// The peer process `procom bench` starts (not for direct use).
+    #[command(name = "__bench-peer", hide = true)]
+    BenchPeer {
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Walk through the seed's scenarios with real processes; each step prints PASS or FAIL.
     Tour,
 }
@@ -87,6 +96,22 @@ pub enum FifoCommand {
     },
     /// Remove a FIFO; anything that is not a FIFO is left alone and reported.
     Rm { path: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Fewer samples per scenario (the whole run in a few seconds).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these mechanisms (shm, unix, pipe, fifo); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub mechanism: Vec<String>,
+    /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB); repeatable.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub size: Vec<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@
 //! last at most 50 ms, after which the sleeper checks the peer's pidfd: a SIGKILLed peer is
 //! noticed within 50 ms, and a message it had not committed is never seen.
 
+use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -75,13 +76,39 @@ fn me() -> u32 {
 struct Watched {
     pid: u32,
     pidfd: Option<OwnedFd>,
+    /// When `dead` was last asked of the kernel, and its answer: a busy sender or a spinning
+    /// receiver asks at most every [`RECHECK`], not once per message.
+    checked: Cell<Option<Instant>>,
+    was_dead: Cell<bool>,
 }
+
+/// How stale a cached liveness answer may be on the hot paths.
+const RECHECK: Duration = Duration::from_millis(2);
 
 impl Watched {
     fn new(pid: u32) -> Watched {
         let pidfd = Pid::from_raw(pid as i32)
             .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
-        Watched { pid, pidfd }
+        Watched {
+            pid,
+            pidfd,
+            checked: Cell::new(None),
+            was_dead: Cell::new(false),
+        }
+    }
+
+    /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`.
+    fn dead_within(&self, fresh: bool) -> bool {
+        if self.was_dead.get() {
+            return true;
+        }
+        if !fresh && self.checked.get().is_some_and(|t| t.elapsed() < RECHECK) {
+            return false;
+        }
+        let dead = self.dead();
+        self.checked.set(Some(Instant::now()));
+        self.was_dead.set(dead);
+        dead
     }
 
     /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone).
@@ -234,7 +261,7 @@ impl ShmReceiver {
     }
 
     /// Whether the sender has gone: closed cleanly, or its process is dead.
-    fn sender_gone(&mut self) -> bool {
+    fn sender_gone(&mut self, fresh: bool) -> bool {
         let pid = word(&self.map, OFF_SENDER).load(Ordering::Acquire);
         if pid == 0 {
             self.sender = None;
@@ -243,7 +270,7 @@ impl ShmReceiver {
         if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
             self.sender = Some(Watched::new(pid));
         }
-        self.sender.as_ref().is_some_and(Watched::dead)
+        self.sender.as_ref().is_some_and(|w| w.dead_within(fresh))
     }
 
     pub(crate) fn recv(
@@ -293,10 +320,13 @@ impl ShmReceiver {
                     return Err(ring_error(e));
                 }
             }
-            if self.sender_gone() && self.consumer.is_empty() {
+            let now = Instant::now();
+            let spinning = spin_until.is_some_and(|s| now < s);
+            // Asking the kernel whether the sender lives costs a system call: while spinning
+            // (or polling with try_recv) the answer may be a couple of milliseconds old.
+            if self.sender_gone(!spinning && !is_try) && self.consumer.is_empty() {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
-            let now = Instant::now();
             if is_try {
                 return Err(Error::new(ErrorKind::Empty));
             }
@@ -305,7 +335,7 @@ impl ShmReceiver {
                     Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
                 );
             }
-            if spin_until.is_some_and(|s| now < s) {
+            if spinning {
                 std::hint::spin_loop();
                 continue;
             }
@@ -426,9 +456,11 @@ impl ShmSender {
         self.max = max;
     }
 
-    fn receiver_gone(&self) -> bool {
+    /// Whether the receiver closed or died; `fresh` asks the kernel now, otherwise the answer
+    /// may be up to [`RECHECK`] old (a busy sender does not make a system call per message).
+    fn receiver_gone(&self, fresh: bool) -> bool {
         word(&self.map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED != 0
-            || self.receiver.dead()
+            || self.receiver.dead_within(fresh)
     }
 
     pub(crate) fn send(
@@ -456,13 +488,14 @@ impl ShmSender {
         if len > self.max {
             return Err(Error::too_large(len as u64, self.max as u64));
         }
+        let mut waited = false;
         let mut fill = Some(fill);
         loop {
             if self.map.faulted() {
                 self.broken = true;
                 return Err(corrupted("the segment was truncated under the sender"));
             }
-            if self.receiver_gone() {
+            if self.receiver_gone(waited) {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
             match self.producer.reserve(len) {
@@ -510,6 +543,7 @@ impl ShmSender {
                 > self.producer.max_message()
             {
                 sleep_on(seq, seen, deadline);
+                waited = true;
             }
             waiting.store(0, Ordering::SeqCst);
         }

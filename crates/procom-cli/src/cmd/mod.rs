@@ -1,5 +1,6 @@
 //! One file per subcommand; `run` dispatches.
 
+mod bench;
 mod fifo;
 mod recv;
 mod sem;
@@ -31,6 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fifo(cmd) => fifo::run(cmd),
         Command::Shm(cmd) => shm::run(cmd),
         Command::Sem(cmd) => sem::run(cmd),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer { args } => Ok(procom_bench::peer(&args)?),
         Command::Tour => tour::run(),
     }
 }

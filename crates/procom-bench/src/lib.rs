@@ -1,0 +1,479 @@
+//! procom's benchmark scenarios, shared by `procom bench` (and, later, the peers comparison).
+//!
+//! Every scenario runs process to process: the parent spawns the `procom` executable as a peer
+//! (its hidden `__bench-peer` subcommand calls [`peer`]), and every payload is really written
+//! and read on both sides.
+//!
+//! - **Ping-pong latency**: the parent sends a message, the peer echoes it, the parent records
+//!   half the round trip (one-way latency) in an HdrHistogram; p50, p99 and p99.9 are reported.
+//! - **Streaming throughput**: the parent sends N messages back to back; the peer receives
+//!   them all and acknowledges; msgs/s and MB/s follow from the elapsed time.
+//! - **The machine's limits**, measured in the same run: a cache-line ping-pong between two
+//!   processes over shared memory (one-way ns) and memcpy bandwidth, so results can be read as
+//!   ratios that move less between machines and runs than raw numbers.
+//!
+//! Blocking mode (the receiver sleeps in the kernel) and spin mode (the receiver busy-polls)
+//! are separate rows, never mixed. Only the shared-memory channel has a spin mode: every other
+//! mechanism waits in a system call either way.
+
+#![forbid(unsafe_code)]
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use procom::{Error, ErrorKind, Options, Receiver, Sender};
+use serde::Serialize;
+
+/// The message sizes every mechanism is measured at, where it allows them.
+pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
+
+/// A mechanism the benchmark can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Anonymous pipes, one each way.
+    Pipe,
+    /// Two FIFOs.
+    Fifo,
+    /// Two shared-memory ring channels.
+    Shm,
+    /// A Unix stream socket pair.
+    Unix,
+}
+
+impl Mechanism {
+    /// Every mechanism, in table order.
+    pub const ALL: [Mechanism; 4] = [
+        Mechanism::Shm,
+        Mechanism::Unix,
+        Mechanism::Pipe,
+        Mechanism::Fifo,
+    ];
+
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Pipe => "pipe",
+            Mechanism::Fifo => "fifo",
+            Mechanism::Shm => "shm",
+            Mechanism::Unix => "unix",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The modes the mechanism has.
+    pub fn modes(self) -> &'static [Mode] {
+        match self {
+            Mechanism::Shm => &[Mode::Block, Mode::Spin],
+            _ => &[Mode::Block],
+        }
+    }
+}
+
+/// How a receiver waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sleeps in the kernel until woken.
+    Block,
+    /// Busy-polls.
+    Spin,
+}
+
+impl Mode {
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Block => "block",
+            Mode::Spin => "spin",
+        }
+    }
+}
+
+/// One measurement to take.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// What to measure.
+    pub mechanism: Mechanism,
+    /// How receivers wait.
+    pub mode: Mode,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Round trips timed (after a warm-up of a tenth as many).
+    pub iterations: usize,
+    /// Messages streamed for the throughput figure.
+    pub stream: usize,
+}
+
+impl Scenario {
+    /// A scenario sized so each part takes a fraction of a second; `quick` takes fewer samples.
+    pub fn sized(mechanism: Mechanism, mode: Mode, size: usize, quick: bool) -> Scenario {
+        let budget: usize = if quick { 16 << 20 } else { 128 << 20 };
+        let cap = if quick { 5_000 } else { 20_000 };
+        Scenario {
+            mechanism,
+            mode,
+            size,
+            iterations: (budget / 4 / size.max(1)).clamp(100, cap),
+            stream: (budget / size.max(1)).clamp(200, cap * 5),
+        }
+    }
+}
+
+/// One row of results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// The mechanism's name.
+    pub mechanism: String,
+    /// `block` or `spin`.
+    pub mode: &'static str,
+    /// Payload bytes.
+    pub size: usize,
+    /// Median one-way latency.
+    pub p50_ns: f64,
+    /// 99th percentile one-way latency.
+    pub p99_ns: f64,
+    /// 99.9th percentile one-way latency.
+    pub p999_ns: f64,
+    /// Streaming messages per second.
+    pub msgs_per_s: f64,
+    /// Streaming megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
+    /// The same ping-pong as a plain syscall loop, where one has been written (none yet).
+    pub baseline_p50_ns: Option<f64>,
+}
+
+/// The machine's own limits, measured in the same run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    /// One-way latency of a cache line bouncing between two processes.
+    pub cacheline_one_way_ns: f64,
+    /// memcpy bandwidth of one core, in GB/s (10^9 bytes).
+    pub memcpy_gb_per_s: f64,
+}
+
+fn bench_error(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Io)
+        .detail(what.into())
+        .object("bench")
+}
+
+fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn options(mode: Mode) -> Options {
+    let o = Options::default().max_message(2 << 20);
+    match mode {
+        Mode::Block => o,
+        Mode::Spin => o.spin(Duration::from_secs(1)),
+    }
+}
+
+/// The parent's ends and the peer process for one scenario.
+struct Wired {
+    tx: Sender,
+    rx: Receiver,
+    child: Child,
+    _cleanup: Option<procom::fifo::Fifo>,
+    _cleanup2: Option<procom::fifo::Fifo>,
+}
+
+fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("__bench-peer")
+        .arg(s.mechanism.name())
+        .arg(s.mode.name())
+        .arg(s.size.to_string())
+        .arg(s.iterations.to_string())
+        .arg(s.stream.to_string())
+        .arg(a2b)
+        .arg(b2a)
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+fn spawn(mut cmd: Command) -> Result<Child, Error> {
+    cmd.spawn()
+        .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))
+}
+
+fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
+    let opts = options(s.mode);
+    let mut w = match s.mechanism {
+        Mechanism::Pipe => {
+            let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+            let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+            let mut cmd = peer_command(exe, s, "-", "-");
+            cmd.stdin(r1).stdout(w2);
+            let child = spawn(cmd)?;
+            Wired {
+                tx: Sender::from_fd(w1, "pipe", &opts),
+                rx: Receiver::from_fd(r2, "pipe", &opts),
+                child,
+                _cleanup: None,
+                _cleanup2: None,
+            }
+        }
+        Mechanism::Unix => {
+            let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
+            let mut cmd = peer_command(exe, s, "-", "-");
+            let b2 = b
+                .try_clone()
+                .map_err(|e| Error::os("duplicate a socket", e))?;
+            cmd.stdin(std::os::fd::OwnedFd::from(b2))
+                .stdout(std::os::fd::OwnedFd::from(b));
+            let child = spawn(cmd)?;
+            let a2 = a
+                .try_clone()
+                .map_err(|e| Error::os("duplicate a socket", e))?;
+            Wired {
+                tx: Sender::from_fd(a, "unix socketpair", &opts),
+                rx: Receiver::from_fd(a2, "unix socketpair", &opts),
+                child,
+                _cleanup: None,
+                _cleanup2: None,
+            }
+        }
+        Mechanism::Fifo => {
+            let a2b = scratch.join(unique("a2b"));
+            let b2a = scratch.join(unique("b2a"));
+            let f1 = procom::fifo::Fifo::create(&a2b)?;
+            let f2 = procom::fifo::Fifo::create(&b2a)?;
+            let (e1, e2) = (
+                format!("fifo:{}", a2b.display()),
+                format!("fifo:{}", b2a.display()),
+            );
+            let mut cmd = peer_command(exe, s, &e1, &e2);
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            let child = spawn(cmd)?;
+            let rx = Receiver::connect_with(&e2, &opts)?;
+            let tx = Sender::connect_with(
+                &e1,
+                &opts.clone().open_timeout(Some(Duration::from_secs(10))),
+            )?;
+            Wired {
+                tx,
+                rx,
+                child,
+                _cleanup: Some(f1),
+                _cleanup2: Some(f2),
+            }
+        }
+        Mechanism::Shm => {
+            let (n1, n2) = (unique("/procom-bench-a2b"), unique("/procom-bench-b2a"));
+            let (e1, e2) = (
+                format!("shm:{n1}?capacity=4MiB"),
+                format!("shm:{n2}?capacity=4MiB"),
+            );
+            let mut rx = Receiver::bind_with(&e2, &opts)?;
+            let mut cmd = peer_command(exe, s, &e1, &e2);
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            let mut child = spawn(cmd)?;
+            // The peer binds its receiver, then says ready over ours.
+            let tx = match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(m) if m == b"ready" => Sender::connect_with(&e1, &opts),
+                Ok(_) => Err(bench_error("the peer did not say ready")),
+                Err(e) => Err(e),
+            };
+            let tx = match tx {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            };
+            return Ok(Wired {
+                tx,
+                rx,
+                child,
+                _cleanup: None,
+                _cleanup2: None,
+            });
+        }
+    };
+    let ready = w.rx.recv_timeout(Duration::from_secs(10))?;
+    if ready != b"ready" {
+        let _ = w.child.kill();
+        return Err(bench_error("the peer did not say ready"));
+    }
+    Ok(w)
+}
+
+/// Runs one scenario: ping-pong, then streaming, against a fresh peer process.
+pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Error> {
+    let mut w = wire(exe, scratch, s)?;
+    let result = measure(&mut w, s);
+    drop(w.tx);
+    drop(w.rx);
+    let _ = w.child.wait();
+    result
+}
+
+fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
+    let msg = vec![0xa5u8; s.size];
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| bench_error(format!("histogram: {e}")))?;
+    let warmup = s.iterations / 10;
+    for i in 0..warmup + s.iterations {
+        let t0 = Instant::now();
+        w.tx.send(&msg).map_err(|e| e.into_error())?;
+        let back = w.rx.recv_with(|b| b.len())?;
+        let rtt = t0.elapsed();
+        if back != s.size {
+            return Err(bench_error(format!(
+                "the peer echoed {back} bytes instead of {}",
+                s.size
+            )));
+        }
+        if i >= warmup {
+            let _ = hist.record((rtt.as_nanos() as u64 / 2).max(1));
+        }
+    }
+    let t0 = Instant::now();
+    for _ in 0..s.stream {
+        w.tx.send(&msg).map_err(|e| e.into_error())?;
+    }
+    let ack = w.rx.recv()?;
+    let secs = t0.elapsed().as_secs_f64();
+    if ack != b"k" {
+        return Err(bench_error("the peer did not acknowledge the stream"));
+    }
+    Ok(Measurement {
+        mechanism: s.mechanism.name().to_string(),
+        mode: s.mode.name(),
+        size: s.size,
+        p50_ns: hist.value_at_quantile(0.5) as f64,
+        p99_ns: hist.value_at_quantile(0.99) as f64,
+        p999_ns: hist.value_at_quantile(0.999) as f64,
+        msgs_per_s: s.stream as f64 / secs,
+        mb_per_s: (s.stream * s.size) as f64 / secs / 1e6,
+        baseline_p50_ns: None,
+    })
+}
+
+/// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
+pub fn peer(args: &[String]) -> Result<(), Error> {
+    let [mech, mode, size, iterations, stream, a2b, b2a] = args else {
+        return Err(bench_error("the peer needs 7 arguments"));
+    };
+    let num = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|_| bench_error(format!("`{s}` is not a number")))
+    };
+    if mech == "cacheline" {
+        return cacheline_peer(num(iterations)?);
+    }
+    let mode = if mode == "spin" {
+        Mode::Spin
+    } else {
+        Mode::Block
+    };
+    let opts = options(mode);
+    let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
+    let (mut rx, mut tx) = if mech == "shm" {
+        let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
+        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        (rx, tx)
+    } else {
+        let rx = Receiver::connect_with(a2b.as_str(), &opts)?;
+        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        (rx, tx)
+    };
+    tx.send(b"ready").map_err(|e| e.into_error())?;
+    for _ in 0..iterations / 10 + iterations {
+        let m = rx.recv()?;
+        tx.send(&m).map_err(|e| e.into_error())?;
+    }
+    for _ in 0..stream {
+        let n = rx.recv_with(|b| b.len())?;
+        if n != size {
+            return Err(bench_error(format!("received {n} bytes instead of {size}")));
+        }
+    }
+    tx.send(b"k").map_err(|e| e.into_error())?;
+    Ok(())
+}
+
+fn cacheline_peer(iterations: usize) -> Result<(), Error> {
+    let fd = std::os::fd::AsFd::as_fd(&std::io::stdin())
+        .try_clone_to_owned()
+        .map_err(|e| Error::os("take the shared memory", e))?;
+    let seg = procom::shm::Segment::from_fd(fd, true);
+    let map = seg.map()?;
+    let word = map.atomic_u64(0).ok_or_else(|| bench_error("no word"))?;
+    for i in 0..iterations as u64 {
+        while word.load(Ordering::Acquire) != 2 * i + 1 {
+            std::hint::spin_loop();
+        }
+        word.store(2 * i + 2, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Measures the machine's limits: a cache line bounced between this process and a peer, and
+/// memcpy bandwidth.
+pub fn limits(exe: &Path, quick: bool) -> Result<Limits, Error> {
+    let iterations: usize = if quick { 50_000 } else { 200_000 };
+    let seg = procom::shm::Segment::memfd("procom-bench-cacheline", 4096, true)?;
+    let map = seg.map()?;
+    let word = map.atomic_u64(0).ok_or_else(|| bench_error("no word"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "__bench-peer",
+        "cacheline",
+        "spin",
+        "8",
+        &iterations.to_string(),
+        "0",
+        "-",
+        "-",
+    ]);
+    let fd = seg
+        .fd()
+        .ok_or_else(|| bench_error("no fd"))?
+        .try_clone_to_owned()
+        .map_err(|e| Error::os("duplicate", e))?;
+    cmd.stdin(fd);
+    let mut child = spawn(cmd)?;
+    let warm = iterations / 10;
+    let mut t0 = Instant::now();
+    for i in 0..iterations as u64 {
+        if i == warm as u64 {
+            t0 = Instant::now();
+        }
+        word.store(2 * i + 1, Ordering::Release);
+        while word.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let one_way = t0.elapsed().as_nanos() as f64 / (iterations - warm) as f64 / 2.0;
+    let _ = child.wait();
+
+    let len = 64 << 20;
+    let src = vec![0x5au8; len];
+    let mut dst = vec![0u8; len];
+    dst.copy_from_slice(&src); // fault the pages in before timing
+    let rounds = if quick { 4 } else { 16 };
+    let t0 = Instant::now();
+    for _ in 0..rounds {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    let gbps = (len * rounds) as f64 / t0.elapsed().as_secs_f64() / 1e9;
+    Ok(Limits {
+        cacheline_one_way_ns: one_way,
+        memcpy_gb_per_s: gbps,
+    })
+}
