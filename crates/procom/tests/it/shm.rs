@@ -77,6 +77,7 @@ pub fn trials() -> Vec<Trial> {
             channel_truncated_under_the_receiver,
         ),
         test("shm::channel_zero_copy_paths", channel_zero_copy_paths),
+        test("shm::channel_full_ring", channel_full_ring),
     ]
 }
 
@@ -449,7 +450,8 @@ fn scribbler(args: &[String]) -> Outcome {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        for off in [128usize, 192, 256, 264] {
+        // The channel header's control words (pids, sequence numbers, state) and the ring's.
+        for off in [32usize, 40, 48, 56, 128, 192, 256, 264] {
             if let Some(w) = map.atomic_u64(off) {
                 w.store(
                     x.rotate_left(off as u32),
@@ -533,5 +535,48 @@ fn channel_zero_copy_paths() -> Outcome {
         bytes.len()
     }));
     ensure!(n == 11, "len {n}");
+    Ok(())
+}
+
+fn channel_full_ring() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=4KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = check!(Sender::connect(&ep));
+    let msg = vec![1u8; 1000];
+    let mut sent = 0;
+    let full = loop {
+        match tx.try_send(msg.clone()) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        ensure!(sent < 100, "a 4 KiB ring took {sent} KiB");
+    };
+    ensure!(
+        full.kind() == ErrorKind::Full && sent == 4,
+        "after {sent} messages: {full}"
+    );
+    ensure!(
+        full.into_message() == msg,
+        "the message was not handed back"
+    );
+    let e = tx
+        .send_timeout(&msg, Duration::from_millis(20))
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Timeout),
+        "send_timeout on a full ring: {e:?}"
+    );
+    let too_big = tx.send(vec![0u8; 5000]).err().map(|e| e.kind());
+    ensure!(
+        too_big == Some(ErrorKind::TooLarge),
+        "a message larger than the ring: {too_big:?}"
+    );
+    ensure!(check!(rx.recv_timeout(STEP)) == msg, "first message");
+    check!(tx.try_send(&msg).map_err(|e| e.into_error())); // room again
+    for _ in 0..4 {
+        ensure!(check!(rx.recv_timeout(STEP)) == msg, "queued message");
+    }
     Ok(())
 }

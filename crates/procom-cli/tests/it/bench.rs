@@ -1,0 +1,73 @@
+//! `procom bench` runs real scenarios and reports them in the documented JSON shape. (Speed is
+//! never asserted here: only that every number was measured and is sane.)
+
+use std::process::{Command, Stdio};
+
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, test};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![test("cli::bench::json_shape", json_shape)]
+}
+
+fn json_shape() -> Outcome {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args([
+        "bench",
+        "--quick",
+        "--json",
+        "--mechanism",
+        "shm",
+        "--mechanism",
+        "pipe",
+        "--size",
+        "64",
+    ])
+    .stdin(Stdio::null());
+    let fin = Proc::spawn("procom bench", &mut cmd)?.success(STEP)?;
+    let v: serde_json::Value = check!(serde_json::from_str(&fin.stdout.join("\n")));
+    ensure!(
+        v["machine"]["cores"].as_u64().is_some_and(|c| c >= 1),
+        "machine: {}",
+        v["machine"]
+    );
+    ensure!(
+        v["machine"]["kernel"].is_string() && v["machine"]["cpu"].is_string(),
+        "machine: {}",
+        v["machine"]
+    );
+    ensure!(
+        v["limits"]["cacheline_one_way_ns"]
+            .as_f64()
+            .is_some_and(|x| x > 0.0),
+        "limits: {}",
+        v["limits"]
+    );
+    ensure!(
+        v["limits"]["memcpy_gb_per_s"]
+            .as_f64()
+            .is_some_and(|x| x > 0.0),
+        "limits: {}",
+        v["limits"]
+    );
+    let results = v["results"].as_array().ok_or("no results")?;
+    // shm block + shm spin + pipe block, at 64 bytes.
+    ensure!(results.len() == 3, "{} rows", results.len());
+    for r in results {
+        for key in ["p50_ns", "p99_ns", "p999_ns", "msgs_per_s", "mb_per_s"] {
+            ensure!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {r}");
+        }
+        ensure!(
+            r["p50_ns"].as_f64() <= r["p99_ns"].as_f64(),
+            "percentiles out of order in {r}"
+        );
+        ensure!(
+            r["size"] == 64 && matches!(r["mode"].as_str(), Some("block" | "spin")),
+            "row {r}"
+        );
+        ensure!(r["baseline_p50_ns"].is_null(), "row {r}");
+    }
+    ensure!(v["peers"].as_array().is_some(), "no peers array");
+    Ok(())
+}
