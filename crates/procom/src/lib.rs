@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
+pub mod child;
 pub mod endpoint;
 pub mod error;
 pub mod fifo;

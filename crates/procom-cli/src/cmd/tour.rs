@@ -6,9 +6,9 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, bail, ensure};
 use procom::pipe::{self, Pipeline};
 use procom::{ErrorKind, Framing, Options, Receiver};
 
@@ -106,31 +106,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStat
 
 /// The child's status if it exits within `timeout`, else `None` (the child keeps running).
 fn exited_within(child: &mut Child, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
-    let pid = rustix::process::Pid::from_raw(child.id() as i32)
-        .ok_or_else(|| anyhow!("bad child pid"))?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        let ts = rustix::event::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        let mut fds = [rustix::event::PollFd::new(
-            &pidfd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(procom::child::wait_timeout(child, timeout)?)
 }
 
 fn pipe_parent_to_child(ctx: &Ctx) -> anyhow::Result<String> {

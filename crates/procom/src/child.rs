@@ -1,0 +1,48 @@
+//! Waiting for a child process with a deadline.
+//!
+//! `std::process::Child` can wait forever or not at all; IPC code needs the middle: wait until a
+//! peer exits or a deadline passes. This waits on a pidfd (readable when the process exits), so
+//! it neither polls in a loop nor races with pid reuse.
+//!
+//! # References
+//! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+
+use std::io;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+/// Waits at most `timeout` for `child` to exit: `Some(status)` if it did (and was reaped),
+/// `None` if it is still running.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now().checked_add(timeout);
+    let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) else {
+        return child.try_wait();
+    };
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(_) => return child.try_wait(), // already reaped
+    };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
