@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -144,7 +145,8 @@ pub struct Measurement {
     pub msgs_per_s: f64,
     /// Streaming megabytes (10^6 bytes) per second.
     pub mb_per_s: f64,
-    /// The same ping-pong as a plain syscall loop, where one has been written (none yet).
+    /// The same ping-pong as a plain loop of `write`/`read` system calls with no procom layer
+    /// (kernel mechanisms in blocking mode; none for shared memory, which has no system call).
     pub baseline_p50_ns: Option<f64>,
 }
 
@@ -311,14 +313,136 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     Ok(w)
 }
 
-/// Runs one scenario: ping-pong, then streaming, against a fresh peer process.
+/// Runs one scenario: ping-pong, then streaming, against a fresh peer process; then, for a
+/// kernel mechanism, the same ping-pong as a plain loop of system calls (the baseline).
 pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Error> {
     let mut w = wire(exe, scratch, s)?;
     let result = measure(&mut w, s);
     drop(w.tx);
     drop(w.rx);
     let _ = w.child.wait();
-    result
+    let mut m = result?;
+    if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
+        m.baseline_p50_ns = Some(baseline(exe, scratch, s)?);
+    }
+    Ok(m)
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Error> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::os("write", e.into())),
+        }
+    }
+    Ok(())
+}
+
+fn read_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<(), Error> {
+    while !buf.is_empty() {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) => return Err(Error::new(ErrorKind::PeerGone).object("bench baseline")),
+            Ok(n) => buf = &mut buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::os("read", e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// The raw ping-pong: `write(2)` the payload, `read(2)` it back, nothing else.
+fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
+    let raw = format!("raw-{}", s.mechanism.name());
+    let mut peer = Scenario { ..*s };
+    peer.stream = 0;
+    let (tx, rx, mut child): (OwnedFd, OwnedFd, Child) = match s.mechanism {
+        Mechanism::Pipe => {
+            let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+            let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+            let mut cmd = peer_command(exe, &peer, "-", "-");
+            cmd.arg(&raw).stdin(r1).stdout(w2);
+            (w1.into(), r2.into(), spawn(cmd)?)
+        }
+        Mechanism::Unix => {
+            let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
+            let b2 = b
+                .try_clone()
+                .map_err(|e| Error::os("duplicate a socket", e))?;
+            let mut cmd = peer_command(exe, &peer, "-", "-");
+            cmd.arg(&raw)
+                .stdin(OwnedFd::from(b2))
+                .stdout(OwnedFd::from(b));
+            let a2 = a
+                .try_clone()
+                .map_err(|e| Error::os("duplicate a socket", e))?;
+            (a.into(), a2.into(), spawn(cmd)?)
+        }
+        Mechanism::Fifo => {
+            let a2b = scratch.join(unique("raw-a2b"));
+            let b2a = scratch.join(unique("raw-b2a"));
+            let f1 = procom::fifo::Fifo::create(&a2b)?;
+            let f2 = procom::fifo::Fifo::create(&b2a)?;
+            let mut cmd = peer_command(
+                exe,
+                &peer,
+                &a2b.display().to_string(),
+                &b2a.display().to_string(),
+            );
+            cmd.arg(&raw).stdin(Stdio::null()).stdout(Stdio::null());
+            let child = spawn(cmd)?;
+            let tx: OwnedFd =
+                procom::fifo::open_write_timeout(&a2b, Duration::from_secs(10))?.into();
+            let rx: OwnedFd = procom::fifo::open_read(&b2a)?.into();
+            drop((f1, f2)); // both ends are open: the names can go
+            (tx, rx, child)
+        }
+        Mechanism::Shm => return Err(bench_error("shared memory has no system-call baseline")),
+    };
+    let mut hello = [0u8; 1];
+    read_exact(rx.as_fd(), &mut hello)?;
+    let msg = vec![0xa5u8; s.size];
+    let mut back = vec![0u8; s.size];
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| bench_error(format!("histogram: {e}")))?;
+    let warmup = s.iterations / 10;
+    for i in 0..warmup + s.iterations {
+        let t0 = Instant::now();
+        write_all(tx.as_fd(), &msg)?;
+        read_exact(rx.as_fd(), &mut back)?;
+        if i >= warmup {
+            let _ = hist.record((t0.elapsed().as_nanos() as u64 / 2).max(1));
+        }
+    }
+    drop((tx, rx));
+    let _ = child.wait();
+    Ok(hist.value_at_quantile(0.5) as f64)
+}
+
+/// The raw peer: echoes `size`-byte payloads with plain `read`/`write`.
+fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) -> Result<(), Error> {
+    let (rx, tx): (OwnedFd, OwnedFd) = if mech == "raw-fifo" {
+        let rx: OwnedFd = procom::fifo::open_read(a2b)?.into();
+        let tx: OwnedFd = procom::fifo::open_write(b2a)?.into();
+        (rx, tx)
+    } else {
+        let rx = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::os("duplicate stdin", e))?;
+        let tx = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::os("duplicate stdout", e))?;
+        (rx, tx)
+    };
+    write_all(tx.as_fd(), b"r")?;
+    let mut buf = vec![0u8; size];
+    for _ in 0..iterations / 10 + iterations {
+        read_exact(rx.as_fd(), &mut buf)?;
+        write_all(tx.as_fd(), &buf)?;
+    }
+    Ok(())
 }
 
 fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
@@ -365,9 +489,22 @@ fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
 
 /// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
 pub fn peer(args: &[String]) -> Result<(), Error> {
+    let (args, raw) = match args {
+        [rest @ .., last] if last.starts_with("raw-") => (rest, Some(last.as_str())),
+        _ => (args, None),
+    };
     let [mech, mode, size, iterations, stream, a2b, b2a] = args else {
         return Err(bench_error("the peer needs 7 arguments"));
     };
+    let _ = (mode, stream);
+    if let Some(raw) = raw {
+        let num = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| bench_error(format!("`{s}` is not a number")))
+        };
+        let _ = mech;
+        return raw_peer(raw, num(size)?, num(iterations)?, a2b, b2a);
+    }
     let num = |s: &str| {
         s.parse::<usize>()
             .map_err(|_| bench_error(format!("`{s}` is not a number")))

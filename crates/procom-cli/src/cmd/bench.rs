@@ -151,12 +151,26 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         "one-way latency = round trip / 2; throughput = messages streamed back to back; peers: not run (no peer feature in this build)\n"
     );
     println!(
-        "{:<6} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9}",
-        "mech", "mode", "size", "p50", "p99", "p99.9", "msgs/s", "MB/s", "p50/line"
+        "{:<6} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8}",
+        "mech",
+        "mode",
+        "size",
+        "p50",
+        "p99",
+        "p99.9",
+        "msgs/s",
+        "MB/s",
+        "p50/line",
+        "raw p50",
+        "vs raw"
     );
     for r in &report.results {
+        let (raw, vs) = match r.baseline_p50_ns {
+            Some(b) => (ns(b), format!("{:+.0}%", (r.p50_ns / b - 1.0) * 100.0)),
+            None => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "{:<6} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12.0} {:>10.1} {:>8.1}x",
+            "{:<6} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12.0} {:>10.1} {:>8.1}x {:>10} {:>8}",
             r.mechanism,
             r.mode,
             size(r.size),
@@ -165,8 +179,13 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             ns(r.p999_ns),
             r.msgs_per_s,
             r.mb_per_s,
-            r.p50_ns / limits.cacheline_one_way_ns
+            r.p50_ns / limits.cacheline_one_way_ns,
+            raw,
+            vs
         );
     }
+    println!(
+        "\nraw p50: the same ping-pong as a plain write/read loop with no procom layer (none for shared memory)."
+    );
     Ok(())
 }
