@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The peer processes `procom tour` starts (not for direct use).
+    #[command(name = "__tour-peer", hide = true)]
+    TourPeer {
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Walk through the seed's scenarios with real processes; each step prints PASS or FAIL.
     Tour,
 }

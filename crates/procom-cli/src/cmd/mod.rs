@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sem(cmd) => sem::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer { args } => Ok(procom_bench::peer(&args)?),
+        Command::TourPeer { args } => tour::peer(&args),
         Command::Tour => tour::run(),
     }
 }

@@ -88,6 +88,19 @@ fn steps() -> Vec<Step> {
                       process opens myPipe for reading; then the data flows and the writer exits.",
             run: fifo_writer_waits,
         },
+        Step {
+            title: "Shared memory guarded by a semaphore of 1 (mutual exclusion)",
+            explain: "Two processes map the same pages and each adds 1 to a shared counter 2000\n\
+                      times. P before touching it, V after: with the semaphore at 1 only one is\n\
+                      ever inside, so no increment is lost. (Without it, the tests show losses.)",
+            run: shm_mutex,
+        },
+        Step {
+            title: "A semaphore of 0 orders two processes (B waits for A)",
+            explain: "B starts first and does P on a semaphore of 0, so it blocks. A writes into\n\
+                      shared memory, then does V; only then does B run on and read what A wrote.",
+            run: sem_ordering,
+        },
     ]
 }
 
@@ -201,5 +214,93 @@ fn fifo_writer_waits(ctx: &Ctx) -> anyhow::Result<String> {
         "writer {} blocked until this process opened the FIFO, then {:?} arrived, then end-of-file",
         writer.id(),
         String::from_utf8_lossy(&msg)
+    ))
+}
+
+/// The peer processes of the tour's shared-memory steps (`procom __tour-peer ...`).
+pub fn peer(args: &[String]) -> anyhow::Result<()> {
+    match args {
+        [role, seg, sem] if role == "increment" => {
+            let seg = procom::shm::Segment::open(seg)?;
+            let map = seg.map()?;
+            let counter = procom::shm::TypedRegion::<u64>::new(&map, 0)?;
+            let sem = procom::sem::Semaphore::open(sem)?;
+            for _ in 0..2000 {
+                let _inside = sem.acquire()?; // P; V when dropped
+                let v = counter.load()?;
+                std::thread::yield_now(); // give the other process every chance to interfere
+                counter.store(&(v + 1))?;
+            }
+            Ok(())
+        }
+        [role, seg, sem] if role == "consumer" => {
+            let seg = procom::shm::Segment::open(seg)?;
+            let map = seg.map()?;
+            let sem = procom::sem::Semaphore::open(sem)?;
+            println!("waiting");
+            sem.wait_timeout(STEP_TIMEOUT)?; // P on 0: blocks until A's V
+            let mut buf = [0u8; 13];
+            map.read(0, &mut buf)?;
+            println!("{}", String::from_utf8_lossy(&buf));
+            Ok(())
+        }
+        _ => bail!("unknown tour peer {args:?}"),
+    }
+}
+
+fn scratch_name(tag: &str) -> String {
+    format!("/procom-tour-{}-{tag}-{}", std::process::id(), nanos())
+}
+
+fn shm_mutex(ctx: &Ctx) -> anyhow::Result<String> {
+    let (seg_name, sem_name) = (scratch_name("counter"), scratch_name("mutex"));
+    let seg = procom::shm::Segment::create(&seg_name, 4096)?;
+    let map = seg.map()?;
+    let sem = procom::sem::Semaphore::create(&sem_name, 1)?;
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        kids.push(
+            Command::new(&ctx.exe)
+                .args(["__tour-peer", "increment", &seg_name, &sem_name])
+                .spawn()?,
+        );
+    }
+    for kid in &mut kids {
+        let status = wait_timeout(kid, STEP_TIMEOUT)?;
+        ensure!(status.success(), "an incrementing process failed: {status}");
+    }
+    let total = procom::shm::TypedRegion::<u64>::new(&map, 0)?.load()?;
+    ensure!(total == 4000, "the counter ended at {total}, not 4000");
+    ensure!(sem.value()? == 1, "the semaphore was not left at 1");
+    Ok(format!(
+        "2 processes x 2000 increments under P/V = {total}, none lost"
+    ))
+}
+
+fn sem_ordering(ctx: &Ctx) -> anyhow::Result<String> {
+    let (seg_name, sem_name) = (scratch_name("data"), scratch_name("ready"));
+    let seg = procom::shm::Segment::create(&seg_name, 4096)?;
+    let map = seg.map()?;
+    let sem = procom::sem::Semaphore::create(&sem_name, 0)?;
+    let mut b = Command::new(&ctx.exe)
+        .args(["__tour-peer", "consumer", &seg_name, &sem_name])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(b.stdout.take().context("consumer output")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    ensure!(line.trim() == "waiting", "the consumer said {line:?}");
+    // B is on its way into P; nothing is written yet. A produces, then V.
+    map.write(0, b"made by A (1)")?;
+    sem.post()?;
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    let status = wait_timeout(&mut b, STEP_TIMEOUT)?;
+    ensure!(status.success(), "the consumer failed: {status}");
+    ensure!(line.trim() == "made by A (1)", "B read {:?}", line.trim());
+    Ok(format!(
+        "B (pid {}) waited in P until A's V, then read {:?}",
+        b.id(),
+        line.trim()
     ))
 }
