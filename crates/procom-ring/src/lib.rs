@@ -543,6 +543,46 @@ impl<R: Region> Drop for Message<'_, R> {
     }
 }
 
+/// Runs a consumer and a producer over `bytes` taken as a ring's memory (header, then a
+/// 256-byte data area): whatever the bytes, they must return errors, never panic or touch
+/// memory outside the ring. Shared by the fuzz target (`fuzz/fuzz_targets/ring_consumer.rs`)
+/// and the corpus replay in `cargo test`.
+#[cfg(any(all(test, not(loom)), feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn check_hostile_memory(bytes: &[u8]) {
+    extern crate std;
+    use std::vec;
+    let len = bytes_needed(256);
+    let mut mem = vec![0u64; len / 8 + 8];
+    let base = mem.as_mut_ptr() as *mut u8;
+    let base = base.wrapping_add(base.align_offset(64));
+    let n = bytes.len().min(len);
+    // SAFETY: `base..base+len` lies inside `mem` (it has 64 bytes of slack for the alignment),
+    // and `bytes[..n]` is a distinct allocation.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), base, n) };
+    // SAFETY: as above, valid and 64-aligned for `len` bytes while `mem` lives (to the end of
+    // this function), and nothing else accesses it.
+    let Ok(region) = (unsafe { RawRegion::new(base, len) }) else {
+        return;
+    };
+    if let Ok(mut c) = Consumer::attach(region) {
+        for _ in 0..64 {
+            match c.peek() {
+                Ok(m) => {
+                    let mut out = vec![0u8; m.len()];
+                    m.copy_to(&mut out);
+                    assert_eq!(m.as_slice().len(), m.len());
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    if let Ok(mut p) = Producer::attach(region) {
+        let _ = p.push(b"fuzz");
+    }
+    drop(mem);
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -635,6 +675,18 @@ mod tests {
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
         r.head().store(u64::MAX / 2, Ordering::Release);
         assert_eq!(p.push(b"x"), Err(Error::Corrupted));
+    }
+
+    #[test]
+    fn fuzz_corpus_replays_clean() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/ring_consumer");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("the seed corpus is in the repository") {
+            check_hostile_memory(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 4, "only {n} corpus files");
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub fn decode(buf: &[u8], framing: Framing, max: usize) -> Result<Frame, Error> 
             None => Ok(Frame::Incomplete { frame_len: None }),
         },
         Framing::Raw if buf.is_empty() => Ok(Frame::Incomplete { frame_len: None }),
+        Framing::Raw if max == 0 => Err(Error::too_large(buf.len() as u64, 0)),
         Framing::Raw => {
             let end = buf.len().min(max);
             Ok(Frame::Complete {
@@ -183,6 +184,52 @@ pub fn check_payload(payload: &[u8], framing: Framing) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The decoder's invariants, checked on arbitrary input: shared by the fuzz target
+/// (`fuzz/fuzz_targets/framing_decode.rs`) and the corpus replay in `cargo test`.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn check_decoder(data: &[u8]) {
+    for framing in [Framing::Length, Framing::Lines, Framing::Raw] {
+        for max in [0usize, 7, 4096, DEFAULT_MAX_MESSAGE] {
+            let mut rest = data;
+            // Decode frame after frame, as a receiver does, until the input runs out.
+            loop {
+                match decode(rest, framing, max) {
+                    Ok(Frame::Complete {
+                        start,
+                        end,
+                        consumed,
+                    }) => {
+                        assert!(start <= end && end <= consumed && consumed <= rest.len());
+                        assert!(end - start <= max, "a message over the limit was accepted");
+                        assert!(
+                            consumed > 0,
+                            "a frame that consumes nothing would repeat forever"
+                        );
+                        if framing == Framing::Length {
+                            let h = header(end - start, framing, usize::MAX)
+                                .expect("a decoded length re-encodes");
+                            assert_eq!(&rest[..HEADER_LEN], &h[..]);
+                        }
+                        rest = &rest[consumed..];
+                    }
+                    Ok(Frame::Incomplete { frame_len }) => {
+                        if let Some(total) = frame_len {
+                            assert!(total > rest.len() && total - HEADER_LEN <= max);
+                        }
+                        let _ = at_end_of_stream(rest, framing);
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(matches!(e.kind(), ErrorKind::TooLarge));
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +319,18 @@ mod tests {
             at_end_of_stream(b"tail", Framing::Lines).unwrap(),
             Some((0, 4))
         );
+    }
+
+    #[test]
+    fn fuzz_corpus_replays_clean() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/framing_decode");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("the seed corpus is in the repository") {
+            check_decoder(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 5, "only {n} corpus files");
     }
 
     #[test]
