@@ -39,6 +39,9 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List, send and catch signals.
+    #[command(subcommand)]
+    Signal(SignalCommand),
     /// The peer processes `procom tour` starts (not for direct use).
     #[command(name = "__tour-peer", hide = true)]
     TourPeer {
@@ -150,6 +153,45 @@ pub enum ShmCommand {
         /// How many bytes (default: to the end).
         #[arg(long, value_parser = parse_size)]
         len: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignalCommand {
+    /// Every signal with its number, name, default action and description (as kill -l).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send SIGNAL (a name like TERM, a number, or RTMIN+N) to PID.
+    Send {
+        #[arg(allow_hyphen_values = true)]
+        pid: i32,
+        signal: String,
+        /// Queue this integer with the signal (sigqueue).
+        #[arg(long)]
+        value: Option<i32>,
+        /// PID is a process group: signal every member.
+        #[arg(long)]
+        group: bool,
+        /// Allow pid 0 (your process group) and -1 (every process you may signal).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Catch SIGNALs and print each delivery (signal, sender pid, uid, value) on its own line.
+    Wait {
+        #[arg(required = true)]
+        signals: Vec<String>,
+        /// Stop after N deliveries.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Give up if nothing arrives within SECS.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<std::time::Duration>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 

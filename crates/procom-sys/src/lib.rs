@@ -11,6 +11,7 @@
 
 pub mod mapping;
 pub mod sem;
+pub mod signal;
 pub mod sigpipe;
 
 use std::io;

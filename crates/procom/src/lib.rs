@@ -38,6 +38,7 @@ pub mod pipe;
 pub mod sem;
 pub mod shm;
 mod shmchan;
+pub mod signal;
 mod stream;
 pub mod typed;
 

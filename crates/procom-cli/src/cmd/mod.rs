@@ -6,6 +6,7 @@ mod recv;
 mod sem;
 mod send;
 mod shm;
+mod signal;
 mod tour;
 
 use std::fmt;
@@ -25,12 +26,16 @@ impl fmt::Display for StdoutClosed {
 impl std::error::Error for StdoutClosed {}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    crate::interrupt::install()?;
+    // `signal wait` catches signals itself (INT and TERM included), so it keeps them.
+    if !matches!(cli.command, Command::Signal(_)) {
+        crate::interrupt::install()?;
+    }
     match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Fifo(cmd) => fifo::run(cmd),
         Command::Shm(cmd) => shm::run(cmd),
+        Command::Signal(cmd) => signal::run(cmd),
         Command::Sem(cmd) => sem::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer { args } => Ok(procom_bench::peer(&args)?),

@@ -1,14 +1,15 @@
 //! CLI integration tests: every test runs the built `procom` binary as a real process.
 
-mod bench;
-mod fifo;
-mod shm;
-
-fn main() -> std::process::ExitCode {
-    let roles: Vec<procom_testkit::Role> = [bench::ROLES, fifo::ROLES, shm::ROLES].concat();
-    let trials = [bench::trials(), fifo::trials(), shm::trials()]
-        .into_iter()
-        .flatten()
-        .collect();
-    procom_testkit::main(&roles, trials)
+/// Lists every test module once: its roles and trials are gathered from it.
+macro_rules! modules {
+    ($($m:ident),* $(,)?) => {
+        $(mod $m;)*
+        fn main() -> std::process::ExitCode {
+            let roles: Vec<procom_testkit::Role> = [$($m::ROLES),*].concat();
+            let trials = [$($m::trials()),*].into_iter().flatten().collect();
+            procom_testkit::main(&roles, trials)
+        }
+    };
 }
+
+modules![bench, fifo, shm, signal];

@@ -1,30 +1,16 @@
 //! procom's integration tests: one binary, one module per mechanism, run by procom-testkit
 //! (libtest-compatible output; the binary re-executes itself to play child roles).
 
-mod contract;
-mod fifo;
-mod pipe;
-mod sem;
-mod shm;
-
-fn main() -> std::process::ExitCode {
-    let roles: Vec<procom_testkit::Role> = [
-        contract::ROLES,
-        fifo::ROLES,
-        pipe::ROLES,
-        sem::ROLES,
-        shm::ROLES,
-    ]
-    .concat();
-    let trials = [
-        contract::trials(),
-        fifo::trials(),
-        pipe::trials(),
-        sem::trials(),
-        shm::trials(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    procom_testkit::main(&roles, trials)
+/// Lists every test module once: its roles and trials are gathered from it.
+macro_rules! modules {
+    ($($m:ident),* $(,)?) => {
+        $(mod $m;)*
+        fn main() -> std::process::ExitCode {
+            let roles: Vec<procom_testkit::Role> = [$($m::ROLES),*].concat();
+            let trials = [$($m::trials()),*].into_iter().flatten().collect();
+            procom_testkit::main(&roles, trials)
+        }
+    };
 }
+
+modules![contract, fifo, pipe, sem, shm, signal];
