@@ -81,11 +81,17 @@ fn play(roles: &[Role], name: &str) -> ExitCode {
         eprintln!("no role named {name}");
         return ExitCode::from(2);
     };
+    // The watchdog thread never takes a signal: roles that block signals in their own thread
+    // must see them held for the whole process, as in a single-threaded program. It inherits
+    // a full mask from this thread, which then gets its own mask back.
+    let all: Vec<i32> = (1..=64).filter(|s| ![9, 19, 32, 33].contains(s)).collect();
+    let held = procom_sys::signal::block(&all);
     std::thread::spawn(|| {
         std::thread::sleep(ROLE_LIMIT); // a self-destruct timer, not synchronisation
         eprintln!("role watchdog: still running after {ROLE_LIMIT:?}, exiting");
         std::process::exit(124);
     });
+    drop(held);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let before = open_fds();
     let result = (role.run)(&args);

@@ -384,6 +384,10 @@ pub fn restore_default(sig: Signal) -> Result<(), Error> {
 /// While the guard lives, `signals` are blocked in the calling thread: they stay pending
 /// (standard signals coalescing into one, real-time ones queueing) and are delivered when it
 /// is dropped.
+///
+/// The mask is per thread. A signal sent to the process goes to any thread that does not block
+/// it, so to hold a signal for the whole process, block it in every thread — simplest, before
+/// spawning any (new threads inherit the mask of the thread that spawns them).
 pub fn block(signals: &[Signal]) -> Result<BlockGuard, Error> {
     let nums: Vec<i32> = signals.iter().map(|s| s.0).collect();
     procom_sys::signal::block(&nums)
