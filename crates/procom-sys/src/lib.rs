@@ -9,6 +9,8 @@
 //! Every `unsafe` block here carries a `// SAFETY:` comment; the lint
 //! `clippy::undocumented_unsafe_blocks` enforces it.
 
+#[cfg(feature = "tokio")]
+pub mod async_fd;
 pub mod mapping;
 pub mod sem;
 pub mod signal;

@@ -519,6 +519,77 @@ impl Iterator for Signals {
     }
 }
 
+/// The async form of [`Signals`] (feature `tokio`): a [`futures_core::Stream`] of deliveries,
+/// woken by the runtime when the catcher's pipe becomes readable.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), procom::Error> {
+/// use procom::signal::{AsyncSignals, Signal};
+/// let mut signals = AsyncSignals::catch([Signal::TERM, Signal::HUP])?;
+/// while let Ok(d) = signals.recv().await {
+///     if d.signal == Signal::TERM { break }
+/// }
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct AsyncSignals {
+    inner: Signals,
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncSignals {
+    /// Starts catching `signals`; must be called inside a tokio runtime with I/O enabled.
+    pub fn catch(signals: impl IntoIterator<Item = Signal>) -> Result<AsyncSignals, Error> {
+        let inner = Signals::catch(signals)?;
+        let dup = inner
+            .sub
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::os("duplicate the catcher's pipe", e))?;
+        let fd = procom_sys::async_fd::register(dup, tokio::io::Interest::READABLE)
+            .map_err(|e| Error::os("register the catcher with the tokio runtime", e))?;
+        Ok(AsyncSignals { inner, fd })
+    }
+
+    /// The next delivery.
+    pub async fn recv(&mut self) -> Result<Delivery, Error> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Delivery, Error>> {
+        use std::task::Poll;
+        loop {
+            match self.inner.try_wait() {
+                Ok(d) => return Poll::Ready(Ok(d)),
+                Err(e) if e.kind() == ErrorKind::Empty => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            match self.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => guard.clear_ready(), // the pipe was drained above
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::os("wait for signals", e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl futures_core::Stream for AsyncSignals {
+    type Item = Delivery;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Delivery>> {
+        self.poll_recv(cx).map(Result::ok)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +640,27 @@ mod tests {
                 .to_string()
                 .contains("can be neither caught nor ignored")
         );
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_signals_arrive_through_the_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let rtsig = Signal::rtmin_plus(4).unwrap();
+            let mut s = AsyncSignals::catch([rtsig]).unwrap();
+            let me = std::process::id() as i32;
+            for v in 0..3 {
+                queue(me, rtsig, v).unwrap();
+            }
+            for v in 0..3 {
+                let d = s.recv().await.unwrap();
+                assert_eq!((d.signal, d.value, d.sender_pid), (rtsig, Some(v), me));
+            }
+        });
     }
 
     #[test]
