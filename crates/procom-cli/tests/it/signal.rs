@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Trial, check, ensure, test};
+use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
 
 pub const ROLES: &[Role] = &[];
 
@@ -12,6 +12,7 @@ pub fn trials() -> Vec<Trial> {
         test("cli::signal::list_matches_kill_l", list_matches_kill_l),
         test("cli::signal::wait_prints_each_delivery", wait_prints_each_delivery),
         test("cli::signal::send_errors", send_errors),
+        test("cli::signal::not_ours_as_unprivileged_user", not_ours_as_unprivileged_user),
     ]
 }
 
@@ -109,5 +110,26 @@ fn send_errors() -> Outcome {
     let beyond = (check!(pid_max.trim().parse::<i64>()) + 1).to_string();
     let fin = run(&["signal", "send", &beyond, "TERM"])?;
     ensure!(fin.code() == Some(1) && fin.stderr.contains("no such process"), "{:?}", fin.stderr);
+    Ok(())
+}
+
+fn not_ours_as_unprivileged_user() -> Outcome {
+    // A root-owned process that waits (it catches USR1, so nothing can kill it by accident).
+    let target = Proc::spawn("target", &mut procom(&["signal", "wait", "USR1", "--timeout", "20"]))?;
+    let pid = target.pid().to_string();
+    let mut cmd = procom(&["signal", "send", &pid, "TERM"]);
+    match as_nobody(&mut cmd) {
+        Ok(cmd) => {
+            let fin = Proc::spawn("procom as nobody", cmd)?.finish(STEP)?;
+            ensure!(fin.code() == Some(1), "exit {}", fin.status);
+            ensure!(
+                fin.stderr.lines().count() == 1 && fin.stderr.contains(&format!("pid {pid}: it is not ours")),
+                "stderr {:?}",
+                fin.stderr
+            );
+        }
+        Err(reason) => println!("skipped: {reason}"),
+    }
+    drop(target); // killed and reaped
     Ok(())
 }
