@@ -24,6 +24,12 @@ pub enum Command {
     /// Create and remove named pipes (FIFOs).
     #[command(subcommand)]
     Fifo(FifoCommand),
+    /// Create, inspect and remove POSIX message queues.
+    #[command(subcommand)]
+    Mq(MqCommand),
+    /// Create, inspect and remove System V message queues.
+    #[command(subcommand)]
+    Msg(MsgCommand),
     /// Create, inspect, read, write and remove shared-memory segments.
     #[command(subcommand)]
     Shm(ShmCommand),
@@ -75,6 +81,12 @@ pub struct SendArgs {
     /// with no reader is an error at once).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<std::time::Duration>,
+    /// Message priority on an mq: endpoint (higher first).
+    #[arg(long, value_name = "P")]
+    pub priority: Option<u32>,
+    /// Message type on a msg: endpoint (1 or more; default 1).
+    #[arg(long = "type", value_name = "T", allow_hyphen_values = true)]
+    pub mtype: Option<i64>,
     #[command(flatten)]
     pub stream: StreamOpts,
 }
@@ -89,6 +101,10 @@ pub struct RecvArgs {
     /// Give up if no message arrives within SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<std::time::Duration>,
+    /// Type selector on a msg: endpoint: 0 the first message, N the first of type N, -N the
+    /// first of the lowest type at most N.
+    #[arg(long = "type", value_name = "T", allow_hyphen_values = true)]
+    pub mtype: Option<i64>,
     #[command(flatten)]
     pub stream: StreamOpts,
 }
@@ -105,6 +121,34 @@ pub enum FifoCommand {
     },
     /// Remove a FIFO; anything that is not a FIFO is left alone and reported.
     Rm { path: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MqCommand {
+    /// Create a queue (like /jobs), mode 0600, exclusively; it stays until removed.
+    Create {
+        name: String,
+        /// Maximum number of messages (default: fs.mqueue.msg_default).
+        #[arg(long)]
+        capacity: Option<u64>,
+        /// Maximum message size, like 8KiB (default: fs.mqueue.msgsize_default).
+        #[arg(long, value_parser = parse_size)]
+        msgsize: Option<u64>,
+    },
+    /// Print a queue's message count, capacity and message size, and the kernel's limits.
+    Info { name: String },
+    /// Remove a queue.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgCommand {
+    /// Create a queue for KEY (decimal or 0x-hex) or PATH (ftok), mode 0600, exclusively.
+    Create { key: String },
+    /// Print a queue's count, bytes, byte limit, last pids and times, and the kernel's limits.
+    Info { key: String },
+    /// Remove a queue.
+    Rm { key: String },
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,8 @@
 #[cfg(feature = "tokio")]
 pub mod async_fd;
 pub mod mapping;
+pub mod mq;
+pub mod msg;
 pub mod sem;
 pub mod signal;
 pub mod sigpipe;

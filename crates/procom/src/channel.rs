@@ -11,6 +11,8 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
 use crate::fifo::{self, Fifo};
 use crate::framing::{self, DEFAULT_MAX_MESSAGE, Frame, Framing};
+use crate::mq::Queue;
+use crate::msg::MsgQueue;
 use crate::shmchan::{ShmReceiver, ShmSender};
 use crate::stream::{FdKind, StreamReader, StreamWriter, deadline_after};
 
@@ -28,6 +30,9 @@ pub struct Options {
     /// How long an empty shared-memory receiver busy-polls before it sleeps (lowest latency,
     /// at the price of a busy core); zero by default.
     pub spin: Duration,
+    /// The priority a POSIX message-queue sender gives its messages (higher first); 0 by
+    /// default. (A System V sender stamps the type from its endpoint's `?type=`.)
+    pub priority: u32,
 }
 
 impl Default for Options {
@@ -37,11 +42,19 @@ impl Default for Options {
             max_message: DEFAULT_MAX_MESSAGE,
             open_timeout: None,
             spin: Duration::ZERO,
+            priority: 0,
         }
     }
 }
 
 impl Options {
+    /// Sets the priority of messages sent to a POSIX message queue.
+    #[must_use]
+    pub fn priority(mut self, priority: u32) -> Options {
+        self.priority = priority;
+        self
+    }
+
     /// Sets how long an empty shared-memory receiver spins before sleeping.
     #[must_use]
     pub fn spin(mut self, spin: Duration) -> Options {
@@ -133,6 +146,8 @@ pub struct Sender {
 enum SenderFlavor {
     Stream(StreamSender),
     Shm(ShmSender),
+    Mq { q: Queue, prio: u32, max: usize },
+    Msg { q: MsgQueue, mtype: i64, max: usize },
 }
 
 #[derive(Debug)]
@@ -172,6 +187,22 @@ impl Sender {
                 };
                 Ok(Sender::from_fd(w, ep.to_string(), opts))
             }
+            Endpoint::Mq { name, .. } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Mq {
+                    q: Queue::open_with(name, false, true)?,
+                    prio: opts.priority,
+                    max: opts.max_message,
+                },
+            }),
+            Endpoint::Msg { key, mtype } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Msg {
+                    q: MsgQueue::open(key)?,
+                    mtype: mtype.unwrap_or(1),
+                    max: opts.max_message,
+                },
+            }),
             Endpoint::Shm { name, .. } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Shm(
@@ -200,6 +231,14 @@ impl Sender {
                 }
                 Ok(sender)
             }
+            Endpoint::Mq { name, capacity, msgsize } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Mq { q: Queue::create(name, *capacity, *msgsize)?, prio: opts.priority, max: opts.max_message },
+            }),
+            Endpoint::Msg { key, mtype } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Msg { q: MsgQueue::create(key)?, mtype: mtype.unwrap_or(1), max: opts.max_message },
+            }),
             Endpoint::Shm { .. } => Err(Error::new(ErrorKind::InvalidInput)
                 .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
                 .object(&ep)),
@@ -227,6 +266,7 @@ impl Sender {
         match &mut self.flavor {
             SenderFlavor::Stream(s) => s.max = bytes,
             SenderFlavor::Shm(s) => s.set_max(bytes),
+            SenderFlavor::Mq { max, .. } | SenderFlavor::Msg { max, .. } => *max = bytes,
         }
     }
 
@@ -246,7 +286,8 @@ impl Sender {
                 }
                 Some(s.w.into_fd())
             }
-            SenderFlavor::Shm(_) => None,
+            SenderFlavor::Mq { q, .. } => q.into_fd(),
+            SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
         }
     }
 
@@ -254,7 +295,8 @@ impl Sender {
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
             SenderFlavor::Stream(s) => Some(s.w.as_fd()),
-            SenderFlavor::Shm(_) => None,
+            SenderFlavor::Mq { q, .. } => Some(q.as_fd()),
+            SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
         }
     }
 
@@ -263,6 +305,11 @@ impl Sender {
     pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
         let result = match &mut self.flavor {
             SenderFlavor::Shm(s) => s.send_with(len, None, false, fill),
+            SenderFlavor::Mq { .. } | SenderFlavor::Msg { .. } => {
+                let mut buf = vec![0u8; len];
+                fill(&mut buf);
+                return self.send(buf).map_err(SendError::into_error);
+            }
             SenderFlavor::Stream(s) => {
                 let mut buf = vec![0u8; len];
                 fill(&mut buf);
@@ -310,6 +357,14 @@ impl Sender {
         let result = match &mut self.flavor {
             SenderFlavor::Stream(s) => s.send(msg.as_ref(), deadline, is_try),
             SenderFlavor::Shm(s) => s.send(msg.as_ref(), deadline, is_try),
+            SenderFlavor::Mq { q, prio, max } => match msg.as_ref().len() {
+                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
+                _ => q.send_deadline_prio(msg.as_ref(), *prio, deadline, is_try),
+            },
+            SenderFlavor::Msg { q, mtype, max } => match msg.as_ref().len() {
+                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
+                _ => q.send_deadline(*mtype, msg.as_ref(), deadline, is_try),
+            },
         };
         result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
     }
@@ -386,6 +441,15 @@ pub struct Receiver {
 enum ReceiverFlavor {
     Stream(StreamReceiver),
     Shm(ShmReceiver),
+    Mq {
+        q: Queue,
+        max: usize,
+    },
+    Msg {
+        q: MsgQueue,
+        selector: i64,
+        max: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -424,6 +488,25 @@ impl Receiver {
                 }
                 Ok(r)
             }
+            Endpoint::Mq {
+                name,
+                capacity,
+                msgsize,
+            } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Mq {
+                    q: Queue::create(name, *capacity, *msgsize)?,
+                    max: opts.max_message,
+                },
+            }),
+            Endpoint::Msg { key, mtype } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Msg {
+                    q: MsgQueue::create(key)?,
+                    selector: mtype.unwrap_or(0),
+                    max: opts.max_message,
+                },
+            }),
             Endpoint::Shm { name, capacity } => Ok(Receiver {
                 endpoint: ep.to_string(),
                 flavor: ReceiverFlavor::Shm(
@@ -456,6 +539,21 @@ impl Receiver {
             )),
             // A shared-memory channel always belongs to its receiver: connecting creates it.
             Endpoint::Shm { .. } => Receiver::bind_with(ep, opts),
+            Endpoint::Mq { name, .. } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Mq {
+                    q: Queue::open_with(name, true, false)?,
+                    max: opts.max_message,
+                },
+            }),
+            Endpoint::Msg { key, mtype } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Msg {
+                    q: MsgQueue::open(key)?,
+                    selector: mtype.unwrap_or(0),
+                    max: opts.max_message,
+                },
+            }),
             _ => Err(not_implemented(&ep)),
         }
     }
@@ -490,7 +588,8 @@ impl Receiver {
                 }
                 Some(s.r.into_fd())
             }
-            ReceiverFlavor::Shm(_) => None,
+            ReceiverFlavor::Mq { q, .. } => q.into_fd(),
+            ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
         }
     }
 
@@ -498,7 +597,8 @@ impl Receiver {
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
             ReceiverFlavor::Stream(s) => Some(s.r.as_fd()),
-            ReceiverFlavor::Shm(_) => None,
+            ReceiverFlavor::Mq { q, .. } => Some(q.as_fd()),
+            ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
         }
     }
 
@@ -507,6 +607,9 @@ impl Receiver {
     pub fn recv_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
         let result = match &mut self.flavor {
             ReceiverFlavor::Shm(s) => s.recv_with(None, false, f),
+            ReceiverFlavor::Mq { .. } | ReceiverFlavor::Msg { .. } => {
+                return self.recv().map(|m| f(&m));
+            }
             ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&m)),
         };
         result.map_err(|e| e.object(&self.endpoint))
@@ -537,6 +640,12 @@ impl Receiver {
         let result = match &mut self.flavor {
             ReceiverFlavor::Stream(s) => s.recv(deadline, is_try),
             ReceiverFlavor::Shm(s) => s.recv(deadline, is_try),
+            ReceiverFlavor::Mq { q, max } => q
+                .recv_deadline(deadline, is_try)
+                .and_then(|(m, _)| check_max(m, *max)),
+            ReceiverFlavor::Msg { q, selector, max } => q
+                .recv_deadline(*selector, deadline, is_try)
+                .and_then(|(_, m)| check_max(m, *max)),
         };
         result.map_err(|e| e.object(&self.endpoint))
     }
@@ -588,4 +697,13 @@ impl StreamReceiver {
             }
         }
     }
+}
+
+/// A message a queue delivered that is over the receiver's limit: it is consumed (the kernel
+/// already handed it over) and reported, never returned.
+fn check_max(m: Vec<u8>, max: usize) -> Result<Vec<u8>, Error> {
+    if m.len() > max {
+        return Err(Error::too_large(m.len() as u64, max as u64));
+    }
+    Ok(m)
 }

@@ -34,6 +34,8 @@ pub mod endpoint;
 pub mod error;
 pub mod fifo;
 pub mod framing;
+pub mod mq;
+pub mod msg;
 pub mod pipe;
 pub mod sem;
 pub mod shm;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod fifo;
+mod mq;
 mod recv;
 mod sem;
 mod send;
@@ -34,6 +35,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Fifo(cmd) => fifo::run(cmd),
+        Command::Mq(cmd) => mq::run_mq(cmd),
+        Command::Msg(cmd) => mq::run_msg(cmd),
         Command::Shm(cmd) => shm::run(cmd),
         Command::Signal(cmd) => signal::run(cmd),
         Command::Sem(cmd) => sem::run(cmd),
@@ -63,4 +66,16 @@ fn options(stream: &StreamOpts, raw: bool) -> anyhow::Result<procom::Options> {
             )
         })?;
     Ok(procom::Options::default().framing(framing).max_message(max))
+}
+
+/// `--type T` on a msg: endpoint (it overrides the endpoint's `?type=`).
+fn apply_type(ep: &mut procom::Endpoint, t: Option<i64>) -> anyhow::Result<()> {
+    match (ep, t) {
+        (_, None) => Ok(()),
+        (procom::Endpoint::Msg { mtype, .. }, Some(t)) => {
+            *mtype = Some(t);
+            Ok(())
+        }
+        (_, Some(_)) => anyhow::bail!("--type applies to msg: endpoints only"),
+    }
 }

@@ -9,7 +9,8 @@ use crate::cli::RecvArgs;
 use crate::interrupt;
 
 pub fn run(args: RecvArgs) -> anyhow::Result<()> {
-    let ep = Endpoint::parse(&args.endpoint)?;
+    let mut ep = Endpoint::parse(&args.endpoint)?;
+    super::apply_type(&mut ep, args.mtype)?;
     let opts = super::options(&args.stream, false)?;
     interrupt::set_activity(format!("receiving from {ep}"));
     let mut rx = Receiver::connect_with(&ep, &opts)?;

@@ -10,10 +10,18 @@ use crate::cli::SendArgs;
 use crate::interrupt;
 
 pub fn run(args: SendArgs) -> anyhow::Result<()> {
-    let ep = Endpoint::parse(&args.endpoint)?;
+    let mut ep = Endpoint::parse(&args.endpoint)?;
+    super::apply_type(&mut ep, args.mtype)?;
     let from_stdin = args.message == "-";
     let raw_copy = from_stdin && ep.is_byte_stream() && !args.stream.framed;
-    let opts = super::options(&args.stream, raw_copy)?.open_timeout(args.timeout);
+    let mut opts = super::options(&args.stream, raw_copy)?.open_timeout(args.timeout);
+    if let Some(p) = args.priority {
+        anyhow::ensure!(
+            matches!(ep, Endpoint::Mq { .. }),
+            "--priority applies to mq: endpoints only"
+        );
+        opts = opts.priority(p);
+    }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     interrupt::set_activity(format!("sending to {ep}"));
     let mut tx = Sender::connect_with(&ep, &opts)?;

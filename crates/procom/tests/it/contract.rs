@@ -11,6 +11,12 @@
 //! - `pipe` (the `-` endpoint, standard input/output): dropping a `Sender` on `-` closes only
 //!   its duplicate of standard output, so in `disconnect_on_drop` the receiver sees the
 //!   disconnect when the sending process exits, not when the sender is dropped.
+//! - `mq` and `msg` (kernel message queues): a queue has no peer, it outlives every process
+//!   (the seed's point), so "disconnect" and "peer death" cannot be seen: in
+//!   `disconnect_on_drop` and `peer_death` the receiver instead checks that every message
+//!   sent before the sender left (or was killed) is still delivered whole, and that then
+//!   nothing more arrives (`Timeout`, not `PeerGone`). `boundaries` uses only the sizes a
+//!   queue can carry (at most its message size, 8 KiB here).
 
 use std::process::{Command, Stdio};
 
@@ -100,6 +106,8 @@ struct Wiring {
     scratch: Option<Scratch>,
     /// A path that must not exist once the test is over (a named kernel object).
     gone_after: Option<std::path::PathBuf>,
+    /// Checks that a named kernel object without a path is gone (message queues).
+    gone_check: Option<Box<dyn FnOnce() -> Outcome>>,
 }
 
 /// The per-flavor setup: an endpoint for each side and the commands that play `property`.
@@ -117,6 +125,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 send_stdout_is_channel: true,
                 scratch: None,
                 gone_after: None,
+                gone_check: None,
             })
         }
         "fifo" => {
@@ -130,6 +139,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 send_stdout_is_channel: false,
                 scratch: Some(scratch),
                 gone_after: None,
+                gone_check: None,
             })
         }
         "shm" => {
@@ -143,6 +153,44 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 send_stdout_is_channel: false,
                 scratch: None,
                 gone_after: Some(format!("/dev/shm{name}").into()),
+                gone_check: None,
+            })
+        }
+        "mq" => {
+            let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
+            let ep = format!("mq:{name}?capacity=10&msgsize=8192");
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: None,
+                gone_after: None,
+                gone_check: Some(Box::new(move || {
+                    let e = procom::mq::Queue::open(&name).err().map(|e| e.kind());
+                    ensure!(e == Some(ErrorKind::NotFound), "queue {name} leaked: {e:?}");
+                    Ok(())
+                })),
+            })
+        }
+        "msg" => {
+            let key = unique_key();
+            let ep = format!("msg:{key:#x}");
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: None,
+                gone_after: None,
+                gone_check: Some(Box::new(move || {
+                    let k = procom::endpoint::MsgKey::Key(key as i32);
+                    let e = procom::msg::MsgQueue::open(&k).err().map(|e| e.kind());
+                    ensure!(e == Some(ErrorKind::NotFound), "System V queue {key:#x} leaked: {e:?}");
+                    Ok(())
+                })),
             })
         }
         other => Err(format!("no wiring for flavor {other}")),
@@ -156,6 +204,7 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
         send_stdout_is_channel,
         scratch,
         gone_after,
+        gone_check,
     } = wire(flavor, property.name)?;
     let mut rx = Proc::spawn("receiver", &mut recv_cmd)?;
     drop(recv_cmd); // closes this process's copy of the receiver's end
@@ -179,6 +228,9 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
             tx_done.status,
             tx_done.stderr.trim()
         );
+    }
+    if let Some(check) = gone_check {
+        check()?;
     }
     if let Some(path) = gone_after {
         ensure!(!path.exists(), "leaked {}", path.display());
@@ -222,6 +274,34 @@ fn ready() {
     use std::io::Write;
     println!("ready");
     let _ = std::io::stdout().flush();
+}
+
+/// A System V key no other test or run uses.
+fn unique_key() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    0x4300_0000 | ((std::process::id() & 0xfff) << 12) | (N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xfff)
+}
+
+/// Whether the endpoint is a kernel message queue (see the module's exceptions).
+fn is_queue(ep: &str) -> bool {
+    ep.starts_with("mq:") || ep.starts_with("msg:")
+}
+
+/// The largest message the flavor carries.
+fn flavor_max(ep: &str) -> usize {
+    if is_queue(ep) { 8192 } else { usize::MAX }
+}
+
+/// The end of the conversation: PeerGone, or for a queue, silence.
+fn expect_gone_or_silence(rx: &mut Receiver, ep: &str) -> Outcome {
+    if !is_queue(ep) {
+        return expect_gone(rx);
+    }
+    match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        Err(e) if e.kind() == ErrorKind::Timeout => Ok(()),
+        Err(e) => Err(format!("expected nothing more from the queue, got {e}")),
+        Ok(m) => Err(format!("expected nothing more from the queue, got a {}-byte message", m.len())),
+    }
 }
 
 fn expect_gone(rx: &mut Receiver) -> Outcome {
@@ -269,7 +349,7 @@ fn order_recv(ep: &str, mode: &str) -> Outcome {
             String::from_utf8_lossy(&m[..m.len().min(20)])
         );
     }
-    expect_gone(&mut rx)
+    expect_gone_or_silence(&mut rx, ep)
 }
 
 // --- boundaries: every size survives whole, none merged or split ------------------------------
@@ -298,7 +378,7 @@ fn pattern(size: usize, k: usize) -> Vec<u8> {
 
 fn boundaries_send(ep: &str) -> Outcome {
     let mut tx = check!(Sender::connect(ep));
-    for (k, size) in SIZES.iter().enumerate() {
+    for (k, size) in SIZES.iter().enumerate().filter(|(_, s)| **s <= flavor_max(ep)) {
         send_all(&mut tx, &pattern(*size, k))?;
     }
     Ok(())
@@ -307,7 +387,7 @@ fn boundaries_send(ep: &str) -> Outcome {
 fn boundaries_recv(ep: &str, mode: &str) -> Outcome {
     let mut rx = open_rx(ep, mode, &Options::default())?;
     ready();
-    for (k, size) in SIZES.iter().enumerate() {
+    for (k, size) in SIZES.iter().enumerate().filter(|(_, s)| **s <= flavor_max(ep)) {
         let m = check!(rx.recv_timeout(STEP));
         ensure!(
             m.len() == *size,
@@ -319,7 +399,7 @@ fn boundaries_recv(ep: &str, mode: &str) -> Outcome {
             "message {k} ({size} bytes) has the wrong contents"
         );
     }
-    expect_gone(&mut rx)
+    expect_gone_or_silence(&mut rx, ep)
 }
 
 // --- try_recv_empty: nothing waiting is Empty, a deadline is Timeout, then a message arrives --
@@ -347,7 +427,7 @@ fn try_recv_recv(ep: &str, mode: &str) -> Outcome {
     ready();
     let m = check!(rx.recv_timeout(STEP));
     ensure!(m == b"late", "got {m:?}");
-    expect_gone(&mut rx)
+    expect_gone_or_silence(&mut rx, ep)
 }
 
 // --- disconnect_on_drop: the receiver sees PeerGone once the sender is dropped ----------------
@@ -375,12 +455,10 @@ fn disconnect_recv(ep: &str, mode: &str) -> Outcome {
         let m = check!(rx.recv_timeout(STEP));
         ensure!(m == want, "got {m:?}, wanted {want:?}");
     }
-    expect_gone(&mut rx)?;
+    expect_gone_or_silence(&mut rx, ep)?;
     let again = rx.try_recv().err().map(|e| e.kind());
-    ensure!(
-        again == Some(ErrorKind::PeerGone),
-        "a second receive after disconnect gave {again:?}"
-    );
+    let want = if is_queue(ep) { ErrorKind::Empty } else { ErrorKind::PeerGone };
+    ensure!(again == Some(want), "a second receive after disconnect gave {again:?}");
     Ok(())
 }
 
@@ -445,13 +523,16 @@ fn oversize_recv(ep: &str, mode: &str) -> Outcome {
 
 /// Big enough that a byte stream is killed mid-message; a shared-memory ring (4 MiB here)
 /// takes a stream of 1 MiB messages instead, and is killed while writing one of them.
-const DEATH_SIZES: [usize; 2] = [48 << 20, 1 << 20];
+/// (A queue carries 8 KiB messages.)
+const DEATH_SIZES: [usize; 3] = [48 << 20, 1 << 20, 8192];
 
 fn death_send(ep: &str) -> Outcome {
     let mut tx = check!(Sender::connect(ep));
     send_all(&mut tx, b"one")?;
     let size = if ep.starts_with("shm:") {
         DEATH_SIZES[1]
+    } else if is_queue(ep) {
+        DEATH_SIZES[2]
     } else {
         DEATH_SIZES[0]
     };
@@ -467,8 +548,10 @@ fn death_recv(ep: &str, mode: &str) -> Outcome {
     let m = check!(rx.recv_timeout(STEP));
     ensure!(m == b"one", "got {m:?}");
     println!("got-one");
+    let wait = if is_queue(ep) { std::time::Duration::from_millis(300) } else { STEP };
     loop {
-        match rx.recv_timeout(STEP) {
+        match rx.recv_timeout(wait) {
+            Err(e) if is_queue(ep) && e.kind() == ErrorKind::Timeout => return Ok(()),
             // The sender may have finished before the kill landed: then it must be whole.
             Ok(m) => ensure!(
                 DEATH_SIZES.contains(&m.len()) && m.iter().all(|b| *b == 0x5a),
@@ -545,4 +628,4 @@ macro_rules! contract {
     };
 }
 
-contract!["pipe", "fifo", "shm"];
+contract!["pipe", "fifo", "shm", "mq", "msg"];
