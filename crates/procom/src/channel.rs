@@ -14,6 +14,7 @@ use crate::framing::{self, DEFAULT_MAX_MESSAGE, Frame, Framing};
 use crate::mq::Queue;
 use crate::msg::MsgQueue;
 use crate::shmchan::{ShmReceiver, ShmSender};
+use crate::socket::{DatagramStats, DgramReceiver, DgramSender, Listener};
 use crate::stream::{FdKind, StreamReader, StreamWriter, deadline_after};
 
 /// How a channel is opened and framed.
@@ -111,22 +112,6 @@ impl<T: ToEndpoint + ?Sized> ToEndpoint for &T {
     }
 }
 
-fn not_implemented(ep: &Endpoint) -> Error {
-    let what = match ep {
-        Endpoint::Mq { .. } => "POSIX message queues are",
-        Endpoint::Msg { .. } => "System V message queues are",
-        Endpoint::Shm { .. } => "the shared-memory channel is",
-        Endpoint::Unix { .. } => "Unix stream sockets are",
-        Endpoint::UnixGram { .. } => "Unix datagram sockets are",
-        Endpoint::Tcp { .. } => "TCP sockets are",
-        Endpoint::Udp { .. } => "UDP sockets are",
-        Endpoint::Stdio | Endpoint::Fifo { .. } => "this mechanism is",
-    };
-    Error::new(ErrorKind::NotImplemented)
-        .detail(format!("{what} not implemented yet"))
-        .object(ep)
-}
-
 fn stdio_fd(fd: BorrowedFd<'_>, ep: &Endpoint) -> Result<OwnedFd, Error> {
     fd.try_clone_to_owned()
         .map_err(|e| Error::os("duplicate the standard descriptor", e).object(ep))
@@ -148,6 +133,7 @@ enum SenderFlavor {
     Shm(ShmSender),
     Mq { q: Queue, prio: u32, max: usize },
     Msg { q: MsgQueue, mtype: i64, max: usize },
+    Dgram { s: DgramSender, max: usize },
 }
 
 #[derive(Debug)]
@@ -195,6 +181,18 @@ impl Sender {
                     max: opts.max_message,
                 },
             }),
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Sender::from_fd(
+                crate::socket::connect_stream(&ep, opts.open_timeout)?,
+                ep.to_string(),
+                opts,
+            )),
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Ok(Sender {
+                endpoint: ep.to_string(),
+                flavor: SenderFlavor::Dgram {
+                    s: crate::socket::connect_dgram(&ep, opts.framing == Framing::Length)?,
+                    max: opts.max_message,
+                },
+            }),
             Endpoint::Msg { key, mtype } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Msg {
@@ -209,7 +207,6 @@ impl Sender {
                     ShmSender::connect(name, opts.max_message).map_err(|e| e.object(&ep))?,
                 ),
             }),
-            _ => Err(not_implemented(&ep)),
         }
     }
 
@@ -231,6 +228,16 @@ impl Sender {
                 }
                 Ok(sender)
             }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                // Listen, and send to the first client that connects.
+                let listener = Listener::bind(&ep, opts)?;
+                let conn = match opts.open_timeout {
+                    Some(t) => listener.accept_timeout(t)?,
+                    None => listener.accept()?,
+                };
+                Ok(conn.sender)
+            }
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Sender::connect_with(ep, opts),
             Endpoint::Mq { name, capacity, msgsize } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Mq { q: Queue::create(name, *capacity, *msgsize)?, prio: opts.priority, max: opts.max_message },
@@ -242,7 +249,6 @@ impl Sender {
             Endpoint::Shm { .. } => Err(Error::new(ErrorKind::InvalidInput)
                 .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
                 .object(&ep)),
-            _ => Err(not_implemented(&ep)),
         }
     }
 
@@ -266,7 +272,9 @@ impl Sender {
         match &mut self.flavor {
             SenderFlavor::Stream(s) => s.max = bytes,
             SenderFlavor::Shm(s) => s.set_max(bytes),
-            SenderFlavor::Mq { max, .. } | SenderFlavor::Msg { max, .. } => *max = bytes,
+            SenderFlavor::Mq { max, .. }
+            | SenderFlavor::Msg { max, .. }
+            | SenderFlavor::Dgram { max, .. } => *max = bytes,
         }
     }
 
@@ -287,6 +295,7 @@ impl Sender {
                 Some(s.w.into_fd())
             }
             SenderFlavor::Mq { q, .. } => q.into_fd(),
+            SenderFlavor::Dgram { s, .. } => s.as_fd().try_clone_to_owned().ok(),
             SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
         }
     }
@@ -296,6 +305,7 @@ impl Sender {
         match &self.flavor {
             SenderFlavor::Stream(s) => Some(s.w.as_fd()),
             SenderFlavor::Mq { q, .. } => Some(q.as_fd()),
+            SenderFlavor::Dgram { s, .. } => Some(s.as_fd()),
             SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
         }
     }
@@ -305,7 +315,7 @@ impl Sender {
     pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
         let result = match &mut self.flavor {
             SenderFlavor::Shm(s) => s.send_with(len, None, false, fill),
-            SenderFlavor::Mq { .. } | SenderFlavor::Msg { .. } => {
+            SenderFlavor::Mq { .. } | SenderFlavor::Msg { .. } | SenderFlavor::Dgram { .. } => {
                 let mut buf = vec![0u8; len];
                 fill(&mut buf);
                 return self.send(buf).map_err(SendError::into_error);
@@ -364,6 +374,10 @@ impl Sender {
             SenderFlavor::Msg { q, mtype, max } => match msg.as_ref().len() {
                 n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
                 _ => q.send_deadline(*mtype, msg.as_ref(), deadline, is_try),
+            },
+            SenderFlavor::Dgram { s, max } => match msg.as_ref().len() {
+                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
+                _ => s.send(msg.as_ref(), deadline, is_try),
             },
         };
         result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
@@ -450,6 +464,15 @@ enum ReceiverFlavor {
         selector: i64,
         max: usize,
     },
+    /// A listening stream socket that accepts its one peer on the first receive.
+    Listen {
+        listener: Listener,
+        conn: Option<Box<Receiver>>,
+    },
+    Dgram {
+        r: DgramReceiver,
+        max: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -488,6 +511,20 @@ impl Receiver {
                 }
                 Ok(r)
             }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Listen {
+                    listener: Listener::bind(&ep, opts)?,
+                    conn: None,
+                },
+            }),
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Ok(Receiver {
+                endpoint: ep.to_string(),
+                flavor: ReceiverFlavor::Dgram {
+                    r: crate::socket::bind_dgram(&ep, opts.framing == Framing::Length)?,
+                    max: opts.max_message,
+                },
+            }),
             Endpoint::Mq {
                 name,
                 capacity,
@@ -514,7 +551,6 @@ impl Receiver {
                         .map_err(|e| e.object(&ep))?,
                 ),
             }),
-            _ => Err(not_implemented(&ep)),
         }
     }
 
@@ -539,6 +575,13 @@ impl Receiver {
             )),
             // A shared-memory channel always belongs to its receiver: connecting creates it.
             Endpoint::Shm { .. } => Receiver::bind_with(ep, opts),
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Receiver::from_fd(
+                crate::socket::connect_stream(&ep, opts.open_timeout)?,
+                ep.to_string(),
+                opts,
+            )),
+            // A datagram receiver is always the one that binds.
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Receiver::bind_with(ep, opts),
             Endpoint::Mq { name, .. } => Ok(Receiver {
                 endpoint: ep.to_string(),
                 flavor: ReceiverFlavor::Mq {
@@ -554,7 +597,6 @@ impl Receiver {
                     max: opts.max_message,
                 },
             }),
-            _ => Err(not_implemented(&ep)),
         }
     }
 
@@ -589,6 +631,8 @@ impl Receiver {
                 Some(s.r.into_fd())
             }
             ReceiverFlavor::Mq { q, .. } => q.into_fd(),
+            ReceiverFlavor::Dgram { r, .. } => r.as_fd().try_clone_to_owned().ok(),
+            ReceiverFlavor::Listen { conn, .. } => conn.and_then(|c| c.into_fd()),
             ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
         }
     }
@@ -598,6 +642,8 @@ impl Receiver {
         match &self.flavor {
             ReceiverFlavor::Stream(s) => Some(s.r.as_fd()),
             ReceiverFlavor::Mq { q, .. } => Some(q.as_fd()),
+            ReceiverFlavor::Dgram { r, .. } => Some(r.as_fd()),
+            ReceiverFlavor::Listen { conn, .. } => conn.as_ref().and_then(|c| c.as_fd()),
             ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
         }
     }
@@ -607,12 +653,24 @@ impl Receiver {
     pub fn recv_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
         let result = match &mut self.flavor {
             ReceiverFlavor::Shm(s) => s.recv_with(None, false, f),
-            ReceiverFlavor::Mq { .. } | ReceiverFlavor::Msg { .. } => {
+            ReceiverFlavor::Mq { .. }
+            | ReceiverFlavor::Msg { .. }
+            | ReceiverFlavor::Dgram { .. }
+            | ReceiverFlavor::Listen { .. } => {
                 return self.recv().map(|m| f(&m));
             }
             ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&m)),
         };
         result.map_err(|e| e.object(&self.endpoint))
+    }
+
+    /// For datagram endpoints: how many datagrams arrived, and (UDP with length framing) how
+    /// many sequence numbers were skipped or came late.
+    pub fn datagram_stats(&self) -> Option<DatagramStats> {
+        match &self.flavor {
+            ReceiverFlavor::Dgram { r, .. } => Some(r.stats),
+            _ => None,
+        }
     }
 
     /// Receives a message, waiting as long as it takes.
@@ -646,6 +704,24 @@ impl Receiver {
             ReceiverFlavor::Msg { q, selector, max } => q
                 .recv_deadline(*selector, deadline, is_try)
                 .and_then(|(_, m)| check_max(m, *max)),
+            ReceiverFlavor::Dgram { r, max } => r.recv(*max, deadline, is_try),
+            ReceiverFlavor::Listen { listener, conn } => {
+                if conn.is_none() {
+                    match listener.accept_deadline(deadline) {
+                        Ok(c) => *conn = Some(Box::new(c.receiver)),
+                        Err(e) if e.kind() == ErrorKind::Timeout && is_try => {
+                            return Err(Error::new(ErrorKind::Empty)
+                                .detail("no client has connected yet")
+                                .object(&self.endpoint));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                match conn {
+                    Some(c) => return c.recv_inner(deadline, is_try),
+                    None => Err(Error::new(ErrorKind::Io)),
+                }
+            }
         };
         result.map_err(|e| e.object(&self.endpoint))
     }

@@ -41,6 +41,7 @@ pub mod sem;
 pub mod shm;
 mod shmchan;
 pub mod signal;
+pub mod socket;
 mod stream;
 pub mod typed;
 

@@ -108,6 +108,20 @@ impl StreamWriter {
     fn write_once(&mut self, bufs: &[IoSlice<'_>], nowait: bool) -> io::Result<usize> {
         let fd = self.fd.as_fd();
         let use_nowait = nowait && !self.no_nowait && self.kind != FdKind::Other;
+        if self.kind == FdKind::Socket {
+            // Sockets have MSG_NOSIGNAL: no signal-mask dance, a dead peer is just EPIPE.
+            let mut flags = rustix::net::SendFlags::NOSIGNAL;
+            if nowait {
+                flags |= rustix::net::SendFlags::DONTWAIT;
+            }
+            return rustix::net::sendmsg(
+                fd,
+                bufs,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                flags,
+            )
+            .map_err(Into::into);
+        }
         let attempt = || -> io::Result<usize> {
             if use_nowait {
                 rustix::io::pwritev2(fd, bufs, u64::MAX, ReadWriteFlags::NOWAIT).map_err(Into::into)

@@ -17,6 +17,10 @@
 //!   sent before the sender left (or was killed) is still delivered whole, and that then
 //!   nothing more arrives (`Timeout`, not `PeerGone`). `boundaries` uses only the sizes a
 //!   queue can carry (at most its message size, 8 KiB here).
+//! - `udp` and `unixgram` (datagrams) are connectionless too, with the same exceptions, and
+//!   `boundaries` stops at the largest datagram. UDP may also lose datagrams: in `order` the
+//!   receiver checks that whatever arrives is intact and in order and that every gap is
+//!   counted as lost (`Receiver::datagram_stats`), not hidden.
 
 use std::process::{Command, Stdio};
 
@@ -156,6 +160,35 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 gone_check: None,
             })
         }
+        "tcp" | "udp" => {
+            let port = free_port(flavor == "udp")?;
+            let ep = format!("{flavor}:127.0.0.1:{port}");
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: None,
+                gone_after: None,
+                gone_check: None,
+            })
+        }
+        "unix" | "unixgram" => {
+            let scratch = Scratch::new("procom-ct")?;
+            let path = scratch.join("s");
+            let ep = format!("{flavor}:{}", path.display());
+            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
+            recv_cmd.stdin(Stdio::null());
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd: role("contract::send", &[property, &ep]),
+                send_stdout_is_channel: false,
+                scratch: Some(scratch),
+                gone_after: None,
+                gone_check: None,
+            })
+        }
         "mq" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
             let ep = format!("mq:{name}?capacity=10&msgsize=8192");
@@ -282,14 +315,32 @@ fn unique_key() -> u32 {
     0x4300_0000 | ((std::process::id() & 0xfff) << 12) | (N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xfff)
 }
 
-/// Whether the endpoint is a kernel message queue (see the module's exceptions).
+/// Whether the endpoint has no connection to lose: a kernel message queue or a datagram
+/// socket (see the module's exceptions).
 fn is_queue(ep: &str) -> bool {
-    ep.starts_with("mq:") || ep.starts_with("msg:")
+    ["mq:", "msg:", "udp:", "unixgram:"].iter().any(|p| ep.starts_with(p))
 }
 
 /// The largest message the flavor carries.
 fn flavor_max(ep: &str) -> usize {
-    if is_queue(ep) { 8192 } else { usize::MAX }
+    if ep.starts_with("udp:") {
+        65507 - procom::socket::SEQ_LEN
+    } else if ep.starts_with("unixgram:") {
+        65537
+    } else if is_queue(ep) {
+        8192
+    } else {
+        usize::MAX
+    }
+}
+
+/// A port the kernel just handed out on loopback, released for the test to bind.
+fn free_port(udp: bool) -> Result<u16, String> {
+    Ok(if udp {
+        check!(check!(std::net::UdpSocket::bind("127.0.0.1:0")).local_addr()).port()
+    } else {
+        check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port()
+    })
 }
 
 /// The end of the conversation: PeerGone, or for a queue, silence.
@@ -341,6 +392,9 @@ fn order_send(ep: &str) -> Outcome {
 fn order_recv(ep: &str, mode: &str) -> Outcome {
     let mut rx = open_rx(ep, mode, &Options::default())?;
     ready();
+    if ep.starts_with("udp:") {
+        return order_recv_lossy(&mut rx);
+    }
     for i in 0..ORDER_N {
         let m = check!(rx.recv_timeout(STEP));
         ensure!(
@@ -350,6 +404,27 @@ fn order_recv(ep: &str, mode: &str) -> Outcome {
         );
     }
     expect_gone_or_silence(&mut rx, ep)
+}
+
+/// UDP: what arrives is intact and in order; every gap is counted.
+fn order_recv_lossy(rx: &mut Receiver) -> Outcome {
+    let mut last: Option<usize> = None;
+    loop {
+        let m = match rx.recv_timeout(std::time::Duration::from_millis(if last.is_none() { 20_000 } else { 500 })) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::Timeout && last.is_some() => break,
+            Err(e) => return Err(e.to_string()),
+        };
+        let i: usize = check!(check!(std::str::from_utf8(&m[..6])).parse::<usize>());
+        ensure!(m == numbered(i), "datagram {i} was altered");
+        ensure!(last.is_none_or(|l| i > l), "datagram {i} came after {last:?}");
+        last = Some(i);
+    }
+    let stats = rx.datagram_stats().ok_or("no datagram statistics")?;
+    let last = last.unwrap_or(0) as u64;
+    ensure!(stats.received + stats.lost == last + 1, "received {} + lost {} != {} sent up to the last seen", stats.received, stats.lost, last + 1);
+    println!("udp: {} of {ORDER_N} arrived, {} counted lost", stats.received, stats.lost);
+    Ok(())
 }
 
 // --- boundaries: every size survives whole, none merged or split ------------------------------
@@ -628,4 +703,4 @@ macro_rules! contract {
     };
 }
 
-contract!["pipe", "fifo", "shm", "mq", "msg"];
+contract!["pipe", "fifo", "shm", "mq", "msg", "tcp", "unix", "udp", "unixgram"];
