@@ -345,12 +345,12 @@ impl Listener {
                 uid: cred.as_ref().map(|c| c.uid.as_raw()),
                 gid: cred.as_ref().map(|c| c.gid.as_raw()),
             };
-            if let Some(allowed) = &self.allowed_uids {
-                if !peer.uid.is_some_and(|u| allowed.contains(&u)) {
-                    continue; // dropped: the client sees the connection closed
-                }
+            if let Some(allowed) = &self.allowed_uids
+                && !peer.uid.is_some_and(|u| allowed.contains(&u))
+            {
+                continue; // dropped: the client sees the connection closed
             }
-            return Ok(connection(fd, &self.endpoint, &self.opts, peer)?);
+            return connection(fd, &self.endpoint, &self.opts, peer);
         }
     }
 }
@@ -449,9 +449,12 @@ pub fn connect(endpoint: &Endpoint, opts: &Options) -> Result<(Sender, Receiver)
     Ok((c.sender, c.receiver))
 }
 
+/// Both directions of one connection.
+pub type Duplex = (Sender, Receiver);
+
 /// A connected pair of Unix stream sockets (`socketpair`), as channels in both directions.
 #[doc(alias = "socketpair")]
-pub fn pair(opts: &Options) -> Result<((Sender, Receiver), (Sender, Receiver)), Error> {
+pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
     let (a, b) = UnixStream::pair()
         .map_err(|e| Error::os("create a socket pair", e).object("socketpair"))?;
     let ep = Endpoint::Unix {
