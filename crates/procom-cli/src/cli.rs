@@ -21,6 +21,10 @@ pub enum Command {
     Send(SendArgs),
     /// Receive messages from an endpoint and print each on its own line.
     Recv(RecvArgs),
+    /// Serve clients on a tcp: or unix: endpoint, printing what each sends (like nc -l).
+    Listen(ListenArgs),
+    /// Join a tcp: or unix: endpoint: standard input to the peer, the peer to standard output.
+    Connect(ConnectArgs),
     /// Create and remove named pipes (FIFOs).
     #[command(subcommand)]
     Fifo(FifoCommand),
@@ -107,6 +111,35 @@ pub struct RecvArgs {
     pub mtype: Option<i64>,
     #[command(flatten)]
     pub stream: StreamOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Where to listen: tcp:HOST:PORT, unix:PATH or unix:@NAME.
+    pub endpoint: String,
+    /// Send every message back to the client that sent it.
+    #[arg(long)]
+    pub echo: bool,
+    /// Exit after serving N connections.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Close a client's connection after SECS without a message.
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    pub idle: f64,
+    /// Admit only clients with this uid (Unix sockets; repeatable).
+    #[arg(long, value_name = "UID")]
+    pub allow_uid: Vec<u32>,
+    #[command(flatten)]
+    pub stream: StreamOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Where to connect: tcp:HOST:PORT, unix:PATH or unix:@NAME.
+    pub endpoint: String,
+    /// Give up on a TCP connection attempt after SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -376,11 +376,9 @@ fn connection(
     })
 }
 
-/// Connects to a `tcp:` or `unix:` endpoint; returns the connected descriptor.
-pub(crate) fn connect_stream(
-    endpoint: &Endpoint,
-    timeout: Option<Duration>,
-) -> Result<OwnedFd, Error> {
+/// Connects to a `tcp:` or `unix:` endpoint and returns the connected socket itself, for byte
+/// streaming (`procom connect`); `timeout` bounds a TCP connection attempt.
+pub fn connect_stream(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<OwnedFd, Error> {
     match endpoint {
         Endpoint::Tcp { host, port } => {
             let mut last = None;

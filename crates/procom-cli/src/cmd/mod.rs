@@ -2,6 +2,7 @@
 
 mod bench;
 mod fifo;
+mod listen;
 mod mq;
 mod recv;
 mod sem;
@@ -35,6 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Fifo(cmd) => fifo::run(cmd),
+        Command::Listen(args) => listen::listen(args),
+        Command::Connect(args) => listen::connect(args),
         Command::Mq(cmd) => mq::run_mq(cmd),
         Command::Msg(cmd) => mq::run_msg(cmd),
         Command::Shm(cmd) => shm::run(cmd),

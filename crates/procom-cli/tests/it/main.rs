@@ -12,4 +12,4 @@ macro_rules! modules {
     };
 }
 
-modules![bench, fifo, queue, shm, signal];
+modules![bench, fifo, queue, shm, signal, socket];

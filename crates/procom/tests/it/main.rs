@@ -13,4 +13,4 @@ macro_rules! modules {
     };
 }
 
-modules![contract, fifo, pipe, queue, sem, shm, signal];
+modules![contract, fifo, pipe, queue, sem, shm, signal, socket];

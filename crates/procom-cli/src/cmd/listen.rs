@@ -1,0 +1,139 @@
+//! `procom listen ENDPOINT [--echo] [--count N] [--framed]` and `procom connect ENDPOINT`: a
+//! small nc/socat for tcp: and unix: endpoints.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use procom::socket::{Connection, Listener};
+use procom::{Endpoint, ErrorKind};
+
+use super::StdoutClosed;
+use crate::cli::{ConnectArgs, ListenArgs};
+use crate::interrupt;
+
+fn print_line(msg: &[u8]) -> anyhow::Result<()> {
+    let _whole = interrupt::output_lock();
+    let mut out = std::io::stdout().lock();
+    out.write_all(msg)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                anyhow::Error::new(StdoutClosed)
+            } else {
+                anyhow::Error::new(e)
+            }
+        })
+}
+
+/// Serves one client until it closes, misbehaves or idles too long; reports why it ended.
+fn serve(mut conn: Connection, echo: bool, idle: Duration) {
+    let who = if conn.peer.addr.is_empty() {
+        match conn.peer.pid {
+            Some(pid) => format!("client pid {pid}"),
+            None => "client".to_string(),
+        }
+    } else {
+        format!("client {}", conn.peer.addr)
+    };
+    loop {
+        match conn.receiver.recv_timeout(idle) {
+            Ok(msg) => {
+                if print_line(&msg).is_err() {
+                    return;
+                }
+                if echo && let Err(e) = conn.sender.send(&msg) {
+                    eprintln!("procom: {who}: {}; connection closed", e.error());
+                    return;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::PeerGone => return,
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                eprintln!("procom: {who}: sent nothing for {idle:?}; connection closed");
+                return;
+            }
+            Err(e) => {
+                eprintln!("procom: {who}: {e}; connection closed");
+                return;
+            }
+        }
+    }
+}
+
+pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let ep = Endpoint::parse(&args.endpoint)?;
+    anyhow::ensure!(
+        matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }),
+        "{ep}: procom listen serves tcp: and unix: endpoints (for udp: and unixgram:, use procom recv)"
+    );
+    let opts = super::options(&args.stream, false)?;
+    let mut listener = Listener::bind(&ep, &opts)?;
+    if !args.allow_uid.is_empty() {
+        listener.allow_uids(args.allow_uid.iter().copied());
+    }
+    interrupt::set_activity(format!("listening on {}", listener.local_endpoint()));
+    eprintln!("procom: listening on {}", listener.local_endpoint());
+    let idle = Duration::from_secs_f64(args.idle);
+    let mut served = 0u64;
+    let mut handles = Vec::new();
+    while args.count.is_none_or(|n| served < n) {
+        let conn = listener.accept()?;
+        served += 1;
+        let echo = args.echo;
+        handles.push(std::thread::spawn(move || serve(conn, echo, idle)));
+        handles.retain(|h| !h.is_finished());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
+    let ep = Endpoint::parse(&args.endpoint)?;
+    anyhow::ensure!(
+        matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }),
+        "{ep}: procom connect joins tcp: and unix: endpoints (for datagrams, use procom send and recv)"
+    );
+    interrupt::set_activity(format!("connected to {ep}"));
+    let fd: OwnedFd = procom::socket::connect_stream(&ep, args.timeout)?;
+    let mut reader = std::fs::File::from(fd.try_clone()?);
+    let writer_fd = fd;
+    // Standard input to the peer; at its end, half-close so the peer sees end-of-file.
+    let to_peer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut w = std::fs::File::from(writer_fd.try_clone()?);
+        let copied = std::io::copy(&mut std::io::stdin().lock(), &mut w);
+        let _ = rustix::net::shutdown(&writer_fd, rustix::net::Shutdown::Write);
+        copied.map(drop)
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = std::io::stdout();
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("{ep}: could not read"))),
+        };
+        let _whole = interrupt::output_lock();
+        out.write_all(&buf[..n])
+            .and_then(|()| out.flush())
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    anyhow::Error::new(StdoutClosed)
+                } else {
+                    anyhow::Error::new(e)
+                }
+            })?;
+    }
+    // The peer closed: whatever standard input still holds has nowhere to go.
+    if to_peer.is_finished()
+        && let Ok(Err(e)) = to_peer.join()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(anyhow::Error::new(e).context(format!("{ep}: could not send")));
+    }
+    Ok(())
+}

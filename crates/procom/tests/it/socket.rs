@@ -1,0 +1,207 @@
+//! Sockets across real processes: a listener serving several clients while some misbehave,
+//! Unix socket files (mode, stale, live, not-a-socket), peer credentials and the uid allow
+//! list, the abstract namespace, and a writer whose peer is gone.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use procom::socket::{self, Listener};
+use procom::{Endpoint, ErrorKind, Options, Sender};
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, test, unique_name};
+
+pub const ROLES: &[Role] = &[
+    Role { name: "socket::echo_server", run: echo_server },
+    Role { name: "socket::umask_bind", run: umask_bind },
+    Role { name: "socket::client_says_hi", run: client_says_hi },
+    Role { name: "socket::sigpipe_default_writer", run: sigpipe_default_writer },
+];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test("socket::one_misbehaving_client_does_not_stop_the_others", misbehaving_clients),
+        test("socket::unix_socket_files_are_safe", unix_socket_files_are_safe),
+        test("socket::peer_credentials_and_uid_allow_list", peer_credentials_and_uid_allow_list),
+        test("socket::abstract_namespace_leaves_no_file", abstract_namespace_leaves_no_file),
+        test("socket::writer_to_a_closed_peer_gets_peergone", writer_to_a_closed_peer_gets_peergone),
+        test("socket::errors_are_one_sentence", errors_are_one_sentence),
+    ]
+}
+
+/// Serves `n` clients at once, echoing; reports how each connection ended.
+fn echo_server(args: &[String]) -> Outcome {
+    let [ep, n] = args else { return Err("args".into()) };
+    let n: usize = check!(n.parse::<usize>());
+    let listener = check!(Listener::bind(&check!(Endpoint::parse(ep)), &Options::default().max_message(1 << 20)));
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut workers = Vec::new();
+    for _ in 0..n {
+        let mut conn = check!(listener.accept_timeout(STEP));
+        workers.push(std::thread::spawn(move || {
+            loop {
+                match conn.receiver.recv_timeout(Duration::from_millis(500)) {
+                    Ok(m) => {
+                        if conn.sender.send(&m).is_err() {
+                            return "send failed".to_string();
+                        }
+                    }
+                    Err(e) => return format!("{:?}", e.kind()),
+                }
+            }
+        }));
+    }
+    let mut ends: Vec<String> = workers.into_iter().map(|w| w.join().unwrap_or_else(|_| "panicked".into())).collect();
+    ends.sort();
+    println!("{}", ends.join(","));
+    Ok(())
+}
+
+fn misbehaving_clients() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
+    let path = dir.join("srv");
+    let ep = format!("unix:{}", path.display());
+    let mut server = Proc::spawn("server", &mut role("socket::echo_server", &[&ep, "4"]))?;
+    server.expect_line("ready")?;
+    // A length prefix of 4 GiB: refused before anything is allocated.
+    let mut huge = check!(UnixStream::connect(&path));
+    check!(huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+    // Half a frame, then gone.
+    let mut cut = check!(UnixStream::connect(&path));
+    check!(cut.write_all(&[0, 0, 0, 10, b'a', b'b', b'c']));
+    drop(cut);
+    // Connects and says nothing.
+    let _idle = check!(UnixStream::connect(&path));
+    // A well-behaved client is served regardless.
+    let (mut tx, mut rx) = check!(socket::connect(&check!(Endpoint::parse(&ep)), &Options::default()));
+    for m in ["one", "two", "three"] {
+        check!(tx.send(m).map_err(|e| e.into_error()));
+        ensure!(check!(rx.recv_timeout(STEP)) == m.as_bytes(), "echo of {m}");
+    }
+    drop((tx, rx, huge));
+    let fin = server.success(STEP)?;
+    ensure!(fin.stdout == ["Malformed,PeerGone,Timeout,TooLarge"], "connections ended as {:?}", fin.stdout);
+    dir.finish()
+}
+
+/// Binds a Unix listener under umask 0 and checks the file is 0600.
+fn umask_bind(args: &[String]) -> Outcome {
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let path = std::path::Path::new(&args[0]);
+    let l = check!(Listener::bind(&check!(Endpoint::parse(&format!("unix:{}", path.display()))), &Options::default()));
+    let mode = check!(std::fs::metadata(path)).permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "socket file mode {mode:o} under umask 0");
+    drop(l);
+    ensure!(!path.exists(), "the listener left its socket file");
+    Ok(())
+}
+
+fn unix_socket_files_are_safe() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
+    let path = dir.join("s");
+    Proc::spawn("umask", &mut role("socket::umask_bind", &[&path.display().to_string()]))?.success(STEP)?;
+    let ep = check!(Endpoint::parse(&format!("unix:{}", path.display())));
+    // A stale file: a server bound it and died without removing it.
+    drop(check!(std::os::unix::net::UnixListener::bind(&path)));
+    ensure!(path.exists(), "no stale file to test with");
+    let live = check!(Listener::bind(&ep, &Options::default()));
+    // A live server's socket is never taken.
+    let e = Listener::bind(&ep, &Options::default()).err().ok_or("took a live server's socket")?;
+    ensure!(e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("live server"), "got {e}");
+    drop(live);
+    ensure!(!path.exists(), "the listener left its socket file");
+    // A file that is not a socket is never removed.
+    check!(std::fs::write(&path, b"precious"));
+    let e = Listener::bind(&ep, &Options::default()).err().ok_or("bound over a regular file")?;
+    ensure!(e.kind() == ErrorKind::WrongType && e.to_string().contains("never removes it"), "got {e}");
+    ensure!(check!(std::fs::read(&path)) == b"precious", "the regular file changed");
+    check!(std::fs::remove_file(&path));
+    let long = format!("unix:/{}", "x".repeat(110));
+    let e = Endpoint::parse(&long).err().ok_or("a 111-byte path was accepted")?;
+    ensure!(e.to_string().contains("107-byte limit"), "got {e}");
+    dir.finish()
+}
+
+/// Connects, says hi, and waits for the server to close.
+fn client_says_hi(args: &[String]) -> Outcome {
+    let (mut tx, mut rx) = check!(socket::connect(&check!(Endpoint::parse(&args[0])), &Options::default()));
+    check!(tx.send("hi").map_err(|e| e.into_error()));
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "after the server closed: {e:?}");
+    Ok(())
+}
+
+fn peer_credentials_and_uid_allow_list() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
+    let ep_text = format!("unix:{}", dir.join("creds").display());
+    let ep = check!(Endpoint::parse(&ep_text));
+    let listener = check!(Listener::bind(&ep, &Options::default()));
+    let client = Proc::spawn("client", &mut role("socket::client_says_hi", &[&ep_text]))?;
+    let mut conn = check!(listener.accept_timeout(STEP));
+    ensure!(conn.peer.pid == Some(client.pid() as i32), "peer pid {:?}, client {}", conn.peer.pid, client.pid());
+    ensure!(conn.peer.uid == Some(rustix::process::getuid().as_raw()), "peer uid {:?}", conn.peer.uid);
+    ensure!(check!(conn.receiver.recv_timeout(STEP)) == b"hi", "message");
+    drop(conn);
+    client.success(STEP)?;
+    drop(listener);
+    // Only uid 4242 admitted: this process's own client is turned away.
+    let mut listener = check!(Listener::bind(&ep, &Options::default()));
+    listener.allow_uids([4242]);
+    let client = Proc::spawn("refused client", &mut role("socket::client_says_hi", &[&ep_text]))?;
+    let e = listener.accept_timeout(Duration::from_millis(300)).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::Timeout), "a refused client was admitted: {e:?}");
+    client.success(STEP)?; // it saw the connection closed
+    drop(listener);
+    dir.finish()
+}
+
+fn abstract_namespace_leaves_no_file() -> Outcome {
+    let ep = check!(Endpoint::parse(&format!("unix:@{}", unique_name("procom-abs"))));
+    let listener = check!(Listener::bind(&ep, &Options::default()));
+    let mut tx = check!(Sender::connect(&ep));
+    let mut conn = check!(listener.accept_timeout(STEP));
+    check!(tx.send("abstract").map_err(|e| e.into_error()));
+    ensure!(check!(conn.receiver.recv_timeout(STEP)) == b"abstract", "message");
+    Ok(())
+}
+
+/// With SIGPIPE at its default action, writes to a socket whose peer has closed.
+fn sigpipe_default_writer(args: &[String]) -> Outcome {
+    check!(procom_sys::sigpipe::restore_default_sigpipe());
+    let ep = check!(Endpoint::parse(&args[0]));
+    let listener = check!(Listener::bind(&ep, &Options::default()));
+    let mut tx = check!(Sender::connect(&ep));
+    let conn = check!(listener.accept_timeout(STEP));
+    drop(conn); // the peer is gone
+    let mut last = None;
+    for _ in 0..100 {
+        if let Err(e) = tx.send(vec![0u8; 65536]) {
+            last = Some(e.kind());
+            break;
+        }
+    }
+    ensure!(last == Some(ErrorKind::PeerGone), "writing to a closed peer gave {last:?}");
+    Ok(())
+}
+
+fn writer_to_a_closed_peer_gets_peergone() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
+    let ep = format!("unix:{}", dir.join("p").display());
+    let fin = Proc::spawn("writer", &mut role("socket::sigpipe_default_writer", &[&ep]))?.finish(STEP)?;
+    ensure!(fin.status.success(), "the writer did not survive: {} {}", fin.status, fin.stderr.trim());
+    dir.finish()
+}
+
+fn errors_are_one_sentence() -> Outcome {
+    let port = check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+    let refused = Sender::connect(format!("tcp:127.0.0.1:{port}")).err().ok_or("connected to a closed port")?;
+    ensure!(refused.to_string().contains("refused") && !refused.to_string().contains('\n'), "{refused}");
+    let holder = check!(std::net::TcpListener::bind("127.0.0.1:0"));
+    let taken = check!(holder.local_addr()).port();
+    let e = Listener::bind(&check!(Endpoint::parse(&format!("tcp:127.0.0.1:{taken}"))), &Options::default()).err().ok_or("bound a taken port")?;
+    ensure!(e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("already in use"), "{e}");
+    let e = Sender::connect("unix:/procom-no-such-dir/sock").err().ok_or("connected to nothing")?;
+    ensure!(e.kind() == ErrorKind::NotFound, "{e}");
+    Ok(())
+}
