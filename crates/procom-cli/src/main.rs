@@ -53,6 +53,11 @@ fn hint(e: &procom::Error) -> &'static str {
     use procom::ErrorKind as K;
     let fifo = e.object_name().is_some_and(|o| o.starts_with("fifo:"));
     let shm_channel = e.object_name().is_some_and(|o| o.starts_with("shm:"));
+    let stream = e.object_name().is_some_and(|o| {
+        ["fifo:", "unix:", "tcp:", "-"]
+            .iter()
+            .any(|p| o.starts_with(p))
+    });
     match e.kind() {
         K::NotFound if fifo => "; create it with `procom fifo create PATH` or mkfifo",
         K::NotFound if shm_channel => {
@@ -63,7 +68,7 @@ fn hint(e: &procom::Error) -> &'static str {
         K::PermissionDenied => {
             "; it belongs to another user or its mode forbids it (check with ls -l)"
         }
-        K::TooLarge => "; raise --max-size on both sides if the message is legitimate",
+        K::TooLarge if stream => "; raise --max-size on both sides if the message is legitimate",
         _ => "",
     }
 }

@@ -101,6 +101,26 @@ fn steps() -> Vec<Step> {
                       shared memory, then does V; only then does B run on and read what A wrote.",
             run: sem_ordering,
         },
+        Step {
+            title: "Message queues: boundaries kept, and a size limit enforced",
+            explain: "A queue is a list of separate messages in the kernel. Each has a maximum size\n\
+                      (MSGMAX for System V, msgsize for POSIX): a message over it is refused whole,\n\
+                      and one that fits comes out exactly as it went in.",
+            run: queue_limit,
+        },
+        Step {
+            title: "Signals: caught, ignored, and the one that cannot be caught",
+            explain: "The child catches SIGUSR1 (its handler only records it), ignores SIGINT, and\n\
+                      then meets SIGKILL, which no process can catch or ignore.",
+            run: signals,
+        },
+        Step {
+            title: "Sockets: TCP, Unix stream, UDP and Unix datagram",
+            explain: "Stream sockets: a listening socket plus one connected socket per client. Datagram\n\
+                      sockets: bind, then every send is one message. Unix sockets are bound to a file\n\
+                      instead of an address and port.",
+            run: sockets,
+        },
     ]
 }
 
@@ -233,6 +253,19 @@ pub fn peer(args: &[String]) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        [role] if role == "signals" => {
+            procom::signal::ignore(procom::signal::Signal::INT)?;
+            let mut caught = procom::signal::Signals::catch([procom::signal::Signal::USR1])?;
+            println!("ready");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            let d = caught.wait_timeout(STEP_TIMEOUT)?;
+            println!("caught {} from pid {}", d.signal, d.sender_pid);
+            std::io::Write::flush(&mut std::io::stdout())?;
+            // Wait for the SIGKILL that ends us (stdin stays open until then).
+            let mut sink = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink)?;
+            Ok(())
+        }
         [role, seg, sem] if role == "consumer" => {
             let seg = procom::shm::Segment::open(seg)?;
             let map = seg.map()?;
@@ -303,4 +336,150 @@ fn sem_ordering(ctx: &Ctx) -> anyhow::Result<String> {
         b.id(),
         line.trim()
     ))
+}
+
+fn queue_limit(ctx: &Ctx) -> anyhow::Result<String> {
+    let name = scratch_name("queue");
+    let q = procom::mq::Queue::create(&name, Some(4), Some(64))?;
+    let ep = format!("mq:{name}");
+    let big = "x".repeat(100);
+    let refused = Command::new(&ctx.exe)
+        .args(["send", &ep, &big])
+        .stderr(Stdio::piped())
+        .output()?;
+    ensure!(
+        refused.status.code() == Some(1),
+        "a 100-byte message was not refused"
+    );
+    let why = String::from_utf8_lossy(&refused.stderr).trim().to_string();
+    let ok = Command::new(&ctx.exe)
+        .args(["send", &ep, "fits in 64 bytes"])
+        .status()?;
+    ensure!(ok.success(), "a small message was refused");
+    let (msg, _) = q.recv_timeout(STEP_TIMEOUT)?;
+    ensure!(
+        msg == b"fits in 64 bytes",
+        "the queue delivered {:?}",
+        String::from_utf8_lossy(&msg)
+    );
+    q.remove()?;
+    let limits = procom::msg::limits();
+    Ok(format!(
+        "refused: \"{}\"; System V here: MSGMAX {} bytes, MSGMNB {} bytes",
+        why.trim_start_matches("procom: "),
+        limits.msgmax,
+        limits.msgmnb
+    ))
+}
+
+fn signals(ctx: &Ctx) -> anyhow::Result<String> {
+    use procom::signal::{self, Signal};
+    let mut child = Command::new(&ctx.exe)
+        .args(["__tour-peer", "signals"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as i32;
+    let mut out = std::io::BufReader::new(child.stdout.take().context("child output")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    ensure!(line.trim() == "ready", "the child said {line:?}");
+    signal::send(pid, Signal::INT)?; // ignored: the child lives on
+    signal::send(pid, Signal::USR1)?; // caught
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    ensure!(
+        line.starts_with("caught SIGUSR1"),
+        "the child said {line:?}"
+    );
+    signal::send(pid, Signal::KILL)?;
+    let status = wait_timeout(&mut child, STEP_TIMEOUT)?;
+    ensure!(
+        std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+        "the child ended with {status}"
+    );
+    Ok(format!(
+        "SIGINT ignored, {}, then SIGKILL ended it",
+        line.trim()
+    ))
+}
+
+fn sockets(ctx: &Ctx) -> anyhow::Result<String> {
+    use procom::{Endpoint, Options, Receiver};
+    let mut done = Vec::new();
+    for ep in [
+        format!("tcp:127.0.0.1:{}", free_port(false)?),
+        format!("unix:{}", ctx.dir.join("stream.sock").display()),
+    ] {
+        let endpoint = Endpoint::parse(&ep)?;
+        let listener = procom::socket::Listener::bind(
+            &endpoint,
+            &Options::default().framing(procom::Framing::Lines),
+        )?;
+        let mut client = Command::new(&ctx.exe)
+            .args(["connect", &ep])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut conn = listener.accept_timeout(STEP_TIMEOUT)?;
+        client
+            .stdin
+            .take()
+            .context("client input")?
+            .write_all(b"ping\n")?;
+        let m = conn.receiver.recv_timeout(STEP_TIMEOUT)?;
+        conn.sender.send(b"pong").map_err(|e| e.into_error())?;
+        drop(conn);
+        let mut reply = String::new();
+        client
+            .stdout
+            .take()
+            .context("client output")?
+            .read_to_string(&mut reply)?;
+        ensure!(
+            wait_timeout(&mut client, STEP_TIMEOUT)?.success(),
+            "the {ep} client failed"
+        );
+        ensure!(
+            m == b"ping" && reply == "pong\n",
+            "{ep}: sent ping, got {reply:?}"
+        );
+        done.push(endpoint.scheme());
+    }
+    for ep in [
+        format!("udp:127.0.0.1:{}", free_port(true)?),
+        format!("unixgram:{}", ctx.dir.join("dgram.sock").display()),
+    ] {
+        let mut rx = Receiver::bind_with(
+            ep.as_str(),
+            &Options::default().framing(procom::Framing::Lines),
+        )?;
+        let status = Command::new(&ctx.exe)
+            .args(["send", &ep, "one datagram"])
+            .status()?;
+        ensure!(status.success(), "sending to {ep} failed");
+        let m = rx.recv_timeout(STEP_TIMEOUT)?;
+        ensure!(
+            m == b"one datagram",
+            "{ep} delivered {:?}",
+            String::from_utf8_lossy(&m)
+        );
+        done.push(Endpoint::parse(&ep)?.scheme());
+    }
+    Ok(format!(
+        "ping/pong over {} and {}, one datagram over {} and {}",
+        done[0], done[1], done[2], done[3]
+    ))
+}
+
+fn free_port(udp: bool) -> anyhow::Result<u16> {
+    Ok(if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    })
 }
