@@ -1,30 +1,18 @@
 //! `procom listen ENDPOINT [--echo] [--count N] [--framed]` and `procom connect ENDPOINT`: a
 //! small nc/socat for tcp: and unix: endpoints.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use procom::socket::{Connection, Listener};
 use procom::{Endpoint, ErrorKind};
 
-use super::StdoutClosed;
 use crate::cli::{ConnectArgs, ListenArgs};
 use crate::interrupt;
 
 fn print_line(msg: &[u8]) -> anyhow::Result<()> {
-    let _whole = interrupt::output_lock();
-    let mut out = std::io::stdout().lock();
-    out.write_all(msg)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                anyhow::Error::new(StdoutClosed)
-            } else {
-                anyhow::Error::new(e)
-            }
-        })
+    super::write_stdout(&[msg, b"\n"])
 }
 
 /// Serves one client until it closes, misbehaves or idles too long; reports why it ended.
@@ -108,7 +96,6 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         copied.map(drop)
     });
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = std::io::stdout();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -117,16 +104,7 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => return Err(anyhow::Error::new(e).context(format!("{ep}: could not read"))),
         };
-        let _whole = interrupt::output_lock();
-        out.write_all(&buf[..n])
-            .and_then(|()| out.flush())
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    anyhow::Error::new(StdoutClosed)
-                } else {
-                    anyhow::Error::new(e)
-                }
-            })?;
+        super::write_stdout(&[&buf[..n]])?;
     }
     // The peer closed: whatever standard input still holds has nowhere to go.
     if to_peer.is_finished()

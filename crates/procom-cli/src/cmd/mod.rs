@@ -27,6 +27,25 @@ impl fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// Writes `parts` to standard output as one piece, under the output lock (so an interrupt
+/// never cuts it), and flushes. A closed standard output becomes [`StdoutClosed`].
+pub(crate) fn write_stdout(parts: &[&[u8]]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _whole = crate::interrupt::output_lock();
+    let mut out = std::io::stdout().lock();
+    parts
+        .iter()
+        .try_for_each(|p| out.write_all(p))
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                anyhow::Error::new(StdoutClosed)
+            } else {
+                anyhow::Error::new(e).context("could not write to standard output")
+            }
+        })
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // `signal wait` catches signals itself (INT and TERM included), so it keeps them.
     if !matches!(cli.command, Command::Signal(_)) {

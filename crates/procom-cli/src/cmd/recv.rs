@@ -1,10 +1,7 @@
 //! `procom recv ENDPOINT [--count N] [--timeout SECS]`
 
-use std::io::Write;
-
 use procom::{Endpoint, ErrorKind, Receiver};
 
-use super::StdoutClosed;
 use crate::cli::RecvArgs;
 use crate::interrupt;
 
@@ -34,18 +31,7 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
-        let _whole = interrupt::output_lock();
-        let mut out = std::io::stdout().lock();
-        out.write_all(&msg)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush())
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    anyhow::Error::new(StdoutClosed)
-                } else {
-                    anyhow::Error::new(e).context("could not write to standard output")
-                }
-            })?;
+        super::write_stdout(&[&msg, b"\n"])?;
         received += 1;
     }
     Ok(())

@@ -1,13 +1,12 @@
 //! `procom shm create|info|rm|write|read NAME`: POSIX segments (`/frame`) or System V ones
 //! (a numeric key such as `0x5100` or `4242`).
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use anyhow::{Context, bail};
 use procom::endpoint::MsgKey;
 use procom::shm::{Kind, Segment};
 
-use super::StdoutClosed;
 use crate::cli::ShmCommand;
 
 /// A POSIX name (`/frame`) or a System V key (decimal or 0x-hex).
@@ -104,16 +103,7 @@ pub fn run(cmd: ShmCommand) -> anyhow::Result<()> {
             if map.faulted() {
                 bail!("shm {name}: the segment was truncated during the read");
             }
-            let mut out = std::io::stdout().lock();
-            out.write_all(&buf)
-                .and_then(|()| out.flush())
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        anyhow::Error::new(StdoutClosed)
-                    } else {
-                        anyhow::Error::new(e)
-                    }
-                })?;
+            super::write_stdout(&[&buf])?;
         }
     }
     Ok(())

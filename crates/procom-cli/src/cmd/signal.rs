@@ -1,24 +1,13 @@
 //! `procom signal list|send|wait`.
 
-use std::io::Write;
-
 use anyhow::bail;
 use procom::ErrorKind;
 use procom::signal::{Signal, Signals};
 
-use super::StdoutClosed;
 use crate::cli::SignalCommand;
 
 fn out(line: &str) -> anyhow::Result<()> {
-    let _whole = crate::interrupt::output_lock();
-    let mut o = std::io::stdout().lock();
-    writeln!(o, "{line}").and_then(|()| o.flush()).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            anyhow::Error::new(StdoutClosed)
-        } else {
-            anyhow::Error::new(e)
-        }
-    })
+    super::write_stdout(&[line.as_bytes(), b"\n"])
 }
 
 pub fn run(cmd: SignalCommand) -> anyhow::Result<()> {

@@ -1,5 +1,7 @@
 //! CLI integration tests: every test runs the built `procom` binary as a real process.
 
+mod common;
+
 /// Lists every test module once: its roles and trials are gathered from it.
 macro_rules! modules {
     ($($m:ident),* $(,)?) => {

@@ -1,8 +1,9 @@
 //! `procom mq`, `procom msg`, and send/recv on queue endpoints, as real processes.
 
-use std::process::{Command, Stdio};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Trial, ensure, test, unique_name};
+use procom_testkit::{Outcome, Role, Trial, ensure, test, unique_name};
+
+use crate::common::{fails, ok};
 
 pub const ROLES: &[Role] = &[];
 
@@ -14,24 +15,8 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn run(args: &[&str]) -> Result<Finished, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(args).stdin(Stdio::null());
-    Proc::spawn(&format!("procom {}", args.join(" ")), &mut cmd)?.finish(STEP)
-}
 
-fn ok(args: &[&str]) -> Result<Vec<String>, String> {
-    let fin = run(args)?;
-    ensure!(fin.status.success(), "procom {args:?}: {}", fin.stderr.trim());
-    Ok(fin.stdout)
-}
 
-fn fails(args: &[&str], code: i32, words: &str) -> Outcome {
-    let fin = run(args)?;
-    ensure!(fin.code() == Some(code), "procom {args:?}: exit {}", fin.status);
-    ensure!(fin.stderr.lines().count() == 1 && fin.stderr.contains(words), "procom {args:?}: {:?}", fin.stderr);
-    Ok(())
-}
 
 fn mq_round_trip() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli-q"));

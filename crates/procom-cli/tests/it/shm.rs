@@ -1,12 +1,14 @@
 //! `procom shm`, `procom sem`, and `send`/`recv` over the shm: channel, as real processes.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Finished, Outcome, Proc, Role, STEP, Trial, check, ensure, test, unique_name,
+    Outcome, Proc, Role, STEP, Trial, check, ensure, test, unique_name,
 };
+
+use crate::common::{fails, ok, procom};
 
 pub const ROLES: &[Role] = &[];
 
@@ -22,45 +24,14 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn procom(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
 
-fn run(args: &[&str]) -> Result<Finished, String> {
-    Proc::spawn(&format!("procom {}", args.join(" ")), &mut procom(args))?.finish(STEP)
-}
 
-fn ok(args: &[&str]) -> Result<Vec<String>, String> {
-    let fin = run(args)?;
-    ensure!(
-        fin.status.success(),
-        "procom {args:?} failed: {}",
-        fin.stderr.trim()
-    );
-    Ok(fin.stdout)
-}
 
-fn fails(args: &[&str], words: &str) -> Outcome {
-    let fin = run(args)?;
-    ensure!(
-        fin.code() == Some(1),
-        "procom {args:?}: exit {}",
-        fin.status
-    );
-    ensure!(
-        fin.stderr.lines().count() == 1 && fin.stderr.contains(words),
-        "procom {args:?}: stderr {:?}",
-        fin.stderr
-    );
-    Ok(())
-}
 
 fn posix_segment_round_trip() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     ok(&["shm", "create", &name, "--size", "4KiB"])?;
-    fails(&["shm", "create", &name, "--size", "1"], "already exists")?;
+    fails(&["shm", "create", &name, "--size", "1"], 1, "already exists")?;
     ok(&["shm", "write", &name, "--offset", "100", "hello segment"])?;
     let out = ok(&["shm", "read", &name, "--offset", "100", "--len", "13"])?;
     ensure!(out == ["hello segment"], "read {out:?}");
@@ -69,15 +40,11 @@ fn posix_segment_round_trip() -> Outcome {
         info.contains(&"size: 4096".to_string()) && info.contains(&"mode: 600".to_string()),
         "info {info:?}"
     );
-    fails(
-        &["shm", "write", &name, "--offset", "4090", "too long to fit"],
-        "outside the 4096-byte mapping",
+    fails(&["shm", "write", &name, "--offset", "4090", "too long to fit"], 1, "outside the 4096-byte mapping",
     )?;
     ok(&["shm", "rm", &name])?;
-    fails(&["shm", "info", &name], "does not exist")?;
-    fails(
-        &["shm", "create", "frame", "--size", "1"],
-        "neither a POSIX shared-memory name",
+    fails(&["shm", "info", &name], 1, "does not exist")?;
+    fails(&["shm", "create", "frame", "--size", "1"], 1, "neither a POSIX shared-memory name",
     )?;
     Ok(())
 }
@@ -94,14 +61,14 @@ fn sysv_segment_round_trip() -> Outcome {
         "info {info:?}"
     );
     ok(&["shm", "rm", &key])?;
-    fails(&["shm", "info", &key], "does not exist")?;
+    fails(&["shm", "info", &key], 1, "does not exist")?;
     Ok(())
 }
 
 fn channel_send_recv() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     let ep = format!("shm:{name}");
-    fails(&["send", &ep, "early"], "start its receiver first")?;
+    fails(&["send", &ep, "early"], 1, "start its receiver first")?;
     let recv = Proc::spawn("recv", &mut procom(&["recv", &ep, "--count", "3"]))?;
     // The receiver creates the channel; wait for the kernel object to appear.
     let deadline = Instant::now() + STEP;
@@ -135,11 +102,9 @@ fn channel_send_recv() -> Outcome {
 fn p_and_v() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     ok(&["sem", "create", &name, "0"])?;
-    fails(&["sem", "create", &name, "0"], "already exists")?;
+    fails(&["sem", "create", &name, "0"], 1, "already exists")?;
     ensure!(ok(&["sem", "get", &name])? == ["0"], "initial value");
-    fails(
-        &["sem", "wait", &name, "--timeout", "0.05"],
-        "stayed at 0 until the deadline",
+    fails(&["sem", "wait", &name, "--timeout", "0.05"], 1, "stayed at 0 until the deadline",
     )?;
     // A waiter blocks in P until another process does V.
     let waiter = Proc::spawn(
@@ -155,6 +120,6 @@ fn p_and_v() -> Outcome {
     ok(&["sem", "post", &name])?;
     ensure!(ok(&["sem", "get", &name])? == ["1"], "value after V");
     ok(&["sem", "rm", &name])?;
-    fails(&["sem", "get", &name], "does not exist")?;
+    fails(&["sem", "get", &name], 1, "does not exist")?;
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! `procom signal list|send|wait` as real processes.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
+
+use crate::common::{procom, run};
 
 pub const ROLES: &[Role] = &[];
 
@@ -16,15 +18,7 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn procom(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
 
-fn run(args: &[&str]) -> Result<Finished, String> {
-    Proc::spawn(&format!("procom {}", args.join(" ")), &mut procom(args))?.finish(STEP)
-}
 
 fn list_matches_kill_l() -> Outcome {
     let fin = run(&["signal", "list", "--json"])?;

@@ -1,11 +1,12 @@
 //! `procom listen`, `connect`, `send` and `recv` on sockets: several clients, socat, datagrams,
 //! and two hosts in network namespaces joined by a veth pair.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test, unique_name};
+
+use crate::common::{procom, run_with_input};
 
 pub const ROLES: &[Role] = &[];
 
@@ -18,20 +19,7 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn procom(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
 
-fn run_with_input(mut cmd: Command, what: &str, input: &[u8]) -> Result<Finished, String> {
-    cmd.stdin(Stdio::piped());
-    let mut p = Proc::spawn(what, &mut cmd)?;
-    let mut stdin = p.child().stdin.take().ok_or("stdin")?;
-    check!(stdin.write_all(input));
-    drop(stdin);
-    p.finish(STEP)
-}
 
 fn free_port(udp: bool) -> Result<u16, String> {
     Ok(if udp {

@@ -115,6 +115,20 @@ struct Wiring {
 }
 
 /// The per-flavor setup: an endpoint for each side and the commands that play `property`.
+/// The usual wiring: the receiver binds `ep`, the sender connects to it.
+fn named(property: &str, ep: &str) -> Wiring {
+    let mut recv_cmd = role("contract::recv", &[property, ep, "bind"]);
+    recv_cmd.stdin(Stdio::null());
+    Wiring {
+        recv_cmd,
+        send_cmd: role("contract::send", &[property, ep]),
+        send_stdout_is_channel: false,
+        scratch: None,
+        gone_after: None,
+        gone_check: None,
+    }
+}
+
 fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
     match flavor {
         "pipe" => {
@@ -123,108 +137,39 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
             recv_cmd.stdin(r);
             let mut send_cmd = role("contract::send", &[property, "-"]);
             send_cmd.stdout(w);
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd,
-                send_stdout_is_channel: true,
-                scratch: None,
-                gone_after: None,
-                gone_check: None,
-            })
+            Ok(Wiring { recv_cmd, send_cmd, send_stdout_is_channel: true, ..named(property, "-") })
         }
-        "fifo" => {
-            let scratch = Scratch::new("procom-contract")?;
-            let ep = format!("fifo:{}", scratch.join("ch").display());
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: Some(scratch),
-                gone_after: None,
-                gone_check: None,
-            })
+        "fifo" | "unix" | "unixgram" => {
+            let scratch = Scratch::new("procom-ct")?;
+            let ep = format!("{flavor}:{}", scratch.join("ch").display());
+            Ok(Wiring { scratch: Some(scratch), ..named(property, &ep) })
         }
         "shm" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
-            let ep = format!("shm:{name}?capacity=4MiB");
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: None,
-                gone_after: Some(format!("/dev/shm{name}").into()),
-                gone_check: None,
-            })
+            let w = named(property, &format!("shm:{name}?capacity=4MiB"));
+            Ok(Wiring { gone_after: Some(format!("/dev/shm{name}").into()), ..w })
         }
-        "tcp" | "udp" => {
-            let port = free_port(flavor == "udp")?;
-            let ep = format!("{flavor}:127.0.0.1:{port}");
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: None,
-                gone_after: None,
-                gone_check: None,
-            })
-        }
-        "unix" | "unixgram" => {
-            let scratch = Scratch::new("procom-ct")?;
-            let path = scratch.join("s");
-            let ep = format!("{flavor}:{}", path.display());
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: Some(scratch),
-                gone_after: None,
-                gone_check: None,
-            })
-        }
+        "tcp" | "udp" => Ok(named(property, &format!("{flavor}:127.0.0.1:{}", free_port(flavor == "udp")?))),
         "mq" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
-            let ep = format!("mq:{name}?capacity=10&msgsize=8192");
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: None,
-                gone_after: None,
-                gone_check: Some(Box::new(move || {
-                    let e = procom::mq::Queue::open(&name).err().map(|e| e.kind());
-                    ensure!(e == Some(ErrorKind::NotFound), "queue {name} leaked: {e:?}");
-                    Ok(())
-                })),
-            })
+            let w = named(property, &format!("mq:{name}?capacity=10&msgsize=8192"));
+            let gone_check: Box<dyn FnOnce() -> Outcome> = Box::new(move || {
+                let e = procom::mq::Queue::open(&name).err().map(|e| e.kind());
+                ensure!(e == Some(ErrorKind::NotFound), "queue {name} leaked: {e:?}");
+                Ok(())
+            });
+            Ok(Wiring { gone_check: Some(gone_check), ..w })
         }
         "msg" => {
             let key = unique_key();
-            let ep = format!("msg:{key:#x}");
-            let mut recv_cmd = role("contract::recv", &[property, &ep, "bind"]);
-            recv_cmd.stdin(Stdio::null());
-            Ok(Wiring {
-                recv_cmd,
-                send_cmd: role("contract::send", &[property, &ep]),
-                send_stdout_is_channel: false,
-                scratch: None,
-                gone_after: None,
-                gone_check: Some(Box::new(move || {
-                    let k = procom::endpoint::MsgKey::Key(key as i32);
-                    let e = procom::msg::MsgQueue::open(&k).err().map(|e| e.kind());
-                    ensure!(e == Some(ErrorKind::NotFound), "System V queue {key:#x} leaked: {e:?}");
-                    Ok(())
-                })),
-            })
+            let w = named(property, &format!("msg:{key:#x}"));
+            let gone_check: Box<dyn FnOnce() -> Outcome> = Box::new(move || {
+                let k = procom::endpoint::MsgKey::Key(key as i32);
+                let e = procom::msg::MsgQueue::open(&k).err().map(|e| e.kind());
+                ensure!(e == Some(ErrorKind::NotFound), "System V queue {key:#x} leaked: {e:?}");
+                Ok(())
+            });
+            Ok(Wiring { gone_check: Some(gone_check), ..w })
         }
         other => Err(format!("no wiring for flavor {other}")),
     }

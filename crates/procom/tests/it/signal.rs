@@ -169,6 +169,10 @@ fn wait_state(pid: u32, want: impl Fn(char) -> bool, what: &str) -> Outcome {
 fn tstp_stops_and_cont_resumes() -> Outcome {
     let mut cmd = role("signal::wait_stdin", &[]);
     cmd.stdin(Stdio::piped());
+    // The kernel discards SIGTSTP sent to an orphaned process group (POSIX job control), as
+    // ours may be when the tests run without a terminal: give the child its own group, whose
+    // parent (this process) is outside it in the same session, so the group is not orphaned.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = Proc::spawn("sleeper", &mut cmd)?;
     child.expect_line("ready")?;
     let pid = child.pid();
