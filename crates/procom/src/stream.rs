@@ -217,6 +217,10 @@ impl AsFd for StreamWriter {
 #[derive(Debug)]
 pub(crate) struct StreamReader {
     fd: OwnedFd,
+    /// A socket may be read with one blocking call when there is no deadline: poll + read
+    /// would cost two system calls per message. (Not a FIFO: read returns end-of-file on a
+    /// FIFO no writer has opened yet, which only poll tells apart.)
+    direct: bool,
     pub(crate) buf: Vec<u8>,
     pub(crate) start: usize,
     pub(crate) eof: bool,
@@ -228,6 +232,7 @@ const READ_CHUNK: usize = 64 * 1024;
 impl StreamReader {
     pub(crate) fn new(fd: OwnedFd) -> StreamReader {
         StreamReader {
+            direct: fd_kind(fd.as_fd()) == FdKind::Socket,
             fd,
             buf: Vec::new(),
             start: 0,
@@ -272,8 +277,9 @@ impl StreamReader {
             READ_CHUNK
         };
         self.buf.reserve(ask);
+        let mut direct = self.direct && deadline.is_none();
         loop {
-            if !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {
+            if !direct && !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {
                 return Ok(false);
             }
             match rustix::io::read(
@@ -285,7 +291,8 @@ impl StreamReader {
                     return Ok(true);
                 }
                 Ok(_) => return Ok(true),
-                Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => direct = false, // a non-blocking socket: wait in poll
                 Err(e) => return Err(e.into()),
             }
         }
