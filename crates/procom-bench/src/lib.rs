@@ -42,15 +42,30 @@ pub enum Mechanism {
     Shm,
     /// A Unix stream socket pair.
     Unix,
+    /// Two Unix datagram sockets.
+    UnixGram,
+    /// Two TCP connections on loopback.
+    Tcp,
+    /// Two UDP sockets on loopback.
+    Udp,
+    /// Two POSIX message queues.
+    Mq,
+    /// Two System V message queues.
+    Msg,
 }
 
 impl Mechanism {
     /// Every mechanism, in table order.
-    pub const ALL: [Mechanism; 4] = [
+    pub const ALL: [Mechanism; 9] = [
         Mechanism::Shm,
         Mechanism::Unix,
+        Mechanism::UnixGram,
         Mechanism::Pipe,
         Mechanism::Fifo,
+        Mechanism::Tcp,
+        Mechanism::Udp,
+        Mechanism::Mq,
+        Mechanism::Msg,
     ];
 
     /// The name used in tables and JSON.
@@ -60,7 +75,37 @@ impl Mechanism {
             Mechanism::Fifo => "fifo",
             Mechanism::Shm => "shm",
             Mechanism::Unix => "unix",
+            Mechanism::UnixGram => "unixgram",
+            Mechanism::Tcp => "tcp",
+            Mechanism::Udp => "udp",
+            Mechanism::Mq => "mq",
+            Mechanism::Msg => "msg",
         }
+    }
+
+    /// Whether the mechanism carries `size`-byte messages, and why not.
+    pub fn supports(self, size: usize) -> Result<(), &'static str> {
+        match self {
+            Mechanism::Udp if size > 4096 => {
+                Err("over one UDP datagram (65,507 bytes, less procom's sequence number)")
+            }
+            Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
+            Mechanism::Mq if size as i64 > procom::mq::limits().msgsize_max => {
+                Err("over fs.mqueue.msgsize_max on this machine")
+            }
+            Mechanism::Mq if size > 64 << 10 => {
+                Err("two such queues exceed RLIMIT_MSGQUEUE (800 KiB per user by default)")
+            }
+            Mechanism::Msg if size as i64 > procom::msg::limits().msgmax => {
+                Err("over kernel.msgmax on this machine")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the peer binds its own receiving end (named kernel objects and sockets).
+    fn peer_binds(self) -> bool {
+        !matches!(self, Mechanism::Pipe | Mechanism::Unix | Mechanism::Fifo)
     }
 
     /// Parses a name.
@@ -121,7 +166,13 @@ impl Scenario {
             mode,
             size,
             iterations: (budget / 4 / size.max(1)).clamp(100, cap),
-            stream: (budget / size.max(1)).clamp(200, cap * 5),
+            // UDP's throughput is not measured: a sender outrunning its receiver loses
+            // datagrams, so the figure would measure the loss, not the speed.
+            stream: if mechanism == Mechanism::Udp {
+                0
+            } else {
+                (budget / size.max(1)).clamp(200, cap * 5)
+            },
         }
     }
 }
@@ -272,12 +323,13 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 _cleanup2: Some(f2),
             }
         }
-        Mechanism::Shm => {
-            let (n1, n2) = (unique("/procom-bench-a2b"), unique("/procom-bench-b2a"));
-            let (e1, e2) = (
-                format!("shm:{n1}?capacity=4MiB"),
-                format!("shm:{n2}?capacity=4MiB"),
-            );
+        Mechanism::Shm
+        | Mechanism::UnixGram
+        | Mechanism::Tcp
+        | Mechanism::Udp
+        | Mechanism::Mq
+        | Mechanism::Msg => {
+            let (e1, e2) = bound_endpoints(s, scratch)?;
             let mut rx = Receiver::bind_with(&e2, &opts)?;
             let mut cmd = peer_command(exe, s, &e1, &e2);
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
@@ -313,6 +365,61 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     Ok(w)
 }
 
+/// The two endpoints (peer's receiver, ours) for a mechanism whose receivers bind.
+fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Error> {
+    let port = |udp: bool| -> Result<u16, Error> {
+        let r = if udp {
+            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|x| x.local_addr())
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|x| x.local_addr())
+        };
+        r.map(|a| a.port())
+            .map_err(|e| Error::os("find a free port", e))
+    };
+    let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
+    Ok(match s.mechanism {
+        Mechanism::Shm => (
+            format!("shm:{}?capacity=4MiB", unique("/procom-bench-a2b")),
+            format!("shm:{}?capacity=4MiB", unique("/procom-bench-b2a")),
+        ),
+        Mechanism::UnixGram => (
+            format!("unixgram:{}", scratch.join(unique("a2b")).display()),
+            format!("unixgram:{}", scratch.join(unique("b2a")).display()),
+        ),
+        Mechanism::Tcp => (
+            format!("tcp:127.0.0.1:{}", port(false)?),
+            format!("tcp:127.0.0.1:{}", port(false)?),
+        ),
+        Mechanism::Udp => (
+            format!("udp:127.0.0.1:{}", port(true)?),
+            format!("udp:127.0.0.1:{}", port(true)?),
+        ),
+        Mechanism::Mq => {
+            let cap = if s.size > 8192 { 4 } else { 10 };
+            let size = s.size.max(64);
+            (
+                format!(
+                    "mq:{}?capacity={cap}&msgsize={size}",
+                    unique("/procom-bench-a2b")
+                ),
+                format!(
+                    "mq:{}?capacity={cap}&msgsize={size}",
+                    unique("/procom-bench-b2a")
+                ),
+            )
+        }
+        Mechanism::Msg => {
+            static N: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+            let n = N.fetch_add(2, Ordering::Relaxed) & 0xffe;
+            (
+                format!("msg:{:#x}", key() | n),
+                format!("msg:{:#x}", key() | (n + 1)),
+            )
+        }
+        _ => return Err(bench_error("not a bound mechanism")),
+    })
+}
+
 /// Runs one scenario: ping-pong, then streaming, against a fresh peer process; then, for a
 /// kernel mechanism, the same ping-pong as a plain loop of system calls (the baseline).
 pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Error> {
@@ -320,9 +427,16 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
     let result = measure(&mut w, s);
     drop(w.tx);
     drop(w.rx);
+    if result.is_err() {
+        let _ = w.child.kill(); // a datagram peer would otherwise wait for ever
+    }
     let _ = w.child.wait();
     let mut m = result?;
-    if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
+    if matches!(
+        s.mechanism,
+        Mechanism::Pipe | Mechanism::Fifo | Mechanism::Unix
+    ) && s.mode == Mode::Block
+    {
         m.baseline_p50_ns = Some(baseline(exe, scratch, s)?);
     }
     Ok(m)
@@ -397,7 +511,7 @@ fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
             drop((f1, f2)); // both ends are open: the names can go
             (tx, rx, child)
         }
-        Mechanism::Shm => return Err(bench_error("shared memory has no system-call baseline")),
+        _ => return Err(bench_error("only pipe, fifo and unix have a raw baseline")),
     };
     let mut hello = [0u8; 1];
     read_exact(rx.as_fd(), &mut hello)?;
@@ -453,7 +567,13 @@ fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
     for i in 0..warmup + s.iterations {
         let t0 = Instant::now();
         w.tx.send(&msg).map_err(|e| e.into_error())?;
-        let back = w.rx.recv_with(|b| b.len())?;
+        // A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
+        // (System V queues have no timed receive, and a deadline would make them poll).
+        let back = if s.mechanism == Mechanism::Udp {
+            w.rx.recv_timeout(Duration::from_secs(10))?.len()
+        } else {
+            w.rx.recv_with(|b| b.len())?
+        };
         let rtt = t0.elapsed();
         if back != s.size {
             return Err(bench_error(format!(
@@ -469,7 +589,7 @@ fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
     for _ in 0..s.stream {
         w.tx.send(&msg).map_err(|e| e.into_error())?;
     }
-    let ack = w.rx.recv()?;
+    let ack = w.rx.recv_timeout(Duration::from_secs(60))?;
     let secs = t0.elapsed().as_secs_f64();
     if ack != b"k" {
         return Err(bench_error("the peer did not acknowledge the stream"));
@@ -519,7 +639,8 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     };
     let opts = options(mode);
     let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
-    let (mut rx, mut tx) = if mech == "shm" {
+    let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
+    let (mut rx, mut tx) = if bound {
         let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
         let tx = Sender::connect_with(b2a.as_str(), &opts)?;
         (rx, tx)

@@ -192,7 +192,7 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Only these mechanisms (shm, unix, pipe, fifo); repeatable.
+    /// Only these mechanisms (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg); repeatable.
     #[arg(long, value_name = "NAME")]
     pub mechanism: Vec<String>,
     /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB); repeatable.
