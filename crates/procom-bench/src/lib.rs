@@ -257,8 +257,37 @@ fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Command {
 }
 
 fn spawn(mut cmd: Command) -> Result<Child, Error> {
-    cmd.spawn()
-        .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))?;
+    if let (Some((_, peer_cpu)), Some(pid)) = (
+        PINNED.get().copied().flatten(),
+        rustix::process::Pid::from_raw(child.id() as i32),
+    ) {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(peer_cpu);
+        let _ = rustix::thread::sched_setaffinity(Some(pid), &set);
+    }
+    Ok(child)
+}
+
+static PINNED: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+
+/// Pins this process to the first CPU it may use and every peer to the second, when it may use
+/// two or more; returns the two CPUs, or `None` (then nothing is pinned). Call once, first.
+pub fn pin() -> Option<(usize, usize)> {
+    *PINNED.get_or_init(|| {
+        let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|c| allowed.is_set(*c))
+            .take(2)
+            .collect();
+        let [mine, peer] = cpus[..] else { return None };
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(mine);
+        rustix::thread::sched_setaffinity(None, &set).ok()?;
+        Some((mine, peer))
+    })
 }
 
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {

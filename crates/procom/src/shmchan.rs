@@ -18,15 +18,18 @@
 //! receiver is dead is stale: the next receiver removes and recreates it.
 //!
 //! Waiting: an empty receiver spins for `Options::spin` (0 by default), then announces itself
-//! in "receiver waiting" and sleeps on `data_seq` with `futex_wait`; the sender bumps
-//! `data_seq` after each commit and wakes it when it is announced (a SeqCst store/load pair on
-//! each side, so a wake-up is never lost). A full sender does the same on `space_seq`. Sleeps
+//! in "receiver waiting", issues a SeqCst fence, reads `data_seq`, checks the ring once more and
+//! sleeps on `data_seq` with `futex_wait`. A sender commits, issues a SeqCst fence, and only if
+//! a receiver is announced bumps `data_seq` and wakes it: by the two fences, either the sender
+//! sees the announcement or the receiver sees the message, so no wake-up is lost, and a busy
+//! channel writes no shared word beyond the ring itself. A full sender mirrors this on
+//! `space_seq`. A full sender does the same on `space_seq`. Sleeps
 //! last at most 50 ms, after which the sleeper checks the peer's pidfd: a SIGKILLed peer is
 //! noticed within 50 ms, and a message it had not committed is never seen.
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -302,10 +305,13 @@ impl ShmReceiver {
                 Ok(msg) => {
                     let len = msg.len();
                     let out = (len <= self.max).then(|| f(msg.as_slice()));
-                    drop(msg); // releases the record
-                    let space = word(&self.map, OFF_SPACE_SEQ);
-                    space.fetch_add(1, Ordering::SeqCst);
-                    if word(&self.map, OFF_TX_WAITING).load(Ordering::SeqCst) != 0 {
+                    drop(msg); // releases the record (head, Release)
+                    // Pairs with the sender's fence before it reads space_seq: either it sees
+                    // the room we made, or we see it waiting and wake it.
+                    fence(Ordering::SeqCst);
+                    if word(&self.map, OFF_TX_WAITING).load(Ordering::Relaxed) != 0 {
+                        let space = word(&self.map, OFF_SPACE_SEQ);
+                        space.fetch_add(1, Ordering::SeqCst);
                         wake(space);
                     }
                     if self.map.faulted() {
@@ -342,6 +348,9 @@ impl ShmReceiver {
             let waiting = word(&self.map, OFF_RX_WAITING);
             let seq = word(&self.map, OFF_DATA_SEQ);
             waiting.store(1, Ordering::SeqCst);
+            // Pairs with the sender's fence after its commit: either it sees us waiting (and
+            // bumps data_seq, so the futex wait below returns), or we see its message.
+            fence(Ordering::SeqCst);
             let seen = seq.load(Ordering::SeqCst);
             if self.consumer.is_empty() {
                 sleep_on(seq, seen, deadline);
@@ -503,10 +512,13 @@ impl ShmSender {
                     if let Some(f) = fill.take() {
                         f(slot.as_mut_slice());
                     }
-                    slot.commit();
-                    let data = word(&self.map, OFF_DATA_SEQ);
-                    data.fetch_add(1, Ordering::SeqCst);
-                    if word(&self.map, OFF_RX_WAITING).load(Ordering::SeqCst) != 0 {
+                    slot.commit(); // publishes tail (Release)
+                    // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot
+                    // path touches no shared word but the ring's (see the receiver's fence).
+                    fence(Ordering::SeqCst);
+                    if word(&self.map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0 {
+                        let data = word(&self.map, OFF_DATA_SEQ);
+                        data.fetch_add(1, Ordering::SeqCst);
                         wake(data);
                     }
                     if self.map.faulted() {
@@ -538,6 +550,7 @@ impl ShmSender {
             let waiting = word(&self.map, OFF_TX_WAITING);
             let seq = word(&self.map, OFF_SPACE_SEQ);
             waiting.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst); // pairs with the receiver's fence after a release
             let seen = seq.load(Ordering::SeqCst);
             if self.producer.in_flight() as usize + procom_ring::record_size(len)
                 > self.producer.max_message()

@@ -15,7 +15,7 @@ struct Machine {
     cpu: String,
     cores: usize,
     kernel: String,
-    pinning: &'static str,
+    pinning: String,
 }
 
 #[derive(Serialize)]
@@ -26,7 +26,7 @@ struct Report {
     peers: Vec<Measurement>,
 }
 
-fn machine() -> Machine {
+fn machine(pinned: Option<(usize, usize)>) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -45,7 +45,10 @@ fn machine() -> Machine {
             .map(|n| n.get())
             .unwrap_or(1),
         kernel,
-        pinning: "none (processes float; results on a busy or virtual machine move between runs)",
+        pinning: match pinned {
+            Some((a, b)) => format!("this process on CPU {a}, every peer on CPU {b}"),
+            None => "none (fewer than two CPUs available; processes float)".to_string(),
+        },
     }
 }
 
@@ -99,6 +102,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     } else {
         args.size.iter().map(|s| *s as usize).collect()
     };
+    let pinned = procom_bench::pin();
     let progress = std::io::stderr().is_terminal();
     let limits = procom_bench::limits(exe, args.quick)?;
     let mut scenarios = Vec::new();
@@ -135,7 +139,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     }
     results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     let report = Report {
-        machine: machine(),
+        machine: machine(pinned),
         limits,
         results,
         peers: Vec::new(),
