@@ -26,7 +26,7 @@ struct Report {
     peers: Vec<Measurement>,
 }
 
-fn machine(pinned: Option<(usize, usize)>) -> Machine {
+fn machine(pinned: Option<(usize, usize)>, cores: usize) -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -41,9 +41,7 @@ fn machine(pinned: Option<(usize, usize)>) -> Machine {
         .unwrap_or_else(|_| "unknown".into());
     Machine {
         cpu,
-        cores: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        cores,
         kernel,
         pinning: match pinned {
             Some((a, b)) => format!("this process on CPU {a}, every peer on CPU {b}"),
@@ -102,6 +100,10 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     } else {
         args.size.iter().map(|s| *s as usize).collect()
     };
+    // Counted before pinning, which narrows what this process may use to one CPU.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let pinned = procom_bench::pin();
     let progress = std::io::stderr().is_terminal();
     let limits = procom_bench::limits(exe, args.quick)?;
@@ -139,7 +141,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     }
     results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     let report = Report {
-        machine: machine(pinned),
+        machine: machine(pinned, cores),
         limits,
         results,
         peers: Vec::new(),
