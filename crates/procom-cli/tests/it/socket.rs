@@ -106,6 +106,27 @@ fn recv_binds_datagram_endpoints() -> Outcome {
 }
 
 fn errors() -> Outcome {
+    // A root-owned 0600 socket file: another user is refused, in one sentence.
+    let dir = Scratch::new("procom-cli-sock")?;
+    let path = dir.join("private");
+    let ep = format!("unix:{}", path.display());
+    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--count", "1", "--idle", "5"]))?;
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        ensure!(Instant::now() < deadline, "the server never bound {ep}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut nobody = procom(&["connect", &ep]);
+    match procom_testkit::as_nobody(&mut nobody) {
+        Ok(cmd) => {
+            let f = Proc::spawn("connect as nobody", cmd)?.finish(STEP)?;
+            ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("permission denied"), "{:?}", f.stderr);
+        }
+        Err(reason) => println!("skipped: {reason}"),
+    }
+    ensure!(run_with_input(procom(&["connect", &ep]), "owner", b"x\n")?.status.success(), "the owner could not connect");
+    server.success(STEP)?;
+    dir.finish()?;
     let port = free_port(false)?;
     let fin = Proc::spawn("connect", &mut procom(&["connect", &format!("tcp:127.0.0.1:{port}")]))?.finish(STEP)?;
     ensure!(fin.code() == Some(1) && fin.stderr.contains("refused") && fin.stderr.lines().count() == 1, "{fin:?}");
@@ -220,6 +241,9 @@ fn across_hosts_in_network_namespaces() -> Outcome {
     let got = recv.success(STEP)?.stdout;
     let want: Vec<String> = (0..50).map(|i| format!("datagram {i}")).collect();
     ensure!(got == want, "udp across hosts: {got:?}");
+    // A host no route leads to (inside our namespace, so nothing leaves it): one sentence.
+    let f = Proc::spawn("unreachable", &mut in_ns(&hosts.b, &["connect", "tcp:10.213.9.9:7000", "--timeout", "5"]))?.finish(STEP)?;
+    ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("cannot be reached"), "unreachable: {:?}", f.stderr);
     drop(hosts);
     Ok(())
 }
