@@ -195,6 +195,9 @@ pub struct BenchArgs {
     /// Only these mechanisms (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg); repeatable.
     #[arg(long, value_name = "NAME")]
     pub mechanism: Vec<String>,
+    /// Also draw latency and throughput against message size into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
     /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB); repeatable.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub size: Vec<u64>,

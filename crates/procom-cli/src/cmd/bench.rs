@@ -122,23 +122,28 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             }
         }
     }
+    // A progress bar on a terminal; nothing when standard error is a file or a pipe.
+    let bar = if progress {
+        indicatif::ProgressBar::new(scenarios.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut results = Vec::new();
-    for (i, s) in scenarios.iter().enumerate() {
-        if progress {
-            eprint!(
-                "\r\x1b[2K[{}/{}] {} {} {}",
-                i + 1,
-                scenarios.len(),
-                s.mechanism.name(),
-                s.mode.name(),
-                size(s.size)
-            );
-        }
+    for s in &scenarios {
+        bar.set_message(format!(
+            "{} {} {}",
+            s.mechanism.name(),
+            s.mode.name(),
+            size(s.size)
+        ));
         results.push(procom_bench::run(exe, scratch, s)?);
+        bar.inc(1);
     }
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
+    bar.finish_and_clear();
     results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     let report = Report {
         machine: machine(pinned, cores),
@@ -146,6 +151,9 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         results,
         peers: Vec::new(),
     };
+    if let Some(path) = &args.svg {
+        svg(&report, path).with_context(|| format!("could not draw {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -214,5 +222,71 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     for s in &skipped {
         println!("not measured: {s}");
     }
+    Ok(())
+}
+
+/// Draws p50 latency and throughput against message size, one line per mechanism and mode.
+fn svg(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(600);
+    let mut series: Vec<(String, Vec<&Measurement>)> = Vec::new();
+    for r in &report.results {
+        let name = format!("{} {}", r.mechanism, r.mode);
+        match series.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(r),
+            None => series.push((name, vec![r])),
+        }
+    }
+    for (_, v) in &mut series {
+        v.sort_by_key(|r| r.size);
+    }
+    let sizes = (32f64..2_000_000f64).log_scale();
+    let max_lat = report.results.iter().map(|r| r.p50_ns).fold(1.0, f64::max) * 2.0;
+    let max_tp = report
+        .results
+        .iter()
+        .map(|r| r.mb_per_s)
+        .fold(1.0, f64::max)
+        * 2.0;
+    let mut lat = ChartBuilder::on(&left)
+        .caption("one-way latency p50 (ns)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(sizes.clone(), (10f64..max_lat).log_scale())?;
+    lat.configure_mesh().x_desc("message size (bytes)").draw()?;
+    let mut tp = ChartBuilder::on(&right)
+        .caption("throughput (MB/s)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(sizes, (0.1f64..max_tp).log_scale())?;
+    tp.configure_mesh().x_desc("message size (bytes)").draw()?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let lat_points: Vec<(f64, f64)> = points
+            .iter()
+            .map(|r| (r.size as f64, r.p50_ns.max(10.0)))
+            .collect();
+        lat.draw_series(LineSeries::new(lat_points, color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        let tp_points: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|r| r.mb_per_s > 0.0)
+            .map(|r| (r.size as f64, r.mb_per_s))
+            .collect();
+        tp.draw_series(LineSeries::new(tp_points, color.stroke_width(2)))?;
+    }
+    lat.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, test};
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![test("cli::bench::json_shape", json_shape)]
+    vec![test("cli::bench::json_shape", json_shape), test("cli::bench::svg_chart", svg_chart)]
 }
 
 fn json_shape() -> Outcome {
@@ -74,4 +74,18 @@ fn json_shape() -> Outcome {
     }
     ensure!(v["peers"].as_array().is_some(), "no peers array");
     Ok(())
+}
+
+fn svg_chart() -> Outcome {
+    let dir = procom_testkit::Scratch::new("procom-bench-svg")?;
+    let file = dir.join("bench.svg");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args(["bench", "--quick", "--mechanism", "pipe", "--size", "64", "--size", "4096", "--svg"])
+        .arg(&file)
+        .stdin(Stdio::null());
+    Proc::spawn("procom bench --svg", &mut cmd)?.success(STEP)?;
+    let svg = check!(std::fs::read_to_string(&file));
+    ensure!(svg.starts_with("<svg") && svg.contains("one-way latency p50") && svg.contains("pipe block"), "not the chart: {}", &svg[..svg.len().min(200)]);
+    check!(std::fs::remove_file(&file));
+    dir.finish()
 }
