@@ -52,11 +52,15 @@ pub enum Mechanism {
     Mq,
     /// Two System V message queues.
     Msg,
+    /// Two named semaphores handing a turn back and forth (no payload).
+    Sem,
+    /// Real-time signals queued back and forth with sigqueue (a 4-byte value, no payload).
+    Signal,
 }
 
 impl Mechanism {
     /// Every mechanism, in table order.
-    pub const ALL: [Mechanism; 9] = [
+    pub const ALL: [Mechanism; 11] = [
         Mechanism::Shm,
         Mechanism::Unix,
         Mechanism::UnixGram,
@@ -66,6 +70,8 @@ impl Mechanism {
         Mechanism::Udp,
         Mechanism::Mq,
         Mechanism::Msg,
+        Mechanism::Sem,
+        Mechanism::Signal,
     ];
 
     /// The name used in tables and JSON.
@@ -80,6 +86,8 @@ impl Mechanism {
             Mechanism::Udp => "udp",
             Mechanism::Mq => "mq",
             Mechanism::Msg => "msg",
+            Mechanism::Sem => "sem",
+            Mechanism::Signal => "signal",
         }
     }
 
@@ -99,13 +107,23 @@ impl Mechanism {
             Mechanism::Msg if size as i64 > procom::msg::limits().msgmax => {
                 Err("over kernel.msgmax on this machine")
             }
+            Mechanism::Sem | Mechanism::Signal if size != SIZES[0] => {
+                Err("carries no payload: one row, at the smallest size")
+            }
             _ => Ok(()),
         }
     }
 
     /// Whether the peer binds its own receiving end (named kernel objects and sockets).
     fn peer_binds(self) -> bool {
-        !matches!(self, Mechanism::Pipe | Mechanism::Unix | Mechanism::Fifo)
+        !matches!(
+            self,
+            Mechanism::Pipe
+                | Mechanism::Unix
+                | Mechanism::Fifo
+                | Mechanism::Sem
+                | Mechanism::Signal
+        )
     }
 
     /// Parses a name.
@@ -141,6 +159,17 @@ impl Mode {
     }
 }
 
+/// How many samples a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A few seconds in all.
+    Quick,
+    /// Well within a minute on two cores.
+    Default,
+    /// Several times the default's samples, for steadier tails.
+    Full,
+}
+
 /// One measurement to take.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -157,10 +186,14 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A scenario sized so each part takes a fraction of a second; `quick` takes fewer samples.
-    pub fn sized(mechanism: Mechanism, mode: Mode, size: usize, quick: bool) -> Scenario {
-        let budget: usize = if quick { 16 << 20 } else { 128 << 20 };
-        let cap = if quick { 5_000 } else { 20_000 };
+    /// A scenario sized for the profile: each part takes a fraction of a second by default,
+    /// less with `Quick`, several times longer with `Full`.
+    pub fn sized(mechanism: Mechanism, mode: Mode, size: usize, profile: Profile) -> Scenario {
+        let (budget, cap): (usize, usize) = match profile {
+            Profile::Quick => (16 << 20, 5_000),
+            Profile::Default => (128 << 20, 20_000),
+            Profile::Full => (1 << 30, 100_000),
+        };
         Scenario {
             mechanism,
             mode,
@@ -293,6 +326,9 @@ pub fn pin() -> Option<(usize, usize)> {
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options(s.mode);
     let mut w = match s.mechanism {
+        Mechanism::Sem | Mechanism::Signal => {
+            return Err(bench_error("hand-offs carry no messages"));
+        }
         Mechanism::Pipe => {
             let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
             let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
@@ -452,6 +488,9 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
 /// Runs one scenario: ping-pong, then streaming, against a fresh peer process; then, for a
 /// kernel mechanism, the same ping-pong as a plain loop of system calls (the baseline).
 pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Error> {
+    if matches!(s.mechanism, Mechanism::Sem | Mechanism::Signal) {
+        return handoff(exe, s);
+    }
     let mut w = wire(exe, scratch, s)?;
     let result = measure(&mut w, s);
     drop(w.tx);
@@ -661,6 +700,9 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     if mech == "cacheline" {
         return cacheline_peer(num(iterations)?);
     }
+    if mech == "sem" || mech == "signal" {
+        return handoff_peer(mech, num(iterations)?, a2b, b2a);
+    }
     let mode = if mode == "spin" {
         Mode::Spin
     } else {
@@ -711,7 +753,8 @@ fn cacheline_peer(iterations: usize) -> Result<(), Error> {
 
 /// Measures the machine's limits: a cache line bounced between this process and a peer, and
 /// memcpy bandwidth.
-pub fn limits(exe: &Path, quick: bool) -> Result<Limits, Error> {
+pub fn limits(exe: &Path, profile: Profile) -> Result<Limits, Error> {
+    let quick = profile == Profile::Quick;
     let iterations: usize = if quick { 50_000 } else { 200_000 };
     let seg = procom::shm::Segment::memfd("procom-bench-cacheline", 4096, true)?;
     let map = seg.map()?;
@@ -763,4 +806,95 @@ pub fn limits(exe: &Path, quick: bool) -> Result<Limits, Error> {
         cacheline_one_way_ns: one_way,
         memcpy_gb_per_s: gbps,
     })
+}
+
+/// Ping-pong without a payload: two named semaphores, or real-time signals with sigqueue. The
+/// peer gets our pid (signals) or the semaphore names as its two endpoints.
+fn handoff(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
+    use procom::sem::Semaphore;
+    use procom::signal::{Signal, Signals};
+    let total = s.iterations / 10 + s.iterations;
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| bench_error(format!("histogram: {e}")))?;
+    let warmup = s.iterations / 10;
+    let mut child;
+    let started;
+    if s.mechanism == Mechanism::Sem {
+        let (ping, pong) = (unique("/procom-bench-ping"), unique("/procom-bench-pong"));
+        let a = Semaphore::create(&ping, 0)?;
+        let b = Semaphore::create(&pong, 0)?;
+        let mut cmd = peer_command(exe, s, &ping, &pong);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        child = spawn(cmd)?;
+        b.wait()?; // the peer is ready
+        started = Instant::now();
+        for i in 0..total {
+            let t0 = Instant::now();
+            a.post()?;
+            b.wait()?;
+            if i >= warmup {
+                let _ = hist.record((t0.elapsed().as_nanos() as u64 / 2).max(1));
+            }
+        }
+    } else {
+        let sig = Signal::rtmin_plus(1)?;
+        let mut caught = Signals::catch([sig])?;
+        let me = std::process::id().to_string();
+        let mut cmd = peer_command(exe, s, &me, "-");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        child = spawn(cmd)?;
+        let peer = caught.wait_timeout(Duration::from_secs(10))?.sender_pid; // the peer's hello
+        started = Instant::now();
+        for i in 0..total {
+            let t0 = Instant::now();
+            procom::signal::queue(peer, sig, i as i32)?;
+            let d = caught.wait_timeout(Duration::from_secs(10))?;
+            if d.value != Some(i as i32) {
+                return Err(bench_error(format!(
+                    "the peer answered {:?} to {i}",
+                    d.value
+                )));
+            }
+            if i >= warmup {
+                let _ = hist.record((t0.elapsed().as_nanos() as u64 / 2).max(1));
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = child.wait();
+    Ok(Measurement {
+        mechanism: s.mechanism.name().to_string(),
+        mode: s.mode.name(),
+        size: 0,
+        p50_ns: hist.value_at_quantile(0.5) as f64,
+        p99_ns: hist.value_at_quantile(0.99) as f64,
+        p999_ns: hist.value_at_quantile(0.999) as f64,
+        // Hand-offs per second, one each way per round trip.
+        msgs_per_s: 2.0 * total as f64 / secs,
+        mb_per_s: 0.0,
+        baseline_p50_ns: None,
+    })
+}
+
+fn handoff_peer(mech: &str, iterations: usize, a: &str, b: &str) -> Result<(), Error> {
+    let total = iterations / 10 + iterations;
+    if mech == "sem" {
+        let ping = procom::sem::Semaphore::open(a)?;
+        let pong = procom::sem::Semaphore::open(b)?;
+        pong.post()?; // ready
+        for _ in 0..total {
+            ping.wait()?;
+            pong.post()?;
+        }
+        return Ok(());
+    }
+    let sig = procom::signal::Signal::rtmin_plus(1)?;
+    let mut caught = procom::signal::Signals::catch([sig])?;
+    let parent: i32 = a.parse().map_err(|_| bench_error("bad parent pid"))?;
+    procom::signal::queue(parent, sig, -1)?; // hello
+    for _ in 0..total {
+        let d = caught.wait_timeout(Duration::from_secs(10))?;
+        procom::signal::queue(parent, sig, d.value.unwrap_or(-2))?;
+    }
+    Ok(())
 }

@@ -189,10 +189,13 @@ pub struct BenchArgs {
     /// Fewer samples per scenario (the whole run in a few seconds).
     #[arg(long)]
     pub quick: bool,
+    /// Several times the samples (steadier tails; takes a few minutes).
+    #[arg(long, conflicts_with = "quick")]
+    pub full: bool,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Only these mechanisms (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg); repeatable.
+    /// Only these mechanisms (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg, sem, signal); repeatable.
     #[arg(long, value_name = "NAME")]
     pub mechanism: Vec<String>,
     /// Also draw latency and throughput against message size into this SVG file.

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use procom_bench::{Limits, Measurement, Mechanism, Mode, SIZES, Scenario};
+use procom_bench::{Limits, Measurement, Mechanism, Mode, Profile, SIZES, Scenario};
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
@@ -89,7 +89,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             .map(|m| {
                 Mechanism::parse(m).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "`{m}` is not a mechanism the benchmark knows (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg)"
+                        "`{m}` is not a mechanism the benchmark knows (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg, sem, signal)"
                     )
                 })
             })
@@ -106,16 +106,30 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         .unwrap_or(1);
     let pinned = procom_bench::pin();
     let progress = std::io::stderr().is_terminal();
-    let limits = procom_bench::limits(exe, args.quick)?;
+    let profile = if args.quick {
+        Profile::Quick
+    } else if args.full {
+        Profile::Full
+    } else {
+        Profile::Default
+    };
+    let limits = procom_bench::limits(exe, profile)?;
     let mut scenarios = Vec::new();
-    let mut skipped = Vec::new();
+    // (mechanism, reason, sizes): one line per mechanism and reason.
+    let mut skipped: Vec<(&str, &str, Vec<String>)> = Vec::new();
     for m in &mechanisms {
         for mode in m.modes() {
             for s in &sizes {
                 match m.supports(*s) {
-                    Ok(()) => scenarios.push(Scenario::sized(*m, *mode, *s, args.quick)),
+                    Ok(()) => scenarios.push(Scenario::sized(*m, *mode, *s, profile)),
                     Err(why) if *mode == Mode::Block => {
-                        skipped.push(format!("{} at {}: {why}", m.name(), size(*s)))
+                        match skipped
+                            .iter_mut()
+                            .find(|(n, w, _)| *n == m.name() && *w == why)
+                        {
+                            Some((_, _, sizes)) => sizes.push(size(*s)),
+                            None => skipped.push((m.name(), why, vec![size(*s)])),
+                        }
                     }
                     Err(_) => {}
                 }
@@ -219,8 +233,8 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     println!(
         "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."
     );
-    for s in &skipped {
-        println!("not measured: {s}");
+    for (mech, why, sizes) in &skipped {
+        println!("not measured: {mech} at {}: {why}", sizes.join(", "));
     }
     Ok(())
 }
