@@ -2,7 +2,7 @@
 //!
 //! - [`main`] runs a test binary: either as the harness (libtest-compatible output and
 //!   filters, via libtest-mimic) or, when re-executed by a test, as one named child [`Role`].
-//! - [`test`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
+//! - [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
 //! - [`Proc`] is a child process under a deadline: its output lines arrive on a channel, it
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for

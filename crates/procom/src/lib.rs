@@ -1,14 +1,14 @@
 //! procom: every Linux inter-process communication mechanism, real and fast, behind one safe
 //! API.
 //!
-//! - [`pipe`]: anonymous pipes, children wired to them, shell-style pipelines.
-//! - [`fifo`]: named pipes.
-//! - [`Sender`] / [`Receiver`]: byte messages over any [endpoint](endpoint), with blocking,
-//!   `try_`, `_timeout` and `_deadline` forms; [`typed`] for serde types.
-//! - [`framing`]: the one definition of how messages travel over byte streams.
-//!
-//! Message queues, shared memory, semaphores, signals and sockets arrive as their own modules;
-//! until then their endpoints parse but opening them reports [`ErrorKind::NotImplemented`].
+//! - [`Sender`] / [`Receiver`]: byte messages over any [`endpoint`] — `-`, `fifo:`,
+//!   `mq:`, `msg:`, `shm:`, `unix:`, `unixgram:`, `tcp:`, `udp:` — with blocking, `try_`,
+//!   `_timeout` and `_deadline` forms; [`typed`] for serde types; [`framing`] defines how
+//!   messages travel over byte streams.
+//! - One module per mechanism of the seed: [`pipe`] (anonymous pipes, children wired to them,
+//!   pipelines), [`fifo`] (named pipes), [`mq`] and [`msg`] (POSIX and System V message
+//!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
+//!   [`child`] for waiting on a peer process with a deadline.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
