@@ -176,8 +176,14 @@ pub enum MqCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MsgCommand {
-    /// Create a queue for KEY (decimal or 0x-hex) or PATH (ftok), mode 0600, exclusively.
-    Create { key: String },
+    /// Create a queue for KEY (decimal or 0x-hex) or PATH (ftok), mode 0600, exclusively; it
+    /// stays until removed.
+    Create {
+        key: String,
+        /// The queue's byte limit, like 4KiB (default: kernel.msgmnb; above it needs root).
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        max_bytes: Option<u64>,
+    },
     /// Print a queue's count, bytes, byte limit, last pids and times, and the kernel's limits.
     Info { key: String },
     /// Remove a queue.

@@ -53,6 +53,9 @@ fn hint(e: &procom::Error) -> &'static str {
     use procom::ErrorKind as K;
     let fifo = e.object_name().is_some_and(|o| o.starts_with("fifo:"));
     let shm_channel = e.object_name().is_some_and(|o| o.starts_with("shm:"));
+    let mq = e.object_name().is_some_and(|o| o.starts_with("mq:"));
+    let msg = e.object_name().is_some_and(|o| o.starts_with("msg:"));
+    let msg_key = e.object_name().is_some_and(|o| o.starts_with("msg:0x"));
     let stream = e.object_name().is_some_and(|o| {
         ["fifo:", "unix:", "tcp:", "-"]
             .iter()
@@ -62,6 +65,14 @@ fn hint(e: &procom::Error) -> &'static str {
         K::NotFound if fifo => "; create it with `procom fifo create PATH` or mkfifo",
         K::NotFound if shm_channel => {
             "; start its receiver first (procom recv shm:/NAME creates the channel)"
+        }
+        K::NotFound if mq => "; create it with `procom mq create /NAME`",
+        K::NotFound if msg_key => "; create it with `procom msg create KEY`",
+        K::PermissionDenied if mq => {
+            "; it belongs to another user or its mode forbids it (queues are created 0600)"
+        }
+        K::PermissionDenied if msg => {
+            "; it belongs to another user or its mode forbids it (check with ipcs -q)"
         }
         K::NoReader => "; start a reader first, or give --timeout SECS to wait for one",
         K::AlreadyExists if fifo => "; remove it with `procom fifo rm PATH` or use it as it is",

@@ -3,8 +3,9 @@
 //! Everything rustix covers comes from rustix; this crate wraps, thinly and safely, the few
 //! calls it does not, and holds every `unsafe` operation of procom: the signal-mask dance that
 //! keeps a write to a dead pipe from killing the process ([`sigpipe`]), shared-memory mappings
-//! that are never exposed as slices and survive truncation by a peer ([`mapping`]), and POSIX
-//! and System V semaphores ([`sem`]). Every function returns `io::Result` and never panics.
+//! that are never exposed as slices and survive truncation by a peer ([`mapping`]), POSIX
+//! and System V semaphores ([`sem`]), and POSIX and System V message queues ([`mq`], [`msg`]).
+//! Every function returns `io::Result` and never panics.
 //!
 //! Every `unsafe` block here carries a `// SAFETY:` comment; the lint
 //! `clippy::undocumented_unsafe_blocks` enforces it.

@@ -177,7 +177,7 @@ impl Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Mq {
                     q: Queue::open_with(name, false, true)?,
-                    prio: opts.priority,
+                    prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
                     max: opts.max_message,
                 },
             }),
@@ -196,8 +196,8 @@ impl Sender {
             Endpoint::Msg { key, mtype } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Msg {
-                    q: MsgQueue::open(key)?,
-                    mtype: mtype.unwrap_or(1),
+                    q: MsgQueue::open_with(key, false, true)?,
+                    mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
                     max: opts.max_message,
                 },
             }),
@@ -240,11 +240,11 @@ impl Sender {
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Sender::connect_with(ep, opts),
             Endpoint::Mq { name, capacity, msgsize } => Ok(Sender {
                 endpoint: ep.to_string(),
-                flavor: SenderFlavor::Mq { q: Queue::create(name, *capacity, *msgsize)?, prio: opts.priority, max: opts.max_message },
+                flavor: SenderFlavor::Mq { prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?, q: Queue::create(name, *capacity, *msgsize)?, max: opts.max_message },
             }),
             Endpoint::Msg { key, mtype } => Ok(Sender {
                 endpoint: ep.to_string(),
-                flavor: SenderFlavor::Msg { q: MsgQueue::create(key)?, mtype: mtype.unwrap_or(1), max: opts.max_message },
+                flavor: SenderFlavor::Msg { mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?, q: MsgQueue::create(key)?, max: opts.max_message },
             }),
             Endpoint::Shm { .. } => Err(Error::new(ErrorKind::InvalidInput)
                 .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
@@ -369,11 +369,11 @@ impl Sender {
             SenderFlavor::Shm(s) => s.send(msg.as_ref(), deadline, is_try),
             SenderFlavor::Mq { q, prio, max } => match msg.as_ref().len() {
                 n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
-                _ => q.send_deadline_prio(msg.as_ref(), *prio, deadline, is_try),
+                _ => q.send_inner(msg.as_ref(), *prio, deadline, is_try),
             },
             SenderFlavor::Msg { q, mtype, max } => match msg.as_ref().len() {
                 n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
-                _ => q.send_deadline(*mtype, msg.as_ref(), deadline, is_try),
+                _ => q.send_inner(*mtype, msg.as_ref(), deadline, is_try),
             },
             SenderFlavor::Dgram { s, max } => match msg.as_ref().len() {
                 n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
@@ -592,7 +592,7 @@ impl Receiver {
             Endpoint::Msg { key, mtype } => Ok(Receiver {
                 endpoint: ep.to_string(),
                 flavor: ReceiverFlavor::Msg {
-                    q: MsgQueue::open(key)?,
+                    q: MsgQueue::open_with(key, true, false)?,
                     selector: mtype.unwrap_or(0),
                     max: opts.max_message,
                 },
@@ -699,10 +699,10 @@ impl Receiver {
             ReceiverFlavor::Stream(s) => s.recv(deadline, is_try),
             ReceiverFlavor::Shm(s) => s.recv(deadline, is_try),
             ReceiverFlavor::Mq { q, max } => q
-                .recv_deadline(deadline, is_try)
+                .recv_inner(deadline, is_try)
                 .and_then(|(m, _)| check_max(m, *max)),
             ReceiverFlavor::Msg { q, selector, max } => q
-                .recv_deadline(*selector, deadline, is_try)
+                .recv_inner(*selector, deadline, is_try)
                 .and_then(|(_, m)| check_max(m, *max)),
             ReceiverFlavor::Dgram { r, max } => r.recv(*max, deadline, is_try),
             ReceiverFlavor::Listen { listener, conn } => {

@@ -2,28 +2,60 @@
 //!
 //! As the seed says, a queue holds separate messages (boundaries are kept), each message has a
 //! maximum size and the queue a maximum count, a message read is removed, and every send and
-//! receive copies between user and kernel space. The highest priority comes out first; equal
-//! priorities in order. Limits come from the running kernel (`/proc/sys/fs/mqueue`), and a
-//! request they refuse is an error naming the limit and the sysctl or rlimit that raises it.
+//! receive copies between user and kernel space. The highest priority (0 to
+//! [`PRIORITY_MAX`]) comes out first; equal priorities in the order sent. Limits come from
+//! the running kernel (`/proc/sys/fs/mqueue`, see [`limits`]); a request they refuse is an
+//! error naming the limit and the sysctl or rlimit that raises it.
+//!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! let name = format!("/procom-doc-mq-{}", std::process::id());
+//! let q = procom::mq::Queue::create(&name, Some(4), Some(64))?; // removed on drop
+//! q.send(b"routine", 1)?;
+//! q.send(b"urgent", 9)?;
+//! assert_eq!(q.recv()?, (b"urgent".to_vec(), 9));
+//! assert_eq!(q.attributes()?.count, 1);
+//! # Ok(()) }
+//! ```
 //!
 //! **Lifetime.** A queue lives in the kernel until it is removed (or the machine reboots), not
 //! as long as a process. [`Queue::create`] returns the owner, which removes the name when
-//! dropped, as every procom creator does; call [`Queue::keep`] for the kernel lifetime the seed
-//! describes (a process creates and fills a queue, exits, and another reads it later).
-//! [`remove`] is always available. Removing the name does not disturb processes that have the
-//! queue open: they keep using it until they close it, so a receiver waiting on a removed
-//! queue simply goes on waiting (give it a deadline).
+//! dropped, as every procom creator does, so a test or a crashed tool does not litter the
+//! kernel by default; call [`Queue::keep`] for the kernel lifetime the seed describes (a
+//! process creates and fills a queue, exits, and another reads it later — `procom mq create`
+//! does this). [`Queue::open`] never removes anything, and [`remove`] is always available.
+//!
+//! **Removal under a waiting process.** POSIX lets processes that have a queue open go on
+//! using it after its name is removed, but no other process can open it any more. procom
+//! treats such a queue as finished: a receiver drains what is left, then gets
+//! [`ErrorKind::PeerGone`] instead of waiting forever, and a sender waiting for room in it
+//! gets `PeerGone` too. A blocking call notices within [`REMOVAL_CHECK`].
+//!
+//! **As a channel** (`mq:/NAME` with [`Sender`](crate::Sender) and
+//! [`Receiver`](crate::Receiver)): `bind` creates and owns the queue (`?capacity=` and
+//! `?msgsize=` apply), `connect` opens an existing one. A sender gives every message the
+//! priority [`Options::priority`](crate::Options::priority) (0 by default); a receiver takes
+//! the highest priority first and drops the priority. Use [`Queue`] to see priorities.
 //!
 //! # References
 //! - [`mq_overview(7)`](https://man7.org/linux/man-pages/man7/mq_overview.7.html)
 
+use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use procom_sys::mq::{self as sys, Outcome};
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind};
 use crate::stream::deadline_after;
+
+/// The highest message priority (Linux's `MQ_PRIO_MAX - 1`).
+pub const PRIORITY_MAX: u32 = sys::PRIO_MAX - 1;
+
+/// How soon a process waiting on a queue notices that the queue was removed.
+pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 
 /// The kernel's limits for POSIX queues, read now from `/proc/sys/fs/mqueue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +72,8 @@ pub struct Limits {
     pub queues_max: i64,
 }
 
-/// Reads the limits of the running kernel.
+/// Reads the limits of the running kernel (Linux's documented defaults where a file cannot
+/// be read).
 pub fn limits() -> Limits {
     Limits {
         msg_max: sys::limit("msg_max").unwrap_or(10),
@@ -49,6 +82,11 @@ pub fn limits() -> Limits {
         msgsize_default: sys::limit("msgsize_default").unwrap_or(8192),
         queues_max: sys::limit("queues_max").unwrap_or(256),
     }
+}
+
+/// The memory this user's queues may hold together (`RLIMIT_MSGQUEUE`), if limited.
+pub fn rlimit_msgqueue() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Msgqueue).current
 }
 
 /// A queue's attributes.
@@ -64,74 +102,194 @@ pub struct Attributes {
     pub nonblocking: bool,
 }
 
-/// An open POSIX message queue.
-#[derive(Debug)]
+/// An open POSIX message queue. Its descriptor ([`AsFd`]) can be polled: readable when a
+/// message is waiting, writable when there is room.
 pub struct Queue {
     fd: OwnedFd,
     name: String,
     label: String,
     msgsize: usize,
     owner: bool,
+    /// Receive buffer of `msgsize` bytes, reused between receives.
+    scratch: Mutex<Vec<u8>>,
 }
 
-fn rlimit_msgqueue() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Msgqueue).current
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("fd", &self.fd)
+            .field("msgsize", &self.msgsize)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// Checks a queue name: `/` then 1 to 255 bytes without `/` or NUL.
+fn check_name(name: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Err(Error::new(ErrorKind::InvalidInput)
+            .detail(format!("`{name}` is not a valid message queue name: {why}"))
+            .object(format!("mq:{name}")))
+    };
+    if !name.starts_with('/') {
+        return bad("it must start with '/' (like /jobs)");
+    }
+    if name.len() < 2 || name[1..].contains('/') || name.contains('\0') {
+        return bad("it needs at least one character after '/', and no other '/' or NUL");
+    }
+    if name.len() > 256 {
+        return bad("it is longer than 255 bytes after the '/'");
+    }
+    Ok(())
+}
+
+fn is(e: &std::io::Error, errno: Errno) -> bool {
+    e.raw_os_error() == Some(errno.raw_os_error())
+}
+
+/// Whether this process has as many descriptors open as RLIMIT_NOFILE allows (the other
+/// reason mq_open gives EMFILE).
+fn fd_table_full() -> bool {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64);
+    matches!((limit, open), (Some(l), Ok(n)) if n + 1 >= l)
+}
+
+fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
+    let lim = limits();
+    if is(&e, Errno::EXIST) {
+        return Error::new(ErrorKind::AlreadyExists).detail(
+            "already exists; procom does not adopt an existing queue (remove it, or open it instead)",
+        );
+    }
+    if is(&e, Errno::INVAL) {
+        let mut over = Vec::new();
+        if cap > lim.msg_max {
+            over.push(format!(
+                "a capacity of {cap} messages is over fs.mqueue.msg_max = {}",
+                lim.msg_max
+            ));
+        }
+        if size > lim.msgsize_max {
+            over.push(format!(
+                "a message size of {size} bytes is over fs.mqueue.msgsize_max = {}",
+                lim.msgsize_max
+            ));
+        }
+        let detail = if over.is_empty() {
+            format!(
+                "a capacity of {cap} messages of {size} bytes is over the kernel's hard limits \
+                 (65536 messages, 16 MiB each); ask for less"
+            )
+        } else {
+            let sysctls: Vec<&str> = [
+                (cap > lim.msg_max, "fs.mqueue.msg_max"),
+                (size > lim.msgsize_max, "fs.mqueue.msgsize_max"),
+            ]
+            .iter()
+            .filter(|(over, _)| *over)
+            .map(|(_, s)| *s)
+            .collect();
+            format!(
+                "{}; raise it as root with sysctl -w {}, or ask for less",
+                over.join(" and "),
+                sysctls
+                    .iter()
+                    .map(|s| format!("{s}=N"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        };
+        return Error::new(ErrorKind::InvalidInput).detail(detail);
+    }
+    if is(&e, Errno::MFILE) {
+        if fd_table_full() {
+            return Error::os("create it", e).detail(
+                "this process has as many descriptors open as RLIMIT_NOFILE allows; close some or raise it with ulimit -n",
+            );
+        }
+        let rlimit = rlimit_msgqueue().map_or("unlimited".to_string(), |l| l.to_string());
+        let need = (cap as i128) * (size as i128);
+        return Error::new(ErrorKind::InvalidInput).detail(format!(
+            "this user's message-queue memory limit (RLIMIT_MSGQUEUE, {rlimit} bytes for all of \
+             the user's queues together) has no room for {cap} messages of {size} bytes (at least \
+             {need} bytes); remove unused queues, raise the limit with ulimit -q or prlimit \
+             --msgqueue, or ask for less"
+        ));
+    }
+    if is(&e, Errno::NOSPC) {
+        return Error::new(ErrorKind::InvalidInput).detail(format!(
+            "the system already has fs.mqueue.queues_max = {} queues; remove some, or raise it as root with sysctl -w fs.mqueue.queues_max=N",
+            lim.queues_max
+        ));
+    }
+    Error::os("create it", e)
+}
+
+/// What a wait for room or for a message came to.
+enum Waited<T> {
+    Done(T),
+    /// Full or empty now: a `try_` call, or a non-blocking descriptor.
+    NotNow,
+    TimedOut,
+    /// The queue's name was removed, and it is still full or empty.
+    Removed,
 }
 
 impl Queue {
-    /// Creates the queue `name` (like `/jobs`), mode 0600, exclusively, with `capacity`
-    /// messages of at most `msgsize` bytes (the kernel's defaults where `None`).
+    /// Creates the queue `name` (like `/jobs`), mode 0600 whatever the umask, exclusively (an
+    /// existing queue is [`ErrorKind::AlreadyExists`], never adopted), with room for `capacity`
+    /// messages of at most `msgsize` bytes (`fs.mqueue.msg_default` and
+    /// `fs.mqueue.msgsize_default` where `None`). The returned owner removes the queue when
+    /// dropped; see [`Queue::keep`].
     #[doc(alias = "mq_open")]
     pub fn create(name: &str, capacity: Option<u64>, msgsize: Option<u64>) -> Result<Queue, Error> {
-        crate::shm::check_name(name, "message queue")?;
+        check_name(name)?;
         let label = format!("mq:{name}");
         let lim = limits();
+        if capacity == Some(0) || msgsize == Some(0) {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail("a queue needs a capacity of at least 1 message of at least 1 byte")
+                .object(&label));
+        }
         let cap = capacity.map_or(lim.msg_default, |c| c.min(i64::MAX as u64) as i64);
         let size = msgsize.map_or(lim.msgsize_default, |s| s.min(i64::MAX as u64) as i64);
-        let fd = sys::create(name, cap, size, 0o600).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc_eexist) if libc_eexist == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
-                    .detail("already exists; procom does not adopt an existing queue (remove it, or open it instead)"),
-                Some(c) if c == rustix::io::Errno::INVAL.raw_os_error() => Error::new(ErrorKind::InvalidInput).detail(format!(
-                    "capacity {cap} and message size {size} are refused: the limits are fs.mqueue.msg_max = {} and fs.mqueue.msgsize_max = {} (raise them with sysctl -w fs.mqueue.msg_max=N, or ask for less)",
-                    lim.msg_max, lim.msgsize_max
-                )),
-                Some(c) if c == rustix::io::Errno::MFILE.raw_os_error() => Error::new(ErrorKind::InvalidInput).detail(format!(
-                    "this user's message-queue memory limit (RLIMIT_MSGQUEUE, {} bytes) would be exceeded by {cap} messages of {size} bytes; raise it with ulimit -q or prlimit --msgqueue, or ask for less",
-                    rlimit_msgqueue().map_or("unknown".to_string(), |l| l.to_string())
-                )),
-                Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => Error::new(ErrorKind::InvalidInput).detail(format!(
-                    "the system already has fs.mqueue.queues_max = {} queues; remove some or raise it with sysctl -w fs.mqueue.queues_max=N",
-                    lim.queues_max
-                )),
-                _ => Error::os("create it", e),
-            }
-            .object(&label)
-        })?;
-        // mq_open's mode passed through the umask; make it exactly 0600.
-        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))
-            .map_err(|e| Error::os("set its mode", e.into()).object(&label))?;
+        let fd = sys::create(name, cap, size, 0o600)
+            .map_err(|e| create_error(e, cap, size).object(&label))?;
         let q = Queue {
             fd,
             name: name.to_string(),
             label,
             msgsize: size as usize,
             owner: true,
+            scratch: Mutex::new(Vec::new()),
         };
+        // mq_open's mode passed through the umask; make it exactly 0600 (the queue is removed
+        // again if this fails, as `q` is dropped).
+        rustix::fs::fchmod(&q.fd, rustix::fs::Mode::from_raw_mode(0o600))
+            .map_err(|e| Error::os("set its mode", e.into()).object(&q.label))?;
         Ok(q)
     }
 
     /// Opens the existing queue `name` for sending and receiving.
+    #[doc(alias = "mq_open")]
     pub fn open(name: &str) -> Result<Queue, Error> {
         Queue::open_with(name, true, true)
     }
 
-    /// Opens the existing queue `name` with the given access.
+    /// Opens the existing queue `name` for receiving (`read`), sending (`write`) or both; the
+    /// queue's mode must allow it.
+    #[doc(alias = "mq_open")]
     pub fn open_with(name: &str, read: bool, write: bool) -> Result<Queue, Error> {
-        crate::shm::check_name(name, "message queue")?;
+        check_name(name)?;
         let label = format!("mq:{name}");
-        let fd =
-            sys::open(name, read, write).map_err(|e| Error::os("open it", e).object(&label))?;
+        let what = match (read, write) {
+            (true, true) => "open it for sending and receiving",
+            (false, true) => "open it for sending",
+            _ => "open it for receiving",
+        };
+        let fd = sys::open(name, read, write).map_err(|e| Error::os(what, e).object(&label))?;
         let attr = sys::getattr(fd.as_fd())
             .map_err(|e| Error::os("read its attributes", e).object(&label))?;
         Ok(Queue {
@@ -140,6 +298,7 @@ impl Queue {
             label,
             msgsize: attr.msgsize.max(0) as usize,
             owner: false,
+            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -148,134 +307,221 @@ impl Queue {
         &self.name
     }
 
-    /// The largest message the queue takes.
+    /// The largest message the queue takes, in bytes.
     pub fn msgsize(&self) -> usize {
         self.msgsize
     }
 
-    /// Current count, capacity, message size, mode.
+    /// Current count, capacity, message size, and this descriptor's mode.
     #[doc(alias = "mq_getattr")]
     pub fn attributes(&self) -> Result<Attributes, Error> {
         let a = sys::getattr(self.fd.as_fd())
             .map_err(|e| Error::os("read its attributes", e).object(&self.label))?;
         Ok(Attributes {
-            count: a.curmsgs as u64,
-            capacity: a.maxmsg as u64,
-            msgsize: a.msgsize as u64,
+            count: a.curmsgs.max(0) as u64,
+            capacity: a.maxmsg.max(0) as u64,
+            msgsize: a.msgsize.max(0) as u64,
             nonblocking: a.nonblocking,
         })
     }
 
-    /// Puts this descriptor in non-blocking mode: every blocking call then behaves like its
-    /// `try_` form.
+    /// Puts this descriptor in non-blocking mode: every call then behaves like its `try_`
+    /// form ([`ErrorKind::Full`], [`ErrorKind::Empty`]), which suits a poll loop.
+    #[doc(alias = "mq_setattr")]
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)
             .map_err(|e| Error::os("change its mode", e).object(&self.label))
     }
 
-    pub(crate) fn send_deadline_prio(
+    /// Whether the queue's name has been removed (by [`remove`], `mq_unlink`, or its owner
+    /// going away): no other process can open it any more.
+    pub fn is_removed(&self) -> bool {
+        rustix::fs::fstat(&self.fd).is_ok_and(|st| st.st_nlink == 0)
+    }
+
+    /// Runs `op` until `deadline`, in slices of [`REMOVAL_CHECK`] so that a removal is seen.
+    fn wait<T>(
+        &self,
+        deadline: Option<Instant>,
+        is_try: bool,
+        mut op: impl FnMut(Option<Instant>) -> std::io::Result<Outcome<T>>,
+    ) -> std::io::Result<Waited<T>> {
+        let now_or_never = |r: Outcome<T>, otherwise: Waited<T>| match r {
+            Outcome::Done(v) => Waited::Done(v),
+            _ => otherwise,
+        };
+        if is_try {
+            return Ok(now_or_never(op(Some(Instant::now()))?, Waited::NotNow));
+        }
+        loop {
+            let slice = Instant::now() + REMOVAL_CHECK;
+            let (until, last) = match deadline {
+                Some(d) if d <= slice => (d, true),
+                _ => (slice, false),
+            };
+            match op(Some(until))? {
+                Outcome::Done(v) => return Ok(Waited::Done(v)),
+                Outcome::WouldBlock => return Ok(Waited::NotNow),
+                Outcome::TimedOut if last => return Ok(Waited::TimedOut),
+                Outcome::TimedOut if self.is_removed() => {
+                    // One last look, so that nothing that arrived just before is left behind.
+                    return Ok(now_or_never(op(Some(Instant::now()))?, Waited::Removed));
+                }
+                Outcome::TimedOut => {}
+            }
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error, opposite: &str) -> Error {
+        if is(&e, Errno::BADF) {
+            return Error::new(ErrorKind::InvalidInput)
+                .detail(format!("this handle was opened for {opposite} only"))
+                .object(&self.label);
+        }
+        Error::os(what, e).object(&self.label)
+    }
+
+    pub(crate) fn send_inner(
         &self,
         msg: &[u8],
         prio: u32,
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(), Error> {
+        check_priority(prio).map_err(|e| e.object(&self.label))?;
         if msg.len() > self.msgsize {
             return Err(Error::too_large(msg.len() as u64, self.msgsize as u64)
                 .detail(format!(
-                    "a {}-byte message is over this queue's message size of {} bytes (new queues may have up to fs.mqueue.msgsize_max)",
+                    "a {}-byte message is over this queue's message size of {} bytes (set when the queue was created; a new queue may have up to fs.mqueue.msgsize_max = {}, raised as root with sysctl -w fs.mqueue.msgsize_max=N)",
                     msg.len(),
-                    self.msgsize
+                    self.msgsize,
+                    limits().msgsize_max,
                 ))
                 .object(&self.label));
         }
-        match sys::send(self.fd.as_fd(), msg, prio, deadline) {
-            Ok(Outcome::Done(())) => Ok(()),
-            Ok(Outcome::WouldBlock) if is_try => Err(Error::new(ErrorKind::Full)
-                .detail("the queue is full")
-                .object(&self.label)),
-            Ok(Outcome::WouldBlock) => Err(Error::new(ErrorKind::Timeout)
-                .detail("the queue stayed full until the deadline")
-                .object(&self.label)),
-            Err(e) => Err(Error::os("send to it", e).object(&self.label)),
-        }
+        let fd = self.fd.as_fd();
+        let waited = self
+            .wait(deadline, is_try, |d| sys::send(fd, msg, prio, d))
+            .map_err(|e| self.io_error("send to it", e, "receiving"))?;
+        let (kind, detail) = match waited {
+            Waited::Done(()) => return Ok(()),
+            Waited::NotNow => (ErrorKind::Full, "the queue is full"),
+            Waited::TimedOut => (
+                ErrorKind::Timeout,
+                "the queue stayed full until the deadline",
+            ),
+            Waited::Removed => (
+                ErrorKind::PeerGone,
+                "the queue was removed while full; no process can open it to make room",
+            ),
+        };
+        Err(Error::new(kind).detail(detail).object(&self.label))
     }
 
-    /// Sends `msg` with priority `prio` (higher first), waiting for room.
+    /// Sends `msg` with priority `prio` (0 to [`PRIORITY_MAX`]; higher comes out first),
+    /// waiting for room.
     #[doc(alias = "mq_send")]
     pub fn send(&self, msg: &[u8], prio: u32) -> Result<(), Error> {
-        self.send_deadline_prio(msg, prio, None, false)
+        self.send_inner(msg, prio, None, false)
     }
 
     /// Sends if there is room now; otherwise [`ErrorKind::Full`].
     pub fn try_send(&self, msg: &[u8], prio: u32) -> Result<(), Error> {
-        self.send_deadline_prio(msg, prio, Some(Instant::now()), true)
+        self.send_inner(msg, prio, None, true)
     }
 
-    /// Sends, waiting at most `timeout` for room.
+    /// Sends, waiting at most `timeout` for room; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedsend")]
     pub fn send_timeout(&self, msg: &[u8], prio: u32, timeout: Duration) -> Result<(), Error> {
-        self.send_deadline_prio(
-            msg,
-            prio,
-            deadline_after(timeout).or(Some(Instant::now())),
-            false,
-        )
+        self.send_inner(msg, prio, deadline_after(timeout), false)
     }
 
-    pub(crate) fn recv_deadline(
+    /// Sends, waiting until `deadline` at most for room; then [`ErrorKind::Timeout`].
+    #[doc(alias = "mq_timedsend")]
+    pub fn send_deadline(&self, msg: &[u8], prio: u32, deadline: Instant) -> Result<(), Error> {
+        self.send_inner(msg, prio, Some(deadline), false)
+    }
+
+    pub(crate) fn recv_inner(
         &self,
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(Vec<u8>, u32), Error> {
-        let mut buf = vec![0u8; self.msgsize.max(1)];
-        match sys::receive(self.fd.as_fd(), &mut buf, deadline) {
-            Ok(Outcome::Done((n, prio))) => {
-                buf.truncate(n);
-                Ok((buf, prio))
-            }
-            Ok(Outcome::WouldBlock) if is_try => Err(Error::new(ErrorKind::Empty)
-                .detail("the queue is empty")
-                .object(&self.label)),
-            Ok(Outcome::WouldBlock) => Err(Error::new(ErrorKind::Timeout)
-                .detail("no message arrived before the deadline")
-                .object(&self.label)),
-            Err(e) => Err(Error::os("receive from it", e).object(&self.label)),
+        // The kernel wants room for the queue's message size whatever the message's; a buffer
+        // kept between calls spares an allocation per message, and the message is copied out
+        // at its own size. A second thread receiving meanwhile uses a buffer of its own.
+        let mut own = Vec::new();
+        let mut kept = self.scratch.try_lock().ok();
+        let buf = kept.as_deref_mut().unwrap_or(&mut own);
+        if buf.len() < self.msgsize.max(1) {
+            buf.resize(self.msgsize.max(1), 0);
         }
+        let fd = self.fd.as_fd();
+        let waited = self
+            .wait(deadline, is_try, |d| sys::receive(fd, buf, d))
+            .map_err(|e| self.io_error("receive from it", e, "sending"))?;
+        let (kind, detail) = match waited {
+            Waited::Done((n, prio)) => return Ok((buf[..n.min(buf.len())].to_vec(), prio)),
+            Waited::NotNow => (ErrorKind::Empty, "the queue is empty"),
+            Waited::TimedOut => (ErrorKind::Timeout, "no message arrived before the deadline"),
+            Waited::Removed => (
+                ErrorKind::PeerGone,
+                "the queue was removed and is empty; no process can open it to send",
+            ),
+        };
+        Err(Error::new(kind).detail(detail).object(&self.label))
     }
 
-    /// Receives the oldest message of the highest priority, with its priority.
+    /// Receives the oldest message of the highest priority, with its priority, waiting for
+    /// one.
     #[doc(alias = "mq_receive")]
     pub fn recv(&self) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_deadline(None, false)
+        self.recv_inner(None, false)
     }
 
     /// Receives if a message is waiting; otherwise [`ErrorKind::Empty`].
     pub fn try_recv(&self) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_deadline(Some(Instant::now()), true)
+        self.recv_inner(None, true)
     }
 
-    /// Receives, waiting at most `timeout`.
+    /// Receives, waiting at most `timeout`; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedreceive")]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_deadline(deadline_after(timeout).or(Some(Instant::now())), false)
+        self.recv_inner(deadline_after(timeout), false)
     }
 
-    /// Gives up the handle and returns a descriptor for the queue (the queue is kept).
+    /// Receives, waiting until `deadline` at most; then [`ErrorKind::Timeout`].
+    #[doc(alias = "mq_timedreceive")]
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), Error> {
+        self.recv_inner(Some(deadline), false)
+    }
+
+    /// Gives up the handle and returns a descriptor for the queue; the queue is kept even if
+    /// this handle was its owner.
     pub fn into_fd(mut self) -> Option<OwnedFd> {
         self.owner = false;
         self.fd.try_clone().ok()
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped (the seed's kernel lifetime).
+    /// Leaves the queue in the kernel when this handle is dropped (the seed's kernel
+    /// lifetime); it stays until [`remove`] or a reboot.
+    #[must_use]
     pub fn keep(mut self) -> Queue {
         self.owner = false;
         self
     }
 
-    /// Removes the queue's name now.
+    /// Removes the queue's name now (processes that have it open drain it, then see
+    /// [`ErrorKind::PeerGone`]). A queue whose name is already gone is [`ErrorKind::NotFound`]:
+    /// the name may belong to another queue by now, which is left alone.
+    #[doc(alias = "mq_unlink")]
     pub fn remove(mut self) -> Result<(), Error> {
         self.owner = false;
+        if self.is_removed() {
+            return Err(Error::new(ErrorKind::NotFound)
+                .detail("was removed already")
+                .object(&self.label));
+        }
         remove(&self.name)
     }
 }
@@ -288,15 +534,75 @@ impl AsFd for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        if self.owner {
+        // A name removed already may have been given to a new queue since: not ours to remove.
+        if self.owner && !self.is_removed() {
             let _ = sys::unlink(&self.name);
         }
     }
 }
 
-/// Removes the queue `name`.
+/// Checks a priority for sending: 0 to [`PRIORITY_MAX`].
+pub(crate) fn check_priority(prio: u32) -> Result<u32, Error> {
+    if prio > PRIORITY_MAX {
+        return Err(Error::new(ErrorKind::InvalidInput).detail(format!(
+            "priority {prio} is out of range: POSIX queue priorities run from 0 to {PRIORITY_MAX}"
+        )));
+    }
+    Ok(prio)
+}
+
+/// Removes the queue `name`. Processes that have it open keep what is in it; see the module
+/// documentation.
 #[doc(alias = "mq_unlink")]
 pub fn remove(name: &str) -> Result<(), Error> {
-    crate::shm::check_name(name, "message queue")?;
+    check_name(name)?;
     sys::unlink(name).map_err(|e| Error::os("remove it", e).object(format!("mq:{name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["jobs", "/", "/a/b", "/a\0b"] {
+            let e = Queue::create(bad, None, None).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert!(e.to_string().starts_with(&format!("mq:{bad}: ")), "{e}");
+        }
+        let long = format!("/{}", "x".repeat(256));
+        assert_eq!(
+            Queue::open(&long).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn zero_sizes_and_priorities_are_refused_before_the_kernel_sees_them() {
+        let e = Queue::create("/procom-unit-zero", Some(0), None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(check_priority(PRIORITY_MAX).is_ok());
+        let e = check_priority(PRIORITY_MAX + 1).unwrap_err();
+        assert!(e.to_string().contains("0 to 32767"), "{e}");
+    }
+
+    #[test]
+    fn an_owner_that_was_removed_leaves_the_name_alone() {
+        let name = format!("/procom-unit-mq-{}", std::process::id());
+        let q = Queue::create(&name, Some(1), Some(8)).unwrap();
+        assert!(!q.is_removed());
+        remove(&name).unwrap();
+        assert!(q.is_removed());
+        let again = Queue::create(&name, Some(1), Some(8)).unwrap().keep();
+        assert_eq!(q.remove().unwrap_err().kind(), ErrorKind::NotFound);
+        // The second queue is still there: the first owner did not remove it.
+        let e = q_send_recv(&again);
+        assert_eq!(e, (b"x".to_vec(), 3));
+        remove(&name).unwrap();
+    }
+
+    fn q_send_recv(q: &Queue) -> (Vec<u8>, u32) {
+        q.send(b"x", 3).unwrap();
+        q.try_recv().unwrap()
+    }
 }

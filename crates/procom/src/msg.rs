@@ -1,26 +1,55 @@
 //! System V message queues: messages with a type, selected by type on receipt.
 //!
-//! A queue is named by a numeric key (as `ipcs -q` shows it) or by a path `ftok` turns into a
-//! key. Each message carries a type (> 0). A receiver picks with a selector: 0 takes the first
-//! message, a positive n the first of type n, a negative n the first of the lowest type at most
-//! |n|. The kernel's limits are the seed's MSGMAX (largest message, `kernel.msgmax`) and MSGMNB
-//! (bytes a queue holds, `kernel.msgmnb`), plus `kernel.msgmni` queues; a message over them is
-//! an error naming the limit and the sysctl that raises it.
+//! A queue is named by a numeric key (as `ipcs -q` shows it) or by a path that
+//! `ftok(path, 'M')` turns into a key ([`procom_sys::msg::FTOK_PROJECT`]; a C program using
+//! the same call finds the same queue). Each message carries a type (1 or more). A receiver
+//! picks with a selector: 0 takes the first message, a positive n the first of type n, a
+//! negative n the first of the lowest type at most |n|. The kernel's limits are the seed's
+//! MSGMAX (the largest message, `kernel.msgmax`) and MSGMNB (the bytes a queue holds,
+//! `kernel.msgmnb` for a new queue; see [`MsgQueue::set_max_bytes`]), plus `kernel.msgmni`
+//! queues; a message or a queue over them is an error naming the limit and the sysctl that
+//! raises it.
+//!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use procom::endpoint::MsgKey;
+//! let key = MsgKey::Key(0x7d00_0000 | (std::process::id() as i32 & 0xffff));
+//! let q = procom::msg::MsgQueue::create(&key)?; // removed on drop
+//! q.send(3, b"three")?;
+//! q.send(1, b"one")?;
+//! assert_eq!(q.recv(-2)?, (1, b"one".to_vec())); // the lowest type at most 2
+//! assert_eq!(q.recv(0)?, (3, b"three".to_vec())); // the first in the queue
+//! # Ok(()) }
+//! ```
 //!
 //! **Lifetime** is the kernel's, as for POSIX queues: [`MsgQueue::create`] returns the owner,
-//! which removes the queue when dropped unless [`MsgQueue::keep`] is called. Removing a queue
-//! wakes every process waiting on it, which then gets [`ErrorKind::PeerGone`].
+//! which removes the queue when dropped unless [`MsgQueue::keep`] is called (so that tests and
+//! crashed tools do not litter the kernel; `procom msg create` keeps). [`MsgQueue::open`]
+//! never removes anything; [`remove`] and [`MsgQueue::remove`] are always available. Removing
+//! a queue destroys the messages in it and wakes every process waiting on it, which then gets
+//! [`ErrorKind::PeerGone`].
 //!
-//! System V has no timed receive or send: the deadline forms retry a non-blocking call with a
-//! backoff from 0.5 ms up to 10 ms; the blocking forms sleep in the kernel.
+//! System V has no timed receive or send: the deadline and timeout forms retry a
+//! non-blocking call with a backoff from 0.5 ms up to 10 ms; the blocking forms sleep in the
+//! kernel.
+//!
+//! **As a channel** (`msg:KEY` or `msg:PATH` with [`Sender`](crate::Sender) and
+//! [`Receiver`](crate::Receiver)): `bind` creates and owns the queue, `connect` opens an
+//! existing one. The endpoint's `?type=N` is the type a sender stamps on every message (1
+//! when absent; it must be 1 or more) and the selector a receiver uses (0, the first message,
+//! when absent). Use [`MsgQueue`] to see types.
 //!
 //! # References
 //! - [`sysvipc(7)`](https://man7.org/linux/man-pages/man7/sysvipc.7.html)
 //! - [`msgop(2)`](https://man7.org/linux/man-pages/man2/msgop.2.html)
+//! - [`msgctl(2)`](https://man7.org/linux/man-pages/man2/msgctl.2.html)
 
+use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use procom_sys::msg as sys;
+use rustix::io::Errno;
 
 use crate::endpoint::MsgKey;
 use crate::error::{Error, ErrorKind};
@@ -31,13 +60,13 @@ use crate::stream::deadline_after;
 pub struct Limits {
     /// Largest message (`kernel.msgmax`, the seed's MSGMAX).
     pub msgmax: i64,
-    /// Default byte limit of a queue (`kernel.msgmnb`, the seed's MSGMNB).
+    /// Byte limit of a new queue (`kernel.msgmnb`, the seed's MSGMNB).
     pub msgmnb: i64,
     /// Queues allowed system-wide (`kernel.msgmni`).
     pub msgmni: i64,
 }
 
-/// Reads the limits of the running kernel.
+/// Reads the limits of the running kernel (Linux's defaults where a file cannot be read).
 pub fn limits() -> Limits {
     Limits {
         msgmax: sys::limit("msgmax").unwrap_or(8192),
@@ -46,15 +75,30 @@ pub fn limits() -> Limits {
     }
 }
 
-/// A queue's status (`msgctl(IPC_STAT)`).
+/// A queue's status (`msgctl(IPC_STAT)`): count, bytes, byte limit, last sender and receiver
+/// pids, times, owner, mode.
 pub type Stat = sys::Stat;
 
 /// An open System V message queue.
-#[derive(Debug)]
 pub struct MsgQueue {
     id: i32,
     label: String,
     owner: bool,
+    /// `kernel.msgmax` when opened: the receive buffer's size (it grows if a larger message
+    /// turns up) and the size above which a send reads the limit again before refusing.
+    msgmax: usize,
+    /// Receive buffer, reused between receives.
+    scratch: Mutex<sys::RecvBuf>,
+}
+
+impl fmt::Debug for MsgQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MsgQueue")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 fn label(key: &MsgKey) -> String {
@@ -67,49 +111,92 @@ fn label(key: &MsgKey) -> String {
 fn key_of(key: &MsgKey) -> Result<i32, Error> {
     match key {
         MsgKey::Key(k) => Ok(*k),
-        MsgKey::Path(p) => procom_sys::mapping::ftok(p, b'M')
-            .map_err(|e| Error::os("derive a key from it with ftok", e).object(p.display())),
+        MsgKey::Path(p) => sys::key_from_path(p, sys::FTOK_PROJECT).map_err(|e| {
+            let e = Error::os("derive a key from it with ftok", e);
+            match e.kind() {
+                ErrorKind::NotFound => {
+                    e.detail("the path does not exist (ftok derives the key from an existing file)")
+                }
+                _ => e,
+            }
+            .object(format!("msg:{}", p.display()))
+        }),
     }
 }
 
+fn is(e: &std::io::Error, errno: Errno) -> bool {
+    e.raw_os_error() == Some(errno.raw_os_error())
+}
+
 const POLL_START: Duration = Duration::from_micros(500);
+const POLL_CAP: Duration = Duration::from_millis(10);
+
+/// Waits a little before the next non-blocking try, never past `deadline`; false once it
+/// has passed.
+fn back_off(backoff: &mut Duration, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    std::thread::sleep((*backoff).min(deadline - now));
+    *backoff = (*backoff * 2).min(POLL_CAP);
+    true
+}
 
 impl MsgQueue {
-    /// Creates the queue for `key`, mode 0600, exclusively.
+    fn new(id: i32, label: String, owner: bool) -> MsgQueue {
+        MsgQueue {
+            id,
+            label,
+            owner,
+            msgmax: limits().msgmax.max(1) as usize,
+            scratch: Mutex::new(sys::RecvBuf::default()),
+        }
+    }
+
+    /// Creates the queue for `key`, mode 0600, exclusively (an existing queue is
+    /// [`ErrorKind::AlreadyExists`], never adopted). The returned owner removes the queue when
+    /// dropped; see [`MsgQueue::keep`].
     #[doc(alias = "msgget")]
     pub fn create(key: &MsgKey) -> Result<MsgQueue, Error> {
         let label = label(key);
-        let id = sys::get(key_of(key)?, true, 0o600).map_err(|e| {
-            match e.raw_os_error() {
-                Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
-                    .detail("already exists; procom does not adopt an existing queue (remove it, or open it instead)"),
-                Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => Error::new(ErrorKind::InvalidInput).detail(format!(
-                    "the system already has kernel.msgmni = {} queues; remove some or raise it with sysctl -w kernel.msgmni=N",
+        let id = sys::create(key_of(key)?, 0o600).map_err(|e| {
+            if is(&e, Errno::EXIST) {
+                Error::new(ErrorKind::AlreadyExists)
+                    .detail("already exists; procom does not adopt an existing queue (remove it, or open it instead)")
+            } else if is(&e, Errno::NOSPC) {
+                Error::new(ErrorKind::InvalidInput).detail(format!(
+                    "the system already has kernel.msgmni = {} queues; remove some (ipcs -q, procom msg rm), or raise it as root with sysctl -w kernel.msgmni=N",
                     limits().msgmni
-                )),
-                _ => Error::os("create it", e),
+                ))
+            } else {
+                Error::os("create it", e)
             }
             .object(&label)
         })?;
-        Ok(MsgQueue {
-            id,
-            label,
-            owner: true,
-        })
+        Ok(MsgQueue::new(id, label, true))
     }
 
-    /// Opens the existing queue for `key`.
+    /// Opens the existing queue for `key` for sending and receiving.
+    #[doc(alias = "msgget")]
     pub fn open(key: &MsgKey) -> Result<MsgQueue, Error> {
+        MsgQueue::open_with(key, true, true)
+    }
+
+    /// Opens the existing queue for `key`, checking now that its mode allows receiving
+    /// (`read`) and/or sending (`write`).
+    #[doc(alias = "msgget")]
+    pub fn open_with(key: &MsgKey, read: bool, write: bool) -> Result<MsgQueue, Error> {
         let label = label(key);
-        // Asking for read and write access makes msgget check the queue's mode now, rather than
-        // letting the first send or receive fail.
-        let id = sys::get(key_of(key)?, false, 0o600)
-            .map_err(|e| Error::os("open it", e).object(&label))?;
-        Ok(MsgQueue {
-            id,
-            label,
-            owner: false,
-        })
+        let what = match (read, write) {
+            (true, true) => "open it for sending and receiving",
+            (false, true) => "open it for sending",
+            (true, false) => "open it for receiving",
+            (false, false) => "open it",
+        };
+        let id =
+            sys::open(key_of(key)?, read, write).map_err(|e| Error::os(what, e).object(&label))?;
+        Ok(MsgQueue::new(id, label, false))
     }
 
     /// The kernel's id for the queue (as `ipcs -q` shows it).
@@ -118,76 +205,102 @@ impl MsgQueue {
     }
 
     fn error(&self, what: &str, e: std::io::Error) -> Error {
-        match e.raw_os_error() {
-            Some(c)
-                if c == rustix::io::Errno::IDRM.raw_os_error()
-                    || c == rustix::io::Errno::INVAL.raw_os_error() =>
-            {
-                Error::new(ErrorKind::PeerGone)
-                    .detail("the queue was removed")
-                    .object(&self.label)
-            }
-            _ => Error::os(what, e).object(&self.label),
+        // A removed queue's id is no longer valid (EINVAL), or the removal woke us (EIDRM).
+        if is(&e, Errno::IDRM) || is(&e, Errno::INVAL) {
+            return Error::new(ErrorKind::PeerGone)
+                .detail("the queue was removed")
+                .object(&self.label);
         }
+        Error::os(what, e).object(&self.label)
     }
 
-    pub(crate) fn send_deadline(
+    /// Why a message cannot go into the queue now: over msgmax or the queue's byte limit
+    /// (TooLarge), or just no room yet (None).
+    fn never_fits(&self, len: usize) -> Result<Option<Error>, Error> {
+        let st = match self.stat() {
+            Ok(st) => st,
+            // A sender may write to a queue it may not read the status of: it cannot tell.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if len as u64 > st.max_bytes {
+            return Ok(Some(
+                Error::too_large(len as u64, st.max_bytes)
+                    .detail(format!(
+                        "a {len}-byte message can never fit: the queue holds at most {} bytes (MSGMNB; new queues get kernel.msgmnb = {}); its owner or creator can raise the limit (msgctl IPC_SET, MsgQueue::set_max_bytes), above kernel.msgmnb only as root",
+                        st.max_bytes,
+                        limits().msgmnb,
+                    ))
+                    .object(&self.label),
+            ));
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn send_inner(
         &self,
         mtype: i64,
         data: &[u8],
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(), Error> {
-        if mtype <= 0 {
-            return Err(Error::new(ErrorKind::InvalidInput)
-                .detail(format!(
-                    "message type {mtype} is invalid: a sent message's type must be 1 or more"
-                ))
-                .object(&self.label));
-        }
-        let max = limits().msgmax.max(0) as usize;
-        if data.len() > max {
-            return Err(Error::too_large(data.len() as u64, max as u64)
-                .detail(format!(
-                    "a {}-byte message is over kernel.msgmax = {max} (MSGMAX); raise it with sysctl -w kernel.msgmax=N",
-                    data.len()
-                ))
-                .object(&self.label));
+        check_type(mtype).map_err(|e| e.object(&self.label))?;
+        if data.len() > self.msgmax {
+            let max = limits().msgmax.max(0) as usize; // it may have been raised since
+            if data.len() > max {
+                return Err(Error::too_large(data.len() as u64, max as u64)
+                    .detail(format!(
+                        "a {}-byte message is over kernel.msgmax = {max} (MSGMAX, the largest System V message); raise it as root with sysctl -w kernel.msgmax=N",
+                        data.len()
+                    ))
+                    .object(&self.label));
+            }
         }
         let mut backoff = POLL_START;
+        let mut checked = false;
         loop {
-            let nowait = deadline.is_some();
-            match sys::send(self.id, mtype, data, nowait) {
+            // Always try without waiting first: a message larger than the queue's byte limit
+            // would otherwise wait forever in the kernel.
+            let e = match sys::send(self.id, mtype, data, true) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => {
-                    let now = Instant::now();
-                    match deadline {
-                        Some(d) if now >= d => {
-                            return Err(if is_try {
-                                Error::new(ErrorKind::Full).detail(
-                                    "the queue is full (its byte limit, MSGMNB, is reached)",
-                                )
-                            } else {
-                                Error::new(ErrorKind::Timeout)
-                                    .detail("the queue stayed full until the deadline")
-                            }
-                            .object(&self.label));
-                        }
-                        Some(d) => std::thread::sleep(backoff.min(d - now)),
-                        None => {}
-                    }
-                    backoff = (backoff * 2).min(procom_sys::mq::POLL_CAP);
+                Err(e) => e,
+            };
+            if is(&e, Errno::INVAL) && self.stat().is_ok() {
+                // The queue exists, so the size was refused: kernel.msgmax was lowered.
+                let max = limits().msgmax.max(0) as u64;
+                return Err(Error::too_large(data.len() as u64, max)
+                    .detail(format!(
+                        "a {}-byte message is over kernel.msgmax = {max} (MSGMAX); raise it as root with sysctl -w kernel.msgmax=N",
+                        data.len()
+                    ))
+                    .object(&self.label));
+            }
+            if !is(&e, Errno::AGAIN) {
+                return Err(self.error("send to it", e));
+            }
+            if !checked {
+                checked = true;
+                if let Some(e) = self.never_fits(data.len())? {
+                    return Err(e);
                 }
-                Err(e)
-                    if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
-                        && self.stat().is_ok() =>
-                {
-                    let qbytes = self.stat().map(|s| s.max_bytes).unwrap_or(0);
-                    return Err(Error::too_large(data.len() as u64, qbytes)
-                        .detail(format!("a {}-byte message cannot fit in this queue (its byte limit is {qbytes})", data.len()))
+            }
+            match deadline {
+                _ if is_try => {
+                    return Err(Error::new(ErrorKind::Full)
+                        .detail("the queue is full (its byte limit, MSGMNB, is reached)")
                         .object(&self.label));
                 }
-                Err(e) => return Err(self.error("send to it", e)),
+                None => {
+                    return sys::send(self.id, mtype, data, false)
+                        .map_err(|e| self.error("send to it", e));
+                }
+                Some(d) => {
+                    if !back_off(&mut backoff, d) {
+                        return Err(Error::new(ErrorKind::Timeout)
+                            .detail("the queue stayed full until the deadline")
+                            .object(&self.label));
+                    }
+                }
             }
         }
     }
@@ -195,102 +308,134 @@ impl MsgQueue {
     /// Sends `data` with type `mtype` (1 or more), waiting for room.
     #[doc(alias = "msgsnd")]
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_deadline(mtype, data, None, false)
+        self.send_inner(mtype, data, None, false)
     }
 
-    /// Sends if there is room now (IPC_NOWAIT); otherwise [`ErrorKind::Full`].
+    /// Sends if there is room now (`IPC_NOWAIT`); otherwise [`ErrorKind::Full`].
+    #[doc(alias = "IPC_NOWAIT")]
     pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_deadline(mtype, data, Some(Instant::now()), true)
+        self.send_inner(mtype, data, None, true)
     }
 
-    /// Sends, waiting at most `timeout`.
+    /// Sends, waiting at most `timeout` for room; then [`ErrorKind::Timeout`].
     pub fn send_timeout(&self, mtype: i64, data: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.send_deadline(
-            mtype,
-            data,
-            deadline_after(timeout).or(Some(Instant::now())),
-            false,
-        )
+        self.send_inner(mtype, data, deadline_after(timeout), false)
     }
 
-    pub(crate) fn recv_deadline(
+    /// Sends, waiting until `deadline` at most for room; then [`ErrorKind::Timeout`].
+    pub fn send_deadline(&self, mtype: i64, data: &[u8], deadline: Instant) -> Result<(), Error> {
+        self.send_inner(mtype, data, Some(deadline), false)
+    }
+
+    pub(crate) fn recv_inner(
         &self,
         selector: i64,
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(i64, Vec<u8>), Error> {
-        let mut max = limits().msgmax.max(1) as usize;
+        // A buffer kept between calls spares an allocation per message; the message is copied
+        // out at its own size. A second thread receiving meanwhile uses a buffer of its own.
+        let mut own = sys::RecvBuf::default();
+        let mut kept = self.scratch.try_lock().ok();
+        let buf = kept.as_deref_mut().unwrap_or(&mut own);
+        let mut max = self.msgmax;
         let mut backoff = POLL_START;
         loop {
-            match sys::receive(self.id, max, selector, deadline.is_some()) {
-                Ok(r) => return Ok(r),
-                Err(e)
-                    if e.raw_os_error() == Some(rustix::io::Errno::TOOBIG.raw_os_error())
-                        && max < crate::framing::DEFAULT_MAX_MESSAGE =>
-                {
-                    max = (max * 4).min(crate::framing::DEFAULT_MAX_MESSAGE); // msgmax was raised since the message was sent
-                }
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOMSG.raw_os_error()) => {
-                    let now = Instant::now();
-                    match deadline {
-                        Some(d) if now >= d => {
-                            return Err(if is_try {
-                                Error::new(ErrorKind::Empty).detail("no message matches")
-                            } else {
-                                Error::new(ErrorKind::Timeout)
-                                    .detail("no matching message arrived before the deadline")
-                            }
-                            .object(&self.label));
-                        }
-                        Some(d) => std::thread::sleep(backoff.min(d - now)),
-                        None => {}
-                    }
-                    backoff = (backoff * 2).min(procom_sys::mq::POLL_CAP);
-                }
-                Err(e) => return Err(self.error("receive from it", e)),
+            let nowait = is_try || deadline.is_some();
+            let e = match sys::receive(self.id, buf, max, selector, nowait) {
+                Ok((t, m)) => return Ok((t, m.to_vec())),
+                Err(e) => e,
+            };
+            if is(&e, Errno::TOOBIG) && max < crate::framing::DEFAULT_MAX_MESSAGE {
+                // kernel.msgmax was raised after this handle was opened.
+                max = max
+                    .saturating_mul(4)
+                    .min(crate::framing::DEFAULT_MAX_MESSAGE);
+                continue;
+            }
+            if !is(&e, Errno::NOMSG) {
+                return Err(self.error("receive from it", e));
+            }
+            if is_try {
+                return Err(Error::new(ErrorKind::Empty)
+                    .detail("no matching message is waiting")
+                    .object(&self.label));
+            }
+            if let Some(d) = deadline
+                && !back_off(&mut backoff, d)
+            {
+                return Err(Error::new(ErrorKind::Timeout)
+                    .detail("no matching message arrived before the deadline")
+                    .object(&self.label));
             }
         }
     }
 
-    /// Receives the message `selector` picks (0: first; n > 0: first of type n; n < 0: first of
-    /// the lowest type at most |n|), waiting for one; returns its type and bytes.
+    /// Receives the message `selector` picks (0: the first; n > 0: the first of type n;
+    /// n < 0: the first of the lowest type at most |n|), waiting for one; returns its type and
+    /// bytes.
     #[doc(alias = "msgrcv")]
     pub fn recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_deadline(selector, None, false)
+        self.recv_inner(selector, None, false)
     }
 
-    /// Receives if a matching message is waiting (IPC_NOWAIT); otherwise [`ErrorKind::Empty`].
+    /// Receives if a matching message is waiting (`IPC_NOWAIT`); otherwise
+    /// [`ErrorKind::Empty`].
+    #[doc(alias = "IPC_NOWAIT")]
     pub fn try_recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_deadline(selector, Some(Instant::now()), true)
+        self.recv_inner(selector, None, true)
     }
 
-    /// Receives, waiting at most `timeout`.
+    /// Receives, waiting at most `timeout`; then [`ErrorKind::Timeout`].
     pub fn recv_timeout(&self, selector: i64, timeout: Duration) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_deadline(
-            selector,
-            deadline_after(timeout).or(Some(Instant::now())),
-            false,
-        )
+        self.recv_inner(selector, deadline_after(timeout), false)
+    }
+
+    /// Receives, waiting until `deadline` at most; then [`ErrorKind::Timeout`].
+    pub fn recv_deadline(&self, selector: i64, deadline: Instant) -> Result<(i64, Vec<u8>), Error> {
+        self.recv_inner(selector, Some(deadline), false)
     }
 
     /// Count, bytes, byte limit, last sender and receiver, times, owner, mode.
     #[doc(alias = "msgctl")]
+    #[doc(alias = "IPC_STAT")]
     pub fn stat(&self) -> Result<Stat, Error> {
         sys::stat(self.id).map_err(|e| self.error("read its status", e))
     }
 
-    /// Sets the queue's byte limit (above kernel.msgmnb needs CAP_SYS_RESOURCE).
+    /// Sets the queue's byte limit (the seed's MSGMNB for this queue). Only its owner or
+    /// creator may ([`ErrorKind::PermissionDenied`]); above `kernel.msgmnb` needs
+    /// `CAP_SYS_RESOURCE` ([`ErrorKind::InvalidInput`] naming the limit).
+    #[doc(alias = "msgctl")]
+    #[doc(alias = "IPC_SET")]
     pub fn set_max_bytes(&self, bytes: u64) -> Result<(), Error> {
-        sys::set_max_bytes(self.id, bytes).map_err(|e| self.error("set its byte limit", e))
+        sys::set_max_bytes(self.id, bytes).map_err(|e| {
+            let msgmnb = limits().msgmnb;
+            if is(&e, Errno::PERM) && bytes > msgmnb.max(0) as u64 {
+                Error::new(ErrorKind::InvalidInput)
+                    .detail(format!("{bytes} bytes is over kernel.msgmnb = {msgmnb}: only a privileged process (CAP_SYS_RESOURCE) may go above it; raise it as root with sysctl -w kernel.msgmnb=N, or ask for less"))
+                    .object(&self.label)
+            } else if is(&e, Errno::PERM) {
+                Error::new(ErrorKind::PermissionDenied)
+                    .detail("permission denied: only the queue's owner or creator may change its byte limit")
+                    .object(&self.label)
+            } else {
+                self.error("set its byte limit", e)
+            }
+        })
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped.
+    /// Leaves the queue in the kernel when this handle is dropped (the seed's kernel
+    /// lifetime); it stays until removed or a reboot.
+    #[must_use]
     pub fn keep(mut self) -> MsgQueue {
         self.owner = false;
         self
     }
 
-    /// Removes the queue now; waiting processes get [`ErrorKind::PeerGone`].
+    /// Removes the queue and the messages in it now; waiting processes get
+    /// [`ErrorKind::PeerGone`].
+    #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<(), Error> {
         self.owner = false;
         sys::remove(self.id).map_err(|e| self.error("remove it", e))
@@ -299,8 +444,55 @@ impl MsgQueue {
 
 impl Drop for MsgQueue {
     fn drop(&mut self) {
+        // By id, which names this queue only: a new queue under the same key has another id.
         if self.owner {
             let _ = sys::remove(self.id);
         }
+    }
+}
+
+/// Checks a type for sending: 1 or more.
+pub(crate) fn check_type(mtype: i64) -> Result<i64, Error> {
+    if mtype <= 0 {
+        return Err(Error::new(ErrorKind::InvalidInput).detail(format!(
+            "message type {mtype} is invalid: a sent message's type must be 1 or more (0 and negative numbers are receive selectors)"
+        )));
+    }
+    Ok(mtype)
+}
+
+/// Removes the queue for `key` (only its owner, its creator or root may).
+#[doc(alias = "IPC_RMID")]
+pub fn remove(key: &MsgKey) -> Result<(), Error> {
+    let q = MsgQueue::open_with(key, false, false)?;
+    q.remove()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_checked() {
+        assert!(check_type(1).is_ok());
+        for bad in [0, -1, i64::MIN] {
+            assert_eq!(check_type(bad).unwrap_err().kind(), ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn labels_show_keys_as_ipcs_does() {
+        assert_eq!(label(&MsgKey::Key(0x5100)), "msg:0x5100");
+        assert_eq!(label(&MsgKey::Key(-1)), "msg:0xffffffff");
+    }
+
+    #[test]
+    fn a_missing_path_is_named() {
+        let e = MsgQueue::open(&MsgKey::Path("/procom/no/such/path".into())).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.to_string().starts_with("msg:/procom/no/such/path: "),
+            "{e}"
+        );
     }
 }

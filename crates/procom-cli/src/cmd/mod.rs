@@ -4,6 +4,7 @@ mod bench;
 mod fifo;
 mod listen;
 mod mq;
+mod msg;
 mod recv;
 mod sem;
 mod send;
@@ -57,8 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fifo(cmd) => fifo::run(cmd),
         Command::Listen(args) => listen::listen(args),
         Command::Connect(args) => listen::connect(args),
-        Command::Mq(cmd) => mq::run_mq(cmd),
-        Command::Msg(cmd) => mq::run_msg(cmd),
+        Command::Mq(cmd) => mq::run(cmd),
+        Command::Msg(cmd) => msg::run(cmd),
         Command::Shm(cmd) => shm::run(cmd),
         Command::Signal(cmd) => signal::run(cmd),
         Command::Sem(cmd) => sem::run(cmd),

@@ -19,6 +19,13 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
         };
         let msg = match msg {
             Ok(m) => m,
+            // A kernel queue has no peer to close it: its removal ends the wait, and says so.
+            Err(e)
+                if e.kind() == ErrorKind::PeerGone
+                    && matches!(ep, Endpoint::Mq { .. } | Endpoint::Msg { .. }) =>
+            {
+                anyhow::bail!("{e} ({received} received)")
+            }
             Err(e) if e.kind() == ErrorKind::PeerGone => match args.count {
                 None => return Ok(()),
                 Some(n) => {

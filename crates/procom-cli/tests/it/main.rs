@@ -14,4 +14,4 @@ macro_rules! modules {
     };
 }
 
-modules![bench, fifo, queue, shm, signal, socket];
+modules![bench, fifo, mq, msg, shm, signal, socket];

@@ -13,4 +13,4 @@ macro_rules! modules {
     };
 }
 
-modules![contract, fifo, pipe, queue, sem, shm, signal, socket];
+modules![contract, fifo, mq, msg, pipe, sem, shm, signal, socket];

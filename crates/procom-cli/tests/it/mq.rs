@@ -1,0 +1,176 @@
+//! `procom mq` and send/recv on `mq:` endpoints, each step a separate procom process (so the
+//! queue's kernel lifetime carries every step to the next).
+
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, ensure, test, unique_name};
+
+use crate::common::{fails, ok, procom, run_with_input};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test("cli::mq::create_send_priority_recv_rm", round_trip),
+        test("cli::mq::stdin_lines_are_messages", stdin_lines),
+        test("cli::mq::bad_input_is_one_sentence", bad_input),
+        test(
+            "cli::mq::removed_while_recv_waits",
+            removed_while_recv_waits,
+        ),
+        test("cli::mq::other_users_are_denied", other_users_are_denied),
+    ]
+}
+
+fn queue_name() -> String {
+    format!("/{}", unique_name("procom-cli-q"))
+}
+
+fn round_trip() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name, "--capacity", "2", "--msgsize", "64"])?;
+    ok(&["send", &ep, "low", "--priority", "1"])?;
+    ok(&["send", &ep, "high", "--priority", "9"])?;
+    fails(
+        &["send", &ep, "third", "--timeout", "0.1"],
+        1,
+        "stayed full until the deadline",
+    )?;
+    let info = ok(&["mq", "info", &name])?;
+    ensure!(
+        info.starts_with(&[
+            "messages: 2".into(),
+            "capacity: 2".into(),
+            "msgsize: 64".into()
+        ]) && info[3].contains("msg_max="),
+        "{info:?}"
+    );
+    ensure!(
+        ok(&["recv", &ep, "--count", "2"])? == ["high", "low"],
+        "priority order"
+    );
+    fails(
+        &["recv", &ep, "--timeout", "0.05"],
+        1,
+        "no whole message arrived",
+    )?;
+    fails(
+        &["send", &ep, &"x".repeat(65)],
+        1,
+        "over this queue's message size of 64 bytes",
+    )?;
+    ok(&["mq", "rm", &name])?;
+    fails(
+        &["mq", "info", &name],
+        1,
+        "does not exist; create it with `procom mq create",
+    )?;
+    fails(&["mq", "rm", &name], 1, "does not exist")?;
+    Ok(())
+}
+
+fn stdin_lines() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name])?; // the kernel's default capacity and size
+    let fin = run_with_input(procom(&["send", &ep, "-"]), "send -", b"one\ntwo\n\nfour\n")?;
+    ensure!(fin.status.success(), "send -: {}", fin.stderr);
+    ensure!(
+        ok(&["mq", "info", &name])?[0] == "messages: 4",
+        "four messages, one empty"
+    );
+    ensure!(
+        ok(&["recv", &ep, "--count", "4"])? == ["one", "two", "", "four"],
+        "lines"
+    );
+    ok(&["mq", "rm", &name])?;
+    Ok(())
+}
+
+fn bad_input() -> Outcome {
+    let name = queue_name();
+    fails(&["mq", "create", "jobs"], 1, "must start with '/'")?;
+    fails(&["send", "mq:jobs", "x"], 2, "must start with '/'")?;
+    fails(
+        &["mq", "create", &name, "--capacity", "100000"],
+        1,
+        "fs.mqueue.msg_max",
+    )?;
+    fails(
+        &["mq", "create", &name, "--msgsize", "64MiB"],
+        1,
+        "fs.mqueue.msgsize_max",
+    )?;
+    fails(
+        &["mq", "create", &name, "--capacity", "0"],
+        1,
+        "at least 1 message",
+    )?;
+    ok(&["mq", "create", &name, "--capacity", "1"])?;
+    fails(&["mq", "create", &name], 1, "already exists")?;
+    let ep = format!("mq:{name}");
+    fails(&["send", &ep, "x", "--priority", "40000"], 1, "0 to 32767")?;
+    fails(
+        &["send", &ep, "x", "--type", "2"],
+        1,
+        "--type applies to msg: endpoints only",
+    )?;
+    ok(&["send", &ep, "x", "--timeout", "0"])?;
+    fails(&["send", &ep, "y", "--timeout", "0"], 1, "stayed full")?;
+    ok(&["mq", "rm", &name])?;
+    fails(
+        &["recv", "mq:/procom-no-such-queue", "--timeout", "0"],
+        1,
+        "does not exist",
+    )?;
+    Ok(())
+}
+
+fn removed_while_recv_waits() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name])?;
+    ok(&["send", &ep, "before"])?;
+    let mut recv = Proc::spawn("recv", &mut procom(&["recv", &ep, "--count", "3"]))?;
+    recv.expect_line("before")?; // it has the queue open, and waits for the next message
+    ok(&["mq", "rm", &name])?;
+    let fin = recv.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.trim()
+                == format!(
+                    "procom: {ep}: the queue was removed and is empty; no process can open it to send (1 received)"
+                ),
+        "{fin:?}"
+    );
+    Ok(())
+}
+
+fn other_users_are_denied() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name])?;
+    for args in [
+        &["recv", &ep, "--timeout", "0"][..],
+        &["send", &ep, "x"],
+        &["mq", "rm", &name],
+    ] {
+        let mut cmd = procom(args);
+        match as_nobody(&mut cmd) {
+            Ok(cmd) => {
+                let fin = Proc::spawn("nobody", cmd)?.finish(STEP)?;
+                ensure!(
+                    fin.code() == Some(1)
+                        && fin.stderr.lines().count() == 1
+                        && fin.stderr.contains("permission denied"),
+                    "{args:?}: {fin:?}"
+                );
+            }
+            Err(reason) => {
+                println!("skipped: {reason}");
+                break;
+            }
+        }
+    }
+    ok(&["mq", "rm", &name])?;
+    Ok(())
+}

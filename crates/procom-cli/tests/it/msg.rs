@@ -1,0 +1,226 @@
+//! `procom msg` and send/recv on `msg:` endpoints, each step a separate procom process, plus
+//! the system's own ipcs/ipcrm on the same queues.
+
+use std::process::Command;
+
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, test};
+
+use crate::common::{fails, ok, procom};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test("cli::msg::create_send_type_recv_rm", round_trip),
+        test("cli::msg::path_keys_and_selectors", path_keys_and_selectors),
+        test(
+            "cli::msg::byte_limit_full_and_oversize",
+            byte_limit_full_and_oversize,
+        ),
+        test("cli::msg::bad_input_is_one_sentence", bad_input),
+        test(
+            "cli::msg::removed_while_recv_waits",
+            removed_while_recv_waits,
+        ),
+        test("cli::msg::other_users_are_denied", other_users_are_denied),
+        test(
+            "cli::msg::ipcs_and_ipcrm_see_the_same_queue",
+            ipcs_and_ipcrm,
+        ),
+    ]
+}
+
+/// A key as `ipcs` shows it, unique to this process and call.
+fn key() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{:#010x}",
+        0x4d00_0000 | ((std::process::id() & 0xfff) << 12) | (n & 0xfff)
+    )
+}
+
+fn round_trip() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key])?;
+    fails(&["msg", "create", &key], 1, "already exists")?;
+    ok(&["send", &ep, "two", "--type", "2"])?;
+    ok(&["send", &ep, "one"])?; // type 1 by default
+    ensure!(
+        ok(&["recv", &ep, "--type", "2", "--count", "1"])? == ["two"],
+        "type selector"
+    );
+    let info = ok(&["msg", "info", &key])?;
+    for want in ["messages: 1", "bytes: 3", "mode: 600", "max_bytes: "] {
+        ensure!(info.iter().any(|l| l.starts_with(want)), "{want}: {info:?}");
+    }
+    ensure!(
+        info.iter().any(|l| l.starts_with("limits: msgmax=")),
+        "{info:?}"
+    );
+    ensure!(
+        ok(&["recv", &ep, "--count", "1"])? == ["one"],
+        "first message"
+    );
+    // Decimal works as well as hex.
+    let decimal = u32::from_str_radix(&key[2..], 16)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    ok(&["msg", "rm", &decimal])?;
+    fails(
+        &["msg", "info", &key],
+        1,
+        "does not exist; create it with `procom msg create",
+    )?;
+    Ok(())
+}
+
+fn path_keys_and_selectors() -> Outcome {
+    let dir = Scratch::new("procom-cli-msg")?;
+    let path = dir.join("key").display().to_string();
+    fails(&["msg", "create", &path], 1, "the path does not exist")?;
+    check!(std::fs::write(&path, b""));
+    ok(&["msg", "create", &path])?;
+    let ep = format!("msg:{path}");
+    for (t, m) in [("3", "three"), ("5", "five"), ("2", "two"), ("1", "one")] {
+        ok(&["send", &ep, m, "--type", t])?;
+    }
+    // -3: the lowest type at most 3, each time.
+    ensure!(
+        ok(&["recv", &ep, "--type", "-3", "--count", "3"])? == ["one", "two", "three"],
+        "-3"
+    );
+    fails(
+        &["recv", &ep, "--type", "-3", "--timeout", "0"],
+        1,
+        "no whole message arrived",
+    )?;
+    ensure!(ok(&["recv", &ep, "--count", "1"])? == ["five"], "0");
+    fails(&["send", &ep, "x", "--type", "0"], 1, "must be 1 or more")?;
+    ok(&["msg", "rm", &path])?;
+    check!(std::fs::remove_file(&path));
+    dir.finish()
+}
+
+fn byte_limit_full_and_oversize() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key, "--max-bytes", "8"])?;
+    ensure!(
+        ok(&["msg", "info", &key])?.contains(&"max_bytes: 8".to_string()),
+        "limit"
+    );
+    ok(&["send", &ep, "12345678"])?;
+    fails(
+        &["send", &ep, "x", "--timeout", "0.1"],
+        1,
+        "stayed full until the deadline",
+    )?;
+    fails(&["send", &ep, "123456789"], 1, "can never fit")?;
+    let msgmax = procom::msg::limits().msgmax as usize;
+    fails(
+        &["send", &ep, &"x".repeat(msgmax + 1)],
+        1,
+        "sysctl -w kernel.msgmax",
+    )?;
+    ensure!(
+        ok(&["recv", &ep, "--count", "1"])? == ["12345678"],
+        "the message"
+    );
+    ok(&["msg", "rm", &key])?;
+    Ok(())
+}
+
+fn bad_input() -> Outcome {
+    fails(&["send", "msg:zz", "x"], 2, "not a key")?;
+    fails(&["send", "msg:0", "x"], 2, "IPC_PRIVATE")?;
+    fails(&["msg", "create", "0x1g"], 2, "not a key")?;
+    fails(
+        &["send", "msg:0x5eff0001", "x", "--timeout", "0"],
+        1,
+        "does not exist",
+    )?;
+    fails(
+        &["send", "msg:0x5eff0001", "x", "--priority", "2"],
+        1,
+        "--priority applies to mq:",
+    )?;
+    fails(&["msg", "rm", "0x5eff0001"], 1, "does not exist")?;
+    Ok(())
+}
+
+fn removed_while_recv_waits() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key])?;
+    ok(&["send", &ep, "before"])?;
+    let mut recv = Proc::spawn("recv", &mut procom(&["recv", &ep]))?;
+    recv.expect_line("before")?;
+    ok(&["msg", "rm", &key])?;
+    let fin = recv.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.trim()
+                == format!("procom: msg:{key}: the queue was removed (1 received)"),
+        "{fin:?}"
+    );
+    Ok(())
+}
+
+fn other_users_are_denied() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key])?;
+    for args in [
+        &["recv", &ep, "--timeout", "0"][..],
+        &["send", &ep, "x"],
+        &["msg", "info", &key],
+        &["msg", "rm", &key],
+    ] {
+        let mut cmd = procom(args);
+        match as_nobody(&mut cmd) {
+            Ok(cmd) => {
+                let fin = Proc::spawn("nobody", cmd)?.finish(STEP)?;
+                ensure!(
+                    fin.code() == Some(1)
+                        && fin.stderr.lines().count() == 1
+                        && fin.stderr.contains("permission denied"),
+                    "{args:?}: {fin:?}"
+                );
+            }
+            Err(reason) => {
+                println!("skipped: {reason}");
+                break;
+            }
+        }
+    }
+    ok(&["msg", "rm", &key])?;
+    Ok(())
+}
+
+fn ipcs_and_ipcrm() -> Outcome {
+    if Command::new("ipcs").arg("-V").output().is_err() {
+        println!("skipped: ipcs (util-linux) is not installed");
+        return Ok(());
+    }
+    let key = key();
+    ok(&["msg", "create", &key])?;
+    ok(&["send", &format!("msg:{key}"), "seen by ipcs"])?;
+    let out = check!(Command::new("ipcs").arg("-q").output());
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = listing
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&key))
+        .ok_or(format!("ipcs -q does not list {key}: {listing}"))?;
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // key msqid owner perms used-bytes messages
+    ensure!(
+        cols.get(3..6) == Some(&["600", "12", "1"][..]),
+        "ipcs -q: {line}"
+    );
+    let rm = check!(Command::new("ipcrm").args(["-Q", &key]).status());
+    ensure!(rm.success(), "ipcrm -Q {key}");
+    fails(&["msg", "info", &key], 1, "does not exist")?;
+    Ok(())
+}
