@@ -406,6 +406,10 @@ impl<R: Region> Consumer<R> {
     pub fn attach(region: R) -> Result<Consumer<R>, Error> {
         let capacity = check_capacity(&region)?;
         let head = region.head().load(Ordering::Acquire);
+        // A peer may have written head: offsets are only ever multiples of 8.
+        if !head.is_multiple_of(8) {
+            return Err(Error::Corrupted);
+        }
         Ok(Consumer {
             region,
             capacity,
@@ -507,29 +511,30 @@ impl<R: Region> Message<'_, R> {
 }
 
 impl<R: InPlace> Message<'_, R> {
-    /// The payload, read in place: the zero-copy path.
+    /// The payload in place, as atomic bytes: the zero-copy path.
     ///
-    /// Under the ring protocol a published record is never written until the consumer releases
-    /// it (when this message is dropped), so the bytes are stable for the borrow. A peer that
-    /// breaks the protocol and writes them anyway can make them change under the reader; the
-    /// copying path ([`Message::copy_to`]) is the one to use with a peer you do not trust.
-    pub fn as_slice(&self) -> &[u8] {
+    /// Another process can write this memory (a peer that breaks the protocol), so it is never
+    /// exposed as `&[u8]`: atomic bytes stay sound whatever the peer does, and a relaxed load
+    /// compiles to a plain read.
+    pub fn as_atomic_bytes(&self) -> &[core::sync::atomic::AtomicU8] {
         // SAFETY: `off + len <= capacity` was validated in `peek`, so the range lies in the
-        // region's data area, which `InPlace` promises is valid; the slice borrows
-        // `self`, so it ends before the record is released.
-        unsafe { core::slice::from_raw_parts(self.consumer.region.data_ptr(self.off), self.len) }
+        // region's data area, which `InPlace` promises is valid; AtomicU8 has the size and
+        // alignment of u8, and concurrent writes by a peer are allowed through atomics; the
+        // slice borrows `self`, so it ends before the record is released.
+        unsafe {
+            core::slice::from_raw_parts(self.consumer.region.data_ptr(self.off).cast(), self.len)
+        }
     }
 }
 
 impl<R: InPlace> Slot<'_, R> {
-    /// The reserved payload, to write in place: the zero-copy path. The consumer does not read
-    /// these bytes before [`Slot::commit`].
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// The reserved payload in place, as atomic bytes, to write without a copy (see
+    /// [`Message::as_atomic_bytes`] for why not `&mut [u8]`).
+    pub fn as_atomic_bytes(&mut self) -> &[core::sync::atomic::AtomicU8] {
         // SAFETY: the reserved record lies in the data area (`reserve` checked it fits before
-        // the end), is free space the consumer does not read until commit, and the slice
-        // borrows `self` mutably, so nothing else in this process touches it meanwhile.
+        // the end); AtomicU8 has the layout of u8 and tolerates a misbehaving peer's accesses.
         unsafe {
-            core::slice::from_raw_parts_mut(self.producer.region.data_ptr(self.off), self.len)
+            core::slice::from_raw_parts(self.producer.region.data_ptr(self.off).cast(), self.len)
         }
     }
 }
@@ -571,7 +576,7 @@ pub fn check_hostile_memory(bytes: &[u8]) {
                 Ok(m) => {
                     let mut out = vec![0u8; m.len()];
                     m.copy_to(&mut out);
-                    assert_eq!(m.as_slice().len(), m.len());
+                    assert_eq!(m.as_atomic_bytes().len(), m.len());
                 }
                 Err(_) => break,
             }

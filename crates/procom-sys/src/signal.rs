@@ -291,7 +291,10 @@ fn pipe_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn subscribe(signals: &[i32]) -> io::Result<Subscription> {
     let mut mask = 0u64;
     for s in signals {
-        if !(1..NSIG as i32).contains(s) || *s == libc::SIGKILL || *s == libc::SIGSTOP {
+        // SIGBUS/SIGSEGV/SIGILL/SIGFPE are synchronous faults: a handler that returns would fault
+        // again for ever (and SIGBUS is the shared-memory truncation guard's).
+        let fault = [libc::SIGBUS, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE].contains(s);
+        if !(1..NSIG as i32).contains(s) || *s == libc::SIGKILL || *s == libc::SIGSTOP || fault {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         mask |= 1u64 << (*s as u32 % 64);

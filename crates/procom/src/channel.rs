@@ -5,6 +5,7 @@
 //! `_deadline` form; all four are one internal function taking an optional deadline.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::Endpoint;
@@ -311,18 +312,31 @@ impl Sender {
     }
 
     /// Sends a `len`-byte message that `fill` writes in place: on shared memory straight into
-    /// the ring (the zero-copy path); elsewhere into a buffer that is then sent.
-    pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
+    /// the ring (the zero-copy path); elsewhere into a buffer that is then sent. The bytes are
+    /// atomic because another process can reach shared memory: a `&mut [u8]` there would let a
+    /// misbehaving peer break Rust's aliasing rules. Relaxed stores compile to plain writes.
+    pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&[AtomicU8])) -> Result<(), Error> {
+        let staged = |fill: &mut dyn FnMut(&[AtomicU8])| -> Vec<u8> {
+            let buf: Vec<AtomicU8> = (0..len).map(|_| AtomicU8::new(0)).collect();
+            fill(&buf);
+            buf.into_iter().map(AtomicU8::into_inner).collect()
+        };
+        let mut fill = Some(fill);
+        let mut call = |b: &[AtomicU8]| {
+            if let Some(f) = fill.take() {
+                f(b);
+            }
+        };
         let result = match &mut self.flavor {
-            SenderFlavor::Shm(s) => s.send_with(len, None, false, fill),
+            SenderFlavor::Shm(s) => {
+                s.send_with(len, None, false, |slot| call(slot.as_atomic_bytes()))
+            }
             SenderFlavor::Mq { .. } | SenderFlavor::Msg { .. } | SenderFlavor::Dgram { .. } => {
-                let mut buf = vec![0u8; len];
-                fill(&mut buf);
+                let buf = staged(&mut call);
                 return self.send(buf).map_err(SendError::into_error);
             }
             SenderFlavor::Stream(s) => {
-                let mut buf = vec![0u8; len];
-                fill(&mut buf);
+                let buf = staged(&mut call);
                 s.send(&buf, None, false)
             }
         };
@@ -649,17 +663,19 @@ impl Receiver {
     }
 
     /// Receives a message and hands it to `f` in place: on shared memory the bytes are read
-    /// straight from the ring (the zero-copy path) and released when `f` returns.
-    pub fn recv_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
+    /// straight from the ring (the zero-copy path) and released when `f` returns. They are
+    /// atomic for the reason given at [`Sender::send_with`].
+    pub fn recv_with<T>(&mut self, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        let atomic = |m: Vec<u8>| -> Vec<AtomicU8> { m.into_iter().map(AtomicU8::new).collect() };
         let result = match &mut self.flavor {
-            ReceiverFlavor::Shm(s) => s.recv_with(None, false, f),
+            ReceiverFlavor::Shm(s) => s.recv_with(None, false, |m| f(m.as_atomic_bytes())),
             ReceiverFlavor::Mq { .. }
             | ReceiverFlavor::Msg { .. }
             | ReceiverFlavor::Dgram { .. }
             | ReceiverFlavor::Listen { .. } => {
-                return self.recv().map(|m| f(&m));
+                return self.recv().map(|m| f(&atomic(m)));
             }
-            ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&m)),
+            ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&atomic(m))),
         };
         result.map_err(|e| e.object(&self.endpoint))
     }

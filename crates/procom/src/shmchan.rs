@@ -117,7 +117,11 @@ impl Watched {
     /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone).
     fn dead(&self) -> bool {
         match &self.pidfd {
-            None => true,
+            // No pidfd: only "no such process" means dead; another failure (EMFILE, a sandbox
+            // refusing pidfd_open) must not make a live peer look gone.
+            None => rustix::process::Pid::from_raw(self.pid as i32).is_none_or(|p| {
+                rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
+            }),
             Some(fd) => {
                 let mut fds = [PollFd::new(fd, PollFlags::IN)];
                 matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
@@ -281,14 +285,18 @@ impl ShmReceiver {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<Vec<u8>, Error> {
-        self.recv_with(deadline, is_try, <[u8]>::to_vec)
+        self.recv_with(deadline, is_try, |m| {
+            let mut v = vec![0u8; m.len()];
+            m.copy_to(&mut v);
+            v
+        })
     }
 
     pub(crate) fn recv_with<T>(
         &mut self,
         deadline: Option<Instant>,
         is_try: bool,
-        f: impl FnOnce(&[u8]) -> T,
+        f: impl FnOnce(&procom_ring::Message<'_, MappedRing>) -> T,
     ) -> Result<T, Error> {
         if self.broken {
             return Err(corrupted(
@@ -304,7 +312,7 @@ impl ShmReceiver {
             match self.consumer.peek() {
                 Ok(msg) => {
                     let len = msg.len();
-                    let out = (len <= self.max).then(|| f(msg.as_slice()));
+                    let out = (len <= self.max).then(|| f(&msg));
                     drop(msg); // releases the record (head, Release)
                     // Pairs with the sender's fence before it reads space_seq: either it sees
                     // the room we made, or we see it waiting and wake it.
@@ -428,7 +436,9 @@ impl ShmSender {
         loop {
             match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
-                Err(other) if alive(other) && other != mine => {
+                // Our own pid: another sender in this process already holds the slot (one
+                // producer per ring), never a stale one.
+                Err(other) if other == mine || alive(other) => {
                     return Err(Error::new(ErrorKind::AlreadyExists)
                         .detail(format!("already has a sender (pid {other}); a shared-memory channel has one sender at a time")));
                 }
@@ -478,7 +488,7 @@ impl ShmSender {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(), Error> {
-        self.send_with(msg.len(), deadline, is_try, |buf| buf.copy_from_slice(msg))
+        self.send_with(msg.len(), deadline, is_try, |slot| slot.write(0, msg))
     }
 
     /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits.
@@ -487,7 +497,7 @@ impl ShmSender {
         len: usize,
         deadline: Option<Instant>,
         is_try: bool,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>),
     ) -> Result<(), Error> {
         if self.broken {
             return Err(corrupted(
@@ -510,7 +520,7 @@ impl ShmSender {
             match self.producer.reserve(len) {
                 Ok(mut slot) => {
                     if let Some(f) = fill.take() {
-                        f(slot.as_mut_slice());
+                        f(&mut slot);
                     }
                     slot.commit(); // publishes tail (Release)
                     // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot

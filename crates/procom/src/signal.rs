@@ -428,6 +428,12 @@ impl Signals {
         if let Some(s) = signals.iter().find(|s| !s.can_be_caught()) {
             return Err(uncatchable(*s, "caught"));
         }
+        if let Some(s) = signals.iter().find(|s| [4, 7, 8, 11].contains(&s.0)) {
+            return Err(invalid(format!(
+                "{s} is a synchronous fault (the faulting instruction would run again after the handler): it cannot be caught as a message"
+            ))
+            .object(s));
+        }
         if signals.is_empty() {
             return Err(invalid("name at least one signal to catch"));
         }
