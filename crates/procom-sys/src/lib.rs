@@ -4,7 +4,11 @@
 //! calls it does not, and holds every `unsafe` operation of procom: the signal-mask dance that
 //! keeps a write to a dead pipe from killing the process ([`sigpipe`]), shared-memory mappings
 //! that are never exposed as slices and survive truncation by a peer ([`mapping`]), POSIX
-//! and System V semaphores ([`sem`]), and POSIX and System V message queues ([`mq`], [`msg`]).
+//! and System V semaphores ([`sem`]), POSIX and System V message queues ([`mq`], [`msg`]), and
+//! the peer credentials of a Unix socket ([`peercred`]), which rustix reads into a type that
+//! cannot hold the pid 0 the kernel may report.
+//! Signals ([`signal`]): sending by pid, group, `sigqueue` or pidfd, and catching through a
+//! handler that only writes a record to a pipe.
 //! Every function returns `io::Result` and never panics.
 //!
 //! Every `unsafe` block here carries a `// SAFETY:` comment; the lint
@@ -15,6 +19,7 @@ pub mod async_fd;
 pub mod mapping;
 pub mod mq;
 pub mod msg;
+pub mod peercred;
 pub mod sem;
 pub mod signal;
 pub mod sigpipe;

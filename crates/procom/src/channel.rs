@@ -190,7 +190,7 @@ impl Sender {
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Dgram {
-                    s: crate::socket::connect_dgram(&ep, opts.framing == Framing::Length)?,
+                    s: crate::socket::connect_dgram(&ep, opts.framing)?,
                     max: opts.max_message,
                 },
             }),
@@ -213,7 +213,9 @@ impl Sender {
 
     /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
     /// then opens it for sending. For `fifo:` the open waits for a reader as in
-    /// [`Sender::connect_with`].
+    /// [`Sender::connect_with`]. For `tcp:` and `unix:` it listens and waits (at most
+    /// [`Options::open_timeout`]) for one client, then sends to it; `udp:` and `unixgram:` have
+    /// nothing to create and connect as [`Sender::connect_with`] does.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
         let ep = endpoint.to_endpoint()?;
         match &ep {
@@ -505,6 +507,13 @@ impl Receiver {
     ///
     /// For `fifo:` the FIFO is created (mode 0600) and opened at once; receiving waits for a
     /// writer to arrive, and reports [`ErrorKind::PeerGone`] once the last writer has closed.
+    ///
+    /// For `tcp:` and `unix:` the receiver listens at once and accepts its one peer on the
+    /// first receive; it then reads that connection until [`ErrorKind::PeerGone`] and accepts
+    /// no other (a server with many clients uses [`crate::socket::Listener`]). For `udp:` and
+    /// `unixgram:` it binds and takes datagrams from anyone. A Unix socket file is created
+    /// 0600 and removed on drop. [`Receiver::endpoint`] names what was bound, with the real
+    /// port when port 0 was asked for.
     pub fn bind(endpoint: impl ToEndpoint) -> Result<Receiver, Error> {
         Receiver::bind_with(endpoint, &Options::default())
     }
@@ -525,20 +534,26 @@ impl Receiver {
                 }
                 Ok(r)
             }
-            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Listen {
-                    listener: Listener::bind(&ep, opts)?,
-                    conn: None,
-                },
-            }),
-            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Dgram {
-                    r: crate::socket::bind_dgram(&ep, opts.framing == Framing::Length)?,
-                    max: opts.max_message,
-                },
-            }),
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                let listener = Listener::bind(&ep, opts)?;
+                Ok(Receiver {
+                    endpoint: listener.local_endpoint().to_string(),
+                    flavor: ReceiverFlavor::Listen {
+                        listener,
+                        conn: None,
+                    },
+                })
+            }
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                let r = crate::socket::bind_dgram(&ep, opts.framing)?;
+                Ok(Receiver {
+                    endpoint: r.local_endpoint().to_string(),
+                    flavor: ReceiverFlavor::Dgram {
+                        r,
+                        max: opts.max_message,
+                    },
+                })
+            }
             Endpoint::Mq {
                 name,
                 capacity,

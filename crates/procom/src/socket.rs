@@ -8,14 +8,22 @@
 //! - Datagram sockets (`udp:HOST:PORT`, `unixgram:PATH`): one datagram is one message, through
 //!   the ordinary [`Sender::connect`] / [`Receiver::bind`]. UDP may lose and reorder: with
 //!   length framing (the library's default) every datagram starts with an 8-byte big-endian
-//!   sequence number, and the receiver counts what it never saw and what came late
-//!   ([`Receiver::datagram_stats`]) rather than hiding it. With lines or raw framing datagrams
-//!   are carried as they are, for `nc -u`.
+//!   sequence number, and the receiver counts, per sender, what it never saw, what came late
+//!   and what came twice ([`Receiver::datagram_stats`], [`DatagramStats`]) rather than
+//!   hiding it. With raw framing datagrams are carried as they are; with lines (the CLI's
+//!   default, for `nc -u` and `socat`) each datagram is one line: a sender ends it with `\n`
+//!   and a receiver drops one final `\n`.
 //! - Unix socket files are created 0600 whatever the umask (the socket's own mode is set before
-//!   `bind`), a stale file left by a killed server (connection refused) is replaced, a live
-//!   server's socket is never taken, and a path that is not a socket is never removed. The
-//!   listener removes its file on drop if it is still its own. A path over 107 bytes is refused
-//!   when the endpoint is parsed. `@NAME` uses Linux's abstract namespace (no file at all).
+//!   `bind`). A socket file already at the path is probed with a non-blocking connect: only
+//!   "connection refused" (no server bound to it: one was killed) makes it stale, and it is
+//!   removed if it is still the same file; a live server (even one whose backlog is full) is
+//!   never taken, nor a socket this user may not connect to (it cannot be checked), and a
+//!   path that is not a socket is never removed. (Between the last check that the file is
+//!   the stale one and its removal lie a few microseconds: two servers replacing the same
+//!   stale file in that very instant can still race; a later one sees a live server or
+//!   "address in use".) The listener removes its file on drop if it is still its own. A path
+//!   over 107 bytes is refused, never truncated. `@NAME` uses Linux's abstract namespace (no
+//!   file at all).
 //! - [`pair`] makes a connected Unix stream pair (`socketpair`).
 //!
 //! # References
@@ -37,6 +45,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 use crate::channel::{Options, Receiver, Sender};
 use crate::endpoint::{Endpoint, UnixAddr};
 use crate::error::{Error, ErrorKind};
+use crate::framing::Framing;
 use crate::stream::{deadline_after, wait};
 
 fn io_err(what: &str, e: std::io::Error, object: &impl std::fmt::Display) -> Error {
@@ -85,6 +94,20 @@ fn resolve(host: &str, port: u16, object: &Endpoint) -> Result<Vec<SocketAddr>, 
 }
 
 fn unix_addr(addr: &UnixAddr, object: &Endpoint) -> Result<SocketAddrUnix, Error> {
+    let len = match addr {
+        UnixAddr::Path(p) => p.as_os_str().len(),
+        UnixAddr::Abstract(n) => n.len(),
+    };
+    if len > crate::endpoint::UNIX_PATH_MAX {
+        // `Endpoint::parse` refuses these already; an `Endpoint` built by hand is checked here,
+        // so a long address is never silently cut short.
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail(format!(
+                "the address is {len} bytes, over the {}-byte limit of a Unix socket address",
+                crate::endpoint::UNIX_PATH_MAX
+            ))
+            .object(object));
+    }
     match addr {
         UnixAddr::Path(p) => SocketAddrUnix::new(p.as_path()),
         UnixAddr::Abstract(n) => SocketAddrUnix::new_abstract_name(n.as_bytes()),
@@ -110,9 +133,29 @@ impl Drop for SocketFile {
     }
 }
 
+/// Tries to connect to the Unix socket at `path` without blocking: `Ok` or `EAGAIN` (a live
+/// server whose backlog is full) mean someone is there; `ECONNREFUSED` means nobody is.
+fn probe(sa: &SocketAddrUnix, ty: SocketType) -> Result<(), rustix::io::Errno> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        ty,
+        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        None,
+    )?;
+    loop {
+        match rustix::net::connect(&fd, sa) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INPROGRESS) => return Ok(()),
+            other => return other,
+        }
+    }
+}
+
 /// Makes way for binding a Unix socket at `path`: nothing there is fine; a stale socket (its
-/// server is gone: connection refused) is removed; a live socket or any other file is refused.
-fn clear_stale(path: &Path, stream: bool, object: &Endpoint) -> Result<(), Error> {
+/// server is gone: the kernel refuses connections to it) is removed; a live socket, a socket
+/// this process may not connect to (so cannot check), and any other file are refused.
+fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -123,20 +166,52 @@ fn clear_stale(path: &Path, stream: bool, object: &Endpoint) -> Result<(), Error
             .detail("exists and is not a socket; procom never removes it")
             .object(object));
     }
-    let live = if stream {
-        UnixStream::connect(path).is_ok()
+    let sa = SocketAddrUnix::new(path)
+        .map_err(|e| Error::os("form the socket address", e.into()).object(object))?;
+    // A socket file of the other type (stream/datagram) answers EPROTOTYPE: ask it in its own.
+    let other = if ty == SocketType::STREAM {
+        SocketType::DGRAM
     } else {
-        UnixDatagram::unbound()
-            .and_then(|s| s.connect(path))
-            .is_ok()
+        SocketType::STREAM
     };
-    if live {
-        return Err(Error::new(ErrorKind::AlreadyExists)
-            .detail("a live server is listening on it; procom does not take its socket")
-            .object(object));
+    let answer = match probe(&sa, ty) {
+        Err(rustix::io::Errno::PROTOTYPE) => probe(&sa, other),
+        r => r,
+    };
+    match answer {
+        Err(rustix::io::Errno::CONNREFUSED) => {} // stale: nobody is bound to it any more
+        Err(rustix::io::Errno::NOENT) => return Ok(()), // removed meanwhile
+        Ok(()) => {
+            return Err(Error::new(ErrorKind::AlreadyExists)
+                .detail("a live server is listening on it; procom does not take its socket")
+                .object(object));
+        }
+        Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM) => {
+            return Err(Error::new(ErrorKind::PermissionDenied)
+                .detail("a socket file this user may not connect to is in the way, so procom cannot tell whether its server is alive and leaves it alone")
+                .object(object));
+        }
+        Err(e) => {
+            return Err(
+                Error::os("check whether the socket's server is alive", e.into()).object(object),
+            );
+        }
     }
-    std::fs::remove_file(path)
-        .map_err(|e| Error::os("remove the stale socket file", e).object(object))
+    // Remove it only if it is still the file found stale (not one a new server just bound).
+    match std::fs::symlink_metadata(path) {
+        Ok(now) if (now.dev(), now.ino()) == (meta.dev(), meta.ino()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        _ => {
+            return Err(Error::new(ErrorKind::AlreadyExists)
+                .detail("another socket replaced the stale one while procom checked it")
+                .object(object));
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::os("remove the stale socket file", e).object(object)),
+    }
 }
 
 /// Creates, fchmods (0600 before bind, so the file is never more open), binds.
@@ -146,7 +221,7 @@ fn bind_unix(
     object: &Endpoint,
 ) -> Result<(OwnedFd, Option<SocketFile>), Error> {
     if let UnixAddr::Path(p) = addr {
-        clear_stale(p, ty == SocketType::STREAM, object)?;
+        clear_stale(p, ty, object)?;
     }
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
@@ -182,11 +257,12 @@ fn bind_unix(
 pub struct Peer {
     /// The peer's address, as text (`127.0.0.1:40312`; empty for an unnamed Unix socket).
     pub addr: String,
-    /// Its pid (Unix sockets, SO_PEERCRED).
+    /// Its pid (Unix sockets, SO_PEERCRED; `None` on TCP, and for a peer in a PID namespace
+    /// this process cannot see).
     pub pid: Option<i32>,
-    /// Its uid (Unix sockets).
+    /// Its effective uid when it connected (Unix sockets; `None` on TCP).
     pub uid: Option<u32>,
-    /// Its gid (Unix sockets).
+    /// Its effective gid when it connected (Unix sockets; `None` on TCP).
     pub gid: Option<u32>,
 }
 
@@ -223,15 +299,22 @@ impl Listener {
         let kind = match endpoint {
             Endpoint::Tcp { host, port } => {
                 let addrs = resolve(host, *port, endpoint)?;
-                ListenerKind::Tcp(
-                    TcpListener::bind(&addrs[..]).map_err(|e| io_err("bind", e, endpoint))?,
-                )
+                let l = TcpListener::bind(&addrs[..]).map_err(|e| io_err("bind", e, endpoint))?;
+                // Accepting waits in poll; the socket itself never blocks, so a client that
+                // vanishes between poll and accept (or another thread taking it) cannot hold
+                // `accept_deadline` past its deadline. Accepted sockets do not inherit this.
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::os("make the socket non-blocking", e).object(endpoint))?;
+                ListenerKind::Tcp(l)
             }
             Endpoint::Unix { addr } => {
                 let (fd, file) = bind_unix(addr, SocketType::STREAM, endpoint)?;
                 rustix::net::listen(&fd, 128)
                     .map_err(|e| Error::os("listen", e.into()).object(endpoint))?;
-                ListenerKind::Unix(UnixListener::from(fd), file)
+                let l = UnixListener::from(fd);
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::os("make the socket non-blocking", e).object(endpoint))?;
+                ListenerKind::Unix(l, file)
             }
             other => {
                 return Err(Error::new(ErrorKind::InvalidInput)
@@ -300,16 +383,7 @@ impl Listener {
                         let _ = s.set_nodelay(true);
                         (s.into(), a.to_string())
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::Interrupted
-                                | std::io::ErrorKind::ConnectionAborted
-                        ) =>
-                    {
-                        continue;
-                    }
+                    Err(e) if accept_again(&e) => continue,
                     Err(e) => {
                         return Err(Error::os("accept a connection", e).object(&self.endpoint));
                     }
@@ -321,29 +395,23 @@ impl Listener {
                             .map(|p| p.display().to_string())
                             .unwrap_or_default(),
                     ),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::Interrupted
-                                | std::io::ErrorKind::ConnectionAborted
-                        ) =>
-                    {
-                        continue;
-                    }
+                    Err(e) if accept_again(&e) => continue,
                     Err(e) => {
                         return Err(Error::os("accept a connection", e).object(&self.endpoint));
                     }
                 },
             };
-            let cred = rustix::net::sockopt::socket_peercred(&fd)
-                .ok()
-                .filter(|_| matches!(self.kind, ListenerKind::Unix(..)));
+            // SO_PEERCRED exists only on Unix sockets (procom-sys reads it: rustix's type
+            // cannot hold the pid 0 the kernel gives for a peer in another PID namespace).
+            let cred = match self.kind {
+                ListenerKind::Unix(..) => procom_sys::peercred::peer_cred(&fd).ok(),
+                ListenerKind::Tcp(_) => None,
+            };
             let peer = Peer {
                 addr,
-                pid: cred.as_ref().map(|c| c.pid.as_raw_nonzero().get()),
-                uid: cred.as_ref().map(|c| c.uid.as_raw()),
-                gid: cred.as_ref().map(|c| c.gid.as_raw()),
+                pid: cred.and_then(|c| c.pid),
+                uid: cred.map(|c| c.uid),
+                gid: cred.map(|c| c.gid),
             };
             if let Some(allowed) = &self.allowed_uids
                 && !peer.uid.is_some_and(|u| allowed.contains(&u))
@@ -353,6 +421,32 @@ impl Listener {
             return connection(fd, &self.endpoint, &self.opts, peer);
         }
     }
+}
+
+/// Whether an `accept` failure concerns only the one connection (or none), so the listener
+/// goes on: a client that left before it was accepted, a non-blocking retry, and the network
+/// errors accept(2) says to treat like `EAGAIN`.
+fn accept_again(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::ConnectionAborted
+    ) || e.raw_os_error().is_some_and(|code| {
+        [
+            Errno::PROTO,
+            Errno::NOPROTOOPT,
+            Errno::NETDOWN,
+            Errno::NETUNREACH,
+            Errno::HOSTDOWN,
+            Errno::HOSTUNREACH,
+            Errno::NONET,
+            Errno::OPNOTSUPP,
+        ]
+        .iter()
+        .any(|x| x.raw_os_error() == code)
+    })
 }
 
 fn connection(
@@ -475,15 +569,70 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
 /// Bytes of the UDP sequence header (length framing only).
 pub const SEQ_LEN: usize = 8;
 
-/// What a datagram receiver has seen of a sender's sequence numbers.
+/// What a datagram receiver has seen of its senders' sequence numbers (UDP with length
+/// framing; otherwise only `received` counts).
+///
+/// Each sender (source address) numbers its datagrams from 0, and the receiver follows each
+/// one separately, starting from the first datagram it hears from it. A skipped number counts
+/// as lost until it arrives late, when it moves to `reordered`; a number heard twice is
+/// delivered again and counted in `duplicated` (within the last 64 numbers of that sender;
+/// an older straggler counts as late). At most 1024 senders are followed at once: past that,
+/// the bookkeeping of an arbitrary one is dropped and it starts afresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DatagramStats {
     /// Datagrams delivered.
     pub received: u64,
     /// Sequence numbers skipped (datagrams presumed lost, unless they come late).
     pub lost: u64,
-    /// Datagrams that arrived after a later one.
+    /// Datagrams that arrived after a later one from the same sender.
     pub reordered: u64,
+    /// Datagrams whose sequence number had already been delivered (the network duplicated
+    /// them, or a sender resent them).
+    pub duplicated: u64,
+}
+
+/// One sender's sequence numbers as seen so far: the next expected number, and which of the
+/// 64 before it arrived (bit `i` is `next - 1 - i`).
+#[derive(Debug, Clone, Copy)]
+struct SeqWindow {
+    next: u64,
+    seen: u64,
+}
+
+/// How many senders a UDP receiver follows at once.
+const MAX_SENDERS: usize = 1024;
+
+impl DatagramStats {
+    /// Counts datagram `seq` against its sender's window (`None`: the sender's first).
+    fn count(&mut self, window: &mut Option<SeqWindow>, seq: u64) {
+        self.received += 1;
+        let Some(w) = window else {
+            *window = Some(SeqWindow {
+                next: seq.saturating_add(1),
+                seen: 1,
+            });
+            return;
+        };
+        if seq >= w.next {
+            let gap = seq - w.next;
+            self.lost = self.lost.saturating_add(gap);
+            w.seen = w.seen.checked_shl((gap + 1).min(64) as u32).unwrap_or(0) | 1;
+            w.next = seq.saturating_add(1);
+            return;
+        }
+        let age = w.next - 1 - seq;
+        if age < 64 && w.seen & (1 << age) != 0 {
+            self.duplicated += 1;
+            return;
+        }
+        if age < 64 {
+            w.seen |= 1 << age;
+        }
+        // It was counted lost when a later one overtook it: it is late, not lost.
+        self.reordered += 1;
+        self.lost = self.lost.saturating_sub(1);
+    }
 }
 
 /// The sending side of a datagram flavor.
@@ -491,29 +640,38 @@ pub struct DatagramStats {
 pub(crate) struct DgramSender {
     fd: OwnedFd,
     seq: Option<u64>,
+    /// Lines framing: every datagram ends with `\n`.
+    newline: bool,
 }
 
 /// The receiving side of a datagram flavor.
 #[derive(Debug)]
 pub(crate) struct DgramReceiver {
     fd: OwnedFd,
+    /// The endpoint actually bound (the real port when 0 was asked for).
+    local: Endpoint,
     sequenced: bool,
-    next: Option<u64>,
+    /// Lines framing: one final `\n` of a datagram is dropped.
+    lines: bool,
+    senders: std::collections::HashMap<rustix::net::SocketAddrAny, SeqWindow>,
     pub(crate) stats: DatagramStats,
     _file: Option<SocketFile>,
 }
 
 /// Binds a datagram receiver (`udp:` or `unixgram:`).
-pub(crate) fn bind_dgram(endpoint: &Endpoint, sequenced: bool) -> Result<DgramReceiver, Error> {
+pub(crate) fn bind_dgram(endpoint: &Endpoint, framing: Framing) -> Result<DgramReceiver, Error> {
+    let mut local = endpoint.clone();
     let (fd, file) = match endpoint {
         Endpoint::Udp { host, port } => {
             let addrs = resolve(host, *port, endpoint)?;
-            (
-                UdpSocket::bind(&addrs[..])
-                    .map_err(|e| io_err("bind", e, endpoint))?
-                    .into(),
-                None,
-            )
+            let s = UdpSocket::bind(&addrs[..]).map_err(|e| io_err("bind", e, endpoint))?;
+            if let Ok(a) = s.local_addr() {
+                local = Endpoint::Udp {
+                    host: a.ip().to_string(),
+                    port: a.port(),
+                };
+            }
+            (s.into(), None)
         }
         Endpoint::UnixGram { addr } => bind_unix(addr, SocketType::DGRAM, endpoint)?,
         other => {
@@ -524,15 +682,17 @@ pub(crate) fn bind_dgram(endpoint: &Endpoint, sequenced: bool) -> Result<DgramRe
     };
     Ok(DgramReceiver {
         fd,
-        sequenced: sequenced && matches!(endpoint, Endpoint::Udp { .. }),
-        next: None,
+        local,
+        sequenced: framing == Framing::Length && matches!(endpoint, Endpoint::Udp { .. }),
+        lines: framing == Framing::Lines,
+        senders: std::collections::HashMap::new(),
         stats: DatagramStats::default(),
         _file: file,
     })
 }
 
 /// Connects a datagram sender (`udp:` or `unixgram:`).
-pub(crate) fn connect_dgram(endpoint: &Endpoint, sequenced: bool) -> Result<DgramSender, Error> {
+pub(crate) fn connect_dgram(endpoint: &Endpoint, framing: Framing) -> Result<DgramSender, Error> {
     let fd: OwnedFd = match endpoint {
         Endpoint::Udp { host, port } => {
             let addrs = resolve(host, *port, endpoint)?;
@@ -567,7 +727,8 @@ pub(crate) fn connect_dgram(endpoint: &Endpoint, sequenced: bool) -> Result<Dgra
     };
     Ok(DgramSender {
         fd,
-        seq: (sequenced && matches!(endpoint, Endpoint::Udp { .. })).then_some(0),
+        seq: (framing == Framing::Length && matches!(endpoint, Endpoint::Udp { .. })).then_some(0),
+        newline: framing == Framing::Lines,
     })
 }
 
@@ -579,10 +740,13 @@ impl DgramSender {
         is_try: bool,
     ) -> Result<(), Error> {
         let header = self.seq.map(u64::to_be_bytes);
-        let parts: Vec<&[u8]> = match &header {
+        let mut parts: Vec<&[u8]> = match &header {
             Some(h) => vec![h, msg],
             None => vec![msg],
         };
+        if self.newline {
+            parts.push(b"\n");
+        }
         let iov: Vec<std::io::IoSlice<'_>> =
             parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
         loop {
@@ -633,6 +797,11 @@ impl DgramSender {
 }
 
 impl DgramReceiver {
+    /// The endpoint actually bound (with the real port when 0 was asked for).
+    pub(crate) fn local_endpoint(&self) -> &Endpoint {
+        &self.local
+    }
+
     pub(crate) fn recv(
         &mut self,
         max: usize,
@@ -669,23 +838,33 @@ impl DgramReceiver {
                 Err(e) => return Err(Error::os("receive a datagram", e.into())),
             };
             let header = if self.sequenced { SEQ_LEN } else { 0 };
-            if size > max + header {
+            let newline = usize::from(self.lines);
+            if size > max.saturating_add(header).saturating_add(newline) {
                 let _ = rustix::net::recv(&self.fd, &mut probe, rustix::net::RecvFlags::DONTWAIT); // discard it
                 return Err(Error::too_large(
-                    (size - header.min(size)) as u64,
+                    size.saturating_sub(header + newline) as u64,
                     max as u64,
                 ));
             }
             let mut buf = vec![0u8; size.max(1)];
-            let (_, n) =
-                match rustix::net::recv(&self.fd, &mut buf[..], rustix::net::RecvFlags::DONTWAIT) {
-                    Ok(r) => r,
-                    Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
-                    Err(e) => return Err(Error::os("receive a datagram", e.into())),
-                };
+            let (_, n, from) = match rustix::net::recvfrom(
+                &self.fd,
+                &mut buf[..],
+                rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                Ok(r) => r,
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+                Err(e) => return Err(Error::os("receive a datagram", e.into())),
+            };
             buf.truncate(n);
             if !self.sequenced {
+                if self.lines && buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
                 self.stats.received += 1;
+                if buf.len() > max {
+                    return Err(Error::too_large(buf.len() as u64, max as u64));
+                }
                 return Ok(buf);
             }
             if buf.len() < SEQ_LEN {
@@ -695,19 +874,22 @@ impl DgramReceiver {
                 )));
             }
             let seq = u64::from_be_bytes(buf[..SEQ_LEN].try_into().unwrap_or([0; 8]));
-            match self.next {
-                Some(next) if seq < next => {
-                    // It was counted lost when a later one overtook it: it is late, not lost.
-                    self.stats.reordered += 1;
-                    self.stats.lost = self.stats.lost.saturating_sub(1);
+            match from {
+                Some(from) => {
+                    let mut window = self.senders.get(&from).copied();
+                    self.stats.count(&mut window, seq);
+                    if !self.senders.contains_key(&from)
+                        && self.senders.len() >= MAX_SENDERS
+                        && let Some(evict) = self.senders.keys().next().cloned()
+                    {
+                        self.senders.remove(&evict);
+                    }
+                    if let Some(w) = window {
+                        self.senders.insert(from, w);
+                    }
                 }
-                Some(next) => {
-                    self.stats.lost += seq - next;
-                    self.next = Some(seq + 1);
-                }
-                None => self.next = Some(seq + 1),
+                None => self.stats.count(&mut None, seq),
             }
-            self.stats.received += 1;
             buf.drain(..SEQ_LEN);
             return Ok(buf);
         }
@@ -715,5 +897,51 @@ impl DgramReceiver {
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(seqs: &[u64]) -> DatagramStats {
+        let mut stats = DatagramStats::default();
+        let mut window = None;
+        for &s in seqs {
+            stats.count(&mut window, s);
+        }
+        stats
+    }
+
+    fn stats(received: u64, lost: u64, reordered: u64, duplicated: u64) -> DatagramStats {
+        DatagramStats {
+            received,
+            lost,
+            reordered,
+            duplicated,
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_count_loss_late_arrivals_and_duplicates() {
+        assert_eq!(counted(&[0, 1, 2, 3]), stats(4, 0, 0, 0));
+        // Counting starts at the first datagram heard, whatever its number.
+        assert_eq!(counted(&[7, 8]), stats(2, 0, 0, 0));
+        assert_eq!(counted(&[0, 3]), stats(2, 2, 0, 0));
+        assert_eq!(counted(&[0, 2, 1, 3]), stats(4, 0, 1, 0));
+        assert_eq!(counted(&[0, 1, 1, 2]), stats(4, 0, 0, 1));
+        // A late datagram heard twice is late once, then a duplicate.
+        assert_eq!(counted(&[0, 2, 1, 1]), stats(4, 0, 1, 1));
+        // Older than the 64-number window: late, and no longer checked for duplicates.
+        assert_eq!(counted(&[0, 100, 1]), stats(3, 98, 1, 0));
+    }
+
+    #[test]
+    fn hostile_sequence_numbers_do_not_overflow() {
+        let s = counted(&[0, u64::MAX, u64::MAX, 5, u64::MAX - 1]);
+        assert_eq!(s.received, 5);
+        assert_eq!(s.duplicated, 1);
+        let s = counted(&[u64::MAX, 0, u64::MAX]);
+        assert_eq!(s.received, 3);
     }
 }

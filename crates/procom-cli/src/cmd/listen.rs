@@ -49,6 +49,18 @@ fn serve(mut conn: Connection, echo: bool, idle: Duration) {
     }
 }
 
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something for now.
+fn out_of_resources(e: &procom::Error) -> bool {
+    use rustix::io::Errno;
+    e.os_error()
+        .and_then(|e| e.raw_os_error())
+        .is_some_and(|code| {
+            [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+                .iter()
+                .any(|x| x.raw_os_error() == code)
+        })
+}
+
 pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
     anyhow::ensure!(
@@ -66,7 +78,17 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let mut served = 0u64;
     let mut handles = Vec::new();
     while args.count.is_none_or(|n| served < n) {
-        let conn = listener.accept()?;
+        let conn = match listener.accept() {
+            Ok(conn) => conn,
+            // Out of descriptors or memory for now: the clients being served go on, and the
+            // next connection is tried again shortly (like a web server's accept loop).
+            Err(e) if out_of_resources(&e) => {
+                eprintln!("procom: {e}; still listening");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         served += 1;
         let echo = args.echo;
         handles.push(std::thread::spawn(move || serve(conn, echo, idle)));

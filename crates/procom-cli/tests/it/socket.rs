@@ -1,5 +1,6 @@
-//! `procom listen`, `connect`, `send` and `recv` on sockets: several clients, socat, datagrams,
-//! and two hosts in network namespaces joined by a veth pair.
+//! `procom listen`, `connect`, `send` and `recv` on sockets: several clients, socat and nc in
+//! both roles, datagrams, a framed server that drops bad and silent clients while it serves
+//! a good one, and two hosts in network namespaces joined by a veth pair.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ pub fn trials() -> Vec<Trial> {
         test("cli::socket::recv_binds_datagram_endpoints", recv_binds_datagram_endpoints),
         test("cli::socket::errors", errors),
         test("cli::socket::across_hosts_in_network_namespaces", across_hosts_in_network_namespaces),
+        test("cli::socket::nc_interop", nc_interop),
+        test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
     ]
 }
 
@@ -209,7 +212,7 @@ fn across_hosts_in_network_namespaces() -> Outcome {
     }
     let deadline = Instant::now() + STEP;
     let client = loop {
-        let f = run_with_input(in_ns(&hosts.b, &["connect", "tcp:10.213.7.1:7000"]), "client on b", sent.as_bytes())?;
+        let f = attempt(in_ns(&hosts.b, &["connect", "tcp:10.213.7.1:7000"]), "client on b", sent.as_bytes())?;
         if f.status.success() || Instant::now() > deadline {
             break f;
         }
@@ -246,4 +249,146 @@ fn across_hosts_in_network_namespaces() -> Outcome {
     ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("cannot be reached"), "unreachable: {:?}", f.stderr);
     drop(hosts);
     Ok(())
+}
+
+/// One try of a client that may find no server yet: like `run_with_input`, but a client that
+/// exits (connection refused) before reading its input is a failed try, not a test error.
+fn attempt(mut cmd: Command, what: &str, input: &[u8]) -> Result<Finished, String> {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped());
+    let mut p = Proc::spawn(what, &mut cmd)?;
+    let mut stdin = p.child().stdin.take().ok_or("stdin")?;
+    match stdin.write_all(input) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(format!("{what}: writing its input: {e}")),
+        _ => {}
+    }
+    drop(stdin);
+    p.finish(STEP)
+}
+
+/// Connects to the Unix socket at `path` once the server there listens (the file appears at
+/// `bind`, a moment before `listen`: until then a connection is refused).
+fn connect_unix(path: &std::path::Path) -> Result<std::os::unix::net::UnixStream, String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() < deadline && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                std::thread::sleep(Duration::from_millis(5)); // waiting for the server to listen
+            }
+            Err(e) => return Err(format!("connecting to {}: {e}", path.display())),
+        }
+    }
+}
+
+fn nc_interop() -> Outcome {
+    if !have("nc") {
+        println!("skipped: nc is not installed (.ci/run installs netcat-openbsd)");
+        return Ok(());
+    }
+    let dir = Scratch::new("procom-cli-sock")?;
+    // nc as the client of `procom listen` on a Unix socket (-N: half-close at end of input).
+    let path = dir.join("n");
+    let ep = format!("unix:{}", path.display());
+    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--echo", "--count", "1"]))?;
+    let deadline = Instant::now() + STEP;
+    let f = loop {
+        let mut nc = Command::new("nc");
+        nc.args(["-N", "-U", &path.display().to_string()]);
+        let f = attempt(nc, "nc -U", b"hello from nc\nsecond line\n")?;
+        if f.status.success() || Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // the server may not be listening yet
+    };
+    ensure!(f.status.success() && f.stdout == ["hello from nc", "second line"], "nc got {f:?}");
+    ensure!(server.success(STEP)?.stdout == ["hello from nc", "second line"], "the server printed something else");
+    // `procom connect` as the client of an nc server on a Unix socket.
+    let path = dir.join("m");
+    let mut nc = Command::new("nc");
+    nc.args(["-l", "-U", &path.display().to_string()]).stdin(Stdio::null());
+    let nc_server = Proc::spawn("nc -lU", &mut nc)?;
+    let deadline = Instant::now() + STEP;
+    let client = loop {
+        let f = attempt(procom(&["connect", &format!("unix:{}", path.display())]), "connect", b"to nc\n")?;
+        if f.status.success() || Instant::now() > deadline {
+            break f;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // nc may not be listening yet
+    };
+    ensure!(client.status.success(), "connect: {}", client.stderr.trim());
+    ensure!(nc_server.success(STEP)?.stdout == ["to nc"], "nc -lU printed something else");
+    check!(std::fs::remove_file(&path)); // nc leaves its socket file behind
+    // nc -u sending a line to `procom recv udp:`: one datagram, printed as one line.
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--count", "1", "--timeout", "20"]))?;
+    let deadline = Instant::now() + STEP;
+    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
+        ensure!(Instant::now() < deadline, "the receiver never bound {ep}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut nc = Command::new("nc");
+    nc.args(["-u", "-q0", "127.0.0.1", &port.to_string()]);
+    ensure!(run_with_input(nc, "nc -u", b"over nc udp\n")?.status.success(), "nc -u failed");
+    ensure!(recv.success(STEP)?.stdout == ["over nc udp"], "recv udp printed something else");
+    // `procom send udp:` to `nc -u -l`: resent until nc has bound and heard it.
+    let port = free_port(true)?;
+    let mut nc = Command::new("nc");
+    nc.args(["-u", "-l", "-W", "1", "127.0.0.1", &port.to_string()]).stdin(Stdio::null());
+    let mut nc_server = Proc::spawn("nc -ul", &mut nc)?;
+    let deadline = Instant::now() + STEP;
+    loop {
+        ensure!(Instant::now() < deadline, "nc -ul never heard procom");
+        let f = run_with_input(procom(&["send", &format!("udp:127.0.0.1:{port}"), "to nc over udp"]), "send udp", b"")?;
+        ensure!(f.status.success(), "send: {}", f.stderr.trim());
+        if let Ok(l) = nc_server.line(Duration::from_millis(300)) {
+            ensure!(l == "to nc over udp", "nc -ul printed {l:?}");
+            break;
+        }
+    }
+    nc_server.success(STEP)?;
+    dir.finish()
+}
+
+fn framed_listener_drops_bad_clients_and_serves_good_ones() -> Outcome {
+    use std::io::{Read, Write};
+    let dir = Scratch::new("procom-cli-sock")?;
+    let path = dir.join("f");
+    let ep = format!("unix:{}", path.display());
+    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--framed", "--echo", "--count", "4", "--idle", "2"]))?;
+    // Connects and says nothing: it must not hold the server.
+    let mut silent = connect_unix(&path)?;
+    // A length prefix of 4 GiB: refused before anything is allocated.
+    let mut huge = connect_unix(&path)?;
+    check!(huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
+    // Half a frame, then gone.
+    let mut cut = connect_unix(&path)?;
+    check!(cut.write_all(&[0, 0, 0, 10, b'a', b'b']));
+    drop(cut);
+    // A good client is served, and echoed, while the silent one still holds its connection.
+    let mut good = connect_unix(&path)?;
+    check!(good.set_read_timeout(Some(STEP)));
+    check!(good.write_all(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']));
+    let mut echo = [0u8; 9];
+    check!(good.read_exact(&mut echo));
+    ensure!(&echo == b"\0\0\0\x05hello", "echo {echo:?}");
+    check!(good.shutdown(std::net::Shutdown::Write));
+    let mut rest = Vec::new();
+    check!(good.read_to_end(&mut rest));
+    ensure!(rest.is_empty(), "after the echo: {rest:?}");
+    // The silent client is closed by the server (end of file, nothing sent).
+    check!(silent.set_read_timeout(Some(STEP)));
+    let mut got = Vec::new();
+    check!(silent.read_to_end(&mut got));
+    ensure!(got.is_empty(), "the silent client got {got:?}");
+    let _ = huge.read_to_end(&mut Vec::new());
+    let fin = server.success(STEP)?;
+    ensure!(fin.stdout == ["hello"], "the server printed {:?}", fin.stdout);
+    let said: Vec<&str> = fin.stderr.lines().filter(|l| l.contains("connection closed")).collect();
+    ensure!(said.len() == 3, "three clients dropped, one sentence each: {:?}", fin.stderr);
+    for words in ["over the 67108864-byte limit", "the stream ended 2 bytes into a 10-byte message", "sent nothing for"] {
+        ensure!(said.iter().any(|l| l.contains(words)), "no line says {words:?}: {said:?}");
+    }
+    dir.finish()
 }

@@ -1,6 +1,8 @@
 //! Sockets across real processes: a listener serving several clients while some misbehave,
 //! Unix socket files (mode, stale, live, not-a-socket), peer credentials and the uid allow
-//! list, the abstract namespace, and a writer whose peer is gone.
+//! list, the abstract namespace, a writer whose peer is gone, live servers that are never
+//! taken over (a full backlog, another user's socket), TCP peers, and UDP loss accounting
+//! per sender.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -8,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use procom::socket::{self, Listener};
-use procom::{Endpoint, ErrorKind, Options, Sender};
+use procom::{Endpoint, ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, test, unique_name};
 
 pub const ROLES: &[Role] = &[
@@ -16,6 +18,9 @@ pub const ROLES: &[Role] = &[
     Role { name: "socket::umask_bind", run: umask_bind },
     Role { name: "socket::client_says_hi", run: client_says_hi },
     Role { name: "socket::sigpipe_default_writer", run: sigpipe_default_writer },
+    Role { name: "socket::busy_server", run: busy_server },
+    Role { name: "socket::bind_over", run: bind_over },
+    Role { name: "socket::numbered_sender", run: numbered_sender },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -26,6 +31,9 @@ pub fn trials() -> Vec<Trial> {
         test("socket::abstract_namespace_leaves_no_file", abstract_namespace_leaves_no_file),
         test("socket::writer_to_a_closed_peer_gets_peergone", writer_to_a_closed_peer_gets_peergone),
         test("socket::errors_are_one_sentence", errors_are_one_sentence),
+        test("socket::a_live_server_is_never_taken_over", a_live_server_is_never_taken_over),
+        test("socket::tcp_peers_have_an_address_and_no_credentials", tcp_peers_have_an_address_and_no_credentials),
+        test("socket::udp_counts_each_sender_separately", udp_counts_each_sender_separately),
     ]
 }
 
@@ -208,5 +216,146 @@ fn errors_are_one_sentence() -> Outcome {
     ensure!(e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("already in use"), "{e}");
     let e = Sender::connect("unix:/procom-no-such-dir/sock").err().ok_or("connected to nothing")?;
     ensure!(e.kind() == ErrorKind::NotFound, "{e}");
+    Ok(())
+}
+
+/// A live server that accepts nobody: its backlog (length 0: one pending connection) is full,
+/// so a further connect gets `EAGAIN`, not "refused". Removes its file when stdin closes.
+fn busy_server(args: &[String]) -> Outcome {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let path = std::path::Path::new(&args[0]);
+    let addr = check!(SocketAddrUnix::new(path));
+    let fd = check!(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None));
+    check!(rustix::net::bind(&fd, &addr));
+    check!(rustix::net::listen(&fd, 0));
+    let mut pending = Vec::new();
+    loop {
+        let c = check!(rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None));
+        match rustix::net::connect(&c, &addr) {
+            Ok(()) => pending.push(c),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => return Err(format!("filling the backlog: {e}")),
+        }
+        ensure!(pending.len() < 1000, "the backlog never filled");
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    drop(pending);
+    drop(fd);
+    check!(std::fs::remove_file(path));
+    Ok(())
+}
+
+/// Tries to bind a listener at the endpoint and prints how that went: `bound` or the error's
+/// kind and sentence.
+fn bind_over(args: &[String]) -> Outcome {
+    match Listener::bind(&check!(Endpoint::parse(&args[0])), &Options::default()) {
+        Ok(_) => println!("bound"),
+        Err(e) => println!("{:?}: {e}", e.kind()),
+    }
+    Ok(())
+}
+
+fn a_live_server_is_never_taken_over() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
+    // 1. A live server with a full backlog: a blocking probe would hang, a careless one would
+    //    call it stale. It is neither.
+    let path = dir.join("busy");
+    let ep = check!(Endpoint::parse(&format!("unix:{}", path.display())));
+    let mut cmd = role("socket::busy_server", &[&path.display().to_string()]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut busy = Proc::spawn("busy server", &mut cmd)?;
+    busy.expect_line("ready")?;
+    let e = Listener::bind(&ep, &Options::default()).err().ok_or("took a busy server's socket")?;
+    ensure!(e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("live server"), "got {e}");
+    drop(busy.child().stdin.take());
+    busy.success(STEP)?;
+    // 2. Another user's live socket in a directory that user may write to: it cannot connect
+    //    (the file is 0600), so it cannot tell the server is alive, and must leave it alone.
+    let shared = dir.join("w");
+    check!(std::fs::create_dir(&shared));
+    check!(std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)));
+    let sock = shared.join("s");
+    let ep_text = format!("unix:{}", sock.display());
+    let ep = check!(Endpoint::parse(&ep_text));
+    let listener = check!(Listener::bind(&ep, &Options::default()));
+    let before = check!(std::fs::metadata(&sock));
+    let mut other = role("socket::bind_over", &[&ep_text]);
+    match procom_testkit::as_nobody(&mut other) {
+        Ok(cmd) => {
+            let out = Proc::spawn("bind as nobody", cmd)?.success(STEP)?.stdout;
+            ensure!(out.len() == 1 && out[0].starts_with("PermissionDenied:") && out[0].contains("leaves it alone"), "another user binding over a live socket: {out:?}");
+        }
+        Err(reason) => println!("skipped the other-user part: {reason}"),
+    }
+    let after = check!(std::fs::metadata(&sock));
+    use std::os::unix::fs::MetadataExt;
+    ensure!((before.dev(), before.ino()) == (after.dev(), after.ino()), "the socket file was replaced");
+    // The server still gets its clients.
+    let client = Proc::spawn("client", &mut role("socket::client_says_hi", &[&ep_text]))?;
+    let mut conn = check!(listener.accept_timeout(STEP));
+    ensure!(check!(conn.receiver.recv_timeout(STEP)) == b"hi", "message");
+    drop(conn);
+    client.success(STEP)?;
+    drop(listener);
+    check!(std::fs::remove_dir(&shared));
+    dir.finish()
+}
+
+fn tcp_peers_have_an_address_and_no_credentials() -> Outcome {
+    let listener = check!(Listener::bind(&check!(Endpoint::parse("tcp:127.0.0.1:0")), &Options::default()));
+    let ep = listener.local_endpoint().to_string();
+    ensure!(!ep.ends_with(":0"), "the listener does not name its real port: {ep}");
+    let client = Proc::spawn("client", &mut role("socket::client_says_hi", &[&ep]))?;
+    let mut conn = check!(listener.accept_timeout(STEP));
+    ensure!(conn.peer.addr.starts_with("127.0.0.1:"), "peer address {:?}", conn.peer.addr);
+    ensure!(conn.peer.pid.is_none() && conn.peer.uid.is_none() && conn.peer.gid.is_none(), "TCP has no peer credentials: {:?}", conn.peer);
+    ensure!(check!(conn.receiver.recv_timeout(STEP)) == b"hi", "message");
+    drop(conn);
+    client.success(STEP)?;
+    // The generic channel: `Receiver::bind` listens, names the real port, takes one client.
+    let mut rx = check!(Receiver::bind("tcp:127.0.0.1:0"));
+    let ep = rx.endpoint().to_string();
+    ensure!(ep.starts_with("tcp:127.0.0.1:") && !ep.ends_with(":0"), "Receiver::bind names {ep}");
+    let client = Proc::spawn("client", &mut role("socket::client_says_hi", &[&ep]))?;
+    ensure!(check!(rx.recv_timeout(STEP)) == b"hi", "message through Receiver::bind");
+    drop(rx);
+    client.success(STEP)?;
+    Ok(())
+}
+
+/// Sends `n` messages `TAG i` to the endpoint (length framing: UDP numbers them).
+fn numbered_sender(args: &[String]) -> Outcome {
+    let [ep, n, tag] = args else { return Err("args".into()) };
+    let mut tx = check!(Sender::connect(ep.as_str()));
+    for i in 0..check!(n.parse::<u32>()) {
+        check!(tx.send(format!("{tag} {i}")).map_err(|e| e.into_error()));
+    }
+    Ok(())
+}
+
+fn udp_counts_each_sender_separately() -> Outcome {
+    const N: usize = 20;
+    let mut rx = check!(Receiver::bind("udp:127.0.0.1:0"));
+    let ep = rx.endpoint().to_string();
+    ensure!(!ep.ends_with(":0"), "Receiver::bind names {ep}");
+    // Two senders, each numbering from 0: one sender's numbers are no gap or echo of the other's.
+    let n = N.to_string();
+    let a = Proc::spawn("sender a", &mut role("socket::numbered_sender", &[&ep, &n, "a"]))?;
+    let b = Proc::spawn("sender b", &mut role("socket::numbered_sender", &[&ep, &n, "b"]))?;
+    a.success(STEP)?;
+    b.success(STEP)?;
+    let mut got = Vec::new();
+    for _ in 0..2 * N {
+        got.push(String::from_utf8_lossy(&check!(rx.recv_timeout(STEP))).into_owned());
+    }
+    for tag in ["a", "b"] {
+        let mine: Vec<&String> = got.iter().filter(|m| m.starts_with(tag)).collect();
+        let want: Vec<String> = (0..N).map(|i| format!("{tag} {i}")).collect();
+        ensure!(mine.iter().map(|m| m.as_str()).eq(want.iter().map(String::as_str)), "sender {tag}: {mine:?}");
+    }
+    let stats = rx.datagram_stats().ok_or("no statistics")?;
+    ensure!(stats.received == 2 * N as u64 && stats.lost == 0 && stats.reordered == 0 && stats.duplicated == 0, "two senders over loopback: {stats:?}");
     Ok(())
 }
