@@ -255,11 +255,13 @@ pub enum SignalCommand {
     },
     /// Send SIGNAL (a name like TERM, a number, or RTMIN+N) to PID.
     Send {
+        /// The process (0 and -1, which reach many processes, need --force).
         #[arg(allow_hyphen_values = true)]
         pid: i32,
+        /// TERM, SIGTERM, term, 15, RTMIN+3, ... (`procom signal list` shows them all).
         signal: String,
         /// Queue this integer with the signal (sigqueue).
-        #[arg(long)]
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
         value: Option<i32>,
         /// PID is a process group: signal every member.
         #[arg(long)]
@@ -270,12 +272,14 @@ pub enum SignalCommand {
     },
     /// Catch SIGNALs and print each delivery (signal, sender pid, uid, value) on its own line.
     Wait {
+        /// The signals to catch (not KILL or STOP, which cannot be caught, nor the fault
+        /// signals SEGV, BUS, ILL and FPE).
         #[arg(required = true)]
         signals: Vec<String>,
         /// Stop after N deliveries.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         count: Option<u64>,
-        /// Give up if nothing arrives within SECS.
+        /// Give up if SECS pass without a delivery.
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         timeout: Option<std::time::Duration>,
         /// One JSON object per line.

@@ -1,26 +1,50 @@
 //! Signals: sending (kill, killpg, sigqueue, pidfd), dispositions, thread masks, and catching
 //! without doing work in a handler.
 //!
-//! # How catching works
+//! # How catching works: a self-pipe, nothing blocked
 //!
-//! [`subscribe`] installs one `SA_SIGINFO` handler per signal (saving the previous action) and
-//! registers a pipe for the subscriber. The handler, which may run in any thread of the
-//! process, does only async-signal-safe work: it packs the signal number, the sender's pid and
+//! [`subscribe`] installs one `SA_SIGINFO | SA_RESTART` handler per signal (saving the previous
+//! action) and registers a pipe for the subscriber. No signal is blocked: the kernel delivers
+//! each one to whichever thread of the process does not block it, and the handler, in that
+//! thread, does only async-signal-safe work. It packs the signal number, the sender's pid and
 //! uid, the queued value and the `si_code` into a 24-byte record and `write`s it to every
-//! subscribed pipe (a write under `PIPE_BUF` bytes is atomic, so records never interleave).
-//! Everything else happens when the subscriber reads its pipe. Because delivery goes through a
-//! handler rather than a mask, it works in multi-threaded programs whichever thread the kernel
-//! picks, and whenever the threads were created. When the last subscriber of a signal goes
-//! away, the saved action is restored.
+//! subscribed pipe (a write under `PIPE_BUF` bytes is atomic, so records never interleave);
+//! errno is saved and restored around it. Everything else happens when the subscriber reads
+//! its pipe, in ordinary code. When the last subscriber of a signal goes away, the saved action
+//! is restored — unless another handler was installed over ours in the meantime, which is
+//! then left in place.
 //!
 //! A record that finds its pipe full (more than ~40,000 undelivered signals) is dropped and
 //! counted in [`Subscription::lost`].
 //!
+//! # Why not signalfd, and why not signal-hook
+//!
+//! signalfd receives a signal only while it is blocked in *every* thread; a signal left
+//! unblocked in one thread (any thread created before the catcher, or by another library) is
+//! delivered there with its old action instead. A library cannot control other threads'
+//! masks, while a handler receives the signal whichever thread the kernel picks.
+//! signal-hook's iterator reports the sender's pid and uid but not the `sigqueue` value, and
+//! never restores the previous action.
+//!
+//! # Signals that are refused
+//!
+//! SIGKILL and SIGSTOP can be neither caught nor ignored (the kernel refuses). SIGSEGV, SIGBUS,
+//! SIGILL and SIGFPE are refused too (as tokio and signal-hook refuse them): when the kernel
+//! raises one for a fault of this process, a handler that records it and returns makes the
+//! faulting instruction run again, forever; procom's shared memory also relies on its own
+//! SIGBUS handler ([`crate::mapping`]).
+//!
+//! # Why libc rather than rustix for sending
+//!
+//! rustix's `Signal` names the standard signals safely, but a real-time signal needs its
+//! `unsafe` `from_raw_unchecked`; `kill`, `killpg`, `sigqueue` and `pidfd_send_signal` here take
+//! any number and let the kernel validate it.
+//!
 //! # References
 //! - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
 //! - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
-//! - [`sigqueue(3)`](https://man7.org/linux/man-pages/man3/sigqueue.3.html)
-//! - [`pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+//! - [`signal-safety(7)`](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
+//! - [`signalfd(2)`](https://man7.org/linux/man-pages/man2/signalfd.2.html)
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -31,16 +55,60 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use crate::{cvt, cvt_pthread};
 
 /// The first real-time signal usable by programs (glibc reserves the two below it).
+///
+/// # References
+/// - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
+#[doc(alias = "SIGRTMIN")]
 pub fn sigrtmin() -> i32 {
     libc::SIGRTMIN()
 }
 
 /// The last real-time signal.
+///
+/// # References
+/// - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
+#[doc(alias = "SIGRTMAX")]
 pub fn sigrtmax() -> i32 {
     libc::SIGRTMAX()
 }
 
+/// The signals a process can neither catch nor ignore.
+pub fn uncatchable(sig: i32) -> bool {
+    sig == libc::SIGKILL || sig == libc::SIGSTOP
+}
+
+/// The signals the kernel raises for a fault of the process itself (a bad memory access, an
+/// illegal instruction, an arithmetic error), which a handler that returns cannot handle.
+pub fn is_fault(sig: i32) -> bool {
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE].contains(&sig)
+}
+
+/// The C library's description of `sig` ("Interrupt", "Real-time signal 3"), as `strsignal`
+/// gives it in the C locale.
+///
+/// # References
+/// - [`strsignal(3)`](https://man7.org/linux/man-pages/man3/strsignal.3.html)
+#[doc(alias = "strsignal")]
+pub fn describe(sig: i32) -> String {
+    // strsignal may format into a static buffer for some numbers: serialise our calls.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: strsignal accepts any number and returns a NUL-terminated string (or null),
+    // valid until the next call, which the lock keeps from happening before it is copied.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: `p` is a non-null NUL-terminated string, see above.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Sends `sig` to process `pid` (or, for pid 0 / negative, the group semantics of kill(2)).
+///
+/// # References
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
 #[doc(alias = "kill")]
 pub fn send(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill takes plain integers.
@@ -48,6 +116,9 @@ pub fn send(pid: i32, sig: i32) -> io::Result<()> {
 }
 
 /// Sends `sig` to every process of group `pgrp`.
+///
+/// # References
+/// - [`killpg(3)`](https://man7.org/linux/man-pages/man3/killpg.3.html)
 #[doc(alias = "killpg")]
 pub fn send_group(pgrp: i32, sig: i32) -> io::Result<()> {
     // SAFETY: killpg takes plain integers.
@@ -56,8 +127,12 @@ pub fn send_group(pgrp: i32, sig: i32) -> io::Result<()> {
 
 /// Queues `sig` with an integer `value` for process `pid` (real-time signals queue; standard
 /// ones still coalesce).
+///
+/// # References
+/// - [`sigqueue(3)`](https://man7.org/linux/man-pages/man3/sigqueue.3.html)
 #[doc(alias = "sigqueue")]
 pub fn queue(pid: i32, sig: i32, value: i32) -> io::Result<()> {
+    // The union's int member overlays the low bytes of the pointer (little-endian Linux).
     let val = libc::sigval {
         sival_ptr: value as isize as *mut libc::c_void,
     };
@@ -66,6 +141,9 @@ pub fn queue(pid: i32, sig: i32, value: i32) -> io::Result<()> {
 }
 
 /// Sends `sig` to the process a pidfd refers to: no race with pid reuse.
+///
+/// # References
+/// - [`pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
 #[doc(alias = "pidfd_send_signal")]
 pub fn send_pidfd(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: the raw syscall takes a descriptor, a signal, a null siginfo and zero flags.
@@ -105,6 +183,10 @@ fn sigaction_of(sig: i32) -> io::Result<libc::sigaction> {
 }
 
 /// The current disposition of `sig`.
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
 pub fn disposition(sig: i32) -> io::Result<Disposition> {
     let act = sigaction_of(sig)?;
     Ok(match act.sa_sigaction {
@@ -114,13 +196,44 @@ pub fn disposition(sig: i32) -> io::Result<Disposition> {
     })
 }
 
-/// Sets `sig` to its default action or to be ignored.
-pub fn set_disposition(sig: i32, ignore: bool) -> io::Result<()> {
+/// Sets `sig` to `handler` (SIG_DFL or SIG_IGN), unless a [`Subscription`] catches it: that
+/// is `EBUSY`, since the subscription would stop receiving it and later restore the action it
+/// saved, undoing this one.
+fn set_simple_action(sig: i32, handler: libc::sighandler_t) -> io::Result<()> {
+    if !(1..NSIG as i32).contains(&sig) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    if installed.count[sig as usize] > 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
     // SAFETY: all-zero is a valid sigaction (empty mask, no flags); the handler is set below.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    act.sa_sigaction = handler;
     // SAFETY: `act` is initialised; a null old-action pointer is allowed.
     cvt(unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) }).map(drop)
+}
+
+/// Makes the process ignore `sig` (`EINVAL` for SIGKILL and SIGSTOP, `EBUSY` while a
+/// [`Subscription`] catches it).
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+#[doc(alias = "SIG_IGN")]
+pub fn ignore(sig: i32) -> io::Result<()> {
+    set_simple_action(sig, libc::SIG_IGN)
+}
+
+/// Gives `sig` its default action back (`EINVAL` for SIGKILL and SIGSTOP, `EBUSY` while a
+/// [`Subscription`] catches it).
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+#[doc(alias = "SIG_DFL")]
+pub fn restore_default(sig: i32) -> io::Result<()> {
+    set_simple_action(sig, libc::SIG_DFL)
 }
 
 fn sigset(signals: &[i32]) -> io::Result<libc::sigset_t> {
@@ -151,6 +264,9 @@ impl Drop for MaskGuard {
 
 /// Blocks `signals` in the calling thread until the guard is dropped: they stay pending
 /// (standard signals coalescing, real-time ones queueing) and are delivered on unblocking.
+///
+/// # References
+/// - [`pthread_sigmask(3)`](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
 #[doc(alias = "pthread_sigmask")]
 pub fn block(signals: &[i32]) -> io::Result<MaskGuard> {
     let set = sigset(signals)?;
@@ -234,6 +350,7 @@ static INSTALLED: Mutex<Installed> = Mutex::new(Installed {
     saved: [None; NSIG],
 });
 
+/// The handler: records the delivery into every pipe subscribed to `sig`, nothing else.
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: errno is thread-local and this handler must leave it as it found it.
     let errno = unsafe { *libc::__errno_location() };
@@ -254,11 +371,14 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     }
     let bit = 1u64 << (sig as u32 % 64);
     for slot in &SLOTS {
+        // SeqCst pairs with the SeqCst store of -1 and load of `busy` in Subscription::drop:
+        // either the drop sees this handler busy, or this handler sees the slot cleared.
         slot.busy.fetch_add(1, Ordering::SeqCst);
         let fd = slot.fd.load(Ordering::SeqCst);
+        // Acquire pairs with the Release store of the mask in subscribe.
         if fd >= 0 && slot.mask.load(Ordering::Acquire) & bit != 0 {
-            // SAFETY: write(2) is async-signal-safe; `rec` is a valid 24-byte buffer; a stale
-            // fd can at worst fail with EBADF (slots are cleared before their fd is closed).
+            // SAFETY: write(2) is async-signal-safe; `rec` is a valid 24-byte buffer; `fd`
+            // stays open while `busy` is non-zero (see Subscription::drop).
             let n = unsafe { libc::write(fd, rec.as_ptr().cast(), RECORD_SIZE) };
             if n != RECORD_SIZE as isize {
                 slot.lost.fetch_add(1, Ordering::Relaxed);
@@ -287,14 +407,17 @@ fn pipe_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Starts catching `signals` (numbers 1..=64, not SIGKILL or SIGSTOP).
+/// Starts catching `signals` (numbers 1..=64). `EINVAL` for SIGKILL, SIGSTOP and the fault
+/// signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE): see the module documentation.
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+/// - [`pipe(7)`](https://man7.org/linux/man-pages/man7/pipe.7.html)
+#[doc(alias = "sigaction")]
 pub fn subscribe(signals: &[i32]) -> io::Result<Subscription> {
     let mut mask = 0u64;
     for s in signals {
-        // SIGBUS/SIGSEGV/SIGILL/SIGFPE are synchronous faults: a handler that returns would fault
-        // again for ever (and SIGBUS is the shared-memory truncation guard's).
-        let fault = [libc::SIGBUS, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE].contains(s);
-        if !(1..NSIG as i32).contains(s) || *s == libc::SIGKILL || *s == libc::SIGSTOP || fault {
+        if !(1..NSIG as i32).contains(s) || uncatchable(*s) || is_fault(*s) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         mask |= 1u64 << (*s as u32 % 64);
@@ -307,19 +430,19 @@ pub fn subscribe(signals: &[i32]) -> io::Result<Subscription> {
     let slot = SLOTS
         .iter()
         .position(|s| {
-            s.fd.compare_exchange(-1, write.as_raw_fd(), Ordering::AcqRel, Ordering::Relaxed)
+            s.fd.compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
         })
         .ok_or_else(|| io::Error::other("too many signal subscriptions at once (32)"))?;
     SLOTS[slot].lost.store(0, Ordering::Relaxed);
+    // Release pairs with the handler's Acquire load: a handler that sees the bit sees the fd.
     SLOTS[slot].mask.store(mask, Ordering::Release);
-    let sub = Subscription {
+    let mut sub = Subscription {
         slot,
         signals: Vec::new(),
         read,
         write,
     };
-    let mut sub = sub;
     for s in signals {
         let i = *s as usize;
         if installed.count[i] == 0 {
@@ -367,8 +490,14 @@ impl Drop for Subscription {
             if installed.count[i] == 0
                 && let Some(old) = installed.saved[i].take()
             {
-                // SAFETY: `old` is the action saved when the handler was installed.
-                unsafe { libc::sigaction(*s, &old, std::ptr::null_mut()) };
+                // Put the saved action back only if ours is still the one installed: a
+                // handler installed over ours since then stays.
+                let ours = sigaction_of(*s)
+                    .is_ok_and(|now| now.sa_sigaction == on_signal as *const () as usize);
+                if ours {
+                    // SAFETY: `old` is the action saved when the handler was installed.
+                    unsafe { libc::sigaction(*s, &old, std::ptr::null_mut()) };
+                }
             }
         }
         // Unpublish the descriptor, then wait out any handler that loaded it before: only then
@@ -378,5 +507,46 @@ impl Drop for Subscription {
             std::hint::spin_loop();
         }
         let _ = &self.write;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_signals() {
+        for s in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            0,
+            65,
+        ] {
+            let e = subscribe(&[s]).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "signal {s}");
+        }
+    }
+
+    #[test]
+    fn describe_uses_the_c_library() {
+        assert_eq!(describe(libc::SIGINT), "Interrupt");
+        assert_eq!(describe(sigrtmin() + 3), "Real-time signal 3");
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut b = [0u8; RECORD_SIZE];
+        for (i, w) in [34i32, 1234, 65534, -7, SI_QUEUE].iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        let r = Record::decode(&b);
+        assert_eq!(
+            (r.signo, r.pid, r.uid, r.value, r.code),
+            (34, 1234, 65534, -7, SI_QUEUE)
+        );
     }
 }

@@ -5,23 +5,38 @@
 //! action, catches it, or ignores it; SIGKILL and SIGSTOP can be neither caught nor ignored,
 //! so any process can always be stopped.
 //!
-//! - [`Signal`]: every Linux signal with the number, name and description `kill -l` shows,
-//!   real-time ones included (`RTMIN+3`, `RTMAX-2`), parsed from `TERM`, `SIGTERM`, `term`,
-//!   `15` or `RTMIN+3`.
+//! - [`Signal`]: every Linux signal with the number and name `kill -l` shows and the C
+//!   library's description, real-time ones included (`RTMIN+3`, `RTMAX-2`, numbered from this
+//!   system's `SIGRTMIN`), parsed from `TERM`, `SIGTERM`, `term`, `15` or `RTMIN+3`.
 //! - Sending: [`send`] (a pid), [`send_group`], [`queue`] (with a value, `sigqueue`), and
-//!   [`Process`] (a pidfd: no race with pid reuse).
+//!   [`Process`] (a pidfd: no race with pid reuse). Errors tell a process that does not exist
+//!   ([`ErrorKind::NotFound`]) from one that is not ours ([`ErrorKind::PermissionDenied`]).
 //! - Catching: [`Signals::catch`] delivers each signal as a [`Delivery`] (the signal, the
-//!   sender's pid and uid, the queued value) through an iterator. No user code runs in the
-//!   handler: it only writes a record to a pipe, and it works whichever thread the kernel
-//!   delivers to, so multi-threaded programs need nothing special (see
-//!   `procom_sys::signal` for the mechanism).
-//! - [`ignore`], [`restore_default`], and [`block`] (hold signals pending in this thread).
+//!   sender's pid and uid, the queued value) through an iterator, with `wait`, `wait_timeout`
+//!   and `try_wait` forms, and `AsyncSignals` as a tokio `Stream` (feature `tokio`). No user
+//!   code runs in a signal handler; see [`Signals`] for how delivery works in multi-threaded
+//!   programs.
+//! - [`ignore`], [`restore_default`], [`disposition`], and [`block`] (hold signals pending in
+//!   this thread).
+//!
+//! ```
+//! use procom::signal::{self, Signal, Signals};
+//! # fn main() -> Result<(), procom::Error> {
+//! let usr1 = Signal::USR1;
+//! let mut caught = Signals::catch([usr1])?;
+//! signal::queue(std::process::id() as i32, usr1, 42)?; // to ourselves, with a value
+//! let d = caught.wait_timeout(std::time::Duration::from_secs(10))?;
+//! assert_eq!((d.signal, d.value), (usr1, Some(42)));
+//! assert_eq!(d.sender_pid, std::process::id() as i32);
+//! # Ok(()) }
+//! ```
 //!
 //! # References
 //! - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
+//! - [`kill(1)`](https://man7.org/linux/man-pages/man1/kill.1.html)
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -59,76 +74,71 @@ impl Action {
 }
 
 /// A Linux signal, standard (1–31) or real-time (`SIGRTMIN`–`SIGRTMAX`).
+///
+/// Displays as `kill -l` names it (`SIGTERM`, `SIGRTMIN+3`); parses from a name with or without
+/// `SIG` in any case, a number, `RTMIN+N` or `RTMAX-N`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Signal(i32);
 
-/// Standard signals: number, name, description, default action.
-const STANDARD: [(i32, &str, &str, Action); 31] = [
-    (1, "HUP", "Hangup", Action::Terminate),
-    (2, "INT", "Interrupt (Ctrl+C)", Action::Terminate),
-    (3, "QUIT", "Quit (Ctrl+\\)", Action::CoreDump),
-    (4, "ILL", "Illegal instruction", Action::CoreDump),
-    (5, "TRAP", "Trace/breakpoint trap", Action::CoreDump),
-    (6, "ABRT", "Aborted", Action::CoreDump),
-    (7, "BUS", "Bus error", Action::CoreDump),
-    (8, "FPE", "Floating point exception", Action::CoreDump),
-    (
-        9,
-        "KILL",
-        "Killed (cannot be caught or ignored)",
-        Action::Terminate,
-    ),
-    (10, "USR1", "User defined signal 1", Action::Terminate),
-    (11, "SEGV", "Segmentation fault", Action::CoreDump),
-    (12, "USR2", "User defined signal 2", Action::Terminate),
-    (13, "PIPE", "Broken pipe", Action::Terminate),
-    (14, "ALRM", "Alarm clock", Action::Terminate),
-    (15, "TERM", "Terminated", Action::Terminate),
-    (16, "STKFLT", "Stack fault", Action::Terminate),
-    (17, "CHLD", "Child exited", Action::Ignore),
-    (18, "CONT", "Continued", Action::Continue),
-    (
-        19,
-        "STOP",
-        "Stopped (cannot be caught or ignored)",
-        Action::Stop,
-    ),
-    (20, "TSTP", "Stopped (Ctrl+Z)", Action::Stop),
-    (21, "TTIN", "Stopped (tty input)", Action::Stop),
-    (22, "TTOU", "Stopped (tty output)", Action::Stop),
-    (23, "URG", "Urgent I/O condition", Action::Ignore),
-    (24, "XCPU", "CPU time limit exceeded", Action::CoreDump),
-    (25, "XFSZ", "File size limit exceeded", Action::CoreDump),
-    (26, "VTALRM", "Virtual timer expired", Action::Terminate),
-    (27, "PROF", "Profiling timer expired", Action::Terminate),
-    (28, "WINCH", "Window changed", Action::Ignore),
-    (29, "IO", "I/O possible", Action::Terminate),
-    (30, "PWR", "Power failure", Action::Terminate),
-    (31, "SYS", "Bad system call", Action::CoreDump),
+/// Defines the standard signals once: a constant for each, and the table of numbers, names,
+/// descriptions (the C library's words) and default actions.
+macro_rules! standard_signals {
+    ($(($n:literal, $name:ident, $desc:literal, $action:ident)),* $(,)?) => {
+        impl Signal {
+            $(
+                #[doc = concat!("`SIG", stringify!($name), "` (", $n, "): ", $desc, ".")]
+                pub const $name: Signal = Signal($n);
+            )*
+        }
+        /// Standard signals: number, name, description, default action.
+        const STANDARD: &[(i32, &str, &str, Action)] =
+            &[$(($n, stringify!($name), $desc, Action::$action)),*];
+    };
+}
+
+standard_signals![
+    (1, HUP, "Hangup", Terminate),
+    (2, INT, "Interrupt", Terminate),
+    (3, QUIT, "Quit", CoreDump),
+    (4, ILL, "Illegal instruction", CoreDump),
+    (5, TRAP, "Trace/breakpoint trap", CoreDump),
+    (6, ABRT, "Aborted", CoreDump),
+    (7, BUS, "Bus error", CoreDump),
+    (8, FPE, "Floating point exception", CoreDump),
+    (9, KILL, "Killed", Terminate),
+    (10, USR1, "User defined signal 1", Terminate),
+    (11, SEGV, "Segmentation fault", CoreDump),
+    (12, USR2, "User defined signal 2", Terminate),
+    (13, PIPE, "Broken pipe", Terminate),
+    (14, ALRM, "Alarm clock", Terminate),
+    (15, TERM, "Terminated", Terminate),
+    (16, STKFLT, "Stack fault", Terminate),
+    (17, CHLD, "Child exited", Ignore),
+    (18, CONT, "Continued", Continue),
+    (19, STOP, "Stopped (signal)", Stop),
+    (20, TSTP, "Stopped", Stop),
+    (21, TTIN, "Stopped (tty input)", Stop),
+    (22, TTOU, "Stopped (tty output)", Stop),
+    (23, URG, "Urgent I/O condition", Ignore),
+    (24, XCPU, "CPU time limit exceeded", CoreDump),
+    (25, XFSZ, "File size limit exceeded", CoreDump),
+    (26, VTALRM, "Virtual timer expired", Terminate),
+    (27, PROF, "Profiling timer expired", Terminate),
+    (28, WINCH, "Window changed", Ignore),
+    (29, IO, "I/O possible", Terminate),
+    (30, PWR, "Power failure", Terminate),
+    (31, SYS, "Bad system call", CoreDump),
 ];
 
-#[allow(missing_docs)]
-impl Signal {
-    pub const HUP: Signal = Signal(1);
-    pub const INT: Signal = Signal(2);
-    pub const QUIT: Signal = Signal(3);
-    pub const ABRT: Signal = Signal(6);
-    pub const KILL: Signal = Signal(9);
-    pub const USR1: Signal = Signal(10);
-    pub const SEGV: Signal = Signal(11);
-    pub const USR2: Signal = Signal(12);
-    pub const PIPE: Signal = Signal(13);
-    pub const ALRM: Signal = Signal(14);
-    pub const TERM: Signal = Signal(15);
-    pub const CHLD: Signal = Signal(17);
-    pub const CONT: Signal = Signal(18);
-    pub const STOP: Signal = Signal(19);
-    pub const TSTP: Signal = Signal(20);
-    pub const WINCH: Signal = Signal(28);
-}
+/// Other names the C library and shells accept.
+const ALIASES: &[(&str, i32)] = &[("IOT", 6), ("CLD", 17), ("POLL", 29)];
 
 fn invalid(text: impl fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidInput).detail(text.to_string())
+}
+
+fn standard(n: i32) -> Option<&'static (i32, &'static str, &'static str, Action)> {
+    STANDARD.iter().find(|(m, ..)| *m == n)
 }
 
 impl Signal {
@@ -138,7 +148,7 @@ impl Signal {
             procom_sys::signal::sigrtmin(),
             procom_sys::signal::sigrtmax(),
         );
-        if (1..=31).contains(&n) || (min..=max).contains(&n) {
+        if standard(n).is_some() || (min..=max).contains(&n) {
             Ok(Signal(n))
         } else {
             Err(invalid(format!(
@@ -148,13 +158,22 @@ impl Signal {
     }
 
     /// The real-time signal `SIGRTMIN + k`.
+    #[doc(alias = "SIGRTMIN")]
     pub fn rtmin_plus(k: i32) -> Result<Signal, Error> {
-        Signal::from_number(procom_sys::signal::sigrtmin() + k)
+        Signal::from_number(procom_sys::signal::sigrtmin().saturating_add(k))
+    }
+
+    /// The real-time signal `SIGRTMAX - k`.
+    #[doc(alias = "SIGRTMAX")]
+    pub fn rtmax_minus(k: i32) -> Result<Signal, Error> {
+        Signal::from_number(procom_sys::signal::sigrtmax().saturating_sub(k))
     }
 
     /// Every signal, in `kill -l` order.
     pub fn all() -> impl Iterator<Item = Signal> {
-        (1..=31)
+        STANDARD
+            .iter()
+            .map(|(n, ..)| *n)
             .chain(procom_sys::signal::sigrtmin()..=procom_sys::signal::sigrtmax())
             .map(Signal)
     }
@@ -171,7 +190,7 @@ impl Signal {
 
     /// The name without `SIG`, as `kill -l` writes it: `TERM`, `RTMIN+3`, `RTMAX-2`.
     pub fn name(self) -> String {
-        if let Some((_, name, _, _)) = STANDARD.iter().find(|(n, ..)| *n == self.0) {
+        if let Some((_, name, ..)) = standard(self.0) {
             return (*name).to_string();
         }
         let (min, max) = (
@@ -190,9 +209,10 @@ impl Signal {
         }
     }
 
-    /// A short description, like strsignal(3) gives.
+    /// Its description in the C library's words (`strsignal(3)`): "Interrupt", "Killed",
+    /// "Real-time signal 3".
     pub fn description(self) -> String {
-        match STANDARD.iter().find(|(n, ..)| *n == self.0) {
+        match standard(self.0) {
             Some((_, _, d, _)) => (*d).to_string(),
             None => format!(
                 "Real-time signal {}",
@@ -201,17 +221,34 @@ impl Signal {
         }
     }
 
+    /// The key that sends it to the terminal's foreground process group, if one does:
+    /// `Ctrl+C` for SIGINT, `Ctrl+\` for SIGQUIT, `Ctrl+Z` for SIGTSTP.
+    pub fn keyboard(self) -> Option<&'static str> {
+        match self {
+            Signal::INT => Some("Ctrl+C"),
+            Signal::QUIT => Some("Ctrl+\\"),
+            Signal::TSTP => Some("Ctrl+Z"),
+            _ => None,
+        }
+    }
+
     /// What it does by default.
     pub fn default_action(self) -> Action {
-        match STANDARD.iter().find(|(n, ..)| *n == self.0) {
+        match standard(self.0) {
             Some((_, _, _, a)) => *a,
             None => Action::Terminate,
         }
     }
 
-    /// Whether a process can catch or ignore it (all but SIGKILL and SIGSTOP).
+    /// Whether a process can catch or ignore it: all but SIGKILL and SIGSTOP.
     pub fn can_be_caught(self) -> bool {
-        self != Signal::KILL && self != Signal::STOP
+        !procom_sys::signal::uncatchable(self.0)
+    }
+
+    /// Whether the kernel raises it for a fault of the process itself: SIGSEGV, SIGBUS, SIGILL
+    /// and SIGFPE. procom neither catches nor ignores these (see [`Signals::catch`]).
+    pub fn is_fault(self) -> bool {
+        procom_sys::signal::is_fault(self.0)
     }
 }
 
@@ -230,7 +267,8 @@ impl fmt::Debug for Signal {
 impl FromStr for Signal {
     type Err = Error;
 
-    /// Parses `TERM`, `SIGTERM`, `term`, `15`, `RTMIN+3`, `SIGRTMAX-2`.
+    /// Parses `TERM`, `SIGTERM`, `term`, `15`, `RTMIN+3`, `SIGRTMAX-2` (and the aliases `IOT`,
+    /// `CLD`, `POLL`).
     fn from_str(text: &str) -> Result<Signal, Error> {
         let t = text.trim();
         if let Ok(n) = t.parse::<i32>() {
@@ -239,6 +277,9 @@ impl FromStr for Signal {
         let upper = t.to_ascii_uppercase();
         let name = upper.strip_prefix("SIG").unwrap_or(&upper);
         if let Some((n, ..)) = STANDARD.iter().find(|(_, s, ..)| *s == name) {
+            return Ok(Signal(*n));
+        }
+        if let Some((_, n)) = ALIASES.iter().find(|(s, _)| *s == name) {
             return Ok(Signal(*n));
         }
         let (min, max) = (
@@ -253,7 +294,7 @@ impl FromStr for Signal {
                 .strip_prefix(if sign > 0 { '+' } else { '-' })?
                 .parse()
                 .ok()?;
-            Some(base + sign * k)
+            base.checked_add(sign.checked_mul(k)?)
         };
         let n = if let Some(rest) = name.strip_prefix("RTMIN") {
             rt(min, rest, 1)
@@ -288,7 +329,7 @@ fn send_error(target: &str, e: std::io::Error) -> Error {
 fn check_pid(pid: i32) -> Result<(), Error> {
     if pid <= 0 {
         return Err(invalid(format!(
-            "pid {pid} would reach a whole process group or every process (kill(2)); use send_group or a positive pid"
+            "pid {pid} would reach a whole process group or every process (kill(2)); give a positive pid, or use send_group or broadcast"
         )));
     }
     Ok(())
@@ -296,13 +337,22 @@ fn check_pid(pid: i32) -> Result<(), Error> {
 
 /// Sends `sig` to process `pid` (which must be positive: group and broadcast sends are
 /// [`send_group`] and [`broadcast`], so they are never an accident).
+///
+/// [`ErrorKind::NotFound`] if no such process exists, [`ErrorKind::PermissionDenied`] if it is
+/// not ours (another user's, and we are not root).
+///
+/// # References
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
 #[doc(alias = "kill")]
 pub fn send(pid: i32, sig: Signal) -> Result<(), Error> {
     check_pid(pid)?;
     procom_sys::signal::send(pid, sig.0).map_err(|e| send_error(&format!("pid {pid}"), e))
 }
 
-/// Sends `sig` to every process in group `pgid`.
+/// Sends `sig` to every process in group `pgid` (positive).
+///
+/// # References
+/// - [`killpg(3)`](https://man7.org/linux/man-pages/man3/killpg.3.html)
 #[doc(alias = "killpg")]
 pub fn send_group(pgid: i32, sig: Signal) -> Result<(), Error> {
     check_pid(pgid)?;
@@ -310,16 +360,29 @@ pub fn send_group(pgid: i32, sig: Signal) -> Result<(), Error> {
         .map_err(|e| send_error(&format!("process group {pgid}"), e))
 }
 
-/// kill(2) with a pid of 0 (the caller's group) or -1 (every process the caller may signal).
+/// kill(2) with any pid: 0 is the caller's process group, -1 every process the caller may
+/// signal, -N process group N. Callers that mean one process use [`send`].
+///
+/// # References
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
+#[doc(alias = "kill")]
 pub fn broadcast(pid: i32, sig: Signal) -> Result<(), Error> {
     if pid > 0 {
         return send(pid, sig);
     }
-    procom_sys::signal::send(pid, sig.0).map_err(|e| send_error(&format!("pid {pid}"), e))
+    let target = match pid {
+        0 => "our process group".to_string(),
+        -1 => "every process we may signal".to_string(),
+        _ => format!("process group {}", pid.unsigned_abs()),
+    };
+    procom_sys::signal::send(pid, sig.0).map_err(|e| send_error(&target, e))
 }
 
 /// Queues `sig` with `value` for process `pid` (`sigqueue`): real-time signals queue one per
-/// send, in order, each with its value; standard ones still coalesce.
+/// send, in order, each with its value; standard ones still coalesce while pending.
+///
+/// # References
+/// - [`sigqueue(3)`](https://man7.org/linux/man-pages/man3/sigqueue.3.html)
 #[doc(alias = "sigqueue")]
 pub fn queue(pid: i32, sig: Signal, value: i32) -> Result<(), Error> {
     check_pid(pid)?;
@@ -328,6 +391,9 @@ pub fn queue(pid: i32, sig: Signal, value: i32) -> Result<(), Error> {
 
 /// A process held by a pidfd: signals sent through it can never reach another process that
 /// later reuses the pid.
+///
+/// Open it while the process is known to be the one meant — for a child, any time before it
+/// is reaped (`Child::wait`) — and from then on it means that process only.
 #[derive(Debug)]
 pub struct Process {
     pid: i32,
@@ -336,6 +402,9 @@ pub struct Process {
 
 impl Process {
     /// Refers to process `pid` from now on.
+    ///
+    /// # References
+    /// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
     #[doc(alias = "pidfd_open")]
     pub fn open(pid: i32) -> Result<Process, Error> {
         check_pid(pid)?;
@@ -352,33 +421,111 @@ impl Process {
     }
 
     /// Sends `sig`; [`ErrorKind::NotFound`] once the process has exited.
+    ///
+    /// # References
+    /// - [`pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+    #[doc(alias = "pidfd_send_signal")]
     pub fn send(&self, sig: Signal) -> Result<(), Error> {
-        procom_sys::signal::send_pidfd(std::os::fd::AsFd::as_fd(&self.fd), sig.0)
+        procom_sys::signal::send_pidfd(self.fd.as_fd(), sig.0)
             .map_err(|e| send_error(&format!("pid {} (pidfd)", self.pid), e))
     }
 }
 
-fn uncatchable(sig: Signal, what: &str) -> Error {
-    Error::new(ErrorKind::InvalidInput)
-        .detail(format!(
-            "{sig} can be neither caught nor ignored, so it cannot be {what}: the kernel keeps it to stop any process"
-        ))
-        .object(sig)
-}
-
-/// Ignores `sig` from now on.
-pub fn ignore(sig: Signal) -> Result<(), Error> {
-    if !sig.can_be_caught() {
-        return Err(uncatchable(sig, "ignored"));
+impl AsFd for Process {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
-    procom_sys::signal::set_disposition(sig.0, true)
-        .map_err(|e| Error::os("ignore it", e).object(sig))
 }
 
-/// Restores `sig`'s default action.
+/// Why procom refuses to catch, ignore or change the action of `sig`, if it does.
+fn refused(sig: Signal) -> Option<Error> {
+    let detail = if !sig.can_be_caught() {
+        "it can be neither caught nor ignored: the kernel keeps it so that any process can always be stopped"
+    } else if sig.is_fault() {
+        "it reports a fault of this process itself (a bad memory access, an illegal instruction, an arithmetic error), which a catcher cannot handle since the faulting instruction would run again forever; procom neither catches nor ignores it"
+    } else {
+        return None;
+    };
+    Some(
+        Error::new(ErrorKind::InvalidInput)
+            .detail(detail)
+            .object(sig),
+    )
+}
+
+fn action_error(sig: Signal, what: &str, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
+        return Error::new(ErrorKind::InvalidInput)
+            .detail(format!(
+                "a Signals catcher in this process catches it, so it cannot be {what}; drop the catcher first (it then restores the action it replaced)"
+            ))
+            .object(sig);
+    }
+    Error::os(&format!("make it {what}"), e).object(sig)
+}
+
+/// Ignores `sig` from now on: the kernel discards it on arrival.
+///
+/// Refused ([`ErrorKind::InvalidInput`]) for SIGKILL and SIGSTOP, which cannot be ignored, for
+/// the fault signals (see [`Signal::is_fault`]), and while a [`Signals`] in this process
+/// catches `sig`.
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+#[doc(alias = "SIG_IGN")]
+pub fn ignore(sig: Signal) -> Result<(), Error> {
+    if let Some(e) = refused(sig) {
+        return Err(e);
+    }
+    procom_sys::signal::ignore(sig.0).map_err(|e| action_error(sig, "ignored", e))
+}
+
+/// Gives `sig` its default action back (see [`Signal::default_action`]).
+///
+/// SIGKILL and SIGSTOP always have theirs, so this does nothing for them. Refused
+/// ([`ErrorKind::InvalidInput`]) for the fault signals and while a [`Signals`] in this process
+/// catches `sig` (dropping it restores what it replaced).
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+#[doc(alias = "SIG_DFL")]
 pub fn restore_default(sig: Signal) -> Result<(), Error> {
-    procom_sys::signal::set_disposition(sig.0, false)
-        .map_err(|e| Error::os("restore its default action", e).object(sig))
+    if !sig.can_be_caught() {
+        return Ok(());
+    }
+    if let Some(e) = refused(sig) {
+        return Err(e);
+    }
+    procom_sys::signal::restore_default(sig.0)
+        .map_err(|e| action_error(sig, "given its default action", e))
+}
+
+/// What this process does with a signal now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Its default action ([`Signal::default_action`]).
+    Default,
+    /// It is ignored.
+    Ignore,
+    /// A handler runs: a [`Signals`] catcher, or one installed by other code.
+    Caught,
+}
+
+/// What this process does with `sig` now.
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+pub fn disposition(sig: Signal) -> Result<Disposition, Error> {
+    use procom_sys::signal::Disposition as D;
+    match procom_sys::signal::disposition(sig.0) {
+        Ok(D::Default) => Ok(Disposition::Default),
+        Ok(D::Ignore) => Ok(Disposition::Ignore),
+        Ok(D::Handled) => Ok(Disposition::Caught),
+        Err(e) => Err(Error::os("read its disposition", e).object(sig)),
+    }
 }
 
 /// While the guard lives, `signals` are blocked in the calling thread: they stay pending
@@ -388,6 +535,11 @@ pub fn restore_default(sig: Signal) -> Result<(), Error> {
 /// The mask is per thread. A signal sent to the process goes to any thread that does not block
 /// it, so to hold a signal for the whole process, block it in every thread — simplest, before
 /// spawning any (new threads inherit the mask of the thread that spawns them).
+///
+/// # References
+/// - [`pthread_sigmask(3)`](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+#[doc(alias = "pthread_sigmask")]
+#[doc(alias = "sigprocmask")]
 pub fn block(signals: &[Signal]) -> Result<BlockGuard, Error> {
     let nums: Vec<i32> = signals.iter().map(|s| s.0).collect();
     procom_sys::signal::block(&nums)
@@ -404,7 +556,7 @@ pub struct BlockGuard(#[allow(dead_code)] procom_sys::signal::MaskGuard);
 pub struct Delivery {
     /// The signal.
     pub signal: Signal,
-    /// The sender's pid (0 when the kernel sent it, e.g. SIGPIPE or a keyboard signal).
+    /// The sender's pid (0 when the kernel sent it, e.g. a keyboard signal).
     pub sender_pid: i32,
     /// The sender's real uid.
     pub sender_uid: u32,
@@ -412,7 +564,41 @@ pub struct Delivery {
     pub value: Option<i32>,
 }
 
-/// Catches signals and hands them out as [`Delivery`] values.
+/// Catches signals and hands them out as [`Delivery`] values, by iterator or by `wait` calls.
+///
+/// ```no_run
+/// use procom::signal::{Signal, Signals};
+/// # fn main() -> Result<(), procom::Error> {
+/// for d in Signals::catch([Signal::USR1, Signal::TERM])? {
+///     println!("{} from pid {} (uid {})", d.signal, d.sender_pid, d.sender_uid);
+///     if d.signal == Signal::TERM {
+///         break; // shut down cleanly
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # How delivery works
+///
+/// No signal is blocked. While a `Signals` lives, each caught signal has a process-wide
+/// handler (`sigaction`, `SA_SIGINFO | SA_RESTART`). The kernel runs it in whichever thread
+/// does not block the signal — any thread, created before or after the catcher. The handler
+/// only writes a 24-byte record (signal, sender pid and uid, value) to a pipe, the self-pipe
+/// this catcher reads; it runs no code of yours, takes no lock, allocates nothing. `wait`
+/// then reads the pipe in your thread. signalfd is not used because it only receives a signal
+/// blocked in every thread of the process, which a library cannot arrange for threads it did
+/// not create.
+///
+/// Consequences:
+/// - A signal blocked in every thread (see [`block`]) stays pending and reaches the catcher
+///   when some thread unblocks it.
+/// - Standard signals sent while one is still pending coalesce into one delivery; real-time
+///   signals queue, each with its value, in order.
+/// - Several catchers of the same signal each receive every delivery.
+/// - A system call interrupted in another thread is restarted where the kernel allows
+///   (`SA_RESTART`); a few (`poll`, `sleep`, ...) return `EINTR` as with any handler.
+/// - The handler replaces the signal's previous action, which comes back when the last
+///   catcher of that signal is dropped.
 #[derive(Debug)]
 pub struct Signals {
     sub: procom_sys::signal::Subscription,
@@ -422,17 +608,21 @@ pub struct Signals {
 
 impl Signals {
     /// Starts catching `signals`. Until this is dropped they no longer take their default
-    /// action; afterwards the previous disposition is restored. SIGKILL and SIGSTOP are refused.
+    /// action (or the action they had); afterwards the previous action is restored.
+    ///
+    /// Refused with [`ErrorKind::InvalidInput`]: SIGKILL and SIGSTOP, which can be neither
+    /// caught nor ignored, and the fault signals SIGSEGV, SIGBUS, SIGILL and SIGFPE (as tokio and
+    /// signal-hook refuse them): when the kernel raises one for a fault of this process, a
+    /// handler that records it and returns makes the faulting instruction run again, forever.
+    ///
+    /// # References
+    /// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+    /// - [`signal-safety(7)`](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
+    #[doc(alias = "sigaction")]
     pub fn catch(signals: impl IntoIterator<Item = Signal>) -> Result<Signals, Error> {
         let signals: Vec<Signal> = signals.into_iter().collect();
-        if let Some(s) = signals.iter().find(|s| !s.can_be_caught()) {
-            return Err(uncatchable(*s, "caught"));
-        }
-        if let Some(s) = signals.iter().find(|s| [4, 7, 8, 11].contains(&s.0)) {
-            return Err(invalid(format!(
-                "{s} is a synchronous fault (the faulting instruction would run again after the handler): it cannot be caught as a message"
-            ))
-            .object(s));
+        if let Some(e) = signals.iter().find_map(|s| refused(*s)) {
+            return Err(e);
         }
         if signals.is_empty() {
             return Err(invalid("name at least one signal to catch"));
@@ -462,14 +652,24 @@ impl Signals {
         self.next_deadline(None, false)
     }
 
-    /// The next delivery if one is waiting, else [`ErrorKind::Empty`].
+    /// The next delivery if one has arrived, else [`ErrorKind::Empty`].
     pub fn try_wait(&mut self) -> Result<Delivery, Error> {
         self.next_deadline(Some(Instant::now()), true)
     }
 
-    /// The next delivery, waiting at most `timeout`.
+    /// The next delivery, waiting at most `timeout` ([`ErrorKind::Timeout`] after it).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Delivery, Error> {
         self.next_deadline(deadline_after(timeout), false)
+    }
+
+    /// The next delivery, waiting until `deadline` at most ([`ErrorKind::Timeout`] after it).
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<Delivery, Error> {
+        self.next_deadline(Some(deadline), false)
+    }
+
+    /// The deliveries that have arrived, without waiting.
+    pub fn try_iter(&mut self) -> impl Iterator<Item = Delivery> + '_ {
+        std::iter::from_fn(move || self.try_wait().ok())
     }
 
     fn next_deadline(
@@ -503,6 +703,7 @@ impl Signals {
                 Ok(_) | Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(Error::os("read delivered signals", e.into())),
             }
+            // `wait` retries EINTR against the same deadline.
             if !wait(self.sub.fd(), PollFlags::IN, deadline)
                 .map_err(|e| Error::os("wait for signals", e))?
             {
@@ -522,6 +723,14 @@ impl Iterator for Signals {
     /// Blocks for the next delivery; ends only if reading fails.
     fn next(&mut self) -> Option<Delivery> {
         self.wait().ok()
+    }
+}
+
+/// The descriptor that becomes readable when a delivery is waiting, for an event loop of
+/// your own (poll, epoll, mio); then call [`Signals::try_wait`] until it reports empty.
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sub.fd()
     }
 }
 
@@ -546,7 +755,8 @@ pub struct AsyncSignals {
 
 #[cfg(feature = "tokio")]
 impl AsyncSignals {
-    /// Starts catching `signals`; must be called inside a tokio runtime with I/O enabled.
+    /// Starts catching `signals` (as [`Signals::catch`]); must be called inside a tokio runtime
+    /// with I/O enabled.
     pub fn catch(signals: impl IntoIterator<Item = Signal>) -> Result<AsyncSignals, Error> {
         let inner = Signals::catch(signals)?;
         let dup = inner
@@ -559,12 +769,18 @@ impl AsyncSignals {
         Ok(AsyncSignals { inner, fd })
     }
 
+    /// The signals being caught.
+    pub fn signals(&self) -> &[Signal] {
+        self.inner.signals()
+    }
+
     /// The next delivery.
     pub async fn recv(&mut self) -> Result<Delivery, Error> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(
+    /// Polls for the next delivery: ready with one, or pending until the pipe is readable.
+    pub fn poll_recv(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<Delivery, Error>> {
@@ -576,7 +792,9 @@ impl AsyncSignals {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             match self.fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(mut guard)) => guard.clear_ready(), // the pipe was drained above
+                // The pipe was drained above; a record written since then set a new readiness
+                // tick, which clear_ready leaves alone, and the loop reads it.
+                Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::os("wait for signals", e))),
                 Poll::Pending => return Poll::Pending,
             }
@@ -600,57 +818,133 @@ impl futures_core::Stream for AsyncSignals {
 mod tests {
     use super::*;
 
+    /// Held by every unit test that changes this process's signal state.
+    static SIGNAL_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn lock() -> std::sync::MutexGuard<'static, ()> {
+        SIGNAL_STATE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[test]
     fn names_and_numbers_round_trip() {
         for s in Signal::all() {
             assert_eq!(s.name().parse::<Signal>().unwrap(), s);
             assert_eq!(s.to_string().parse::<Signal>().unwrap(), s);
             assert_eq!(s.number().to_string().parse::<Signal>().unwrap(), s);
+            assert_eq!(s.to_string().to_lowercase().parse::<Signal>().unwrap(), s);
         }
         assert_eq!("term".parse::<Signal>().unwrap(), Signal::TERM);
-        assert_eq!("SIGUSR1".parse::<Signal>().unwrap(), Signal::USR1);
+        assert_eq!(" SIGUSR1 ".parse::<Signal>().unwrap(), Signal::USR1);
+        assert_eq!("iot".parse::<Signal>().unwrap(), Signal::ABRT);
+        assert_eq!("SIGCLD".parse::<Signal>().unwrap(), Signal::CHLD);
+        assert_eq!("POLL".parse::<Signal>().unwrap(), Signal::IO);
         assert_eq!(
             "RTMIN+3".parse::<Signal>().unwrap().number(),
             procom_sys::signal::sigrtmin() + 3
         );
         assert_eq!(
-            "sigrtmax-2".parse::<Signal>().unwrap().number(),
-            procom_sys::signal::sigrtmax() - 2
+            "sigrtmax-2".parse::<Signal>().unwrap(),
+            Signal::rtmax_minus(2).unwrap()
         );
-        for bad in ["", "FOO", "0", "32", "65", "RTMIN+99", "RTMIN-1", "RTMAX+1"] {
+        for bad in [
+            "",
+            "FOO",
+            "0",
+            "32",
+            "65",
+            "-9",
+            "RTMIN+99",
+            "RTMIN-1",
+            "RTMAX+1",
+            "RTMIN+2147483647",
+            "RTMAX-2147483648",
+            "SIG",
+        ] {
             let e = bad.parse::<Signal>().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains("signal"), "{e}");
         }
         assert_eq!(Signal::all().count(), 31 + 31);
+        assert_eq!(format!("{:?}", Signal::TERM), "SIGTERM(15)");
     }
 
     #[test]
-    fn kill_and_stop_are_refused() {
+    fn descriptions_are_the_c_librarys() {
+        for s in Signal::all() {
+            assert_eq!(
+                s.description(),
+                procom_sys::signal::describe(s.number()),
+                "{s}"
+            );
+        }
+        assert_eq!(Signal::INT.keyboard(), Some("Ctrl+C"));
+        assert_eq!(Signal::TSTP.keyboard(), Some("Ctrl+Z"));
+        assert_eq!(Signal::TSTP.default_action(), Action::Stop);
         assert_eq!(
-            Signals::catch([Signal::KILL]).unwrap_err().kind(),
+            Signal::rtmin_plus(0).unwrap().default_action(),
+            Action::Terminate
+        );
+    }
+
+    #[test]
+    fn kill_stop_and_faults_are_refused() {
+        for s in [Signal::KILL, Signal::STOP] {
+            let e = Signals::catch([Signal::USR1, s]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().contains("can be neither caught nor ignored"),
+                "{e}"
+            );
+            assert_eq!(ignore(s).unwrap_err().kind(), ErrorKind::InvalidInput);
+            restore_default(s).unwrap(); // they always have it
+        }
+        for s in [Signal::SEGV, Signal::BUS, Signal::ILL, Signal::FPE] {
+            let e = Signals::catch([s]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("fault of this process"), "{e}");
+            assert_eq!(ignore(s).unwrap_err().kind(), ErrorKind::InvalidInput);
+            assert_eq!(
+                restore_default(s).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+        }
+        assert_eq!(
+            Signals::catch([]).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
-        assert_eq!(
-            Signals::catch([Signal::USR1, Signal::STOP])
-                .unwrap_err()
-                .kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            ignore(Signal::KILL).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert!(
-            ignore(Signal::STOP)
-                .unwrap_err()
-                .to_string()
-                .contains("can be neither caught nor ignored")
-        );
+    }
+
+    #[test]
+    fn ignore_while_caught_is_refused_and_the_action_comes_back() {
+        let _state = lock();
+        let sig = Signal::rtmin_plus(5).unwrap();
+        assert_eq!(disposition(sig).unwrap(), Disposition::Default);
+        ignore(sig).unwrap();
+        assert_eq!(disposition(sig).unwrap(), Disposition::Ignore);
+        {
+            let mut caught = Signals::catch([sig]).unwrap();
+            assert_eq!(disposition(sig).unwrap(), Disposition::Caught);
+            let e = restore_default(sig).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("drop the catcher first"), "{e}");
+            assert_eq!(caught.try_wait().unwrap_err().kind(), ErrorKind::Empty);
+            assert_eq!(
+                caught
+                    .wait_timeout(Duration::from_millis(1))
+                    .unwrap_err()
+                    .kind(),
+                ErrorKind::Timeout
+            );
+        }
+        assert_eq!(disposition(sig).unwrap(), Disposition::Ignore);
+        restore_default(sig).unwrap();
+        assert_eq!(disposition(sig).unwrap(), Disposition::Default);
     }
 
     #[cfg(feature = "tokio")]
     #[test]
     fn async_signals_arrive_through_the_runtime() {
+        let _state = lock();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -669,19 +963,33 @@ mod tests {
         });
     }
 
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_signals_outside_a_runtime_is_an_error() {
+        let _state = lock();
+        let e = AsyncSignals::catch([Signal::USR2]).unwrap_err();
+        assert!(e.to_string().contains("tokio runtime"), "{e}");
+    }
+
     #[test]
     fn broadcast_pids_are_refused_by_send() {
-        assert_eq!(
-            send(0, Signal::TERM).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            send(-1, Signal::TERM).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            queue(0, Signal::USR1, 1).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
+        for pid in [0, -1, -5] {
+            assert_eq!(
+                send(pid, Signal::TERM).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+            assert_eq!(
+                send_group(pid, Signal::TERM).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+            assert_eq!(
+                queue(pid, Signal::USR1, 1).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+            assert_eq!(
+                Process::open(pid).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+        }
     }
 }
