@@ -76,19 +76,32 @@ pub enum Error {
     BadLayout,
 }
 
+/// How far into the ring an empty ring's next message may start before the producer pads
+/// back to offset 0 (see [`Producer::reserve`]): small enough to stay in a core's caches and
+/// TLB, large enough that the extra padding record is rare for small messages.
+pub const HOT_WINDOW: usize = 16 << 10;
+
 /// Bytes a record carrying `len` payload bytes occupies.
+///
+/// Saturates instead of overflowing (a length near `usize::MAX`, which a peer can hand a
+/// 32-bit process, gives `usize::MAX`): such a record never fits in a ring, and callers refuse
+/// it by its length anyway.
 pub const fn record_size(len: usize) -> usize {
-    RECORD_HEADER + ((len + 7) & !7)
+    let padded = match len.checked_add(7) {
+        Some(n) => n & !7,
+        None => usize::MAX & !7,
+    };
+    RECORD_HEADER.saturating_add(padded)
 }
 
-/// The largest payload a ring of `capacity` data bytes can carry.
+/// The largest payload a ring of `capacity` data bytes can carry (0 below a record header).
 pub const fn max_message(capacity: usize) -> usize {
-    capacity - RECORD_HEADER
+    capacity.saturating_sub(RECORD_HEADER)
 }
 
-/// Total bytes of memory a ring with `capacity` data bytes needs.
+/// Total bytes of memory a ring with `capacity` data bytes needs (saturating).
 pub const fn bytes_needed(capacity: usize) -> usize {
-    HEADER_SIZE + capacity
+    HEADER_SIZE.saturating_add(capacity)
 }
 
 /// The memory a ring lives in: two positions and a data area.
@@ -281,10 +294,52 @@ impl<R: Region> Producer<R> {
         max_message(self.capacity)
     }
 
-    /// Bytes the consumer has not released yet, as seen now.
+    /// Bytes the consumer has not released yet, as seen now. A hostile consumer can make this
+    /// exceed the capacity (a `head` ahead of our tail reads as a huge number); use
+    /// [`Producer::would_block`] to decide whether to wait.
     pub fn in_flight(&self) -> u64 {
         self.tail
             .wrapping_sub(self.region.head().load(Ordering::Acquire))
+    }
+
+    /// Bytes published so far (messages and padding): the position the consumer catches up
+    /// with. It moves on every commit and on every padding record [`Producer::reserve`]
+    /// publishes, even when `reserve` then reports `Full`; a caller that lets a consumer sleep
+    /// must wake it whenever this moves.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
+    /// Whether [`Producer::reserve`] of `len` bytes would return `Full` without changing
+    /// anything, given the consumer's position now: the exact condition to sleep on (after
+    /// announcing the wait and a fence, so the consumer's next release is either seen here or
+    /// sees the announcement).
+    ///
+    /// `false` means `reserve` would succeed or make progress (publish a padding record). A
+    /// consumer position that cannot be right (more than one capacity behind, or ahead of our
+    /// tail) is `Corrupted`; a length that can never fit is `TooLarge`.
+    pub fn would_block(&self, len: usize) -> Result<bool, Error> {
+        if len > self.max_message() {
+            return Err(Error::TooLarge {
+                max: self.max_message(),
+            });
+        }
+        let need = record_size(len);
+        // Acquire pairs with the consumer's Release of head, as in `reserve`.
+        let head = self.region.head().load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        if used > self.capacity as u64 {
+            return Err(Error::Corrupted);
+        }
+        let free = self.capacity - used as usize;
+        let to_end = self.capacity - (self.tail % self.capacity as u64) as usize;
+        // The same two `Full` exits as `reserve`: no room for the record where it would go,
+        // or no room for the padding that would move it to the start.
+        Ok(if need <= to_end {
+            need > free
+        } else {
+            to_end > free
+        })
     }
 
     /// Reserves room for a `len`-byte message at a contiguous place in the ring.
@@ -306,7 +361,12 @@ impl<R: Region> Producer<R> {
             let free = self.capacity - used as usize;
             let off = (self.tail % self.capacity as u64) as usize;
             let to_end = self.capacity - off;
-            if need <= to_end {
+            // An empty ring past the hot window goes back to the start (through a padding
+            // record, as at the end), so a channel whose consumer keeps up touches the same
+            // few pages again and again instead of streaming through the whole ring: in a
+            // 4 MiB ring, 4 KiB ping-pongs took ten times longer without this.
+            let rewind = used == 0 && off >= HOT_WINDOW;
+            if need <= to_end && !rewind {
                 if need > free {
                     return Err(Error::Full);
                 }
@@ -316,7 +376,8 @@ impl<R: Region> Producer<R> {
                     len,
                 });
             }
-            // Not enough room before the end: pad to the end, publish the pad, go round.
+            // Not enough room before the end (or rewinding): pad to the end, publish the pad,
+            // go round.
             if to_end > free {
                 return Err(Error::Full);
             }
@@ -417,6 +478,14 @@ impl<R: Region> Consumer<R> {
         })
     }
 
+    /// Bytes consumed so far (messages and padding): the position the producer waits on. It
+    /// moves when a message is released and whenever [`Consumer::peek`] skips a padding
+    /// record, even when `peek` then reports `Empty`; a caller that lets a producer sleep must
+    /// wake it whenever this moves.
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
     /// Whether a message (or padding) is waiting, as seen now.
     pub fn is_empty(&self) -> bool {
         // Acquire pairs with the producer's Release of tail.
@@ -446,7 +515,7 @@ impl<R: Region> Consumer<R> {
             let to_end = self.capacity - off;
             match tag {
                 TAG_PAD => {
-                    if len + RECORD_HEADER != to_end || to_end > avail {
+                    if len.checked_add(RECORD_HEADER) != Some(to_end) || to_end > avail {
                         return Err(Error::Corrupted);
                     }
                     self.head = self.head.wrapping_add(to_end as u64);
@@ -454,8 +523,12 @@ impl<R: Region> Consumer<R> {
                     self.region.head().store(self.head, Ordering::Release);
                 }
                 TAG_MESSAGE => {
+                    // The length first: only then is the record size small enough to compute.
+                    if len > max_message(self.capacity) {
+                        return Err(Error::Corrupted);
+                    }
                     let record = record_size(len);
-                    if len > max_message(self.capacity) || record > to_end || record > avail {
+                    if record > to_end || record > avail {
                         return Err(Error::Corrupted);
                     }
                     return Ok(Message {
@@ -595,12 +668,14 @@ mod tests {
     /// A heap-backed ring region for tests (and miri).
     struct Heap {
         mem: Vec<u64>,
+        capacity: usize,
     }
 
     impl Heap {
         fn new(capacity: usize) -> Heap {
             Heap {
                 mem: vec![0u64; bytes_needed(capacity).div_ceil(8) + 8],
+                capacity,
             }
         }
         fn region(&mut self) -> RawRegion {
@@ -608,8 +683,13 @@ mod tests {
             let aligned = ptr.wrapping_add(ptr.align_offset(64));
             // SAFETY: the allocation has room for the header, the data and the alignment slack,
             // and outlives every use in these tests.
-            unsafe { RawRegion::new(aligned, bytes_needed(256).min(self.mem.len() * 8 - 64)) }
-                .unwrap()
+            unsafe {
+                RawRegion::new(
+                    aligned,
+                    bytes_needed(self.capacity).min(self.mem.len() * 8 - 64),
+                )
+            }
+            .unwrap()
         }
     }
 
@@ -618,6 +698,39 @@ mod tests {
         let mut v = vec![0u8; m.len()];
         m.copy_to(&mut v);
         Ok(v)
+    }
+
+    #[test]
+    fn an_empty_ring_starts_over_past_the_hot_window() {
+        // Small enough for miri, four hot windows long.
+        let cap = 4 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let r = heap.region();
+        assert_eq!(r.capacity(), cap);
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        // Ping-pong: the ring is empty before every push, so no message ends past the hot
+        // window plus one record.
+        for i in 0..64u32 {
+            let msg = vec![i as u8; 4096];
+            p.push(&msg).unwrap();
+            let end = (p.position() % cap as u64) as usize;
+            assert!(
+                end <= HOT_WINDOW + record_size(4096),
+                "message {i} ends at {end}"
+            );
+            assert_eq!(pop(&mut c).unwrap(), msg);
+        }
+        // Streaming (never empty) still goes round the whole ring.
+        let mut furthest = 0;
+        p.push(&[0xee; 4096]).unwrap();
+        for i in 0..24u32 {
+            p.push(&[i as u8; 4096]).unwrap();
+            furthest = furthest.max((p.position() % cap as u64) as usize);
+            assert_eq!(pop(&mut c).unwrap().len(), 4096);
+        }
+        assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
     }
 
     #[test]
@@ -680,6 +793,93 @@ mod tests {
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
         r.head().store(u64::MAX / 2, Ordering::Release);
         assert_eq!(p.push(b"x"), Err(Error::Corrupted));
+    }
+
+    #[test]
+    fn record_size_saturates_instead_of_overflowing() {
+        // A 32-bit process can be handed a length this close to usize::MAX by a peer.
+        assert_eq!(record_size(usize::MAX), usize::MAX);
+        assert_eq!(record_size(usize::MAX - 7), usize::MAX);
+        assert_eq!(record_size(0), 8);
+        assert_eq!(record_size(9), 24);
+        assert_eq!(max_message(0), 0);
+        assert_eq!(bytes_needed(usize::MAX), usize::MAX);
+    }
+
+    #[test]
+    fn would_block_is_exactly_when_reserve_can_do_nothing() {
+        // Every consistent (head, tail) pair of a 256-byte ring, at positions a lap in, and
+        // every length: `would_block` is true exactly when `reserve` returns Full and
+        // publishes nothing (no padding either).
+        // Under miri (thousands of times slower) a sample of the same grid.
+        let (step, len_step) = if cfg!(miri) { (24, 31) } else { (8, 1) };
+        for used in (0..=256u64).step_by(step) {
+            for tail_off in (0..256u64).step_by(step) {
+                for len in (0..=248usize).step_by(len_step) {
+                    let mut heap = Heap::new(256);
+                    let r = heap.region();
+                    let tail = 256 + tail_off;
+                    r.tail().store(tail, Ordering::Release);
+                    r.head().store(tail - used, Ordering::Release);
+                    let mut p = Producer::attach(r).unwrap();
+                    let predicted = p.would_block(len).unwrap();
+                    let before = p.position();
+                    let blocked = match p.reserve(len) {
+                        Ok(_) => false,
+                        Err(Error::Full) => p.position() == before,
+                        Err(e) => panic!("{e:?}"),
+                    };
+                    assert_eq!(
+                        predicted, blocked,
+                        "used {used}, tail offset {tail_off}, len {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_head_ahead_of_tail_is_corrupted_when_deciding_to_wait() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        p.push(&[7; 16]).unwrap();
+        // The consumer claims to have read past what was ever written.
+        r.head().store(p.position() + 64, Ordering::Release);
+        assert_eq!(p.would_block(100), Err(Error::Corrupted));
+        assert_eq!(p.would_block(1000), Err(Error::TooLarge { max: 248 }));
+        assert_eq!(p.reserve(100).err(), Some(Error::Corrupted));
+    }
+
+    #[test]
+    fn positions_move_on_padding_even_when_full_or_empty() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        p.push(&[1; 64]).unwrap(); // record 72: tail 72
+        p.push(&[2; 64]).unwrap(); // tail 144
+        assert_eq!(pop(&mut c).unwrap(), vec![1; 64]); // head 72
+        // 200 bytes need a 208-byte record: not before the end (112 left), so the producer
+        // pads to the end (free 184 >= 112) and is then Full (72 free at the start).
+        assert_eq!(p.reserve(200).err(), Some(Error::Full));
+        assert_eq!(p.position(), 256, "the padding was published");
+        assert_eq!(p.would_block(200), Ok(true));
+        assert_eq!(pop(&mut c).unwrap(), vec![2; 64]); // head 144
+        assert_eq!(
+            p.would_block(200),
+            Ok(true),
+            "the padding still holds 112 bytes"
+        );
+        // The consumer skips the padding and finds nothing: Empty, but its position moved,
+        // and that is what the producer was waiting for.
+        assert_eq!(pop(&mut c), Err(Error::Empty));
+        assert_eq!(c.position(), 256);
+        assert_eq!(p.would_block(200), Ok(false));
+        p.push(&[3; 200]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![3; 200]);
     }
 
     #[test]

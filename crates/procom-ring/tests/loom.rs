@@ -62,6 +62,14 @@ fn msg(i: usize, len: usize) -> Vec<u8> {
 
 /// Pushes each message, yielding while the ring is full; pops them all in the other thread.
 fn stream(capacity: usize, lens: &'static [usize]) {
+    stream_with(capacity, lens, false)
+}
+
+/// As `stream`; with `wait_on_would_block`, a producer that finds the ring full waits until
+/// `would_block` says `reserve` can make progress again, the condition the shared-memory
+/// channel sleeps on: it must become false once the consumer has released (or skipped
+/// padding) enough, never stay true while the consumer is done.
+fn stream_with(capacity: usize, lens: &'static [usize], wait_on_would_block: bool) {
     loom::model(move || {
         let shared = Shared::new(capacity);
         init(&shared);
@@ -73,6 +81,11 @@ fn stream(capacity: usize, lens: &'static [usize]) {
                 loop {
                     match p.push(&m) {
                         Ok(()) => break,
+                        Err(Error::Full) if wait_on_would_block => {
+                            while p.would_block(m.len()).unwrap() {
+                                loom::thread::yield_now();
+                            }
+                        }
                         Err(Error::Full) => loom::thread::yield_now(),
                         Err(e) => panic!("push: {e:?}"),
                     }
@@ -118,4 +131,12 @@ fn full_then_room() {
 #[test]
 fn empty_messages() {
     stream(64, &[0, 0, 0]);
+}
+
+#[test]
+fn producer_waits_on_would_block_across_padding() {
+    // A 32-byte record, then a 56-byte one: it does not fit before the end, so the producer
+    // pads the last 32 bytes and waits until the consumer has released the first record and
+    // skipped the padding.
+    stream_with(64, &[20, 48], true);
 }

@@ -24,7 +24,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use crate::cvt;
 
@@ -52,12 +54,27 @@ static INSTALL: Once = Once::new();
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // Only a fault the kernel raised for an access past the end of a mapped object
+    // (BUS_ADRERR) is ours to repair. A SIGBUS sent with kill/sigqueue/tgkill has a code <= 0
+    // and an si_addr that means nothing (or was forged to make us zero a page); other kernel
+    // codes (misalignment, hardware memory errors) are not truncation.
+    if code == libc::BUS_ADRERR && repair(info) {
+        return;
+    }
+    chain(sig, info, ctx, code > 0);
+}
+
+/// Maps a zero page over the faulting page if it lies in a registered mapping.
+fn repair(info: *mut libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo, and for a kernel-raised SIGBUS si_addr is the
+    // faulting address.
     let addr = unsafe { (*info).si_addr() } as usize;
     let page = PAGE.load(Ordering::Relaxed);
     for slot in &REGISTRY {
         let start = slot.start.load(Ordering::Acquire);
         let len = slot.len.load(Ordering::Acquire);
-        if start != 0 && addr >= start && addr < start + len {
+        if start != 0 && addr >= start && addr - start < len {
             let base = addr & !(page - 1);
             let prot = if slot.writable.load(Ordering::Relaxed) {
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE
@@ -77,16 +94,21 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             };
             if r.is_ok() {
                 slot.faulted.store(true, Ordering::Release);
-                return;
+                return true;
             }
         }
     }
-    // Not ours: hand the signal to whoever had it before.
+    false
+}
+
+/// Hands a SIGBUS that is not ours to whatever had it before, as if this handler did not
+/// exist. `fault` says the kernel raised it for the instruction we return to.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, fault: bool) {
     let old = OLD_ACTION.load(Ordering::Acquire);
     if old.is_null() {
         return;
     }
-    // SAFETY: `old` points to the leaked sigaction saved at installation.
+    // SAFETY: `old` points to the leaked sigaction saved at installation, never freed.
     let old = unsafe { &*old };
     if old.sa_flags & libc::SA_SIGINFO != 0 && old.sa_sigaction > libc::SIG_IGN {
         // SAFETY: with SA_SIGINFO the saved handler has the three-argument signature.
@@ -97,12 +119,23 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         // SAFETY: without SA_SIGINFO the saved handler has the one-argument signature.
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(old.sa_sigaction) };
         f(sig);
-    } else {
-        // Default action: restore it; returning re-executes the faulting access, which then
-        // takes the default action (terminate with a core dump), as without this handler.
+    } else if fault {
+        // Default or ignored: put that disposition back; returning re-executes the faulting
+        // access, which then takes the default action (terminate with a core dump; the kernel
+        // does not let a fault be ignored), as without this handler.
         // SAFETY: `old` is a valid sigaction; a null old-action pointer is allowed.
         unsafe { libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut()) };
+    } else if old.sa_sigaction == libc::SIG_DFL {
+        // A sent SIGBUS whose default action is to terminate: there is no access to
+        // re-execute, so restore the default and raise it again (SIGBUS is not blocked here:
+        // the handler runs with SA_NODEFER).
+        // SAFETY: as above; raise is async-signal-safe.
+        unsafe {
+            libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut());
+            libc::raise(libc::SIGBUS);
+        }
     }
+    // A sent SIGBUS the process ignored: ignored.
 }
 
 fn install() -> io::Result<()> {
@@ -186,15 +219,43 @@ impl Mapping {
         Ok(Mapping::registered(ptr.cast(), len, writable, false))
     }
 
-    /// Attaches the System V shared-memory segment `id`.
+    /// Attaches the System V shared-memory segment `id`, to be accessed as `len` bytes.
+    ///
+    /// `len` is checked against the segment's real size (`shm_segsz`, read once attached, so it
+    /// is the size of the segment we hold): asking for more is `InvalidInput`, since the bytes
+    /// past the end are not there to read or write.
     #[doc(alias = "shmat")]
     pub fn attach_sysv(id: i32, len: usize, writable: bool) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
         install()?;
         let flags = if writable { 0 } else { libc::SHM_RDONLY };
         // SAFETY: a null address lets the kernel choose where; shmat validates `id`.
         let ptr = unsafe { libc::shmat(id, std::ptr::null(), flags) };
         if ptr as isize == -1 {
             return Err(io::Error::last_os_error());
+        }
+        // While attached, the segment cannot go away, so `id` names the one we hold.
+        let size = match sysv_shm_stat(id) {
+            Ok(st) if len <= st.size => None,
+            Ok(st) => Some(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{len} bytes asked of a System V segment of {} bytes",
+                    st.size
+                ),
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = size {
+            // SAFETY: the address came from the shmat above and is detached once, here; no
+            // Mapping was made from it.
+            unsafe { libc::shmdt(ptr) };
+            return Err(e);
         }
         Ok(Mapping::registered(ptr.cast(), len, writable, true))
     }
@@ -301,23 +362,47 @@ impl Mapping {
         Ok(())
     }
 
-    /// The 32-bit word at `offset` as an atomic, if aligned and in bounds.
+    /// The 32-bit word at `offset` as an atomic, if aligned, in bounds, and the mapping is
+    /// writable. A read-only mapping gives `None` (an atomic lets anyone store, and a store to
+    /// read-only pages would kill the process with SIGSEGV): use [`Mapping::load_u32`].
     pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
-        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
+        if !self.writable || !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
         }
-        // SAFETY: aligned (the mapping is page-aligned and `offset` a multiple of 4) and in
-        // bounds; AtomicU32 may alias memory other processes access atomically.
+        // SAFETY: aligned (the mapping is page-aligned and `offset` a multiple of 4), in
+        // bounds and writable; AtomicU32 may alias memory other processes access atomically.
         Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU32) })
     }
 
-    /// The 64-bit word at `offset` as an atomic, if aligned and in bounds.
+    /// The 64-bit word at `offset` as an atomic, if aligned, in bounds, and the mapping is
+    /// writable (see [`Mapping::atomic_u32`]; read-only: [`Mapping::load_u64`]).
     pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
-        if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
+        if !self.writable || !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
             return None;
         }
         // SAFETY: as for `atomic_u32`, with 8-byte alignment.
         Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU64) })
+    }
+
+    /// Atomically loads the 32-bit word at `offset` (writable or read-only mapping), if
+    /// aligned and in bounds.
+    pub fn load_u32(&self, offset: usize, order: Ordering) -> Option<u32> {
+        if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: aligned and in bounds as in `atomic_u32`; the atomic reference never leaves
+        // this function and is only loaded from, which read-only pages allow.
+        Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU32) }.load(order))
+    }
+
+    /// Atomically loads the 64-bit word at `offset` (writable or read-only mapping), if
+    /// aligned and in bounds.
+    pub fn load_u64(&self, offset: usize, order: Ordering) -> Option<u64> {
+        if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: as for `load_u32`, with 8-byte alignment.
+        Some(unsafe { &*(self.ptr.as_ptr().add(offset) as *const AtomicU64) }.load(order))
     }
 }
 
@@ -466,6 +551,17 @@ pub fn ftok(path: &std::path::Path, project: u8) -> io::Result<i32> {
     }
 }
 
+/// Views an exclusively borrowed byte buffer as atomic bytes, without copying: what the
+/// unstable `AtomicU8::from_mut_slice` does. procom lends every received message as
+/// `&[AtomicU8]` (shared memory must be, since a peer may write it); a message read into a
+/// private buffer is lent through this view at no cost.
+pub fn atomic_bytes(bytes: &mut [u8]) -> &[AtomicU8] {
+    // SAFETY: `AtomicU8` has the size and alignment of `u8` (documented), so the slice layout is
+    // the same; the exclusive borrow means nothing else reads or writes the bytes while the
+    // returned shared borrow, which keeps it, lives.
+    unsafe { &*(bytes as *mut [u8] as *const [AtomicU8]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +589,142 @@ mod tests {
         assert!(m.write(0, b"x").is_err());
         assert!(m.atomic_u32(2).is_none());
         assert!(m.atomic_u64(64).is_none());
-        assert!(m.atomic_u64(56).is_some());
+        assert_eq!(m.load_u64(56, Ordering::Relaxed), Some(0));
+        assert_eq!(m.load_u32(2, Ordering::Relaxed), None);
+        assert_eq!(m.load_u64(64, Ordering::Relaxed), None);
+        let w = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 64, true).unwrap();
+        assert!(w.atomic_u64(56).is_some());
+        w.atomic_u32(8).unwrap().store(7, Ordering::Relaxed);
+        assert_eq!(m.load_u32(8, Ordering::Relaxed), Some(7));
+    }
+
+    #[test]
+    fn read_only_mappings_hand_out_no_atomics() {
+        // A store through such an atomic would be SIGSEGV, which nothing catches.
+        let fd = rustix::fs::memfd_create("procom-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 4096).unwrap();
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 4096, false).unwrap();
+        assert!(m.atomic_u32(0).is_none());
+        assert!(m.atomic_u64(0).is_none());
+        assert_eq!(m.load_u32(0, Ordering::Acquire), Some(0));
+    }
+
+    #[test]
+    fn sysv_attach_refuses_more_than_the_segment_has() {
+        let id = sysv_shmget(libc::IPC_PRIVATE, 4096, true, 0o600).unwrap();
+        let too_long = Mapping::attach_sysv(id, 3 * 4096, true).map(drop);
+        let exact = Mapping::attach_sysv(id, 4096, true).map(|m| m.len());
+        let shorter = Mapping::attach_sysv(id, 100, false).map(|m| m.len());
+        sysv_shm_remove(id).unwrap();
+        let e = too_long.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert_eq!(exact.unwrap(), 4096);
+        assert_eq!(shorter.unwrap(), 100);
+    }
+
+    /// How a forked child ended: `Ok(exit code)` or `Err(signal)`.
+    ///
+    /// The child runs `f` and exits with its result; `f` must only do async-signal-safe work
+    /// (system calls, plain memory), since other test threads may hold locks at the fork.
+    fn in_child(f: impl FnOnce() -> i32) -> Result<i32, i32> {
+        // SAFETY: fork has no preconditions; the child only runs `f` (see above) and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let code = f();
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is ours to write.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(rc, pid);
+        if libc::WIFEXITED(status) {
+            Ok(libc::WEXITSTATUS(status))
+        } else {
+            Err(libc::WTERMSIG(status))
+        }
+    }
+
+    /// A sigaction with `handler` (SIG_DFL or SIG_IGN), leaked so a child can point the
+    /// chain at it.
+    fn leaked_action(handler: libc::sighandler_t) -> *mut libc::sigaction {
+        // SAFETY: all-zero is a valid sigaction; the handler is set below.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = handler;
+        Box::into_raw(Box::new(act))
+    }
+
+    #[test]
+    fn a_sent_sigbus_takes_the_previous_default_action() {
+        let fd = rustix::fs::memfd_create("procom-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 4096).unwrap();
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 4096, true).unwrap();
+        let dfl = leaked_action(libc::SIG_DFL);
+        let ended = in_child(|| {
+            // As if SIGBUS had its default disposition when the handler was installed.
+            OLD_ACTION.store(dfl, Ordering::Release);
+            // SAFETY: kill to ourselves with a valid signal number.
+            unsafe { libc::kill(libc::getpid(), libc::SIGBUS) };
+            if m.faulted() { 2 } else { 0 }
+        });
+        assert_eq!(
+            ended,
+            Err(libc::SIGBUS),
+            "a SIGBUS sent with kill must end the process as without the handler"
+        );
+    }
+
+    #[test]
+    fn a_forged_sigbus_address_zeroes_nothing() {
+        let fd = rustix::fs::memfd_create("procom-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 8192).unwrap();
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 8192, true).unwrap();
+        m.write(4096, b"hello").unwrap();
+        let target = m.as_ptr().wrapping_add(4096);
+        // A queued SIGBUS (si_code SI_QUEUE) whose si_addr points into the mapping: the
+        // address field follows three ints, aligned for a pointer.
+        // SAFETY: all-zero is a valid siginfo; the fields are set below.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        info.si_signo = libc::SIGBUS;
+        info.si_code = libc::SI_QUEUE;
+        let align = std::mem::align_of::<usize>();
+        let at = (3 * std::mem::size_of::<libc::c_int>()).div_ceil(align) * align;
+        // SAFETY: `at + size_of::<usize>()` lies inside the siginfo (128 bytes), aligned.
+        unsafe {
+            ((&mut info as *mut libc::siginfo_t as *mut u8).add(at) as *mut usize)
+                .write(target as usize)
+        };
+        // SAFETY: reading the union field back through libc's accessor.
+        assert_eq!(unsafe { info.si_addr() } as usize, target as usize);
+        let ign = leaked_action(libc::SIG_IGN);
+        let ended = in_child(|| {
+            // As if SIGBUS was ignored when the handler was installed: the sent signal is then
+            // simply ignored, and the child can report what it did to the mapping.
+            OLD_ACTION.store(ign, Ordering::Release);
+            // SAFETY: rt_sigqueueinfo to ourselves with a valid siginfo we own.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigqueueinfo,
+                    libc::getpid(),
+                    libc::SIGBUS,
+                    &info as *const libc::siginfo_t,
+                )
+            };
+            let mut got = [0u8; 5];
+            if m.read(4096, &mut got).is_err() {
+                return 3;
+            }
+            match (m.faulted(), &got == b"hello") {
+                (false, true) => 0,
+                (true, _) => 1,
+                (false, false) => 2,
+            }
+        });
+        assert_eq!(
+            ended,
+            Ok(0),
+            "a forged SIGBUS must neither flag the mapping (1) nor zero its page (2)"
+        );
     }
 }

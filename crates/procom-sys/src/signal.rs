@@ -250,9 +250,18 @@ fn sigset(signals: &[i32]) -> io::Result<libc::sigset_t> {
 }
 
 /// Restores the calling thread's signal mask when dropped.
+///
+/// The mask is per thread, so the guard must be dropped on the thread that made it: it is
+/// neither `Send` nor `Sync` (dropped elsewhere, it would overwrite that thread's mask).
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(procom_sys::signal::block(&[libc::SIGUSR1]).unwrap());
+/// ```
 #[derive(Debug)]
 pub struct MaskGuard {
     old: libc::sigset_t,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for MaskGuard {
@@ -275,7 +284,10 @@ pub fn block(signals: &[i32]) -> io::Result<MaskGuard> {
     cvt_pthread(unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) })?;
     // SAFETY: pthread_sigmask succeeded, so `old` is filled in.
     let old = unsafe { old.assume_init() };
-    Ok(MaskGuard { old })
+    Ok(MaskGuard {
+        old,
+        _this_thread: std::marker::PhantomData,
+    })
 }
 
 /// One delivery, as the handler recorded it.

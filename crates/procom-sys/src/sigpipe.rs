@@ -72,6 +72,8 @@ fn sigpipe_pending() -> io::Result<bool> {
 /// Restores the calling thread's signal mask when dropped, even if the closure panics.
 struct MaskGuard {
     old: libc::sigset_t,
+    /// The mask is per thread: the guard must not move to another one.
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for MaskGuard {
@@ -99,6 +101,7 @@ pub fn without_sigpipe<R>(write: impl FnOnce() -> io::Result<R>) -> io::Result<R
     let _guard = MaskGuard {
         // SAFETY: pthread_sigmask returned 0, so it stored the previous mask in `old`.
         old: unsafe { old.assume_init() },
+        _this_thread: std::marker::PhantomData,
     };
     let result = write();
     if !was_pending && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {

@@ -354,13 +354,52 @@ impl Segment {
     }
 
     /// Removes the object now (the name for POSIX; the segment, once detached, for System V).
+    ///
+    /// A POSIX name is removed only while it still refers to this segment: if it was removed
+    /// and re-created by someone else, the new segment is left in place and this is
+    /// `NotFound`.
     pub fn remove(mut self) -> Result<(), Error> {
         self.owner = false;
         self.remove_object()
     }
 
+    /// Removes the name now, if it still names this segment, and disarms removal on drop.
+    pub(crate) fn remove_name_now(&mut self) -> Result<(), Error> {
+        self.owner = false;
+        self.remove_object()
+    }
+
+    /// Whether the POSIX name still refers to the object behind our descriptor (compared by
+    /// device and inode): someone may have removed it and another process created a new
+    /// segment under the same name, which is not ours to remove.
+    fn still_named(&self, name: &str, fd: BorrowedFd<'_>) -> Result<bool, Error> {
+        let ours = rustix::fs::fstat(fd)
+            .map_err(|e| Error::os("read its status", e.into()).object(&self.label))?;
+        // shm_open names live in /dev/shm on Linux (glibc and rustix both open them there);
+        // `stat` needs no permission on the file itself.
+        match rustix::fs::statat(
+            rustix::fs::CWD,
+            format!("/dev/shm{name}"),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => Ok(st.st_dev == ours.st_dev && st.st_ino == ours.st_ino),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::os("look up its name", e.into()).object(&self.label)),
+        }
+    }
+
     fn remove_object(&self) -> Result<(), Error> {
         if let Some(name) = &self.name {
+            // The inode is pinned by our descriptor, so it cannot be recycled for an impostor
+            // while we compare. (Only someone outside procom removing the name and creating a
+            // new one between this check and the unlink could still lose theirs.)
+            if let Some(fd) = self.fd()
+                && !self.still_named(name, fd)?
+            {
+                return Err(Error::new(ErrorKind::NotFound)
+                    .detail("its name was removed or now refers to another segment; that one is left alone")
+                    .object(&self.label));
+            }
             return rustix::shm::unlink(name.as_str())
                 .map_err(|e| Error::os("remove it", e.into()).object(&self.label));
         }
@@ -377,6 +416,28 @@ impl Drop for Segment {
         if self.owner {
             let _ = self.remove_object();
         }
+    }
+}
+
+/// Internal statistics and knobs of the shared-memory channel (`shm:`), for procom's own
+/// tests. Not part of the API: they may change or vanish in any release.
+#[doc(hidden)]
+pub mod debug {
+    use std::time::Duration;
+
+    /// How many sleeps of a `shm:` sender or receiver in this process ended because the
+    /// liveness period ran out, not because the peer woke the sleeper (or the caller's
+    /// deadline passed). With a live peer that keeps sending or receiving, every one of them
+    /// is a lost wake-up.
+    pub fn liveness_ticks() -> u64 {
+        crate::shmchan::liveness_ticks()
+    }
+
+    /// Sets how long a sleeper goes without checking its peer is alive (default 50 ms), for
+    /// every `shm:` channel of this process. A test that sets it long makes a lost wake-up
+    /// impossible to hide behind the periodic check.
+    pub fn set_liveness_period(period: Duration) {
+        crate::shmchan::set_liveness_period(period)
     }
 }
 

@@ -13,23 +13,36 @@
 //! ```
 //!
 //! The receiver creates and owns the segment (mode 0600, exclusive) and removes its name on
-//! drop. One sender attaches at a time by claiming the sender-pid slot; a slot whose process
-//! is dead is reclaimed, so a new sender can attach after one was killed. A segment whose
-//! receiver is dead is stale: the next receiver removes and recreates it.
+//! drop. It holds an exclusive `flock` on the segment (the owner lock) from before its header is
+//! complete until after it has removed its name; the kernel releases it if the receiver dies.
+//! A segment whose owner lock is free is stale: the next receiver takes the lock, checks that
+//! the name still refers to that segment, removes the name and creates its own. Because the
+//! closing receiver removes its name *before* letting the lock go (and only if the name is
+//! still its segment's), a new receiver can never reclaim a segment that is half-closed, and an
+//! old receiver can never remove the name of the segment that replaced its own. One sender
+//! attaches at a time by claiming the sender-pid slot; a slot whose process is dead is
+//! reclaimed, so a new sender can attach after one was killed.
 //!
 //! Waiting: an empty receiver spins for `Options::spin` (0 by default), then announces itself
-//! in "receiver waiting", issues a SeqCst fence, reads `data_seq`, checks the ring once more and
-//! sleeps on `data_seq` with `futex_wait`. A sender commits, issues a SeqCst fence, and only if
-//! a receiver is announced bumps `data_seq` and wakes it: by the two fences, either the sender
-//! sees the announcement or the receiver sees the message, so no wake-up is lost, and a busy
-//! channel writes no shared word beyond the ring itself. A full sender mirrors this on
-//! `space_seq`. A full sender does the same on `space_seq`. Sleeps
-//! last at most 50 ms, after which the sleeper checks the peer's pidfd: a SIGKILLed peer is
-//! noticed within 50 ms, and a message it had not committed is never seen.
+//! in "receiver waiting", issues a SeqCst fence, reads `data_seq`, checks the ring (and the
+//! sender-closed flag) once more and sleeps on `data_seq` with `futex_wait`. Whenever the
+//! sender's ring position moves — a commit, and also a padding record published by a `reserve`
+//! that then finds no room — it issues a SeqCst fence and, only if a receiver is announced,
+//! bumps `data_seq` and wakes it: by the two fences, either the sender sees the announcement
+//! or the receiver sees the new position, so no wake-up is lost, and a busy channel writes no
+//! shared word beyond the ring itself. A full sender mirrors this on `space_seq`: it sleeps
+//! only if `Producer::would_block` (the exact condition under which `reserve` can do nothing,
+//! padding included) still holds after its fence, and the receiver wakes it whenever its
+//! position moves: a released message, and also padding skipped by a `peek` that then finds
+//! the ring empty. Closing either side sets its flag, then bumps the other side's sequence
+//! word and wakes it. Sleeps last at most 50 ms, after which the sleeper checks the peer's
+//! pidfd: a SIGKILLed peer is noticed within 50 ms, and a message it had not committed is
+//! never seen. No wake-up depends on that period (a test sets it to seconds and counts the
+//! sleeps that end by it: `crate::shm::debug`).
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -134,18 +147,47 @@ fn alive(pid: u32) -> bool {
     pid != 0 && !Watched::new(pid).dead()
 }
 
+/// A liveness period set by procom's own tests (milliseconds; 0: [`LIVENESS`]).
+static LIVENESS_OVERRIDE_MS: AtomicU64 = AtomicU64::new(0);
+/// Sleeps, in this process, that ended because the liveness period ran out rather than by a
+/// wake-up or the caller's deadline (a debug statistic for tests: with a live, active peer, each
+/// one is a lost wake-up).
+static LIVENESS_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// See `crate::shm::debug`.
+pub(crate) fn set_liveness_period(period: Duration) {
+    let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+    LIVENESS_OVERRIDE_MS.store(ms, Ordering::Relaxed);
+}
+
+/// See `crate::shm::debug`.
+pub(crate) fn liveness_ticks() -> u64 {
+    LIVENESS_TICKS.load(Ordering::Relaxed)
+}
+
+fn liveness() -> Duration {
+    match LIVENESS_OVERRIDE_MS.load(Ordering::Relaxed) {
+        0 => LIVENESS,
+        ms => Duration::from_millis(ms),
+    }
+}
+
 /// Sleeps on `seq` (expected value `seen`) until woken, the deadline, or the liveness period.
 fn sleep_on(seq: &AtomicU32, seen: u32, deadline: Option<Instant>) {
-    let mut wait = LIVENESS;
+    let period = liveness();
+    let mut wait = period;
     if let Some(d) = deadline {
         wait = wait.min(d.saturating_duration_since(Instant::now()));
     }
     let ts = Timespec {
-        tv_sec: 0,
-        tv_nsec: wait.as_nanos() as i64,
+        tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(wait.subsec_nanos()),
     };
     // EAGAIN (the value moved on), ETIMEDOUT and EINTR all just mean "look again".
-    let _ = futex::wait(seq, futex::Flags::empty(), seen, Some(&ts));
+    let r = futex::wait(seq, futex::Flags::empty(), seen, Some(&ts));
+    if r == Err(rustix::io::Errno::TIMEDOUT) && wait == period {
+        LIVENESS_TICKS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn wake(seq: &AtomicU32) {
@@ -192,10 +234,13 @@ fn validate(map: &Mapping) -> Result<usize, Error> {
     map.read(OFF_CAPACITY, &mut cap)
         .map_err(|e| Error::os("read its header", e))?;
     let cap = u64::from_le_bytes(cap);
+    // Checked arithmetic: the capacity is a peer's word, and usize may be 32 bits.
     let ok = cap.is_power_of_two()
         && cap >= procom_ring::MIN_CAPACITY as u64
-        && (RING_OFFSET as u64 + procom_ring::bytes_needed(cap as usize) as u64)
-            == map.len() as u64;
+        && usize::try_from(cap)
+            .ok()
+            .and_then(|c| RING_OFFSET.checked_add(procom_ring::bytes_needed(c)))
+            == Some(map.len());
     if !ok || map.faulted() {
         return Err(Error::new(ErrorKind::Corrupted).detail(format!(
             "its header's ring capacity {cap} does not match its {} bytes",
@@ -215,7 +260,8 @@ fn ring(map: &Arc<Mapping>) -> Result<MappedRing, Error> {
 pub(crate) struct ShmReceiver {
     consumer: Consumer<MappedRing>,
     map: Arc<Mapping>,
-    _segment: Segment,
+    /// Holds the owner's lock (an exclusive `flock`) until dropped.
+    segment: Segment,
     sender: Option<Watched>,
     spin: Duration,
     max: usize,
@@ -231,14 +277,27 @@ impl ShmReceiver {
     ) -> Result<ShmReceiver, Error> {
         let cap = capacity_for(capacity.unwrap_or(DEFAULT_CAPACITY))?;
         let len = (RING_OFFSET + procom_ring::bytes_needed(cap)) as u64;
-        let segment = match Segment::create(name, len) {
-            Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                reclaim_if_stale(name)?;
-                Segment::create(name, len)?
+        let mut reclaimed = 0;
+        let segment = loop {
+            match Segment::create(name, len) {
+                Ok(s) => break s,
+                // Another binder may win the name between our reclaim and our create: a few
+                // rounds, then its AlreadyExists stands.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && reclaimed < 3 => {
+                    reclaim_if_stale(name)?;
+                    reclaimed += 1;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
+        // The owner's lock, held until this receiver has removed its name (see the module
+        // docs). Taken before the version is published, so whoever sees a complete header
+        // either finds the lock held or the owner gone; nobody else takes a lock on a segment
+        // whose header is incomplete, so this never waits for a procom process.
+        lock_owner(&segment)?.then_some(()).ok_or_else(|| {
+            Error::new(ErrorKind::AlreadyExists)
+                .detail("another process locked the segment this receiver just created")
+        })?;
         let map = Arc::new(segment.map()?);
         let region = ring(&map)?;
         let header = Header {
@@ -259,7 +318,7 @@ impl ShmReceiver {
         Ok(ShmReceiver {
             consumer,
             map,
-            _segment: segment,
+            segment,
             sender: None,
             spin,
             max,
@@ -309,19 +368,13 @@ impl ShmReceiver {
                 self.broken = true;
                 return Err(corrupted("the segment was truncated under the receiver"));
             }
+            let before = self.consumer.position();
             match self.consumer.peek() {
                 Ok(msg) => {
                     let len = msg.len();
                     let out = (len <= self.max).then(|| f(&msg));
                     drop(msg); // releases the record (head, Release)
-                    // Pairs with the sender's fence before it reads space_seq: either it sees
-                    // the room we made, or we see it waiting and wake it.
-                    fence(Ordering::SeqCst);
-                    if word(&self.map, OFF_TX_WAITING).load(Ordering::Relaxed) != 0 {
-                        let space = word(&self.map, OFF_SPACE_SEQ);
-                        space.fetch_add(1, Ordering::SeqCst);
-                        wake(space);
-                    }
+                    wake_sender(&self.map);
                     if self.map.faulted() {
                         self.broken = true;
                         return Err(corrupted("the segment was truncated under the receiver"));
@@ -333,6 +386,11 @@ impl ShmReceiver {
                     self.broken = true;
                     return Err(ring_error(e));
                 }
+            }
+            // Empty, but skipping padding releases room too: a sender may be asleep waiting
+            // for exactly that.
+            if self.consumer.position() != before {
+                wake_sender(&self.map);
             }
             let now = Instant::now();
             let spinning = spin_until.is_some_and(|s| now < s);
@@ -360,7 +418,11 @@ impl ShmReceiver {
             // bumps data_seq, so the futex wait below returns), or we see its message.
             fence(Ordering::SeqCst);
             let seen = seq.load(Ordering::SeqCst);
-            if self.consumer.is_empty() {
+            // A sender that closed bumped data_seq after setting its flag: if `seen` already
+            // includes that bump, the flag is visible here, and we must not sleep past it.
+            let closed =
+                word(&self.map, OFF_STATE).load(Ordering::SeqCst) & STATE_SENDER_CLOSED != 0;
+            if self.consumer.is_empty() && !closed {
                 sleep_on(seq, seen, deadline);
             }
             waiting.store(0, Ordering::SeqCst);
@@ -368,37 +430,95 @@ impl ShmReceiver {
     }
 }
 
-impl Drop for ShmReceiver {
-    fn drop(&mut self) {
-        word(&self.map, OFF_STATE).fetch_or(STATE_RECEIVER_CLOSED, Ordering::SeqCst);
-        let space = word(&self.map, OFF_SPACE_SEQ);
+/// Called by the receiver after its position moved (a message released, padding skipped).
+fn wake_sender(map: &Mapping) {
+    // Pairs with the sender's fence between announcing its wait and asking the ring whether it
+    // would still block: either it sees the room we made, or we see it waiting and wake it.
+    fence(Ordering::SeqCst);
+    if word(map, OFF_TX_WAITING).load(Ordering::Relaxed) != 0 {
+        let space = word(map, OFF_SPACE_SEQ);
         space.fetch_add(1, Ordering::SeqCst);
         wake(space);
     }
 }
 
-/// A segment named `name` exists: reclaim it if its receiver is dead, refuse otherwise.
+/// Called by the sender after its position moved (a message committed, padding published).
+fn wake_receiver(map: &Mapping) {
+    // Pairs with the receiver's fence between announcing its wait and checking the ring once
+    // more: either it sees what we published, or we see it waiting and wake it.
+    fence(Ordering::SeqCst);
+    if word(map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0 {
+        let data = word(map, OFF_DATA_SEQ);
+        data.fetch_add(1, Ordering::SeqCst);
+        wake(data);
+    }
+}
+
+/// Takes the owner's exclusive lock on a segment without waiting: `Ok(false)` if another open
+/// of it holds the lock.
+fn lock_owner(segment: &Segment) -> Result<bool, Error> {
+    let fd = segment
+        .fd()
+        .ok_or_else(|| Error::new(ErrorKind::Io).detail("has no descriptor to lock"))?;
+    match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(Error::os("lock it", e.into())),
+    }
+}
+
+impl Drop for ShmReceiver {
+    fn drop(&mut self) {
+        // The name goes first, while we still hold the owner's lock: a new receiver can only
+        // reclaim a segment whose lock it gets, so it never finds ours half-closed and never
+        // has its own name removed by us. (The removal checks the name still refers to our
+        // segment, in case someone removed it and made a new one.)
+        let _ = self.segment.remove_name_now();
+        word(&self.map, OFF_STATE).fetch_or(STATE_RECEIVER_CLOSED, Ordering::SeqCst);
+        let space = word(&self.map, OFF_SPACE_SEQ);
+        space.fetch_add(1, Ordering::SeqCst);
+        wake(space);
+        // Dropping `segment` then closes its descriptor, which releases the lock.
+    }
+}
+
+/// A segment named `name` exists: remove its name if its receiver is gone (the segment's
+/// owner lock is free), refuse otherwise. `Ok` means "try creating again".
+///
+/// The lock decides, not the pid or the state word: a receiver holds it from before its header
+/// is complete until after it has removed its name, and the kernel drops it when the receiver
+/// dies. Holding it ourselves, nobody else (another binder reclaiming the same stale segment)
+/// can remove this name, so checking that the name still refers to the segment we locked and
+/// then removing it is not a race among procom processes.
 fn reclaim_if_stale(name: &str) -> Result<(), Error> {
     let label = format!("shm {name}");
-    let seg = Segment::open(name)?;
-    let map = seg.map()?;
+    let mut seg = match Segment::open(name) {
+        Ok(seg) => seg,
+        // Gone since our create failed: try again.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let in_use = || Error::new(ErrorKind::AlreadyExists).object(&label);
-    match validate(&map) {
-        Ok(_) => {
-            let owner = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
-            if alive(owner)
-                && word(&map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED == 0
-            {
-                return Err(in_use().detail(format!(
-                    "is a live channel owned by pid {owner}; it has one receiver at a time"
-                )));
-            }
-            drop(map);
-            seg.remove() // stale: its receiver died without removing it
-        }
-        Err(e) => Err(in_use().detail(format!(
-            "exists and is not a procom channel ({e}); procom does not adopt it"
-        ))),
+    let not_ours = |e: Error| {
+        in_use().detail(format!(
+            "exists and is not a procom channel, or is still being set up ({e}); procom does not adopt it"
+        ))
+    };
+    let map = seg.map().map_err(not_ours)?;
+    validate(&map).map_err(not_ours)?;
+    if !lock_owner(&seg)? {
+        let owner = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+        return Err(in_use().detail(format!(
+            "is a live channel owned by pid {owner}; it has one receiver at a time"
+        )));
+    }
+    drop(map);
+    // Stale: its receiver died without removing it. If the name was removed or replaced
+    // meanwhile, there is nothing of ours to remove; the next create tells.
+    match seg.remove_name_now() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -517,6 +637,7 @@ impl ShmSender {
             if self.receiver_gone(waited) {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
+            let before = self.producer.position();
             match self.producer.reserve(len) {
                 Ok(mut slot) => {
                     if let Some(f) = fill.take() {
@@ -525,12 +646,7 @@ impl ShmSender {
                     slot.commit(); // publishes tail (Release)
                     // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot
                     // path touches no shared word but the ring's (see the receiver's fence).
-                    fence(Ordering::SeqCst);
-                    if word(&self.map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0 {
-                        let data = word(&self.map, OFF_DATA_SEQ);
-                        data.fetch_add(1, Ordering::SeqCst);
-                        wake(data);
-                    }
+                    wake_receiver(&self.map);
                     if self.map.faulted() {
                         self.broken = true;
                         return Err(corrupted(
@@ -539,7 +655,13 @@ impl ShmSender {
                     }
                     return Ok(());
                 }
-                Err(procom_ring::Error::Full) => {}
+                Err(procom_ring::Error::Full) => {
+                    // `reserve` may have published padding before finding no room: a receiver
+                    // asleep on an empty ring must skip it before we can go on.
+                    if self.producer.position() != before {
+                        wake_receiver(&self.map);
+                    }
+                }
                 Err(procom_ring::Error::TooLarge { max }) => {
                     return Err(Error::too_large(len as u64, max as u64).detail(format!(
                         "a {len}-byte message does not fit in this channel's ring (at most {max} bytes; create it with a larger ?capacity=)"
@@ -562,9 +684,21 @@ impl ShmSender {
             waiting.store(1, Ordering::SeqCst);
             fence(Ordering::SeqCst); // pairs with the receiver's fence after a release
             let seen = seq.load(Ordering::SeqCst);
-            if self.producer.in_flight() as usize + procom_ring::record_size(len)
-                > self.producer.max_message()
-            {
+            // Exactly the condition under which `reserve` would fail again without changing
+            // anything (padding and the record header counted), read after the fence.
+            let blocked = match self.producer.would_block(len) {
+                Ok(b) => b,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    self.broken |= e == procom_ring::Error::Corrupted;
+                    return Err(ring_error(e));
+                }
+            };
+            // A receiver that closed bumped space_seq after setting its flag: if `seen`
+            // already includes that bump, the flag is visible here.
+            let closed =
+                word(&self.map, OFF_STATE).load(Ordering::SeqCst) & STATE_RECEIVER_CLOSED != 0;
+            if blocked && !closed {
                 sleep_on(seq, seen, deadline);
                 waited = true;
             }

@@ -41,6 +41,14 @@ pub const ROLES: &[Role] = &[
         name: "shm::scribbler",
         run: scribbler,
     },
+    Role {
+        name: "shm::wrap_receiver",
+        run: wrap_receiver,
+    },
+    Role {
+        name: "shm::wrap_sender",
+        run: wrap_sender,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -78,6 +86,18 @@ pub fn trials() -> Vec<Trial> {
         ),
         test("shm::channel_zero_copy_paths", channel_zero_copy_paths),
         test("shm::channel_full_ring", channel_full_ring),
+        test(
+            "shm::channel_receiver_marked_closed_keeps_its_name",
+            channel_receiver_marked_closed_keeps_its_name,
+        ),
+        test(
+            "shm::channel_closing_receiver_never_removes_a_successor",
+            channel_closing_receiver_never_removes_a_successor,
+        ),
+        test(
+            "shm::channel_wrapping_sends_never_wait_for_the_liveness_tick",
+            channel_wrapping_sends_never_wait_for_the_liveness_tick,
+        ),
     ]
 }
 
@@ -583,5 +603,133 @@ fn channel_full_ring() -> Outcome {
     for _ in 0..4 {
         ensure!(check!(rx.recv_timeout(STEP)) == msg, "queued message");
     }
+    Ok(())
+}
+
+/// Message sizes for the wrap-around test, in a 4 KiB ring: records of 1536, 3072, 2056, 512,
+/// 3592 and 1024 bytes, so nearly every message either needs a padding record first or waits
+/// for one to be skipped, whichever side is ahead.
+const WRAP_SIZES: [usize; 6] = [1528, 3064, 2048, 504, 3584, 1016];
+const WRAP_MESSAGES: usize = 3000;
+/// Far longer than any scheduling hiccup: a sleep that lasts this long was never woken.
+const WRAP_LIVENESS: Duration = Duration::from_secs(5);
+
+fn wrap_message(i: usize) -> Vec<u8> {
+    vec![i as u8; WRAP_SIZES[i % WRAP_SIZES.len()]]
+}
+
+/// Receives the wrap-around stream with blocking (non-spinning) receives; fails as soon as a
+/// sleep ends by the liveness tick instead of a wake-up.
+fn wrap_receiver(args: &[String]) -> Outcome {
+    procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
+    let mut rx = check!(Receiver::bind(args[0].as_str()));
+    println!("ready");
+    // Waiting for the sender process to start may legitimately take a while: count from the
+    // first message on.
+    ensure!(check!(rx.recv()) == wrap_message(0), "message 0");
+    let ticks = procom::shm::debug::liveness_ticks();
+    for i in 1..WRAP_MESSAGES {
+        let m = check!(rx.recv());
+        ensure!(
+            procom::shm::debug::liveness_ticks() == ticks,
+            "receiving message {i} waited for the liveness tick: the sender never woke the receiver (lost wake-up)"
+        );
+        ensure!(m == wrap_message(i), "message {i}: {} bytes", m.len());
+    }
+    Ok(())
+}
+
+/// Sends the wrap-around stream with blocking sends; fails as soon as a sleep ends by the
+/// liveness tick instead of a wake-up.
+fn wrap_sender(args: &[String]) -> Outcome {
+    procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
+    let mut tx = check!(Sender::connect(args[0].as_str()));
+    for i in 0..WRAP_MESSAGES {
+        check!(tx.send(wrap_message(i)).map_err(|e| e.into_error()));
+        ensure!(
+            procom::shm::debug::liveness_ticks() == 0,
+            "sending message {i} waited for the liveness tick: the receiver never woke the sender (lost wake-up)"
+        );
+    }
+    Ok(())
+}
+
+fn channel_wrapping_sends_never_wait_for_the_liveness_tick() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=4KiB");
+    let mut rx = Proc::spawn("receiver", &mut role("shm::wrap_receiver", &[&ep]))?;
+    rx.expect_line("ready")?;
+    let tx = Proc::spawn("sender", &mut role("shm::wrap_sender", &[&ep]))?;
+    tx.success(STEP)?;
+    rx.success(STEP)?;
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// Starts a receiver in a child that holds the channel until its standard input closes.
+fn receiver_child(ep: &str) -> Result<Proc, String> {
+    let mut cmd = role("shm::receiver", &[ep]);
+    cmd.stdin(Stdio::piped());
+    let mut owner = Proc::spawn("receiver", &mut cmd)?;
+    owner.expect_line("ready")?;
+    Ok(owner)
+}
+
+/// Closes a `receiver_child` cleanly (its receiver is dropped, not killed).
+fn close_receiver_child(mut owner: Proc) -> Outcome {
+    drop(owner.child().stdin.take());
+    owner.success(STEP).map(drop)
+}
+
+fn channel_receiver_marked_closed_keeps_its_name() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let owner = receiver_child(&ep)?;
+    // The state word says "receiver closed" while the receiver still holds the name: the
+    // moment a closing receiver passes through (or a peer's scribble). A new receiver must not
+    // reclaim the segment then: the old one would go on to remove the new one's name.
+    {
+        let seg = check!(Segment::open(&name));
+        let map = check!(seg.map());
+        map.atomic_u32(56)
+            .ok_or("no state word")?
+            .fetch_or(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let e = Receiver::bind(&ep)
+        .err()
+        .ok_or("reclaimed the name of a receiver that still holds it")?;
+    ensure!(
+        e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("live channel"),
+        "got {e}"
+    );
+    close_receiver_child(owner)?;
+    ensure!(!dev_shm(&name).exists(), "the receiver did not remove its name");
+    // Once it has gone, the name is free again.
+    let rx = check!(Receiver::bind(&ep));
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn channel_closing_receiver_never_removes_a_successor() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let owner = receiver_child(&ep)?;
+    // Someone removes the name (`procom shm rm`) and a new receiver creates the channel again
+    // while the first one still runs: when the first one closes, the name is not its own.
+    check!(procom::shm::remove(&name));
+    let mut rx = check!(Receiver::bind(&ep));
+    close_receiver_child(owner)?;
+    ensure!(
+        dev_shm(&name).exists(),
+        "the old receiver removed the name of the segment that replaced its own"
+    );
+    Proc::spawn("sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
+    for want in [&b"a"[..], b"b", b"c"] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {m:?}");
+    }
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }
