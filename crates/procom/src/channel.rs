@@ -319,9 +319,9 @@ impl Sender {
     /// misbehaving peer break Rust's aliasing rules. Relaxed stores compile to plain writes.
     pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&[AtomicU8])) -> Result<(), Error> {
         let staged = |fill: &mut dyn FnMut(&[AtomicU8])| -> Vec<u8> {
-            let buf: Vec<AtomicU8> = (0..len).map(|_| AtomicU8::new(0)).collect();
-            fill(&buf);
-            buf.into_iter().map(AtomicU8::into_inner).collect()
+            let mut buf = vec![0u8; len];
+            fill(procom_sys::mapping::atomic_bytes(&mut buf));
+            buf
         };
         let mut fill = Some(fill);
         let mut call = |b: &[AtomicU8]| {
@@ -681,16 +681,17 @@ impl Receiver {
     /// straight from the ring (the zero-copy path) and released when `f` returns. They are
     /// atomic for the reason given at [`Sender::send_with`].
     pub fn recv_with<T>(&mut self, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
-        let atomic = |m: Vec<u8>| -> Vec<AtomicU8> { m.into_iter().map(AtomicU8::new).collect() };
+        let atomic = procom_sys::mapping::atomic_bytes;
         let result = match &mut self.flavor {
             ReceiverFlavor::Shm(s) => s.recv_with(None, false, |m| f(m.as_atomic_bytes())),
             ReceiverFlavor::Mq { .. }
             | ReceiverFlavor::Msg { .. }
             | ReceiverFlavor::Dgram { .. }
             | ReceiverFlavor::Listen { .. } => {
-                return self.recv().map(|m| f(&atomic(m)));
+                return self.recv().map(|mut m| f(atomic(&mut m)));
             }
-            ReceiverFlavor::Stream(s) => s.recv(None, false).map(|m| f(&atomic(m))),
+            // Lent from the reader's buffer: no allocation and no copy per message.
+            ReceiverFlavor::Stream(s) => s.recv_map(None, false, |m| f(atomic(m))),
         };
         result.map_err(|e| e.object(&self.endpoint))
     }
@@ -723,6 +724,22 @@ impl Receiver {
     /// Receives a message, waiting until `deadline` at most.
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
         self.recv_inner(Some(deadline), false)
+    }
+
+    /// Hands the next message's bytes to `f`: straight from the reader's buffer on byte
+    /// streams (no allocation), from a received copy elsewhere. For decoders (typed channels).
+    pub(crate) fn recv_map<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        is_try: bool,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        match &mut self.flavor {
+            ReceiverFlavor::Stream(s) => s
+                .recv_map(deadline, is_try, |m| f(m))
+                .map_err(|e| e.object(&self.endpoint)),
+            _ => self.recv_inner(deadline, is_try).map(|m| f(&m)),
+        }
     }
 
     fn recv_inner(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
@@ -760,6 +777,16 @@ impl Receiver {
 
 impl StreamReceiver {
     fn recv(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
+        self.recv_map(deadline, is_try, |m| m.to_vec())
+    }
+
+    /// Hands the next message to `f` in the reader's own buffer (no allocation, no copy).
+    fn recv_map<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        is_try: bool,
+        f: impl FnOnce(&mut [u8]) -> T,
+    ) -> Result<T, Error> {
         if let Some(why) = &self.broken {
             return Err(Error::new(ErrorKind::Malformed)
                 .detail(format!("the stream is no longer usable: {why}")));
@@ -775,16 +802,16 @@ impl StreamReceiver {
                     end,
                     consumed,
                 }) => {
-                    let msg = self.r.pending()[start..end].to_vec();
+                    let out = f(&mut self.r.pending_mut()[start..end]);
                     self.r.consume(consumed);
-                    return Ok(msg);
+                    return Ok(out);
                 }
                 Ok(Frame::Incomplete { frame_len }) => {
                     if self.r.eof {
                         let pending = self.r.pending().len();
                         let last = framing::at_end_of_stream(self.r.pending(), self.framing);
                         let out = match last {
-                            Ok(Some((start, end))) => Ok(self.r.pending()[start..end].to_vec()),
+                            Ok(Some((start, end))) => Ok(f(&mut self.r.pending_mut()[start..end])),
                             Ok(None) => Err(Error::new(ErrorKind::PeerGone)),
                             Err(e) => Err(e),
                         };

@@ -159,6 +159,11 @@ impl StreamWriter {
         deadline: Option<Instant>,
     ) -> Result<(), WriteStop> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        // A socket with no deadline blocks in sendmsg itself: one system call per message
+        // while the peer keeps up, where "would block, poll, retry" made three whenever the
+        // buffer was full (measured: a fifth fewer messages per second streaming 4 KiB).
+        // Pipes and FIFOs keep the non-blocking attempt and poll (not measured to matter).
+        let nowait = deadline.is_some() || self.kind != FdKind::Socket;
         let mut written = 0usize;
         while written < total {
             let mut skip = written;
@@ -171,7 +176,7 @@ impl StreamWriter {
                 slices.push(IoSlice::new(&p[skip..]));
                 skip = 0;
             }
-            match self.write_once(&slices, true) {
+            match self.write_once(&slices, nowait) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -247,6 +252,10 @@ impl StreamReader {
     /// The unclaimed bytes.
     pub(crate) fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
+    }
+
+    pub(crate) fn pending_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
     }
 
     /// Drops `n` bytes from the front of the unclaimed bytes.

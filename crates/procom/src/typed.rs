@@ -29,6 +29,7 @@ use crate::error::{Error, ErrorKind, SendError};
 #[derive(Debug)]
 pub struct Sender<T> {
     inner: channel::Sender,
+    buf: Vec<u8>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -54,6 +55,7 @@ impl<T: Serialize> Sender<T> {
     pub fn from_untyped(inner: channel::Sender) -> Sender<T> {
         Sender {
             inner,
+            buf: Vec::new(),
             _t: PhantomData,
         }
     }
@@ -66,9 +68,13 @@ impl<T: Serialize> Sender<T> {
     fn send_with(
         &mut self,
         value: T,
-        op: impl FnOnce(&mut channel::Sender, Vec<u8>) -> Result<(), SendError<Vec<u8>>>,
+        op: impl for<'a> FnOnce(&mut channel::Sender, &'a [u8]) -> Result<(), SendError<&'a [u8]>>,
     ) -> Result<(), SendError<T>> {
-        let bytes = match postcard::to_stdvec(&value) {
+        // Encoded into the buffer kept from the last send: no allocation (and, for large
+        // values, no fresh pages to fault in) per message.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let bytes = match postcard::to_extend(&value, buf) {
             Ok(b) => b,
             Err(e) => {
                 let err = Error::new(ErrorKind::InvalidInput)
@@ -77,7 +83,12 @@ impl<T: Serialize> Sender<T> {
                 return Err(SendError::new(value, err));
             }
         };
-        op(&mut self.inner, bytes).map_err(|e| SendError::new(value, e.into_error()))
+        let sent = op(&mut self.inner, &bytes).map_err(|e| e.into_error());
+        // Kept for the next send, unless one rare huge value would pin its memory.
+        if bytes.capacity() <= 4 << 20 {
+            self.buf = bytes;
+        }
+        sent.map_err(|e| SendError::new(value, e))
     }
 
     /// Sends a value, waiting for room.
@@ -125,13 +136,15 @@ impl<T: DeserializeOwned> Receiver<T> {
         self.inner
     }
 
-    fn decode(&self, bytes: Result<Vec<u8>, Error>) -> Result<T, Error> {
-        let bytes = bytes?;
-        postcard::from_bytes(&bytes).map_err(|e| {
+    /// Receives one message and decodes it where it lies (no copy on byte streams).
+    fn recv_decoded(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<T, Error> {
+        let decoded = self.inner.recv_map(deadline, is_try, |bytes| {
+            postcard::from_bytes::<T>(bytes).map_err(|e| (bytes.len(), e))
+        })?;
+        decoded.map_err(|(len, e)| {
             Error::new(ErrorKind::Malformed)
                 .detail(format!(
-                    "a {}-byte message does not decode as {}: {e}",
-                    bytes.len(),
+                    "a {len}-byte message does not decode as {}: {e}",
                     std::any::type_name::<T>()
                 ))
                 .object(self.inner.endpoint())
@@ -140,19 +153,16 @@ impl<T: DeserializeOwned> Receiver<T> {
 
     /// Receives a value, waiting as long as it takes.
     pub fn recv(&mut self) -> Result<T, Error> {
-        let b = self.inner.recv();
-        self.decode(b)
+        self.recv_decoded(None, false)
     }
 
     /// Receives a value if one is waiting.
     pub fn try_recv(&mut self) -> Result<T, Error> {
-        let b = self.inner.try_recv();
-        self.decode(b)
+        self.recv_decoded(Some(Instant::now()), true)
     }
 
     /// Receives a value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
-        let b = self.inner.recv_timeout(timeout);
-        self.decode(b)
+        self.recv_decoded(crate::stream::deadline_after(timeout), false)
     }
 }
