@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 use procom::{Error, ErrorKind, Options, Receiver, Sender};
 use serde::Serialize;
+
+#[cfg(feature = "peers")]
+pub mod peers;
 
 /// The message sizes every mechanism is measured at, where it allows them.
 pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
@@ -42,6 +45,9 @@ pub enum Mechanism {
     Shm,
     /// A Unix stream socket pair.
     Unix,
+    /// A Unix stream socket pair carrying typed messages (`procom::typed`, postcard): the
+    /// payload as one byte string, encoded and decoded on every hop.
+    UnixTyped,
     /// Two Unix datagram sockets.
     UnixGram,
     /// Two TCP connections on loopback.
@@ -60,9 +66,10 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, in table order.
-    pub const ALL: [Mechanism; 11] = [
+    pub const ALL: [Mechanism; 12] = [
         Mechanism::Shm,
         Mechanism::Unix,
+        Mechanism::UnixTyped,
         Mechanism::UnixGram,
         Mechanism::Pipe,
         Mechanism::Fifo,
@@ -81,6 +88,7 @@ impl Mechanism {
             Mechanism::Fifo => "fifo",
             Mechanism::Shm => "shm",
             Mechanism::Unix => "unix",
+            Mechanism::UnixTyped => "unix-typed",
             Mechanism::UnixGram => "unixgram",
             Mechanism::Tcp => "tcp",
             Mechanism::Udp => "udp",
@@ -120,6 +128,7 @@ impl Mechanism {
             self,
             Mechanism::Pipe
                 | Mechanism::Unix
+                | Mechanism::UnixTyped
                 | Mechanism::Fifo
                 | Mechanism::Sem
                 | Mechanism::Signal
@@ -229,8 +238,9 @@ pub struct Measurement {
     pub msgs_per_s: f64,
     /// Streaming megabytes (10^6 bytes) per second.
     pub mb_per_s: f64,
-    /// The same ping-pong as a plain loop of `write`/`read` system calls with no procom layer
-    /// (kernel mechanisms in blocking mode; none for shared memory, which has no system call).
+    /// The same ping-pong as a plain loop of the mechanism's system calls with no procom layer,
+    /// measured in the same run (every kernel mechanism in blocking mode; none for shared
+    /// memory, which has no system call, nor for the payload-free hand-offs).
     pub baseline_p50_ns: Option<f64>,
 }
 
@@ -266,25 +276,97 @@ fn options(mode: Mode) -> Options {
     }
 }
 
-/// The parent's ends and the peer process for one scenario.
-struct Wired {
+/// One side's two directions as the benchmark driver sees them, so that procom and every peer
+/// library run exactly the same loop (see [`drive`] and [`serve`]).
+pub(crate) trait Link {
+    /// Sends `msg`: the payload is written into the transport.
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error>;
+    /// Receives one message and returns its length (the payload is received, not copied out).
+    fn recv_len(&mut self) -> Result<usize, Error>;
+    /// Receives one message into an owned buffer and sends that buffer back (the echo side).
+    fn echo(&mut self) -> Result<(), Error>;
+    /// Receives a short control message (ready, acknowledgement) within `timeout`.
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error>;
+}
+
+/// procom's byte channels.
+struct ProcomLink {
     tx: Sender,
     rx: Receiver,
+    /// A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
+    /// (System V queues have no timed receive, and a deadline would make them poll).
+    udp: bool,
+}
+
+impl Link for ProcomLink {
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.tx.send(msg).map_err(|e| e.into_error())
+    }
+    fn recv_len(&mut self) -> Result<usize, Error> {
+        if self.udp {
+            Ok(self.rx.recv_timeout(Duration::from_secs(10))?.len())
+        } else {
+            self.rx.recv_with(|b| b.len())
+        }
+    }
+    fn echo(&mut self) -> Result<(), Error> {
+        let m = self.rx.recv()?;
+        self.tx.send(&m).map_err(|e| e.into_error())
+    }
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        self.rx.recv_timeout(timeout)
+    }
+}
+
+/// procom's typed channel (postcard) carrying the payload as one byte string: the same work
+/// ipc-channel's typed channel does.
+struct TypedLink {
+    tx: procom::typed::Sender<serde_bytes::ByteBuf>,
+    rx: procom::typed::Receiver<serde_bytes::ByteBuf>,
+}
+
+impl Link for TypedLink {
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let value = serde_bytes::ByteBuf::from(msg.to_vec());
+        self.tx.send(value).map_err(|e| e.into_error())
+    }
+    fn recv_len(&mut self) -> Result<usize, Error> {
+        Ok(self.rx.recv()?.len())
+    }
+    fn echo(&mut self) -> Result<(), Error> {
+        let m = self.rx.recv()?;
+        self.tx.send(m).map_err(|e| e.into_error())
+    }
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        Ok(self.rx.recv_timeout(timeout)?.into_vec())
+    }
+}
+
+/// The parent's ends and the peer process for one scenario.
+struct Wired {
+    link: ProcomLink,
     child: Child,
     _cleanup: Option<procom::fifo::Fifo>,
     _cleanup2: Option<procom::fifo::Fifo>,
 }
 
+/// `__bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
+fn peer_args(s: &Scenario, mech: &str, a2b: &str, b2a: &str) -> Vec<String> {
+    vec![
+        "__bench-peer".to_string(),
+        mech.to_string(),
+        s.mode.name().to_string(),
+        s.size.to_string(),
+        s.iterations.to_string(),
+        s.stream.to_string(),
+        a2b.to_string(),
+        b2a.to_string(),
+    ]
+}
+
 fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.arg("__bench-peer")
-        .arg(s.mechanism.name())
-        .arg(s.mode.name())
-        .arg(s.size.to_string())
-        .arg(s.iterations.to_string())
-        .arg(s.stream.to_string())
-        .arg(a2b)
-        .arg(b2a)
+    cmd.args(peer_args(s, s.mechanism.name(), a2b, b2a))
         .stderr(Stdio::inherit());
     cmd
 }
@@ -326,8 +408,8 @@ pub fn pin() -> Option<(usize, usize)> {
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options(s.mode);
     let mut w = match s.mechanism {
-        Mechanism::Sem | Mechanism::Signal => {
-            return Err(bench_error("hand-offs carry no messages"));
+        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped => {
+            return Err(bench_error("not wired here"));
         }
         Mechanism::Pipe => {
             let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
@@ -336,8 +418,11 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
             cmd.stdin(r1).stdout(w2);
             let child = spawn(cmd)?;
             Wired {
-                tx: Sender::from_fd(w1, "pipe", &opts),
-                rx: Receiver::from_fd(r2, "pipe", &opts),
+                link: ProcomLink {
+                    tx: Sender::from_fd(w1, "pipe", &opts),
+                    rx: Receiver::from_fd(r2, "pipe", &opts),
+                    udp: false,
+                },
                 child,
                 _cleanup: None,
                 _cleanup2: None,
@@ -356,8 +441,11 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 .try_clone()
                 .map_err(|e| Error::os("duplicate a socket", e))?;
             Wired {
-                tx: Sender::from_fd(a, "unix socketpair", &opts),
-                rx: Receiver::from_fd(a2, "unix socketpair", &opts),
+                link: ProcomLink {
+                    tx: Sender::from_fd(a, "unix socketpair", &opts),
+                    rx: Receiver::from_fd(a2, "unix socketpair", &opts),
+                    udp: false,
+                },
                 child,
                 _cleanup: None,
                 _cleanup2: None,
@@ -381,8 +469,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 &opts.clone().open_timeout(Some(Duration::from_secs(10))),
             )?;
             Wired {
-                tx,
-                rx,
+                link: ProcomLink { tx, rx, udp: false },
                 child,
                 _cleanup: Some(f1),
                 _cleanup2: Some(f2),
@@ -414,15 +501,18 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 }
             };
             return Ok(Wired {
-                tx,
-                rx,
+                link: ProcomLink {
+                    tx,
+                    rx,
+                    udp: s.mechanism == Mechanism::Udp,
+                },
                 child,
                 _cleanup: None,
                 _cleanup2: None,
             });
         }
     };
-    let ready = w.rx.recv_timeout(Duration::from_secs(10))?;
+    let ready = w.link.recv_control(Duration::from_secs(10))?;
     if ready != b"ready" {
         let _ = w.child.kill();
         return Err(bench_error("the peer did not say ready"));
@@ -491,98 +581,345 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
     if matches!(s.mechanism, Mechanism::Sem | Mechanism::Signal) {
         return handoff(exe, s);
     }
-    let mut w = wire(exe, scratch, s)?;
-    let result = measure(&mut w, s);
-    drop(w.tx);
-    drop(w.rx);
-    if result.is_err() {
-        let _ = w.child.kill(); // a datagram peer would otherwise wait for ever
-    }
-    let _ = w.child.wait();
-    let mut m = result?;
-    if matches!(
-        s.mechanism,
-        Mechanism::Pipe | Mechanism::Fifo | Mechanism::Unix
-    ) && s.mode == Mode::Block
-    {
+    let mut m = if s.mechanism == Mechanism::UnixTyped {
+        unix_typed(exe, s)?
+    } else {
+        let mut w = wire(exe, scratch, s)?;
+        let result = drive(&mut w.link, s, s.mechanism.name());
+        drop(w.link);
+        if result.is_err() {
+            let _ = w.child.kill(); // a datagram peer would otherwise wait for ever
+        }
+        let _ = w.child.wait();
+        result?
+    };
+    if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
         m.baseline_p50_ns = Some(baseline(exe, scratch, s)?);
     }
     Ok(m)
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Error> {
-    while !buf.is_empty() {
-        match rustix::io::write(fd, buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::os("write", e.into())),
-        }
-    }
-    Ok(())
+/// One side of a raw baseline: plain system calls with no framing and no procom layer.
+trait RawIo {
+    /// Writes one message.
+    fn put(&mut self, msg: &[u8]) -> std::io::Result<()>;
+    /// Reads one message of `buf.len()` bytes (a stream reads exactly that many).
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
 }
 
-fn read_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8]) -> Result<(), Error> {
-    while !buf.is_empty() {
-        match rustix::io::read(fd, &mut *buf) {
-            Ok(0) => return Err(Error::new(ErrorKind::PeerGone).object("bench baseline")),
-            Ok(n) => buf = &mut buf[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::os("read", e.into())),
-        }
-    }
-    Ok(())
+/// Two descriptors, one each way: `write(2)` and `read(2)` (pipes, FIFOs, a Unix stream socket
+/// pair, two TCP connections).
+struct RawFds {
+    tx: OwnedFd,
+    rx: OwnedFd,
 }
 
-/// The raw ping-pong: `write(2)` the payload, `read(2)` it back, nothing else.
+impl RawIo for RawFds {
+    fn put(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            match rustix::io::write(&self.tx, buf) {
+                Ok(n) => buf = &buf[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            match rustix::io::read(&self.rx, &mut buf[got..]) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// A connected datagram socket: `send(2)` and `recv(2)` (UDP, Unix datagrams).
+struct RawDgram(OwnedFd);
+
+impl RawIo for RawDgram {
+    fn put(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        rustix::net::send(&self.0, msg, rustix::net::SendFlags::empty())?;
+        Ok(())
+    }
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (n, _) = rustix::net::recv(&self.0, buf, rustix::net::RecvFlags::empty())?;
+        Ok(n)
+    }
+}
+
+/// Two POSIX message queues: `mq_send(3)` and `mq_receive(3)`.
+struct RawMq {
+    tx: OwnedFd,
+    rx: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl RawMq {
+    /// `mq_receive` needs room for the queue's message size: the buffer is sized once.
+    fn new(tx: OwnedFd, rx: OwnedFd) -> std::io::Result<RawMq> {
+        let size = procom_sys::mq::getattr(rx.as_fd())?.msgsize.max(1) as usize;
+        Ok(RawMq {
+            tx,
+            rx,
+            buf: vec![0; size],
+        })
+    }
+}
+
+impl RawIo for RawMq {
+    fn put(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        procom_sys::mq::send(self.tx.as_fd(), msg, 0, None).map(|_| ())
+    }
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match procom_sys::mq::receive(self.rx.as_fd(), &mut self.buf, None)? {
+            procom_sys::mq::Outcome::Done((n, _)) => {
+                let n = n.min(buf.len());
+                buf[..n].copy_from_slice(&self.buf[..n]);
+                Ok(n)
+            }
+            _ => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// Two System V message queues: `msgsnd(2)` and `msgrcv(2)`.
+struct RawMsg {
+    tx: i32,
+    rx: i32,
+    buf: procom_sys::msg::RecvBuf,
+}
+
+impl RawIo for RawMsg {
+    fn put(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        procom_sys::msg::send(self.tx, 1, msg, false)
+    }
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (_, m) = procom_sys::msg::receive(self.rx, &mut self.buf, buf.len().max(1), 0, false)?;
+        let n = m.len().min(buf.len());
+        buf[..n].copy_from_slice(&m[..n]);
+        Ok(n)
+    }
+}
+
+fn raw_error(e: std::io::Error) -> Error {
+    Error::os("run the raw baseline", e).object("bench baseline")
+}
+
+/// Removes the baseline's named objects however the run ends.
+#[derive(Default)]
+struct RawCleanup {
+    mq: Vec<String>,
+    msg: Vec<i32>,
+}
+
+impl Drop for RawCleanup {
+    fn drop(&mut self) {
+        for name in &self.mq {
+            let _ = procom_sys::mq::unlink(name);
+        }
+        for id in &self.msg {
+            let _ = procom_sys::msg::remove(*id);
+        }
+    }
+}
+
+fn loopback_listener() -> Result<(std::net::TcpListener, String), Error> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::os("listen on loopback", e))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| Error::os("read a port", e))?
+        .port();
+    Ok((l, port.to_string()))
+}
+
+fn accept_nodelay(l: &std::net::TcpListener) -> Result<OwnedFd, Error> {
+    let (c, _) = l.accept().map_err(|e| Error::os("accept the peer", e))?;
+    c.set_nodelay(true)
+        .map_err(|e| Error::os("set TCP_NODELAY", e))?;
+    Ok(c.into())
+}
+
+/// The raw ping-pong for a kernel mechanism: the payload sent and read back with the plain
+/// system calls, in the same topology as procom's channel (one object each way), nothing else.
 fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
-    let raw = format!("raw-{}", s.mechanism.name());
-    let mut peer = Scenario { ..*s };
+    // The typed channel runs over a Unix socket pair: its raw baseline is that pair's.
+    let mech = match s.mechanism {
+        Mechanism::UnixTyped => Mechanism::Unix,
+        m => m,
+    };
+    let raw = format!("raw-{}", mech.name());
+    let mut peer = Scenario {
+        mechanism: mech,
+        ..*s
+    };
     peer.stream = 0;
-    let (tx, rx, mut child): (OwnedFd, OwnedFd, Child) = match s.mechanism {
+    let mut cleanup = RawCleanup::default();
+    let command = |a2b: &str, b2a: &str| {
+        let mut cmd = peer_command(exe, &peer, a2b, b2a);
+        cmd.arg(&raw);
+        cmd
+    };
+    // Whatever fails after the peer started, the guard kills and reaps it.
+    let mut peer_proc = PeerGuard(None);
+    let mut io: Box<dyn RawIo> = match mech {
         Mechanism::Pipe => {
             let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
             let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-            let mut cmd = peer_command(exe, &peer, "-", "-");
-            cmd.arg(&raw).stdin(r1).stdout(w2);
-            (w1.into(), r2.into(), spawn(cmd)?)
+            let mut cmd = command("-", "-");
+            cmd.stdin(r1).stdout(w2);
+            peer_proc.0 = Some(spawn(cmd)?);
+            Box::new(RawFds {
+                tx: w1.into(),
+                rx: r2.into(),
+            })
         }
         Mechanism::Unix => {
             let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
             let b2 = b
                 .try_clone()
                 .map_err(|e| Error::os("duplicate a socket", e))?;
-            let mut cmd = peer_command(exe, &peer, "-", "-");
-            cmd.arg(&raw)
-                .stdin(OwnedFd::from(b2))
-                .stdout(OwnedFd::from(b));
+            let mut cmd = command("-", "-");
+            cmd.stdin(OwnedFd::from(b2)).stdout(OwnedFd::from(b));
             let a2 = a
                 .try_clone()
                 .map_err(|e| Error::os("duplicate a socket", e))?;
-            (a.into(), a2.into(), spawn(cmd)?)
+            peer_proc.0 = Some(spawn(cmd)?);
+            Box::new(RawFds {
+                tx: a.into(),
+                rx: a2.into(),
+            })
         }
         Mechanism::Fifo => {
             let a2b = scratch.join(unique("raw-a2b"));
             let b2a = scratch.join(unique("raw-b2a"));
             let f1 = procom::fifo::Fifo::create(&a2b)?;
             let f2 = procom::fifo::Fifo::create(&b2a)?;
-            let mut cmd = peer_command(
-                exe,
-                &peer,
-                &a2b.display().to_string(),
-                &b2a.display().to_string(),
-            );
-            cmd.arg(&raw).stdin(Stdio::null()).stdout(Stdio::null());
-            let child = spawn(cmd)?;
+            let mut cmd = command(&a2b.display().to_string(), &b2a.display().to_string());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
             let tx: OwnedFd =
                 procom::fifo::open_write_timeout(&a2b, Duration::from_secs(10))?.into();
             let rx: OwnedFd = procom::fifo::open_read(&b2a)?.into();
             drop((f1, f2)); // both ends are open: the names can go
-            (tx, rx, child)
+            Box::new(RawFds { tx, rx })
         }
-        _ => return Err(bench_error("only pipe, fifo and unix have a raw baseline")),
+        Mechanism::Tcp => {
+            let (l1, p1) = loopback_listener()?;
+            let (l2, p2) = loopback_listener()?;
+            let mut cmd = command(&p1, &p2);
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            let tx = accept_nodelay(&l1)?;
+            let rx = accept_nodelay(&l2)?;
+            Box::new(RawFds { tx, rx })
+        }
+        Mechanism::Udp => {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+                .map_err(|e| Error::os("bind a UDP socket", e))?;
+            let port = sock
+                .local_addr()
+                .map_err(|e| Error::os("read a port", e))?
+                .port();
+            let mut cmd = command(&port.to_string(), "-");
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| Error::os("set a timeout", e))?;
+            // Peeked, not taken: the hello is read again as every baseline's first message.
+            let mut hello = [0u8; 1];
+            let (_, from) = sock
+                .peek_from(&mut hello)
+                .map_err(|e| Error::os("hear from the peer", e))?;
+            sock.connect(from)
+                .map_err(|e| Error::os("connect a UDP socket", e))?;
+            Box::new(RawDgram(sock.into()))
+        }
+        Mechanism::UnixGram => {
+            let mine = scratch.join(unique("raw-dgram-a"));
+            let theirs = scratch.join(unique("raw-dgram-b"));
+            let sock = std::os::unix::net::UnixDatagram::bind(&mine)
+                .map_err(|e| Error::os("bind a Unix datagram socket", e))?;
+            let mut cmd = command(&mine.display().to_string(), &theirs.display().to_string());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| Error::os("set a timeout", e))?;
+            // Peeked, not taken: the hello is read again as every baseline's first message.
+            let mut hello = [0u8; 1];
+            rustix::net::recv(&sock, &mut hello, rustix::net::RecvFlags::PEEK)
+                .map_err(|e| Error::os("hear from the peer", e.into()))?;
+            sock.connect(&theirs)
+                .map_err(|e| Error::os("connect a Unix datagram socket", e))?;
+            let _ = std::fs::remove_file(&mine);
+            let _ = std::fs::remove_file(&theirs);
+            Box::new(RawDgram(sock.into()))
+        }
+        Mechanism::Mq => {
+            let (a2b, b2a) = (unique("/procom-raw-a2b"), unique("/procom-raw-b2a"));
+            let size = s.size.max(64) as i64;
+            let tx = procom_sys::mq::create(&a2b, 10, size, 0o600)
+                .map_err(|e| Error::os("create a POSIX queue", e))?;
+            cleanup.mq.push(a2b.clone());
+            let rx = procom_sys::mq::create(&b2a, 10, size, 0o600)
+                .map_err(|e| Error::os("create a POSIX queue", e))?;
+            cleanup.mq.push(b2a.clone());
+            let mut cmd = command(&a2b, &b2a);
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            Box::new(RawMq::new(tx, rx).map_err(raw_error)?)
+        }
+        Mechanism::Msg => {
+            let tx = procom_sys::msg::create(0, 0o600)
+                .map_err(|e| Error::os("create a System V queue", e))?;
+            cleanup.msg.push(tx);
+            let rx = procom_sys::msg::create(0, 0o600)
+                .map_err(|e| Error::os("create a System V queue", e))?;
+            cleanup.msg.push(rx);
+            let mut cmd = command(&tx.to_string(), &rx.to_string());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            Box::new(RawMsg {
+                tx,
+                rx,
+                buf: Default::default(),
+            })
+        }
+        _ => return Err(bench_error("no raw baseline for this mechanism")),
     };
+    let result = raw_rounds(io.as_mut(), s);
+    drop(io);
+    if result.is_ok()
+        && let Some(mut child) = peer_proc.0.take()
+    {
+        let _ = child.wait();
+    }
+    drop(peer_proc);
+    drop(cleanup);
+    result
+}
+
+/// The peer process of a baseline: killed and reaped if the run ends early.
+struct PeerGuard(Option<Child>);
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn raw_rounds(io: &mut dyn RawIo, s: &Scenario) -> Result<f64, Error> {
     let mut hello = [0u8; 1];
-    read_exact(rx.as_fd(), &mut hello)?;
+    io.get(&mut hello).map_err(raw_error)?;
     let msg = vec![0xa5u8; s.size];
     let mut back = vec![0u8; s.size];
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
@@ -590,24 +927,22 @@ fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
     let warmup = s.iterations / 10;
     for i in 0..warmup + s.iterations {
         let t0 = Instant::now();
-        write_all(tx.as_fd(), &msg)?;
-        read_exact(rx.as_fd(), &mut back)?;
+        io.put(&msg).map_err(raw_error)?;
+        let n = io.get(&mut back).map_err(raw_error)?;
+        let rtt = t0.elapsed();
+        if n != s.size {
+            return Err(bench_error(format!("the raw peer echoed {n} bytes")));
+        }
         if i >= warmup {
-            let _ = hist.record((t0.elapsed().as_nanos() as u64 / 2).max(1));
+            let _ = hist.record((rtt.as_nanos() as u64 / 2).max(1));
         }
     }
-    drop((tx, rx));
-    let _ = child.wait();
     Ok(hist.value_at_quantile(0.5) as f64)
 }
 
-/// The raw peer: echoes `size`-byte payloads with plain `read`/`write`.
+/// The raw peer: echoes `size`-byte payloads with the plain system calls.
 fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) -> Result<(), Error> {
-    let (rx, tx): (OwnedFd, OwnedFd) = if mech == "raw-fifo" {
-        let rx: OwnedFd = procom::fifo::open_read(a2b)?.into();
-        let tx: OwnedFd = procom::fifo::open_write(b2a)?.into();
-        (rx, tx)
-    } else {
+    let stdio = || -> Result<Box<dyn RawIo>, Error> {
         let rx = std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
@@ -616,32 +951,82 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::os("duplicate stdout", e))?;
-        (rx, tx)
+        Ok(Box::new(RawFds { tx, rx }))
     };
-    write_all(tx.as_fd(), b"r")?;
+    let mut io: Box<dyn RawIo> = match mech {
+        "raw-pipe" | "raw-unix" => stdio()?,
+        "raw-fifo" => {
+            let rx: OwnedFd = procom::fifo::open_read(a2b)?.into();
+            let tx: OwnedFd = procom::fifo::open_write(b2a)?.into();
+            Box::new(RawFds { tx, rx })
+        }
+        "raw-tcp" => {
+            let connect = |port: &str| -> Result<OwnedFd, Error> {
+                let c = std::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+                    .map_err(|e| Error::os("connect on loopback", e))?;
+                c.set_nodelay(true)
+                    .map_err(|e| Error::os("set TCP_NODELAY", e))?;
+                Ok(c.into())
+            };
+            let rx = connect(a2b)?;
+            let tx = connect(b2a)?;
+            Box::new(RawFds { tx, rx })
+        }
+        "raw-udp" => {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+                .map_err(|e| Error::os("bind a UDP socket", e))?;
+            sock.connect(format!("127.0.0.1:{a2b}"))
+                .map_err(|e| Error::os("connect a UDP socket", e))?;
+            Box::new(RawDgram(sock.into()))
+        }
+        "raw-unixgram" => {
+            let sock = std::os::unix::net::UnixDatagram::bind(b2a)
+                .map_err(|e| Error::os("bind a Unix datagram socket", e))?;
+            sock.connect(a2b)
+                .map_err(|e| Error::os("connect a Unix datagram socket", e))?;
+            Box::new(RawDgram(sock.into()))
+        }
+        "raw-mq" => {
+            let rx = procom_sys::mq::open(a2b, true, false)
+                .map_err(|e| Error::os("open a POSIX queue", e))?;
+            let tx = procom_sys::mq::open(b2a, false, true)
+                .map_err(|e| Error::os("open a POSIX queue", e))?;
+            Box::new(RawMq::new(tx, rx).map_err(raw_error)?)
+        }
+        "raw-msg" => {
+            let id = |s: &str| {
+                s.parse::<i32>()
+                    .map_err(|_| bench_error(format!("`{s}` is not a queue id")))
+            };
+            Box::new(RawMsg {
+                rx: id(a2b)?,
+                tx: id(b2a)?,
+                buf: Default::default(),
+            })
+        }
+        _ => return Err(bench_error(format!("`{mech}` has no raw peer"))),
+    };
+    io.put(b"r").map_err(raw_error)?;
     let mut buf = vec![0u8; size];
     for _ in 0..iterations / 10 + iterations {
-        read_exact(rx.as_fd(), &mut buf)?;
-        write_all(tx.as_fd(), &buf)?;
+        let n = io.get(&mut buf).map_err(raw_error)?;
+        io.put(&buf[..n]).map_err(raw_error)?;
     }
     Ok(())
 }
 
-fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
+/// The measurement loop every link runs, procom's and the peers' alike: `iterations` timed
+/// round trips after a tenth as many to warm up, then `stream` messages back to back and one
+/// acknowledgement.
+pub(crate) fn drive(link: &mut impl Link, s: &Scenario, name: &str) -> Result<Measurement, Error> {
     let msg = vec![0xa5u8; s.size];
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| bench_error(format!("histogram: {e}")))?;
     let warmup = s.iterations / 10;
     for i in 0..warmup + s.iterations {
         let t0 = Instant::now();
-        w.tx.send(&msg).map_err(|e| e.into_error())?;
-        // A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
-        // (System V queues have no timed receive, and a deadline would make them poll).
-        let back = if s.mechanism == Mechanism::Udp {
-            w.rx.recv_timeout(Duration::from_secs(10))?.len()
-        } else {
-            w.rx.recv_with(|b| b.len())?
-        };
+        link.send(&msg)?;
+        let back = link.recv_len()?;
         let rtt = t0.elapsed();
         if back != s.size {
             return Err(bench_error(format!(
@@ -655,15 +1040,15 @@ fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
     }
     let t0 = Instant::now();
     for _ in 0..s.stream {
-        w.tx.send(&msg).map_err(|e| e.into_error())?;
+        link.send(&msg)?;
     }
-    let ack = w.rx.recv_timeout(Duration::from_secs(60))?;
+    let ack = link.recv_control(Duration::from_secs(60))?;
     let secs = t0.elapsed().as_secs_f64();
     if ack != b"k" {
         return Err(bench_error("the peer did not acknowledge the stream"));
     }
     Ok(Measurement {
-        mechanism: s.mechanism.name().to_string(),
+        mechanism: name.to_string(),
         mode: s.mode.name(),
         size: s.size,
         p50_ns: hist.value_at_quantile(0.5) as f64,
@@ -673,6 +1058,74 @@ fn measure(w: &mut Wired, s: &Scenario) -> Result<Measurement, Error> {
         mb_per_s: (s.stream * s.size) as f64 / secs / 1e6,
         baseline_p50_ns: None,
     })
+}
+
+/// The peer's loop, matching [`drive`]: ready, echo every round trip, take the stream, and
+/// acknowledge it.
+pub(crate) fn serve(
+    link: &mut impl Link,
+    size: usize,
+    iterations: usize,
+    stream: usize,
+) -> Result<(), Error> {
+    link.send(b"ready")?;
+    for _ in 0..iterations / 10 + iterations {
+        link.echo()?;
+    }
+    for _ in 0..stream {
+        let n = link.recv_len()?;
+        if n != size {
+            return Err(bench_error(format!("received {n} bytes instead of {size}")));
+        }
+    }
+    link.send(b"k")
+}
+
+/// The typed Unix-socket channel: a socket pair, the peer on its standard input and output.
+fn unix_typed(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
+    let opts = options(s.mode);
+    let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
+    let b2 = b
+        .try_clone()
+        .map_err(|e| Error::os("duplicate a socket", e))?;
+    let mut cmd = peer_command(exe, s, "-", "-");
+    cmd.stdin(OwnedFd::from(b2)).stdout(OwnedFd::from(b));
+    let mut child = spawn(cmd)?;
+    let a2 = a
+        .try_clone()
+        .map_err(|e| Error::os("duplicate a socket", e))?;
+    let mut link = TypedLink {
+        tx: procom::typed::Sender::from_untyped(Sender::from_fd(a, "unix socketpair", &opts)),
+        rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(a2, "unix socketpair", &opts)),
+    };
+    let result = match link.recv_control(Duration::from_secs(10)) {
+        Ok(m) if m == b"ready" => drive(&mut link, s, s.mechanism.name()),
+        Ok(_) => Err(bench_error("the peer did not say ready")),
+        Err(e) => Err(e),
+    };
+    drop(link);
+    finish(child_result(&mut child, result.is_err()), result)
+}
+
+/// Waits for the peer; kills it first when the run failed (it may be waiting for ever).
+fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
+    if failed {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::os("wait for the benchmark peer", e))?;
+    if !failed && !status.success() {
+        return Err(bench_error(format!("the benchmark peer failed ({status})")));
+    }
+    Ok(())
+}
+
+/// The run's own error first, then the peer's.
+fn finish(peer: Result<(), Error>, run: Result<Measurement, Error>) -> Result<Measurement, Error> {
+    let m = run?;
+    peer?;
+    Ok(m)
 }
 
 /// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
@@ -697,6 +1150,14 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         s.parse::<usize>()
             .map_err(|_| bench_error(format!("`{s}` is not a number")))
     };
+    if let Some(name) = mech.strip_prefix("peer:") {
+        #[cfg(feature = "peers")]
+        return peers::peer_main(name, num(size)?, num(iterations)?, num(stream)?, a2b, b2a);
+        #[cfg(not(feature = "peers"))]
+        return Err(bench_error(format!(
+            "`{name}`: this procom was built without the `peers` feature"
+        )));
+    }
     if mech == "cacheline" {
         return cacheline_peer(num(iterations)?);
     }
@@ -711,7 +1172,7 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     let opts = options(mode);
     let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
     let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
-    let (mut rx, mut tx) = if bound {
+    let (rx, tx) = if bound {
         let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
         let tx = Sender::connect_with(b2a.as_str(), &opts)?;
         (rx, tx)
@@ -720,19 +1181,15 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         let tx = Sender::connect_with(b2a.as_str(), &opts)?;
         (rx, tx)
     };
-    tx.send(b"ready").map_err(|e| e.into_error())?;
-    for _ in 0..iterations / 10 + iterations {
-        let m = rx.recv()?;
-        tx.send(&m).map_err(|e| e.into_error())?;
+    if mech == "unix-typed" {
+        let mut link = TypedLink {
+            tx: procom::typed::Sender::from_untyped(tx),
+            rx: procom::typed::Receiver::from_untyped(rx),
+        };
+        return serve(&mut link, size, iterations, stream);
     }
-    for _ in 0..stream {
-        let n = rx.recv_with(|b| b.len())?;
-        if n != size {
-            return Err(bench_error(format!("received {n} bytes instead of {size}")));
-        }
-    }
-    tx.send(b"k").map_err(|e| e.into_error())?;
-    Ok(())
+    let mut link = ProcomLink { tx, rx, udp: false };
+    serve(&mut link, size, iterations, stream)
 }
 
 fn cacheline_peer(iterations: usize) -> Result<(), Error> {

@@ -201,7 +201,9 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Only these mechanisms (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg, sem, signal); repeatable.
+    /// Only these mechanisms (shm, unix, unix-typed, unixgram, pipe, fifo, tcp, udp, mq, msg,
+    /// sem, signal) and, in a build with `--features peers`, peers (iceoryx2, ipc-channel,
+    /// interprocess); repeatable.
     #[arg(long, value_name = "NAME")]
     pub mechanism: Vec<String>,
     /// Also draw latency and throughput against message size into this SVG file.

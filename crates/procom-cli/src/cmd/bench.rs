@@ -80,21 +80,57 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The peer libraries this build can measure (feature `peers`).
+#[cfg(feature = "peers")]
+type Peer = procom_bench::peers::Peer;
+#[cfg(feature = "peers")]
+const PEERS: &[Peer] = &Peer::ALL;
+
+/// Without the `peers` feature there is nothing to measure beside procom.
+#[cfg(not(feature = "peers"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {}
+#[cfg(not(feature = "peers"))]
+const PEERS: &[Peer] = &[];
+#[cfg(not(feature = "peers"))]
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {}
+    }
+}
+
+fn known_names() -> String {
+    Mechanism::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain(PEERS.iter().map(|p| p.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> anyhow::Result<()> {
-    let mechanisms: Vec<Mechanism> = if args.mechanism.is_empty() {
-        Mechanism::ALL.to_vec()
-    } else {
-        args.mechanism
-            .iter()
-            .map(|m| {
-                Mechanism::parse(m).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "`{m}` is not a mechanism the benchmark knows (shm, unix, unixgram, pipe, fifo, tcp, udp, mq, msg, sem, signal)"
-                    )
-                })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let mut mechanisms: Vec<Mechanism> = Vec::new();
+    let mut peers: Vec<Peer> = Vec::new();
+    if args.mechanism.is_empty() {
+        mechanisms = Mechanism::ALL.to_vec();
+        peers = PEERS.to_vec();
+    }
+    for m in &args.mechanism {
+        if let Some(mech) = Mechanism::parse(m) {
+            mechanisms.push(mech);
+        } else if let Some(p) = PEERS.iter().find(|p| p.name() == m) {
+            peers.push(*p);
+        } else if matches!(m.as_str(), "iceoryx2" | "ipc-channel" | "interprocess") {
+            anyhow::bail!(
+                "`{m}` is a peer library, measured only by a procom built with `--features peers`"
+            );
+        } else {
+            anyhow::bail!(
+                "`{m}` is not a mechanism the benchmark knows ({})",
+                known_names()
+            );
+        }
+    }
     let sizes: Vec<usize> = if args.size.is_empty() {
         SIZES.to_vec()
     } else {
@@ -138,7 +174,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     }
     // A progress bar on a terminal; nothing when standard error is a file or a pipe.
     let bar = if progress {
-        indicatif::ProgressBar::new(scenarios.len() as u64)
+        indicatif::ProgressBar::new((scenarios.len() + peers.len() * sizes.len()) as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -157,13 +193,14 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         results.push(procom_bench::run(exe, scratch, s)?);
         bar.inc(1);
     }
+    let peer_results = run_peers(&peers, &sizes, profile, exe, scratch, &bar)?;
     bar.finish_and_clear();
     results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     let report = Report {
         machine: machine(pinned, cores),
         limits,
         results,
-        peers: Vec::new(),
+        peers: peer_results,
     };
     if let Some(path) = &args.svg {
         svg(&report, path).with_context(|| format!("could not draw {}", path.display()))?;
@@ -183,10 +220,34 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         limits.memcpy_gb_per_s
     );
     println!(
-        "one-way latency = round trip / 2; throughput = messages streamed back to back; peers: not run (no peer feature in this build)\n"
+        "one-way latency = round trip / 2; throughput = messages streamed back to back; {}\n",
+        if cfg!(feature = "peers") {
+            "peers: iceoryx2, ipc-channel, interprocess, doing the same work in this run"
+        } else {
+            "peers: not run (build with `--features peers` to measure iceoryx2, ipc-channel and interprocess)"
+        }
+    );
+    table(&report.results, &limits);
+    println!(
+        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair."
     );
     println!(
-        "{:<8} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8}",
+        "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."
+    );
+    for (mech, why, sizes) in &skipped {
+        println!("not measured: {mech} at {}: {why}", sizes.join(", "));
+    }
+    if !report.peers.is_empty() {
+        println!("\npeers, same run, same work (payload written and read, process to process):");
+        table(&report.peers, &limits);
+        compare(&report);
+    }
+    Ok(())
+}
+
+fn table(rows: &[Measurement], limits: &Limits) {
+    println!(
+        "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8}",
         "mech",
         "mode",
         "size",
@@ -199,25 +260,26 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         "raw p50",
         "vs raw"
     );
-    for r in &report.results {
+    for r in rows {
         let (raw, vs) = match r.baseline_p50_ns {
             Some(b) => (ns(b), format!("{:+.0}%", (r.p50_ns / b - 1.0) * 100.0)),
             None => ("-".to_string(), "-".to_string()),
         };
+        let measured = r.msgs_per_s > 0.0;
         println!(
-            "{:<8} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>8.1}x {:>10} {:>8}",
+            "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>8.1}x {:>10} {:>8}",
             r.mechanism,
             r.mode,
             size(r.size),
             ns(r.p50_ns),
             ns(r.p99_ns),
             ns(r.p999_ns),
-            if r.msgs_per_s > 0.0 {
+            if measured {
                 format!("{:.0}", r.msgs_per_s)
             } else {
                 "-".into()
             },
-            if r.msgs_per_s > 0.0 {
+            if measured {
                 format!("{:.1}", r.mb_per_s)
             } else {
                 "-".into()
@@ -227,16 +289,91 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             vs
         );
     }
-    println!(
-        "\nraw p50: the same ping-pong as a plain write/read loop with no procom layer (pipe, fifo, unix)."
-    );
-    println!(
-        "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."
-    );
-    for (mech, why, sizes) in &skipped {
-        println!("not measured: {mech} at {}: {why}", sizes.join(", "));
+}
+
+/// Each peer beside the procom row it is compared with, at every size both have: the p50
+/// ratio and the msgs/s ratio (procom ÷ peer: below 1 is faster latency, above 1 is more
+/// messages per second).
+fn compare(report: &Report) {
+    println!("\nprocom vs peers (procom ÷ peer; p50 below 1 and msgs/s above 1 favour procom):");
+    for p in &report.peers {
+        let Some((mech, mode)) = counterpart(&p.mechanism) else {
+            continue;
+        };
+        let Some(r) = report
+            .results
+            .iter()
+            .find(|r| r.mechanism == mech && r.mode == mode && r.size == p.size)
+        else {
+            continue;
+        };
+        println!(
+            "  {mech} {mode} vs {} {} at {}: p50 {} vs {} ({:.2}x), msgs/s {:.0} vs {:.0} ({:.2}x)",
+            p.mechanism,
+            p.mode,
+            size(p.size),
+            ns(r.p50_ns),
+            ns(p.p50_ns),
+            r.p50_ns / p.p50_ns,
+            r.msgs_per_s,
+            p.msgs_per_s,
+            r.msgs_per_s / p.msgs_per_s
+        );
     }
-    Ok(())
+}
+
+#[cfg(feature = "peers")]
+fn counterpart(name: &str) -> Option<(&'static str, &'static str)> {
+    let (m, mode) = Peer::parse(name)?.counterpart();
+    Some((m, mode.name()))
+}
+
+#[cfg(not(feature = "peers"))]
+fn counterpart(_: &str) -> Option<(&'static str, &'static str)> {
+    None
+}
+
+/// Every peer at every size, each sized exactly like procom's counterpart row.
+#[cfg(feature = "peers")]
+fn run_peers(
+    peers: &[Peer],
+    sizes: &[usize],
+    profile: Profile,
+    exe: &std::path::Path,
+    scratch: &std::path::Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut rows = Vec::new();
+    for p in peers {
+        let (mech, mode) = p.counterpart();
+        let mech = Mechanism::parse(mech).unwrap_or(Mechanism::Unix);
+        for s in sizes {
+            bar.set_message(format!("{} {}", p.name(), size(*s)));
+            let scenario = Scenario::sized(mech, mode, *s, profile);
+            rows.push(
+                procom_bench::peers::run(exe, scratch, *p, &scenario)
+                    .with_context(|| format!("the {} peer at {}", p.name(), size(*s)))?,
+            );
+            bar.inc(1);
+        }
+    }
+    rows.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
+    Ok(rows)
+}
+
+#[cfg(not(feature = "peers"))]
+fn run_peers(
+    peers: &[Peer],
+    _: &[usize],
+    _: Profile,
+    _: &std::path::Path,
+    _: &std::path::Path,
+    _: &indicatif::ProgressBar,
+) -> anyhow::Result<Vec<Measurement>> {
+    match peers.first() {
+        Some(p) => match *p {},
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Draws p50 latency and throughput against message size, one line per mechanism and mode.

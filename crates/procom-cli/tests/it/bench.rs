@@ -8,7 +8,90 @@ use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, test};
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![test("cli::bench::json_shape", json_shape), test("cli::bench::svg_chart", svg_chart)]
+    let mut v = vec![
+        test("cli::bench::json_shape", json_shape),
+        test("cli::bench::svg_chart", svg_chart),
+        test("cli::bench::every_kernel_mechanism_has_a_raw_baseline", baselines),
+        test("cli::bench::peers_need_the_feature", peers_need_the_feature),
+    ];
+    if cfg!(feature = "peers") {
+        v.push(test("cli::bench::peers_do_the_same_work", peers));
+    }
+    v
+}
+
+fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args(["bench", "--quick", "--json", "--size", "64"])
+        .args(args)
+        .stdin(Stdio::null());
+    let fin = Proc::spawn("procom bench", &mut cmd)?.success(STEP)?;
+    Ok(check!(serde_json::from_str(&fin.stdout.join("\n"))))
+}
+
+/// Every kernel mechanism's row carries the raw system-call loop of the same run.
+fn baselines() -> Outcome {
+    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed"];
+    let mut args = Vec::new();
+    for n in names {
+        args.extend(["--mechanism", n]);
+    }
+    let v = bench_json(&args)?;
+    let results = v["results"].as_array().ok_or("no results")?;
+    ensure!(results.len() == names.len(), "{} rows", results.len());
+    for r in results {
+        ensure!(
+            r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0),
+            "no raw baseline in {r}"
+        );
+    }
+    Ok(())
+}
+
+/// Asking for a peer library from a build without it is a usage error that says how to get it.
+fn peers_need_the_feature() -> Outcome {
+    if cfg!(feature = "peers") {
+        return Ok(());
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args(["bench", "--quick", "--mechanism", "iceoryx2"])
+        .stdin(Stdio::null());
+    let fin = Proc::spawn("procom bench --mechanism iceoryx2", &mut cmd)?.finish(STEP)?;
+    ensure!(!fin.status.success(), "succeeded without the peers feature");
+    let err = &fin.stderr;
+    ensure!(err.contains("--features peers"), "stderr: {err}");
+    Ok(())
+}
+
+/// With the `peers` feature, iceoryx2, ipc-channel and interprocess run in the same run as
+/// procom, each row measured (every payload echoed at the right size, or the run fails).
+fn peers() -> Outcome {
+    let v = bench_json(&[
+        "--mechanism",
+        "iceoryx2",
+        "--mechanism",
+        "ipc-channel",
+        "--mechanism",
+        "interprocess",
+    ])?;
+    let peers = v["peers"].as_array().ok_or("no peers")?;
+    let mut names: Vec<&str> = peers.iter().filter_map(|p| p["mechanism"].as_str()).collect();
+    names.sort_unstable();
+    ensure!(
+        names == ["iceoryx2", "interprocess", "ipc-channel"],
+        "peers: {names:?}"
+    );
+    for p in peers {
+        for key in ["p50_ns", "p99_ns", "msgs_per_s", "mb_per_s"] {
+            ensure!(p[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {p}");
+        }
+        let spin = p["mechanism"] == "iceoryx2";
+        ensure!(
+            p["mode"] == if spin { "spin" } else { "block" },
+            "mode in {p}"
+        );
+    }
+    Ok(())
 }
 
 fn json_shape() -> Outcome {
