@@ -581,11 +581,17 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
     if matches!(s.mechanism, Mechanism::Sem | Mechanism::Signal) {
         return handoff(exe, s);
     }
-    let mut m = if s.mechanism == Mechanism::UnixTyped {
-        unix_typed(exe, s)?
+    // The raw loop of the same mechanism (kernel mechanisms, blocking), alive beside procom's.
+    let mut raw = if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
+        Some(raw_setup(exe, scratch, s)?)
+    } else {
+        None
+    };
+    let m = if s.mechanism == Mechanism::UnixTyped {
+        unix_typed(exe, s, raw.as_mut())?
     } else {
         let mut w = wire(exe, scratch, s)?;
-        let result = drive(&mut w.link, s, s.mechanism.name());
+        let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut());
         drop(w.link);
         if result.is_err() {
             let _ = w.child.kill(); // a datagram peer would otherwise wait for ever
@@ -593,8 +599,8 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
         let _ = w.child.wait();
         result?
     };
-    if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
-        m.baseline_p50_ns = Some(baseline(exe, scratch, s)?);
+    if let Some(r) = raw {
+        r.finish();
     }
     Ok(m)
 }
@@ -748,7 +754,7 @@ fn accept_nodelay(l: &std::net::TcpListener) -> Result<OwnedFd, Error> {
 
 /// The raw ping-pong for a kernel mechanism: the payload sent and read back with the plain
 /// system calls, in the same topology as procom's channel (one object each way), nothing else.
-fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
+fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawSide, Error> {
     // The typed channel runs over a Unix socket pair: its raw baseline is that pair's.
     let mech = match s.mechanism {
         Mechanism::UnixTyped => Mechanism::Unix,
@@ -893,16 +899,45 @@ fn baseline(exe: &Path, scratch: &Path, s: &Scenario) -> Result<f64, Error> {
         }
         _ => return Err(bench_error("no raw baseline for this mechanism")),
     };
-    let result = raw_rounds(io.as_mut(), s);
-    drop(io);
-    if result.is_ok()
-        && let Some(mut child) = peer_proc.0.take()
-    {
-        let _ = child.wait();
+    let mut hello = [0u8; 1];
+    io.get(&mut hello).map_err(raw_error)?;
+    Ok(RawSide {
+        io,
+        peer: peer_proc,
+        _cleanup: cleanup,
+        back: vec![0u8; s.size],
+    })
+}
+
+/// The raw loop's side of a scenario, alive beside procom's so the two are measured in
+/// alternating batches under the same conditions.
+struct RawSide {
+    io: Box<dyn RawIo>,
+    peer: PeerGuard,
+    _cleanup: RawCleanup,
+    back: Vec<u8>,
+}
+
+impl RawSide {
+    /// One round trip; its one-way time.
+    fn round(&mut self, msg: &[u8]) -> Result<Duration, Error> {
+        let t0 = Instant::now();
+        self.io.put(msg).map_err(raw_error)?;
+        let n = self.io.get(&mut self.back).map_err(raw_error)?;
+        let rtt = t0.elapsed();
+        if n != msg.len() {
+            return Err(bench_error(format!("the raw peer echoed {n} bytes")));
+        }
+        Ok(rtt / 2)
     }
-    drop(peer_proc);
-    drop(cleanup);
-    result
+
+    /// Lets the peer finish (it has echoed every round) and reaps it.
+    fn finish(mut self) {
+        drop(self.io);
+        if let Some(mut child) = self.peer.0.take() {
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The peer process of a baseline: killed and reaped if the run ends early.
@@ -915,29 +950,6 @@ impl Drop for PeerGuard {
             let _ = child.wait();
         }
     }
-}
-
-fn raw_rounds(io: &mut dyn RawIo, s: &Scenario) -> Result<f64, Error> {
-    let mut hello = [0u8; 1];
-    io.get(&mut hello).map_err(raw_error)?;
-    let msg = vec![0xa5u8; s.size];
-    let mut back = vec![0u8; s.size];
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .map_err(|e| bench_error(format!("histogram: {e}")))?;
-    let warmup = s.iterations / 10;
-    for i in 0..warmup + s.iterations {
-        let t0 = Instant::now();
-        io.put(&msg).map_err(raw_error)?;
-        let n = io.get(&mut back).map_err(raw_error)?;
-        let rtt = t0.elapsed();
-        if n != s.size {
-            return Err(bench_error(format!("the raw peer echoed {n} bytes")));
-        }
-        if i >= warmup {
-            let _ = hist.record((rtt.as_nanos() as u64 / 2).max(1));
-        }
-    }
-    Ok(hist.value_at_quantile(0.5) as f64)
 }
 
 /// The raw peer: echoes `size`-byte payloads with the plain system calls.
@@ -1019,23 +1031,61 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
 /// round trips after a tenth as many to warm up, then `stream` messages back to back and one
 /// acknowledgement.
 pub(crate) fn drive(link: &mut impl Link, s: &Scenario, name: &str) -> Result<Measurement, Error> {
+    measure(link, s, name, None)
+}
+
+fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
+    hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| bench_error(format!("histogram: {e}")))
+}
+
+/// [`drive`], with the raw loop's round trips (when given) interleaved in ten alternating
+/// batches, so that both see the same machine: on a virtual machine, two separate runs of the
+/// same loop differ by more than the 10% being looked for.
+fn measure(
+    link: &mut impl Link,
+    s: &Scenario,
+    name: &str,
+    mut raw: Option<&mut RawSide>,
+) -> Result<Measurement, Error> {
     let msg = vec![0xa5u8; s.size];
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .map_err(|e| bench_error(format!("histogram: {e}")))?;
-    let warmup = s.iterations / 10;
-    for i in 0..warmup + s.iterations {
+    let mut hist = histogram()?;
+    let mut raw_hist = histogram()?;
+    let mut ours = |record: bool, hist: &mut hdrhistogram::Histogram<u64>| -> Result<(), Error> {
         let t0 = Instant::now();
         link.send(&msg)?;
         let back = link.recv_len()?;
-        let rtt = t0.elapsed();
+        let one_way = t0.elapsed() / 2;
         if back != s.size {
             return Err(bench_error(format!(
                 "the peer echoed {back} bytes instead of {}",
                 s.size
             )));
         }
-        if i >= warmup {
-            let _ = hist.record((rtt.as_nanos() as u64 / 2).max(1));
+        if record {
+            let _ = hist.record((one_way.as_nanos() as u64).max(1));
+        }
+        Ok(())
+    };
+    let warmup = s.iterations / 10;
+    for _ in 0..warmup {
+        ours(false, &mut hist)?;
+    }
+    if let Some(r) = raw.as_deref_mut() {
+        for _ in 0..warmup {
+            r.round(&msg)?;
+        }
+    }
+    const BATCHES: usize = 10;
+    for b in 0..BATCHES {
+        let n = s.iterations / BATCHES + usize::from(b < s.iterations % BATCHES);
+        for _ in 0..n {
+            ours(true, &mut hist)?;
+        }
+        if let Some(r) = raw.as_deref_mut() {
+            for _ in 0..n {
+                let _ = raw_hist.record((r.round(&msg)?.as_nanos() as u64).max(1));
+            }
         }
     }
     let t0 = Instant::now();
@@ -1056,7 +1106,7 @@ pub(crate) fn drive(link: &mut impl Link, s: &Scenario, name: &str) -> Result<Me
         p999_ns: hist.value_at_quantile(0.999) as f64,
         msgs_per_s: s.stream as f64 / secs,
         mb_per_s: (s.stream * s.size) as f64 / secs / 1e6,
-        baseline_p50_ns: None,
+        baseline_p50_ns: raw.map(|_| raw_hist.value_at_quantile(0.5) as f64),
     })
 }
 
@@ -1082,7 +1132,7 @@ pub(crate) fn serve(
 }
 
 /// The typed Unix-socket channel: a socket pair, the peer on its standard input and output.
-fn unix_typed(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
+fn unix_typed(exe: &Path, s: &Scenario, raw: Option<&mut RawSide>) -> Result<Measurement, Error> {
     let opts = options(s.mode);
     let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
     let b2 = b
@@ -1099,7 +1149,7 @@ fn unix_typed(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
         rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(a2, "unix socketpair", &opts)),
     };
     let result = match link.recv_control(Duration::from_secs(10)) {
-        Ok(m) if m == b"ready" => drive(&mut link, s, s.mechanism.name()),
+        Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw),
         Ok(_) => Err(bench_error("the peer did not say ready")),
         Err(e) => Err(e),
     };
