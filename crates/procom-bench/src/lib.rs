@@ -1030,6 +1030,8 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
 /// The measurement loop every link runs, procom's and the peers' alike: `iterations` timed
 /// round trips after a tenth as many to warm up, then `stream` messages back to back and one
 /// acknowledgement.
+// Only the peers (feature `peers`) run without a raw loop beside them.
+#[cfg_attr(not(feature = "peers"), expect(dead_code))]
 pub(crate) fn drive(link: &mut impl Link, s: &Scenario, name: &str) -> Result<Measurement, Error> {
     measure(link, s, name, None)
 }
