@@ -405,6 +405,31 @@ pub fn pin() -> Option<(usize, usize)> {
     })
 }
 
+/// Starts `cmd` as a peer reading one pipe on its standard input and writing another on its
+/// standard output; returns our write end, our read end and the peer.
+fn pipe_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
+    let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+    let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+    cmd.stdin(r1).stdout(w2);
+    let child = spawn(cmd)?;
+    Ok((w1.into(), r2.into(), child))
+}
+
+/// Starts `cmd` as a peer with one end of a Unix socket pair on its standard input and output;
+/// returns our end twice (to write, to read) and the peer.
+fn socketpair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
+    let dup = |s: &UnixStream| {
+        s.try_clone()
+            .map(OwnedFd::from)
+            .map_err(|e| Error::os("duplicate a socket", e))
+    };
+    let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
+    cmd.stdin(dup(&b)?).stdout(OwnedFd::from(b));
+    let a2 = dup(&a)?;
+    let child = spawn(cmd)?;
+    Ok((a.into(), a2, child))
+}
+
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options(s.mode);
     let mut w = match s.mechanism {
@@ -412,15 +437,11 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
             return Err(bench_error("not wired here"));
         }
         Mechanism::Pipe => {
-            let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-            let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-            let mut cmd = peer_command(exe, s, "-", "-");
-            cmd.stdin(r1).stdout(w2);
-            let child = spawn(cmd)?;
+            let (tx, rx, child) = pipe_peer(peer_command(exe, s, "-", "-"))?;
             Wired {
                 link: ProcomLink {
-                    tx: Sender::from_fd(w1, "pipe", &opts),
-                    rx: Receiver::from_fd(r2, "pipe", &opts),
+                    tx: Sender::from_fd(tx, "pipe", &opts),
+                    rx: Receiver::from_fd(rx, "pipe", &opts),
                     udp: false,
                 },
                 child,
@@ -429,21 +450,11 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
             }
         }
         Mechanism::Unix => {
-            let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
-            let mut cmd = peer_command(exe, s, "-", "-");
-            let b2 = b
-                .try_clone()
-                .map_err(|e| Error::os("duplicate a socket", e))?;
-            cmd.stdin(std::os::fd::OwnedFd::from(b2))
-                .stdout(std::os::fd::OwnedFd::from(b));
-            let child = spawn(cmd)?;
-            let a2 = a
-                .try_clone()
-                .map_err(|e| Error::os("duplicate a socket", e))?;
+            let (tx, rx, child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
             Wired {
                 link: ProcomLink {
-                    tx: Sender::from_fd(a, "unix socketpair", &opts),
-                    rx: Receiver::from_fd(a2, "unix socketpair", &opts),
+                    tx: Sender::from_fd(tx, "unix socketpair", &opts),
+                    rx: Receiver::from_fd(rx, "unix socketpair", &opts),
                     udp: false,
                 },
                 child,
@@ -593,11 +604,8 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
         let mut w = wire(exe, scratch, s)?;
         let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut());
         drop(w.link);
-        if result.is_err() {
-            let _ = w.child.kill(); // a datagram peer would otherwise wait for ever
-        }
-        let _ = w.child.wait();
-        result?
+        // On failure the peer is killed: a datagram peer would otherwise wait for ever.
+        finish(child_result(&mut w.child, result.is_err()), result)?
     };
     if let Some(r) = raw {
         r.finish();
@@ -775,32 +783,15 @@ fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawSide, Error>
     // Whatever fails after the peer started, the guard kills and reaps it.
     let mut peer_proc = PeerGuard(None);
     let mut io: Box<dyn RawIo> = match mech {
-        Mechanism::Pipe => {
-            let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-            let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-            let mut cmd = command("-", "-");
-            cmd.stdin(r1).stdout(w2);
-            peer_proc.0 = Some(spawn(cmd)?);
-            Box::new(RawFds {
-                tx: w1.into(),
-                rx: r2.into(),
-            })
-        }
-        Mechanism::Unix => {
-            let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
-            let b2 = b
-                .try_clone()
-                .map_err(|e| Error::os("duplicate a socket", e))?;
-            let mut cmd = command("-", "-");
-            cmd.stdin(OwnedFd::from(b2)).stdout(OwnedFd::from(b));
-            let a2 = a
-                .try_clone()
-                .map_err(|e| Error::os("duplicate a socket", e))?;
-            peer_proc.0 = Some(spawn(cmd)?);
-            Box::new(RawFds {
-                tx: a.into(),
-                rx: a2.into(),
-            })
+        Mechanism::Pipe | Mechanism::Unix => {
+            let start = if mech == Mechanism::Pipe {
+                pipe_peer
+            } else {
+                socketpair_peer
+            };
+            let (tx, rx, child) = start(command("-", "-"))?;
+            peer_proc.0 = Some(child);
+            Box::new(RawFds { tx, rx })
         }
         Mechanism::Fifo => {
             let a2b = scratch.join(unique("raw-a2b"));
@@ -1136,19 +1127,10 @@ pub(crate) fn serve(
 /// The typed Unix-socket channel: a socket pair, the peer on its standard input and output.
 fn unix_typed(exe: &Path, s: &Scenario, raw: Option<&mut RawSide>) -> Result<Measurement, Error> {
     let opts = options(s.mode);
-    let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
-    let b2 = b
-        .try_clone()
-        .map_err(|e| Error::os("duplicate a socket", e))?;
-    let mut cmd = peer_command(exe, s, "-", "-");
-    cmd.stdin(OwnedFd::from(b2)).stdout(OwnedFd::from(b));
-    let mut child = spawn(cmd)?;
-    let a2 = a
-        .try_clone()
-        .map_err(|e| Error::os("duplicate a socket", e))?;
+    let (tx, rx, mut child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
     let mut link = TypedLink {
-        tx: procom::typed::Sender::from_untyped(Sender::from_fd(a, "unix socketpair", &opts)),
-        rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(a2, "unix socketpair", &opts)),
+        tx: procom::typed::Sender::from_untyped(Sender::from_fd(tx, "unix socketpair", &opts)),
+        rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(rx, "unix socketpair", &opts)),
     };
     let result = match link.recv_control(Duration::from_secs(10)) {
         Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw),

@@ -285,29 +285,32 @@ impl StreamLink {
             .map_err(|e| Error::os("read a local socket", e))?;
         Ok(n)
     }
+}
 
-    fn write_frame(&mut self, payload_from_buf: bool, msg: &[u8]) -> Result<(), Error> {
-        let payload = if payload_from_buf { &self.buf[..] } else { msg };
-        self.out.clear();
-        self.out
-            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        self.out.extend_from_slice(payload);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| Error::os("write a local socket", e))
-    }
+/// Writes the length prefix and `payload` in one `write` through the reused `out` buffer.
+fn write_frame(
+    stream: &mut interprocess::local_socket::Stream,
+    out: &mut Vec<u8>,
+    payload: &[u8],
+) -> Result<(), Error> {
+    out.clear();
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    stream
+        .write_all(out)
+        .map_err(|e| Error::os("write a local socket", e))
 }
 
 impl Link for StreamLink {
     fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        self.write_frame(false, msg)
+        write_frame(&mut self.stream, &mut self.out, msg)
     }
     fn recv_len(&mut self) -> Result<usize, Error> {
         self.read_frame()
     }
     fn echo(&mut self) -> Result<(), Error> {
         self.read_frame()?;
-        self.write_frame(true, &[])
+        write_frame(&mut self.stream, &mut self.out, &self.buf)
     }
     fn recv_control(&mut self, _timeout: Duration) -> Result<Vec<u8>, Error> {
         // A peer that dies closes the stream, which ends the read.
