@@ -432,25 +432,24 @@ impl ShmReceiver {
 
 /// Called by the receiver after its position moved (a message released, padding skipped).
 fn wake_sender(map: &Mapping) {
-    // Pairs with the sender's fence between announcing its wait and asking the ring whether it
-    // would still block: either it sees the room we made, or we see it waiting and wake it.
-    fence(Ordering::SeqCst);
-    if word(map, OFF_TX_WAITING).load(Ordering::Relaxed) != 0 {
-        let space = word(map, OFF_SPACE_SEQ);
-        space.fetch_add(1, Ordering::SeqCst);
-        wake(space);
-    }
+    wake_if_waiting(map, OFF_TX_WAITING, OFF_SPACE_SEQ);
 }
 
 /// Called by the sender after its position moved (a message committed, padding published).
 fn wake_receiver(map: &Mapping) {
-    // Pairs with the receiver's fence between announcing its wait and checking the ring once
-    // more: either it sees what we published, or we see it waiting and wake it.
+    wake_if_waiting(map, OFF_RX_WAITING, OFF_DATA_SEQ);
+}
+
+/// Bumps the sequence word at `seq` and wakes its sleeper, if the other side announced itself
+/// at `waiting`.
+fn wake_if_waiting(map: &Mapping, waiting: usize, seq: usize) {
+    // Pairs with the other side's fence between announcing its wait and checking the ring once
+    // more: either it sees what we changed, or we see it waiting and wake it.
     fence(Ordering::SeqCst);
-    if word(map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0 {
-        let data = word(map, OFF_DATA_SEQ);
-        data.fetch_add(1, Ordering::SeqCst);
-        wake(data);
+    if word(map, waiting).load(Ordering::Relaxed) != 0 {
+        let seq = word(map, seq);
+        seq.fetch_add(1, Ordering::SeqCst);
+        wake(seq);
     }
 }
 
