@@ -92,14 +92,29 @@ fn me() -> u32 {
 struct Watched {
     pid: u32,
     pidfd: Option<OwnedFd>,
-    /// When `dead` was last asked of the kernel, and its answer: a busy sender or a spinning
-    /// receiver asks at most every [`RECHECK`], not once per message.
-    checked: Cell<Option<Instant>>,
+    /// When `dead` was last asked of the kernel ([`coarse_now`]), and its answer: a busy
+    /// sender or a spinning receiver asks at most every [`RECHECK`], not once per message.
+    checked: Cell<Option<Duration>>,
     was_dead: Cell<bool>,
 }
 
-/// How stale a cached liveness answer may be on the hot paths.
+/// Polls of the ring between two clock and liveness checks of a spinning receiver.
+const SPIN_BURST: u32 = 128;
+
+/// How stale a cached liveness answer may be on the hot paths (plus [`coarse_now`]'s
+/// resolution, a few milliseconds).
 const RECHECK: Duration = Duration::from_millis(2);
+
+/// The coarse monotonic clock: read from memory the kernel updates every tick, with no
+/// timestamp counter read, so checking the liveness cache on every send costs a few
+/// nanoseconds rather than a fine clock's tens.
+fn coarse_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0).min(999_999_999),
+    )
+}
 
 impl Watched {
     fn new(pid: u32) -> Watched {
@@ -118,11 +133,16 @@ impl Watched {
         if self.was_dead.get() {
             return true;
         }
-        if !fresh && self.checked.get().is_some_and(|t| t.elapsed() < RECHECK) {
+        if !fresh
+            && self
+                .checked
+                .get()
+                .is_some_and(|t| coarse_now().saturating_sub(t) < RECHECK)
+        {
             return false;
         }
         let dead = self.dead();
-        self.checked.set(Some(Instant::now()));
+        self.checked.set(Some(coarse_now()));
         self.was_dead.set(dead);
         dead
     }
@@ -408,7 +428,15 @@ impl ShmReceiver {
                 );
             }
             if spinning {
-                std::hint::spin_loop();
+                // Poll the ring alone for a while before the next clock and liveness check:
+                // those take longer than a message takes to cross between two cores, and a
+                // message that lands during them waits for them to finish.
+                for _ in 0..SPIN_BURST {
+                    if !self.consumer.is_empty() {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             let waiting = word(&self.map, OFF_RX_WAITING);
