@@ -696,6 +696,31 @@ impl Receiver {
         result.map_err(|e| e.object(&self.endpoint))
     }
 
+    /// Receives a message into `buf`, replacing what it held and reusing its allocation;
+    /// returns the message's length. A loop that receives into one buffer allocates nothing
+    /// per message (on shared memory and byte streams; queues and datagrams still receive
+    /// into a fresh buffer first).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let result = match &mut self.flavor {
+            ReceiverFlavor::Shm(s) => s.recv_with(None, false, |m| {
+                // Only bytes beyond the old length are zeroed before the copy overwrites them.
+                buf.resize(m.len(), 0);
+                m.copy_to(buf);
+                m.len()
+            }),
+            ReceiverFlavor::Stream(s) => s.recv_map(None, false, |m| {
+                buf.clear();
+                buf.extend_from_slice(m);
+                m.len()
+            }),
+            _ => {
+                *buf = self.recv()?;
+                return Ok(buf.len());
+            }
+        };
+        result.map_err(|e| e.object(&self.endpoint))
+    }
+
     /// For datagram endpoints: how many datagrams arrived, and (UDP with length framing) how
     /// many sequence numbers were skipped or came late.
     pub fn datagram_stats(&self) -> Option<DatagramStats> {
