@@ -272,7 +272,9 @@ fn options(mode: Mode) -> Options {
     let o = Options::default().max_message(2 << 20);
     match mode {
         Mode::Block => o,
-        Mode::Spin => o.spin(Duration::from_secs(1)),
+        // Long enough that a receiver never sleeps while its peer keeps sending; short enough
+        // that a side waiting out another side's batch stops spinning and leaves it the CPU.
+        Mode::Spin => o.spin(SPIN),
     }
 }
 
@@ -296,6 +298,8 @@ struct ProcomLink {
     /// A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
     /// (System V queues have no timed receive, and a deadline would make them poll).
     udp: bool,
+    /// The echo side's buffer, reused for every message (as the peers' links do).
+    buf: Vec<u8>,
 }
 
 impl Link for ProcomLink {
@@ -310,8 +314,8 @@ impl Link for ProcomLink {
         }
     }
     fn echo(&mut self) -> Result<(), Error> {
-        let m = self.rx.recv()?;
-        self.tx.send(&m).map_err(|e| e.into_error())
+        self.rx.recv_into(&mut self.buf)?;
+        self.tx.send(&self.buf).map_err(|e| e.into_error())
     }
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         self.rx.recv_timeout(timeout)
@@ -443,6 +447,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                     tx: Sender::from_fd(tx, "pipe", &opts),
                     rx: Receiver::from_fd(rx, "pipe", &opts),
                     udp: false,
+                    buf: Vec::new(),
                 },
                 child,
                 _cleanup: None,
@@ -456,6 +461,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                     tx: Sender::from_fd(tx, "unix socketpair", &opts),
                     rx: Receiver::from_fd(rx, "unix socketpair", &opts),
                     udp: false,
+                    buf: Vec::new(),
                 },
                 child,
                 _cleanup: None,
@@ -480,7 +486,12 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 &opts.clone().open_timeout(Some(Duration::from_secs(10))),
             )?;
             Wired {
-                link: ProcomLink { tx, rx, udp: false },
+                link: ProcomLink {
+                    tx,
+                    rx,
+                    udp: false,
+                    buf: Vec::new(),
+                },
                 child,
                 _cleanup: Some(f1),
                 _cleanup2: Some(f2),
@@ -516,6 +527,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                     tx,
                     rx,
                     udp: s.mechanism == Mechanism::Udp,
+                    buf: Vec::new(),
                 },
                 child,
                 _cleanup: None,
@@ -592,6 +604,16 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
     if matches!(s.mechanism, Mechanism::Sem | Mechanism::Signal) {
         return handoff(exe, s);
     }
+    run_beside(exe, scratch, s, None).map(|(m, _)| m)
+}
+
+/// [`run`], with a peer library's link (when given) measured in turns beside procom's.
+pub(crate) fn run_beside(
+    exe: &Path,
+    scratch: &Path,
+    s: &Scenario,
+    peer: Beside<'_>,
+) -> Result<(Measurement, Option<Measurement>), Error> {
     // The raw loop of the same mechanism (kernel mechanisms, blocking), alive beside procom's.
     let mut raw = if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
         Some(raw_setup(exe, scratch, s)?)
@@ -599,10 +621,10 @@ pub fn run(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Measurement, Erro
         None
     };
     let m = if s.mechanism == Mechanism::UnixTyped {
-        unix_typed(exe, s, raw.as_mut())?
+        unix_typed(exe, s, raw.as_mut(), peer)?
     } else {
         let mut w = wire(exe, scratch, s)?;
-        let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut());
+        let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut(), peer);
         drop(w.link);
         // On failure the peer is killed: a datagram peer would otherwise wait for ever.
         finish(child_result(&mut w.child, result.is_err()), result)?
@@ -1011,7 +1033,7 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
     };
     io.put(b"r").map_err(raw_error)?;
     let mut buf = vec![0u8; size];
-    for _ in 0..iterations / 10 + iterations {
+    for _ in 0..round_trips(iterations) {
         let n = io.get(&mut buf).map_err(raw_error)?;
         io.put(&buf[..n]).map_err(raw_error)?;
     }
@@ -1019,12 +1041,13 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
 }
 
 /// The measurement loop every link runs, procom's and the peers' alike: `iterations` timed
-/// round trips after a tenth as many to warm up, then `stream` messages back to back and one
-/// acknowledgement.
-// Only the peers (feature `peers`) run without a raw loop beside them.
+/// round trips after a tenth as many to warm up, then `stream` messages back to back, each part
+/// in [`BATCHES`] batches.
+// Only a peer whose procom counterpart is not part of the run is measured on its own.
 #[cfg_attr(not(feature = "peers"), expect(dead_code))]
-pub(crate) fn drive(link: &mut impl Link, s: &Scenario, name: &str) -> Result<Measurement, Error> {
-    measure(link, s, name, None)
+pub(crate) fn drive(link: &mut dyn Link, s: &Scenario, name: &str) -> Result<Measurement, Error> {
+    let (m, _) = measure(link, s, name, None, None)?;
+    Ok(m)
 }
 
 fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
@@ -1032,100 +1055,196 @@ fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
         .map_err(|e| bench_error(format!("histogram: {e}")))
 }
 
-/// [`drive`], with the raw loop's round trips (when given) interleaved in ten alternating
-/// batches, so that both see the same machine: on a virtual machine, two separate runs of the
-/// same loop differ by more than the 10% being looked for.
+/// How long a spin-mode receiver busy-polls before it sleeps (procom's and the peers').
+pub(crate) const SPIN: Duration = Duration::from_millis(10);
+
+/// Loops measured side by side take turns in this many batches, for the round trips and again
+/// for the stream: on a virtual machine, two separate runs of the same loop differ by more than
+/// the 10% being looked for, while batches taken in turn see the same machine.
+const BATCHES: usize = 10;
+
+/// Round trips at the start of each batch that are not recorded: a side that slept (or
+/// stopped spinning) while another side ran its batch wakes up in these, not in the histogram.
+const LEAD: usize = 2;
+
+/// The part of `total` that batch `b` takes.
+fn batch_len(total: usize, b: usize) -> usize {
+    total / BATCHES + usize::from(b < total % BATCHES)
+}
+
+/// Round trips a peer echoes for a scenario of `iterations` timed ones (warm-up and batch
+/// leads included).
+fn round_trips(iterations: usize) -> usize {
+    iterations / 10 + iterations + BATCHES * LEAD
+}
+
+/// A peer library's loop measured beside procom's: its link and its name.
+pub(crate) type Beside<'a> = Option<(&'a mut dyn Link, &'a str)>;
+
+/// One link's round trips and stream, as they accumulate over the batches.
+struct Tally {
+    hist: hdrhistogram::Histogram<u64>,
+    stream_secs: f64,
+}
+
+impl Tally {
+    fn new() -> Result<Tally, Error> {
+        Ok(Tally {
+            hist: histogram()?,
+            stream_secs: 0.0,
+        })
+    }
+
+    /// `lead` unrecorded round trips, then `n` recorded ones.
+    fn rounds(
+        &mut self,
+        link: &mut dyn Link,
+        msg: &[u8],
+        lead: usize,
+        n: usize,
+    ) -> Result<(), Error> {
+        for i in 0..lead + n {
+            let t0 = Instant::now();
+            link.send(msg)?;
+            let back = link.recv_len()?;
+            let one_way = t0.elapsed() / 2;
+            if back != msg.len() {
+                return Err(bench_error(format!(
+                    "the peer echoed {back} bytes instead of {}",
+                    msg.len()
+                )));
+            }
+            if i >= lead {
+                let _ = self.hist.record((one_way.as_nanos() as u64).max(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` messages back to back and the peer's acknowledgement that it received them all.
+    fn stream(&mut self, link: &mut dyn Link, msg: &[u8], n: usize) -> Result<(), Error> {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            link.send(msg)?;
+        }
+        let ack = link.recv_control(Duration::from_secs(60))?;
+        self.stream_secs += t0.elapsed().as_secs_f64();
+        if ack != b"k" {
+            return Err(bench_error("the peer did not acknowledge the stream"));
+        }
+        Ok(())
+    }
+
+    fn result(&self, name: &str, s: &Scenario, baseline_p50_ns: Option<f64>) -> Measurement {
+        let per_s = |n: usize| {
+            if self.stream_secs > 0.0 {
+                n as f64 / self.stream_secs
+            } else {
+                0.0
+            }
+        };
+        Measurement {
+            mechanism: name.to_string(),
+            mode: s.mode.name(),
+            size: s.size,
+            p50_ns: self.hist.value_at_quantile(0.5) as f64,
+            p99_ns: self.hist.value_at_quantile(0.99) as f64,
+            p999_ns: self.hist.value_at_quantile(0.999) as f64,
+            msgs_per_s: per_s(s.stream),
+            mb_per_s: per_s(s.stream * s.size) / 1e6,
+            baseline_p50_ns,
+        }
+    }
+}
+
+/// Measures `link`, with the raw loop's round trips and a peer library's link (when given)
+/// taking turns with it batch by batch; returns procom's row and the peer's.
 fn measure(
-    link: &mut impl Link,
+    link: &mut dyn Link,
     s: &Scenario,
     name: &str,
     mut raw: Option<&mut RawSide>,
-) -> Result<Measurement, Error> {
+    mut peer: Beside<'_>,
+) -> Result<(Measurement, Option<Measurement>), Error> {
     let msg = vec![0xa5u8; s.size];
-    let mut hist = histogram()?;
+    let mut ours = Tally::new()?;
+    let mut theirs = Tally::new()?;
     let mut raw_hist = histogram()?;
-    let mut ours = |record: bool, hist: &mut hdrhistogram::Histogram<u64>| -> Result<(), Error> {
-        let t0 = Instant::now();
-        link.send(&msg)?;
-        let back = link.recv_len()?;
-        let one_way = t0.elapsed() / 2;
-        if back != s.size {
-            return Err(bench_error(format!(
-                "the peer echoed {back} bytes instead of {}",
-                s.size
-            )));
-        }
-        if record {
-            let _ = hist.record((one_way.as_nanos() as u64).max(1));
-        }
-        Ok(())
-    };
     let warmup = s.iterations / 10;
-    for _ in 0..warmup {
-        ours(false, &mut hist)?;
-    }
+    ours.rounds(link, &msg, warmup, 0)?;
     if let Some(r) = raw.as_deref_mut() {
         for _ in 0..warmup {
             r.round(&msg)?;
         }
     }
-    const BATCHES: usize = 10;
+    if let Some((p, _)) = peer.as_mut() {
+        theirs.rounds(*p, &msg, warmup, 0)?;
+    }
     for b in 0..BATCHES {
-        let n = s.iterations / BATCHES + usize::from(b < s.iterations % BATCHES);
-        for _ in 0..n {
-            ours(true, &mut hist)?;
-        }
+        let n = batch_len(s.iterations, b);
+        ours.rounds(link, &msg, LEAD, n)?;
         if let Some(r) = raw.as_deref_mut() {
-            for _ in 0..n {
-                let _ = raw_hist.record((r.round(&msg)?.as_nanos() as u64).max(1));
+            for i in 0..LEAD + n {
+                let one_way = r.round(&msg)?;
+                if i >= LEAD {
+                    let _ = raw_hist.record((one_way.as_nanos() as u64).max(1));
+                }
+            }
+        }
+        if let Some((p, _)) = peer.as_mut() {
+            theirs.rounds(*p, &msg, LEAD, n)?;
+        }
+    }
+    if s.stream > 0 {
+        for b in 0..BATCHES {
+            let n = batch_len(s.stream, b);
+            ours.stream(link, &msg, n)?;
+            if let Some((p, _)) = peer.as_mut() {
+                theirs.stream(*p, &msg, n)?;
             }
         }
     }
-    let t0 = Instant::now();
-    for _ in 0..s.stream {
-        link.send(&msg)?;
-    }
-    let ack = link.recv_control(Duration::from_secs(60))?;
-    let secs = t0.elapsed().as_secs_f64();
-    if ack != b"k" {
-        return Err(bench_error("the peer did not acknowledge the stream"));
-    }
-    Ok(Measurement {
-        mechanism: name.to_string(),
-        mode: s.mode.name(),
-        size: s.size,
-        p50_ns: hist.value_at_quantile(0.5) as f64,
-        p99_ns: hist.value_at_quantile(0.99) as f64,
-        p999_ns: hist.value_at_quantile(0.999) as f64,
-        msgs_per_s: s.stream as f64 / secs,
-        mb_per_s: (s.stream * s.size) as f64 / secs / 1e6,
-        baseline_p50_ns: raw.map(|_| raw_hist.value_at_quantile(0.5) as f64),
-    })
+    let baseline = raw.map(|_| raw_hist.value_at_quantile(0.5) as f64);
+    Ok((
+        ours.result(name, s, baseline),
+        peer.map(|(_, pname)| theirs.result(pname, s, None)),
+    ))
 }
 
-/// The peer's loop, matching [`drive`]: ready, echo every round trip, take the stream, and
-/// acknowledge it.
+/// The peer's loop, matching [`measure`]: ready, echo every round trip, then take the stream
+/// batch by batch, acknowledging each batch.
 pub(crate) fn serve(
-    link: &mut impl Link,
+    link: &mut dyn Link,
     size: usize,
     iterations: usize,
     stream: usize,
 ) -> Result<(), Error> {
     link.send(b"ready")?;
-    for _ in 0..iterations / 10 + iterations {
+    for _ in 0..round_trips(iterations) {
         link.echo()?;
     }
-    for _ in 0..stream {
-        let n = link.recv_len()?;
-        if n != size {
-            return Err(bench_error(format!("received {n} bytes instead of {size}")));
-        }
+    if stream == 0 {
+        return Ok(());
     }
-    link.send(b"k")
+    for b in 0..BATCHES {
+        for _ in 0..batch_len(stream, b) {
+            let n = link.recv_len()?;
+            if n != size {
+                return Err(bench_error(format!("received {n} bytes instead of {size}")));
+            }
+        }
+        link.send(b"k")?;
+    }
+    Ok(())
 }
 
 /// The typed Unix-socket channel: a socket pair, the peer on its standard input and output.
-fn unix_typed(exe: &Path, s: &Scenario, raw: Option<&mut RawSide>) -> Result<Measurement, Error> {
+fn unix_typed(
+    exe: &Path,
+    s: &Scenario,
+    raw: Option<&mut RawSide>,
+    peer: Beside<'_>,
+) -> Result<(Measurement, Option<Measurement>), Error> {
     let opts = options(s.mode);
     let (tx, rx, mut child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
     let mut link = TypedLink {
@@ -1133,7 +1252,7 @@ fn unix_typed(exe: &Path, s: &Scenario, raw: Option<&mut RawSide>) -> Result<Mea
         rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(rx, "unix socketpair", &opts)),
     };
     let result = match link.recv_control(Duration::from_secs(10)) {
-        Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw),
+        Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw, peer),
         Ok(_) => Err(bench_error("the peer did not say ready")),
         Err(e) => Err(e),
     };
@@ -1156,7 +1275,7 @@ fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
 }
 
 /// The run's own error first, then the peer's.
-fn finish(peer: Result<(), Error>, run: Result<Measurement, Error>) -> Result<Measurement, Error> {
+fn finish<T>(peer: Result<(), Error>, run: Result<T, Error>) -> Result<T, Error> {
     let m = run?;
     peer?;
     Ok(m)
@@ -1222,7 +1341,12 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         };
         return serve(&mut link, size, iterations, stream);
     }
-    let mut link = ProcomLink { tx, rx, udp: false };
+    let mut link = ProcomLink {
+        tx,
+        rx,
+        udp: false,
+        buf: Vec::new(),
+    };
     serve(&mut link, size, iterations, stream)
 }
 

@@ -75,14 +75,47 @@ impl Peer {
     }
 }
 
-/// Runs one scenario (its mechanism and mode are ignored) against `peer`.
+/// Runs one scenario (its mechanism and mode are ignored) against `peer`, on its own: for a
+/// peer whose procom counterpart is not part of the run.
 pub fn run(exe: &Path, scratch: &Path, peer: Peer, s: &Scenario) -> Result<Measurement, Error> {
     let s = Scenario {
         mode: peer.mode(),
         ..*s
     };
+    with_link(exe, scratch, peer, &s, |link| drive(link, &s, peer.name()))
+}
+
+/// Runs procom's scenario `s` (the peer's counterpart) with `peer` doing the same work in turns
+/// beside it, batch by batch, so that both see the same machine; returns procom's row and the
+/// peer's.
+pub fn run_beside(
+    exe: &Path,
+    scratch: &Path,
+    peer: Peer,
+    s: &Scenario,
+) -> Result<(Measurement, Measurement), Error> {
+    let theirs = Scenario {
+        mode: peer.mode(),
+        ..*s
+    };
+    let (ours, theirs) = with_link(exe, scratch, peer, &theirs, |link| {
+        crate::run_beside(exe, scratch, s, Some((link, peer.name())))
+    })?;
+    let theirs = theirs.ok_or_else(|| bench_error("the peer was not measured"))?;
+    Ok((ours, theirs))
+}
+
+/// Starts `peer`'s process for scenario `s`, connects to it, waits for it to be ready, runs
+/// `f` on the link and reaps the process (killing it if `f` failed).
+fn with_link<T>(
+    exe: &Path,
+    scratch: &Path,
+    peer: Peer,
+    s: &Scenario,
+    f: impl FnOnce(&mut dyn Link) -> Result<T, Error>,
+) -> Result<T, Error> {
     // The endpoints (arguments 6 and 7) are filled in below.
-    let mut args = peer_args(&s, &format!("peer:{}", peer.name()), "-", "-");
+    let mut args = peer_args(s, &format!("peer:{}", peer.name()), "-", "-");
     let timeout = Duration::from_secs(10);
     match peer {
         Peer::Iceoryx2 => {
@@ -93,7 +126,7 @@ pub fn run(exe: &Path, scratch: &Path, peer: Peer, s: &Scenario) -> Result<Measu
             let mut child = start(exe, &args)?;
             let result = ready(&mut link, timeout).and_then(|()| {
                 link.update();
-                drive(&mut link, &s, peer.name())
+                f(&mut link)
             });
             drop(link);
             finish(child_result(&mut child, result.is_err()), result)
@@ -114,7 +147,7 @@ pub fn run(exe: &Path, scratch: &Path, peer: Peer, s: &Scenario) -> Result<Measu
             });
             let result = accepted.and_then(|(_, (tx, rx))| {
                 let mut link = IpcLink { tx, rx };
-                ready(&mut link, timeout).and_then(|()| drive(&mut link, &s, peer.name()))
+                ready(&mut link, timeout).and_then(|()| f(&mut link))
             });
             finish(child_result(&mut child, result.is_err()), result)
         }
@@ -139,7 +172,7 @@ pub fn run(exe: &Path, scratch: &Path, peer: Peer, s: &Scenario) -> Result<Measu
             });
             let result = accepted.and_then(|stream| {
                 let mut link = StreamLink::new(stream);
-                ready(&mut link, timeout).and_then(|()| drive(&mut link, &s, peer.name()))
+                ready(&mut link, timeout).and_then(|()| f(&mut link))
             });
             let _ = std::fs::remove_file(&path);
             finish(child_result(&mut child, result.is_err()), result)
@@ -203,7 +236,7 @@ fn start(exe: &Path, args: &[String]) -> Result<Child, Error> {
     spawn(cmd)
 }
 
-fn ready(link: &mut impl Link, timeout: Duration) -> Result<(), Error> {
+fn ready(link: &mut dyn Link, timeout: Duration) -> Result<(), Error> {
     match link.recv_control(timeout)? {
         m if m == b"ready" => Ok(()),
         _ => Err(bench_error("the peer did not say ready")),
@@ -403,18 +436,31 @@ mod iox {
         }
 
         /// Busy-polls for a sample and hands its payload to `f`; gives up after `timeout`.
+        ///
+        /// Like procom's spin mode, it stops spinning after [`crate::SPIN`] without a sample
+        /// and then naps between polls, so that a side waiting out another side's batch
+        /// leaves the CPU to it.
         fn wait<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
             let start = Instant::now();
             let mut spins = 0u32;
+            let mut idle = false;
             loop {
                 if let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? {
                     return Ok(f(sample.payload()));
                 }
                 spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(4096) && start.elapsed() > timeout {
-                    return Err(bench_error("iceoryx2: nothing arrived from the peer"));
+                if spins.is_multiple_of(1024) {
+                    let waited = start.elapsed();
+                    if waited > timeout {
+                        return Err(bench_error("iceoryx2: nothing arrived from the peer"));
+                    }
+                    idle = waited > crate::SPIN;
                 }
-                std::hint::spin_loop();
+                if idle {
+                    std::thread::sleep(Duration::from_micros(50));
+                } else {
+                    std::hint::spin_loop();
+                }
             }
         }
     }

@@ -97,6 +97,39 @@ impl Peer {
     fn name(self) -> &'static str {
         match self {}
     }
+    fn counterpart(self) -> (&'static str, Mode) {
+        match self {}
+    }
+}
+
+/// procom's scenario `s` with `peer` measured in turns beside it (feature `peers`).
+#[cfg(feature = "peers")]
+fn run_beside(
+    exe: &std::path::Path,
+    scratch: &std::path::Path,
+    peer: Peer,
+    s: &Scenario,
+) -> anyhow::Result<(Measurement, Measurement)> {
+    procom_bench::peers::run_beside(exe, scratch, peer, s)
+        .with_context(|| format!("the {} peer at {}", peer.name(), size(s.size)))
+}
+
+#[cfg(not(feature = "peers"))]
+fn run_beside(
+    _: &std::path::Path,
+    _: &std::path::Path,
+    peer: Peer,
+    _: &Scenario,
+) -> anyhow::Result<(Measurement, Measurement)> {
+    match peer {}
+}
+
+/// The requested peer whose procom counterpart is scenario `s`, if any.
+fn peer_of(peers: &[Peer], s: &Scenario) -> Option<Peer> {
+    peers.iter().copied().find(|p| {
+        let (mech, mode) = p.counterpart();
+        mech == s.mechanism.name() && mode == s.mode
+    })
 }
 
 fn known_names() -> String {
@@ -172,9 +205,20 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             }
         }
     }
+    // A peer runs beside its procom counterpart's scenario, in turns with it; on its own only
+    // when that scenario is not part of the run.
+    let alone: Vec<(Peer, usize)> = peers
+        .iter()
+        .flat_map(|p| sizes.iter().map(move |s| (*p, *s)))
+        .filter(|(p, size)| {
+            !scenarios
+                .iter()
+                .any(|s| s.size == *size && peer_of(&[*p], s).is_some())
+        })
+        .collect();
     // A progress bar on a terminal; nothing when standard error is a file or a pipe.
     let bar = if progress {
-        indicatif::ProgressBar::new((scenarios.len() + peers.len() * sizes.len()) as u64)
+        indicatif::ProgressBar::new((scenarios.len() + alone.len()) as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -183,6 +227,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut results = Vec::new();
+    let mut peer_results = Vec::new();
     for s in &scenarios {
         bar.set_message(format!(
             "{} {} {}",
@@ -190,10 +235,18 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             s.mode.name(),
             size(s.size)
         ));
-        results.push(procom_bench::run(exe, scratch, s)?);
+        match peer_of(&peers, s) {
+            Some(p) => {
+                let (ours, theirs) = run_beside(exe, scratch, p, s)?;
+                results.push(ours);
+                peer_results.push(theirs);
+            }
+            None => results.push(procom_bench::run(exe, scratch, s)?),
+        }
         bar.inc(1);
     }
-    let peer_results = run_peers(&peers, &sizes, profile, exe, scratch, &bar)?;
+    peer_results.extend(run_peers(&alone, profile, exe, scratch, &bar)?);
+    peer_results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     bar.finish_and_clear();
     results.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     let report = Report {
@@ -222,7 +275,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     println!(
         "one-way latency = round trip / 2; throughput = messages streamed back to back; {}\n",
         if cfg!(feature = "peers") {
-            "peers: iceoryx2, ipc-channel, interprocess, doing the same work in this run"
+            "peers: iceoryx2, ipc-channel, interprocess, doing the same work in turns with their procom counterpart"
         } else {
             "peers: not run (build with `--features peers` to measure iceoryx2, ipc-channel and interprocess)"
         }
@@ -238,7 +291,9 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         println!("not measured: {mech} at {}: {why}", sizes.join(", "));
     }
     if !report.peers.is_empty() {
-        println!("\npeers, same run, same work (payload written and read, process to process):");
+        println!(
+            "\npeers, same run, same work (payload written and read, process to process), in alternating batches with the procom row they are compared with:"
+        );
         table(&report.peers, &limits);
         compare(&report);
     }
@@ -333,45 +388,41 @@ fn counterpart(_: &str) -> Option<(&'static str, &'static str)> {
     None
 }
 
-/// Every peer at every size, each sized exactly like procom's counterpart row.
+/// The peers whose procom counterpart is not part of the run, each sized exactly like that
+/// counterpart's row would be.
 #[cfg(feature = "peers")]
 fn run_peers(
-    peers: &[Peer],
-    sizes: &[usize],
+    alone: &[(Peer, usize)],
     profile: Profile,
     exe: &std::path::Path,
     scratch: &std::path::Path,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut rows = Vec::new();
-    for p in peers {
+    for (p, s) in alone {
         let (mech, mode) = p.counterpart();
         let mech = Mechanism::parse(mech).unwrap_or(Mechanism::Unix);
-        for s in sizes {
-            bar.set_message(format!("{} {}", p.name(), size(*s)));
-            let scenario = Scenario::sized(mech, mode, *s, profile);
-            rows.push(
-                procom_bench::peers::run(exe, scratch, *p, &scenario)
-                    .with_context(|| format!("the {} peer at {}", p.name(), size(*s)))?,
-            );
-            bar.inc(1);
-        }
+        bar.set_message(format!("{} {}", p.name(), size(*s)));
+        let scenario = Scenario::sized(mech, mode, *s, profile);
+        rows.push(
+            procom_bench::peers::run(exe, scratch, *p, &scenario)
+                .with_context(|| format!("the {} peer at {}", p.name(), size(*s)))?,
+        );
+        bar.inc(1);
     }
-    rows.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
     Ok(rows)
 }
 
 #[cfg(not(feature = "peers"))]
 fn run_peers(
-    peers: &[Peer],
-    _: &[usize],
+    alone: &[(Peer, usize)],
     _: Profile,
     _: &std::path::Path,
     _: &std::path::Path,
     _: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<Measurement>> {
-    match peers.first() {
-        Some(p) => match *p {},
+    match alone.first() {
+        Some((p, _)) => match *p {},
         None => Ok(Vec::new()),
     }
 }

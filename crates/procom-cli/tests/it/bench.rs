@@ -63,32 +63,59 @@ fn peers_need_the_feature() -> Outcome {
 }
 
 /// With the `peers` feature, iceoryx2, ipc-channel and interprocess run in the same run as
-/// procom, each row measured (every payload echoed at the right size, or the run fails).
+/// procom, each row measured (every payload echoed at the right size, or the run fails): on
+/// their own, and in turns beside the procom rows they are compared with.
 fn peers() -> Outcome {
-    let v = bench_json(&[
+    let peer_args = [
         "--mechanism",
         "iceoryx2",
         "--mechanism",
         "ipc-channel",
         "--mechanism",
         "interprocess",
-    ])?;
-    let peers = v["peers"].as_array().ok_or("no peers")?;
-    let mut names: Vec<&str> = peers.iter().filter_map(|p| p["mechanism"].as_str()).collect();
-    names.sort_unstable();
-    ensure!(
-        names == ["iceoryx2", "interprocess", "ipc-channel"],
-        "peers: {names:?}"
-    );
-    for p in peers {
-        for key in ["p50_ns", "p99_ns", "msgs_per_s", "mb_per_s"] {
-            ensure!(p[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {p}");
-        }
-        let spin = p["mechanism"] == "iceoryx2";
+    ];
+    let counterparts = [
+        "--mechanism",
+        "shm",
+        "--mechanism",
+        "unix-typed",
+        "--mechanism",
+        "unix",
+    ];
+    let beside: Vec<&str> = peer_args.iter().chain(&counterparts).copied().collect();
+    for args in [&peer_args[..], &beside[..]] {
+        let v = bench_json(args)?;
+        let peers = v["peers"].as_array().ok_or("no peers")?;
+        let mut names: Vec<&str> = peers.iter().filter_map(|p| p["mechanism"].as_str()).collect();
+        names.sort_unstable();
         ensure!(
-            p["mode"] == if spin { "spin" } else { "block" },
-            "mode in {p}"
+            names == ["iceoryx2", "interprocess", "ipc-channel"],
+            "peers with {args:?}: {names:?}"
         );
+        let results = v["results"].as_array().ok_or("no results")?;
+        let rows = peers.iter().chain(results);
+        for p in rows {
+            for key in ["p50_ns", "p99_ns", "msgs_per_s", "mb_per_s"] {
+                ensure!(p[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {p}");
+            }
+        }
+        for p in peers {
+            let spin = p["mechanism"] == "iceoryx2";
+            ensure!(
+                p["mode"] == if spin { "spin" } else { "block" },
+                "mode in {p}"
+            );
+        }
+        if args.len() > peer_args.len() {
+            for (mech, mode) in [("shm", "spin"), ("unix-typed", "block"), ("unix", "block")] {
+                ensure!(
+                    results
+                        .iter()
+                        .any(|r| r["mechanism"] == mech && r["mode"] == mode),
+                    "no {mech} {mode} row beside its peer: {results:?}"
+                );
+            }
+        }
     }
     Ok(())
 }
