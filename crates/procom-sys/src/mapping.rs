@@ -289,6 +289,33 @@ impl Mapping {
         self.len
     }
 
+    /// Faults every page of a writable mapping in now, allocating what the object has not
+    /// allocated yet (`MADV_POPULATE_WRITE`, Linux 5.14), so that later accesses take no page
+    /// fault: a channel's ring is then as fast on its first lap as on its next ones. A
+    /// read-only mapping, an older kernel or a memory limit make this an error; the mapping is
+    /// as usable as before.
+    #[doc(alias = "madvise")]
+    pub fn populate(&self) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a read-only mapping cannot be populated for writing",
+            ));
+        }
+        // SAFETY: the range is exactly this mapping, which stays mapped while `self` lives;
+        // populating changes no contents (it writes nothing; pages not yet in the object are
+        // allocated as zeros, which is what a first access would do), and a range the object no
+        // longer covers is reported as an error (EFAULT), not a signal.
+        unsafe {
+            rustix::mm::madvise(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        }
+        .map_err(Into::into)
+    }
+
     /// Whether nothing is mapped (never true: mappings are at least one byte).
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -725,6 +752,24 @@ mod tests {
             ended,
             Ok(0),
             "a forged SIGBUS must neither flag the mapping (1) nor zero its page (2)"
+        );
+    }
+
+    #[test]
+    fn populate_allocates_every_page_of_the_object() {
+        let fd =
+            rustix::fs::memfd_create("procom-populate", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 1 << 20).unwrap();
+        let blocks = |fd: &std::os::fd::OwnedFd| rustix::fs::fstat(fd).unwrap().st_blocks;
+        let m = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 1 << 20, true).unwrap();
+        assert_eq!(blocks(&fd), 0, "a fresh object has no pages yet");
+        m.populate().unwrap();
+        // st_blocks counts 512-byte units.
+        assert_eq!(blocks(&fd) * 512, 1 << 20);
+        let r = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 4096, false).unwrap();
+        assert_eq!(
+            r.populate().unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
         );
     }
 }
