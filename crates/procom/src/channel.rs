@@ -57,7 +57,8 @@ impl Options {
         self
     }
 
-    /// Sets how long an empty shared-memory receiver spins before sleeping.
+    /// Sets how long a shared-memory endpoint busy-polls before it sleeps: an empty receiver
+    /// waiting for a message, and a sender waiting for room in a full ring.
     #[must_use]
     pub fn spin(mut self, spin: Duration) -> Options {
         self.spin = spin;
@@ -205,7 +206,8 @@ impl Sender {
             Endpoint::Shm { name, .. } => Ok(Sender {
                 endpoint: ep.to_string(),
                 flavor: SenderFlavor::Shm(
-                    ShmSender::connect(name, opts.max_message).map_err(|e| e.object(&ep))?,
+                    ShmSender::connect(name, opts.max_message, opts.spin)
+                        .map_err(|e| e.object(&ep))?,
                 ),
             }),
         }

@@ -23,7 +23,8 @@
 //! attaches at a time by claiming the sender-pid slot; a slot whose process is dead is
 //! reclaimed, so a new sender can attach after one was killed.
 //!
-//! Waiting: an empty receiver spins for `Options::spin` (0 by default), then announces itself
+//! Waiting: an empty receiver spins for `Options::spin` (0 by default; a sender facing a full
+//! ring spins as long before it sleeps the same way), then announces itself
 //! in "receiver waiting", issues a SeqCst fence, reads `data_seq`, checks the ring (and the
 //! sender-closed flag) once more and sleeps on `data_seq` with `futex_wait`. Whenever the
 //! sender's ring position moves — a commit, and also a padding record published by a `reserve`
@@ -98,8 +99,20 @@ struct Watched {
     was_dead: Cell<bool>,
 }
 
-/// Polls of the ring between two clock and liveness checks of a spinning receiver.
+/// Polls of the ring between two clock and liveness checks of a spinning endpoint.
 const SPIN_BURST: u32 = 128;
+
+/// How long a spinning endpoint keeps its CPU to itself; after that, it offers the CPU to
+/// other runnable threads between bursts (`sched_yield`), so that a process spinning on an
+/// idle channel does not halve the speed of one with work on the same CPU.
+const SPIN_ALONE: Duration = Duration::from_micros(50);
+
+/// Called between bursts of a spinning endpoint that started at `start`.
+fn polite_spin(now: Instant, start: Instant) {
+    if now.saturating_duration_since(start) >= SPIN_ALONE {
+        std::thread::yield_now();
+    }
+}
 
 /// How stale a cached liveness answer may be on the hot paths (plus [`coarse_now`]'s
 /// resolution, a few milliseconds).
@@ -319,6 +332,10 @@ impl ShmReceiver {
                 .detail("another process locked the segment this receiver just created")
         })?;
         let map = Arc::new(segment.map()?);
+        // Every page of the ring allocated and mapped now rather than by faults during the
+        // first lap (streaming 64 KiB messages through a 4 MiB ring, the faults cost more than
+        // the copies). Best effort: without it the ring works the same, only slower at first.
+        let _ = map.populate();
         let region = ring(&map)?;
         let header = Header {
             magic: MAGIC,
@@ -382,7 +399,11 @@ impl ShmReceiver {
                 "the channel was found corrupted earlier and is no longer read",
             ));
         }
-        let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
+        // When spinning started, and until when it may go on.
+        let spin = (!self.spin.is_zero()).then(|| {
+            let t = Instant::now();
+            (t, t + self.spin)
+        });
         loop {
             if self.map.faulted() {
                 self.broken = true;
@@ -413,7 +434,7 @@ impl ShmReceiver {
                 wake_sender(&self.map);
             }
             let now = Instant::now();
-            let spinning = spin_until.is_some_and(|s| now < s);
+            let spinning = spin.is_some_and(|(_, until)| now < until);
             // Asking the kernel whether the sender lives costs a system call: while spinning
             // (or polling with try_recv) the answer may be a couple of milliseconds old.
             if self.sender_gone(!spinning && !is_try) && self.consumer.is_empty() {
@@ -436,6 +457,9 @@ impl ShmReceiver {
                         break;
                     }
                     std::hint::spin_loop();
+                }
+                if let Some((start, _)) = spin {
+                    polite_spin(now, start);
                 }
                 continue;
             }
@@ -558,10 +582,12 @@ pub(crate) struct ShmSender {
     receiver: Watched,
     max: usize,
     broken: bool,
+    /// How long a send facing a full ring busy-polls before it sleeps (`Options::spin`).
+    spin: Duration,
 }
 
 impl ShmSender {
-    pub(crate) fn connect(name: &str, max: usize) -> Result<ShmSender, Error> {
+    pub(crate) fn connect(name: &str, max: usize, spin: Duration) -> Result<ShmSender, Error> {
         let segment = Segment::open(name).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
                 Error::new(ErrorKind::NotFound).detail("no receiver has created this channel")
@@ -570,6 +596,9 @@ impl ShmSender {
         })?;
         let map = Arc::new(segment.map()?);
         validate(&map)?;
+        // The receiver allocated the pages; this maps them into our page tables (see the
+        // receiver's `populate`).
+        let _ = map.populate();
         let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
         let receiver = Watched::new(receiver_pid);
         if receiver.dead()
@@ -615,6 +644,7 @@ impl ShmSender {
             receiver,
             max,
             broken: false,
+            spin,
         })
     }
 
@@ -655,6 +685,7 @@ impl ShmSender {
             return Err(Error::too_large(len as u64, self.max as u64));
         }
         let mut waited = false;
+        let mut spin_start: Option<Instant> = None;
         let mut fill = Some(fill);
         loop {
             if self.map.faulted() {
@@ -702,9 +733,24 @@ impl ShmSender {
             if is_try {
                 return Err(Error::new(ErrorKind::Full));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::new(ErrorKind::Timeout)
                     .detail("the receiver did not make room before the deadline"));
+            }
+            let started = *spin_start.get_or_insert(now);
+            if now < started + self.spin {
+                // Busy-poll the receiver's position alone for a while, as a spinning receiver
+                // polls the ring: a full ring is usually drained within microseconds, while a
+                // sleep and its wake-up cost tens of them.
+                for _ in 0..SPIN_BURST {
+                    if !matches!(self.producer.would_block(len), Ok(true)) {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                polite_spin(now, started);
+                continue;
             }
             let waiting = word(&self.map, OFF_TX_WAITING);
             let seq = word(&self.map, OFF_SPACE_SEQ);

@@ -98,6 +98,10 @@ pub fn trials() -> Vec<Trial> {
             "shm::channel_wrapping_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
         ),
+        test(
+            "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
+            channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick,
+        ),
     ]
 }
 
@@ -618,11 +622,21 @@ fn wrap_message(i: usize) -> Vec<u8> {
     vec![i as u8; WRAP_SIZES[i % WRAP_SIZES.len()]]
 }
 
-/// Receives the wrap-around stream with blocking (non-spinning) receives; fails as soon as a
-/// sleep ends by the liveness tick instead of a wake-up.
+/// The wrap-around test's options: spinning for `args[1]` microseconds before sleeping.
+fn wrap_options(args: &[String]) -> Result<Options, String> {
+    let us: u64 = args
+        .get(1)
+        .ok_or("no spin given")?
+        .parse()
+        .map_err(|e| format!("spin: {e}"))?;
+    Ok(Options::default().spin(Duration::from_micros(us)))
+}
+
+/// Receives the wrap-around stream with blocking receives (spinning first for `args[1]`
+/// microseconds); fails as soon as a sleep ends by the liveness tick instead of a wake-up.
 fn wrap_receiver(args: &[String]) -> Outcome {
     procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
-    let mut rx = check!(Receiver::bind(args[0].as_str()));
+    let mut rx = check!(Receiver::bind_with(args[0].as_str(), &wrap_options(args)?));
     println!("ready");
     // Waiting for the sender process to start may legitimately take a while: count from the
     // first message on.
@@ -639,11 +653,12 @@ fn wrap_receiver(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Sends the wrap-around stream with blocking sends; fails as soon as a sleep ends by the
-/// liveness tick instead of a wake-up.
+/// Sends the wrap-around stream with blocking sends (spinning first for `args[1]`
+/// microseconds when the ring is full); fails as soon as a sleep ends by the liveness tick
+/// instead of a wake-up.
 fn wrap_sender(args: &[String]) -> Outcome {
     procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
-    let mut tx = check!(Sender::connect(args[0].as_str()));
+    let mut tx = check!(Sender::connect_with(args[0].as_str(), &wrap_options(args)?));
     for i in 0..WRAP_MESSAGES {
         check!(tx.send(wrap_message(i)).map_err(|e| e.into_error()));
         ensure!(
@@ -655,11 +670,22 @@ fn wrap_sender(args: &[String]) -> Outcome {
 }
 
 fn channel_wrapping_sends_never_wait_for_the_liveness_tick() -> Outcome {
+    wrapping_sends(0)
+}
+
+/// The same with both ends spinning for 20 µs first: a spin that ends finds the ring as it
+/// is, some waits end while spinning and some go on to sleep, and none may be lost.
+fn channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick() -> Outcome {
+    wrapping_sends(20)
+}
+
+fn wrapping_sends(spin_us: u32) -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=4KiB");
-    let mut rx = Proc::spawn("receiver", &mut role("shm::wrap_receiver", &[&ep]))?;
+    let spin = spin_us.to_string();
+    let mut rx = Proc::spawn("receiver", &mut role("shm::wrap_receiver", &[&ep, &spin]))?;
     rx.expect_line("ready")?;
-    let tx = Proc::spawn("sender", &mut role("shm::wrap_sender", &[&ep]))?;
+    let tx = Proc::spawn("sender", &mut role("shm::wrap_sender", &[&ep, &spin]))?;
     tx.success(STEP)?;
     rx.success(STEP)?;
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
