@@ -1058,6 +1058,11 @@ fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
 /// How long a spin-mode receiver busy-polls before it sleeps (procom's and the peers').
 pub(crate) const SPIN: Duration = Duration::from_millis(10);
 
+/// How long the iceoryx2 peer busy-polls before it offers the CPU to other threads between
+/// bursts: the same as procom's spin mode.
+#[cfg_attr(not(feature = "peers"), expect(dead_code))]
+pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(50);
+
 /// Loops measured side by side take turns in this many batches, for the round trips and again
 /// for the stream: on a virtual machine, two separate runs of the same loop differ by more than
 /// the 10% being looked for, while batches taken in turn see the same machine.

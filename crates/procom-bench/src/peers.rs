@@ -437,9 +437,9 @@ mod iox {
 
         /// Busy-polls for a sample and hands its payload to `f`; gives up after `timeout`.
         ///
-        /// Like procom's spin mode, it stops spinning after [`crate::SPIN`] without a sample
-        /// and then naps between polls, so that a side waiting out another side's batch
-        /// leaves the CPU to it.
+        /// Like procom's spin mode, it offers the CPU to other threads between bursts after
+        /// [`crate::SPIN_ALONE`], and after [`crate::SPIN`] without a sample it naps between
+        /// polls, so that a side waiting out another side's batch leaves the CPU to it.
         fn wait<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
             let start = Instant::now();
             let mut spins = 0u32;
@@ -458,6 +458,10 @@ mod iox {
                 }
                 if idle {
                     std::thread::sleep(Duration::from_micros(50));
+                } else if spins.is_multiple_of(128) && start.elapsed() > crate::SPIN_ALONE {
+                    // As procom's spin mode does: after a short while, offer the CPU to
+                    // other runnable threads between bursts.
+                    std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
                 }
