@@ -422,6 +422,7 @@ impl StreamSender {
             framing::trailer(self.framing),
         ];
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        self.w.fit_pipe(total);
         if is_try && self.w.kind() == FdKind::Pipe {
             // Only start a message that can be finished: never leave half a frame behind.
             if let (Some(free), Ok(cap)) = (

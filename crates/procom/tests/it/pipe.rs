@@ -2,6 +2,7 @@
 //! pipelines with no stray ends, and a dead reader that must not kill the writer.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use procom::pipe::{self, Pipeline};
@@ -23,6 +24,10 @@ pub const ROLES: &[Role] = &[
         name: "pipe::dead_reader",
         run: dead_reader,
     },
+    Role {
+        name: "pipe::frames_in",
+        run: frames_in,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -36,6 +41,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "pipe::dead_reader_is_an_error_not_sigpipe",
             dead_reader_is_an_error_not_sigpipe,
+        ),
+        test(
+            "pipe::a_frame_larger_than_the_pipe_grows_it",
+            a_frame_larger_than_the_pipe_grows_it,
         ),
     ]
 }
@@ -78,6 +87,61 @@ fn dead_reader(_: &[String]) -> Outcome {
     let e = tx.send(b"hello").err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::PeerGone), "Sender gave {e:?}");
     Ok(())
+}
+
+/// The payload of a `frames_in` message of `len` bytes.
+fn frame(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Receives messages on standard input until the writer closes it; checks each one and prints
+/// its length.
+fn frames_in(_: &[String]) -> Outcome {
+    let fd = check!(std::io::stdin().as_fd().try_clone_to_owned());
+    let opts = Options::default().max_message(2 << 20);
+    let mut rx = procom::Receiver::from_fd(fd, "stdin", &opts);
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => {
+                ensure!(m == frame(m.len()), "a {}-byte message arrived garbled", m.len());
+                println!("{}", m.len());
+            }
+            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// A message larger than the pipe's buffer makes the sender ask for a buffer that holds it
+/// whole (up to 1 MiB), and every message still arrives intact.
+fn a_frame_larger_than_the_pipe_grows_it() -> Outcome {
+    let (r, w) = check!(pipe::pipe());
+    let mut cmd = role("pipe::frames_in", &[]);
+    cmd.stdin(Stdio::from(OwnedFd::from(r)))
+        .stdout(Stdio::piped());
+    let mut child = Proc::spawn("frames_in", &mut cmd)?;
+    let mut tx = Sender::from_fd(w, "pipe", &Options::default().max_message(2 << 20));
+    let size = |tx: &Sender| -> Result<usize, String> {
+        let fd = tx.as_fd().ok_or("no fd")?;
+        Ok(check!(rustix::pipe::fcntl_getpipe_size(fd)))
+    };
+    let start = size(&tx)?;
+    let sizes = [1000, 64 << 10, 300_000, 1 << 20];
+    for len in sizes {
+        check!(tx.send(frame(len)).map_err(|e| e.into_error()));
+        // The frame is the payload plus a 4-byte length.
+        let want = (len + 4).next_power_of_two().min(1 << 20).max(start);
+        let now = size(&tx)?;
+        ensure!(
+            now >= want,
+            "after a {len}-byte message the pipe holds {now} bytes, not {want}"
+        );
+    }
+    drop(tx);
+    for len in sizes {
+        child.expect_line(&len.to_string())?;
+    }
+    child.success(STEP).map(drop)
 }
 
 fn parent_to_child() -> Outcome {
