@@ -663,7 +663,7 @@ impl Receiver {
                 Some(s.r.into_fd())
             }
             ReceiverFlavor::Mq { q, .. } => q.into_fd(),
-            ReceiverFlavor::Dgram { r, .. } => r.as_fd().try_clone_to_owned().ok(),
+            ReceiverFlavor::Dgram { r, .. } => Some(r.into_fd()),
             ReceiverFlavor::Listen { conn, .. } => conn.and_then(|c| c.into_fd()),
             ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
         }

@@ -655,6 +655,12 @@ pub(crate) struct DgramReceiver {
     lines: bool,
     senders: std::collections::HashMap<rustix::net::SocketAddrAny, SeqWindow>,
     pub(crate) stats: DatagramStats,
+    /// The receive buffer, kept between receives when the limit allows (see `recv`).
+    rbuf: Vec<u8>,
+    /// The receive timeout procom last set on the socket (`None`: none, it blocks for ever).
+    rcvtimeo: Option<Duration>,
+    /// Receives wait in poll only: the socket is non-blocking, or refused a timeout.
+    nonblocking: bool,
     _file: Option<SocketFile>,
 }
 
@@ -687,6 +693,9 @@ pub(crate) fn bind_dgram(endpoint: &Endpoint, framing: Framing) -> Result<DgramR
         lines: framing == Framing::Lines,
         senders: std::collections::HashMap::new(),
         stats: DatagramStats::default(),
+        rbuf: Vec::new(),
+        rcvtimeo: None,
+        nonblocking: false,
         _file: file,
     })
 }
@@ -808,97 +817,214 @@ impl DgramReceiver {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<Vec<u8>, Error> {
-        loop {
-            // Learn the datagram's real size first (MSG_TRUNC), so no datagram is ever cut short
-            // and nothing over the limit is allocated.
-            let mut probe = [0u8; 1];
-            let peek = rustix::net::recv(
-                &self.fd,
-                &mut probe,
-                rustix::net::RecvFlags::PEEK
-                    | rustix::net::RecvFlags::TRUNC
-                    | rustix::net::RecvFlags::DONTWAIT,
-            );
-            let size = match peek {
-                Ok((_, n)) => n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => {
-                    if !wait(self.fd.as_fd(), PollFlags::IN, deadline)
-                        .map_err(|e| Error::os("wait for a datagram", e))?
-                    {
-                        return Err(if is_try {
-                            Error::new(ErrorKind::Empty).detail("no datagram is waiting")
-                        } else {
-                            Error::new(ErrorKind::Timeout)
-                                .detail("no datagram arrived before the deadline")
-                        });
-                    }
-                    continue;
+        let header = if self.sequenced { SEQ_LEN } else { 0 };
+        let newline = usize::from(self.lines);
+        let limit = max.saturating_add(header).saturating_add(newline);
+        // Every datagram that can reach a UDP socket fits in one kept buffer, and so does any
+        // datagram within a small enough limit: then one `recvfrom` (MSG_TRUNC tells the real
+        // size, so one over the limit is still recognised) replaces a peek at the size and a
+        // receive into a fresh buffer.
+        let kept = if matches!(self.local, Endpoint::Udp { .. }) {
+            Some(limit.min(UDP_MAX).saturating_add(1))
+        } else {
+            (limit < KEPT_DGRAM).then(|| limit.saturating_add(1))
+        };
+        let (mut buf, from) = loop {
+            // The receive itself waits whenever it can: one system call per datagram, and the
+            // kernel's wake-up goes straight to it. A deadline becomes the socket's receive
+            // timeout (see `wait_in_recv`); poll waits only for a try, for the last few
+            // milliseconds of a deadline, or on a socket someone made non-blocking.
+            let blocking = !is_try && !self.nonblocking && self.wait_in_recv(deadline);
+            if !blocking
+                && !wait(self.fd.as_fd(), PollFlags::IN, deadline)
+                    .map_err(|e| Error::os("wait for a datagram", e))?
+            {
+                return Err(no_datagram(is_try));
+            }
+            let flags = rustix::net::RecvFlags::TRUNC
+                | if blocking {
+                    rustix::net::RecvFlags::empty()
+                } else {
+                    rustix::net::RecvFlags::DONTWAIT
+                };
+            let got = match kept {
+                Some(room) => {
+                    self.rbuf.resize(room, 0);
+                    rustix::net::recvfrom(&self.fd, &mut self.rbuf[..], flags)
+                        .map(|(_, n, from)| (n, from))
                 }
-                Err(e) => return Err(Error::os("receive a datagram", e.into())),
+                None => self.recv_unkept(limit, flags),
             };
-            let header = if self.sequenced { SEQ_LEN } else { 0 };
-            let newline = usize::from(self.lines);
-            if size > max.saturating_add(header).saturating_add(newline) {
-                let _ = rustix::net::recv(&self.fd, &mut probe, rustix::net::RecvFlags::DONTWAIT); // discard it
-                return Err(Error::too_large(
-                    size.saturating_sub(header + newline) as u64,
-                    max as u64,
-                ));
-            }
-            let mut buf = vec![0u8; size.max(1)];
-            let (_, n, from) = match rustix::net::recvfrom(
-                &self.fd,
-                &mut buf[..],
-                rustix::net::RecvFlags::DONTWAIT,
-            ) {
-                Ok(r) => r,
-                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+            match got {
+                Ok((n, _)) if n > limit => {
+                    // Consumed (truncated) by the receive: over the limit, it is reported and
+                    // never returned.
+                    return Err(Error::too_large(
+                        n.saturating_sub(header + newline) as u64,
+                        max as u64,
+                    ));
+                }
+                Ok((n, from)) => match kept {
+                    Some(_) => break (self.rbuf[..n].to_vec(), from),
+                    None => break (std::mem::take(&mut self.rbuf), from),
+                },
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) if blocking => {
+                    match (self.rcvtimeo, deadline) {
+                        // The receive timeout ran out: go round (the deadline decides).
+                        (Some(_), Some(d)) if Instant::now() >= d => {
+                            return Err(no_datagram(false));
+                        }
+                        (Some(_), _) => {}
+                        // No timeout, yet it would block: someone made the socket
+                        // non-blocking; wait in poll from now on.
+                        (None, _) => self.nonblocking = true,
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => {}
                 Err(e) => return Err(Error::os("receive a datagram", e.into())),
-            };
-            buf.truncate(n);
-            if !self.sequenced {
-                if self.lines && buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                self.stats.received += 1;
-                if buf.len() > max {
-                    return Err(Error::too_large(buf.len() as u64, max as u64));
-                }
-                return Ok(buf);
             }
-            if buf.len() < SEQ_LEN {
-                return Err(Error::new(ErrorKind::Malformed).detail(format!(
-                    "a {}-byte datagram is too short for procom's 8-byte sequence header (is the sender using --framed?)",
-                    buf.len()
-                )));
+        };
+        if !self.sequenced {
+            if self.lines && buf.last() == Some(&b'\n') {
+                buf.pop();
             }
-            let seq = u64::from_be_bytes(buf[..SEQ_LEN].try_into().unwrap_or([0; 8]));
-            match from {
-                Some(from) => {
-                    let mut window = self.senders.get(&from).copied();
-                    self.stats.count(&mut window, seq);
-                    if !self.senders.contains_key(&from)
-                        && self.senders.len() >= MAX_SENDERS
-                        && let Some(evict) = self.senders.keys().next().cloned()
-                    {
-                        self.senders.remove(&evict);
-                    }
-                    if let Some(w) = window {
-                        self.senders.insert(from, w);
-                    }
-                }
-                None => self.stats.count(&mut None, seq),
+            self.stats.received += 1;
+            if buf.len() > max {
+                return Err(Error::too_large(buf.len() as u64, max as u64));
             }
-            buf.drain(..SEQ_LEN);
             return Ok(buf);
         }
+        if buf.len() < SEQ_LEN {
+            return Err(Error::new(ErrorKind::Malformed).detail(format!(
+                "a {}-byte datagram is too short for procom's 8-byte sequence header (is the sender using --framed?)",
+                buf.len()
+            )));
+        }
+        let seq = u64::from_be_bytes(buf[..SEQ_LEN].try_into().unwrap_or([0; 8]));
+        match from {
+            Some(from) => {
+                let mut window = self.senders.get(&from).copied();
+                self.stats.count(&mut window, seq);
+                if !self.senders.contains_key(&from)
+                    && self.senders.len() >= MAX_SENDERS
+                    && let Some(evict) = self.senders.keys().next().cloned()
+                {
+                    self.senders.remove(&evict);
+                }
+                if let Some(w) = window {
+                    self.senders.insert(from, w);
+                }
+            }
+            None => self.stats.count(&mut None, seq),
+        }
+        buf.drain(..SEQ_LEN);
+        Ok(buf)
+    }
+
+    /// Prepares a receive that waits in the kernel until `deadline` (none: for ever), by
+    /// setting the socket's receive timeout; false when poll must wait instead (the last
+    /// [`TIMED_MIN`] of a deadline, where a timeout's tick granularity would overshoot it, or a
+    /// socket that refused the option).
+    ///
+    /// The timeout is a power of two of milliseconds at most half the time left, and is set
+    /// again only when it leaves that range: a loop of `recv_timeout(10 s)` sets it once, not
+    /// once per datagram. A receive that times out early just goes round.
+    fn wait_in_recv(&mut self, deadline: Option<Instant>) -> bool {
+        let want = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left < TIMED_MIN {
+                    return false;
+                }
+                let keep = self.rcvtimeo.filter(|t| *t <= left / 2 && *t >= left / 8);
+                Some(keep.unwrap_or_else(|| {
+                    let ms = u64::try_from((left / 2).as_millis()).unwrap_or(u64::MAX);
+                    Duration::from_millis(1 << (63 - ms.max(1).leading_zeros()))
+                }))
+            }
+        };
+        if want == self.rcvtimeo {
+            return true;
+        }
+        match rustix::net::sockopt::set_socket_timeout(
+            &self.fd,
+            rustix::net::sockopt::Timeout::Recv,
+            want,
+        ) {
+            Ok(()) => {
+                self.rcvtimeo = want;
+                true
+            }
+            Err(_) => {
+                self.nonblocking = true; // poll from now on
+                false
+            }
+        }
+    }
+
+    /// The descriptor handed out for good: without the receive timeout procom set on it.
+    pub(crate) fn into_fd(mut self) -> OwnedFd {
+        if self.rcvtimeo.is_some() {
+            let _ = self.wait_in_recv(None);
+        }
+        self.fd
+    }
+
+    /// A receive for a limit too large to keep a buffer for (a Unix datagram may be as large
+    /// as a raised socket buffer): the size is peeked at first, so nothing over the limit is
+    /// allocated. The datagram is left in `self.rbuf`; its real size is returned.
+    fn recv_unkept(
+        &mut self,
+        limit: usize,
+        flags: rustix::net::RecvFlags,
+    ) -> rustix::io::Result<(usize, Option<rustix::net::SocketAddrAny>)> {
+        let mut probe = [0u8; 1];
+        let (_, size) =
+            rustix::net::recv(&self.fd, &mut probe, flags | rustix::net::RecvFlags::PEEK)?;
+        if size > limit {
+            let _ = rustix::net::recv(&self.fd, &mut probe, rustix::net::RecvFlags::DONTWAIT); // discard it
+            return Ok((size, None));
+        }
+        let mut buf = vec![0u8; size.max(1)];
+        let (_, n, from) = rustix::net::recvfrom(
+            &self.fd,
+            &mut buf[..],
+            rustix::net::RecvFlags::DONTWAIT | rustix::net::RecvFlags::TRUNC,
+        )?;
+        if n > buf.len() {
+            // Another reader of this socket took the peeked datagram, and this one was cut.
+            return Err(rustix::io::Errno::MSGSIZE);
+        }
+        buf.truncate(n);
+        self.rbuf = buf;
+        Ok((n, from))
     }
 
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
+
+/// The error for a receive that found nothing: `Empty` for a try, else `Timeout`.
+fn no_datagram(is_try: bool) -> Error {
+    if is_try {
+        Error::new(ErrorKind::Empty).detail("no datagram is waiting")
+    } else {
+        Error::new(ErrorKind::Timeout).detail("no datagram arrived before the deadline")
+    }
+}
+
+/// Below this much time left before a deadline, a datagram receive waits in poll (precise to
+/// the microsecond) rather than in a receive timeout (precise to the kernel's tick).
+const TIMED_MIN: Duration = Duration::from_millis(20);
+
+/// The largest UDP datagram (its length field is 16 bits).
+const UDP_MAX: usize = 65_535;
+
+/// Below this limit, a Unix datagram receiver keeps one buffer for every receive.
+const KEPT_DGRAM: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests {

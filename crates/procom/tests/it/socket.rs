@@ -34,6 +34,7 @@ pub fn trials() -> Vec<Trial> {
         test("socket::a_live_server_is_never_taken_over", a_live_server_is_never_taken_over),
         test("socket::tcp_peers_have_an_address_and_no_credentials", tcp_peers_have_an_address_and_no_credentials),
         test("socket::udp_counts_each_sender_separately", udp_counts_each_sender_separately),
+        test("socket::datagram_deadlines_wait_in_the_receive", datagram_deadlines_wait_in_the_receive),
     ]
 }
 
@@ -357,5 +358,30 @@ fn udp_counts_each_sender_separately() -> Outcome {
     }
     let stats = rx.datagram_stats().ok_or("no statistics")?;
     ensure!(stats.received == 2 * N as u64 && stats.lost == 0 && stats.reordered == 0 && stats.duplicated == 0, "two senders over loopback: {stats:?}");
+    Ok(())
+}
+
+/// A datagram receive with a deadline waits in the receive itself (the deadline becomes the
+/// socket's receive timeout): it still times out, still gets what another process sends, and
+/// a descriptor handed out with `into_fd` carries no timeout of procom's.
+fn datagram_deadlines_wait_in_the_receive() -> Outcome {
+    for ep in ["udp:127.0.0.1:0".to_string(), format!("unixgram:@{}", unique_name("procom-dg"))] {
+        let mut rx = check!(Receiver::bind(ep.as_str()));
+        let ep = rx.endpoint().to_string();
+        let e = rx.recv_timeout(Duration::from_millis(60)).err().map(|e| e.kind());
+        ensure!(e == Some(ErrorKind::Timeout), "{ep}: an empty receive gave {e:?}");
+        let fd = rx.as_fd().ok_or("no descriptor")?;
+        let set = check!(rustix::net::sockopt::socket_timeout(fd, rustix::net::sockopt::Timeout::Recv));
+        ensure!(set.is_some(), "{ep}: the deadline did not become a receive timeout");
+        let tx = Proc::spawn("sender", &mut role("socket::numbered_sender", &[&ep, "3", "t"]))?;
+        tx.success(STEP)?;
+        for i in 0..3 {
+            let m = check!(rx.recv_timeout(STEP));
+            ensure!(m == format!("t {i}").as_bytes(), "{ep}: message {i} was {m:?}");
+        }
+        let fd = rx.into_fd().ok_or("no descriptor")?;
+        let left = check!(rustix::net::sockopt::socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv));
+        ensure!(left.is_none(), "{ep}: into_fd handed out a receive timeout of {left:?}");
+    }
     Ok(())
 }
