@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use procom::{Error, ErrorKind, Options, Receiver, Sender};
@@ -239,8 +239,9 @@ pub struct Measurement {
     /// Streaming megabytes (10^6 bytes) per second.
     pub mb_per_s: f64,
     /// The same ping-pong as a plain loop of the mechanism's system calls with no procom layer,
-    /// measured in the same run (every kernel mechanism in blocking mode; none for shared
-    /// memory, which has no system call, nor for the payload-free hand-offs).
+    /// measured in the same run: every kernel mechanism in blocking mode, and shared memory
+    /// spinning (two mailboxes in one mapping, see `RawShm`); none for blocking shared memory
+    /// nor for the payload-free hand-offs.
     pub baseline_p50_ns: Option<f64>,
 }
 
@@ -615,7 +616,7 @@ pub(crate) fn run_beside(
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
     // The raw loop of the same mechanism (kernel mechanisms, blocking), alive beside procom's.
-    let mut raw = if s.mechanism != Mechanism::Shm && s.mode == Mode::Block {
+    let mut raw = if (s.mechanism == Mechanism::Shm) == (s.mode == Mode::Spin) {
         Some(raw_setup(exe, scratch, s)?)
     } else {
         None
@@ -739,6 +740,78 @@ impl RawIo for RawMsg {
         let (_, m) = procom_sys::msg::receive(self.rx, &mut self.buf, buf.len().max(1), 0, false)?;
         let n = m.len().min(buf.len());
         buf[..n].copy_from_slice(&m[..n]);
+        Ok(n)
+    }
+}
+
+/// Two mailboxes in one shared mapping, one each way: the plainest shared-memory ping-pong.
+/// The sender copies the payload in, stores its length and then a sequence number (Release);
+/// the receiver spins on the number (Acquire) and copies the payload out. No ring, no
+/// positions, no liveness: the floor under procom's `shm spin`.
+struct RawShm {
+    map: procom::shm::Mapping,
+    /// Offsets of our outgoing and incoming mailboxes.
+    out: usize,
+    inbox: usize,
+    sent: u64,
+    seen: u64,
+}
+
+/// A mailbox: its sequence number and length in one cache line, then the payload.
+const MAILBOX_HEAD: usize = 64;
+
+/// Bytes of one mailbox for payloads of `size` bytes.
+fn mailbox(size: usize) -> usize {
+    MAILBOX_HEAD + size.div_ceil(64) * 64
+}
+
+impl RawShm {
+    fn word(&self, off: usize) -> std::io::Result<&AtomicU64> {
+        self.map
+            .atomic_u64(off)
+            .ok_or_else(|| std::io::Error::other("a mailbox word is outside the mapping"))
+    }
+}
+
+impl RawIo for RawShm {
+    fn put(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        self.map.write(self.out + MAILBOX_HEAD, msg)?;
+        self.word(self.out + 8)?
+            .store(msg.len() as u64, Ordering::Relaxed);
+        self.sent += 1;
+        self.word(self.out)?.store(self.sent, Ordering::Release);
+        Ok(())
+    }
+    fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let seq = self.word(self.inbox)?;
+        let want = self.seen + 1;
+        // Spins like procom's spin mode: alone for SPIN_ALONE, then yielding between bursts,
+        // then napping after SPIN, so a side waiting out another side's batch leaves the CPU.
+        let start = Instant::now();
+        let mut spins = 0u32;
+        let mut idle = false;
+        while seq.load(Ordering::Acquire) != want {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(128) {
+                let waited = start.elapsed();
+                if waited > Duration::from_secs(10) {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                idle = waited > SPIN;
+                if !idle && waited > SPIN_ALONE {
+                    std::thread::yield_now();
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        self.seen = want;
+        let len = self.word(self.inbox + 8)?.load(Ordering::Relaxed);
+        let n = usize::try_from(len).unwrap_or(usize::MAX).min(buf.len());
+        self.map.read(self.inbox + MAILBOX_HEAD, &mut buf[..n])?;
         Ok(n)
     }
 }
@@ -910,6 +983,27 @@ fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawSide, Error>
                 buf: Default::default(),
             })
         }
+        Mechanism::Shm => {
+            let seg =
+                procom::shm::Segment::memfd("procom-bench-raw", 2 * mailbox(s.size) as u64, true)?;
+            let map = seg.map()?;
+            let _ = map.populate();
+            let fd = seg
+                .fd()
+                .ok_or_else(|| bench_error("a memfd without a descriptor"))?
+                .try_clone_to_owned()
+                .map_err(|e| Error::os("duplicate the shared memory", e))?;
+            let mut cmd = command("-", "-");
+            cmd.stdin(fd).stdout(Stdio::null());
+            peer_proc.0 = Some(spawn(cmd)?);
+            Box::new(RawShm {
+                map,
+                out: 0,
+                inbox: mailbox(s.size),
+                sent: 0,
+                seen: 0,
+            })
+        }
         _ => return Err(bench_error("no raw baseline for this mechanism")),
     };
     let mut hello = [0u8; 1];
@@ -980,6 +1074,21 @@ fn raw_peer(mech: &str, size: usize, iterations: usize, a2b: &str, b2a: &str) ->
     };
     let mut io: Box<dyn RawIo> = match mech {
         "raw-pipe" | "raw-unix" => stdio()?,
+        "raw-shm" => {
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::os("take the shared memory", e))?;
+            let map = procom::shm::Segment::from_fd(fd, true).map()?;
+            let _ = map.populate();
+            Box::new(RawShm {
+                map,
+                out: mailbox(size),
+                inbox: 0,
+                sent: 0,
+                seen: 0,
+            })
+        }
         "raw-fifo" => {
             let rx: OwnedFd = procom::fifo::open_read(a2b)?.into();
             let tx: OwnedFd = procom::fifo::open_write(b2a)?.into();
@@ -1058,9 +1167,8 @@ fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
 /// How long a spin-mode receiver busy-polls before it sleeps (procom's and the peers').
 pub(crate) const SPIN: Duration = Duration::from_millis(10);
 
-/// How long the iceoryx2 peer busy-polls before it offers the CPU to other threads between
-/// bursts: the same as procom's spin mode.
-#[cfg_attr(not(feature = "peers"), expect(dead_code))]
+/// How long the iceoryx2 peer and the raw shared-memory loop busy-poll before they offer the
+/// CPU to other threads between bursts: the same as procom's spin mode.
 pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(50);
 
 /// Loops measured side by side take turns in this many batches, for the round trips and again

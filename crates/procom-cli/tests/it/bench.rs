@@ -31,20 +31,23 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
     Ok(check!(serde_json::from_str(&fin.stdout.join("\n"))))
 }
 
-/// Every kernel mechanism's row carries the raw system-call loop of the same run.
+/// Every kernel mechanism's row carries the raw system-call loop of the same run, and the
+/// spinning shared-memory row the plain mailbox loop; blocking shared memory has none.
 fn baselines() -> Outcome {
-    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed"];
+    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed", "shm"];
     let mut args = Vec::new();
     for n in names {
         args.extend(["--mechanism", n]);
     }
     let v = bench_json(&args)?;
     let results = v["results"].as_array().ok_or("no results")?;
-    ensure!(results.len() == names.len(), "{} rows", results.len());
+    // shm has two rows: spin and block.
+    ensure!(results.len() == names.len() + 1, "{} rows", results.len());
     for r in results {
+        let blocking_shm = r["mechanism"] == "shm" && r["mode"] == "block";
         ensure!(
-            r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0),
-            "no raw baseline in {r}"
+            r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0) != blocking_shm,
+            "raw baseline in {r}"
         );
     }
     Ok(())
@@ -176,10 +179,10 @@ fn json_shape() -> Outcome {
             "row {r}"
         );
         let has_baseline = r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0);
-        ensure!(
-            has_baseline == (r["mechanism"] == "pipe"),
-            "baseline in {r}"
-        );
+        // The kernel mechanism (pipe) and spinning shared memory have a raw loop beside them;
+        // blocking shared memory has none.
+        let expected = r["mechanism"] == "pipe" || r["mode"] == "spin";
+        ensure!(has_baseline == expected, "baseline in {r}");
     }
     ensure!(v["peers"].as_array().is_some(), "no peers array");
     Ok(())
