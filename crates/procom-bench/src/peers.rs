@@ -5,7 +5,10 @@
 //! peer process being the same `procom` executable:
 //!
 //! - **iceoryx2** publish-subscribe over `[u8]` slices, two services (one each way), the
-//!   receiver busy-polling `receive()` — its spin mode, compared with procom's `shm spin`.
+//!   receiver busy-polling `receive()` — its spin mode, compared with procom's `shm spin`;
+//!   and **iceoryx2-block**, the same with an event service each way (the sender notifies
+//!   after each sample, an empty receiver sleeps in the listener's wait), compared with
+//!   `shm block`.
 //!   The sender writes the payload into a loaned sample (one copy), the echo side copies the
 //!   received payload into an owned buffer and from it into its own loan: the copies procom's
 //!   `send` and `recv` make.
@@ -32,6 +35,9 @@ use crate::{
 pub enum Peer {
     /// iceoryx2 publish-subscribe, busy-polling.
     Iceoryx2,
+    /// iceoryx2 publish-subscribe with an event service: the sender notifies after each
+    /// sample, the receiver sleeps in the listener's wait when nothing is there.
+    Iceoryx2Block,
     /// ipc-channel's typed channel.
     IpcChannel,
     /// interprocess local sockets with length-prefixed messages.
@@ -40,12 +46,18 @@ pub enum Peer {
 
 impl Peer {
     /// Every peer, in table order.
-    pub const ALL: [Peer; 3] = [Peer::Iceoryx2, Peer::IpcChannel, Peer::Interprocess];
+    pub const ALL: [Peer; 4] = [
+        Peer::Iceoryx2,
+        Peer::Iceoryx2Block,
+        Peer::IpcChannel,
+        Peer::Interprocess,
+    ];
 
     /// The name used in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Peer::Iceoryx2 => "iceoryx2",
+            Peer::Iceoryx2Block => "iceoryx2-block",
             Peer::IpcChannel => "ipc-channel",
             Peer::Interprocess => "interprocess",
         }
@@ -56,12 +68,13 @@ impl Peer {
         Peer::ALL.into_iter().find(|p| p.name() == s)
     }
 
-    /// How its receiver waits: iceoryx2's `receive()` never blocks, so it is measured spinning;
-    /// the socket peers block in the kernel.
+    /// How its receiver waits: `iceoryx2` busy-polls `receive()` (its subscriber never
+    /// blocks); `iceoryx2-block` sleeps on an event service between samples; the socket peers
+    /// block in the kernel.
     pub fn mode(self) -> Mode {
         match self {
             Peer::Iceoryx2 => Mode::Spin,
-            Peer::IpcChannel | Peer::Interprocess => Mode::Block,
+            Peer::Iceoryx2Block | Peer::IpcChannel | Peer::Interprocess => Mode::Block,
         }
     }
 
@@ -69,6 +82,7 @@ impl Peer {
     pub fn counterpart(self) -> (&'static str, Mode) {
         match self {
             Peer::Iceoryx2 => ("shm", Mode::Spin),
+            Peer::Iceoryx2Block => ("shm", Mode::Block),
             Peer::IpcChannel => ("unix-typed", Mode::Block),
             Peer::Interprocess => ("unix", Mode::Block),
         }
@@ -118,9 +132,10 @@ fn with_link<T>(
     let mut args = peer_args(s, &format!("peer:{}", peer.name()), "-", "-");
     let timeout = Duration::from_secs(10);
     match peer {
-        Peer::Iceoryx2 => {
+        Peer::Iceoryx2 | Peer::Iceoryx2Block => {
             let names = (unique("procom-bench/a2b"), unique("procom-bench/b2a"));
-            let mut link = iox::Iox::create(&names.0, &names.1, s.size)?;
+            let block = peer == Peer::Iceoryx2Block;
+            let mut link = iox::Iox::create(&names.0, &names.1, s.size, block)?;
             args[6].clone_from(&names.0);
             args[7].clone_from(&names.1);
             let mut child = start(exe, &args)?;
@@ -190,8 +205,8 @@ pub(crate) fn peer_main(
     b2a: &str,
 ) -> Result<(), Error> {
     match Peer::parse(name) {
-        Some(Peer::Iceoryx2) => {
-            let mut link = iox::Iox::open(a2b, b2a, size)?;
+        Some(p @ (Peer::Iceoryx2 | Peer::Iceoryx2Block)) => {
+            let mut link = iox::Iox::open(a2b, b2a, size, p == Peer::Iceoryx2Block)?;
             serve(&mut link, size, iterations, stream)
         }
         Some(Peer::IpcChannel) => {
@@ -354,6 +369,8 @@ impl Link for StreamLink {
 
 mod iox {
     use super::*;
+    use iceoryx2::port::listener::Listener;
+    use iceoryx2::port::notifier::Notifier;
     use iceoryx2::port::publisher::Publisher;
     use iceoryx2::port::subscriber::Subscriber;
     use iceoryx2::port::update_connections::UpdateConnections;
@@ -369,26 +386,28 @@ mod iox {
         ((8 << 20) / size.max(1)).clamp(2, 1024)
     }
 
-    /// One side's publisher (towards the other) and subscriber (from it).
+    /// One side's publisher (towards the other) and subscriber (from it); in blocking mode,
+    /// also a notifier (woken: the other side) and a listener (for this side's wake-ups).
     pub(super) struct Iox {
         tx: Publisher<ipc::Service, [u8], ()>,
         rx: Subscriber<ipc::Service, [u8], ()>,
+        events: Option<(Notifier<ipc::Service>, Listener<ipc::Service>)>,
         buf: Vec<u8>,
         _node: Node<ipc::Service>,
     }
 
     impl Iox {
         /// The parent: creates both services.
-        pub(super) fn create(a2b: &str, b2a: &str, size: usize) -> Result<Iox, Error> {
-            Iox::new(b2a, a2b, size, true)
+        pub(super) fn create(a2b: &str, b2a: &str, size: usize, block: bool) -> Result<Iox, Error> {
+            Iox::new(b2a, a2b, size, true, block)
         }
 
         /// The peer: opens them.
-        pub(super) fn open(a2b: &str, b2a: &str, size: usize) -> Result<Iox, Error> {
-            Iox::new(a2b, b2a, size, false)
+        pub(super) fn open(a2b: &str, b2a: &str, size: usize, block: bool) -> Result<Iox, Error> {
+            Iox::new(a2b, b2a, size, false, block)
         }
 
-        fn new(from: &str, to: &str, size: usize, create: bool) -> Result<Iox, Error> {
+        fn new(from: &str, to: &str, size: usize, create: bool, block: bool) -> Result<Iox, Error> {
             set_log_level(LogLevel::Error);
             let node = NodeBuilder::new()
                 .signal_handling_mode(SignalHandlingMode::Disabled)
@@ -410,6 +429,38 @@ mod iox {
                     builder.open().map_err(|e| error("open a service", e))
                 }
             };
+            // An event service beside each direction: the side that publishes notifies on it,
+            // the side that subscribes waits on it.
+            let events = if block {
+                let event = |name: &str| {
+                    let name: ServiceName = format!("{name}.event")
+                        .as_str()
+                        .try_into()
+                        .map_err(|e| error("name an event service", e))?;
+                    let builder = node.service_builder(&name).event();
+                    if create {
+                        builder
+                            .create()
+                            .map_err(|e| error("create an event service", e))
+                    } else {
+                        builder
+                            .open()
+                            .map_err(|e| error("open an event service", e))
+                    }
+                };
+                let (woken_here, woken_there) = (event(from)?, event(to)?);
+                let notifier = woken_there
+                    .notifier_builder()
+                    .create()
+                    .map_err(|e| error("create a notifier", e))?;
+                let listener = woken_here
+                    .listener_builder()
+                    .create()
+                    .map_err(|e| error("create a listener", e))?;
+                Some((notifier, listener))
+            } else {
+                None
+            };
             let (from, to) = (service(from)?, service(to)?);
             let rx = from
                 .subscriber_builder()
@@ -425,6 +476,7 @@ mod iox {
             Ok(Iox {
                 tx,
                 rx,
+                events,
                 buf: Vec::new(),
                 _node: node,
             })
@@ -440,8 +492,26 @@ mod iox {
         /// Like procom's spin mode, it offers the CPU to other threads between bursts after
         /// [`crate::SPIN_ALONE`], and after [`crate::SPIN`] without a sample it naps between
         /// polls, so that a side waiting out another side's batch leaves the CPU to it.
+        ///
+        /// In blocking mode it sleeps in the event listener's wait instead, woken by the
+        /// notification the sender sends after each sample (a notification that arrives
+        /// between the empty `receive` and the wait ends the wait at once).
         fn wait<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
             let start = Instant::now();
+            if let Some((_, listener)) = &self.events {
+                loop {
+                    if let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? {
+                        return Ok(f(sample.payload()));
+                    }
+                    let left = timeout.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        return Err(bench_error("iceoryx2: nothing arrived from the peer"));
+                    }
+                    listener
+                        .timed_wait(|_| {}, left)
+                        .map_err(|e| error("wait for an event", e))?;
+                }
+            }
             let mut spins = 0u32;
             let mut idle = false;
             loop {
@@ -477,6 +547,9 @@ mod iox {
                 .map_err(|e| error("loan", e))?;
             let sample = sample.write_from_slice(msg);
             sample.send().map_err(|e| error("send", e))?;
+            if let Some((notifier, _)) = &self.events {
+                notifier.notify().map_err(|e| error("notify", e))?;
+            }
             Ok(())
         }
         fn recv_len(&mut self) -> Result<usize, Error> {

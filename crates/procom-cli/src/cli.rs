@@ -202,8 +202,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Only these mechanisms (shm, unix, unix-typed, unixgram, pipe, fifo, tcp, udp, mq, msg,
-    /// sem, signal) and, in a build with `--features peers`, peers (iceoryx2, ipc-channel,
-    /// interprocess); repeatable.
+    /// sem, signal) and, in a build with `--features peers`, peers (iceoryx2, iceoryx2-block,
+    /// ipc-channel, interprocess); repeatable.
     #[arg(long, value_name = "NAME")]
     pub mechanism: Vec<String>,
     /// Also draw latency and throughput against message size into this SVG file.

@@ -153,7 +153,10 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             mechanisms.push(mech);
         } else if let Some(p) = PEERS.iter().find(|p| p.name() == m) {
             peers.push(*p);
-        } else if matches!(m.as_str(), "iceoryx2" | "ipc-channel" | "interprocess") {
+        } else if matches!(
+            m.as_str(),
+            "iceoryx2" | "iceoryx2-block" | "ipc-channel" | "interprocess"
+        ) {
             anyhow::bail!(
                 "`{m}` is a peer library, measured only by a procom built with `--features peers`"
             );
@@ -275,7 +278,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     println!(
         "one-way latency = round trip / 2; throughput = messages streamed back to back; {}\n",
         if cfg!(feature = "peers") {
-            "peers: iceoryx2, ipc-channel, interprocess, doing the same work in turns with their procom counterpart"
+            "peers: iceoryx2 (spinning and blocking), ipc-channel, interprocess, doing the same work in turns with their procom counterpart"
         } else {
             "peers: not run (build with `--features peers` to measure iceoryx2, ipc-channel and interprocess)"
         }

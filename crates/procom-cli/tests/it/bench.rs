@@ -65,13 +65,15 @@ fn peers_need_the_feature() -> Outcome {
     Ok(())
 }
 
-/// With the `peers` feature, iceoryx2, ipc-channel and interprocess run in the same run as
-/// procom, each row measured (every payload echoed at the right size, or the run fails): on
-/// their own, and in turns beside the procom rows they are compared with.
+/// With the `peers` feature, iceoryx2 (spinning and blocking), ipc-channel and interprocess run
+/// in the same run as procom, each row measured (every payload echoed at the right size, or
+/// the run fails): on their own, and in turns beside the procom rows they are compared with.
 fn peers() -> Outcome {
     let peer_args = [
         "--mechanism",
         "iceoryx2",
+        "--mechanism",
+        "iceoryx2-block",
         "--mechanism",
         "ipc-channel",
         "--mechanism",
@@ -92,7 +94,7 @@ fn peers() -> Outcome {
         let mut names: Vec<&str> = peers.iter().filter_map(|p| p["mechanism"].as_str()).collect();
         names.sort_unstable();
         ensure!(
-            names == ["iceoryx2", "interprocess", "ipc-channel"],
+            names == ["iceoryx2", "iceoryx2-block", "interprocess", "ipc-channel"],
             "peers with {args:?}: {names:?}"
         );
         let results = v["results"].as_array().ok_or("no results")?;
@@ -110,7 +112,12 @@ fn peers() -> Outcome {
             );
         }
         if args.len() > peer_args.len() {
-            for (mech, mode) in [("shm", "spin"), ("unix-typed", "block"), ("unix", "block")] {
+            for (mech, mode) in [
+                ("shm", "spin"),
+                ("shm", "block"),
+                ("unix-typed", "block"),
+                ("unix", "block"),
+            ] {
                 ensure!(
                     results
                         .iter()
