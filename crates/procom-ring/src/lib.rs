@@ -250,6 +250,8 @@ pub struct Producer<R: Region> {
     /// leaves is always there. `reserve` rereads the shared word only when this is not enough,
     /// which keeps the consumer's cache line out of the send path of a channel that keeps up.
     seen_head: u64,
+    /// Whether an empty ring past the hot window may start over (see [`Producer::set_rewind`]).
+    rewind: bool,
 }
 
 /// The reading side. There must be exactly one consumer per ring at a time.
@@ -293,6 +295,7 @@ impl<R: Region> Producer<R> {
             capacity,
             tail,
             seen_head: head,
+            rewind: true,
         })
     }
 
@@ -349,6 +352,17 @@ impl<R: Region> Producer<R> {
         })
     }
 
+    /// Allows or forbids starting over at offset 0 when the ring is found empty past
+    /// [`HOT_WINDOW`] (allowed by default). Starting over pads the rest of the ring, and until
+    /// the consumer has skipped that padding the producer can use only the bytes before it:
+    /// worth it for a consumer that keeps up (the ring's working set stays in the caches), a
+    /// trap for one that is asleep (a 64 KiB message just past the window leaves room for one
+    /// more message, and the producer waits for a wake-up). A caller that knows the consumer
+    /// sleeps forbids it for that send.
+    pub fn set_rewind(&mut self, allowed: bool) {
+        self.rewind = allowed;
+    }
+
     /// Reserves room for a `len`-byte message at a contiguous place in the ring.
     pub fn reserve(&mut self, len: usize) -> Result<Slot<'_, R>, Error> {
         if len > self.max_message() {
@@ -384,7 +398,7 @@ impl<R: Region> Producer<R> {
             // record, as at the end), so a channel whose consumer keeps up touches the same
             // few pages again and again instead of streaming through the whole ring: in a
             // 4 MiB ring, 4 KiB ping-pongs took ten times longer without this.
-            let rewind = used == 0 && off >= HOT_WINDOW;
+            let rewind = self.rewind && used == 0 && off >= HOT_WINDOW;
             if need <= to_end && !rewind {
                 if need > free {
                     return Err(Error::Full);
@@ -764,6 +778,34 @@ mod tests {
             assert_eq!(pop(&mut c).unwrap().len(), 4096);
         }
         assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
+    }
+
+    #[test]
+    fn a_producer_told_not_to_rewind_goes_on_past_the_hot_window() {
+        let cap = 4 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        p.set_rewind(false);
+        let mut furthest = 0;
+        for i in 0..24u32 {
+            let msg = vec![i as u8; 4096];
+            p.push(&msg).unwrap();
+            furthest = furthest.max((p.position() % cap as u64) as usize);
+            assert_eq!(pop(&mut c).unwrap(), msg);
+        }
+        // Empty before every push, yet it never started over: the whole ring was used, and
+        // the room left after each message was the whole ring less that message.
+        assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
+        p.set_rewind(true);
+        p.push(&[1; 4096]).unwrap();
+        assert_eq!(
+            p.position() % cap as u64,
+            record_size(4096) as u64,
+            "rewound"
+        );
     }
 
     #[test]

@@ -696,6 +696,10 @@ impl ShmSender {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
             let before = self.producer.position();
+            // Starting over at the front of an empty ring keeps a busy channel in the caches,
+            // but leaves a sleeping receiver's padding in the way: only while it is awake.
+            let receiver_asleep = word(&self.map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0;
+            self.producer.set_rewind(!receiver_asleep);
             match self.producer.reserve(len) {
                 Ok(mut slot) => {
                     if let Some(f) = fill.take() {
