@@ -212,7 +212,13 @@ fn sysv_writer(args: &[String]) -> Outcome {
     let map = check!(seg.map());
     check!(map.write(0, b"from a child"));
     let info = check!(seg.info());
-    ensure!(info.attached == Some(2), "attach count {:?}", info.attached);
+    // The parent and this child at least. A process that another test of the parent forks at
+    // this moment inherits the parent's attachment until it execs, so 3 is possible too.
+    ensure!(
+        info.attached.is_some_and(|n| n >= 2),
+        "attach count {:?}",
+        info.attached
+    );
     Ok(())
 }
 
