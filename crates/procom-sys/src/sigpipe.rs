@@ -88,9 +88,11 @@ impl Drop for MaskGuard {
 
 /// Runs `write` with SIGPIPE blocked in the calling thread.
 ///
-/// If `write` fails with `EPIPE` and SIGPIPE was not already pending before, the SIGPIPE it
-/// raised is taken off the pending set, so the process never sees it. Any other outcome is
-/// returned unchanged. The thread's signal mask is restored afterwards.
+/// If `write` raised SIGPIPE (it failed with `EPIPE`, or a blocking write wrote part of its
+/// bytes and then found the reader gone, which returns the count *and* raises the signal) and
+/// SIGPIPE was not already pending before, the signal is taken off the pending set, so the
+/// process never sees it. The outcome is returned unchanged. The thread's signal mask is
+/// restored afterwards.
 #[doc(alias = "pthread_sigmask")]
 pub fn without_sigpipe<R>(write: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
     let set = sigpipe_set()?;
@@ -104,7 +106,9 @@ pub fn without_sigpipe<R>(write: impl FnOnce() -> io::Result<R>) -> io::Result<R
         _this_thread: std::marker::PhantomData,
     };
     let result = write();
-    if !was_pending && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+    let raised = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE))
+        || sigpipe_pending().unwrap_or(true);
+    if !was_pending && raised {
         let zero = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,

@@ -28,6 +28,10 @@ pub const ROLES: &[Role] = &[
         name: "pipe::frames_in",
         run: frames_in,
     },
+    Role {
+        name: "pipe::reader_dies_mid_frame",
+        run: reader_dies_mid_frame,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -45,6 +49,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "pipe::a_frame_larger_than_the_pipe_grows_it",
             a_frame_larger_than_the_pipe_grows_it,
+        ),
+        test(
+            "pipe::a_reader_dying_mid_frame_is_an_error_not_sigpipe",
+            a_reader_dying_mid_frame_is_an_error_not_sigpipe,
         ),
     ]
 }
@@ -142,6 +150,31 @@ fn a_frame_larger_than_the_pipe_grows_it() -> Outcome {
         child.expect_line(&len.to_string())?;
     }
     child.success(STEP).map(drop)
+}
+
+/// With SIGPIPE at its default (deadly) action, sends a 4 MiB message into a pipe whose
+/// reader takes part of it and then closes: the blocking write returns part of the frame and
+/// the kernel raises SIGPIPE together; procom must take the signal back and report an error.
+fn reader_dies_mid_frame(_: &[String]) -> Outcome {
+    check!(procom_sys::sigpipe::restore_default_sigpipe());
+    let (mut r, w) = check!(pipe::pipe());
+    let reader = std::thread::spawn(move || {
+        // Bytes arriving prove the sender is inside its write; then the reader goes away.
+        let mut some = vec![0u8; 64 << 10];
+        let got = r.read_exact(&mut some);
+        drop(r);
+        got
+    });
+    let mut tx = Sender::from_fd(w, "pipe", &Options::default().max_message(8 << 20));
+    let e = tx.send(vec![7u8; 4 << 20]).err().map(|e| e.kind());
+    check!(reader.join().map_err(|_| "the reader panicked")?);
+    ensure!(e == Some(ErrorKind::PeerGone), "a send to a reader gone mid-frame gave {e:?}");
+    Ok(())
+}
+
+fn a_reader_dying_mid_frame_is_an_error_not_sigpipe() -> Outcome {
+    let mut cmd = role("pipe::reader_dies_mid_frame", &[]);
+    Proc::spawn("sender", &mut cmd)?.success(STEP).map(drop)
 }
 
 fn parent_to_child() -> Outcome {
