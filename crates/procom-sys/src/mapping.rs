@@ -296,20 +296,32 @@ impl Mapping {
     /// as usable as before.
     #[doc(alias = "madvise")]
     pub fn populate(&self) -> io::Result<()> {
+        self.populate_prefix(self.len)
+    }
+
+    /// [`Mapping::populate`] for the first `len` bytes only (all of them if `len` is larger),
+    /// rounded up to whole pages.
+    pub fn populate_prefix(&self, len: usize) -> io::Result<()> {
+        let len = len.min(self.len);
+        if len == 0 {
+            return Ok(());
+        }
         if !self.writable {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a read-only mapping cannot be populated for writing",
             ));
         }
-        // SAFETY: the range is exactly this mapping, which stays mapped while `self` lives;
-        // populating changes no contents (it writes nothing; pages not yet in the object are
-        // allocated as zeros, which is what a first access would do), and a range the object no
-        // longer covers is reported as an error (EFAULT), not a signal.
+        // SAFETY: the range starts at this mapping's (page-aligned) start and lies inside it
+        // (`len <= self.len`; the kernel rounds the length up to the page, which the mapping
+        // covers), and the mapping stays mapped while `self` lives; populating changes no
+        // contents (it writes nothing; pages not yet in the object are allocated as zeros,
+        // which is what a first access would do), and a range the object no longer covers is
+        // reported as an error (EFAULT), not a signal.
         unsafe {
             rustix::mm::madvise(
                 self.ptr.as_ptr().cast(),
-                self.len,
+                len,
                 rustix::mm::Advice::LinuxPopulateWrite,
             )
         }
@@ -766,6 +778,13 @@ mod tests {
         m.populate().unwrap();
         // st_blocks counts 512-byte units.
         assert_eq!(blocks(&fd) * 512, 1 << 20);
+        // A prefix allocates that much (of a second object) and no more.
+        let fd2 =
+            rustix::fs::memfd_create("procom-populate", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd2, 1 << 20).unwrap();
+        let m2 = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd2), 1 << 20, true).unwrap();
+        m2.populate_prefix(64 << 10).unwrap();
+        assert_eq!(blocks(&fd2) * 512, 64 << 10);
         let r = Mapping::map_fd(std::os::fd::AsFd::as_fd(&fd), 4096, false).unwrap();
         assert_eq!(
             r.populate().unwrap_err().kind(),

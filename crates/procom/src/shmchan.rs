@@ -99,6 +99,9 @@ struct Watched {
     was_dead: Cell<bool>,
 }
 
+/// How much of a ring is allocated and mapped when a channel is created or attached.
+const POPULATE_MAX: usize = 16 << 20;
+
 /// Polls of the ring between two clock and liveness checks of a spinning endpoint.
 const SPIN_BURST: u32 = 128;
 
@@ -107,7 +110,7 @@ const SPIN_BURST: u32 = 128;
 /// idle channel does not halve the speed of one with work on the same CPU.
 const SPIN_ALONE: Duration = Duration::from_micros(50);
 
-/// Called between bursts of a spinning endpoint that started at `start`.
+/// Called after a burst of a spinning endpoint (started at `start`) that found nothing.
 fn polite_spin(now: Instant, start: Instant) {
     if now.saturating_duration_since(start) >= SPIN_ALONE {
         std::thread::yield_now();
@@ -332,10 +335,12 @@ impl ShmReceiver {
                 .detail("another process locked the segment this receiver just created")
         })?;
         let map = Arc::new(segment.map()?);
-        // Every page of the ring allocated and mapped now rather than by faults during the
-        // first lap (streaming 64 KiB messages through a 4 MiB ring, the faults cost more than
-        // the copies). Best effort: without it the ring works the same, only slower at first.
-        let _ = map.populate();
+        // The ring's pages allocated and mapped now rather than by faults during the first lap
+        // (streaming 64 KiB messages through a 4 MiB ring, the faults cost more than the
+        // copies), up to POPULATE_MAX: a huge ring is not committed whole up front (a small
+        // /dev/shm or a memory limit would pay for pages it may never use). Best effort:
+        // without it the ring works the same, only slower at first.
+        let _ = map.populate_prefix(POPULATE_MAX);
         let region = ring(&map)?;
         let header = Header {
             magic: MAGIC,
@@ -400,9 +405,10 @@ impl ShmReceiver {
             ));
         }
         // When spinning started, and until when it may go on.
+        // A spin too long to represent spins until the deadline, if any (never overflows).
         let spin = (!self.spin.is_zero()).then(|| {
             let t = Instant::now();
-            (t, t + self.spin)
+            (t, t.checked_add(self.spin))
         });
         loop {
             if self.map.faulted() {
@@ -434,7 +440,7 @@ impl ShmReceiver {
                 wake_sender(&self.map);
             }
             let now = Instant::now();
-            let spinning = spin.is_some_and(|(_, until)| now < until);
+            let spinning = spin.is_some_and(|(_, until)| until.is_none_or(|u| now < u));
             // Asking the kernel whether the sender lives costs a system call: while spinning
             // (or polling with try_recv) the answer may be a couple of milliseconds old.
             if self.sender_gone(!spinning && !is_try) && self.consumer.is_empty() {
@@ -452,13 +458,15 @@ impl ShmReceiver {
                 // Poll the ring alone for a while before the next clock and liveness check:
                 // those take longer than a message takes to cross between two cores, and a
                 // message that lands during them waits for them to finish.
+                let mut found = false;
                 for _ in 0..SPIN_BURST {
                     if !self.consumer.is_empty() {
+                        found = true;
                         break;
                     }
                     std::hint::spin_loop();
                 }
-                if let Some((start, _)) = spin {
+                if let (false, Some((start, _))) = (found, spin) {
                     polite_spin(now, start);
                 }
                 continue;
@@ -597,8 +605,8 @@ impl ShmSender {
         let map = Arc::new(segment.map()?);
         validate(&map)?;
         // The receiver allocated the pages; this maps them into our page tables (see the
-        // receiver's `populate`).
-        let _ = map.populate();
+        // receiver's `populate_prefix`).
+        let _ = map.populate_prefix(POPULATE_MAX);
         let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
         let receiver = Watched::new(receiver_pid);
         if receiver.dead()
@@ -743,17 +751,21 @@ impl ShmSender {
                     .detail("the receiver did not make room before the deadline"));
             }
             let started = *spin_start.get_or_insert(now);
-            if now < started + self.spin {
+            if !self.spin.is_zero() && started.checked_add(self.spin).is_none_or(|u| now < u) {
                 // Busy-poll the receiver's position alone for a while, as a spinning receiver
                 // polls the ring: a full ring is usually drained within microseconds, while a
                 // sleep and its wake-up cost tens of them.
+                let mut found = false;
                 for _ in 0..SPIN_BURST {
                     if !matches!(self.producer.would_block(len), Ok(true)) {
+                        found = true;
                         break;
                     }
                     std::hint::spin_loop();
                 }
-                polite_spin(now, started);
+                if !found {
+                    polite_spin(now, started);
+                }
                 continue;
             }
             let waiting = word(&self.map, OFF_TX_WAITING);

@@ -2,6 +2,7 @@
 //! headers that refuse foreign segments, and the shm: channel against dying, returning and
 //! hostile peers.
 
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub const ROLES: &[Role] = &[
     Role {
         name: "shm::wrap_sender",
         run: wrap_sender,
+    },
+    Role {
+        name: "shm::endless_spinner",
+        run: endless_spinner,
     },
 ];
 
@@ -97,6 +102,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "shm::channel_wrapping_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
+        ),
+        test(
+            "shm::a_spin_too_long_to_represent_still_times_out",
+            a_spin_too_long_to_represent_still_times_out,
         ),
         test(
             "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
@@ -683,6 +692,50 @@ fn channel_wrapping_sends_never_wait_for_the_liveness_tick() -> Outcome {
 /// is, some waits end while spinning and some go on to sleep, and none may be lost.
 fn channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick() -> Outcome {
     wrapping_sends(20)
+}
+
+/// Receives from an empty channel and sends into a full one with `Options::spin(Duration::MAX)`
+/// and a short timeout, in a child of the sender's: both time out (no overflow, no panic).
+fn endless_spinner(args: &[String]) -> Outcome {
+    let opts = Options::default().spin(Duration::MAX);
+    let mut rx = check!(Receiver::bind_with(args[0].as_str(), &opts));
+    let e = rx.recv_timeout(Duration::from_millis(30)).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::Timeout), "the empty receive gave {e:?}");
+    println!("ready");
+    // The parent's sender filled the ring and reported Full; then it timed out spinning.
+    let mut line = String::new();
+    check!(std::io::stdin().read_line(&mut line));
+    ensure!(line.trim() == "full", "parent said {line:?}");
+    Ok(())
+}
+
+fn a_spin_too_long_to_represent_still_times_out() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=4KiB");
+    let mut cmd = role("shm::endless_spinner", &[&ep]);
+    cmd.stdin(Stdio::piped());
+    let mut rx = Proc::spawn("receiver", &mut cmd)?;
+    rx.expect_line("ready")?;
+    let opts = Options::default().spin(Duration::MAX);
+    let mut tx = check!(Sender::connect_with(ep.as_str(), &opts));
+    let msg = vec![1u8; 1000];
+    loop {
+        match tx.try_send(&msg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Full => break,
+            Err(e) => return Err(format!("filling the ring: {}", e.into_error())),
+        }
+    }
+    let e = tx
+        .send_timeout(&msg, Duration::from_millis(30))
+        .err()
+        .map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::Timeout), "the full send gave {e:?}");
+    check!(writeln!(rx.child().stdin.as_mut().ok_or("stdin")?, "full"));
+    rx.success(STEP)?;
+    drop(tx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
 }
 
 fn wrapping_sends(spin_us: u32) -> Outcome {
