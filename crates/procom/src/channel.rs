@@ -669,7 +669,9 @@ impl Receiver {
         }
     }
 
-    /// The descriptor to poll for readability, where the mechanism has one.
+    /// The descriptor to poll for readability, where the mechanism has one. A datagram
+    /// receiver's socket may carry a receive timeout procom set for a deadline (`SO_RCVTIMEO`;
+    /// [`Receiver::into_fd`] clears it): read it through the receiver, not directly.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
             ReceiverFlavor::Stream(s) => Some(s.r.as_fd()),

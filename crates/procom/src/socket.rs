@@ -865,7 +865,21 @@ impl DgramReceiver {
                     ));
                 }
                 Ok((n, from)) => match kept {
-                    Some(_) => break (self.rbuf[..n].to_vec(), from),
+                    Some(_) => match self.rbuf.get(..n) {
+                        Some(bytes) => break (bytes.to_vec(), from),
+                        // Larger than any UDP datagram can be, yet within the limit: an IPv6
+                        // jumbogram (possible only on links with a larger MTU). The kept
+                        // buffer cut it; it is reported, never returned in part.
+                        None => {
+                            return Err(Error::too_large(
+                                n.saturating_sub(header + newline) as u64,
+                                UDP_MAX.saturating_sub(header + newline) as u64,
+                            )
+                            .detail(format!(
+                                "a {n}-byte datagram is larger than procom receives over UDP ({UDP_MAX} bytes)"
+                            )));
+                        }
+                    },
                     None => break (std::mem::take(&mut self.rbuf), from),
                 },
                 Err(rustix::io::Errno::INTR) => {}
@@ -875,7 +889,15 @@ impl DgramReceiver {
                         (Some(_), Some(d)) if Instant::now() >= d => {
                             return Err(no_datagram(false));
                         }
-                        (Some(_), _) => {}
+                        // The timeout ran out early, or the socket was made non-blocking
+                        // behind our back (through `as_fd`): the rare case, so it is asked.
+                        (Some(_), _) => {
+                            if rustix::fs::fcntl_getfl(&self.fd)
+                                .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK))
+                            {
+                                self.nonblocking = true;
+                            }
+                        }
                         // No timeout, yet it would block: someone made the socket
                         // non-blocking; wait in poll from now on.
                         (None, _) => self.nonblocking = true,
