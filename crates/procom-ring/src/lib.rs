@@ -165,7 +165,9 @@ impl RawRegion {
     /// # Safety
     ///
     /// `base` must be valid for reads and writes of `len` bytes for as long as the region and
-    /// anything made from it are used, and aligned to 64 bytes. Other processes may access the
+    /// anything made from it are used, initialised (the consumer may read published bytes no
+    /// record defines, such as padding; a fresh mapping reads as zeros), and aligned to 64
+    /// bytes. Other processes may access the
     /// memory, but only through this protocol (a misbehaving one can corrupt messages, which the
     /// consumer detects where it can, but cannot make this side access memory out of bounds).
     pub unsafe fn new(base: *mut u8, len: usize) -> Result<RawRegion, Error> {
@@ -375,10 +377,10 @@ impl<R: Region> Producer<R> {
             let off = (self.tail % self.capacity as u64) as usize;
             let to_end = self.capacity - off;
             // The fast path: the room the last head we read leaves (never more than there
-            // is), inside the hot window (where no rewind is due, see below).
+            // is), where no rewind is due (inside the hot window, or rewinding is off).
             let seen_free =
                 (self.capacity as u64).saturating_sub(self.tail.wrapping_sub(self.seen_head));
-            if off < HOT_WINDOW && need <= to_end && need as u64 <= seen_free {
+            if (off < HOT_WINDOW || !self.rewind) && need <= to_end && need as u64 <= seen_free {
                 return Ok(Slot {
                     producer: self,
                     off: off + RECORD_HEADER,
