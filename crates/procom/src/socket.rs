@@ -122,6 +122,13 @@ struct SocketFile {
     id: (u64, u64),
 }
 
+impl SocketFile {
+    /// Gives up the file: it stays where it is (the drop below finds no path to remove).
+    fn keep(mut self) {
+        self.path = PathBuf::new();
+    }
+}
+
 impl Drop for SocketFile {
     fn drop(&mut self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path) {
@@ -986,10 +993,14 @@ impl DgramReceiver {
         }
     }
 
-    /// The descriptor handed out for good: without the receive timeout procom set on it.
+    /// The descriptor handed out for good: without the receive timeout procom set on it, and
+    /// with its socket file (a bound `unixgram:` path) kept, as `Receiver::into_fd` promises.
     pub(crate) fn into_fd(mut self) -> OwnedFd {
         if self.rcvtimeo.is_some() {
             let _ = self.wait_in_recv(None);
+        }
+        if let Some(file) = self._file.take() {
+            file.keep();
         }
         self.fd
     }

@@ -383,5 +383,13 @@ fn datagram_deadlines_wait_in_the_receive() -> Outcome {
         let left = check!(rustix::net::sockopt::socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv));
         ensure!(left.is_none(), "{ep}: into_fd handed out a receive timeout of {left:?}");
     }
+    // A bound socket file is kept by into_fd (the receiver owned it; now the caller does).
+    let dir = Scratch::new("procom-dg")?;
+    let path = dir.join("kept.sock");
+    let rx = check!(Receiver::bind(format!("unixgram:{}", path.display()).as_str()));
+    let fd = rx.into_fd().ok_or("no descriptor")?;
+    ensure!(path.exists(), "into_fd removed the socket file");
+    drop(fd);
+    check!(std::fs::remove_file(&path));
     Ok(())
 }
