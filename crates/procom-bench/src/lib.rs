@@ -303,6 +303,17 @@ struct ProcomLink {
     buf: Vec<u8>,
 }
 
+impl ProcomLink {
+    fn new(tx: Sender, rx: Receiver) -> ProcomLink {
+        ProcomLink {
+            udp: rx.endpoint().starts_with("udp:"),
+            tx,
+            rx,
+            buf: Vec::new(),
+        }
+    }
+}
+
 impl Link for ProcomLink {
     fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         self.tx.send(msg).map_err(|e| e.into_error())
@@ -444,12 +455,10 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
         Mechanism::Pipe => {
             let (tx, rx, child) = pipe_peer(peer_command(exe, s, "-", "-"))?;
             Wired {
-                link: ProcomLink {
-                    tx: Sender::from_fd(tx, "pipe", &opts),
-                    rx: Receiver::from_fd(rx, "pipe", &opts),
-                    udp: false,
-                    buf: Vec::new(),
-                },
+                link: ProcomLink::new(
+                    Sender::from_fd(tx, "pipe", &opts),
+                    Receiver::from_fd(rx, "pipe", &opts),
+                ),
                 child,
                 _cleanup: None,
                 _cleanup2: None,
@@ -458,12 +467,10 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
         Mechanism::Unix => {
             let (tx, rx, child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
             Wired {
-                link: ProcomLink {
-                    tx: Sender::from_fd(tx, "unix socketpair", &opts),
-                    rx: Receiver::from_fd(rx, "unix socketpair", &opts),
-                    udp: false,
-                    buf: Vec::new(),
-                },
+                link: ProcomLink::new(
+                    Sender::from_fd(tx, "unix socketpair", &opts),
+                    Receiver::from_fd(rx, "unix socketpair", &opts),
+                ),
                 child,
                 _cleanup: None,
                 _cleanup2: None,
@@ -487,12 +494,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 &opts.clone().open_timeout(Some(Duration::from_secs(10))),
             )?;
             Wired {
-                link: ProcomLink {
-                    tx,
-                    rx,
-                    udp: false,
-                    buf: Vec::new(),
-                },
+                link: ProcomLink::new(tx, rx),
                 child,
                 _cleanup: Some(f1),
                 _cleanup2: Some(f2),
@@ -524,12 +526,7 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 }
             };
             return Ok(Wired {
-                link: ProcomLink {
-                    tx,
-                    rx,
-                    udp: s.mechanism == Mechanism::Udp,
-                    buf: Vec::new(),
-                },
+                link: ProcomLink::new(tx, rx),
                 child,
                 _cleanup: None,
                 _cleanup2: None,
@@ -785,28 +782,11 @@ impl RawIo for RawShm {
     fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let seq = self.word(self.inbox)?;
         let want = self.seen + 1;
-        // Spins like procom's spin mode: alone for SPIN_ALONE, then yielding between bursts,
-        // then napping after SPIN, so a side waiting out another side's batch leaves the CPU.
-        let start = Instant::now();
-        let mut spins = 0u32;
-        let mut idle = false;
-        while seq.load(Ordering::Acquire) != want {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(128) {
-                let waited = start.elapsed();
-                if waited > Duration::from_secs(10) {
-                    return Err(std::io::ErrorKind::TimedOut.into());
-                }
-                idle = waited > SPIN;
-                if !idle && waited > SPIN_ALONE {
-                    std::thread::yield_now();
-                }
-            }
-            if idle {
-                std::thread::sleep(Duration::from_micros(50));
-            } else {
-                std::hint::spin_loop();
-            }
+        let arrived = poll_politely(Duration::from_secs(10), || {
+            Ok::<_, std::io::Error>((seq.load(Ordering::Acquire) == want).then_some(()))
+        })?;
+        if arrived.is_none() {
+            return Err(std::io::ErrorKind::TimedOut.into());
         }
         self.seen = want;
         let len = self.word(self.inbox + 8)?.load(Ordering::Relaxed);
@@ -1171,6 +1151,40 @@ pub(crate) const SPIN: Duration = Duration::from_millis(10);
 /// CPU to other threads between bursts: the same as procom's spin mode.
 pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(50);
 
+/// Busy-polls `poll` until it gives a value, the way procom's spin mode waits: alone for
+/// [`SPIN_ALONE`], then offering the CPU to other threads between bursts, then napping between
+/// polls after [`SPIN`], so a side waiting out another side's batch leaves the CPU to it.
+/// `None` once `timeout` has passed. (The raw shared-memory loop and the iceoryx2 peer.)
+pub(crate) fn poll_politely<R, E>(
+    timeout: Duration,
+    mut poll: impl FnMut() -> Result<Option<R>, E>,
+) -> Result<Option<R>, E> {
+    let start = Instant::now();
+    let mut polls = 0u32;
+    let mut idle = false;
+    loop {
+        if let Some(r) = poll()? {
+            return Ok(Some(r));
+        }
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(128) {
+            let waited = start.elapsed();
+            if waited > timeout {
+                return Ok(None);
+            }
+            idle = waited > SPIN;
+            if !idle && waited > SPIN_ALONE {
+                std::thread::yield_now();
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Loops measured side by side take turns in this many batches, for the round trips and again
 /// for the stream: on a virtual machine, two separate runs of the same loop differ by more than
 /// the 10% being looked for, while batches taken in turn see the same machine.
@@ -1208,25 +1222,16 @@ impl Tally {
         })
     }
 
-    /// `lead` unrecorded round trips, then `n` recorded ones.
+    /// `lead` unrecorded round trips, then `n` recorded ones; `round` makes one and returns
+    /// its one-way time.
     fn rounds(
         &mut self,
-        link: &mut dyn Link,
-        msg: &[u8],
         lead: usize,
         n: usize,
+        mut round: impl FnMut() -> Result<Duration, Error>,
     ) -> Result<(), Error> {
         for i in 0..lead + n {
-            let t0 = Instant::now();
-            link.send(msg)?;
-            let back = link.recv_len()?;
-            let one_way = t0.elapsed() / 2;
-            if back != msg.len() {
-                return Err(bench_error(format!(
-                    "the peer echoed {back} bytes instead of {}",
-                    msg.len()
-                )));
-            }
+            let one_way = round()?;
             if i >= lead {
                 let _ = self.hist.record((one_way.as_nanos() as u64).max(1));
             }
@@ -1270,6 +1275,21 @@ impl Tally {
     }
 }
 
+/// One round trip of `msg` over `link`; its one-way time.
+fn link_round(link: &mut dyn Link, msg: &[u8]) -> Result<Duration, Error> {
+    let t0 = Instant::now();
+    link.send(msg)?;
+    let back = link.recv_len()?;
+    let one_way = t0.elapsed() / 2;
+    if back != msg.len() {
+        return Err(bench_error(format!(
+            "the peer echoed {back} bytes instead of {}",
+            msg.len()
+        )));
+    }
+    Ok(one_way)
+}
+
 /// Measures `link`, with the raw loop's round trips and a peer library's link (when given)
 /// taking turns with it batch by batch; returns procom's row and the peer's.
 fn measure(
@@ -1282,30 +1302,18 @@ fn measure(
     let msg = vec![0xa5u8; s.size];
     let mut ours = Tally::new()?;
     let mut theirs = Tally::new()?;
-    let mut raw_hist = histogram()?;
+    let mut bare = Tally::new()?;
     let warmup = s.iterations / 10;
-    ours.rounds(link, &msg, warmup, 0)?;
-    if let Some(r) = raw.as_deref_mut() {
-        for _ in 0..warmup {
-            r.round(&msg)?;
-        }
-    }
-    if let Some((p, _)) = peer.as_mut() {
-        theirs.rounds(*p, &msg, warmup, 0)?;
-    }
-    for b in 0..BATCHES {
-        let n = batch_len(s.iterations, b);
-        ours.rounds(link, &msg, LEAD, n)?;
+    // Every side runs the same rounds: the warm-up, then in each batch its lead and its share.
+    for (lead, n) in
+        std::iter::once((warmup, 0)).chain((0..BATCHES).map(|b| (LEAD, batch_len(s.iterations, b))))
+    {
+        ours.rounds(lead, n, || link_round(link, &msg))?;
         if let Some(r) = raw.as_deref_mut() {
-            for i in 0..LEAD + n {
-                let one_way = r.round(&msg)?;
-                if i >= LEAD {
-                    let _ = raw_hist.record((one_way.as_nanos() as u64).max(1));
-                }
-            }
+            bare.rounds(lead, n, || r.round(&msg))?;
         }
         if let Some((p, _)) = peer.as_mut() {
-            theirs.rounds(*p, &msg, LEAD, n)?;
+            theirs.rounds(lead, n, || link_round(*p, &msg))?;
         }
     }
     if s.stream > 0 {
@@ -1317,7 +1325,7 @@ fn measure(
             }
         }
     }
-    let baseline = raw.map(|_| raw_hist.value_at_quantile(0.5) as f64);
+    let baseline = raw.map(|_| bare.hist.value_at_quantile(0.5) as f64);
     Ok((
         ours.result(name, s, baseline),
         peer.map(|(_, pname)| theirs.result(pname, s, None)),
@@ -1454,12 +1462,7 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         };
         return serve(&mut link, size, iterations, stream);
     }
-    let mut link = ProcomLink {
-        tx,
-        rx,
-        udp: false,
-        buf: Vec::new(),
-    };
+    let mut link = ProcomLink::new(tx, rx);
     serve(&mut link, size, iterations, stream)
 }
 

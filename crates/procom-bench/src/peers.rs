@@ -487,18 +487,15 @@ mod iox {
             let _ = self.tx.update_connections();
         }
 
-        /// Busy-polls for a sample and hands its payload to `f`; gives up after `timeout`.
-        ///
-        /// Like procom's spin mode, it offers the CPU to other threads between bursts after
-        /// [`crate::SPIN_ALONE`], and after [`crate::SPIN`] without a sample it naps between
-        /// polls, so that a side waiting out another side's batch leaves the CPU to it.
+        /// Busy-polls for a sample (politely, like procom's spin mode: [`crate::poll_politely`])
+        /// and hands its payload to `f`; gives up after `timeout`.
         ///
         /// In blocking mode it sleeps in the event listener's wait instead, woken by the
         /// notification the sender sends after each sample (a notification that arrives
         /// between the empty `receive` and the wait ends the wait at once).
         fn wait<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
-            let start = Instant::now();
             if let Some((_, listener)) = &self.events {
+                let start = Instant::now();
                 loop {
                     if let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? {
                         return Ok(f(sample.payload()));
@@ -512,30 +509,14 @@ mod iox {
                         .map_err(|e| error("wait for an event", e))?;
                 }
             }
-            let mut spins = 0u32;
-            let mut idle = false;
-            loop {
-                if let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? {
-                    return Ok(f(sample.payload()));
-                }
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(1024) {
-                    let waited = start.elapsed();
-                    if waited > timeout {
-                        return Err(bench_error("iceoryx2: nothing arrived from the peer"));
-                    }
-                    idle = waited > crate::SPIN;
-                }
-                if idle {
-                    std::thread::sleep(Duration::from_micros(50));
-                } else if spins.is_multiple_of(128) && start.elapsed() > crate::SPIN_ALONE {
-                    // As procom's spin mode does: after a short while, offer the CPU to
-                    // other runnable threads between bursts.
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            let mut f = Some(f);
+            crate::poll_politely(timeout, || {
+                let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? else {
+                    return Ok::<_, Error>(None);
+                };
+                Ok(f.take().map(|f| f(sample.payload())))
+            })?
+            .ok_or_else(|| bench_error("iceoryx2: nothing arrived from the peer"))
         }
     }
 

@@ -124,12 +124,10 @@ fn run_beside(
     match peer {}
 }
 
-/// The requested peer whose procom counterpart is scenario `s`, if any.
-fn peer_of(peers: &[Peer], s: &Scenario) -> Option<Peer> {
-    peers.iter().copied().find(|p| {
-        let (mech, mode) = p.counterpart();
-        mech == s.mechanism.name() && mode == s.mode
-    })
+/// Whether scenario `s` is `peer`'s procom counterpart.
+fn is_counterpart(peer: Peer, s: &Scenario) -> bool {
+    let (mech, mode) = peer.counterpart();
+    mech == s.mechanism.name() && mode == s.mode
 }
 
 fn known_names() -> String {
@@ -216,7 +214,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         .filter(|(p, size)| {
             !scenarios
                 .iter()
-                .any(|s| s.size == *size && peer_of(&[*p], s).is_some())
+                .any(|s| s.size == *size && is_counterpart(*p, s))
         })
         .collect();
     // A progress bar on a terminal; nothing when standard error is a file or a pipe.
@@ -238,7 +236,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             s.mode.name(),
             size(s.size)
         ));
-        match peer_of(&peers, s) {
+        match peers.iter().copied().find(|p| is_counterpart(*p, s)) {
             Some(p) => {
                 let (ours, theirs) = run_beside(exe, scratch, p, s)?;
                 results.push(ours);
