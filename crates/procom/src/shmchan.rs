@@ -110,8 +110,16 @@ const SPIN_BURST: u32 = 128;
 /// idle channel does not halve the speed of one with work on the same CPU.
 const SPIN_ALONE: Duration = Duration::from_micros(50);
 
-/// Called after a burst of a spinning endpoint (started at `start`) that found nothing.
-fn polite_spin(now: Instant, start: Instant) {
+/// One burst of a spinning endpoint that started spinning at `start`: polls `ready` up to
+/// [`SPIN_BURST`] times, and if it never held and the endpoint has spun for [`SPIN_ALONE`],
+/// offers the CPU to other threads before the caller's next clock and liveness check.
+fn spin_burst(now: Instant, start: Instant, mut ready: impl FnMut() -> bool) {
+    for _ in 0..SPIN_BURST {
+        if ready() {
+            return;
+        }
+        std::hint::spin_loop();
+    }
     if now.saturating_duration_since(start) >= SPIN_ALONE {
         std::thread::yield_now();
     }
@@ -440,7 +448,10 @@ impl ShmReceiver {
                 wake_sender(&self.map);
             }
             let now = Instant::now();
-            let spinning = spin.is_some_and(|(_, until)| until.is_none_or(|u| now < u));
+            // Since when we have been spinning, while the spin lasts.
+            let spinning_since =
+                spin.and_then(|(start, until)| until.is_none_or(|u| now < u).then_some(start));
+            let spinning = spinning_since.is_some();
             // Asking the kernel whether the sender lives costs a system call: while spinning
             // (or polling with try_recv) the answer may be a couple of milliseconds old.
             if self.sender_gone(!spinning && !is_try) && self.consumer.is_empty() {
@@ -454,21 +465,11 @@ impl ShmReceiver {
                     Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
                 );
             }
-            if spinning {
+            if let Some(start) = spinning_since {
                 // Poll the ring alone for a while before the next clock and liveness check:
                 // those take longer than a message takes to cross between two cores, and a
                 // message that lands during them waits for them to finish.
-                let mut found = false;
-                for _ in 0..SPIN_BURST {
-                    if !self.consumer.is_empty() {
-                        found = true;
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-                if let (false, Some((start, _))) = (found, spin) {
-                    polite_spin(now, start);
-                }
+                spin_burst(now, start, || !self.consumer.is_empty());
                 continue;
             }
             let waiting = word(&self.map, OFF_RX_WAITING);
@@ -755,17 +756,9 @@ impl ShmSender {
                 // Busy-poll the receiver's position alone for a while, as a spinning receiver
                 // polls the ring: a full ring is usually drained within microseconds, while a
                 // sleep and its wake-up cost tens of them.
-                let mut found = false;
-                for _ in 0..SPIN_BURST {
-                    if !matches!(self.producer.would_block(len), Ok(true)) {
-                        found = true;
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-                if !found {
-                    polite_spin(now, started);
-                }
+                spin_burst(now, started, || {
+                    !matches!(self.producer.would_block(len), Ok(true))
+                });
                 continue;
             }
             let waiting = word(&self.map, OFF_TX_WAITING);
