@@ -425,10 +425,7 @@ impl StreamSender {
         self.w.fit_pipe(total);
         if is_try && self.w.kind() == FdKind::Pipe {
             // Only start a message that can be finished: never leave half a frame behind.
-            if let (Some(free), Ok(cap)) = (
-                self.w.pipe_free_space(),
-                rustix::pipe::fcntl_getpipe_size(&self.w),
-            ) {
+            if let Some((free, cap)) = self.w.pipe_space() {
                 if total <= cap {
                     if free < total {
                         return Err(Error::new(ErrorKind::Full));

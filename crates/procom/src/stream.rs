@@ -184,14 +184,16 @@ impl StreamWriter {
         result
     }
 
-    /// Free bytes in a pipe's buffer, when the descriptor is a pipe.
-    pub(crate) fn pipe_free_space(&self) -> Option<usize> {
+    /// A pipe's free bytes and buffer size, read now, when the descriptor is a pipe.
+    pub(crate) fn pipe_space(&mut self) -> Option<(usize, usize)> {
         if self.kind != FdKind::Pipe {
             return None;
         }
-        let cap = rustix::pipe::fcntl_getpipe_size(self.fd.as_fd()).ok()?;
+        let cap = *self
+            .pipe_size
+            .insert(rustix::pipe::fcntl_getpipe_size(self.fd.as_fd()).ok()?);
         let used = rustix::io::ioctl_fionread(self.fd.as_fd()).ok()? as usize;
-        Some(cap.saturating_sub(used))
+        Some((cap.saturating_sub(used), cap))
     }
 
     /// Writes all of `parts` (in order) or stops at the deadline or an error.
