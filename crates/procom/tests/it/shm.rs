@@ -2,7 +2,6 @@
 //! headers that refuse foreign segments, and the shm: channel against dying, returning and
 //! hostile peers.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -49,10 +48,6 @@ pub const ROLES: &[Role] = &[
     Role {
         name: "shm::wrap_sender",
         run: wrap_sender,
-    },
-    Role {
-        name: "shm::endless_spinner",
-        run: endless_spinner,
     },
 ];
 
@@ -405,9 +400,19 @@ fn channel_sender_killed_then_replaced() -> Outcome {
     Ok(())
 }
 
-/// Binds the channel, says ready, then waits (to be killed).
+/// Binds the channel, says ready, then waits (to be killed, or until standard input closes).
+/// With `spin-max`, it binds with `Options::spin(Duration::MAX)` and first checks that an empty
+/// receive still times out.
 fn receiver(args: &[String]) -> Outcome {
-    let _rx = check!(Receiver::bind(args[0].as_str()));
+    let _rx = if args.get(1).is_some_and(|a| a == "spin-max") {
+        let opts = Options::default().spin(Duration::MAX);
+        let mut rx = check!(Receiver::bind_with(args[0].as_str(), &opts));
+        let e = rx.recv_timeout(Duration::from_millis(30)).err().map(|e| e.kind());
+        ensure!(e == Some(ErrorKind::Timeout), "the empty receive gave {e:?}");
+        rx
+    } else {
+        check!(Receiver::bind(args[0].as_str()))
+    };
     println!("ready");
     let mut sink = Vec::new();
     check!(std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink));
@@ -417,10 +422,7 @@ fn receiver(args: &[String]) -> Outcome {
 fn channel_receiver_killed_is_stale_and_reclaimed() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}");
-    let mut cmd = role("shm::receiver", &[&ep]);
-    cmd.stdin(Stdio::piped());
-    let mut owner = Proc::spawn("receiver", &mut cmd)?;
-    owner.expect_line("ready")?;
+    let mut owner = receiver_child(&ep, &[])?;
     // While it lives, nobody else may take the name.
     let e = Receiver::bind(&ep)
         .err()
@@ -694,28 +696,12 @@ fn channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick() -> Outcome
     wrapping_sends(20)
 }
 
-/// Receives from an empty channel and sends into a full one with `Options::spin(Duration::MAX)`
-/// and a short timeout, in a child of the sender's: both time out (no overflow, no panic).
-fn endless_spinner(args: &[String]) -> Outcome {
-    let opts = Options::default().spin(Duration::MAX);
-    let mut rx = check!(Receiver::bind_with(args[0].as_str(), &opts));
-    let e = rx.recv_timeout(Duration::from_millis(30)).err().map(|e| e.kind());
-    ensure!(e == Some(ErrorKind::Timeout), "the empty receive gave {e:?}");
-    println!("ready");
-    // The parent's sender filled the ring and reported Full; then it timed out spinning.
-    let mut line = String::new();
-    check!(std::io::stdin().read_line(&mut line));
-    ensure!(line.trim() == "full", "parent said {line:?}");
-    Ok(())
-}
-
+/// Receives from an empty channel (in a child) and sends into a full one (here) with
+/// `Options::spin(Duration::MAX)` and a short timeout: both time out (no overflow, no panic).
 fn a_spin_too_long_to_represent_still_times_out() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=4KiB");
-    let mut cmd = role("shm::endless_spinner", &[&ep]);
-    cmd.stdin(Stdio::piped());
-    let mut rx = Proc::spawn("receiver", &mut cmd)?;
-    rx.expect_line("ready")?;
+    let rx = receiver_child(&ep, &["spin-max"])?;
     let opts = Options::default().spin(Duration::MAX);
     let mut tx = check!(Sender::connect_with(ep.as_str(), &opts));
     let msg = vec![1u8; 1000];
@@ -731,8 +717,7 @@ fn a_spin_too_long_to_represent_still_times_out() -> Outcome {
         .err()
         .map(|e| e.kind());
     ensure!(e == Some(ErrorKind::Timeout), "the full send gave {e:?}");
-    check!(writeln!(rx.child().stdin.as_mut().ok_or("stdin")?, "full"));
-    rx.success(STEP)?;
+    close_receiver_child(rx)?;
     drop(tx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
@@ -752,8 +737,9 @@ fn wrapping_sends(spin_us: u32) -> Outcome {
 }
 
 /// Starts a receiver in a child that holds the channel until its standard input closes.
-fn receiver_child(ep: &str) -> Result<Proc, String> {
-    let mut cmd = role("shm::receiver", &[ep]);
+fn receiver_child(ep: &str, extra: &[&str]) -> Result<Proc, String> {
+    let args: Vec<&str> = std::iter::once(ep).chain(extra.iter().copied()).collect();
+    let mut cmd = role("shm::receiver", &args);
     cmd.stdin(Stdio::piped());
     let mut owner = Proc::spawn("receiver", &mut cmd)?;
     owner.expect_line("ready")?;
@@ -769,7 +755,7 @@ fn close_receiver_child(mut owner: Proc) -> Outcome {
 fn channel_receiver_marked_closed_keeps_its_name() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}");
-    let owner = receiver_child(&ep)?;
+    let owner = receiver_child(&ep, &[])?;
     // The state word says "receiver closed" while the receiver still holds the name: the
     // moment a closing receiver passes through (or a peer's scribble). A new receiver must not
     // reclaim the segment then: the old one would go on to remove the new one's name.
@@ -799,7 +785,7 @@ fn channel_receiver_marked_closed_keeps_its_name() -> Outcome {
 fn channel_closing_receiver_never_removes_a_successor() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}");
-    let owner = receiver_child(&ep)?;
+    let owner = receiver_child(&ep, &[])?;
     // Someone removes the name (`procom shm rm`) and a new receiver creates the channel again
     // while the first one still runs: when the first one closes, the name is not its own.
     check!(procom::shm::remove(&name));
