@@ -836,6 +836,10 @@ impl DgramReceiver {
         } else {
             (limit < KEPT_DGRAM).then(|| limit.saturating_add(1))
         };
+        // The largest datagram returned whole: the limit, or less where the kept buffer is
+        // smaller (over UDP, a datagram beyond 64 KiB is an IPv6 jumbogram, possible only on
+        // links with a larger MTU, and is reported like any datagram over the limit).
+        let limit = kept.map_or(limit, |room| room - 1);
         let (mut buf, from) = loop {
             // The receive itself waits whenever it can: one system call per datagram, and the
             // kernel's wake-up goes straight to it. A deadline becomes the socket's receive
@@ -868,25 +872,12 @@ impl DgramReceiver {
                     // never returned.
                     return Err(Error::too_large(
                         n.saturating_sub(header + newline) as u64,
-                        max as u64,
+                        limit.saturating_sub(header + newline) as u64,
                     ));
                 }
+                // `n <= limit < room`: the kept buffer holds it whole.
                 Ok((n, from)) => match kept {
-                    Some(_) => match self.rbuf.get(..n) {
-                        Some(bytes) => break (bytes.to_vec(), from),
-                        // Larger than any UDP datagram can be, yet within the limit: an IPv6
-                        // jumbogram (possible only on links with a larger MTU). The kept
-                        // buffer cut it; it is reported, never returned in part.
-                        None => {
-                            return Err(Error::too_large(
-                                n.saturating_sub(header + newline) as u64,
-                                UDP_MAX.saturating_sub(header + newline) as u64,
-                            )
-                            .detail(format!(
-                                "a {n}-byte datagram is larger than procom receives over UDP ({UDP_MAX} bytes)"
-                            )));
-                        }
-                    },
+                    Some(_) => break (self.rbuf[..n].to_vec(), from),
                     None => break (std::mem::take(&mut self.rbuf), from),
                 },
                 Err(rustix::io::Errno::INTR) => {}
