@@ -1,8 +1,11 @@
 //! `procom`: every Linux IPC mechanism from the command line.
 //!
 //! Exit status: 0 on success, 1 when an operation fails (the reason is one sentence on
-//! standard error), 2 for a usage error (including an endpoint that does not parse). A closed standard output (`procom recv … | head -1`)
-//! ends the program quietly with status 0.
+//! standard error), 2 for a usage error (including an endpoint that does not parse, and a
+//! mistake found only after parsing, such as a queue name without its leading slash). A closed
+//! standard output (`procom recv … | head -1`) ends the program quietly with status 0. Ctrl-C,
+//! SIGTERM and SIGHUP end it with status 1 after removing what it created. A closed or full
+//! standard error loses the messages, never the status.
 
 mod cli;
 mod cmd;
@@ -14,7 +17,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    fill_closed_stdio();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and usage errors itself; a closed or full stream loses them.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -22,10 +33,40 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _guard = interrupt::output_lock();
-            eprintln!("procom: {}", one_line(&err));
+            interrupt::warn(format_args!("{}", escape_controls(&one_line(&err))));
             ExitCode::from(if is_usage(&err) { 2 } else { 1 })
         }
     }
+}
+
+/// A standard descriptor (0, 1, 2) closed by the caller (`2>&-`) is opened on /dev/null, so
+/// that no socket or file this program opens takes its number and receives its output.
+fn fill_closed_stdio() {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    while let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        if f.as_raw_fd() > 2 {
+            break; // dropped: every standard descriptor is open
+        }
+        let _ = f.into_raw_fd(); // kept for good as the missing standard descriptor
+    }
+}
+
+/// Control characters (a user's argument echoed in an error may hold escape sequences) are
+/// shown escaped, so an error line never drives the terminal.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The error as one line: anyhow's context chain joined up to the first procom error (which is
@@ -45,7 +86,7 @@ fn one_line(err: &anyhow::Error) -> String {
             break;
         }
     }
-    text.replace('\n', " ")
+    text
 }
 
 /// What the user can do about a library error, when the CLI knows better than the library.
@@ -84,11 +125,18 @@ fn hint(e: &procom::Error) -> &'static str {
     }
 }
 
-/// A malformed endpoint is a mistake on the command line, like any other usage error.
+/// A mistake on the command line, found by clap or later: a malformed endpoint or name, an
+/// argument the library refuses as invalid, an option that does not apply.
 fn is_usage(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|c| c.downcast_ref::<procom::Error>())
-        .any(|e| e.kind() == procom::ErrorKind::InvalidEndpoint)
+    err.chain().any(|c| {
+        c.downcast_ref::<cmd::Usage>().is_some()
+            || c.downcast_ref::<procom::Error>().is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    procom::ErrorKind::InvalidEndpoint | procom::ErrorKind::InvalidInput
+                )
+            })
+    })
 }
 
 fn is_broken_stdout(err: &anyhow::Error) -> bool {

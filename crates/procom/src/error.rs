@@ -42,6 +42,10 @@ pub enum ErrorKind {
     NotImplemented,
     /// An argument is out of range (not caused by a peer).
     InvalidInput,
+    /// A kernel or per-user limit leaves no room for what was asked (the sentence names the
+    /// limit and how to raise it): not a mistake in the request, which may succeed elsewhere
+    /// or later.
+    LimitReached,
     /// Any other operating-system error; [`std::error::Error::source`] has it.
     Io,
 }
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::InvalidEndpoint => "is not a valid endpoint",
             ErrorKind::NotImplemented => "is not implemented yet",
             ErrorKind::InvalidInput => "invalid argument",
+            ErrorKind::LimitReached => "a system limit is reached",
             ErrorKind::Io => "input/output error",
         }
     }
@@ -239,6 +244,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             ErrorKind::NotImplemented => io::ErrorKind::Unsupported,
+            ErrorKind::LimitReached => io::ErrorKind::QuotaExceeded,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

@@ -201,7 +201,7 @@ fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
                     .join(" ")
             )
         };
-        return Error::new(ErrorKind::InvalidInput).detail(detail);
+        return Error::new(ErrorKind::LimitReached).detail(detail);
     }
     if is(&e, Errno::MFILE) {
         if fd_table_full() {
@@ -211,7 +211,7 @@ fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
         }
         let rlimit = rlimit_msgqueue().map_or("unlimited".to_string(), |l| l.to_string());
         let need = (cap as i128) * (size as i128);
-        return Error::new(ErrorKind::InvalidInput).detail(format!(
+        return Error::new(ErrorKind::LimitReached).detail(format!(
             "this user's message-queue memory limit (RLIMIT_MSGQUEUE, {rlimit} bytes for all of \
              the user's queues together) has no room for {cap} messages of {size} bytes (at least \
              {need} bytes); remove unused queues, raise the limit with ulimit -q or prlimit \
@@ -219,7 +219,7 @@ fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
         ));
     }
     if is(&e, Errno::NOSPC) {
-        return Error::new(ErrorKind::InvalidInput).detail(format!(
+        return Error::new(ErrorKind::LimitReached).detail(format!(
             "the system already has fs.mqueue.queues_max = {} queues; remove some, or raise it as root with sysctl -w fs.mqueue.queues_max=N",
             lim.queues_max
         ));

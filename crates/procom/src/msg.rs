@@ -165,7 +165,7 @@ impl MsgQueue {
                 Error::new(ErrorKind::AlreadyExists)
                     .detail("already exists; procom does not adopt an existing queue (remove it, or open it instead)")
             } else if is(&e, Errno::NOSPC) {
-                Error::new(ErrorKind::InvalidInput).detail(format!(
+                Error::new(ErrorKind::LimitReached).detail(format!(
                     "the system already has kernel.msgmni = {} queues; remove some (ipcs -q, procom msg rm), or raise it as root with sysctl -w kernel.msgmni=N",
                     limits().msgmni
                 ))
@@ -405,14 +405,14 @@ impl MsgQueue {
 
     /// Sets the queue's byte limit (the seed's MSGMNB for this queue). Only its owner or
     /// creator may ([`ErrorKind::PermissionDenied`]); above `kernel.msgmnb` needs
-    /// `CAP_SYS_RESOURCE` ([`ErrorKind::InvalidInput`] naming the limit).
+    /// `CAP_SYS_RESOURCE` ([`ErrorKind::LimitReached`] naming the limit).
     #[doc(alias = "msgctl")]
     #[doc(alias = "IPC_SET")]
     pub fn set_max_bytes(&self, bytes: u64) -> Result<(), Error> {
         sys::set_max_bytes(self.id, bytes).map_err(|e| {
             let msgmnb = limits().msgmnb;
             if is(&e, Errno::PERM) && bytes > msgmnb.max(0) as u64 {
-                Error::new(ErrorKind::InvalidInput)
+                Error::new(ErrorKind::LimitReached)
                     .detail(format!("{bytes} bytes is over kernel.msgmnb = {msgmnb}: only a privileged process (CAP_SYS_RESOURCE) may go above it; raise it as root with sysctl -w kernel.msgmnb=N, or ask for less"))
                     .object(&self.label)
             } else if is(&e, Errno::PERM) {

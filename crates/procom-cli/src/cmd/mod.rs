@@ -28,6 +28,35 @@ impl fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// A mistake on the command line found after parsing (exit status 2, like clap's own).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// `usage!("...", args)`: a [`Usage`] error to return or bail with.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        anyhow::Error::new($crate::cmd::Usage(format!($($arg)*)))
+    };
+}
+pub(crate) use usage;
+
+/// `outln!("...", args)?`: one line on standard output through [`write_stdout`] (a closed or
+/// full standard output is an error to return, never a panic).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stdout(&[format!($($arg)*).as_bytes(), b"\n"])
+    };
+}
+pub(crate) use outln;
+
 /// Writes `parts` to standard output as one piece, under the output lock (so an interrupt
 /// never cuts it), and flushes. A closed standard output becomes [`StdoutClosed`].
 pub(crate) fn write_stdout(parts: &[&[u8]]) -> anyhow::Result<()> {
@@ -50,7 +79,7 @@ pub(crate) fn write_stdout(parts: &[&[u8]]) -> anyhow::Result<()> {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     // `signal wait` catches signals itself (INT and TERM included), so it keeps them.
     if !matches!(cli.command, Command::Signal(_)) {
-        crate::interrupt::install()?;
+        crate::interrupt::install(&[])?;
     }
     match cli.command {
         Command::Send(args) => send::run(args),
@@ -83,7 +112,7 @@ fn options(stream: &StreamOpts, raw: bool) -> anyhow::Result<procom::Options> {
         .ok()
         .filter(|m| *m <= u32::MAX as usize)
         .ok_or_else(|| {
-            anyhow::anyhow!(
+            usage!(
                 "--max-size {} is over the 4 GiB a length prefix can describe",
                 stream.max_size
             )
@@ -99,6 +128,6 @@ fn apply_type(ep: &mut procom::Endpoint, t: Option<i64>) -> anyhow::Result<()> {
             *mtype = Some(t);
             Ok(())
         }
-        (_, Some(_)) => anyhow::bail!("--type applies to msg: endpoints only"),
+        (_, Some(_)) => Err(usage!("--type applies to msg: endpoints only")),
     }
 }

@@ -16,14 +16,16 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     let raw_copy = from_stdin && ep.is_byte_stream() && !args.stream.framed;
     let mut opts = super::options(&args.stream, raw_copy)?.open_timeout(args.timeout);
     if let Some(p) = args.priority {
-        anyhow::ensure!(
-            matches!(ep, Endpoint::Mq { .. }),
-            "--priority applies to mq: endpoints only"
-        );
+        if !matches!(ep, Endpoint::Mq { .. }) {
+            return Err(super::usage!("--priority applies to mq: endpoints only"));
+        }
         opts = opts.priority(p);
     }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     interrupt::set_activity(format!("sending to {ep}"));
+    if !ep.is_byte_stream() {
+        interrupt::set_in_flight(interrupt::NOT_SENT);
+    }
     let mut tx = Sender::connect_with(&ep, &opts)?;
     let mut send = |msg: &[u8]| -> Result<(), Error> {
         let _whole = interrupt::output_lock();

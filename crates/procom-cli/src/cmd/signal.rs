@@ -134,9 +134,9 @@ fn wait(
         .map(Signal::to_string)
         .collect::<Vec<_>>()
         .join(" or ");
-    if !sigs.contains(&Signal::INT) && !sigs.contains(&Signal::TERM) {
-        crate::interrupt::install()?; // Ctrl-C ends the wait as it ends every other command
-    }
+    // Ctrl-C ends the wait as it ends every other command, unless it is one of the signals
+    // waited for.
+    crate::interrupt::install(&sigs)?;
     let mut catcher = Signals::catch(sigs)?;
     if std::io::stderr().is_terminal() {
         eprintln!(
