@@ -255,20 +255,23 @@ pub enum SignalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send SIGNAL (a name like TERM, a number, or RTMIN+N) to PID.
+    /// Send SIGNAL (a name like TERM, a number, or RTMIN+N) to PID; signal 0 sends nothing and
+    /// says whether PID exists and may be signalled (like kill -0).
     Send {
-        /// The process (0 and -1, which reach many processes, need --force).
+        /// The process; -N is process group N. 0 (your own process group) and -1 (every
+        /// process you may signal) need --force.
         #[arg(allow_hyphen_values = true)]
         pid: i32,
-        /// TERM, SIGTERM, term, 15, RTMIN+3, ... (`procom signal list` shows them all).
+        /// TERM, SIGTERM, term, 15, RTMIN+3, ... (`procom signal list` shows them all), or 0.
         signal: String,
         /// Queue this integer with the signal (sigqueue).
         #[arg(long, value_name = "N", allow_hyphen_values = true)]
         value: Option<i32>,
-        /// PID is a process group: signal every member.
+        /// PID is a process group: signal every member (group 0 is your own group and group 1
+        /// means every process, as in killpg(3): both need --force).
         #[arg(long)]
         group: bool,
-        /// Allow pid 0 (your process group) and -1 (every process you may signal).
+        /// Allow a target that reaches your whole process group or every process you may signal.
         #[arg(long)]
         force: bool,
     },

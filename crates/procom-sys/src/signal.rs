@@ -1,4 +1,4 @@
-//! Signals: sending (kill, killpg, sigqueue, pidfd), dispositions, thread masks, and catching
+//! Signals: sending (kill, sigqueue, pidfd), dispositions, thread masks, and catching
 //! without doing work in a handler.
 //!
 //! # How catching works: a self-pipe, nothing blocked
@@ -37,7 +37,7 @@
 //! # Why libc rather than rustix for sending
 //!
 //! rustix's `Signal` names the standard signals safely, but a real-time signal needs its
-//! `unsafe` `from_raw_unchecked`; `kill`, `killpg`, `sigqueue` and `pidfd_send_signal` here take
+//! `unsafe` `from_raw_unchecked`; `kill`, `sigqueue` and `pidfd_send_signal` here take
 //! any number and let the kernel validate it.
 //!
 //! # References
@@ -113,16 +113,6 @@ pub fn describe(sig: i32) -> String {
 pub fn send(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill takes plain integers.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
-}
-
-/// Sends `sig` to every process of group `pgrp`.
-///
-/// # References
-/// - [`killpg(3)`](https://man7.org/linux/man-pages/man3/killpg.3.html)
-#[doc(alias = "killpg")]
-pub fn send_group(pgrp: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: killpg takes plain integers.
-    cvt(unsafe { libc::killpg(pgrp, sig) }).map(drop)
 }
 
 /// Queues `sig` with an integer `value` for process `pid` (real-time signals queue; standard

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use procom::ErrorKind;
-use procom::signal::{Delivery, Signal, Signals};
+use procom::signal::{Delivery, Signal, Signals, Target};
 
 use crate::cli::SignalCommand;
 
@@ -74,32 +74,54 @@ fn send(
     group: bool,
     force: bool,
 ) -> anyhow::Result<()> {
+    use super::usage;
+    if signal.trim() == "0" {
+        // `kill -0`: delivers nothing, says whether the process exists and may be signalled.
+        if group || value.is_some() || pid <= 0 {
+            return Err(usage!(
+                "signal 0 checks whether one process exists and may be signalled: give a positive pid, without --group or --value"
+            ));
+        }
+        procom::signal::probe(pid)?;
+        return super::outln!("pid {pid} exists and may be signalled");
+    }
     let sig: Signal = signal.parse()?;
-    if group && pid <= 0 {
-        bail!("--group needs a positive process group id, not {pid}");
-    }
-    if value.is_some() && (group || pid <= 0) {
-        bail!(
-            "--value queues the signal for one process (sigqueue), so it needs a positive pid without --group"
-        );
-    }
-    if pid <= 0 && !force {
-        let reach = match pid {
-            0 => "your whole process group".to_string(),
-            -1 => "every process you may signal".to_string(),
-            _ => format!("every process of group {}", pid.unsigned_abs()),
+    let target = match (group, pid) {
+        (true, 2..) => Target::group(pid)?,
+        (true, 1) => Target::EVERYONE, // killpg(1) is kill(-1)
+        (true, 0) => Target::OWN_GROUP,
+        (true, _) => {
+            return Err(usage!(
+                "--group needs a process group id (its leader's pid), not {pid}"
+            ));
+        }
+        (false, 1..) => Target::process(pid)?,
+        (false, 0) => Target::OWN_GROUP,
+        (false, -1) => Target::EVERYONE,
+        (false, _) => Target::group(pid.saturating_neg())?,
+    };
+    // Written as a pid, anything but one process is a surprise; written with --group, only a
+    // target beyond that one group is.
+    if (target.is_broadcast() || (!group && pid < 0)) && !force {
+        let (how, reach) = match (group, pid) {
+            (true, _) => (format!("--group {pid}"), target.to_string()),
+            (false, ..-1) => (
+                format!("pid {pid}"),
+                format!("every process of group {}", pid.unsigned_abs()),
+            ),
+            (false, _) => (format!("pid {pid}"), target.to_string()),
         };
-        bail!(
-            "pid {pid} would signal {reach} rather than one process; add --force if that is what you mean"
-        );
+        return Err(usage!(
+            "{how} would signal {reach} rather than one process; add --force if that is what you mean"
+        ));
     }
-    match (value, group) {
-        (Some(v), _) => procom::signal::queue(pid, sig, v)?,
-        (None, true) => procom::signal::send_group(pid, sig)?,
-        (None, false) if pid <= 0 => procom::signal::broadcast(pid, sig)?,
-        (None, false) => procom::signal::send(pid, sig)?,
+    match value {
+        Some(_) if group || pid <= 0 => Err(usage!(
+            "--value queues the signal for one process (sigqueue), so it needs a positive pid without --group"
+        )),
+        Some(v) => Ok(procom::signal::queue(pid, sig, v)?),
+        None => Ok(procom::signal::send_to(target, sig)?),
     }
-    Ok(())
 }
 
 /// One delivery as a line: `SIGUSR1 pid=1234 uid=0 value=-`, or a JSON object.

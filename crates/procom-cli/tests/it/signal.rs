@@ -46,6 +46,14 @@ pub fn trials() -> Vec<Trial> {
             "cli::signal::sender_uid_as_unprivileged_user",
             sender_uid_as_unprivileged_user,
         ),
+        test(
+            "cli::signal::group_one_needs_force_in_a_pid_namespace",
+            group_one_needs_force_in_a_pid_namespace,
+        ),
+        test(
+            "cli::signal::signal_zero_checks_existence",
+            signal_zero_checks_existence,
+        ),
     ]
 }
 
@@ -189,53 +197,70 @@ fn wait_prints_each_delivery() -> Outcome {
 }
 
 fn send_errors() -> Outcome {
-    for (args, words) in [
-        (vec!["signal", "send", "0", "TERM"], "add --force"),
+    // (arguments, exit status, words of the one-line error; none for clap's own usage errors)
+    for (args, want, words) in [
+        (vec!["signal", "send", "0", "TERM"], 2, "add --force"),
         (
             vec!["signal", "send", "-1", "TERM"],
-            "every process you may signal",
+            2,
+            "every process we may signal",
         ),
-        (vec!["signal", "send", "1", "NOPE"], "is not a signal"),
-        (vec!["signal", "send", "4194304999", "TERM"], ""),
+        (vec!["signal", "send", "1", "NOPE"], 2, "is not a signal"),
+        (vec!["signal", "send", "4194304999", "TERM"], 2, ""),
         (
             vec!["signal", "send", "-7", "TERM"],
+            2,
             "every process of group 7",
         ),
         (
             vec!["signal", "send", "0", "TERM", "--group"],
-            "--group needs a positive process group id",
+            2,
+            "--group 0 would signal our process group",
+        ),
+        (
+            vec!["signal", "send", "1", "TERM", "--group"],
+            2,
+            "--group 1 would signal every process we may signal",
+        ),
+        (
+            vec!["signal", "send", "-3", "TERM", "--group"],
+            2,
+            "--group needs a process group id",
         ),
         (
             vec!["signal", "send", "0", "USR1", "--value", "1", "--force"],
+            2,
             "--value queues the signal for one process",
         ),
         (
             vec!["signal", "send", "1", "SIGRTMIN+99"],
+            2,
             "is not a signal",
         ),
-        (vec!["signal", "send", "1", "0"], "0 is not a signal number"),
+        (
+            vec!["signal", "send", "1", "0", "--group"],
+            2,
+            "signal 0 checks whether one process exists",
+        ),
         (
             vec!["signal", "wait", "KILL"],
+            2,
             "can be neither caught nor ignored",
         ),
         (
             vec!["signal", "wait", "USR1", "stop"],
+            2,
             "can be neither caught nor ignored",
         ),
-        (vec!["signal", "wait", "SEGV"], "fault of this process"),
-        (vec!["signal", "send", "TERM"], ""), // the pid is missing
-        (vec!["signal", "send"], ""),
-        (vec!["signal", "wait"], ""),
+        (vec!["signal", "wait", "SEGV"], 2, "fault of this process"),
+        (vec!["signal", "send", "TERM"], 2, ""), // the pid is missing
+        (vec!["signal", "send"], 2, ""),
+        (vec!["signal", "wait"], 2, ""),
     ] {
         let fin = run(&args)?;
-        let code = fin.code();
-        if words.is_empty() {
-            ensure!(code == Some(2), "{args:?}: exit {}", fin.status); // a usage error
-            continue;
-        }
-        ensure!(code == Some(1), "{args:?}: exit {}", fin.status);
+        ensure!(fin.code() == Some(want), "{args:?}: exit {}", fin.status);
         ensure!(
-            fin.stderr.lines().count() == 1 && fin.stderr.contains(words),
+            words.is_empty() || (fin.stderr.lines().count() == 1 && fin.stderr.contains(words)),
             "{args:?}: {:?}",
             fin.stderr
         );
@@ -361,6 +386,84 @@ fn sender_uid_as_unprivileged_user() -> Outcome {
             && row["sender_pid"] == sender_pid
             && row["value"] == -3,
         "{row}"
+    );
+    Ok(())
+}
+
+/// `--group 1` is killpg(1), which the kernel reads as kill(-1): every process. Run where that
+/// cannot hurt — a PID namespace of its own, whose init is a shell — it must be refused without
+/// `--force` (a process in its own session survives) and reach that process with it.
+fn group_one_needs_force_in_a_pid_namespace() -> Outcome {
+    let me = rustix::process::geteuid();
+    if !me.is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        println!("skipped: PID namespaces need root and util-linux's unshare");
+        return Ok(());
+    }
+    // A fatal signal's fate is sealed when kill(2) returns, so the victim's status tells who
+    // ended it: 143 (SIGTERM) if procom reached it, 137 (our SIGKILL) if not.
+    let script = r#"
+        setsid sleep 300 & victim=$!
+        "$PROCOM" signal send 1 TERM --group $FORCE; rc=$?
+        kill -KILL "$victim" 2>/dev/null; wait "$victim"
+        echo "victim=$? rc=$rc"
+    "#;
+    for (force, expected) in [("", "victim=137 rc=2"), ("--force", "victim=143 rc=0")] {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child", "sh", "-c", script])
+            .env("PROCOM", env!("CARGO_BIN_EXE_procom"))
+            .env("FORCE", force)
+            .stdin(std::process::Stdio::null());
+        let fin = Proc::spawn("unshare --pid", &mut cmd)?.finish(STEP)?;
+        if fin.stderr.contains("unshare failed") || fin.stderr.contains("Operation not permitted") {
+            println!("skipped: PID namespaces cannot be created here ({})", fin.stderr.trim());
+            return Ok(());
+        }
+        ensure!(
+            fin.stdout == [expected],
+            "--group 1 {force}: {:?} (stderr {:?})",
+            fin.stdout,
+            fin.stderr
+        );
+        if force.is_empty() {
+            ensure!(
+                fin.stderr.contains("would signal every process we may signal")
+                    && fin.stderr.contains("--force"),
+                "{:?}",
+                fin.stderr
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `signal send PID 0` is kill -0: it says whether the process exists and may be signalled.
+fn signal_zero_checks_existence() -> Outcome {
+    let target = Proc::spawn(
+        "target",
+        &mut procom(&["signal", "wait", "USR1", "--timeout", "20"]),
+    )?;
+    let pid = target.pid().to_string();
+    let fin = run(&["signal", "send", &pid, "0"])?;
+    ensure!(
+        fin.status.success() && fin.stdout == [format!("pid {pid} exists and may be signalled")],
+        "{fin:?}"
+    );
+    let mut as_other = procom(&["signal", "send", &pid, "0"]);
+    match as_nobody(&mut as_other) {
+        Ok(cmd) => {
+            let fin = Proc::spawn("kill -0 as nobody", cmd)?.finish(STEP)?;
+            ensure!(
+                fin.code() == Some(1) && fin.stderr.contains("belongs to another user"),
+                "{fin:?}"
+            );
+        }
+        Err(reason) => println!("skipped the other-user check: {reason}"),
+    }
+    drop(target); // killed and reaped: its pid names no process now
+    let fin = run(&["signal", "send", &pid, "0"])?;
+    ensure!(
+        fin.code() == Some(1) && fin.stderr.contains("no such process") && fin.stdout.is_empty(),
+        "{fin:?}"
     );
     Ok(())
 }
