@@ -124,8 +124,8 @@ pub struct ListenArgs {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Close a client's connection after SECS without a message.
-    #[arg(long, value_name = "SECS", default_value = "30")]
-    pub idle: f64,
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub idle: std::time::Duration,
     /// Admit only clients with this uid (Unix sockets; repeatable).
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,
@@ -317,10 +317,18 @@ fn parse_size(s: &str) -> Result<u64, String> {
     procom::endpoint::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// Seconds as a finite, non-negative number of at most a year (so a deadline computed from it
+/// can never overflow): `inf`, `nan`, `1e300` and negative numbers are usage errors.
 fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=YEAR).contains(&secs) {
+        return Err(format!(
+            "`{s}` is not a usable number of seconds (0 to {YEAR}, a year)"
+        ));
+    }
     std::time::Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("`{s}` is not a usable number of seconds"))
 }

@@ -116,6 +116,35 @@ pub fn install(keep: &[procom::signal::Signal]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ends the program (status 0, quietly, after the exit hooks) as soon as standard output's
+/// reader goes away — a pipe whose reader exited reports an error, a socket or terminal a
+/// hang-up — even while nothing is being printed: a server whose output nobody reads any more
+/// must not go on accepting clients and dropping what they send.
+pub fn watch_stdout() -> anyhow::Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    std::thread::Builder::new()
+        .name("procom-stdout".into())
+        .spawn(|| {
+            let stdout = std::io::stdout();
+            let mut fds = [PollFd::from_borrowed_fd(stdout.as_fd(), PollFlags::empty())];
+            loop {
+                match poll(&mut fds, None) {
+                    Ok(_)
+                        if fds[0]
+                            .revents()
+                            .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) =>
+                    {
+                        exit(0)
+                    }
+                    Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return, // nothing to watch
+                }
+            }
+        })?;
+    Ok(())
+}
+
 fn interrupted(sig: i32) -> ! {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let name = match sig {

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
+use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
 use crate::fifo::{self, Fifo};
@@ -663,6 +664,19 @@ impl Receiver {
             ReceiverFlavor::Dgram { r, .. } => Some(r.into_fd()),
             ReceiverFlavor::Listen { conn, .. } => conn.and_then(|c| c.into_fd()),
             ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
+        }
+    }
+
+    /// The name of the object this receiver created, for removal from another thread (see
+    /// [`Cleanup`]): the socket file of a `unix:` or `unixgram:` path, a `shm:` channel's
+    /// segment, a `fifo:` it created. `None` when it created nothing named.
+    pub fn cleanup(&self) -> Option<Cleanup> {
+        match &self.flavor {
+            ReceiverFlavor::Stream(s) => s._owner.as_ref().and_then(Fifo::cleanup),
+            ReceiverFlavor::Dgram { r, .. } => r.cleanup(),
+            ReceiverFlavor::Listen { listener, .. } => listener.cleanup(),
+            ReceiverFlavor::Shm(r) => r.cleanup(),
+            ReceiverFlavor::Mq { .. } | ReceiverFlavor::Msg { .. } => None,
         }
     }
 

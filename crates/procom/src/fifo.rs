@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::cleanup::Cleanup;
 use crate::error::{Error, ErrorKind};
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::stream::deadline_after;
@@ -309,6 +310,13 @@ impl Fifo {
                 .map_err(|e| Error::os("remove it", e.into()).object(object(&self.path))),
             Ok(_) | Err(_) => Ok(()), // gone or replaced: not ours to remove
         }
+    }
+}
+
+impl Fifo {
+    /// Its name, for removal from another thread; `None` once kept.
+    pub(crate) fn cleanup(&self) -> Option<Cleanup> {
+        (!self.keep).then(|| Cleanup::new(self.path.clone(), self.id))
     }
 }
 

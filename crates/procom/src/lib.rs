@@ -30,6 +30,7 @@
 
 mod channel;
 pub mod child;
+mod cleanup;
 pub mod endpoint;
 pub mod error;
 pub mod fifo;
@@ -46,6 +47,7 @@ mod stream;
 pub mod typed;
 
 pub use channel::{Options, Receiver, Sender, ToEndpoint};
+pub use cleanup::Cleanup;
 pub use endpoint::Endpoint;
 pub use error::{Error, ErrorKind, SendError};
 pub use framing::Framing;

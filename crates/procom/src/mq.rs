@@ -141,6 +141,9 @@ fn check_name(name: &str) -> Result<(), Error> {
     if name.len() > 256 {
         return bad("it is longer than 255 bytes after the '/'");
     }
+    if name == "/." || name == "/.." {
+        return bad("`.` and `..` name directories, not queues");
+    }
     Ok(())
 }
 

@@ -409,6 +409,11 @@ impl MsgQueue {
     #[doc(alias = "msgctl")]
     #[doc(alias = "IPC_SET")]
     pub fn set_max_bytes(&self, bytes: u64) -> Result<(), Error> {
+        if bytes == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail("a byte limit of 0 leaves no room for any message; give at least 1")
+                .object(&self.label));
+        }
         sys::set_max_bytes(self.id, bytes).map_err(|e| {
             let msgmnb = limits().msgmnb;
             if is(&e, Errno::PERM) && bytes > msgmnb.max(0) as u64 {

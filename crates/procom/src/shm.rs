@@ -285,6 +285,15 @@ impl Segment {
         self.fd.as_ref().map(AsFd::as_fd)
     }
 
+    /// The POSIX name of a segment this process created and will remove, for removal from
+    /// another thread; `None` for the rest.
+    pub(crate) fn cleanup(&self) -> Option<crate::Cleanup> {
+        let (name, fd) = (self.name.as_ref()?, self.fd()?);
+        let st = rustix::fs::fstat(fd).ok()?;
+        self.owner
+            .then(|| crate::Cleanup::new(format!("/dev/shm{name}").into(), (st.st_dev, st.st_ino)))
+    }
+
     /// Size, owner, mode (and attach count for System V, seals for memfd).
     pub fn info(&self) -> Result<Info, Error> {
         if let Some(id) = self.sysv_id {

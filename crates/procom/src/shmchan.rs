@@ -527,6 +527,13 @@ fn lock_owner(segment: &Segment) -> Result<bool, Error> {
     }
 }
 
+impl ShmReceiver {
+    /// The segment's name, for removal from another thread.
+    pub(crate) fn cleanup(&self) -> Option<crate::Cleanup> {
+        self.segment.cleanup()
+    }
+}
+
 impl Drop for ShmReceiver {
     fn drop(&mut self) {
         // The name goes first, while we still hold the owner's lock: a new receiver can only

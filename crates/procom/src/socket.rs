@@ -36,13 +36,14 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 use crate::channel::{Options, Receiver, Sender};
+use crate::cleanup::Cleanup;
 use crate::endpoint::{Endpoint, UnixAddr};
 use crate::error::{Error, ErrorKind};
 use crate::framing::Framing;
@@ -117,25 +118,24 @@ fn unix_addr(addr: &UnixAddr, object: &Endpoint) -> Result<SocketAddrUnix, Error
 
 /// A Unix socket file this process created: removed on drop if still the same file.
 #[derive(Debug)]
-struct SocketFile {
-    path: PathBuf,
-    id: (u64, u64),
-}
+pub(crate) struct SocketFile(Option<Cleanup>);
 
 impl SocketFile {
-    /// Gives up the file: it stays where it is (the drop below finds no path to remove).
+    /// Gives up the file: it stays where it is.
     fn keep(mut self) {
-        self.path = PathBuf::new();
+        self.0 = None;
+    }
+
+    /// Its name, for removal from another thread.
+    pub(crate) fn cleanup(&self) -> Option<Cleanup> {
+        self.0.clone()
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
-            use std::os::unix::fs::MetadataExt;
-            if (m.dev(), m.ino()) == self.id {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        if let Some(c) = &self.0 {
+            c.remove();
         }
     }
 }
@@ -249,10 +249,10 @@ fn bind_unix(
                 .map_err(|e| Error::os("set the socket file's mode", e).object(object))?;
             let m = std::fs::symlink_metadata(p)
                 .map_err(|e| Error::os("look at the socket file", e).object(object))?;
-            Some(SocketFile {
-                path: p.clone(),
-                id: (m.dev(), m.ino()),
-            })
+            Some(SocketFile(Some(Cleanup::new(
+                p.clone(),
+                (m.dev(), m.ino()),
+            ))))
         }
         UnixAddr::Abstract(_) => None,
     };
@@ -288,7 +288,7 @@ pub struct Connection {
 enum ListenerKind {
     Tcp(TcpListener),
     /// The socket file, kept so it is removed when the listener goes.
-    Unix(UnixListener, #[allow(dead_code)] Option<SocketFile>),
+    Unix(UnixListener, Option<SocketFile>),
 }
 
 /// A listening stream socket (`tcp:` or `unix:`).
@@ -335,6 +335,15 @@ impl Listener {
             opts: opts.clone(),
             allowed_uids: None,
         })
+    }
+
+    /// The socket file this listener created, for removal from another thread (see
+    /// [`Cleanup`]); `None` for TCP and abstract Unix sockets, which leave nothing behind.
+    pub fn cleanup(&self) -> Option<Cleanup> {
+        match &self.kind {
+            ListenerKind::Unix(_, Some(file)) => file.cleanup(),
+            _ => None,
+        }
     }
 
     /// The endpoint actually bound (with the real port when 0 was asked for).
@@ -994,6 +1003,11 @@ impl DgramReceiver {
             file.keep();
         }
         self.fd
+    }
+
+    /// The bound socket file, for removal from another thread.
+    pub(crate) fn cleanup(&self) -> Option<Cleanup> {
+        self._file.as_ref().and_then(SocketFile::cleanup)
     }
 
     /// A receive for a limit too large to keep a buffer for (a Unix datagram may be as large

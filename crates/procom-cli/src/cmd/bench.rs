@@ -155,14 +155,14 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             m.as_str(),
             "iceoryx2" | "iceoryx2-block" | "ipc-channel" | "interprocess"
         ) {
-            anyhow::bail!(
+            return Err(super::usage!(
                 "`{m}` is a peer library, measured only by a procom built with `--features peers`"
-            );
+            ));
         } else {
-            anyhow::bail!(
+            return Err(super::usage!(
                 "`{m}` is not a mechanism the benchmark knows ({})",
                 known_names()
-            );
+            ));
         }
     }
     let sizes: Vec<usize> = if args.size.is_empty() {
@@ -260,49 +260,52 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         svg(&report, path).with_context(|| format!("could not draw {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     let m = &report.machine;
-    println!(
+    super::outln!(
         "procom bench — {} ({} cores), Linux {}; CPU pinning: {}",
-        m.cpu, m.cores, m.kernel, m.pinning
-    );
-    println!(
+        m.cpu,
+        m.cores,
+        m.kernel,
+        m.pinning
+    )?;
+    super::outln!(
         "machine limits, this run: cache line one-way {} between two processes; memcpy {:.1} GB/s",
         ns(limits.cacheline_one_way_ns),
         limits.memcpy_gb_per_s
-    );
-    println!(
+    )?;
+    super::outln!(
         "one-way latency = round trip / 2; throughput = messages streamed back to back; {}\n",
         if cfg!(feature = "peers") {
             "peers: iceoryx2 (spinning and blocking), ipc-channel, interprocess, doing the same work in turns with their procom counterpart"
         } else {
             "peers: not run (build with `--features peers` to measure iceoryx2, ipc-channel and interprocess)"
         }
-    );
-    table(&report.results, &limits);
-    println!(
+    )?;
+    table(&report.results, &limits)?;
+    super::outln!(
         "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair; shm spin with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, copy out); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
-    );
-    println!(
+    )?;
+    super::outln!(
         "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."
-    );
+    )?;
     for (mech, why, sizes) in &skipped {
-        println!("not measured: {mech} at {}: {why}", sizes.join(", "));
+        super::outln!("not measured: {mech} at {}: {why}", sizes.join(", "))?;
     }
     if !report.peers.is_empty() {
-        println!(
+        super::outln!(
             "\npeers, same run, same work (payload written and read, process to process), in alternating batches with the procom row they are compared with:"
-        );
-        table(&report.peers, &limits);
-        compare(&report);
+        )?;
+        table(&report.peers, &limits)?;
+        compare(&report)?;
     }
     Ok(())
 }
 
-fn table(rows: &[Measurement], limits: &Limits) {
-    println!(
+fn table(rows: &[Measurement], limits: &Limits) -> anyhow::Result<()> {
+    super::outln!(
         "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8}",
         "mech",
         "mode",
@@ -315,14 +318,14 @@ fn table(rows: &[Measurement], limits: &Limits) {
         "p50/line",
         "raw p50",
         "vs raw"
-    );
+    )?;
     for r in rows {
         let (raw, vs) = match r.baseline_p50_ns {
             Some(b) => (ns(b), format!("{:+.0}%", (r.p50_ns / b - 1.0) * 100.0)),
             None => ("-".to_string(), "-".to_string()),
         };
         let measured = r.msgs_per_s > 0.0;
-        println!(
+        super::outln!(
             "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>8.1}x {:>10} {:>8}",
             r.mechanism,
             r.mode,
@@ -343,15 +346,18 @@ fn table(rows: &[Measurement], limits: &Limits) {
             r.p50_ns / limits.cacheline_one_way_ns,
             raw,
             vs
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Each peer beside the procom row it is compared with, at every size both have: the p50
 /// ratio and the msgs/s ratio (procom ÷ peer: below 1 is faster latency, above 1 is more
 /// messages per second).
-fn compare(report: &Report) {
-    println!("\nprocom vs peers (procom ÷ peer; p50 below 1 and msgs/s above 1 favour procom):");
+fn compare(report: &Report) -> anyhow::Result<()> {
+    super::outln!(
+        "\nprocom vs peers (procom ÷ peer; p50 below 1 and msgs/s above 1 favour procom):"
+    )?;
     for p in &report.peers {
         let Some((mech, mode)) = counterpart(&p.mechanism) else {
             continue;
@@ -363,7 +369,7 @@ fn compare(report: &Report) {
         else {
             continue;
         };
-        println!(
+        super::outln!(
             "  {mech} {mode} vs {} {} at {}: p50 {} vs {} ({:.2}x), msgs/s {:.0} vs {:.0} ({:.2}x)",
             p.mechanism,
             p.mode,
@@ -374,8 +380,9 @@ fn compare(report: &Report) {
             r.msgs_per_s,
             p.msgs_per_s,
             r.msgs_per_s / p.msgs_per_s
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(feature = "peers")]

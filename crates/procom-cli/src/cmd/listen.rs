@@ -28,21 +28,29 @@ fn serve(mut conn: Connection, echo: bool, idle: Duration) {
     loop {
         match conn.receiver.recv_timeout(idle) {
             Ok(msg) => {
-                if print_line(&msg).is_err() {
-                    return;
+                if let Err(e) = print_line(&msg) {
+                    // Nobody reads what clients send any more: stop serving them all (status 0
+                    // when the reader simply left, as for recv), removing the socket file.
+                    let closed = e.downcast_ref::<super::StdoutClosed>().is_some();
+                    if !closed {
+                        interrupt::warn(format_args!("{e:#}; no longer serving"));
+                    }
+                    interrupt::exit(if closed { 0 } else { 1 });
                 }
                 if echo && let Err(e) = conn.sender.send(&msg) {
-                    eprintln!("procom: {who}: {}; connection closed", e.error());
+                    interrupt::warn(format_args!("{who}: {}; connection closed", e.error()));
                     return;
                 }
             }
             Err(e) if e.kind() == ErrorKind::PeerGone => return,
             Err(e) if e.kind() == ErrorKind::Timeout => {
-                eprintln!("procom: {who}: sent nothing for {idle:?}; connection closed");
+                interrupt::warn(format_args!(
+                    "{who}: sent nothing for {idle:?}; connection closed"
+                ));
                 return;
             }
             Err(e) => {
-                eprintln!("procom: {who}: {e}; connection closed");
+                interrupt::warn(format_args!("{who}: {e}; connection closed"));
                 return;
             }
         }
@@ -63,18 +71,29 @@ fn out_of_resources(e: &procom::Error) -> bool {
 
 pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
-    anyhow::ensure!(
-        matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }),
-        "{ep}: procom listen serves tcp: and unix: endpoints (for udp: and unixgram:, use procom recv)"
-    );
+    if !matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }) {
+        return Err(super::usage!(
+            "{ep}: procom listen serves tcp: and unix: endpoints (for udp: and unixgram:, use procom recv)"
+        ));
+    }
+    if !args.allow_uid.is_empty() && !matches!(ep, Endpoint::Unix { .. }) {
+        return Err(super::usage!(
+            "{ep}: --allow-uid admits clients by the uid a Unix socket reports; a TCP client has no uid to check (use a firewall, or a unix: endpoint)"
+        ));
+    }
     let opts = super::options(&args.stream, false)?;
     let mut listener = Listener::bind(&ep, &opts)?;
+    let _remove_on_exit = listener.cleanup().map(|c| {
+        interrupt::on_exit(move || {
+            c.remove();
+        })
+    });
     if !args.allow_uid.is_empty() {
         listener.allow_uids(args.allow_uid.iter().copied());
     }
     interrupt::set_activity(format!("listening on {}", listener.local_endpoint()));
-    eprintln!("procom: listening on {}", listener.local_endpoint());
-    let idle = Duration::from_secs_f64(args.idle);
+    interrupt::warn(format_args!("listening on {}", listener.local_endpoint()));
+    let idle = args.idle;
     let mut served = 0u64;
     let mut handles = Vec::new();
     while args.count.is_none_or(|n| served < n) {
@@ -83,7 +102,7 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
             // Out of descriptors or memory for now: the clients being served go on, and the
             // next connection is tried again shortly (like a web server's accept loop).
             Err(e) if out_of_resources(&e) => {
-                eprintln!("procom: {e}; still listening");
+                interrupt::warn(format_args!("{e}; still listening"));
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -102,10 +121,11 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
 
 pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
-    anyhow::ensure!(
-        matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }),
-        "{ep}: procom connect joins tcp: and unix: endpoints (for datagrams, use procom send and recv)"
-    );
+    if !matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }) {
+        return Err(super::usage!(
+            "{ep}: procom connect joins tcp: and unix: endpoints (for datagrams, use procom send and recv)"
+        ));
+    }
     interrupt::set_activity(format!("connected to {ep}"));
     let fd: OwnedFd = procom::socket::connect_stream(&ep, args.timeout)?;
     let mut reader = std::fs::File::from(fd.try_clone()?);

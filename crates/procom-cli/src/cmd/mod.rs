@@ -81,6 +81,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if !matches!(cli.command, Command::Signal(_)) {
         crate::interrupt::install(&[])?;
     }
+    // Commands that print what arrives end when nobody reads their output any more.
+    if matches!(
+        cli.command,
+        Command::Recv(_) | Command::Listen(_) | Command::Connect(_)
+    ) {
+        crate::interrupt::watch_stdout()?;
+    }
     match cli.command {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),

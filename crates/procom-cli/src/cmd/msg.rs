@@ -9,7 +9,7 @@ use crate::cli::MsgCommand;
 pub fn parse_key(text: &str) -> anyhow::Result<MsgKey> {
     match procom::Endpoint::parse(&format!("msg:{text}"))? {
         procom::Endpoint::Msg { key, mtype: None } => Ok(key),
-        _ => anyhow::bail!("`{text}` is not a System V key or path"),
+        _ => Err(super::usage!("`{text}` is not a System V key or path")),
     }
 }
 

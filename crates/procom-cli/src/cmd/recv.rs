@@ -11,6 +11,11 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let opts = super::options(&args.stream, false)?;
     interrupt::set_activity(format!("receiving from {ep}"));
     let mut rx = Receiver::connect_with(&ep, &opts)?;
+    let _remove_on_exit = rx.cleanup().map(|c| {
+        interrupt::on_exit(move || {
+            c.remove();
+        })
+    });
     let mut received = 0u64;
     while args.count.is_none_or(|n| received < n) {
         let msg = match args.timeout {

@@ -16,7 +16,7 @@ pub fn run(cmd: SemCommand) -> anyhow::Result<()> {
                 None => sem.wait()?,
             }
         }
-        SemCommand::Get { name } => println!("{}", Semaphore::open(&name)?.value()?),
+        SemCommand::Get { name } => super::outln!("{}", Semaphore::open(&name)?.value()?)?,
         SemCommand::Rm { name } => procom::sem::remove(&name)?,
     }
     Ok(())

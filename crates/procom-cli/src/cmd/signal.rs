@@ -161,12 +161,12 @@ fn wait(
     crate::interrupt::install(&sigs)?;
     let mut catcher = Signals::catch(sigs)?;
     if std::io::stderr().is_terminal() {
-        eprintln!(
+        crate::interrupt::warn(format_args!(
             "waiting for {waited} as pid {} (send one with `procom signal send {} {}`)",
             std::process::id(),
             std::process::id(),
             names[0]
-        );
+        ));
     }
     let mut got = 0u64;
     while count.is_none_or(|n| got < n) {

@@ -35,23 +35,23 @@ pub fn run() -> anyhow::Result<()> {
         .with_context(|| format!("could not create the scratch directory {}", dir.display()))?;
     let ctx = Ctx { exe, dir };
     let steps = steps();
-    println!("procom tour: the seed's IPC scenarios, run with real processes\n");
+    super::outln!("procom tour: the seed's IPC scenarios, run with real processes\n")?;
     let mut failed = 0;
     for (i, step) in steps.iter().enumerate() {
-        println!("[{}/{}] {}", i + 1, steps.len(), step.title);
+        super::outln!("[{}/{}] {}", i + 1, steps.len(), step.title)?;
         for line in step.explain.lines() {
-            println!("      {line}");
+            super::outln!("      {line}")?;
         }
         match (step.run)(&ctx) {
-            Ok(what) => println!("      PASS  {what}\n"),
+            Ok(what) => super::outln!("      PASS  {what}\n")?,
             Err(e) => {
                 failed += 1;
-                println!("      FAIL  {e:#}\n");
+                super::outln!("      FAIL  {e:#}\n")?;
             }
         }
     }
     let _ = std::fs::remove_dir_all(&ctx.dir);
-    println!("{} of {} steps passed", steps.len() - failed, steps.len());
+    super::outln!("{} of {} steps passed", steps.len() - failed, steps.len())?;
     if failed > 0 {
         bail!("{failed} tour step(s) failed");
     }
@@ -256,10 +256,10 @@ pub fn peer(args: &[String]) -> anyhow::Result<()> {
         [role] if role == "signals" => {
             procom::signal::ignore(procom::signal::Signal::INT)?;
             let mut caught = procom::signal::Signals::catch([procom::signal::Signal::USR1])?;
-            println!("ready");
+            super::outln!("ready")?;
             std::io::Write::flush(&mut std::io::stdout())?;
             let d = caught.wait_timeout(STEP_TIMEOUT)?;
-            println!("caught {} from pid {}", d.signal, d.sender_pid);
+            super::outln!("caught {} from pid {}", d.signal, d.sender_pid)?;
             std::io::Write::flush(&mut std::io::stdout())?;
             // Wait for the SIGKILL that ends us (stdin stays open until then).
             let mut sink = String::new();
@@ -270,11 +270,11 @@ pub fn peer(args: &[String]) -> anyhow::Result<()> {
             let seg = procom::shm::Segment::open(seg)?;
             let map = seg.map()?;
             let sem = procom::sem::Semaphore::open(sem)?;
-            println!("waiting");
+            super::outln!("waiting")?;
             sem.wait_timeout(STEP_TIMEOUT)?; // P on 0: blocks until A's V
             let mut buf = [0u8; 13];
             map.read(0, &mut buf)?;
-            println!("{}", String::from_utf8_lossy(&buf));
+            super::outln!("{}", String::from_utf8_lossy(&buf))?;
             Ok(())
         }
         _ => bail!("unknown tour peer {args:?}"),

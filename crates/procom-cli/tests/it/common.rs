@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use std::time::{Duration, Instant};
+
 use procom_testkit::{Finished, Outcome, Proc, STEP, check, ensure};
 
 /// The built `procom` with `args` and an empty standard input.
@@ -53,4 +55,31 @@ pub fn run_with_input(mut cmd: Command, what: &str, input: &[u8]) -> Result<Fini
     check!(stdin.write_all(input));
     drop(stdin);
     p.finish(STEP)
+}
+
+/// Whether process `pid` has a handler installed for signal `signo` (the kernel's SigCgt mask).
+fn catching(pid: u32, signo: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (signo - 1)) != 0)
+}
+
+/// Polls the kernel's view of `pid` until it catches every signal in `signos`.
+pub fn until_catching(pid: u32, signos: &[u32]) -> Outcome {
+    until(&format!("pid {pid} catching {signos:?}"), || {
+        signos.iter().all(|s| catching(pid, *s))
+    })
+}
+
+/// Polls the kernel's view (a file appearing, a handler installed) until `ready` holds.
+pub fn until(what: &str, mut ready: impl FnMut() -> bool) -> Outcome {
+    let deadline = Instant::now() + STEP;
+    while !ready() {
+        ensure!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(2)); // polling the kernel's view
+    }
+    Ok(())
 }

@@ -1,24 +1,10 @@
 //! `procom signal list|send|wait` as real processes.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
 
-use crate::common::{procom, run};
-
-/// Polls the kernel's view of `pid` until it catches every signal in `signos`.
-fn until_catching(pid: u32, signos: &[u32]) -> Outcome {
-    let deadline = Instant::now() + STEP;
-    while !signos.iter().all(|s| catching(pid, *s)) {
-        ensure!(
-            Instant::now() < deadline,
-            "pid {pid} never installed its catcher for {signos:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2)); // polling the kernel's view of the waiter
-    }
-    Ok(())
-}
+use crate::common::{procom, run, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
@@ -132,15 +118,6 @@ fn list_matches_kill_l() -> Outcome {
 }
 
 /// The catch mask of `pid` as /proc shows it (SigCgt), to know the catcher is installed.
-fn catching(pid: u32, signo: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << (signo - 1)) != 0)
-}
-
 fn wait_prints_each_delivery() -> Outcome {
     let waiter = Proc::spawn(
         "wait",

@@ -277,11 +277,14 @@ fn stat_limits_full_empty() -> Outcome {
     match q.set_max_bytes(limits.msgmnb as u64 + 1) {
         Ok(()) => {}
         Err(e) => ensure!(
-            e.kind() == ErrorKind::InvalidInput
+            e.kind() == ErrorKind::LimitReached
                 && e.to_string().contains("sysctl -w kernel.msgmnb"),
             "{e}"
         ),
     }
+    // A byte limit of 0 would leave a queue nothing can use.
+    let e = q.set_max_bytes(0).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::InvalidInput), "max bytes 0: {e:?}");
     ensure!(check!(q.recv(0)) == (7, b"hello".to_vec()), "first");
     ensure!(
         check!(q.stat()).last_receiver == std::process::id() as i32,

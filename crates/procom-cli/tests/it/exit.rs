@@ -1,0 +1,279 @@
+//! How `procom` ends: on a signal, with standard output or error gone, and on usage errors —
+//! always with the documented status, one sentence, and nothing left behind.
+
+use std::process::{Command, Stdio};
+
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test, unique_name, wait_pid,
+};
+
+use crate::common::{fails, procom, run, until, until_catching};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        test(
+            "cli::exit::signals_remove_what_procom_created",
+            signals_remove_what_procom_created,
+        ),
+        test(
+            "cli::exit::stderr_full_or_closed_never_panics",
+            stderr_full_or_closed_never_panics,
+        ),
+        test(
+            "cli::exit::listen_stops_when_stdout_goes",
+            listen_stops_when_stdout_goes,
+        ),
+        test(
+            "cli::exit::usage_errors_exit_2_wherever_found",
+            usage_errors_exit_2_wherever_found,
+        ),
+        test(
+            "cli::exit::interrupted_send_to_a_full_queue_says_it_was_not_sent",
+            interrupted_send_to_a_full_queue_says_it_was_not_sent,
+        ),
+        test(
+            "cli::exit::control_characters_are_escaped_in_errors",
+            control_characters_are_escaped_in_errors,
+        ),
+    ]
+}
+
+/// INT, TERM and HUP: the numbers the watcher catches.
+const STOP_SIGNALS: [(rustix::process::Signal, &str); 3] = [
+    (rustix::process::Signal::INT, "Ctrl-C (SIGINT)"),
+    (rustix::process::Signal::TERM, "SIGTERM"),
+    (rustix::process::Signal::HUP, "SIGHUP"),
+];
+
+fn signal(p: &Proc, sig: rustix::process::Signal) -> Outcome {
+    let pid = rustix::process::Pid::from_raw(p.pid() as i32).ok_or("pid 0")?;
+    check!(rustix::process::kill_process(pid, sig));
+    Ok(())
+}
+
+/// A socket file or segment that procom created is removed on Ctrl-C, SIGTERM and SIGHUP,
+/// which end it with status 1 and one sentence.
+fn signals_remove_what_procom_created() -> Outcome {
+    let scratch = Scratch::new("exit-signal")?;
+    for (sig, name) in STOP_SIGNALS {
+        let sock = scratch.join("listen.sock");
+        let gram = scratch.join("gram.sock");
+        let shm = format!("/{}", unique_name("exit-shm"));
+        let cases = [
+            (
+                vec!["listen".to_string(), format!("unix:{}", sock.display())],
+                sock.clone(),
+            ),
+            (
+                vec!["recv".to_string(), format!("unixgram:{}", gram.display())],
+                gram.clone(),
+            ),
+            (
+                vec!["recv".to_string(), format!("shm:{shm}")],
+                format!("/dev/shm{shm}").into(),
+            ),
+        ];
+        for (args, path) in cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let p = Proc::spawn(&format!("procom {args:?}"), &mut procom(&args))?;
+            until(&format!("{} exists", path.display()), || path.exists())?;
+            until_catching(p.pid(), &[1, 2, 15])?;
+            signal(&p, sig)?;
+            let fin = p.finish(STEP)?;
+            ensure!(
+                fin.code() == Some(1)
+                    && fin.stderr.contains(&format!("interrupted by {name}"))
+                    && !fin.stderr.contains("panicked"),
+                "{args:?} on {name}: {fin:?}"
+            );
+            ensure!(
+                !path.exists(),
+                "{args:?} on {name} left {} behind",
+                path.display()
+            );
+        }
+    }
+    scratch.finish()
+}
+
+/// With standard error full (/dev/full) or closed, errors and signals still end procom with
+/// the documented status: it never dies with a panic's 101 nor ignores SIGTERM.
+fn stderr_full_or_closed_never_panics() -> Outcome {
+    let missing = format!("mq:/{}", unique_name("exit-missing"));
+    // A failed operation: status 1 whatever happened to its sentence.
+    let full = check!(std::fs::OpenOptions::new().write(true).open("/dev/full"));
+    let mut cmd = procom(&["recv", &missing]);
+    cmd.stderr(check!(full.try_clone()));
+    let status = check!(check!(cmd.spawn()).wait());
+    ensure!(status.code() == Some(1), "recv with stderr full: {status}");
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "exec \"$P\" recv \"$E\" 2>&-"])
+        .env("P", env!("CARGO_BIN_EXE_procom"))
+        .env("E", &missing)
+        .stdin(Stdio::null());
+    let status = check!(check!(sh.spawn()).wait());
+    ensure!(status.code() == Some(1), "recv with stderr closed: {status}");
+    // Servers that announce themselves on stderr, then wait: a signal still ends them.
+    for args in [["listen", "tcp:127.0.0.1:0"], ["recv", "udp:127.0.0.1:0"]] {
+        for (sig, _) in STOP_SIGNALS {
+            let mut cmd = procom(&args);
+            cmd.stdout(Stdio::null()).stderr(check!(full.try_clone()));
+            let mut child = check!(cmd.spawn());
+            let pid = child.id();
+            let started = until_catching(pid, &[1, 2, 15]);
+            if let Some(early) = check!(child.try_wait()) {
+                return Err(format!("{args:?} with stderr full ended at start: {early}"));
+            }
+            started?;
+            let target = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
+            check!(rustix::process::kill_process(target, sig));
+            let status = check!(wait_pid(&mut child, STEP));
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            ensure!(
+                status.and_then(|s| s.code()) == Some(1),
+                "{args:?} with stderr full, on {sig:?}: {status:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `procom listen … | head -1`: once the reader of its output is gone, listen stops at once
+/// (status 0, as recv does) and removes its socket file, instead of serving clients whose
+/// messages nobody sees.
+fn listen_stops_when_stdout_goes() -> Outcome {
+    let scratch = Scratch::new("exit-stdout")?;
+    let sock = scratch.join("s");
+    let ep = format!("unix:{}", sock.display());
+    let mut cmd = procom(&["listen", &ep]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = check!(cmd.spawn());
+    until(&format!("{} exists", sock.display()), || sock.exists())?;
+    drop(child.stdout.take()); // the reader goes, as head does
+    let status = check!(wait_pid(&mut child, STEP));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("listen kept running with nobody reading its output".into());
+    };
+    ensure!(status.code() == Some(0), "listen ended with {status}");
+    ensure!(!sock.exists(), "the socket file was left behind");
+    scratch.finish()
+}
+
+/// Mistakes on the command line exit 2, also when only found after parsing.
+fn usage_errors_exit_2_wherever_found() -> Outcome {
+    let me = std::process::id().to_string();
+    let key = format!("{:#x}", 0x5e00_0000u32 | (std::process::id() & 0xffff));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["mq", "create", "noslash"], "not a valid message queue name"),
+        (vec!["mq", "create", "/.."], "not a valid message queue name"),
+        (vec!["mq", "create", "/q", "--capacity", "0"], "at least 1"),
+        (vec!["sem", "create", "noslash", "1"], "noslash"),
+        (vec!["signal", "send", &me, "FOO"], "is not a signal"),
+        (vec!["signal", "wait", "KILL"], "can be neither caught"),
+        (vec!["listen", "udp:127.0.0.1:0"], "use procom recv"),
+        (vec!["connect", "udp:127.0.0.1:9"], "use procom send and recv"),
+        (
+            vec!["listen", "tcp:127.0.0.1:0", "--allow-uid", "0"],
+            "a TCP client has no uid",
+        ),
+        (vec!["bench", "--mechanism", "bogus"], "not a mechanism"),
+        (vec!["send", "fifo:/nonexistent", "x", "--priority", "3"], "--priority"),
+        (vec!["send", "fifo:/nonexistent", "x", "--type", "3"], "--type"),
+        (vec!["msg", "create", &key, "--max-bytes", "0"], "byte limit of 0"),
+        (vec!["send", "-", "x", "--max-size", "5GiB"], "4 GiB"),
+    ];
+    for (args, words) in &cases {
+        fails(args, 2, words)?;
+    }
+    // msg --type 0 on an existing queue (a sender's type must be 1 or more).
+    let made = run(&["msg", "create", &key])?;
+    ensure!(made.status.success(), "msg create: {}", made.stderr);
+    let typed = fails(
+        &["send", &format!("msg:{key}"), "x", "--type", "0"],
+        2,
+        "type",
+    );
+    let removed = run(&["msg", "rm", &key])?;
+    typed?;
+    ensure!(removed.status.success(), "msg rm: {}", removed.stderr);
+    // Durations: never a panic, always a usage error.
+    for bad in ["inf", "nan", "1e300", "-1", "soon"] {
+        usage_by_clap(&["listen", "tcp:127.0.0.1:0", "--idle", bad])?;
+        usage_by_clap(&["recv", "udp:127.0.0.1:0", "--timeout", bad])?;
+    }
+    Ok(())
+}
+
+/// clap's own usage errors: status 2, no panic (their text spans several lines).
+fn usage_by_clap(args: &[&str]) -> Outcome {
+    let fin = run(args)?;
+    ensure!(
+        fin.code() == Some(2) && !fin.stderr.contains("panicked"),
+        "{args:?}: {fin:?}"
+    );
+    Ok(())
+}
+
+/// A send blocked on a full queue and interrupted delivered nothing, and says so (it used to
+/// claim a message was cut off mid-transfer).
+fn interrupted_send_to_a_full_queue_says_it_was_not_sent() -> Outcome {
+    let name = format!("/{}", unique_name("exit-full"));
+    let ep = format!("mq:{name}");
+    let made = run(&["mq", "create", &name, "--capacity", "1"])?;
+    ensure!(made.status.success(), "mq create: {}", made.stderr);
+    let result = (|| -> Outcome {
+        let first = run(&["send", &ep, "first"])?;
+        ensure!(first.status.success(), "first send: {}", first.stderr);
+        let p = Proc::spawn("blocked send", &mut procom(&["send", &ep, "second"]))?;
+        until_catching(p.pid(), &[2])?;
+        // Blocked in the kernel's queue wait (the state the kernel reports as sleeping).
+        until("send is blocked in the queue's wait", || {
+            std::fs::read_to_string(format!("/proc/{}/wchan", p.pid()))
+                .is_ok_and(|w| w.contains("wq_sleep"))
+        })?;
+        signal(&p, rustix::process::Signal::INT)?;
+        let fin = p.finish(STEP)?;
+        ensure!(
+            fin.code() == Some(1)
+                && fin.stderr.contains("was not delivered")
+                && !fin.stderr.contains("cut off"),
+            "{fin:?}"
+        );
+        let info = run(&["mq", "info", &name])?;
+        ensure!(
+            info.stdout.first().map(String::as_str) == Some("messages: 1"),
+            "{:?}",
+            info.stdout
+        );
+        Ok(())
+    })();
+    let removed = run(&["mq", "rm", &name])?;
+    result?;
+    ensure!(removed.status.success(), "mq rm: {}", removed.stderr);
+    Ok(())
+}
+
+/// A user's argument echoed in an error cannot drive the terminal: control characters are
+/// shown escaped.
+fn control_characters_are_escaped_in_errors() -> Outcome {
+    let fin = run(&["mq", "info", "/no\u{1b}[31mred\u{7}"])?;
+    ensure!(fin.code() == Some(1), "{fin:?}");
+    ensure!(
+        !fin.stderr.contains('\u{1b}') && !fin.stderr.contains('\u{7}'),
+        "raw control characters in {:?}",
+        fin.stderr
+    );
+    ensure!(
+        fin.stderr.contains("\\u{1b}[31mred\\u{7}") && fin.stderr.lines().count() == 1,
+        "{:?}",
+        fin.stderr
+    );
+    Ok(())
+}
