@@ -129,6 +129,11 @@ pub struct ListenArgs {
     /// Admit only clients with this uid (Unix sockets; repeatable).
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,
+    /// Memory for partly received messages, shared by all clients (beyond 128 KiB each). A
+    /// message that finds no room waits — its client's writes block — until others complete,
+    /// or is refused when its client idles out; one larger than the whole budget is refused.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub memory: u64,
     #[command(flatten)]
     pub stream: StreamOpts,
 }

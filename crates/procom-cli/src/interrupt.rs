@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 type HookFn = Arc<dyn Fn() + Send + Sync>;
@@ -24,6 +24,7 @@ static IN_FLIGHT: Mutex<&'static str> = Mutex::new(CUT_OFF);
 static HOOKS: Mutex<Vec<(u64, HookFn)>> = Mutex::new(Vec::new());
 static NEXT_HOOK: Mutex<u64> = Mutex::new(0);
 static EXITING: Mutex<()> = Mutex::new(());
+static CREATING: RwLock<()> = RwLock::new(());
 
 /// What an interrupt means for a message held in the middle of a byte-stream transfer.
 pub const CUT_OFF: &str =
@@ -80,10 +81,27 @@ pub fn on_exit(f: impl Fn() + Send + Sync + 'static) -> ExitHook {
     ExitHook(id)
 }
 
+/// Held while an object is created and its exit hook registered: an early end waits (up to a
+/// second) for the hook, so a signal in between cannot leave the object behind.
+pub fn creating() -> RwLockReadGuard<'static, ()> {
+    CREATING.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Ends the program now with `code`, after running every exit hook once. A second caller
 /// (the interrupt watcher and a server thread at the same moment) waits for the first.
 pub fn exit(code: u8) -> ! {
     let _only_one = lock(&EXITING);
+    let give_up = Instant::now() + Duration::from_secs(1);
+    let _no_creation = loop {
+        match CREATING.try_write() {
+            Ok(g) => break Some(g),
+            Err(TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5)); // an object being created
+            }
+            Err(TryLockError::WouldBlock) => break None,
+        }
+    };
     let hooks: Vec<HookFn> = lock(&HOOKS).drain(..).map(|(_, f)| f).collect();
     for hook in hooks {
         hook();
@@ -156,11 +174,11 @@ fn interrupted(sig: i32) -> ! {
     let guard = loop {
         match OUTPUT.try_lock() {
             Ok(g) => break Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
+            Err(TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
                 std::thread::sleep(Duration::from_millis(5)); // waiting out a message being written
             }
-            Err(std::sync::TryLockError::WouldBlock) => break None,
+            Err(TryLockError::WouldBlock) => break None,
         }
     };
     let activity = lock(&ACTIVITY).clone();

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
 use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
@@ -36,6 +37,10 @@ pub struct Options {
     /// The priority a POSIX message-queue sender gives its messages (higher first); 0 by
     /// default. (A System V sender stamps the type from its endpoint's `?type=`.)
     pub priority: u32,
+    /// The memory allowance byte-stream receivers share for partly received messages (a
+    /// server gives one to all its connections); `None` by default: each is bounded by
+    /// `max_message` alone.
+    pub budget: Option<Budget>,
 }
 
 impl Default for Options {
@@ -46,6 +51,7 @@ impl Default for Options {
             open_timeout: None,
             spin: Duration::ZERO,
             priority: 0,
+            budget: None,
         }
     }
 }
@@ -77,6 +83,14 @@ impl Options {
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Options {
         self.max_message = bytes;
+        self
+    }
+
+    /// Shares `budget` among the byte-stream receivers opened with these options (see
+    /// [`Budget`]).
+    #[must_use]
+    pub fn budget(mut self, budget: Budget) -> Options {
+        self.budget = Some(budget);
         self
     }
 
@@ -636,7 +650,7 @@ impl Receiver {
         Receiver {
             endpoint: name.into(),
             flavor: ReceiverFlavor::Stream(StreamReceiver {
-                r: StreamReader::new(fd.into()),
+                r: StreamReader::new(fd.into()).with_budget(opts.budget.clone()),
                 framing: opts.framing,
                 max: opts.max_message,
                 broken: None,
@@ -859,7 +873,9 @@ impl StreamReceiver {
                         self.r.consume(pending);
                         return out;
                     }
-                    match self.r.fill(frame_len.unwrap_or(0), deadline) {
+                    let want = frame_len.unwrap_or(0);
+                    self.r.make_room(want, deadline)?;
+                    match self.r.fill(want, deadline) {
                         Ok(true) => {}
                         Ok(false) if is_try => return Err(Error::new(ErrorKind::Empty)),
                         Ok(false) => {

@@ -28,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod budget;
 mod channel;
 pub mod child;
 mod cleanup;
@@ -46,6 +47,7 @@ pub mod socket;
 mod stream;
 pub mod typed;
 
+pub use budget::Budget;
 pub use channel::{Options, Receiver, Sender, ToEndpoint};
 pub use cleanup::Cleanup;
 pub use endpoint::Endpoint;

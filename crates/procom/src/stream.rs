@@ -13,6 +13,9 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::io::{Errno, ReadWriteFlags};
 
+use crate::budget::{Budget, Charge, FREE_BYTES};
+use crate::error::Error;
+
 /// What kind of file a descriptor is, which decides how it can be written without blocking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FdKind {
@@ -273,6 +276,9 @@ pub(crate) struct StreamReader {
     pub(crate) buf: Vec<u8>,
     pub(crate) start: usize,
     pub(crate) eof: bool,
+    /// Where the buffer's growth beyond `FREE_BYTES` is charged, if anywhere.
+    budget: Option<Budget>,
+    charge: Option<Charge>,
 }
 
 /// How much a read asks for when the frame size is unknown.
@@ -286,7 +292,15 @@ impl StreamReader {
             buf: Vec::new(),
             start: 0,
             eof: false,
+            budget: None,
+            charge: None,
         }
+    }
+
+    /// Charges the buffer's growth to `budget` (see [`Budget`]).
+    pub(crate) fn with_budget(mut self, budget: Option<Budget>) -> StreamReader {
+        self.budget = budget;
+        self
     }
 
     pub(crate) fn into_fd(self) -> OwnedFd {
@@ -308,6 +322,44 @@ impl StreamReader {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            if self.charge.take().is_some() {
+                self.buf = Vec::new(); // the charged memory goes back with the charge
+            }
+        }
+    }
+
+    /// With a budget, charges what the next [`fill`](Self::fill) for `want` bytes will add to
+    /// the buffer beyond the free allowance: a known size waits for room until `deadline`,
+    /// growth of unknown size is refused at once when there is none. Without one, nothing.
+    pub(crate) fn make_room(
+        &mut self,
+        want: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let need = self.buf.len() + self.ask(want);
+        let charged = self.charge.as_ref().map_or(0, Charge::bytes);
+        let extra = need.saturating_sub(FREE_BYTES).saturating_sub(charged);
+        if extra > 0 {
+            let more = budget.take(extra, want > 0, deadline)?;
+            match &mut self.charge {
+                Some(c) => c.absorb(more),
+                None => self.charge = Some(more),
+            }
+        }
+        Ok(())
+    }
+
+    /// How much a read makes room for: the rest of a large frame at once, so it is read in
+    /// few calls, and at least a chunk.
+    fn ask(&self, want: usize) -> usize {
+        let have = self.buf.len() - self.start;
+        if want > have {
+            (want - have).max(READ_CHUNK)
+        } else {
+            READ_CHUNK
         }
     }
 
@@ -322,14 +374,12 @@ impl StreamReader {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let have = self.buf.len() - self.start;
-        // Make room for the rest of a large frame at once, so it is read in few calls.
-        let ask = if want > have {
-            (want - have).max(READ_CHUNK)
+        let ask = self.ask(want);
+        if self.budget.is_some() {
+            self.buf.reserve_exact(ask); // what `make_room` charged, not a doubling
         } else {
-            READ_CHUNK
-        };
-        self.buf.reserve(ask);
+            self.buf.reserve(ask);
+        }
         let mut direct = self.direct && deadline.is_none();
         loop {
             if !direct && !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {

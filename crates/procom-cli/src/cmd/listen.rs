@@ -81,13 +81,16 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
             "{ep}: --allow-uid admits clients by the uid a Unix socket reports; a TCP client has no uid to check (use a firewall, or a unix: endpoint)"
         ));
     }
-    let opts = super::options(&args.stream, false)?;
+    let budget = usize::try_from(args.memory).unwrap_or(usize::MAX);
+    let opts = super::options(&args.stream, false)?.budget(procom::Budget::new(budget));
+    let creating = interrupt::creating();
     let mut listener = Listener::bind(&ep, &opts)?;
     let _remove_on_exit = listener.cleanup().map(|c| {
         interrupt::on_exit(move || {
             c.remove();
         })
     });
+    drop(creating);
     if !args.allow_uid.is_empty() {
         listener.allow_uids(args.allow_uid.iter().copied());
     }

@@ -10,12 +10,14 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     super::apply_type(&mut ep, args.mtype)?;
     let opts = super::options(&args.stream, false)?;
     interrupt::set_activity(format!("receiving from {ep}"));
+    let creating = interrupt::creating();
     let mut rx = Receiver::connect_with(&ep, &opts)?;
     let _remove_on_exit = rx.cleanup().map(|c| {
         interrupt::on_exit(move || {
             c.remove();
         })
     });
+    drop(creating);
     let mut received = 0u64;
     while args.count.is_none_or(|n| received < n) {
         let msg = match args.timeout {

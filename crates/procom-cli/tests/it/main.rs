@@ -14,4 +14,4 @@ macro_rules! modules {
     };
 }
 
-modules![bench, exit, fifo, mq, msg, shm, signal, socket];
+modules![bench, exit, fifo, listen, mq, msg, shm, signal, socket];

@@ -88,7 +88,7 @@ fn stdin_lines() -> Outcome {
 
 fn bad_input() -> Outcome {
     let name = queue_name();
-    fails(&["mq", "create", "jobs"], 1, "must start with '/'")?;
+    fails(&["mq", "create", "jobs"], 2, "must start with '/'")?;
     fails(&["send", "mq:jobs", "x"], 2, "must start with '/'")?;
     fails(
         &["mq", "create", &name, "--capacity", "100000"],
@@ -102,16 +102,16 @@ fn bad_input() -> Outcome {
     )?;
     fails(
         &["mq", "create", &name, "--capacity", "0"],
-        1,
+        2,
         "at least 1 message",
     )?;
     ok(&["mq", "create", &name, "--capacity", "1"])?;
     fails(&["mq", "create", &name], 1, "already exists")?;
     let ep = format!("mq:{name}");
-    fails(&["send", &ep, "x", "--priority", "40000"], 1, "0 to 32767")?;
+    fails(&["send", &ep, "x", "--priority", "40000"], 2, "0 to 32767")?;
     fails(
         &["send", &ep, "x", "--type", "2"],
-        1,
+        2,
         "--type applies to msg: endpoints only",
     )?;
     ok(&["send", &ep, "x", "--timeout", "0"])?;

@@ -97,7 +97,7 @@ fn path_keys_and_selectors() -> Outcome {
         "no whole message arrived",
     )?;
     ensure!(ok(&["recv", &ep, "--count", "1"])? == ["five"], "0");
-    fails(&["send", &ep, "x", "--type", "0"], 1, "must be 1 or more")?;
+    fails(&["send", &ep, "x", "--type", "0"], 2, "must be 1 or more")?;
     ok(&["msg", "rm", &path])?;
     check!(std::fs::remove_file(&path));
     dir.finish()
@@ -143,7 +143,7 @@ fn bad_input() -> Outcome {
     )?;
     fails(
         &["send", "msg:0x5eff0001", "x", "--priority", "2"],
-        1,
+        2,
         "--priority applies to mq:",
     )?;
     fails(&["msg", "rm", "0x5eff0001"], 1, "does not exist")?;

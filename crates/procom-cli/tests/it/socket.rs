@@ -138,7 +138,7 @@ fn errors() -> Outcome {
     let fin = Proc::spawn("listen", &mut procom(&["listen", &format!("tcp:127.0.0.1:{taken}")]))?.finish(STEP)?;
     ensure!(fin.code() == Some(1) && fin.stderr.contains("already in use"), "{fin:?}");
     let fin = Proc::spawn("listen", &mut procom(&["listen", "udp:127.0.0.1:9"]))?.finish(STEP)?;
-    ensure!(fin.code() == Some(1) && fin.stderr.contains("use procom recv"), "{fin:?}");
+    ensure!(fin.code() == Some(2) && fin.stderr.contains("use procom recv"), "{fin:?}");
     Ok(())
 }
 

@@ -1,0 +1,147 @@
+//! `procom listen` under many clients: one memory budget for all partly received messages.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test};
+
+use crate::common::{procom, until, until_catching};
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    vec![test(
+        "cli::listen::memory_budget_bounds_many_slow_senders",
+        memory_budget_bounds_many_slow_senders,
+    )]
+}
+
+const MIB: usize = 1 << 20;
+
+/// The listener's resident memory, in bytes.
+fn resident(pid: u32) -> Result<usize, String> {
+    let status = check!(std::fs::read_to_string(format!("/proc/{pid}/status")));
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+/// A client that announces an 8 MiB message, sends 7 MiB of it (reported on `partial`), and
+/// the last MiB only when told to on `go`.
+fn slow_sender(
+    stream: UnixStream,
+    id: usize,
+    partial: mpsc::Sender<usize>,
+    go: mpsc::Receiver<()>,
+) -> std::io::Result<()> {
+    let mut stream = stream;
+    stream.set_write_timeout(Some(STEP))?;
+    stream.write_all(&(8 * MIB as u32).to_be_bytes())?;
+    let chunk = vec![b'x'; MIB];
+    for _ in 0..7 {
+        stream.write_all(&chunk)?;
+    }
+    let _ = partial.send(id);
+    if go.recv_timeout(STEP).is_ok() {
+        stream.write_all(&chunk)?;
+    }
+    Ok(())
+}
+
+/// Eight clients each announce 8 MiB and send 7 MiB of it to `listen --memory 16MiB`: only two
+/// messages fit, so only two clients get their 7 MiB in while the others' writes block; the
+/// server's memory grows by about the budget, not by 56 MiB. When those two complete, two
+/// waiting ones go on. A message larger than the whole budget is refused with a clear reason.
+fn memory_budget_bounds_many_slow_senders() -> Outcome {
+    let scratch = Scratch::new("listen-budget")?;
+    let sock = scratch.join("s");
+    let ep = format!("unix:{}", sock.display());
+    let mut cmd = procom(&[
+        "listen",
+        &ep,
+        "--framed",
+        "--max-size",
+        "32MiB",
+        "--memory",
+        "16MiB",
+        "--idle",
+        "40",
+    ]);
+    cmd.stdout(std::process::Stdio::null());
+    let server = Proc::spawn_keep_stdout("listen --memory 16MiB", &mut cmd)?;
+    until("the socket file exists", || sock.exists())?;
+    until_catching(server.pid(), &[15])?;
+    let base = resident(server.pid())?;
+    let (partial_tx, partial) = mpsc::channel();
+    let mut clients = Vec::new();
+    for id in 0..8 {
+        let stream = check!(UnixStream::connect(&sock));
+        let handle = check!(stream.try_clone());
+        let (go_tx, go) = mpsc::channel();
+        let tx = partial_tx.clone();
+        let thread = std::thread::spawn(move || slow_sender(stream, id, tx, go));
+        clients.push((handle, go_tx, thread));
+    }
+    let first: Vec<usize> = (0..2)
+        .map(|_| partial.recv_timeout(STEP))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "two clients never got their 7 MiB in")?;
+    let grown = resident(server.pid())?.saturating_sub(base);
+    ensure!(
+        grown < 24 * MIB,
+        "the listener grew by {} MiB with a 16 MiB budget",
+        grown / MIB
+    );
+    // The two complete their messages; their room goes to two of the waiting clients.
+    for id in &first {
+        let _ = clients[*id].1.send(());
+    }
+    let next: Vec<usize> = (0..2)
+        .map(|_| partial.recv_timeout(STEP))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "no waiting client went on after two messages completed")?;
+    ensure!(
+        next.iter().all(|id| !first.contains(id)),
+        "{first:?} then {next:?}"
+    );
+    let grown = resident(server.pid())?.saturating_sub(base);
+    ensure!(
+        grown < 24 * MIB,
+        "the listener grew by {} MiB with a 16 MiB budget after the first two",
+        grown / MIB
+    );
+    // A message larger than the whole budget is refused at once, with the reason.
+    let mut big = check!(UnixStream::connect(&sock));
+    check!(big.write_all(&(20 * MIB as u32).to_be_bytes()));
+    for (handle, _, _) in &clients {
+        let _ = handle.shutdown(std::net::Shutdown::Both);
+    }
+    for (_, go, thread) in clients {
+        drop(go); // a client still waiting for its turn gives up
+        let _ = thread.join();
+    }
+    check!(big.set_read_timeout(Some(STEP)));
+    let mut byte = [0u8; 1];
+    let closed = std::io::Read::read(&mut big, &mut byte);
+    ensure!(
+        matches!(closed, Ok(0)) || closed.is_err(),
+        "the over-budget client was not closed: {closed:?}"
+    );
+    let pid = rustix::process::Pid::from_raw(server.pid() as i32).ok_or("pid 0")?;
+    check!(rustix::process::kill_process(
+        pid,
+        rustix::process::Signal::TERM
+    ));
+    let fin = server.finish(STEP)?;
+    ensure!(
+        fin.stderr.contains("does not fit the memory budget of 16777216 bytes"),
+        "{:?}",
+        fin.stderr
+    );
+    ensure!(fin.code() == Some(1), "{fin:?}");
+    scratch.finish()
+}
