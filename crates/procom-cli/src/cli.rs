@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Walk through the seed's scenarios with real processes; each step prints PASS or FAIL.
+    /// Walk through the classic Linux IPC scenarios with real processes; each step prints PASS or FAIL.
     Tour,
 }
 

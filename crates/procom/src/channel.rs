@@ -166,7 +166,7 @@ struct StreamSender {
 impl Sender {
     /// Opens an existing endpoint for sending, with default [`Options`].
     ///
-    /// For `fifo:` this waits, as the seed describes, until a reader opens the FIFO; set
+    /// For `fifo:` this waits, as a FIFO writer always does, until a reader opens the FIFO; set
     /// [`Options::open_timeout`] to bound the wait. `-` is standard output.
     pub fn connect(endpoint: impl ToEndpoint) -> Result<Sender, Error> {
         Sender::connect_with(endpoint, &Options::default())

@@ -1,7 +1,7 @@
 //! Named pipes (FIFOs): `mkfifo myPipe`, then `echo hello > myPipe` and `cat < myPipe`.
 //!
 //! A FIFO is a pipe with a name in the filesystem, so unrelated processes can use it. As the
-//! seed shows, opening one for writing waits until some process opens it for reading (and the
+//! classic tour of Linux IPC shows, opening one for writing waits until some process opens it for reading (and the
 //! other way round); [`open_write`] keeps that behaviour, while [`try_open_write`] and
 //! [`open_write_timeout`] fail with a clear "no reader" error instead of waiting forever.
 //!

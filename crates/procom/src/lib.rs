@@ -5,7 +5,7 @@
 //!   `mq:`, `msg:`, `shm:`, `unix:`, `unixgram:`, `tcp:`, `udp:` — with blocking, `try_`,
 //!   `_timeout` and `_deadline` forms; [`typed`] for serde types; [`framing`] defines how
 //!   messages travel over byte streams.
-//! - One module per mechanism of the seed: [`pipe`] (anonymous pipes, children wired to them,
+//! - One module per mechanism: [`pipe`] (anonymous pipes, children wired to them,
 //!   pipelines), [`fifo`] (named pipes), [`mq`] and [`msg`] (POSIX and System V message
 //!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
 //!   [`child`] for waiting on a peer process with a deadline.
@@ -17,7 +17,7 @@
 //! let ep = format!("fifo:{}/jobs", dir.display());
 //! let mut rx = procom::Receiver::bind(&ep)?;        // creates the FIFO, removes it on drop
 //! let writer = std::thread::spawn(move || -> Result<(), procom::Error> {
-//!     let mut tx = procom::Sender::connect(&ep)?;   // waits for the reader, as the seed says
+//!     let mut tx = procom::Sender::connect(&ep)?;   // waits for the reader, as a FIFO writer does
 //!     tx.send(b"hello").map_err(|e| e.into_error())
 //! });
 //! assert_eq!(rx.recv()?, b"hello");

@@ -1,6 +1,6 @@
 //! POSIX message queues: a list of messages kept in the kernel, each with a priority.
 //!
-//! As the seed says, a queue holds separate messages (boundaries are kept), each message has a
+//! A queue holds separate messages (boundaries are kept), each message has a
 //! maximum size and the queue a maximum count, a message read is removed, and every send and
 //! receive copies between user and kernel space. The highest priority (0 to
 //! [`PRIORITY_MAX`]) comes out first; equal priorities in the order sent. Limits come from
@@ -21,7 +21,7 @@
 //! **Lifetime.** A queue lives in the kernel until it is removed (or the machine reboots), not
 //! as long as a process. [`Queue::create`] returns the owner, which removes the name when
 //! dropped, as every procom creator does, so a test or a crashed tool does not litter the
-//! kernel by default; call [`Queue::keep`] for the kernel lifetime the seed describes (a
+//! kernel by default; call [`Queue::keep`] for the kernel lifetime of a classic queue (a
 //! process creates and fills a queue, exits, and another reads it later — `procom mq create`
 //! does this). [`Queue::open`] never removes anything, and [`remove`] is always available.
 //!
@@ -506,7 +506,7 @@ impl Queue {
         self.fd.try_clone().ok()
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped (the seed's kernel
+    /// Leaves the queue in the kernel when this handle is dropped (the kernel
     /// lifetime); it stays until [`remove`] or a reboot.
     #[must_use]
     pub fn keep(mut self) -> Queue {

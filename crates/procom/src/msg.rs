@@ -4,7 +4,7 @@
 //! `ftok(path, 'M')` turns into a key ([`procom_sys::msg::FTOK_PROJECT`]; a C program using
 //! the same call finds the same queue). Each message carries a type (1 or more). A receiver
 //! picks with a selector: 0 takes the first message, a positive n the first of type n, a
-//! negative n the first of the lowest type at most |n|. The kernel's limits are the seed's
+//! negative n the first of the lowest type at most |n|. The kernel's limits are the classic
 //! MSGMAX (the largest message, `kernel.msgmax`) and MSGMNB (the bytes a queue holds,
 //! `kernel.msgmnb` for a new queue; see [`MsgQueue::set_max_bytes`]), plus `kernel.msgmni`
 //! queues; a message or a queue over them is an error naming the limit and the sysctl that
@@ -58,9 +58,9 @@ use crate::stream::deadline_after;
 /// The kernel's System V queue limits, read now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest message (`kernel.msgmax`, the seed's MSGMAX).
+    /// Largest message (`kernel.msgmax`, MSGMAX).
     pub msgmax: i64,
-    /// Byte limit of a new queue (`kernel.msgmnb`, the seed's MSGMNB).
+    /// Byte limit of a new queue (`kernel.msgmnb`, MSGMNB).
     pub msgmnb: i64,
     /// Queues allowed system-wide (`kernel.msgmni`).
     pub msgmni: i64,
@@ -403,7 +403,7 @@ impl MsgQueue {
         sys::stat(self.id).map_err(|e| self.error("read its status", e))
     }
 
-    /// Sets the queue's byte limit (the seed's MSGMNB for this queue). Only its owner or
+    /// Sets the queue's byte limit (MSGMNB for this queue). Only its owner or
     /// creator may ([`ErrorKind::PermissionDenied`]); above `kernel.msgmnb` needs
     /// `CAP_SYS_RESOURCE` ([`ErrorKind::LimitReached`] naming the limit).
     #[doc(alias = "msgctl")]
@@ -430,7 +430,7 @@ impl MsgQueue {
         })
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped (the seed's kernel
+    /// Leaves the queue in the kernel when this handle is dropped (the kernel
     /// lifetime); it stays until removed or a reboot.
     #[must_use]
     pub fn keep(mut self) -> MsgQueue {

@@ -1,10 +1,10 @@
-//! Anonymous pipes: the shell's `A | B`, and `pipe()` + `fork()` from the seed.
+//! Anonymous pipes: the shell's `A | B`, and `pipe()` + `fork()`.
 //!
 //! A pipe is a one-way buffer in the kernel with a read end and a write end. It has no name,
 //! so only processes that inherit an end can use it. Every end procom creates is
 //! close-on-exec: a child receives an end only when it is explicitly wired to the child's
 //! standard input or output, so no process keeps a stray end, and the reader sees end-of-file
-//! as soon as the last writer is gone (the seed's "parent closes fd\[0\], child closes
+//! as soon as the last writer is gone (the classic "parent closes fd\[0\], child closes
 //! fd\[1\]").
 //!
 //! A write to a pipe whose reader has gone fails with [`io::ErrorKind::BrokenPipe`]; it never

@@ -1,4 +1,4 @@
-//! Semaphores: an integer changed only by two atomic operations, as the seed describes.
+//! Semaphores: an integer changed only by two atomic operations, P (wait) and V (post).
 //!
 //! - **P** ([`Semaphore::wait`]): subtract 1; if that would go below zero, block until it can.
 //!   Used *before* touching the shared resource.

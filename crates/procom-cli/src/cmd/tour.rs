@@ -1,4 +1,4 @@
-//! `procom tour`: the seed's scenarios, each run with real processes and checked.
+//! `procom tour`: the classic Linux IPC scenarios, each run with real processes and checked.
 //!
 //! Every step explains what it shows in a few lines, runs it, and prints PASS or FAIL; the
 //! exit status is 1 if any step failed. Children are `procom` itself and standard tools.
@@ -35,7 +35,7 @@ pub fn run() -> anyhow::Result<()> {
         .with_context(|| format!("could not create the scratch directory {}", dir.display()))?;
     let ctx = Ctx { exe, dir };
     let steps = steps();
-    super::outln!("procom tour: the seed's IPC scenarios, run with real processes\n")?;
+    super::outln!("procom tour: the classic Linux IPC scenarios, run with real processes\n")?;
     let mut failed = 0;
     for (i, step) in steps.iter().enumerate() {
         super::outln!("[{}/{}] {}", i + 1, steps.len(), step.title)?;
