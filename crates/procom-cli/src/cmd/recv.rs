@@ -36,6 +36,12 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
                 let t = args.timeout.unwrap_or_default();
                 anyhow::bail!("{ep}: no whole message arrived within {t:?} ({received} received)");
             }
+            // A stream that ended inside a line: its last bytes are shown as they came (no
+            // newline is added, so they do not pass for a line), and the run fails.
+            Err(e) if e.fragment().is_some() => {
+                super::write_stdout(&[e.fragment().unwrap_or_default()])?;
+                anyhow::bail!("{e}; its bytes were printed as they came, with no newline")
+            }
             Err(e) => return Err(e.into()),
         };
         super::write_stdout(&[&msg, b"\n"])?;
