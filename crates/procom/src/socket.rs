@@ -12,7 +12,10 @@
 //!   and what came twice ([`Receiver::datagram_stats`], [`DatagramStats`]) rather than
 //!   hiding it. With raw framing datagrams are carried as they are; with lines (the CLI's
 //!   default, for `nc -u` and `socat`) each datagram is one line: a sender ends it with `\n`
-//!   and a receiver drops one final `\n`.
+//!   and a receiver drops one final `\n`. A datagram a receiver cannot deliver (over its size
+//!   limit, or missing procom's header) fails only the receive that met it, and is counted
+//!   ([`DatagramStats::refused`]): anyone can send a receiver a bad datagram, and that must
+//!   not stop it.
 //! - Unix socket files are created 0600 whatever the umask (the socket's own mode is set before
 //!   `bind`). A socket file already at the path is probed with a non-blocking connect: only
 //!   "connection refused" (no server bound to it: one was killed) makes it stale, and it is
@@ -597,6 +600,12 @@ pub struct DatagramStats {
     /// Datagrams whose sequence number had already been delivered (the network duplicated
     /// them, or a sender resent them).
     pub duplicated: u64,
+    /// Datagrams received but not delivered: over the size limit, or (UDP with length
+    /// framing) not carrying procom's header. Each was reported by the receive that met it
+    /// ([`ErrorKind::TooLarge`], [`ErrorKind::Malformed`]), and the receiver went on. Their
+    /// sequence numbers are not read, so a refused procom datagram also leaves a gap that
+    /// counts as lost.
+    pub refused: u64,
 }
 
 /// One sender's sequence numbers as seen so far: the next expected number, and which of the
@@ -868,12 +877,23 @@ impl DgramReceiver {
             };
             match got {
                 Ok((n, _)) if n > limit => {
-                    // Consumed (truncated) by the receive: over the limit, it is reported and
-                    // never returned.
-                    return Err(Error::too_large(
-                        n.saturating_sub(header + newline) as u64,
+                    // Consumed (truncated) by the receive: over the limit, it is reported by
+                    // its real size and never returned.
+                    let beside = if self.sequenced {
+                        format!(" ({limit} bytes with procom's {header}-byte UDP header)")
+                    } else if self.lines {
+                        format!(" ({limit} bytes with a final newline)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(self.refuse(Error::too_large(
+                        n as u64,
                         limit.saturating_sub(header + newline) as u64,
-                    ));
+                    ))
+                    .detail(format!(
+                        "a {n}-byte datagram is over the {}-byte message limit{beside}; it was discarded",
+                        limit.saturating_sub(header + newline)
+                    )));
                 }
                 // `n <= limit < room`: the kept buffer holds it whole.
                 Ok((n, from)) => match kept {
@@ -906,20 +926,26 @@ impl DgramReceiver {
             }
         };
         if !self.sequenced {
+            let n = buf.len();
             if self.lines && buf.last() == Some(&b'\n') {
                 buf.pop();
             }
-            self.stats.received += 1;
             if buf.len() > max {
-                return Err(Error::too_large(buf.len() as u64, max as u64));
+                // A line of `max + 1` bytes without its newline.
+                return Err(self
+                    .refuse(Error::too_large(n as u64, max as u64))
+                    .detail(format!(
+                        "a {n}-byte datagram is over the {max}-byte message limit; it was discarded"
+                    )));
             }
+            self.stats.received += 1;
             return Ok(buf);
         }
         if buf.len() < SEQ_LEN {
-            return Err(Error::new(ErrorKind::Malformed).detail(format!(
-                "a {}-byte datagram is too short for procom's 8-byte sequence header (is the sender using --framed?)",
+            return Err(self.refuse(Error::new(ErrorKind::Malformed).detail(format!(
+                "a {}-byte datagram is too short for procom's 8-byte sequence header (is the sender using --framed?); it was discarded",
                 buf.len()
-            )));
+            ))));
         }
         let seq = u64::from_be_bytes(buf[..SEQ_LEN].try_into().unwrap_or([0; 8]));
         match from {
@@ -940,6 +966,12 @@ impl DgramReceiver {
         }
         buf.drain(..SEQ_LEN);
         Ok(buf)
+    }
+
+    /// Counts a datagram that was received and is not delivered; returns `e` to report it.
+    fn refuse(&mut self, e: Error) -> Error {
+        self.stats.refused = self.stats.refused.saturating_add(1);
+        e
     }
 
     /// Prepares a receive that waits in the kernel until `deadline` (none: for ever), by
@@ -1069,6 +1101,7 @@ mod tests {
             lost,
             reordered,
             duplicated,
+            refused: 0,
         }
     }
 

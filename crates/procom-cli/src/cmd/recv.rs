@@ -11,6 +11,8 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let opts = super::options(&args.stream, false)?;
     interrupt::set_activity(format!("receiving from {ep}"));
     let mut rx = Receiver::connect_with(&ep, &opts)?;
+    let datagrams = matches!(ep, Endpoint::Udp { .. } | Endpoint::UnixGram { .. });
+    let mut refused = 0u64;
     let mut received = 0u64;
     while args.count.is_none_or(|n| received < n) {
         let msg = match args.timeout {
@@ -32,6 +34,23 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
                     anyhow::bail!("{ep}: the sender closed after {received} of {n} messages")
                 }
             },
+            // One bad datagram concerns only itself: the library discarded and counted it.
+            // Any local process can send one, so it is reported (a flood only a few times)
+            // and the receiver goes on.
+            Err(e)
+                if datagrams && matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Malformed) =>
+            {
+                refused += 1;
+                if refused <= REPORTED_REFUSALS {
+                    interrupt::warn(format_args!("{e}"));
+                }
+                if refused == REPORTED_REFUSALS {
+                    interrupt::warn(format_args!(
+                        "{ep}: further datagrams that cannot be delivered are only counted"
+                    ));
+                }
+                continue;
+            }
             Err(e) if e.kind() == ErrorKind::Timeout => {
                 let t = args.timeout.unwrap_or_default();
                 anyhow::bail!("{ep}: no whole message arrived within {t:?} ({received} received)");
@@ -49,3 +68,6 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How many undeliverable datagrams a receiver reports one by one before it only counts them.
+const REPORTED_REFUSALS: u64 = 10;

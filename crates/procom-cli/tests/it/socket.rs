@@ -19,6 +19,7 @@ pub fn trials() -> Vec<Trial> {
         test("cli::socket::across_hosts_in_network_namespaces", across_hosts_in_network_namespaces),
         test("cli::socket::nc_interop", nc_interop),
         test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
+        test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
     ]
 }
 
@@ -390,5 +391,62 @@ fn framed_listener_drops_bad_clients_and_serves_good_ones() -> Outcome {
     for words in ["over the 67108864-byte limit", "the stream ended 2 bytes into a 10-byte message", "sent nothing for"] {
         ensure!(said.iter().any(|l| l.contains(words)), "no line says {words:?}: {said:?}");
     }
+    dir.finish()
+}
+
+/// Waits until the UDP port is taken (the receiver has bound it: datagrams sent before that
+/// are lost).
+fn wait_udp_bound(port: u16) -> Outcome {
+    let deadline = Instant::now() + STEP;
+    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
+        ensure!(Instant::now() < deadline, "nothing bound udp port {port}");
+        std::thread::sleep(Duration::from_millis(5)); // polling for the receiver's socket
+    }
+    Ok(())
+}
+
+/// Waits until the socket file at `path` exists (the receiver has bound it).
+fn wait_path(path: &std::path::Path) -> Outcome {
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        ensure!(Instant::now() < deadline, "nothing bound {}", path.display());
+        std::thread::sleep(Duration::from_millis(5)); // polling for the receiver's socket
+    }
+    Ok(())
+}
+
+/// One bad datagram (no room for procom's UDP header; over --max-size) must not switch a
+/// receiver off: it is reported, skipped and counted, and the next good datagram is printed.
+/// A flood of them is reported a few times, then only counted.
+fn recv_skips_bad_datagrams() -> Outcome {
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    for _ in 0..15 {
+        check!(s.send_to(b"", ("127.0.0.1", port)));
+    }
+    let f = run_with_input(procom(&["send", &ep, "--framed", "good"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["good"], "recv udp: {fin:?}");
+    let reported = fin.stderr.lines().filter(|l| l.contains("a 0-byte datagram")).count();
+    ensure!(reported == 10, "{reported} of 15 bad datagrams reported one by one: {:?}", fin.stderr);
+    ensure!(fin.stderr.lines().any(|l| l.contains("only counted")), "no word on the rest: {:?}", fin.stderr);
+    ensure!(!fin.stderr.contains("panicked"), "{}", fin.stderr);
+
+    let dir = Scratch::new("procom-cli-sock")?;
+    let path = dir.join("g");
+    let ep = format!("unixgram:{}", path.display());
+    let recv = Proc::spawn("recv unixgram", &mut procom(&["recv", &ep, "--max-size", "10", "--count", "1", "--timeout", "20"]))?;
+    wait_path(&path)?;
+    let s = check!(std::os::unix::net::UnixDatagram::unbound());
+    check!(s.send_to(&[b'x'; 50], &path));
+    let f = run_with_input(procom(&["send", &ep, "ok"]), "send unixgram", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["ok"], "recv unixgram: {fin:?}");
+    ensure!(fin.stderr.lines().any(|l| l.starts_with(&format!("procom: {ep}: a 50-byte datagram is over the 10-byte"))), "{:?}", fin.stderr);
     dir.finish()
 }
