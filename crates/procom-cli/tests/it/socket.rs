@@ -20,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
         test("cli::socket::nc_interop", nc_interop),
         test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
         test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
+        test("cli::socket::framed_udp_never_trims_a_datagram", framed_udp_never_trims_a_datagram),
     ]
 }
 
@@ -449,4 +450,46 @@ fn recv_skips_bad_datagrams() -> Outcome {
     ensure!(fin.status.success() && fin.stdout == ["ok"], "recv unixgram: {fin:?}");
     ensure!(fin.stderr.lines().any(|l| l.starts_with(&format!("procom: {ep}: a 50-byte datagram is over the 10-byte"))), "{:?}", fin.stderr);
     dir.finish()
+}
+
+/// procom's UDP header as the README documents it: `ff 50 43 55`, version 1, three zero
+/// bytes, the sequence number (8 bytes, big-endian); then the payload.
+fn procom_udp(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0xff, b'P', b'C', b'U', 1, 0, 0, 0];
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.extend_from_slice(payload);
+    d
+}
+
+/// `recv udp: --framed` never prints a datagram with its first bytes cut off: a plain one and
+/// a 4-byte length-framed one from another program are refused whole, and said to be; what
+/// `send udp: --framed` puts on the wire is exactly procom's documented header and the bytes.
+fn framed_udp_never_trims_a_datagram() -> Outcome {
+    let plain = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    check!(plain.set_read_timeout(Some(STEP)));
+    let to = format!("udp:{}", check!(plain.local_addr()));
+    let f = run_with_input(procom(&["send", &to, "--framed", "hello"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let mut buf = [0u8; 100];
+    let n = check!(plain.recv(&mut buf));
+    ensure!(buf[..n] == procom_udp(0, b"hello")[..], "send --framed put {:02x?} on the wire", &buf[..n]);
+
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "2", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    let mut framed = 5u32.to_be_bytes().to_vec();
+    framed.extend_from_slice(b"hello");
+    check!(s.send_to(b"raw no frame", ("127.0.0.1", port)));
+    check!(s.send_to(&framed, ("127.0.0.1", port)));
+    check!(s.send_to(&procom_udp(0, b"crafted"), ("127.0.0.1", port)));
+    let f = run_with_input(procom(&["send", &ep, "--framed", "from procom"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["crafted", "from procom"], "recv udp --framed: {fin:?}");
+    let refusals: Vec<&str> = fin.stderr.lines().filter(|l| l.contains("does not carry procom's 16-byte UDP header")).collect();
+    ensure!(refusals.len() == 2 && refusals.iter().all(|l| l.contains("without --framed")), "{:?}", fin.stderr);
+    ensure!(refusals[0].contains("a 12-byte datagram") && refusals[1].contains("a 9-byte datagram"), "{refusals:?}");
+    Ok(())
 }
