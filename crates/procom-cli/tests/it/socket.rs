@@ -21,6 +21,7 @@ pub fn trials() -> Vec<Trial> {
         test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
         test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
         test("cli::socket::framed_udp_never_trims_a_datagram", framed_udp_never_trims_a_datagram),
+        test("cli::socket::recv_reports_datagram_loss", recv_reports_datagram_loss),
     ]
 }
 
@@ -435,6 +436,7 @@ fn recv_skips_bad_datagrams() -> Outcome {
     let reported = fin.stderr.lines().filter(|l| l.contains("a 0-byte datagram")).count();
     ensure!(reported == 10, "{reported} of 15 bad datagrams reported one by one: {:?}", fin.stderr);
     ensure!(fin.stderr.lines().any(|l| l.contains("only counted")), "no word on the rest: {:?}", fin.stderr);
+    ensure!(fin.stderr.lines().last().is_some_and(|l| l.contains("datagrams: 1 delivered, 0 lost") && l.contains("15 refused")), "the summary: {:?}", fin.stderr);
     ensure!(!fin.stderr.contains("panicked"), "{}", fin.stderr);
 
     let dir = Scratch::new("procom-cli-sock")?;
@@ -449,6 +451,16 @@ fn recv_skips_bad_datagrams() -> Outcome {
     let fin = recv.finish(STEP)?;
     ensure!(fin.status.success() && fin.stdout == ["ok"], "recv unixgram: {fin:?}");
     ensure!(fin.stderr.lines().any(|l| l.starts_with(&format!("procom: {ep}: a 50-byte datagram is over the 10-byte"))), "{:?}", fin.stderr);
+    ensure!(fin.stderr.lines().any(|l| l.contains("datagrams: 1 delivered, 1 refused")), "the summary: {:?}", fin.stderr);
+    // A run that ends in an error gives the summary too, before the error.
+    let recv = Proc::spawn("recv unixgram", &mut procom(&["recv", &ep, "--max-size", "10", "--timeout", "0.5"]))?;
+    wait_path(&path)?;
+    check!(s.send_to(&[b'x'; 11], &path));
+    let fin = recv.finish(STEP)?;
+    let lines: Vec<&str> = fin.stderr.lines().collect();
+    ensure!(fin.code() == Some(1) && lines.len() == 3, "{fin:?}");
+    ensure!(lines[0].contains("an 11-byte datagram") || lines[0].contains("a 11-byte datagram"), "{lines:?}");
+    ensure!(lines[1].contains("datagrams: 0 delivered, 1 refused") && lines[2].contains("no whole message arrived"), "{lines:?}");
     dir.finish()
 }
 
@@ -491,5 +503,56 @@ fn framed_udp_never_trims_a_datagram() -> Outcome {
     let refusals: Vec<&str> = fin.stderr.lines().filter(|l| l.contains("does not carry procom's 16-byte UDP header")).collect();
     ensure!(refusals.len() == 2 && refusals.iter().all(|l| l.contains("without --framed")), "{:?}", fin.stderr);
     ensure!(refusals[0].contains("a 12-byte datagram") && refusals[1].contains("a 9-byte datagram"), "{refusals:?}");
+    Ok(())
+}
+
+/// `recv udp: --framed` says on stderr what it counted when it ends: datagrams a sender
+/// numbered and that never came, came twice, or could not be delivered. A normal end keeps
+/// status 0 (what was printed is what arrived), a SIGTERM'd receiver reports too, and a run
+/// with nothing to report says nothing.
+fn recv_reports_datagram_loss() -> Outcome {
+    // Nothing lost: nothing said.
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let f = run_with_input(procom(&["send", &ep, "--framed", "clean"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["clean"] && fin.stderr.is_empty(), "a clean run: {fin:?}");
+
+    // A sender that skips numbers 1-4 and 6-8, sends 9 twice, and one foreign datagram.
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "4", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    for (seq, m) in [(0, "zero"), (5, "five"), (9, "nine"), (9, "nine again")] {
+        check!(s.send_to(&procom_udp(seq, m.as_bytes()), ("127.0.0.1", port)));
+    }
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["zero", "five", "nine", "nine again"], "recv: {fin:?}");
+    let summary: Vec<&str> = fin.stderr.lines().filter(|l| l.contains(" lost")).collect();
+    ensure!(summary.len() == 1, "no one-line summary: {:?}", fin.stderr);
+    for words in [&format!("procom: {ep}: datagrams: 4 delivered"), "7 lost", "0 reordered", "1 duplicated", "0 refused"] {
+        ensure!(summary[0].contains(words), "the summary lacks {words:?}: {:?}", summary[0]);
+    }
+
+    // Ended by SIGTERM: the interrupt line, then the summary (here with a refused datagram).
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let mut recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed"]))?;
+    wait_udp_bound(port)?;
+    check!(s.send_to(&procom_udp(0, b"a"), ("127.0.0.1", port)));
+    check!(s.send_to(b"foreign", ("127.0.0.1", port)));
+    check!(s.send_to(&procom_udp(2, b"c"), ("127.0.0.1", port)));
+    ensure!(recv.line(STEP)? == "a" && recv.line(STEP)? == "c", "the receiver printed something else");
+    let pid = rustix::process::Pid::from_raw(recv.pid() as i32).ok_or("pid")?;
+    check!(rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "exit {}", fin.status);
+    ensure!(fin.stderr.lines().any(|l| l.starts_with("procom: interrupted by SIGTERM")), "{:?}", fin.stderr);
+    let summary: Vec<&str> = fin.stderr.lines().filter(|l| l.contains(" lost")).collect();
+    ensure!(summary.len() == 1 && summary[0].contains("datagrams: 2 delivered, 1 lost") && summary[0].contains("1 refused"), "after SIGTERM: {:?}", fin.stderr);
     Ok(())
 }
