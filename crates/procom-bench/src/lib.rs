@@ -103,7 +103,7 @@ impl Mechanism {
     pub fn supports(self, size: usize) -> Result<(), &'static str> {
         match self {
             Mechanism::Udp if size > 4096 => {
-                Err("over one UDP datagram (65,507 bytes, less procom's sequence number)")
+                Err("over one UDP datagram (65,507 bytes, less procom's 16-byte header)")
             }
             Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
             Mechanism::Mq if size as i64 > procom::mq::limits().msgsize_max => {

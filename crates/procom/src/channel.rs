@@ -761,6 +761,11 @@ impl Receiver {
     }
 
     /// Receives a message, waiting as long as it takes.
+    ///
+    /// On `udp:` and `unixgram:` endpoints, [`ErrorKind::TooLarge`] and
+    /// [`ErrorKind::Malformed`] concern one datagram, which is discarded and counted
+    /// ([`DatagramStats::refused`]): the receiver stays usable, and the next receive gets the
+    /// next datagram. (On byte streams those errors end the stream: its framing is lost.)
     pub fn recv(&mut self) -> Result<Vec<u8>, Error> {
         self.recv_inner(None, false)
     }

@@ -79,8 +79,9 @@ pub struct Error {
     kind: ErrorKind,
     object: Option<String>,
     detail: Option<String>,
-    size: Option<u64>,
-    limit: Option<u64>,
+    /// For `TooLarge`: the message's size and the limit it exceeded.
+    too_large: Option<(u64, u64)>,
+    fragment: Option<Box<[u8]>>,
     source: Option<io::Error>,
 }
 
@@ -91,8 +92,8 @@ impl Error {
             kind,
             object: None,
             detail: None,
-            size: None,
-            limit: None,
+            too_large: None,
+            fragment: None,
             source: None,
         }
     }
@@ -102,8 +103,7 @@ impl Error {
         let mut e = Error::new(ErrorKind::TooLarge).detail(format!(
             "a {size}-byte message is over the {limit}-byte limit"
         ));
-        e.size = Some(size);
-        e.limit = Some(limit);
+        e.too_large = Some((size, limit));
         e
     }
 
@@ -150,12 +150,27 @@ impl Error {
 
     /// For [`ErrorKind::TooLarge`]: the limit that was exceeded, in bytes.
     pub fn limit(&self) -> Option<u64> {
-        self.limit
+        self.too_large.map(|(_, limit)| limit)
     }
 
     /// For [`ErrorKind::TooLarge`]: the size of the message that was refused, in bytes.
     pub fn size(&self) -> Option<u64> {
-        self.size
+        self.too_large.map(|(size, _)| size)
+    }
+
+    /// For a byte stream read as lines ([`Framing::Lines`](crate::Framing::Lines)) that ended
+    /// inside a line ([`ErrorKind::Malformed`]): the bytes after the last newline. They are
+    /// not a whole message (the writer may have been cut off); here for a caller that wants
+    /// to show or keep them anyway.
+    pub fn fragment(&self) -> Option<&[u8]> {
+        self.fragment.as_deref()
+    }
+
+    /// Attaches the bytes of an unfinished line (see [`Error::fragment`]).
+    #[must_use]
+    pub(crate) fn with_fragment(mut self, bytes: &[u8]) -> Error {
+        self.fragment = Some(bytes.into());
+        self
     }
 
     /// The operating-system error behind this one, if any.

@@ -14,8 +14,10 @@
 //!   `u32::MAX` bytes cannot be framed at all. In Python, a frame is
 //!   `struct.pack(">I", len(m)) + m`.
 //! - [`Framing::Lines`] (the CLI's default, for `cat`, `echo` and friends): every message is
-//!   followed by `\n`; a message may not contain `\n`. A final line without `\n` is delivered
-//!   when the stream ends. A line longer than the maximum is `TooLarge`.
+//!   followed by `\n`; a message may not contain `\n`. A stream that ends after bytes with no
+//!   `\n` ended inside a line (its writer may have been cut off): that is
+//!   [`ErrorKind::Malformed`], never a message, and the error hands the bytes back
+//!   ([`Error::fragment`]). A line longer than the maximum is `TooLarge`.
 //! - [`Framing::Raw`]: no boundaries at all; a receive returns whatever bytes are available.
 //!
 //! Writes of a whole frame go out in one `writev`-style call, so on a pipe or FIFO a frame of
@@ -37,7 +39,10 @@ pub enum Framing {
     /// A 4-byte big-endian length, then the payload.
     #[default]
     Length,
-    /// Each message followed by a newline.
+    /// Each message followed by a newline. A stream that ends inside a line (bytes after the
+    /// last newline: a writer cut off, or `printf abc` without one) yields no message for
+    /// them: the receive fails with [`ErrorKind::Malformed`], and [`Error::fragment`] hands
+    /// the bytes back.
     Lines,
     /// No boundaries.
     Raw,
@@ -123,7 +128,13 @@ pub fn at_end_of_stream(
 ) -> Result<Option<(usize, usize)>, Error> {
     match framing {
         _ if leftover.is_empty() => Ok(None),
-        Framing::Lines | Framing::Raw => Ok(Some((0, leftover.len()))),
+        Framing::Raw => Ok(Some((0, leftover.len()))),
+        Framing::Lines => Err(Error::new(ErrorKind::Malformed)
+            .detail(format!(
+                "the stream ended inside a line, {} bytes after the last newline (the writer may have been cut off); the partial line is not a message",
+                leftover.len()
+            ))
+            .with_fragment(leftover)),
         Framing::Length => {
             let what = match decode(leftover, framing, usize::MAX) {
                 Ok(Frame::Incomplete {
@@ -315,8 +326,17 @@ mod tests {
             ErrorKind::Malformed
         );
         assert_eq!(at_end_of_stream(b"", Framing::Length).unwrap(), None);
+        // A line the stream ended inside is not a message either; its bytes come back.
+        let e = at_end_of_stream(b"tail", Framing::Lines).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Malformed);
+        assert_eq!(e.fragment(), Some(&b"tail"[..]));
+        assert!(
+            e.to_string().contains("4 bytes after the last newline"),
+            "{e}"
+        );
+        assert_eq!(at_end_of_stream(b"", Framing::Lines).unwrap(), None);
         assert_eq!(
-            at_end_of_stream(b"tail", Framing::Lines).unwrap(),
+            at_end_of_stream(b"tail", Framing::Raw).unwrap(),
             Some((0, 4))
         );
     }

@@ -7,12 +7,19 @@
 //!   raw bytes for `nc`/`socat`).
 //! - Datagram sockets (`udp:HOST:PORT`, `unixgram:PATH`): one datagram is one message, through
 //!   the ordinary [`Sender::connect`] / [`Receiver::bind`]. UDP may lose and reorder: with
-//!   length framing (the library's default) every datagram starts with an 8-byte big-endian
-//!   sequence number, and the receiver counts, per sender, what it never saw, what came late
-//!   and what came twice ([`Receiver::datagram_stats`], [`DatagramStats`]) rather than
-//!   hiding it. With raw framing datagrams are carried as they are; with lines (the CLI's
+//!   length framing (the library's default) every datagram starts with procom's 16-byte
+//!   header ([`UDP_HEADER_LEN`]: the magic `ff 50 43 55`, version 1, three zero bytes, an
+//!   8-byte big-endian sequence number), and the receiver counts, per sender, what it never
+//!   saw, what came late and what came twice ([`Receiver::datagram_stats`],
+//!   [`DatagramStats`]) rather than hiding it. A datagram without that header is refused
+//!   whole (`Malformed`), never delivered with its first bytes cut off. A Unix datagram
+//!   carries the message alone under length framing (nothing is added: the kernel keeps it
+//!   whole and in order). With raw framing datagrams are carried as they are; with lines (the CLI's
 //!   default, for `nc -u` and `socat`) each datagram is one line: a sender ends it with `\n`
-//!   and a receiver drops one final `\n`.
+//!   and a receiver drops one final `\n`. A datagram a receiver cannot deliver (over its size
+//!   limit, or missing procom's header) fails only the receive that met it, and is counted
+//!   ([`DatagramStats::refused`]): anyone can send a receiver a bad datagram, and that must
+//!   not stop it.
 //! - Unix socket files are created 0600 whatever the umask (the socket's own mode is set before
 //!   `bind`). A socket file already at the path is probed with a non-blocking connect: only
 //!   "connection refused" (no server bound to it: one was killed) makes it stale, and it is
@@ -582,8 +589,55 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
 // ---------------------------------------------------------------------------------------------
 // Datagrams
 
-/// Bytes of the UDP sequence header (length framing only).
-pub const SEQ_LEN: usize = 8;
+/// The first bytes of procom's UDP header: `ff 50 43 55` (`\xffPCU`; no text starts with
+/// `ff`, and no length prefix a datagram could carry does).
+pub const UDP_MAGIC: [u8; 4] = [0xff, b'P', b'C', b'U'];
+/// The header version this library writes and reads.
+pub const UDP_VERSION: u8 = 1;
+/// Bytes of procom's UDP header (length framing only), before the payload: [`UDP_MAGIC`],
+/// [`UDP_VERSION`], three zero bytes (reserved), then the sender's sequence number (8 bytes,
+/// big-endian, from 0). In Python: `b"\xffPCU\x01\0\0\0" + struct.pack(">Q", seq) + payload`.
+pub const UDP_HEADER_LEN: usize = 16;
+
+/// procom's UDP header for datagram number `seq`.
+fn udp_header(seq: u64) -> [u8; UDP_HEADER_LEN] {
+    let mut h = [0u8; UDP_HEADER_LEN];
+    h[..4].copy_from_slice(&UDP_MAGIC);
+    h[4] = UDP_VERSION;
+    h[8..].copy_from_slice(&seq.to_be_bytes());
+    h
+}
+
+/// The sequence number in a datagram that starts with procom's UDP header; anything else is
+/// `Malformed` (and is never delivered, whole or in part). Pure, for tests and fuzzing.
+fn parse_udp_header(datagram: &[u8]) -> Result<u64, Error> {
+    let refused = |why: String| {
+        Error::new(ErrorKind::Malformed).detail(format!(
+            "a {}-byte datagram {why}, so it was discarded; plain datagrams are received with raw or lines framing (procom recv without --framed)",
+            datagram.len()
+        ))
+    };
+    let Some(header) = datagram.first_chunk::<UDP_HEADER_LEN>() else {
+        return Err(refused(format!(
+            "does not carry procom's {UDP_HEADER_LEN}-byte UDP header (it is shorter than that)"
+        )));
+    };
+    if header[..4] != UDP_MAGIC {
+        return Err(refused(format!(
+            "does not carry procom's {UDP_HEADER_LEN}-byte UDP header (it starts {:02x?}, not {UDP_MAGIC:02x?})",
+            &header[..4]
+        )));
+    }
+    if header[4..8] != [UDP_VERSION, 0, 0, 0] {
+        return Err(refused(format!(
+            "carries procom's magic but not procom's {UDP_HEADER_LEN}-byte UDP header version {UDP_VERSION} (its version and reserved bytes are {:02x?})",
+            &header[4..8]
+        )));
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&header[8..]);
+    Ok(u64::from_be_bytes(seq))
+}
 
 /// What a datagram receiver has seen of its senders' sequence numbers (UDP with length
 /// framing; otherwise only `received` counts).
@@ -606,6 +660,12 @@ pub struct DatagramStats {
     /// Datagrams whose sequence number had already been delivered (the network duplicated
     /// them, or a sender resent them).
     pub duplicated: u64,
+    /// Datagrams received but not delivered: over the size limit, or (UDP with length
+    /// framing) not carrying procom's header. Each was reported by the receive that met it
+    /// ([`ErrorKind::TooLarge`], [`ErrorKind::Malformed`]), and the receiver went on. Their
+    /// sequence numbers are not read, so a refused procom datagram also leaves a gap that
+    /// counts as lost.
+    pub refused: u64,
 }
 
 /// One sender's sequence numbers as seen so far: the next expected number, and which of the
@@ -764,7 +824,7 @@ impl DgramSender {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<(), Error> {
-        let header = self.seq.map(u64::to_be_bytes);
+        let header = self.seq.map(udp_header);
         let mut parts: Vec<&[u8]> = match &header {
             Some(h) => vec![h, msg],
             None => vec![msg],
@@ -784,7 +844,7 @@ impl DgramSender {
             ) {
                 Ok(_) => {
                     if let Some(s) = &mut self.seq {
-                        *s += 1;
+                        *s = s.wrapping_add(1);
                     }
                     return Ok(());
                 }
@@ -802,8 +862,13 @@ impl DgramSender {
                     }
                 }
                 Err(rustix::io::Errno::MSGSIZE) => {
-                    return Err(Error::too_large(msg.len() as u64, 65507).detail(format!(
-                        "a {}-byte message does not fit in one datagram (UDP carries at most 65,507 bytes; a Unix datagram at most the socket buffer)",
+                    let header = if self.seq.is_some() {
+                        UDP_HEADER_LEN
+                    } else {
+                        0
+                    };
+                    return Err(Error::too_large(msg.len() as u64, (65507 - header) as u64).detail(format!(
+                        "a {}-byte message does not fit in one datagram (UDP carries at most 65,507 bytes, procom's {UDP_HEADER_LEN}-byte header included under length framing; a Unix datagram at most the socket buffer)",
                         msg.len()
                     )));
                 }
@@ -833,7 +898,7 @@ impl DgramReceiver {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<Vec<u8>, Error> {
-        let header = if self.sequenced { SEQ_LEN } else { 0 };
+        let header = if self.sequenced { UDP_HEADER_LEN } else { 0 };
         let newline = usize::from(self.lines);
         let limit = max.saturating_add(header).saturating_add(newline);
         // Every datagram that can reach a UDP socket fits in one kept buffer, and so does any
@@ -877,12 +942,23 @@ impl DgramReceiver {
             };
             match got {
                 Ok((n, _)) if n > limit => {
-                    // Consumed (truncated) by the receive: over the limit, it is reported and
-                    // never returned.
-                    return Err(Error::too_large(
-                        n.saturating_sub(header + newline) as u64,
+                    // Consumed (truncated) by the receive: over the limit, it is reported by
+                    // its real size and never returned.
+                    let beside = if self.sequenced {
+                        format!(" ({limit} bytes with procom's {header}-byte UDP header)")
+                    } else if self.lines {
+                        format!(" ({limit} bytes with a final newline)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(self.refuse(Error::too_large(
+                        n as u64,
                         limit.saturating_sub(header + newline) as u64,
-                    ));
+                    ))
+                    .detail(format!(
+                        "a {n}-byte datagram is over the {}-byte message limit{beside}; it was discarded",
+                        limit.saturating_sub(header + newline)
+                    )));
                 }
                 // `n <= limit < room`: the kept buffer holds it whole.
                 Ok((n, from)) => match kept {
@@ -915,22 +991,25 @@ impl DgramReceiver {
             }
         };
         if !self.sequenced {
+            let n = buf.len();
             if self.lines && buf.last() == Some(&b'\n') {
                 buf.pop();
             }
-            self.stats.received += 1;
             if buf.len() > max {
-                return Err(Error::too_large(buf.len() as u64, max as u64));
+                // A line of `max + 1` bytes without its newline.
+                return Err(self
+                    .refuse(Error::too_large(n as u64, max as u64))
+                    .detail(format!(
+                        "a {n}-byte datagram is over the {max}-byte message limit; it was discarded"
+                    )));
             }
+            self.stats.received += 1;
             return Ok(buf);
         }
-        if buf.len() < SEQ_LEN {
-            return Err(Error::new(ErrorKind::Malformed).detail(format!(
-                "a {}-byte datagram is too short for procom's 8-byte sequence header (is the sender using --framed?)",
-                buf.len()
-            )));
-        }
-        let seq = u64::from_be_bytes(buf[..SEQ_LEN].try_into().unwrap_or([0; 8]));
+        let seq = match parse_udp_header(&buf) {
+            Ok(seq) => seq,
+            Err(e) => return Err(self.refuse(e)),
+        };
         match from {
             Some(from) => {
                 let mut window = self.senders.get(&from).copied();
@@ -947,8 +1026,14 @@ impl DgramReceiver {
             }
             None => self.stats.count(&mut None, seq),
         }
-        buf.drain(..SEQ_LEN);
+        buf.drain(..UDP_HEADER_LEN);
         Ok(buf)
+    }
+
+    /// Counts a datagram that was received and is not delivered; returns `e` to report it.
+    fn refuse(&mut self, e: Error) -> Error {
+        self.stats.refused = self.stats.refused.saturating_add(1);
+        e
     }
 
     /// Prepares a receive that waits in the kernel until `deadline` (none: for ever), by
@@ -1083,6 +1168,7 @@ mod tests {
             lost,
             reordered,
             duplicated,
+            refused: 0,
         }
     }
 
@@ -1098,6 +1184,41 @@ mod tests {
         assert_eq!(counted(&[0, 2, 1, 1]), stats(4, 0, 1, 1));
         // Older than the 64-number window: late, and no longer checked for duplicates.
         assert_eq!(counted(&[0, 100, 1]), stats(3, 98, 1, 0));
+    }
+
+    #[test]
+    fn udp_header_round_trips_and_nothing_else_passes_for_it() {
+        for seq in [0, 1, 0x0102_0304_0506_0708, u64::MAX] {
+            let mut d = udp_header(seq).to_vec();
+            assert_eq!(parse_udp_header(&d).unwrap(), seq);
+            d.extend_from_slice(b"payload");
+            assert_eq!(parse_udp_header(&d).unwrap(), seq);
+        }
+        let mut framed = 5u32.to_be_bytes().to_vec();
+        framed.extend_from_slice(b"hello");
+        let long = [b'x'; 65_535];
+        let mut version = udp_header(0);
+        version[4] = 2;
+        let mut reserved = udp_header(0);
+        reserved[6] = 0x80;
+        for bad in [
+            &b""[..],
+            b"raw no frame",
+            &framed,
+            &long,
+            &udp_header(7)[..UDP_HEADER_LEN - 1],
+            &version,
+            &reserved,
+        ] {
+            let e = parse_udp_header(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Malformed);
+            assert!(
+                e.to_string()
+                    .contains(&format!("a {}-byte datagram", bad.len())),
+                "{e}"
+            );
+            assert!(e.to_string().contains("without --framed"), "{e}");
+        }
     }
 
     #[test]

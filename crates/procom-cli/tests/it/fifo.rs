@@ -52,6 +52,10 @@ pub fn trials() -> Vec<Trial> {
             send_to_a_closed_stdout_is_an_error,
         ),
         test("cli::recv_from_stdin", recv_from_stdin),
+        test(
+            "cli::fifo::a_line_cut_off_by_the_end_is_shown_and_reported",
+            a_line_cut_off_by_the_end_is_shown_and_reported,
+        ),
         test("cli::tour_passes", tour_passes),
     ]
 }
@@ -493,15 +497,63 @@ fn recv_from_stdin() -> Outcome {
     cmd.stdin(Stdio::piped());
     let mut p = Proc::spawn("procom recv -", &mut cmd)?;
     let mut stdin = p.child().stdin.take().ok_or("stdin")?;
-    check!(stdin.write_all(b"first\nsecond\nno newline"));
+    check!(stdin.write_all(b"first\nsecond\n"));
     drop(stdin);
     let fin = p.success(STEP)?;
     ensure!(
-        fin.stdout == ["first", "second", "no newline"],
+        fin.stdout == ["first", "second"],
         "printed {:?}",
         fin.stdout
     );
-    Ok(())
+    // Input that ends inside a line: shown, but not as a whole line, and reported.
+    let mut cmd = procom(&["recv", "-"]);
+    cmd.stdin(Stdio::piped());
+    let mut p = Proc::spawn("procom recv -", &mut cmd)?;
+    let mut stdin = p.child().stdin.take().ok_or("stdin")?;
+    check!(stdin.write_all(b"first\nno newline"));
+    drop(stdin);
+    let fin = p.finish(STEP)?;
+    ensure!(
+        fin.stdout == ["first", "no newline"],
+        "printed {:?}",
+        fin.stdout
+    );
+    one_sentence(
+        &fin,
+        1,
+        "-",
+        "the stream ended inside a line, 10 bytes after the last newline",
+    )
+}
+
+/// A writer that ends inside a line (here `procom send` copying "whole\npart" and exiting):
+/// recv prints the fragment as it came (no newline is added, so it does not pass for a line),
+/// says on stderr that the stream ended inside a line, and exits 1.
+fn a_line_cut_off_by_the_end_is_shown_and_reported() -> Outcome {
+    let dir = Scratch::new("procom-cli")?;
+    let (path, ep) = make_fifo(&dir, "cut")?;
+    let out = dir.join("out");
+    let mut cmd = procom(&["recv", &ep]);
+    cmd.stdout(check!(std::fs::File::create(&out)));
+    let recv = Proc::spawn_keep_stdout("procom recv", &mut cmd)?;
+    drop(cmd);
+    feed(procom(&["send", &ep, "-"]), b"whole\npart")?.success(STEP)?;
+    let fin = recv.finish(STEP)?;
+    one_sentence(
+        &fin,
+        1,
+        &ep,
+        "the stream ended inside a line, 4 bytes after the last newline (the writer may have been cut off)",
+    )?;
+    let printed = check!(std::fs::read(&out));
+    ensure!(
+        printed == b"whole\npart",
+        "printed {:?}",
+        String::from_utf8_lossy(&printed)
+    );
+    check!(std::fs::remove_file(&out));
+    check!(std::fs::remove_file(&path));
+    dir.finish()
 }
 
 fn tour_passes() -> Outcome {

@@ -19,6 +19,9 @@ pub fn trials() -> Vec<Trial> {
         test("cli::socket::across_hosts_in_network_namespaces", across_hosts_in_network_namespaces),
         test("cli::socket::nc_interop", nc_interop),
         test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
+        test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
+        test("cli::socket::framed_udp_never_trims_a_datagram", framed_udp_never_trims_a_datagram),
+        test("cli::socket::recv_reports_datagram_loss", recv_reports_datagram_loss),
     ]
 }
 
@@ -391,4 +394,165 @@ fn framed_listener_drops_bad_clients_and_serves_good_ones() -> Outcome {
         ensure!(said.iter().any(|l| l.contains(words)), "no line says {words:?}: {said:?}");
     }
     dir.finish()
+}
+
+/// Waits until the UDP port is taken (the receiver has bound it: datagrams sent before that
+/// are lost).
+fn wait_udp_bound(port: u16) -> Outcome {
+    let deadline = Instant::now() + STEP;
+    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
+        ensure!(Instant::now() < deadline, "nothing bound udp port {port}");
+        std::thread::sleep(Duration::from_millis(5)); // polling for the receiver's socket
+    }
+    Ok(())
+}
+
+/// Waits until the socket file at `path` exists (the receiver has bound it).
+fn wait_path(path: &std::path::Path) -> Outcome {
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        ensure!(Instant::now() < deadline, "nothing bound {}", path.display());
+        std::thread::sleep(Duration::from_millis(5)); // polling for the receiver's socket
+    }
+    Ok(())
+}
+
+/// One bad datagram (no room for procom's UDP header; over --max-size) must not switch a
+/// receiver off: it is reported, skipped and counted, and the next good datagram is printed.
+/// A flood of them is reported a few times, then only counted.
+fn recv_skips_bad_datagrams() -> Outcome {
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    for _ in 0..15 {
+        check!(s.send_to(b"", ("127.0.0.1", port)));
+    }
+    let f = run_with_input(procom(&["send", &ep, "--framed", "good"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["good"], "recv udp: {fin:?}");
+    let reported = fin.stderr.lines().filter(|l| l.contains("a 0-byte datagram")).count();
+    ensure!(reported == 10, "{reported} of 15 bad datagrams reported one by one: {:?}", fin.stderr);
+    ensure!(fin.stderr.lines().any(|l| l.contains("only counted")), "no word on the rest: {:?}", fin.stderr);
+    ensure!(fin.stderr.lines().last().is_some_and(|l| l.contains("datagrams: 1 delivered, 0 lost") && l.contains("15 refused")), "the summary: {:?}", fin.stderr);
+    ensure!(!fin.stderr.contains("panicked"), "{}", fin.stderr);
+
+    let dir = Scratch::new("procom-cli-sock")?;
+    let path = dir.join("g");
+    let ep = format!("unixgram:{}", path.display());
+    let recv = Proc::spawn("recv unixgram", &mut procom(&["recv", &ep, "--max-size", "10", "--count", "1", "--timeout", "20"]))?;
+    wait_path(&path)?;
+    let s = check!(std::os::unix::net::UnixDatagram::unbound());
+    check!(s.send_to(&[b'x'; 50], &path));
+    let f = run_with_input(procom(&["send", &ep, "ok"]), "send unixgram", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["ok"], "recv unixgram: {fin:?}");
+    ensure!(fin.stderr.lines().any(|l| l.starts_with(&format!("procom: {ep}: a 50-byte datagram is over the 10-byte"))), "{:?}", fin.stderr);
+    ensure!(fin.stderr.lines().any(|l| l.contains("datagrams: 1 delivered, 1 refused")), "the summary: {:?}", fin.stderr);
+    // A run that ends in an error gives the summary too, before the error.
+    let recv = Proc::spawn("recv unixgram", &mut procom(&["recv", &ep, "--max-size", "10", "--timeout", "0.5"]))?;
+    wait_path(&path)?;
+    check!(s.send_to(&[b'x'; 11], &path));
+    let fin = recv.finish(STEP)?;
+    let lines: Vec<&str> = fin.stderr.lines().collect();
+    ensure!(fin.code() == Some(1) && lines.len() == 3, "{fin:?}");
+    ensure!(lines[0].contains("an 11-byte datagram") || lines[0].contains("a 11-byte datagram"), "{lines:?}");
+    ensure!(lines[1].contains("datagrams: 0 delivered, 1 refused") && lines[2].contains("no whole message arrived"), "{lines:?}");
+    dir.finish()
+}
+
+/// procom's UDP header as the README documents it: `ff 50 43 55`, version 1, three zero
+/// bytes, the sequence number (8 bytes, big-endian); then the payload.
+fn procom_udp(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0xff, b'P', b'C', b'U', 1, 0, 0, 0];
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.extend_from_slice(payload);
+    d
+}
+
+/// `recv udp: --framed` never prints a datagram with its first bytes cut off: a plain one and
+/// a 4-byte length-framed one from another program are refused whole, and said to be; what
+/// `send udp: --framed` puts on the wire is exactly procom's documented header and the bytes.
+fn framed_udp_never_trims_a_datagram() -> Outcome {
+    let plain = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    check!(plain.set_read_timeout(Some(STEP)));
+    let to = format!("udp:{}", check!(plain.local_addr()));
+    let f = run_with_input(procom(&["send", &to, "--framed", "hello"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let mut buf = [0u8; 100];
+    let n = check!(plain.recv(&mut buf));
+    ensure!(buf[..n] == procom_udp(0, b"hello")[..], "send --framed put {:02x?} on the wire", &buf[..n]);
+
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "2", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    let mut framed = 5u32.to_be_bytes().to_vec();
+    framed.extend_from_slice(b"hello");
+    check!(s.send_to(b"raw no frame", ("127.0.0.1", port)));
+    check!(s.send_to(&framed, ("127.0.0.1", port)));
+    check!(s.send_to(&procom_udp(0, b"crafted"), ("127.0.0.1", port)));
+    let f = run_with_input(procom(&["send", &ep, "--framed", "from procom"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["crafted", "from procom"], "recv udp --framed: {fin:?}");
+    let refusals: Vec<&str> = fin.stderr.lines().filter(|l| l.contains("does not carry procom's 16-byte UDP header")).collect();
+    ensure!(refusals.len() == 2 && refusals.iter().all(|l| l.contains("without --framed")), "{:?}", fin.stderr);
+    ensure!(refusals[0].contains("a 12-byte datagram") && refusals[1].contains("a 9-byte datagram"), "{refusals:?}");
+    Ok(())
+}
+
+/// `recv udp: --framed` says on stderr what it counted when it ends: datagrams a sender
+/// numbered and that never came, came twice, or could not be delivered. A normal end keeps
+/// status 0 (what was printed is what arrived), a SIGTERM'd receiver reports too, and a run
+/// with nothing to report says nothing.
+fn recv_reports_datagram_loss() -> Outcome {
+    // Nothing lost: nothing said.
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let f = run_with_input(procom(&["send", &ep, "--framed", "clean"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr);
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["clean"] && fin.stderr.is_empty(), "a clean run: {fin:?}");
+
+    // A sender that skips numbers 1-4 and 6-8, sends 9 twice, and one foreign datagram.
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "4", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    for (seq, m) in [(0, "zero"), (5, "five"), (9, "nine"), (9, "nine again")] {
+        check!(s.send_to(&procom_udp(seq, m.as_bytes()), ("127.0.0.1", port)));
+    }
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.status.success() && fin.stdout == ["zero", "five", "nine", "nine again"], "recv: {fin:?}");
+    let summary: Vec<&str> = fin.stderr.lines().filter(|l| l.contains(" lost")).collect();
+    ensure!(summary.len() == 1, "no one-line summary: {:?}", fin.stderr);
+    for words in [&format!("procom: {ep}: datagrams: 4 delivered"), "7 lost", "0 reordered", "1 duplicated", "0 refused"] {
+        ensure!(summary[0].contains(words), "the summary lacks {words:?}: {:?}", summary[0]);
+    }
+
+    // Ended by SIGTERM: the interrupt line, then the summary (here with a refused datagram).
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let mut recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed"]))?;
+    wait_udp_bound(port)?;
+    check!(s.send_to(&procom_udp(0, b"a"), ("127.0.0.1", port)));
+    check!(s.send_to(b"foreign", ("127.0.0.1", port)));
+    check!(s.send_to(&procom_udp(2, b"c"), ("127.0.0.1", port)));
+    ensure!(recv.line(STEP)? == "a" && recv.line(STEP)? == "c", "the receiver printed something else");
+    let pid = rustix::process::Pid::from_raw(recv.pid() as i32).ok_or("pid")?;
+    check!(rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+    let fin = recv.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "exit {}", fin.status);
+    ensure!(fin.stderr.lines().any(|l| l.starts_with("procom: interrupted by SIGTERM")), "{:?}", fin.stderr);
+    let summary: Vec<&str> = fin.stderr.lines().filter(|l| l.contains(" lost")).collect();
+    ensure!(summary.len() == 1 && summary[0].contains("datagrams: 2 delivered, 1 lost") && summary[0].contains("1 refused"), "after SIGTERM: {:?}", fin.stderr);
+    Ok(())
 }

@@ -269,7 +269,7 @@ fn is_queue(ep: &str) -> bool {
 /// The largest message the flavor carries.
 fn flavor_max(ep: &str) -> usize {
     if ep.starts_with("udp:") {
-        65507 - procom::socket::SEQ_LEN
+        65507 - procom::socket::UDP_HEADER_LEN
     } else if ep.starts_with("unixgram:") {
         65537
     } else if is_queue(ep) {

@@ -30,6 +30,10 @@ pub const ROLES: &[Role] = &[
         name: "fifo::open_denied",
         run: open_denied,
     },
+    Role {
+        name: "fifo::write_bytes_and_exit",
+        run: write_bytes_and_exit,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -58,6 +62,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "fifo::unprivileged_peer_is_denied",
             unprivileged_peer_is_denied,
+        ),
+        test(
+            "fifo::a_line_cut_off_by_the_end_is_not_a_message",
+            a_line_cut_off_by_the_end_is_not_a_message,
         ),
     ]
 }
@@ -364,5 +372,77 @@ fn unprivileged_peer_is_denied() -> Outcome {
         Err(reason) => println!("skipped: {reason}"),
     }
     check!(owner.remove());
+    dir.finish()
+}
+
+/// Opens the FIFO as a plain writer (no framing of its own), writes `bytes`, and exits.
+fn write_bytes_and_exit(args: &[String]) -> Outcome {
+    let [path, bytes] = args else {
+        return Err("args".into());
+    };
+    let mut w = check!(fifo::open_write_timeout(path, STEP));
+    check!(std::io::Write::write_all(&mut w, bytes.as_bytes()));
+    Ok(())
+}
+
+/// A writer that ends inside a line (killed mid-line, or `printf` without a newline): the
+/// fragment is never delivered as a whole line, but it is handed back with the error. Raw
+/// framing, which has no lines, delivers the bytes as they came.
+fn a_line_cut_off_by_the_end_is_not_a_message() -> Outcome {
+    let dir = Scratch::new("procom-fifo")?;
+    let path = dir.join("cut");
+    let ep = format!("fifo:{}", path.display());
+    let mut rx = check!(Receiver::bind_with(
+        &ep,
+        &Options::default().framing(procom::Framing::Lines)
+    ));
+    let p = path.display().to_string();
+    Proc::spawn(
+        "writer",
+        &mut role("fifo::write_bytes_and_exit", &[&p, "whole\npart"]),
+    )?
+    .success(STEP)?;
+    ensure!(
+        check!(rx.recv_timeout(STEP)) == b"whole",
+        "the whole line"
+    );
+    let e = rx
+        .recv_timeout(STEP)
+        .err()
+        .ok_or("the fragment after the last newline was delivered as a line")?;
+    ensure!(e.kind() == ErrorKind::Malformed, "got {e:?}");
+    ensure!(
+        e.to_string()
+            .contains("the stream ended inside a line, 4 bytes after the last newline"),
+        "message: {e}"
+    );
+    ensure!(
+        e.fragment() == Some(&b"part"[..]),
+        "fragment {:?}",
+        e.fragment()
+    );
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "after the fragment: {e:?}");
+    drop(rx);
+
+    let mut rx = check!(Receiver::bind_with(
+        &ep,
+        &Options::default().framing(procom::Framing::Raw)
+    ));
+    Proc::spawn(
+        "writer",
+        &mut role("fifo::write_bytes_and_exit", &[&p, "whole\npart"]),
+    )?
+    .success(STEP)?;
+    let mut got = Vec::new();
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => got.extend(m),
+            Err(e) if e.kind() == ErrorKind::PeerGone => break,
+            Err(e) => return Err(format!("raw: {e}")),
+        }
+    }
+    ensure!(got == b"whole\npart", "raw bytes {got:?}");
+    drop(rx);
     dir.finish()
 }

@@ -21,6 +21,7 @@ pub const ROLES: &[Role] = &[
     Role { name: "socket::busy_server", run: busy_server },
     Role { name: "socket::bind_over", run: bind_over },
     Role { name: "socket::numbered_sender", run: numbered_sender },
+    Role { name: "socket::raw_datagrams", run: raw_datagrams },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -35,6 +36,8 @@ pub fn trials() -> Vec<Trial> {
         test("socket::tcp_peers_have_an_address_and_no_credentials", tcp_peers_have_an_address_and_no_credentials),
         test("socket::udp_counts_each_sender_separately", udp_counts_each_sender_separately),
         test("socket::datagram_deadlines_wait_in_the_receive", datagram_deadlines_wait_in_the_receive),
+        test("socket::a_bad_datagram_is_refused_and_the_receiver_goes_on", a_bad_datagram_is_refused_and_the_receiver_goes_on),
+        test("socket::udp_header_is_recognised_and_a_foreign_datagram_never_trimmed", udp_header_is_recognised_and_a_foreign_datagram_never_trimmed),
     ]
 }
 
@@ -391,5 +394,139 @@ fn datagram_deadlines_wait_in_the_receive() -> Outcome {
     ensure!(path.exists(), "into_fd removed the socket file");
     drop(fd);
     check!(std::fs::remove_file(&path));
+    Ok(())
+}
+
+/// Bytes as hex, to pass any datagram (an empty one too) on a role's command line.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends each argument after the endpoint, hex-decoded, as one datagram of its own from a
+/// plain socket (no procom framing): `udp:HOST:PORT` or `unixgram:PATH`/`unixgram:@NAME`.
+fn raw_datagrams(args: &[String]) -> Outcome {
+    let [ep, datagrams @ ..] = args else { return Err("args".into()) };
+    let decoded: Vec<Vec<u8>> = datagrams
+        .iter()
+        .map(|h| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|e| e.to_string())).collect::<Result<Vec<u8>, String>>())
+        .collect::<Result<_, _>>()?;
+    match check!(Endpoint::parse(ep)) {
+        Endpoint::Udp { host, port } => {
+            let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+            check!(s.connect((host.as_str(), port)));
+            for d in &decoded {
+                check!(s.send(d));
+            }
+        }
+        Endpoint::UnixGram { addr } => {
+            use std::os::linux::net::SocketAddrExt;
+            let s = check!(std::os::unix::net::UnixDatagram::unbound());
+            let to = match addr {
+                procom::endpoint::UnixAddr::Path(p) => check!(std::os::unix::net::SocketAddr::from_pathname(p)),
+                procom::endpoint::UnixAddr::Abstract(n) => check!(std::os::unix::net::SocketAddr::from_abstract_name(n.as_bytes())),
+            };
+            for d in &decoded {
+                check!(s.send_to_addr(d, &to));
+            }
+        }
+        other => return Err(format!("not a datagram endpoint: {other}")),
+    }
+    Ok(())
+}
+
+/// A datagram the receiver cannot deliver (no room for procom's UDP header, over the size
+/// limit) fails that one receive, is counted, and leaves the receiver working: any local
+/// process could otherwise switch a receiver off with one datagram. The size reported is the
+/// datagram's own.
+fn a_bad_datagram_is_refused_and_the_receiver_goes_on() -> Outcome {
+    // UDP with length framing: a 0-byte datagram, then one from a procom sender.
+    let mut rx = check!(Receiver::bind("udp:127.0.0.1:0"));
+    let ep = rx.endpoint().to_string();
+    Proc::spawn("raw sender", &mut role("socket::raw_datagrams", &[&ep, ""]))?.success(STEP)?;
+    Proc::spawn("procom sender", &mut role("socket::numbered_sender", &[&ep, "1", "good"]))?.success(STEP)?;
+    let e = rx.recv_timeout(STEP).err().ok_or("an empty datagram was delivered")?;
+    ensure!(e.kind() == ErrorKind::Malformed && e.to_string().contains("0-byte datagram"), "{e:?}");
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"good 0", "after the bad datagram: {m:?}");
+    let stats = rx.datagram_stats().ok_or("no statistics")?;
+    ensure!(stats.refused == 1 && stats.received == 1 && stats.lost == 0, "{stats:?}");
+
+    // A Unix datagram receiver (lines, a 10-byte limit): 50 bytes, then a good line.
+    let ep = format!("unixgram:@{}", unique_name("procom-bad-dg"));
+    let mut rx = check!(Receiver::bind_with(ep.as_str(), &Options::default().framing(procom::Framing::Lines).max_message(10)));
+    Proc::spawn("raw sender", &mut role("socket::raw_datagrams", &[&ep, &hex(&[b'x'; 50]), &hex(b"ok\n")]))?.success(STEP)?;
+    let e = rx.recv_timeout(STEP).err().ok_or("a 50-byte datagram passed a 10-byte limit")?;
+    ensure!(e.kind() == ErrorKind::TooLarge && e.size() == Some(50) && e.limit() == Some(10), "{e:?}");
+    ensure!(e.to_string().contains("a 50-byte datagram is over the 10-byte message limit (11 bytes with a final newline)"), "{e}");
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"ok", "after the bad datagram: {m:?}");
+    let stats = rx.datagram_stats().ok_or("no statistics")?;
+    ensure!(stats.refused == 1 && stats.received == 1, "{stats:?}");
+    Ok(())
+}
+
+/// procom's UDP header as documented: 4 magic bytes, version 1, three zero bytes, then the
+/// sequence number (8 bytes, big-endian). Written out here, not taken from the library, so
+/// a change to the wire format fails this test.
+fn procom_udp(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0xff, b'P', b'C', b'U', 1, 0, 0, 0];
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.extend_from_slice(payload);
+    d
+}
+
+/// A UDP receiver with length framing never alters a datagram: one without procom's header
+/// (plain text from another program, a 4-byte length-framed message) is refused whole, never
+/// delivered with its first bytes cut off; procom's own datagrams carry exactly the documented
+/// header, and loss, duplicates and absurd sequence numbers are counted.
+fn udp_header_is_recognised_and_a_foreign_datagram_never_trimmed() -> Outcome {
+    // What a procom sender puts on the wire.
+    let plain = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    check!(plain.set_read_timeout(Some(STEP)));
+    let at = format!("udp:{}", check!(plain.local_addr()));
+    Proc::spawn("procom sender", &mut role("socket::numbered_sender", &[&at, "2", "w"]))?.success(STEP)?;
+    let mut buf = [0u8; 100];
+    for i in 0..2u64 {
+        let n = check!(plain.recv(&mut buf));
+        ensure!(buf[..n] == procom_udp(i, format!("w {i}").as_bytes())[..], "datagram {i} on the wire: {:02x?}", &buf[..n]);
+    }
+
+    let mut rx = check!(Receiver::bind("udp:127.0.0.1:0"));
+    let ep = rx.endpoint().to_string();
+    let mut length_framed = 5u32.to_be_bytes().to_vec();
+    length_framed.extend_from_slice(b"hello");
+    let mut wrong_version = procom_udp(1, b"v2");
+    wrong_version[4] = 2;
+    let mut flagged = procom_udp(1, b"flags");
+    flagged[7] = 1;
+    let sent = [
+        hex(b"raw no frame"),
+        hex(&length_framed),
+        hex(b"a plain datagram longer than procom's header"),
+        hex(&procom_udp(0, b"")[..15]),
+        hex(&wrong_version),
+        hex(&flagged),
+        hex(&procom_udp(0, b"zero")),
+        hex(&procom_udp(3, b"three")),
+        hex(&procom_udp(3, b"three again")),
+        hex(&procom_udp(u64::MAX, b"absurd")),
+        hex(&procom_udp(1, b"")),
+    ];
+    let sent: Vec<&str> = sent.iter().map(String::as_str).collect();
+    Proc::spawn("raw sender", &mut role("socket::raw_datagrams", &[&[ep.as_str()][..], &sent].concat()))?.success(STEP)?;
+    for what in ["raw no frame", "length-framed hello", "long plain", "15 bytes of a header", "version 2", "reserved bits"] {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => return Err(format!("{what}: delivered as {:?}", String::from_utf8_lossy(&m))),
+            Err(e) => ensure!(e.kind() == ErrorKind::Malformed && e.to_string().contains("procom's 16-byte UDP header"), "{what}: {e:?}"),
+        }
+    }
+    for want in [&b"zero"[..], b"three", b"three again", b"absurd", b""] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {:?}, wanted {:?}", String::from_utf8_lossy(&m), String::from_utf8_lossy(want));
+    }
+    let stats = rx.datagram_stats().ok_or("no statistics")?;
+    ensure!(stats.refused == 6 && stats.received == 5 && stats.duplicated == 1 && stats.reordered == 1, "{stats:?}");
+    // 0, 3 (1 and 2 missing), u64::MAX (all between missing), then 1 late: saturated, not wrapped.
+    ensure!(stats.lost >= u64::MAX - 10, "lost {}", stats.lost);
     Ok(())
 }
