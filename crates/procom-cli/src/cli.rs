@@ -65,8 +65,9 @@ pub enum Command {
 /// Options shared by `send` and `recv`.
 #[derive(Debug, Args)]
 pub struct StreamOpts {
-    /// On byte-stream endpoints, use length-prefixed messages (4-byte big-endian length, then
-    /// the bytes) instead of lines.
+    /// Messages instead of lines: on byte streams a 4-byte big-endian length, then the bytes;
+    /// on udp: procom's 16-byte header (magic ff 50 43 55, version, sequence number) before
+    /// the bytes, so loss is counted; on unixgram: each datagram as it is.
     #[arg(long)]
     pub framed: bool,
     /// The largest message accepted or sent, like 64MiB.
