@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Trial, check, ensure, test, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, check, ensure, plant, test, unique_name,
 };
 
 use crate::common::{fails, ok, procom};
@@ -21,6 +21,10 @@ pub fn trials() -> Vec<Trial> {
         test("cli::shm::sysv_segment_round_trip", sysv_segment_round_trip),
         test("cli::shm::channel_send_recv", channel_send_recv),
         test("cli::sem::p_and_v", p_and_v),
+        test(
+            "cli::shm::planted_link_fifo_or_directory_is_never_used",
+            planted_link_fifo_or_directory_is_never_used,
+        ),
     ]
 }
 
@@ -122,4 +126,43 @@ fn p_and_v() -> Outcome {
     ok(&["sem", "rm", &name])?;
     fails(&["sem", "get", &name], 1, "does not exist")?;
     Ok(())
+}
+
+/// A symlink to root's file, a FIFO and a directory, each planted at a /dev/shm name by uid
+/// 65534: every command that names it fails at once (exit 1, one line naming what is there),
+/// nothing is written through the link, nothing planted is removed.
+fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
+    let scratch = Scratch::new("procom-cli-shm")?;
+    let victim = scratch.join("victim");
+    let original = b"root's file: never written through a link in /dev/shm\n".repeat(80);
+    check!(std::fs::write(&victim, &original));
+    for (what, words) in [
+        (Plant::Symlink(&victim), "is a symbolic link"),
+        (Plant::Fifo, "is a FIFO"),
+        (Plant::Dir, "is a directory"),
+    ] {
+        let name = format!("/{}", unique_name("procom-cli"));
+        let ep = format!("shm:{name}");
+        let planted = plant(format!("/dev/shm{name}").as_ref(), what)?;
+        for args in [
+            &["shm", "write", &name, "YYYY"][..],
+            &["shm", "write", &name, "-"],
+            &["shm", "read", &name],
+            &["shm", "info", &name],
+            &["shm", "rm", &name],
+            &["send", &ep, "x"],
+            &["recv", &ep],
+        ] {
+            fails(args, 1, words)?;
+            ensure!(planted.intact(), "procom {args:?} changed or removed the planted {what:?}");
+        }
+        fails(&["shm", "create", &name, "--size", "4KiB"], 1, "already exists")?;
+        planted.remove()?;
+        ensure!(
+            check!(std::fs::read(&victim)) == original,
+            "the file behind the planted {what:?} was written"
+        );
+    }
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
 }

@@ -9,7 +9,8 @@ use procom::endpoint::MsgKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, test, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
+    unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -105,6 +106,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick,
+        ),
+        test(
+            "shm::planted_link_fifo_or_directory_is_never_used",
+            planted_link_fifo_or_directory_is_never_used,
         ),
     ]
 }
@@ -803,4 +808,60 @@ fn channel_closing_receiver_never_removes_a_successor() -> Outcome {
     drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
+}
+
+/// The hostile objects a local user can plant at a /dev/shm name, and the words that must
+/// name each in the refusal.
+fn plants(victim: &std::path::Path) -> [(Plant<'_>, &'static str); 3] {
+    [
+        (Plant::Symlink(victim), "is a symbolic link"),
+        (Plant::Fifo, "is a FIFO"),
+        (Plant::Dir, "is a directory"),
+    ]
+}
+
+/// A symlink to root's file, a FIFO and a directory, each planted at a /dev/shm name by uid
+/// 65534: no open of the name follows, blocks on or uses it, no create adopts it, no removal
+/// removes it, and the linked file is never written.
+fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
+    let scratch = Scratch::new("procom-it-shm")?;
+    let victim = scratch.join("victim");
+    let original = b"root's file: never written through a link in /dev/shm\n".repeat(80);
+    check!(std::fs::write(&victim, &original));
+    for (what, words) in plants(&victim) {
+        let name = shm_name();
+        let planted = plant(&dev_shm(&name), what)?;
+        let refused = |op: &str, r: Result<(), procom::Error>| -> Outcome {
+            let e = r.err().ok_or(format!("{op} used the planted {what:?}"))?;
+            ensure!(
+                e.kind() == ErrorKind::WrongType && e.to_string().contains(words),
+                "{op} on the planted {what:?}: {e:?}"
+            );
+            Ok(())
+        };
+        refused("Segment::open", Segment::open(&name).map(drop))?;
+        refused("Segment::open_read_only", Segment::open_read_only(&name).map(drop))?;
+        refused(
+            "Sender::connect",
+            Sender::connect(format!("shm:{name}")).map(drop),
+        )?;
+        refused(
+            "Receiver::bind",
+            Receiver::bind(format!("shm:{name}")).map(drop),
+        )?;
+        refused("shm::remove", procom::shm::remove(&name))?;
+        let e = Segment::create(&name, 4096).err().map(|e| e.kind());
+        ensure!(
+            e == Some(ErrorKind::AlreadyExists),
+            "Segment::create over the planted {what:?}: {e:?}"
+        );
+        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        planted.remove()?;
+        ensure!(
+            check!(std::fs::read(&victim)) == original,
+            "the file behind the planted {what:?} was written"
+        );
+    }
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
 }
