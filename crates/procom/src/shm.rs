@@ -108,6 +108,11 @@ fn name_path(name: &str) -> String {
 /// The refusal of something that is not a shared-memory segment at a name: /dev/shm is
 /// world-writable, so it may have been planted by another user.
 fn not_a_segment(ft: FileType) -> Error {
+    planted(ft, "shared-memory segment")
+}
+
+/// The refusal of `ft` found in /dev/shm where a `kind` (a regular file) was expected.
+pub(crate) fn planted(ft: FileType, kind: &str) -> Error {
     let what = match ft {
         FileType::Symlink => {
             return Error::new(ErrorKind::WrongType).detail(
@@ -121,8 +126,21 @@ fn not_a_segment(ft: FileType) -> Error {
         _ => "not a regular file",
     };
     Error::new(ErrorKind::WrongType).detail(format!(
-        "is {what}, not a shared-memory segment (someone may have planted it): remove it if it is not yours"
+        "is {what}, not a {kind} (someone may have planted it): remove it if it is not yours"
     ))
+}
+
+/// Checks, without following a symbolic link, that `path` (in /dev/shm) is a regular file, so
+/// that removing it by name removes a `kind` and never a link, FIFO or directory someone
+/// planted. (/dev/shm is sticky: only the owner of what is there could swap it between this
+/// check and the removal, and a removal never follows a link.)
+pub(crate) fn check_removable(path: &str, kind: &str) -> Result<(), Error> {
+    let st = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::os("look it up", e.into()))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok(()),
+        other => Err(planted(other, kind)),
+    }
 }
 
 /// Opens the existing segment `name` as `shm_open` would, except that it never follows a
@@ -512,22 +530,11 @@ pub mod debug {
 /// Removes the POSIX segment `name`.
 ///
 /// Only a segment (a regular file in /dev/shm) is removed: a symbolic link, FIFO or directory
-/// someone planted at the name is [`ErrorKind::WrongType`] and stays. (/dev/shm is sticky, so
-/// only the owner of what is there could swap it between the check and the removal, and the
-/// removal never follows a link.)
+/// someone planted at the name is [`ErrorKind::WrongType`] and stays.
 pub fn remove(name: &str) -> Result<(), Error> {
     check_name(name, "shared-memory")?;
     let label = format!("shm {name}");
-    let st = rustix::fs::statat(
-        rustix::fs::CWD,
-        name_path(name),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| Error::os("look it up", e.into()).object(&label))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => {}
-        other => return Err(not_a_segment(other).object(&label)),
-    }
+    check_removable(&name_path(name), "shared-memory segment").map_err(|e| e.object(&label))?;
     rustix::fs::unlink(name_path(name)).map_err(|e| Error::os("remove it", e.into()).object(&label))
 }
 
