@@ -1,6 +1,7 @@
 //! `procom shm`, `procom sem`, and `send`/`recv` over the shm: channel, as real processes.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,14 @@ pub fn trials() -> Vec<Trial> {
         test(
             "cli::shm::planted_link_fifo_or_directory_is_never_used",
             planted_link_fifo_or_directory_is_never_used,
+        ),
+        test(
+            "cli::shm::read_checks_bounds_and_streams_a_huge_segment",
+            read_checks_bounds_and_streams_a_huge_segment,
+        ),
+        test(
+            "cli::shm::read_of_a_segment_truncated_midway_fails_after_what_it_wrote",
+            read_of_a_segment_truncated_midway_fails_after_what_it_wrote,
         ),
     ]
 }
@@ -165,4 +174,107 @@ fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
     }
     check!(std::fs::remove_file(&victim));
     scratch.finish()
+}
+
+/// Starts `procom args` with its standard output on a pipe whose read end is returned.
+fn spawn_to_pipe(args: &[&str]) -> Result<(Proc, procom::pipe::PipeReader), String> {
+    let (r, w) = check!(procom::pipe::pipe());
+    let mut cmd = procom(args);
+    cmd.stdout(w);
+    let p = Proc::spawn_keep_stdout(&format!("procom {}", args.join(" ")), &mut cmd)?;
+    drop(cmd); // our copy of the write end
+    Ok((p, r))
+}
+
+/// Offsets and lengths out of range are one sentence before anything is allocated; a 64 GiB
+/// (sparse) segment is streamed, never read into memory whole.
+fn read_checks_bounds_and_streams_a_huge_segment() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["shm", "create", &name, "--size", "4KiB"])?;
+    let end = "past the end of the 4096-byte segment";
+    fails(&["shm", "read", &name, "--offset", "8", "--len", &u64::MAX.to_string()], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", &u64::MAX.to_string(), "--len", "2"], 1, end)?;
+    fails(&["shm", "read", &name, "--len", "64GiB"], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", "5000"], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", "4090", "--len", "7"], 1, end)?;
+    ensure!(ok(&["shm", "read", &name, "--offset", "4096"])?.is_empty(), "read at the end");
+    ok(&["shm", "rm", &name])?;
+
+    // Sparse: the pages are never allocated, except the few read here.
+    let big = format!("/{}", unique_name("procom-cli"));
+    let size: u64 = 64 << 30;
+    ok(&["shm", "create", &big, "--size", "64GiB"])?;
+    let slice: u64 = (3 << 20) + 12345; // more than one chunk, and not a whole number of them
+    let from = size - slice;
+    ok(&["shm", "write", &big, "--offset", &from.to_string(), "head"])?;
+    ok(&["shm", "write", &big, "--offset", &(size - 4).to_string(), "tail"])?;
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &big, "--offset", &from.to_string()])?;
+    let mut got = Vec::new();
+    check!(std::io::Read::read_to_end(&mut r, &mut got));
+    let fin = p.finish(STEP)?;
+    ensure!(fin.status.success(), "reading the slice: {}", fin.stderr.trim());
+    ensure!(
+        got.len() as u64 == slice
+            && got.starts_with(b"head")
+            && got.ends_with(b"tail")
+            && got[4..got.len() - 4].iter().all(|b| *b == 0),
+        "the slice read back as {} bytes",
+        got.len()
+    );
+    // The whole 64 GiB to a reader that stops after a few MiB: streamed, so it starts at once
+    // and ends quietly when its standard output closes.
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &big])?;
+    let mut first = vec![0u8; 3 << 20];
+    check!(std::io::Read::read_exact(&mut r, &mut first));
+    drop(r);
+    let fin = p.finish(STEP)?;
+    ensure!(
+        fin.status.success() && fin.stderr.is_empty(),
+        "reading 64 GiB into a closed pipe: {}; {}",
+        fin.status,
+        fin.stderr.trim()
+    );
+    // Reading the holes allocated none of them (only the two pages written above).
+    let used = check!(std::fs::metadata(format!("/dev/shm{big}"))).blocks() * 512;
+    ensure!(used <= 64 << 10, "reading made the sparse segment hold {used} bytes");
+    ok(&["shm", "rm", &big])?;
+    Ok(())
+}
+
+/// A segment truncated while `shm read` streams it: what was read before is written, then
+/// the command fails (exit 1, one sentence); no zeros from the vanished pages are written.
+fn read_of_a_segment_truncated_midway_fails_after_what_it_wrote() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let size = 16usize << 20;
+    let seg = check!(procom::shm::Segment::create(&name, size as u64));
+    let map = check!(seg.map());
+    check!(map.write(0, &vec![0x5a; size]));
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &name])?;
+    // Once the first bytes arrive, the reader is blocked writing into the full pipe.
+    let mut first = [0u8; 4096];
+    check!(std::io::Read::read_exact(&mut r, &mut first));
+    check!(rustix::fs::ftruncate(seg.fd().ok_or("fd")?, 0));
+    let mut rest = Vec::new();
+    check!(std::io::Read::read_to_end(&mut r, &mut rest));
+    let fin = p.finish(STEP)?;
+    let total = first.len() + rest.len();
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.lines().count() == 1
+            && fin.stderr.contains("truncated"),
+        "after the truncation: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    ensure!(
+        total < size && first.iter().chain(&rest).all(|b| *b == 0x5a),
+        "{total} bytes written, not all from before the truncation"
+    );
+    drop(map);
+    drop(seg);
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
+        "leaked {name}"
+    );
+    Ok(())
 }
