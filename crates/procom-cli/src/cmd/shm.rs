@@ -155,17 +155,31 @@ pub fn run(cmd: ShmCommand) -> anyhow::Result<()> {
             Name::SysV(k) => procom::shm::remove_sysv(&k)?,
         },
         ShmCommand::Write { name, offset, data } => {
+            // The segment first: its size bounds how much input is worth reading.
+            let seg = open(&name, true)?;
+            let map = seg.map()?;
+            let size = map.len() as u64;
+            let Some(room) = size.checked_sub(offset) else {
+                bail!("shm {name}: offset {offset} is past the end of the {size}-byte segment");
+            };
             let bytes = if data == "-" {
+                // One byte more than fits tells that the input does not fit, without reading
+                // (and holding) the rest of it.
                 let mut v = Vec::new();
                 std::io::stdin()
+                    .lock()
+                    .take(room.saturating_add(1))
                     .read_to_end(&mut v)
                     .context("could not read standard input")?;
+                if v.len() as u64 > room {
+                    bail!(
+                        "standard input holds more than the {room} bytes that fit at offset {offset} of shm {name}; nothing was written"
+                    );
+                }
                 v
             } else {
                 data.into_bytes()
             };
-            let seg = open(&name, true)?;
-            let map = seg.map()?;
             map.write(offset as usize, &bytes)
                 .with_context(|| format!("shm {name}: cannot write"))?;
             if map.faulted() {

@@ -11,7 +11,10 @@ use procom_testkit::{
 
 use crate::common::{fails, ok, procom};
 
-pub const ROLES: &[Role] = &[];
+pub const ROLES: &[Role] = &[Role {
+    name: "cli::shm::feeder",
+    run: feeder,
+}];
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -33,6 +36,10 @@ pub fn trials() -> Vec<Trial> {
         test(
             "cli::shm::read_of_a_segment_truncated_midway_fails_after_what_it_wrote",
             read_of_a_segment_truncated_midway_fails_after_what_it_wrote,
+        ),
+        test(
+            "cli::shm::write_reads_no_more_input_than_fits",
+            write_reads_no_more_input_than_fits,
         ),
     ]
 }
@@ -276,5 +283,80 @@ fn read_of_a_segment_truncated_midway_fails_after_what_it_wrote() -> Outcome {
         !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
         "leaked {name}"
     );
+    Ok(())
+}
+
+/// Writes `args[0]` bytes to standard output until they are all written or the reader goes,
+/// then says on standard error how many the reader took.
+fn feeder(args: &[String]) -> Outcome {
+    let total: usize = check!(args[0].parse::<usize>());
+    let buf = vec![b'x'; 64 << 10];
+    let mut out = std::io::stdout().lock();
+    let mut written = 0;
+    while written < total {
+        match out.write(&buf[..(total - written).min(buf.len())]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(format!("feeding: {e}")),
+        }
+    }
+    eprintln!("wrote {written}");
+    Ok(())
+}
+
+/// `shm write NAME -` reads no more of its standard input than the segment can hold from the
+/// offset (plus one byte, to see there is more): input that does not fit is refused after a
+/// few bytes, not after reading it all, and nothing is written.
+fn write_reads_no_more_input_than_fits() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["shm", "create", &name, "--size", "16"])?;
+    ok(&["shm", "write", &name, "0123456789abcdef"])?;
+    let (r, w) = check!(procom::pipe::pipe());
+    let mut cmd = procom_testkit::role("cli::shm::feeder", &[&(4usize << 20).to_string()]);
+    cmd.stdout(w).stdin(Stdio::null());
+    let feeder = Proc::spawn_keep_stdout("feeder", &mut cmd)?;
+    drop(cmd);
+    let mut cmd = procom(&["shm", "write", &name, "--offset", "3", "-"]);
+    cmd.stdin(r);
+    let write = Proc::spawn("procom shm write", &mut cmd)?;
+    drop(cmd);
+    let fin = write.finish(STEP)?;
+    let words = format!(
+        "standard input holds more than the 13 bytes that fit at offset 3 of shm {name}; nothing was written"
+    );
+    ensure!(
+        fin.code() == Some(1) && fin.stderr.lines().count() == 1 && fin.stderr.contains(&words),
+        "writing 4 MiB into 13 bytes: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    let fed = feeder.success(STEP)?;
+    let taken: usize = check!(
+        fed.stderr
+            .trim()
+            .strip_prefix("wrote ")
+            .ok_or("no count from the feeder")?
+            .parse::<usize>()
+    );
+    ensure!(
+        taken < 1 << 20,
+        "procom took {taken} bytes of input for a 16-byte segment"
+    );
+    let out = ok(&["shm", "read", &name])?;
+    ensure!(out == ["0123456789abcdef"], "the segment changed: {out:?}");
+    // What fits exactly is written; the offset is checked before any input is read.
+    let fin = crate::common::run_with_input(
+        procom(&["shm", "write", &name, "--offset", "10", "-"]),
+        "procom shm write",
+        b"UVWXYZ",
+    )?;
+    ensure!(fin.status.success(), "six bytes at 10: {}", fin.stderr.trim());
+    ensure!(ok(&["shm", "read", &name])? == ["0123456789UVWXYZ"], "after the fitting write");
+    fails(
+        &["shm", "write", &name, "--offset", "17", "-"],
+        1,
+        "offset 17 is past the end of the 16-byte segment",
+    )?;
+    ok(&["shm", "rm", &name])?;
     Ok(())
 }
