@@ -195,6 +195,16 @@ fn create_name(name: &str, mode: u32) -> Result<OwnedFd, Error> {
     }
 }
 
+/// Refuses to create a segment of 0 bytes: nothing can map it, so nothing could use it.
+fn check_size(size: u64, label: &str) -> Result<(), Error> {
+    if size == 0 {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("a segment needs at least 1 byte (one of 0 bytes could not be mapped, so nothing could use it)")
+            .object(label));
+    }
+    Ok(())
+}
+
 fn sysv_key(key: &MsgKey) -> Result<i32, Error> {
     match key {
         MsgKey::Key(k) => Ok(*k),
@@ -211,16 +221,20 @@ fn key_label(key: &MsgKey) -> String {
 }
 
 impl Segment {
-    /// Creates the POSIX segment `name` (like `/frame`) of `size` bytes, mode 0600.
+    /// Creates the POSIX segment `name` (like `/frame`) of `size` bytes (at least 1), mode
+    /// 0600.
     #[doc(alias = "shm_open")]
     pub fn create(name: &str, size: u64) -> Result<Segment, Error> {
         Segment::create_with_mode(name, size, DEFAULT_MODE)
     }
 
     /// Creates the POSIX segment `name` with exactly `mode`, whatever the umask.
+    ///
+    /// A `size` of 0 is [`ErrorKind::InvalidInput`].
     pub fn create_with_mode(name: &str, size: u64, mode: u32) -> Result<Segment, Error> {
         check_name(name, "shared-memory")?;
         let label = format!("shm {name}");
+        check_size(size, &label)?;
         let fd = create_name(name, mode).map_err(|e| e.object(&label))?;
         let seg = Segment {
             kind: Kind::Posix,
@@ -321,9 +335,10 @@ impl Segment {
     }
 
     /// Creates a System V segment of `size` bytes for `key` (a number or an `ftok` path),
-    /// exclusively, mode 0600.
+    /// exclusively, mode 0600. A `size` of 0 is [`ErrorKind::InvalidInput`].
     pub fn create_sysv(key: &MsgKey, size: usize) -> Result<Segment, Error> {
         let label = key_label(key);
+        check_size(size as u64, &label)?;
         let k = sysv_key(key)?;
         let id = procom_sys::mapping::sysv_shmget(k, size, true, DEFAULT_MODE).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)

@@ -41,6 +41,7 @@ pub fn trials() -> Vec<Trial> {
             "cli::shm::write_reads_no_more_input_than_fits",
             write_reads_no_more_input_than_fits,
         ),
+        test("cli::shm::create_of_size_0_is_refused", create_of_size_0_is_refused),
     ]
 }
 
@@ -358,5 +359,25 @@ fn write_reads_no_more_input_than_fits() -> Outcome {
         "offset 17 is past the end of the 16-byte segment",
     )?;
     ok(&["shm", "rm", &name])?;
+    Ok(())
+}
+
+/// `shm create NAME --size 0` is refused (the library says InvalidInput; the exit status is
+/// only checked to be non-zero here) and creates nothing.
+fn create_of_size_0_is_refused() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let key = format!("{:#x}", (std::process::id() & 0xffff) | 0x5400_0000);
+    for n in [&name, &key] {
+        let fin = crate::common::run(&["shm", "create", n, "--size", "0"])?;
+        ensure!(
+            fin.code().is_some_and(|c| c != 0)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains("a segment needs at least 1 byte"),
+            "shm create {n} --size 0: {}; {:?}",
+            fin.status,
+            fin.stderr
+        );
+        fails(&["shm", "info", n], 1, "does not exist")?;
+    }
     Ok(())
 }

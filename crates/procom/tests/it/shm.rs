@@ -111,6 +111,7 @@ pub fn trials() -> Vec<Trial> {
             "shm::planted_link_fifo_or_directory_is_never_used",
             planted_link_fifo_or_directory_is_never_used,
         ),
+        test("shm::empty_segment_is_refused", empty_segment_is_refused),
     ]
 }
 
@@ -864,4 +865,29 @@ fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
     }
     check!(std::fs::remove_file(&victim));
     scratch.finish()
+}
+
+/// A segment of 0 bytes could be neither mapped nor used: creating one is InvalidInput, and
+/// nothing is created.
+fn empty_segment_is_refused() -> Outcome {
+    let name = shm_name();
+    let e = Segment::create(&name, 0)
+        .err()
+        .ok_or("created a 0-byte segment")?;
+    ensure!(
+        e.kind() == ErrorKind::InvalidInput && e.to_string().contains("0 bytes"),
+        "got {e:?}"
+    );
+    ensure!(!dev_shm(&name).exists(), "a 0-byte segment {name} was left");
+    let key = MsgKey::Key((std::process::id() as i32 & 0xffff) | 0x5300_0000);
+    let e = Segment::create_sysv(&key, 0)
+        .err()
+        .ok_or("created a 0-byte System V segment")?;
+    ensure!(
+        e.kind() == ErrorKind::InvalidInput && e.to_string().contains("a segment needs at least 1 byte"),
+        "got {e:?}"
+    );
+    let gone = Segment::open_sysv(&key).err().map(|e| e.kind());
+    ensure!(gone == Some(ErrorKind::NotFound), "after the refusal: {gone:?}");
+    Ok(())
 }
