@@ -42,6 +42,10 @@ pub fn trials() -> Vec<Trial> {
             write_reads_no_more_input_than_fits,
         ),
         test("cli::shm::create_of_size_0_is_refused", create_of_size_0_is_refused),
+        test(
+            "cli::shm::recv_from_a_channel_whose_header_is_overwritten_fails",
+            recv_from_a_channel_whose_header_is_overwritten_fails,
+        ),
     ]
 }
 
@@ -379,5 +383,43 @@ fn create_of_size_0_is_refused() -> Outcome {
         );
         fails(&["shm", "info", n], 1, "does not exist")?;
     }
+    Ok(())
+}
+
+/// Another process overwrites the header of the channel `procom recv` created, through its
+/// file in /dev/shm: recv fails (exit 1, one line saying "corrupted"), not a clean end.
+fn recv_from_a_channel_whose_header_is_overwritten_fails() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let path = format!("/dev/shm{name}");
+    let recv = Proc::spawn("recv", &mut procom(&["recv", &format!("shm:{name}")]))?;
+    // Wait until the receiver has published its header (the version word, at offset 8).
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut version = [0u8; 4];
+        let published = std::fs::File::open(&path)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut version, 8))
+            .is_ok_and(|()| version != [0; 4]);
+        if published {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the receiver never set up {name}");
+        std::thread::sleep(Duration::from_millis(2)); // polling for the kernel object
+    }
+    let file = check!(std::fs::OpenOptions::new().write(true).open(&path));
+    check!(std::os::unix::fs::FileExt::write_all_at(&file, &[0xab; 64], 0));
+    drop(file);
+    let fin = recv.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.lines().count() == 1
+            && fin.stderr.contains("corrupted"),
+        "recv after its header was overwritten: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    ensure!(
+        !std::path::Path::new(&path).exists(),
+        "the receiver left its segment"
+    );
     Ok(())
 }

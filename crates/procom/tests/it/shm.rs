@@ -50,6 +50,10 @@ pub const ROLES: &[Role] = &[
         name: "shm::wrap_sender",
         run: wrap_sender,
     },
+    Role {
+        name: "shm::header_scribbler",
+        run: header_scribbler,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -112,6 +116,10 @@ pub fn trials() -> Vec<Trial> {
             planted_link_fifo_or_directory_is_never_used,
         ),
         test("shm::empty_segment_is_refused", empty_segment_is_refused),
+        test(
+            "shm::channel_header_scribbled_is_corrupted_on_both_sides",
+            channel_header_scribbled_is_corrupted_on_both_sides,
+        ),
     ]
 }
 
@@ -889,5 +897,61 @@ fn empty_segment_is_refused() -> Outcome {
     );
     let gone = Segment::open_sysv(&key).err().map(|e| e.kind());
     ensure!(gone == Some(ErrorKind::NotFound), "after the refusal: {gone:?}");
+    Ok(())
+}
+
+/// Overwrites a channel's header through its file in /dev/shm, once: `garbage` fills its
+/// first 64 bytes (magic, version, sizes, pids, sequence words, state) with 0xAB; `magic`
+/// changes only the magic, so every word the channel reads while it runs still looks sane.
+fn header_scribbler(args: &[String]) -> Outcome {
+    let [name, mode] = args else {
+        return Err("args".into());
+    };
+    let file = check!(std::fs::OpenOptions::new().write(true).open(dev_shm(name)));
+    let bytes: &[u8] = match mode.as_str() {
+        "garbage" => &[0xab; 64],
+        "magic" => b"NOTOURS!",
+        other => return Err(format!("mode {other}")),
+    };
+    check!(std::os::unix::fs::FileExt::write_all_at(&file, bytes, 0));
+    Ok(())
+}
+
+/// Another process overwrites the header of a live channel: the receiver and the sender both
+/// report Corrupted (not PeerGone, which would end the receiving side as a clean close), and
+/// stay so.
+fn channel_header_scribbled_is_corrupted_on_both_sides() -> Outcome {
+    for mode in ["garbage", "magic"] {
+        let name = shm_name();
+        let ep = format!("shm:{name}");
+        let mut rx = check!(Receiver::bind(&ep));
+        let mut tx = check!(Sender::connect(&ep));
+        check!(tx.send(b"before").map_err(|e| e.into_error()));
+        ensure!(check!(rx.recv_timeout(STEP)) == b"before", "first message");
+        Proc::spawn("scribbler", &mut role("shm::header_scribbler", &[&name, mode]))?
+            .success(STEP)?;
+        let e = rx.recv_timeout(Duration::from_secs(2)).err();
+        ensure!(
+            e.as_ref().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+            "{mode}: the receiver got {e:?}"
+        );
+        // Past the sender's liveness cache, so a sender with room in the ring checks too.
+        std::thread::sleep(Duration::from_millis(20));
+        let e = tx.send(b"after").err().map(|e| e.into_error());
+        ensure!(
+            e.as_ref().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+            "{mode}: the sender got {e:?}"
+        );
+        let again = (
+            rx.try_recv().err().map(|e| e.kind()),
+            tx.try_send(b"x").err().map(|e| e.kind()),
+        );
+        ensure!(
+            again == (Some(ErrorKind::Corrupted), Some(ErrorKind::Corrupted)),
+            "{mode}: afterwards {again:?}"
+        );
+        drop((rx, tx));
+        ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    }
     Ok(())
 }
