@@ -428,3 +428,106 @@ impl Drop for Proc {
 pub fn wait_pid(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
     procom::child::wait_timeout(child, timeout)
 }
+
+/// What a hostile local user plants at a name in a shared directory (`/dev/shm`, `/tmp`).
+#[derive(Debug, Clone, Copy)]
+pub enum Plant<'a> {
+    /// A symbolic link to this path.
+    Symlink(&'a Path),
+    /// A FIFO (opening it for reading would block until a writer comes).
+    Fifo,
+    /// A directory.
+    Dir,
+}
+
+/// An object planted by [`plant`]; removed when dropped.
+#[derive(Debug)]
+pub struct Planted {
+    path: PathBuf,
+    dir: bool,
+}
+
+impl Planted {
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether it is still there, as planted (never following it).
+    pub fn intact(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            let t = m.file_type();
+            if self.dir {
+                t.is_dir()
+            } else {
+                t.is_symlink() || std::os::unix::fs::FileTypeExt::is_fifo(&t)
+            }
+        })
+    }
+
+    /// Removes it and checks it is gone.
+    pub fn remove(mut self) -> Outcome {
+        let r = self.remove_now();
+        std::mem::forget(self);
+        r
+    }
+
+    fn remove_now(&mut self) -> Outcome {
+        let r = if self.dir {
+            std::fs::remove_dir(&self.path)
+        } else {
+            std::fs::remove_file(&self.path)
+        };
+        r.map_err(|e| format!("removing the planted {}: {e}", self.path.display()))?;
+        match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(format!("{} is still there", self.path.display())),
+        }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = self.remove_now();
+    }
+}
+
+/// Plants `what` at `path` the way a hostile local user would: a real `ln -s`, `mkfifo` or
+/// `mkdir` run as uid 65534 when this process is root (as this user otherwise: what is
+/// planted is the same, only its owner differs).
+pub fn plant(path: &Path, what: Plant<'_>) -> Result<Planted, String> {
+    let mut cmd = match what {
+        Plant::Symlink(target) => {
+            let mut c = Command::new("ln");
+            c.arg("-s").arg(target).arg(path);
+            c
+        }
+        Plant::Fifo => {
+            let mut c = Command::new("mkfifo");
+            c.arg(path);
+            c
+        }
+        Plant::Dir => {
+            let mut c = Command::new("mkdir");
+            c.arg(path);
+            c
+        }
+    };
+    let _ = as_nobody(&mut cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("planting {}: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "planting {}: {}; {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Planted {
+        path: path.to_path_buf(),
+        dir: matches!(what, Plant::Dir),
+    })
+}

@@ -69,7 +69,7 @@ impl Semaphore {
         check_name(name, "semaphore")?;
         let label = format!("semaphore {name}");
         // The umask could clear bits of 0600 but never add any, so 0600 stays at most 0600;
-        // fix it to exactly 0600 through the file glibc keeps in /dev/shm.
+        // fix it to exactly 0600 through the file glibc keeps in /dev/shm (best effort).
         let sem = NamedSemaphore::create(name, DEFAULT_MODE, value).map_err(|e| match e.raw_os_error() {
             Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
                 .detail("already exists; procom does not adopt an existing semaphore (remove it, or open it instead)")
@@ -79,10 +79,7 @@ impl Semaphore {
                 .object(&label),
             _ => Error::os("create it", e).object(&label),
         })?;
-        let _ = std::fs::set_permissions(
-            format!("/dev/shm/sem.{}", &name[1..]),
-            std::os::unix::fs::PermissionsExt::from_mode(DEFAULT_MODE),
-        );
+        let _ = set_mode(&sem_path(name), DEFAULT_MODE);
         Ok(Semaphore {
             sem,
             name: name.to_string(),
@@ -185,12 +182,42 @@ impl Drop for Semaphore {
     }
 }
 
+/// Where glibc keeps the named semaphore `name` (`/lock` is `/dev/shm/sem.lock`).
+fn sem_path(name: &str) -> String {
+    format!("/dev/shm/sem.{}", name.strip_prefix('/').unwrap_or(name))
+}
+
+/// Sets the mode of the semaphore file at `path` through a descriptor that followed no
+/// symbolic link and is a regular file.
+fn set_mode(path: &str, mode: u32) -> Result<(), Error> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os("open its file", e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("read its status", e.into()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(crate::shm::planted(
+            FileType::from_raw_mode(st.st_mode),
+            "semaphore",
+        ));
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .map_err(|e| Error::os("set its mode", e.into()))
+}
+
 /// Removes the named semaphore `name`.
+///
+/// Only a semaphore (a regular file in /dev/shm) is removed: a symbolic link, FIFO or
+/// directory someone planted at its place is [`ErrorKind::WrongType`] and stays.
 #[doc(alias = "sem_unlink")]
 pub fn remove(name: &str) -> Result<(), Error> {
     check_name(name, "semaphore")?;
-    procom_sys::sem::sem_unlink(name)
-        .map_err(|e| Error::os("remove it", e).object(format!("semaphore {name}")))
+    let label = format!("semaphore {name}");
+    crate::shm::check_removable(&sem_path(name), "semaphore").map_err(|e| e.object(&label))?;
+    procom_sys::sem::sem_unlink(name).map_err(|e| Error::os("remove it", e).object(&label))
 }
 
 /// Holds a semaphore taken with `acquire`; posts it back on drop.

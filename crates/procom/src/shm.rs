@@ -17,6 +17,9 @@
 //!
 //! Named segments are created with mode 0600 whatever the umask, exclusively (an existing one
 //! is never adopted); the creator removes the name on drop unless told to [`Segment::keep`] it.
+//! /dev/shm is world-writable, so every open of a name refuses a symbolic link and anything
+//! that is not a regular file (a FIFO, a directory), checked on the descriptor, without ever
+//! blocking on it; removal by name removes only a segment ([`ErrorKind::WrongType`] otherwise).
 //!
 //! # References
 //! - [`shm_overview(7)`](https://man7.org/linux/man-pages/man7/shm_overview.7.html)
@@ -27,8 +30,8 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{Mode, SealFlags};
-use rustix::shm::OFlags;
+use rustix::fs::{FileType, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
 
 use crate::endpoint::{IPC_NAME_MAX, MsgKey};
 use crate::error::{Error, ErrorKind};
@@ -97,6 +100,111 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where `shm_open` keeps the POSIX name `name` (glibc and rustix both use `/dev/shm`).
+fn name_path(name: &str) -> String {
+    format!("/dev/shm{name}")
+}
+
+/// The refusal of something that is not a shared-memory segment at a name: /dev/shm is
+/// world-writable, so it may have been planted by another user.
+fn not_a_segment(ft: FileType) -> Error {
+    planted(ft, "shared-memory segment")
+}
+
+/// The refusal of `ft` found in /dev/shm where a `kind` (a regular file) was expected.
+pub(crate) fn planted(ft: FileType, kind: &str) -> Error {
+    let what = match ft {
+        FileType::Symlink => {
+            return Error::new(ErrorKind::WrongType).detail(
+                "is a symbolic link; procom never follows a link in /dev/shm (someone may have planted it): remove it if it is not yours",
+            );
+        }
+        FileType::Fifo => "a FIFO",
+        FileType::Directory => "a directory",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "not a regular file",
+    };
+    Error::new(ErrorKind::WrongType).detail(format!(
+        "is {what}, not a {kind} (someone may have planted it): remove it if it is not yours"
+    ))
+}
+
+/// Checks, without following a symbolic link, that `path` (in /dev/shm) is a regular file, so
+/// that removing it by name removes a `kind` and never a link, FIFO or directory someone
+/// planted. (/dev/shm is sticky: only the owner of what is there could swap it between this
+/// check and the removal, and a removal never follows a link.)
+pub(crate) fn check_removable(path: &str, kind: &str) -> Result<(), Error> {
+    let st = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::os("look it up", e.into()))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok(()),
+        other => Err(planted(other, kind)),
+    }
+}
+
+/// Opens the existing segment `name` as `shm_open` would, except that it never follows a
+/// symbolic link, never blocks (a FIFO planted at the name would block an open for reading
+/// until a writer came), and accepts only a regular file, as checked on the descriptor.
+fn open_name(name: &str, access: OFlags, what: &str) -> Result<OwnedFd, Error> {
+    let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = loop {
+        match rustix::fs::open(name_path(name), flags, Mode::empty()) {
+            Ok(fd) => break fd,
+            Err(Errno::INTR) => continue,
+            Err(Errno::LOOP) => return Err(not_a_segment(FileType::Symlink)),
+            Err(Errno::ISDIR) => return Err(not_a_segment(FileType::Directory)),
+            // What open(2) says of a socket (or of a device with nothing behind it).
+            Err(Errno::NXIO) => return Err(not_a_segment(FileType::Socket)),
+            Err(e) => return Err(Error::os(what, e.into())),
+        }
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("read its status", e.into()))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        other => return Err(not_a_segment(other)),
+    }
+    // Without O_NONBLOCK from here on, as a plain shm_open would leave it (on a regular file
+    // it changes nothing today, but the descriptor may be handed to other code).
+    let fl = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::os("read its flags", e.into()))?;
+    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)
+        .map_err(|e| Error::os("make it blocking", e.into()))?;
+    Ok(fd)
+}
+
+/// Creates the segment `name` exclusively: anything already at the name (a segment, or
+/// whatever someone planted, a dangling symbolic link included) is `AlreadyExists`.
+fn create_name(name: &str, mode: u32) -> Result<OwnedFd, Error> {
+    let flags = OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::RDWR
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    loop {
+        match rustix::fs::open(name_path(name), flags, Mode::from_raw_mode(mode & 0o777)) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::INTR) => continue,
+            Err(Errno::EXIST) => {
+                return Err(Error::new(ErrorKind::AlreadyExists).detail(
+                    "already exists; procom does not adopt an existing segment (remove it, or open it instead)",
+                ));
+            }
+            Err(e) => return Err(Error::os("create it", e.into())),
+        }
+    }
+}
+
+/// Refuses to create a segment of 0 bytes: nothing can map it, so nothing could use it.
+fn check_size(size: u64, label: &str) -> Result<(), Error> {
+    if size == 0 {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("a segment needs at least 1 byte (one of 0 bytes could not be mapped, so nothing could use it)")
+            .object(label));
+    }
+    Ok(())
+}
+
 fn sysv_key(key: &MsgKey) -> Result<i32, Error> {
     match key {
         MsgKey::Key(k) => Ok(*k),
@@ -113,23 +221,21 @@ fn key_label(key: &MsgKey) -> String {
 }
 
 impl Segment {
-    /// Creates the POSIX segment `name` (like `/frame`) of `size` bytes, mode 0600.
+    /// Creates the POSIX segment `name` (like `/frame`) of `size` bytes (at least 1), mode
+    /// 0600.
     #[doc(alias = "shm_open")]
     pub fn create(name: &str, size: u64) -> Result<Segment, Error> {
         Segment::create_with_mode(name, size, DEFAULT_MODE)
     }
 
     /// Creates the POSIX segment `name` with exactly `mode`, whatever the umask.
+    ///
+    /// A `size` of 0 is [`ErrorKind::InvalidInput`].
     pub fn create_with_mode(name: &str, size: u64, mode: u32) -> Result<Segment, Error> {
         check_name(name, "shared-memory")?;
         let label = format!("shm {name}");
-        let fd = rustix::shm::open(name, OFlags::CREATE | OFlags::EXCL | OFlags::RDWR, Mode::from_raw_mode(mode & 0o777))
-            .map_err(|e| match e {
-                rustix::io::Errno::EXIST => Error::new(ErrorKind::AlreadyExists)
-                    .detail("already exists; procom does not adopt an existing segment (remove it, or open it instead)"),
-                e => Error::os("create it", e.into()),
-            })
-            .map_err(|e| e.object(&label))?;
+        check_size(size, &label)?;
+        let fd = create_name(name, mode).map_err(|e| e.object(&label))?;
         let seg = Segment {
             kind: Kind::Posix,
             label,
@@ -170,17 +276,12 @@ impl Segment {
         } else {
             OFlags::RDONLY
         };
-        let fd = rustix::shm::open(name, flags, Mode::empty()).map_err(|e| {
-            Error::os(
-                if writable {
-                    "open it for reading and writing"
-                } else {
-                    "open it for reading"
-                },
-                e.into(),
-            )
-            .object(&label)
-        })?;
+        let what = if writable {
+            "open it for reading and writing"
+        } else {
+            "open it for reading"
+        };
+        let fd = open_name(name, flags, what).map_err(|e| e.object(&label))?;
         Ok(Segment {
             kind: Kind::Posix,
             label,
@@ -234,9 +335,10 @@ impl Segment {
     }
 
     /// Creates a System V segment of `size` bytes for `key` (a number or an `ftok` path),
-    /// exclusively, mode 0600.
+    /// exclusively, mode 0600. A `size` of 0 is [`ErrorKind::InvalidInput`].
     pub fn create_sysv(key: &MsgKey, size: usize) -> Result<Segment, Error> {
         let label = key_label(key);
+        check_size(size as u64, &label)?;
         let k = sysv_key(key)?;
         let id = procom_sys::mapping::sysv_shmget(k, size, true, DEFAULT_MODE).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
@@ -384,11 +486,10 @@ impl Segment {
     fn still_named(&self, name: &str, fd: BorrowedFd<'_>) -> Result<bool, Error> {
         let ours = rustix::fs::fstat(fd)
             .map_err(|e| Error::os("read its status", e.into()).object(&self.label))?;
-        // shm_open names live in /dev/shm on Linux (glibc and rustix both open them there);
         // `stat` needs no permission on the file itself.
         match rustix::fs::statat(
             rustix::fs::CWD,
-            format!("/dev/shm{name}"),
+            name_path(name),
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         ) {
             Ok(st) => Ok(st.st_dev == ours.st_dev && st.st_ino == ours.st_ino),
@@ -409,7 +510,7 @@ impl Segment {
                     .detail("its name was removed or now refers to another segment; that one is left alone")
                     .object(&self.label));
             }
-            return rustix::shm::unlink(name.as_str())
+            return rustix::fs::unlink(name_path(name))
                 .map_err(|e| Error::os("remove it", e.into()).object(&self.label));
         }
         if let Some(id) = self.sysv_id {
@@ -451,10 +552,14 @@ pub mod debug {
 }
 
 /// Removes the POSIX segment `name`.
+///
+/// Only a segment (a regular file in /dev/shm) is removed: a symbolic link, FIFO or directory
+/// someone planted at the name is [`ErrorKind::WrongType`] and stays.
 pub fn remove(name: &str) -> Result<(), Error> {
     check_name(name, "shared-memory")?;
-    rustix::shm::unlink(name)
-        .map_err(|e| Error::os("remove it", e.into()).object(format!("shm {name}")))
+    let label = format!("shm {name}");
+    check_removable(&name_path(name), "shared-memory segment").map_err(|e| e.object(&label))?;
+    rustix::fs::unlink(name_path(name)).map_err(|e| Error::os("remove it", e.into()).object(&label))
 }
 
 /// Removes the System V segment for `key`.

@@ -40,6 +40,14 @@
 //! pidfd: a SIGKILLed peer is noticed within 50 ms, and a message it had not committed is
 //! never seen. No wake-up depends on that period (a test sets it to seconds and counts the
 //! sleeps that end by it: `crate::shm::debug`).
+//!
+//! The header is read as if a hostile process wrote it: a pid slot holds 0 or a pid (at most
+//! `PID_MAX_LIMIT`), the state word only the two closed flags, and the words fixed at set-up
+//! (magic, version, flags, sizes, receiver pid; the waiting flags are 0 or 1) are compared
+//! with what this side knows whenever it asks the kernel about its peer (after every sleep,
+//! and at most every `RECHECK` on a busy channel) and before it reports the peer gone.
+//! Anything else is `Corrupted` on either side, never `PeerGone` (which would end a receiving
+//! program as cleanly as a sender that closed). The sequence words may hold any value.
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
@@ -60,6 +68,8 @@ use crate::shm::{Header, Mapping, Segment};
 const MAGIC: [u8; 8] = *b"PROCOMCH";
 const VERSION: u32 = 1;
 const OFF_VERSION: usize = 8;
+const OFF_FLAGS: usize = 12;
+const OFF_LAYOUT: usize = 16;
 const OFF_CAPACITY: usize = 24;
 const OFF_RECEIVER: usize = 32;
 const OFF_SENDER: usize = 36;
@@ -71,6 +81,9 @@ const OFF_STATE: usize = 56;
 const RING_OFFSET: usize = 128;
 const STATE_RECEIVER_CLOSED: u32 = 1;
 const STATE_SENDER_CLOSED: u32 = 2;
+/// The largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit systems; `kernel.pid_max` can
+/// be raised up to it, never past it).
+const PID_MAX_LIMIT: u32 = 4 << 20;
 /// The longest a sleeper goes without checking that its peer is alive.
 const LIVENESS: Duration = Duration::from_millis(50);
 /// The ring capacity when the endpoint does not say.
@@ -142,8 +155,8 @@ fn coarse_now() -> Duration {
 
 impl Watched {
     fn new(pid: u32) -> Watched {
-        let pidfd = Pid::from_raw(pid as i32)
-            .and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        let pidfd =
+            pid_of(pid).and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
         Watched {
             pid,
             pidfd,
@@ -152,10 +165,16 @@ impl Watched {
         }
     }
 
-    /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`.
-    fn dead_within(&self, fresh: bool) -> bool {
+    /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`. Whenever the
+    /// kernel is asked, `check` (the header check) runs first, so a busy endpoint checks the
+    /// header at the pace it checks its peer, with no clock read of its own.
+    fn dead_within(
+        &self,
+        fresh: bool,
+        check: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<bool, Error> {
         if self.was_dead.get() {
-            return true;
+            return Ok(true);
         }
         if !fresh
             && self
@@ -163,12 +182,13 @@ impl Watched {
                 .get()
                 .is_some_and(|t| coarse_now().saturating_sub(t) < RECHECK)
         {
-            return false;
+            return Ok(false);
         }
+        check()?;
         let dead = self.dead();
         self.checked.set(Some(coarse_now()));
         self.was_dead.set(dead);
-        dead
+        Ok(dead)
     }
 
     /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone).
@@ -176,7 +196,7 @@ impl Watched {
         match &self.pidfd {
             // No pidfd: only "no such process" means dead; another failure (EMFILE, a sandbox
             // refusing pidfd_open) must not make a live peer look gone.
-            None => rustix::process::Pid::from_raw(self.pid as i32).is_none_or(|p| {
+            None => pid_of(self.pid).is_none_or(|p| {
                 rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
             }),
             Some(fd) => {
@@ -189,6 +209,99 @@ impl Watched {
 
 fn alive(pid: u32) -> bool {
     pid != 0 && !Watched::new(pid).dead()
+}
+
+/// `raw` as a pid, if Linux could have handed it out (1 to [`PID_MAX_LIMIT`]): a pid slot
+/// holding anything else was not written by a procom process.
+fn pid_of(raw: u32) -> Option<Pid> {
+    if raw > PID_MAX_LIMIT {
+        return None;
+    }
+    Pid::from_raw(raw as i32)
+}
+
+/// The error for a header word that no procom process would have written.
+fn header_corrupted(what: &str) -> Error {
+    corrupted(&format!(
+        "its header was overwritten ({what}); the channel is corrupted and no longer used"
+    ))
+}
+
+/// The state word, checked: procom only ever sets the two closed flags in it.
+fn load_state(map: &Mapping, order: Ordering) -> Result<u32, Error> {
+    let state = word(map, OFF_STATE).load(order);
+    if state & !(STATE_RECEIVER_CLOSED | STATE_SENDER_CLOSED) != 0 {
+        return Err(header_corrupted(&format!(
+            "its state word is {state:#x}, which no procom process writes"
+        )));
+    }
+    Ok(state)
+}
+
+/// The sender-pid slot, checked: 0 (no sender) or a pid.
+fn load_sender(map: &Mapping, order: Ordering) -> Result<u32, Error> {
+    let pid = word(map, OFF_SENDER).load(order);
+    if pid != 0 && pid_of(pid).is_none() {
+        return Err(header_corrupted(&format!(
+            "its sender pid is {pid}, which is not a pid"
+        )));
+    }
+    Ok(pid)
+}
+
+/// The header words fixed once a channel is set up, as this side knows them; the header is
+/// read again and compared with them whenever an endpoint checks on its peer, and before it
+/// reports the peer gone (a header overwritten by another process is `Corrupted`, never a
+/// clean end).
+#[derive(Debug, Clone, Copy)]
+struct Fixed {
+    layout_size: u64,
+    capacity: u64,
+    receiver: u32,
+}
+
+impl Fixed {
+    fn check(&self, map: &Mapping) -> Result<(), Error> {
+        let r = Ordering::Relaxed;
+        let magic = map.load_u64(0, r).map(u64::to_ne_bytes);
+        let fields = [
+            ("magic", magic == Some(MAGIC)),
+            ("version", map.load_u32(OFF_VERSION, r) == Some(VERSION)),
+            ("flags", map.load_u32(OFF_FLAGS, r) == Some(0)),
+            (
+                "layout size",
+                map.load_u64(OFF_LAYOUT, r) == Some(self.layout_size),
+            ),
+            (
+                "ring capacity",
+                map.load_u64(OFF_CAPACITY, r).map(u64::from_le) == Some(self.capacity),
+            ),
+            (
+                "receiver pid",
+                map.load_u32(OFF_RECEIVER, r) == Some(self.receiver),
+            ),
+            (
+                "receiver-waiting flag",
+                map.load_u32(OFF_RX_WAITING, r).is_some_and(|w| w <= 1),
+            ),
+            (
+                "sender-waiting flag",
+                map.load_u32(OFF_TX_WAITING, r).is_some_and(|w| w <= 1),
+            ),
+        ];
+        // A truncated segment reads as zeros: say what happened, not which field it hit.
+        if map.faulted() {
+            return Err(corrupted("the segment was truncated under the channel"));
+        }
+        if let Some((field, _)) = fields.iter().find(|(_, ok)| !ok) {
+            return Err(header_corrupted(&format!(
+                "its {field} changed since the channel was set up"
+            )));
+        }
+        load_state(map, r)?;
+        load_sender(map, r)?;
+        Ok(())
+    }
 }
 
 /// A liveness period set by procom's own tests (milliseconds; 0: [`LIVENESS`]).
@@ -306,6 +419,7 @@ pub(crate) struct ShmReceiver {
     map: Arc<Mapping>,
     /// Holds the owner's lock (an exclusive `flock`) until dropped.
     segment: Segment,
+    fixed: Fixed,
     sender: Option<Watched>,
     spin: Duration,
     max: usize,
@@ -360,7 +474,12 @@ impl ShmReceiver {
             .map_err(|e| Error::os("write its header", e))?;
         map.write(OFF_CAPACITY, &(cap as u64).to_le_bytes())
             .map_err(|e| Error::os("write its header", e))?;
-        word(&map, OFF_RECEIVER).store(me(), Ordering::Relaxed);
+        let fixed = Fixed {
+            layout_size: len,
+            capacity: cap as u64,
+            receiver: me(),
+        };
+        word(&map, OFF_RECEIVER).store(fixed.receiver, Ordering::Relaxed);
         procom_ring::init(&region);
         // Release: everything above is visible to whoever sees the version.
         word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
@@ -369,6 +488,7 @@ impl ShmReceiver {
             consumer,
             map,
             segment,
+            fixed,
             sender: None,
             spin,
             max,
@@ -376,17 +496,37 @@ impl ShmReceiver {
         })
     }
 
-    /// Whether the sender has gone: closed cleanly, or its process is dead.
-    fn sender_gone(&mut self, fresh: bool) -> bool {
-        let pid = word(&self.map, OFF_SENDER).load(Ordering::Acquire);
-        if pid == 0 {
+    /// Whether the sender has gone: closed cleanly, or its process is dead. `Corrupted` if
+    /// the header was overwritten: checked whenever the sender's liveness is asked of the
+    /// kernel, on every `fresh` call, and before the sender is reported gone.
+    fn sender_gone(&mut self, fresh: bool) -> Result<bool, Error> {
+        let pid = load_sender(&self.map, Ordering::Acquire)?;
+        let gone = if pid == 0 {
             self.sender = None;
-            return word(&self.map, OFF_STATE).load(Ordering::Acquire) & STATE_SENDER_CLOSED != 0;
+            if fresh {
+                self.fixed.check(&self.map)?;
+            }
+            load_state(&self.map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
+        } else {
+            if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
+                self.sender = Some(Watched::new(pid));
+            }
+            let (map, fixed) = (&self.map, self.fixed);
+            match &self.sender {
+                Some(w) => w.dead_within(fresh, || fixed.check(map))?,
+                None => false,
+            }
+        };
+        if gone {
+            self.fixed.check(&self.map)?;
         }
-        if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
-            self.sender = Some(Watched::new(pid));
-        }
-        self.sender.as_ref().is_some_and(|w| w.dead_within(fresh))
+        Ok(gone)
+    }
+
+    /// Marks the channel broken (every later call is `Corrupted`) and hands `e` back.
+    fn broke(&mut self, e: Error) -> Error {
+        self.broken = true;
+        e
     }
 
     pub(crate) fn recv(
@@ -454,7 +594,10 @@ impl ShmReceiver {
             let spinning = spinning_since.is_some();
             // Asking the kernel whether the sender lives costs a system call: while spinning
             // (or polling with try_recv) the answer may be a couple of milliseconds old.
-            if self.sender_gone(!spinning && !is_try) && self.consumer.is_empty() {
+            let gone = self
+                .sender_gone(!spinning && !is_try)
+                .map_err(|e| self.broke(e))?;
+            if gone && self.consumer.is_empty() {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
             if is_try {
@@ -481,8 +624,13 @@ impl ShmReceiver {
             let seen = seq.load(Ordering::SeqCst);
             // A sender that closed bumped data_seq after setting its flag: if `seen` already
             // includes that bump, the flag is visible here, and we must not sleep past it.
-            let closed =
-                word(&self.map, OFF_STATE).load(Ordering::SeqCst) & STATE_SENDER_CLOSED != 0;
+            let closed = match load_state(&self.map, Ordering::SeqCst) {
+                Ok(state) => state & STATE_SENDER_CLOSED != 0,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    return Err(self.broke(e));
+                }
+            };
             if self.consumer.is_empty() && !closed {
                 sleep_on(seq, seen, deadline);
             }
@@ -595,6 +743,7 @@ pub(crate) struct ShmSender {
     producer: Producer<MappedRing>,
     map: Arc<Mapping>,
     _segment: Segment,
+    fixed: Fixed,
     receiver: Watched,
     max: usize,
     broken: bool,
@@ -611,15 +760,24 @@ impl ShmSender {
             _ => e,
         })?;
         let map = Arc::new(segment.map()?);
-        validate(&map)?;
+        let capacity = validate(&map)?;
         // The receiver allocated the pages; this maps them into our page tables (see the
         // receiver's `populate_prefix`).
         let _ = map.populate_prefix(POPULATE_MAX);
         let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+        if pid_of(receiver_pid).is_none() {
+            return Err(header_corrupted(&format!(
+                "its receiver pid is {receiver_pid}, which is not a pid"
+            )));
+        }
+        let fixed = Fixed {
+            layout_size: map.len() as u64,
+            capacity: capacity as u64,
+            receiver: receiver_pid,
+        };
+        fixed.check(&map)?;
         let receiver = Watched::new(receiver_pid);
-        if receiver.dead()
-            || word(&map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED != 0
-        {
+        if receiver.dead() || load_state(&map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0 {
             return Err(Error::new(ErrorKind::PeerGone)
                 .detail("its receiver is gone (the segment is stale)"));
         }
@@ -630,6 +788,11 @@ impl ShmSender {
                 Ok(_) => break,
                 // Our own pid: another sender in this process already holds the slot (one
                 // producer per ring), never a stale one.
+                Err(other) if pid_of(other).is_none() => {
+                    return Err(header_corrupted(&format!(
+                        "its sender pid is {other}, which is not a pid"
+                    )));
+                }
                 Err(other) if other == mine || alive(other) => {
                     return Err(Error::new(ErrorKind::AlreadyExists)
                         .detail(format!("already has a sender (pid {other}); a shared-memory channel has one sender at a time")));
@@ -657,6 +820,7 @@ impl ShmSender {
             producer,
             map,
             _segment: segment,
+            fixed,
             receiver,
             max,
             broken: false,
@@ -670,9 +834,24 @@ impl ShmSender {
 
     /// Whether the receiver closed or died; `fresh` asks the kernel now, otherwise the answer
     /// may be up to [`RECHECK`] old (a busy sender does not make a system call per message).
-    fn receiver_gone(&self, fresh: bool) -> bool {
-        word(&self.map, OFF_STATE).load(Ordering::Acquire) & STATE_RECEIVER_CLOSED != 0
-            || self.receiver.dead_within(fresh)
+    /// `Corrupted` if the header was overwritten: checked whenever the kernel is asked, and
+    /// before the receiver is reported gone.
+    fn receiver_gone(&self, fresh: bool) -> Result<bool, Error> {
+        let closed = load_state(&self.map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0;
+        let gone = closed
+            || self
+                .receiver
+                .dead_within(fresh, || self.fixed.check(&self.map))?;
+        if gone {
+            self.fixed.check(&self.map)?;
+        }
+        Ok(gone)
+    }
+
+    /// Marks the channel broken (every later call is `Corrupted`) and hands `e` back.
+    fn broke(&mut self, e: Error) -> Error {
+        self.broken = true;
+        e
     }
 
     pub(crate) fn send(
@@ -708,7 +887,7 @@ impl ShmSender {
                 self.broken = true;
                 return Err(corrupted("the segment was truncated under the sender"));
             }
-            if self.receiver_gone(waited) {
+            if self.receiver_gone(waited).map_err(|e| self.broke(e))? {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
             let before = self.producer.position();
@@ -785,8 +964,13 @@ impl ShmSender {
             };
             // A receiver that closed bumped space_seq after setting its flag: if `seen`
             // already includes that bump, the flag is visible here.
-            let closed =
-                word(&self.map, OFF_STATE).load(Ordering::SeqCst) & STATE_RECEIVER_CLOSED != 0;
+            let closed = match load_state(&self.map, Ordering::SeqCst) {
+                Ok(state) => state & STATE_RECEIVER_CLOSED != 0,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    return Err(self.broke(e));
+                }
+            };
             if blocked && !closed {
                 sleep_on(seq, seen, deadline);
                 waited = true;

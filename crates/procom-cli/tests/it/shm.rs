@@ -1,16 +1,20 @@
 //! `procom shm`, `procom sem`, and `send`/`recv` over the shm: channel, as real processes.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Trial, check, ensure, test, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, check, ensure, plant, test, unique_name,
 };
 
 use crate::common::{fails, ok, procom};
 
-pub const ROLES: &[Role] = &[];
+pub const ROLES: &[Role] = &[Role {
+    name: "cli::shm::feeder",
+    run: feeder,
+}];
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -21,6 +25,27 @@ pub fn trials() -> Vec<Trial> {
         test("cli::shm::sysv_segment_round_trip", sysv_segment_round_trip),
         test("cli::shm::channel_send_recv", channel_send_recv),
         test("cli::sem::p_and_v", p_and_v),
+        test(
+            "cli::shm::planted_link_fifo_or_directory_is_never_used",
+            planted_link_fifo_or_directory_is_never_used,
+        ),
+        test(
+            "cli::shm::read_checks_bounds_and_streams_a_huge_segment",
+            read_checks_bounds_and_streams_a_huge_segment,
+        ),
+        test(
+            "cli::shm::read_of_a_segment_truncated_midway_fails_after_what_it_wrote",
+            read_of_a_segment_truncated_midway_fails_after_what_it_wrote,
+        ),
+        test(
+            "cli::shm::write_reads_no_more_input_than_fits",
+            write_reads_no_more_input_than_fits,
+        ),
+        test("cli::shm::create_of_size_0_is_refused", create_of_size_0_is_refused),
+        test(
+            "cli::shm::recv_from_a_channel_whose_header_is_overwritten_fails",
+            recv_from_a_channel_whose_header_is_overwritten_fails,
+        ),
     ]
 }
 
@@ -121,5 +146,280 @@ fn p_and_v() -> Outcome {
     ensure!(ok(&["sem", "get", &name])? == ["1"], "value after V");
     ok(&["sem", "rm", &name])?;
     fails(&["sem", "get", &name], 1, "does not exist")?;
+    Ok(())
+}
+
+/// A symlink to root's file, a FIFO and a directory, each planted at a /dev/shm name by uid
+/// 65534: every command that names it fails at once (exit 1, one line naming what is there),
+/// nothing is written through the link, nothing planted is removed.
+fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
+    let scratch = Scratch::new("procom-cli-shm")?;
+    let victim = scratch.join("victim");
+    let original = b"root's file: never written through a link in /dev/shm\n".repeat(80);
+    check!(std::fs::write(&victim, &original));
+    for (what, words) in [
+        (Plant::Symlink(&victim), "is a symbolic link"),
+        (Plant::Fifo, "is a FIFO"),
+        (Plant::Dir, "is a directory"),
+    ] {
+        let name = format!("/{}", unique_name("procom-cli"));
+        let ep = format!("shm:{name}");
+        let planted = plant(format!("/dev/shm{name}").as_ref(), what)?;
+        for args in [
+            &["shm", "write", &name, "YYYY"][..],
+            &["shm", "write", &name, "-"],
+            &["shm", "read", &name],
+            &["shm", "info", &name],
+            &["shm", "rm", &name],
+            &["send", &ep, "x"],
+            &["recv", &ep],
+        ] {
+            fails(args, 1, words)?;
+            ensure!(planted.intact(), "procom {args:?} changed or removed the planted {what:?}");
+        }
+        fails(&["shm", "create", &name, "--size", "4KiB"], 1, "already exists")?;
+        planted.remove()?;
+        ensure!(
+            check!(std::fs::read(&victim)) == original,
+            "the file behind the planted {what:?} was written"
+        );
+    }
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
+}
+
+/// Starts `procom args` with its standard output on a pipe whose read end is returned.
+fn spawn_to_pipe(args: &[&str]) -> Result<(Proc, procom::pipe::PipeReader), String> {
+    let (r, w) = check!(procom::pipe::pipe());
+    let mut cmd = procom(args);
+    cmd.stdout(w);
+    let p = Proc::spawn_keep_stdout(&format!("procom {}", args.join(" ")), &mut cmd)?;
+    drop(cmd); // our copy of the write end
+    Ok((p, r))
+}
+
+/// Offsets and lengths out of range are one sentence before anything is allocated; a 64 GiB
+/// (sparse) segment is streamed, never read into memory whole.
+fn read_checks_bounds_and_streams_a_huge_segment() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["shm", "create", &name, "--size", "4KiB"])?;
+    let end = "past the end of the 4096-byte segment";
+    fails(&["shm", "read", &name, "--offset", "8", "--len", &u64::MAX.to_string()], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", &u64::MAX.to_string(), "--len", "2"], 1, end)?;
+    fails(&["shm", "read", &name, "--len", "64GiB"], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", "5000"], 1, end)?;
+    fails(&["shm", "read", &name, "--offset", "4090", "--len", "7"], 1, end)?;
+    ensure!(ok(&["shm", "read", &name, "--offset", "4096"])?.is_empty(), "read at the end");
+    ok(&["shm", "rm", &name])?;
+
+    // Sparse: the pages are never allocated, except the few read here.
+    let big = format!("/{}", unique_name("procom-cli"));
+    let size: u64 = 64 << 30;
+    ok(&["shm", "create", &big, "--size", "64GiB"])?;
+    let slice: u64 = (3 << 20) + 12345; // more than one chunk, and not a whole number of them
+    let from = size - slice;
+    ok(&["shm", "write", &big, "--offset", &from.to_string(), "head"])?;
+    ok(&["shm", "write", &big, "--offset", &(size - 4).to_string(), "tail"])?;
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &big, "--offset", &from.to_string()])?;
+    let mut got = Vec::new();
+    check!(std::io::Read::read_to_end(&mut r, &mut got));
+    let fin = p.finish(STEP)?;
+    ensure!(fin.status.success(), "reading the slice: {}", fin.stderr.trim());
+    ensure!(
+        got.len() as u64 == slice
+            && got.starts_with(b"head")
+            && got.ends_with(b"tail")
+            && got[4..got.len() - 4].iter().all(|b| *b == 0),
+        "the slice read back as {} bytes",
+        got.len()
+    );
+    // The whole 64 GiB to a reader that stops after a few MiB: streamed, so it starts at once
+    // and ends quietly when its standard output closes.
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &big])?;
+    let mut first = vec![0u8; 3 << 20];
+    check!(std::io::Read::read_exact(&mut r, &mut first));
+    drop(r);
+    let fin = p.finish(STEP)?;
+    ensure!(
+        fin.status.success() && fin.stderr.is_empty(),
+        "reading 64 GiB into a closed pipe: {}; {}",
+        fin.status,
+        fin.stderr.trim()
+    );
+    // Reading the holes allocated none of them (only the two pages written above).
+    let used = check!(std::fs::metadata(format!("/dev/shm{big}"))).blocks() * 512;
+    ensure!(used <= 64 << 10, "reading made the sparse segment hold {used} bytes");
+    ok(&["shm", "rm", &big])?;
+    Ok(())
+}
+
+/// A segment truncated while `shm read` streams it: what was read before is written, then
+/// the command fails (exit 1, one sentence); no zeros from the vanished pages are written.
+fn read_of_a_segment_truncated_midway_fails_after_what_it_wrote() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let size = 16usize << 20;
+    let seg = check!(procom::shm::Segment::create(&name, size as u64));
+    let map = check!(seg.map());
+    check!(map.write(0, &vec![0x5a; size]));
+    let (p, mut r) = spawn_to_pipe(&["shm", "read", &name])?;
+    // Once the first bytes arrive, the reader is blocked writing into the full pipe.
+    let mut first = [0u8; 4096];
+    check!(std::io::Read::read_exact(&mut r, &mut first));
+    check!(rustix::fs::ftruncate(seg.fd().ok_or("fd")?, 0));
+    let mut rest = Vec::new();
+    check!(std::io::Read::read_to_end(&mut r, &mut rest));
+    let fin = p.finish(STEP)?;
+    let total = first.len() + rest.len();
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.lines().count() == 1
+            && fin.stderr.contains("truncated"),
+        "after the truncation: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    ensure!(
+        total < size && first.iter().chain(&rest).all(|b| *b == 0x5a),
+        "{total} bytes written, not all from before the truncation"
+    );
+    drop(map);
+    drop(seg);
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
+        "leaked {name}"
+    );
+    Ok(())
+}
+
+/// Writes `args[0]` bytes to standard output until they are all written or the reader goes,
+/// then says on standard error how many the reader took.
+fn feeder(args: &[String]) -> Outcome {
+    let total: usize = check!(args[0].parse::<usize>());
+    let buf = vec![b'x'; 64 << 10];
+    let mut out = std::io::stdout().lock();
+    let mut written = 0;
+    while written < total {
+        match out.write(&buf[..(total - written).min(buf.len())]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(format!("feeding: {e}")),
+        }
+    }
+    eprintln!("wrote {written}");
+    Ok(())
+}
+
+/// `shm write NAME -` reads no more of its standard input than the segment can hold from the
+/// offset (plus one byte, to see there is more): input that does not fit is refused after a
+/// few bytes, not after reading it all, and nothing is written.
+fn write_reads_no_more_input_than_fits() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["shm", "create", &name, "--size", "16"])?;
+    ok(&["shm", "write", &name, "0123456789abcdef"])?;
+    let (r, w) = check!(procom::pipe::pipe());
+    let mut cmd = procom_testkit::role("cli::shm::feeder", &[&(4usize << 20).to_string()]);
+    cmd.stdout(w).stdin(Stdio::null());
+    let feeder = Proc::spawn_keep_stdout("feeder", &mut cmd)?;
+    drop(cmd);
+    let mut cmd = procom(&["shm", "write", &name, "--offset", "3", "-"]);
+    cmd.stdin(r);
+    let write = Proc::spawn("procom shm write", &mut cmd)?;
+    drop(cmd);
+    let fin = write.finish(STEP)?;
+    let words = format!(
+        "standard input holds more than the 13 bytes that fit at offset 3 of shm {name}; nothing was written"
+    );
+    ensure!(
+        fin.code() == Some(1) && fin.stderr.lines().count() == 1 && fin.stderr.contains(&words),
+        "writing 4 MiB into 13 bytes: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    let fed = feeder.success(STEP)?;
+    let taken: usize = check!(
+        fed.stderr
+            .trim()
+            .strip_prefix("wrote ")
+            .ok_or("no count from the feeder")?
+            .parse::<usize>()
+    );
+    ensure!(
+        taken < 1 << 20,
+        "procom took {taken} bytes of input for a 16-byte segment"
+    );
+    let out = ok(&["shm", "read", &name])?;
+    ensure!(out == ["0123456789abcdef"], "the segment changed: {out:?}");
+    // What fits exactly is written; the offset is checked before any input is read.
+    let fin = crate::common::run_with_input(
+        procom(&["shm", "write", &name, "--offset", "10", "-"]),
+        "procom shm write",
+        b"UVWXYZ",
+    )?;
+    ensure!(fin.status.success(), "six bytes at 10: {}", fin.stderr.trim());
+    ensure!(ok(&["shm", "read", &name])? == ["0123456789UVWXYZ"], "after the fitting write");
+    fails(
+        &["shm", "write", &name, "--offset", "17", "-"],
+        1,
+        "offset 17 is past the end of the 16-byte segment",
+    )?;
+    ok(&["shm", "rm", &name])?;
+    Ok(())
+}
+
+/// `shm create NAME --size 0` is refused (the library says InvalidInput; the exit status is
+/// only checked to be non-zero here) and creates nothing.
+fn create_of_size_0_is_refused() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let key = format!("{:#x}", (std::process::id() & 0xffff) | 0x5400_0000);
+    for n in [&name, &key] {
+        let fin = crate::common::run(&["shm", "create", n, "--size", "0"])?;
+        ensure!(
+            fin.code().is_some_and(|c| c != 0)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains("a segment needs at least 1 byte"),
+            "shm create {n} --size 0: {}; {:?}",
+            fin.status,
+            fin.stderr
+        );
+        fails(&["shm", "info", n], 1, "does not exist")?;
+    }
+    Ok(())
+}
+
+/// Another process overwrites the header of the channel `procom recv` created, through its
+/// file in /dev/shm: recv fails (exit 1, one line saying "corrupted"), not a clean end.
+fn recv_from_a_channel_whose_header_is_overwritten_fails() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let path = format!("/dev/shm{name}");
+    let recv = Proc::spawn("recv", &mut procom(&["recv", &format!("shm:{name}")]))?;
+    // Wait until the receiver has published its header (the version word, at offset 8).
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut version = [0u8; 4];
+        let published = std::fs::File::open(&path)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut version, 8))
+            .is_ok_and(|()| version != [0; 4]);
+        if published {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the receiver never set up {name}");
+        std::thread::sleep(Duration::from_millis(2)); // polling for the kernel object
+    }
+    let file = check!(std::fs::OpenOptions::new().write(true).open(&path));
+    check!(std::os::unix::fs::FileExt::write_all_at(&file, &[0xab; 64], 0));
+    drop(file);
+    let fin = recv.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(1)
+            && fin.stderr.lines().count() == 1
+            && fin.stderr.contains("corrupted"),
+        "recv after its header was overwritten: {}; {:?}",
+        fin.status,
+        fin.stderr
+    );
+    ensure!(
+        !std::path::Path::new(&path).exists(),
+        "the receiver left its segment"
+    );
     Ok(())
 }

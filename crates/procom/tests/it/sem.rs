@@ -10,8 +10,8 @@ use procom::endpoint::MsgKey;
 use procom::sem::{Op, SemSet, Semaphore, SharedSemaphore};
 use procom::shm::{Segment, TypedRegion};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, role, test, unique_name,
-    wait_pid,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
+    unique_name, wait_pid,
 };
 
 pub const ROLES: &[Role] = &[
@@ -68,6 +68,10 @@ pub fn trials() -> Vec<Trial> {
             try_timeout_value_and_permissions,
         ),
         test("sem::interoperates_with_c", interoperates_with_c),
+        test(
+            "sem::planted_link_fifo_or_directory_is_never_removed",
+            planted_link_fifo_or_directory_is_never_removed,
+        ),
     ]
 }
 
@@ -396,4 +400,33 @@ fn interoperates_with_c() -> Outcome {
     check!(std::fs::remove_file(&src));
     check!(std::fs::remove_file(&exe));
     dir.finish()
+}
+
+/// A symlink, a FIFO and a directory planted by uid 65534 where glibc keeps a named semaphore
+/// (/dev/shm/sem.NAME): removing the name refuses, and leaves them (and the file a link
+/// points to) alone.
+fn planted_link_fifo_or_directory_is_never_removed() -> Outcome {
+    let scratch = Scratch::new("procom-it-sem")?;
+    let victim = scratch.join("victim");
+    check!(std::fs::write(&victim, b"root's file"));
+    for (what, words) in [
+        (Plant::Symlink(&victim), "is a symbolic link"),
+        (Plant::Fifo, "is a FIFO"),
+        (Plant::Dir, "is a directory"),
+    ] {
+        let name = name();
+        let planted = plant(format!("/dev/shm/sem.{}", &name[1..]).as_ref(), what)?;
+        let e = procom::sem::remove(&name)
+            .err()
+            .ok_or(format!("removed the planted {what:?}"))?;
+        ensure!(
+            e.kind() == ErrorKind::WrongType && e.to_string().contains(words),
+            "removing the planted {what:?}: {e:?}"
+        );
+        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        planted.remove()?;
+    }
+    ensure!(check!(std::fs::read(&victim)) == b"root's file", "the victim changed");
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
 }

@@ -9,7 +9,8 @@ use procom::endpoint::MsgKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, test, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
+    unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -48,6 +49,10 @@ pub const ROLES: &[Role] = &[
     Role {
         name: "shm::wrap_sender",
         run: wrap_sender,
+    },
+    Role {
+        name: "shm::header_scribbler",
+        run: header_scribbler,
     },
 ];
 
@@ -105,6 +110,15 @@ pub fn trials() -> Vec<Trial> {
         test(
             "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick,
+        ),
+        test(
+            "shm::planted_link_fifo_or_directory_is_never_used",
+            planted_link_fifo_or_directory_is_never_used,
+        ),
+        test("shm::empty_segment_is_refused", empty_segment_is_refused),
+        test(
+            "shm::channel_header_scribbled_is_corrupted_on_both_sides",
+            channel_header_scribbled_is_corrupted_on_both_sides,
         ),
     ]
 }
@@ -802,5 +816,142 @@ fn channel_closing_receiver_never_removes_a_successor() -> Outcome {
     }
     drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// The hostile objects a local user can plant at a /dev/shm name, and the words that must
+/// name each in the refusal.
+fn plants(victim: &std::path::Path) -> [(Plant<'_>, &'static str); 3] {
+    [
+        (Plant::Symlink(victim), "is a symbolic link"),
+        (Plant::Fifo, "is a FIFO"),
+        (Plant::Dir, "is a directory"),
+    ]
+}
+
+/// A symlink to root's file, a FIFO and a directory, each planted at a /dev/shm name by uid
+/// 65534: no open of the name follows, blocks on or uses it, no create adopts it, no removal
+/// removes it, and the linked file is never written.
+fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
+    let scratch = Scratch::new("procom-it-shm")?;
+    let victim = scratch.join("victim");
+    let original = b"root's file: never written through a link in /dev/shm\n".repeat(80);
+    check!(std::fs::write(&victim, &original));
+    for (what, words) in plants(&victim) {
+        let name = shm_name();
+        let planted = plant(&dev_shm(&name), what)?;
+        let refused = |op: &str, r: Result<(), procom::Error>| -> Outcome {
+            let e = r.err().ok_or(format!("{op} used the planted {what:?}"))?;
+            ensure!(
+                e.kind() == ErrorKind::WrongType && e.to_string().contains(words),
+                "{op} on the planted {what:?}: {e:?}"
+            );
+            Ok(())
+        };
+        refused("Segment::open", Segment::open(&name).map(drop))?;
+        refused("Segment::open_read_only", Segment::open_read_only(&name).map(drop))?;
+        refused(
+            "Sender::connect",
+            Sender::connect(format!("shm:{name}")).map(drop),
+        )?;
+        refused(
+            "Receiver::bind",
+            Receiver::bind(format!("shm:{name}")).map(drop),
+        )?;
+        refused("shm::remove", procom::shm::remove(&name))?;
+        let e = Segment::create(&name, 4096).err().map(|e| e.kind());
+        ensure!(
+            e == Some(ErrorKind::AlreadyExists),
+            "Segment::create over the planted {what:?}: {e:?}"
+        );
+        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        planted.remove()?;
+        ensure!(
+            check!(std::fs::read(&victim)) == original,
+            "the file behind the planted {what:?} was written"
+        );
+    }
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
+}
+
+/// A segment of 0 bytes could be neither mapped nor used: creating one is InvalidInput, and
+/// nothing is created.
+fn empty_segment_is_refused() -> Outcome {
+    let name = shm_name();
+    let e = Segment::create(&name, 0)
+        .err()
+        .ok_or("created a 0-byte segment")?;
+    ensure!(
+        e.kind() == ErrorKind::InvalidInput && e.to_string().contains("0 bytes"),
+        "got {e:?}"
+    );
+    ensure!(!dev_shm(&name).exists(), "a 0-byte segment {name} was left");
+    let key = MsgKey::Key((std::process::id() as i32 & 0xffff) | 0x5300_0000);
+    let e = Segment::create_sysv(&key, 0)
+        .err()
+        .ok_or("created a 0-byte System V segment")?;
+    ensure!(
+        e.kind() == ErrorKind::InvalidInput && e.to_string().contains("a segment needs at least 1 byte"),
+        "got {e:?}"
+    );
+    let gone = Segment::open_sysv(&key).err().map(|e| e.kind());
+    ensure!(gone == Some(ErrorKind::NotFound), "after the refusal: {gone:?}");
+    Ok(())
+}
+
+/// Overwrites a channel's header through its file in /dev/shm, once: `garbage` fills its
+/// first 64 bytes (magic, version, sizes, pids, sequence words, state) with 0xAB; `magic`
+/// changes only the magic, so every word the channel reads while it runs still looks sane.
+fn header_scribbler(args: &[String]) -> Outcome {
+    let [name, mode] = args else {
+        return Err("args".into());
+    };
+    let file = check!(std::fs::OpenOptions::new().write(true).open(dev_shm(name)));
+    let bytes: &[u8] = match mode.as_str() {
+        "garbage" => &[0xab; 64],
+        "magic" => b"NOTOURS!",
+        other => return Err(format!("mode {other}")),
+    };
+    check!(std::os::unix::fs::FileExt::write_all_at(&file, bytes, 0));
+    Ok(())
+}
+
+/// Another process overwrites the header of a live channel: the receiver and the sender both
+/// report Corrupted (not PeerGone, which would end the receiving side as a clean close), and
+/// stay so.
+fn channel_header_scribbled_is_corrupted_on_both_sides() -> Outcome {
+    for mode in ["garbage", "magic"] {
+        let name = shm_name();
+        let ep = format!("shm:{name}");
+        let mut rx = check!(Receiver::bind(&ep));
+        let mut tx = check!(Sender::connect(&ep));
+        check!(tx.send(b"before").map_err(|e| e.into_error()));
+        ensure!(check!(rx.recv_timeout(STEP)) == b"before", "first message");
+        Proc::spawn("scribbler", &mut role("shm::header_scribbler", &[&name, mode]))?
+            .success(STEP)?;
+        let e = rx.recv_timeout(Duration::from_secs(2)).err();
+        ensure!(
+            e.as_ref().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+            "{mode}: the receiver got {e:?}"
+        );
+        // Past the sender's liveness cache, so a sender with room in the ring checks too.
+        std::thread::sleep(Duration::from_millis(20));
+        let e = tx.send(b"after").err().map(|e| e.into_error());
+        ensure!(
+            e.as_ref().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
+            "{mode}: the sender got {e:?}"
+        );
+        let again = (
+            rx.try_recv().err().map(|e| e.kind()),
+            tx.try_send(b"x").err().map(|e| e.kind()),
+        );
+        ensure!(
+            again == (Some(ErrorKind::Corrupted), Some(ErrorKind::Corrupted)),
+            "{mode}: afterwards {again:?}"
+        );
+        drop((rx, tx));
+        ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    }
     Ok(())
 }
