@@ -125,26 +125,9 @@ impl fmt::Debug for Queue {
     }
 }
 
-/// Checks a queue name: `/` then 1 to 255 bytes without `/` or NUL.
+/// Checks a queue name: `/` then 1 to 255 bytes without `/` or NUL, not `.` or `..`.
 fn check_name(name: &str) -> Result<(), Error> {
-    let bad = |why: &str| {
-        Err(Error::new(ErrorKind::InvalidInput)
-            .detail(format!("`{name}` is not a valid message queue name: {why}"))
-            .object(format!("mq:{name}")))
-    };
-    if !name.starts_with('/') {
-        return bad("it must start with '/' (like /jobs)");
-    }
-    if name.len() < 2 || name[1..].contains('/') || name.contains('\0') {
-        return bad("it needs at least one character after '/', and no other '/' or NUL");
-    }
-    if name.len() > 256 {
-        return bad("it is longer than 255 bytes after the '/'");
-    }
-    if name == "/." || name == "/.." {
-        return bad("`.` and `..` name directories, not queues");
-    }
-    Ok(())
+    crate::shm::check_name(name, "message queue").map_err(|e| e.object(format!("mq:{name}")))
 }
 
 fn is(e: &std::io::Error, errno: Errno) -> bool {

@@ -89,13 +89,16 @@ pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
             .detail(format!("`{name}` is not a valid {what} name: {why}")))
     };
     if !name.starts_with('/') {
-        return bad("it must start with '/' (like /frame)");
+        return bad("it must start with '/' (like /jobs)");
     }
     if name.len() < 2 || name[1..].contains('/') || name.contains('\0') {
         return bad("it needs at least one character after '/', and no other '/' or NUL");
     }
-    if name.len() > IPC_NAME_MAX {
-        return bad("it is longer than 255 bytes");
+    if name.len() - 1 > IPC_NAME_MAX {
+        return bad("it is longer than 255 bytes after the '/'");
+    }
+    if name == "/." || name == "/.." {
+        return bad("`.` and `..` name directories");
     }
     Ok(())
 }
@@ -344,7 +347,7 @@ impl Segment {
             Some(code) if code == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
                 .detail("already exists; procom does not adopt an existing segment")
                 .object(&label),
-            Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() => Error::new(ErrorKind::InvalidInput)
+            Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() => Error::new(ErrorKind::LimitReached)
                 .detail(format!("{size} bytes is outside the kernel's limits (see /proc/sys/kernel/shmmax and shmall)"))
                 .object(&label),
             _ => Error::os("create it", e).object(&label),
@@ -577,7 +580,7 @@ pub fn key_path_exists(path: &Path) -> bool {
 ///
 /// `load` and `store` copy the whole value; a value another process is writing at the same
 /// moment may be read half-old, half-new, so guard multi-field updates with a semaphore (see
-/// [`crate::sem`]) — exactly the seed's point about shared memory needing protection.
+/// [`crate::sem`]) — shared memory needs that protection, since nothing in it is ordered or exclusive by itself.
 #[derive(Debug)]
 pub struct TypedRegion<'m, T> {
     mapping: &'m Mapping,

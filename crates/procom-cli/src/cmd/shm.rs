@@ -26,13 +26,13 @@ fn parse(name: &str) -> anyhow::Result<Name> {
         name.parse::<i32>().ok()
     };
     match key {
-        Some(0) => {
-            bail!("shm key 0 is IPC_PRIVATE, which no other process can open; choose another key")
-        }
+        Some(0) => Err(super::usage!(
+            "shm key 0 is IPC_PRIVATE, which no other process can open; choose another key"
+        )),
         Some(k) => Ok(Name::SysV(MsgKey::Key(k))),
-        None => bail!(
+        None => Err(super::usage!(
             "`{name}` is neither a POSIX shared-memory name (like /frame) nor a System V key (like 0x5100)"
-        ),
+        )),
     }
 }
 
@@ -141,13 +141,13 @@ pub fn run(cmd: ShmCommand) -> anyhow::Result<()> {
                 Kind::Memfd => "memfd",
                 Kind::SysV => "sysv",
             };
-            println!("kind: {kind}");
-            println!("size: {}", info.size);
-            println!("mode: {:o}", info.mode);
-            println!("uid: {}", info.uid);
-            println!("gid: {}", info.gid);
+            super::outln!("kind: {kind}")?;
+            super::outln!("size: {}", info.size)?;
+            super::outln!("mode: {:o}", info.mode)?;
+            super::outln!("uid: {}", info.uid)?;
+            super::outln!("gid: {}", info.gid)?;
             if let Some(n) = info.attached {
-                println!("attached: {n}");
+                super::outln!("attached: {n}")?;
             }
         }
         ShmCommand::Rm { name } => match parse(&name)? {

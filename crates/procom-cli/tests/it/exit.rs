@@ -175,6 +175,8 @@ fn usage_errors_exit_2_wherever_found() -> Outcome {
         (vec!["mq", "create", "/.."], "not a valid message queue name"),
         (vec!["mq", "create", "/q", "--capacity", "0"], "at least 1"),
         (vec!["sem", "create", "noslash", "1"], "noslash"),
+        (vec!["shm", "create", "noslash", "--size", "1"], "neither a POSIX"),
+        (vec!["shm", "create", "/x", "--size", "0"], "at least 1 byte"),
         (vec!["signal", "send", &me, "FOO"], "is not a signal"),
         (vec!["signal", "wait", "KILL"], "can be neither caught"),
         (vec!["listen", "udp:127.0.0.1:0"], "use procom recv"),

@@ -69,8 +69,9 @@ fn posix_segment_round_trip() -> Outcome {
     )?;
     ok(&["shm", "rm", &name])?;
     fails(&["shm", "info", &name], 1, "does not exist")?;
-    fails(&["shm", "create", "frame", "--size", "1"], 1, "neither a POSIX shared-memory name",
+    fails(&["shm", "create", "frame", "--size", "1"], 2, "neither a POSIX shared-memory name",
     )?;
+    fails(&["shm", "create", "/..", "--size", "1"], 2, "name directories")?;
     Ok(())
 }
 
@@ -366,15 +367,14 @@ fn write_reads_no_more_input_than_fits() -> Outcome {
     Ok(())
 }
 
-/// `shm create NAME --size 0` is refused (the library says InvalidInput; the exit status is
-/// only checked to be non-zero here) and creates nothing.
+/// `shm create NAME --size 0` is a usage error (exit 2) and creates nothing.
 fn create_of_size_0_is_refused() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     let key = format!("{:#x}", (std::process::id() & 0xffff) | 0x5400_0000);
     for n in [&name, &key] {
         let fin = crate::common::run(&["shm", "create", n, "--size", "0"])?;
         ensure!(
-            fin.code().is_some_and(|c| c != 0)
+            fin.code() == Some(2)
                 && fin.stderr.lines().count() == 1
                 && fin.stderr.contains("a segment needs at least 1 byte"),
             "shm create {n} --size 0: {}; {:?}",
