@@ -438,6 +438,8 @@ pub enum Plant<'a> {
     Fifo,
     /// A directory.
     Dir,
+    /// An empty regular file anyone may write (mode 0666).
+    EmptyFile,
 }
 
 /// An object planted by [`plant`]; removed when dropped.
@@ -460,7 +462,7 @@ impl Planted {
             if self.dir {
                 t.is_dir()
             } else {
-                t.is_symlink() || std::os::unix::fs::FileTypeExt::is_fifo(&t)
+                t.is_symlink() || t.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&t)
             }
         })
     }
@@ -510,6 +512,11 @@ pub fn plant(path: &Path, what: Plant<'_>) -> Result<Planted, String> {
         Plant::Dir => {
             let mut c = Command::new("mkdir");
             c.arg(path);
+            c
+        }
+        Plant::EmptyFile => {
+            let mut c = Command::new("sh");
+            c.args(["-c", "umask 0 && : > \"$1\"", "sh"]).arg(path);
             c
         }
     };

@@ -21,6 +21,7 @@
 //! - [`sem_overview(7)`](https://man7.org/linux/man-pages/man7/sem_overview.7.html)
 //! - [`semop(2)`](https://man7.org/linux/man-pages/man2/semop.2.html)
 
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use procom_sys::sem::{NamedSemaphore, SemOp, UnnamedSemaphore, Waited};
@@ -92,6 +93,13 @@ impl Semaphore {
     pub fn open(name: &str) -> Result<Semaphore, Error> {
         check_name(name, "semaphore")?;
         let label = format!("semaphore {name}");
+        // Checked before glibc maps it; a file that is missing or not ours to read is
+        // sem_open's to report, in its own words.
+        if let Err(e) = open_file(&sem_path(name))
+            && matches!(e.kind(), ErrorKind::WrongType | ErrorKind::Corrupted)
+        {
+            return Err(e.object(&label));
+        }
         let sem = NamedSemaphore::open(name).map_err(|e| Error::os("open it", e).object(&label))?;
         Ok(Semaphore {
             sem,
@@ -187,24 +195,43 @@ fn sem_path(name: &str) -> String {
     format!("/dev/shm/sem.{}", name.strip_prefix('/').unwrap_or(name))
 }
 
-/// Sets the mode of the semaphore file at `path` through a descriptor that followed no
-/// symbolic link and is a regular file.
-fn set_mode(path: &str, mode: u32) -> Result<(), Error> {
+/// Opens the semaphore file at `path` without following a symbolic link or blocking, and
+/// checks that it is a regular file large enough to hold a semaphore: glibc's `sem_open` maps
+/// the file as it is, and a shorter one (an empty file planted by another user) would kill
+/// the process with SIGBUS at the first `sem_post`.
+fn open_file(path: &str) -> Result<OwnedFd, Error> {
     use rustix::fs::{FileType, Mode, OFlags};
     let fd = rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
         Mode::empty(),
     )
-    .map_err(|e| Error::os("open its file", e.into()))?;
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => crate::shm::planted(FileType::Symlink, "semaphore"),
+        rustix::io::Errno::ISDIR => crate::shm::planted(FileType::Directory, "semaphore"),
+        rustix::io::Errno::NXIO => crate::shm::planted(FileType::Socket, "semaphore"),
+        e => Error::os("open its file", e.into()),
+    })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("read its status", e.into()))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(crate::shm::planted(
-            FileType::from_raw_mode(st.st_mode),
-            "semaphore",
-        ));
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != FileType::RegularFile {
+        return Err(crate::shm::planted(ft, "semaphore"));
     }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+    let need = procom_sys::sem::SEM_T_SIZE;
+    if u64::try_from(st.st_size).is_ok_and(|size| size < need as u64) {
+        return Err(Error::new(ErrorKind::Corrupted).detail(format!(
+            "its file is {} bytes, too small to hold a semaphore ({need} bytes); someone may have planted it: remove it if it is not yours",
+            st.st_size
+        )));
+    }
+    Ok(fd)
+}
+
+/// Sets the mode of the semaphore file at `path` through a descriptor that followed no
+/// symbolic link and is a regular file.
+fn set_mode(path: &str, mode: u32) -> Result<(), Error> {
+    let fd = open_file(path)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))
         .map_err(|e| Error::os("set its mode", e.into()))
 }
 

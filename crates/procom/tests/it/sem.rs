@@ -72,6 +72,10 @@ pub fn trials() -> Vec<Trial> {
             "sem::planted_link_fifo_or_directory_is_never_removed",
             planted_link_fifo_or_directory_is_never_removed,
         ),
+        test(
+            "sem::planted_file_is_never_opened_as_a_semaphore",
+            planted_file_is_never_opened_as_a_semaphore,
+        ),
     ]
 }
 
@@ -427,6 +431,35 @@ fn planted_link_fifo_or_directory_is_never_removed() -> Outcome {
         planted.remove()?;
     }
     ensure!(check!(std::fs::read(&victim)) == b"root's file", "the victim changed");
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
+}
+
+/// What another user plants at /dev/shm/sem.NAME is never handed to sem_open: an empty file
+/// (glibc would map it and die of SIGBUS at the first post), a symlink, a FIFO or a directory.
+fn planted_file_is_never_opened_as_a_semaphore() -> Outcome {
+    let scratch = Scratch::new("procom-it-sem-open")?;
+    let victim = scratch.join("victim");
+    check!(std::fs::write(&victim, vec![0u8; 64]));
+    for (what, kind, words) in [
+        (Plant::EmptyFile, ErrorKind::Corrupted, "too small to hold a semaphore"),
+        (Plant::Symlink(&victim), ErrorKind::WrongType, "is a symbolic link"),
+        (Plant::Fifo, ErrorKind::WrongType, "is a FIFO"),
+        (Plant::Dir, ErrorKind::WrongType, "is a directory"),
+    ] {
+        let name = name();
+        let planted = plant(format!("/dev/shm/sem.{}", &name[1..]).as_ref(), what)?;
+        let e = Semaphore::open(&name)
+            .err()
+            .ok_or(format!("opened the planted {what:?}"))?;
+        ensure!(
+            e.kind() == kind && e.to_string().contains(words),
+            "opening the planted {what:?}: {e:?}"
+        );
+        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        planted.remove()?;
+    }
+    ensure!(check!(std::fs::read(&victim)) == [0u8; 64], "the victim changed");
     check!(std::fs::remove_file(&victim));
     scratch.finish()
 }
