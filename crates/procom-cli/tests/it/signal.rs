@@ -273,7 +273,8 @@ fn not_ours_as_unprivileged_user() -> Outcome {
             ensure!(fin.code() == Some(1), "exit {}", fin.status);
             ensure!(
                 fin.stderr.lines().count() == 1
-                    && fin.stderr.contains(&format!("pid {pid}: it is not ours")),
+                    && fin.stderr.contains(&format!("pid {pid}: it is not ours"))
+                    && !fin.stderr.contains("ls -l"),
                 "stderr {:?}",
                 fin.stderr
             );
