@@ -39,6 +39,7 @@ pub fn trials() -> Vec<Trial> {
         test("socket::a_bad_datagram_is_refused_and_the_receiver_goes_on", a_bad_datagram_is_refused_and_the_receiver_goes_on),
         test("socket::udp_header_is_recognised_and_a_foreign_datagram_never_trimmed", udp_header_is_recognised_and_a_foreign_datagram_never_trimmed),
         test("socket::a_budgeted_receiver_never_waits_for_its_own_charge", a_budgeted_receiver_never_waits_for_its_own_charge),
+        test("socket::a_socket_file_swapped_for_a_symlink_is_never_chmodded", a_socket_file_swapped_for_a_symlink_is_never_chmodded),
     ]
 }
 
@@ -581,4 +582,54 @@ fn a_budgeted_receiver_never_waits_for_its_own_charge() -> Outcome {
     drop(rx);
     let _ = writer.join();
     Ok(())
+}
+
+/// Whoever can write the socket's directory may swap the socket file for a symlink the moment
+/// it appears: fixing the file's mode after the bind must never follow it (a root server
+/// would make any file 0600). A thread plays that user here while sockets are bound again and
+/// again; the file the symlink points to keeps its mode.
+fn a_socket_file_swapped_for_a_symlink_is_never_chmodded() -> Outcome {
+    use std::os::unix::fs::FileTypeExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let scratch = Scratch::new("socket-swap")?;
+    let victim = scratch.join("victim");
+    check!(std::fs::write(&victim, "not procom's"));
+    check!(std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)));
+    let sock = scratch.join("s");
+    let moved = scratch.join("moved");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, sock, victim) = (stop.clone(), sock.clone(), victim.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket())
+                    && std::fs::rename(&sock, &moved).is_ok()
+                    && std::os::unix::fs::symlink(&victim, &sock).is_ok()
+                {
+                    swaps += 1;
+                }
+            }
+            let _ = std::fs::remove_file(&moved);
+            swaps
+        })
+    };
+    let ep = check!(Endpoint::parse(&format!("unix:{}", sock.display())));
+    let mut changed = None;
+    for _ in 0..3000 {
+        drop(Listener::bind(&ep, &Options::default()));
+        let _ = std::fs::remove_file(&sock);
+        let mode = check!(std::fs::metadata(&victim)).permissions().mode() & 0o777;
+        if mode != 0o644 {
+            changed = Some(mode);
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().map_err(|_| "the swapping thread panicked")?;
+    let _ = std::fs::remove_file(&sock); // a symlink the thread made after the last bind
+    ensure!(changed.is_none(), "after {swaps} swaps the symlink's target was made {:o}", changed.unwrap_or(0));
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
 }
