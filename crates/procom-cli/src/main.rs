@@ -102,6 +102,17 @@ fn hint(e: &procom::Error) -> &'static str {
             .iter()
             .any(|p| o.starts_with(p))
     });
+    // A process or group refused a signal: there is no file whose mode to check.
+    let signal_target = e.object_name().is_some_and(|o| {
+        [
+            "pid ",
+            "process group ",
+            "our process group",
+            "every process",
+        ]
+        .iter()
+        .any(|p| o.starts_with(p))
+    });
     match e.kind() {
         K::NotFound if fifo => "; create it with `procom fifo create PATH` or mkfifo",
         K::NotFound if shm_channel => {
@@ -117,6 +128,7 @@ fn hint(e: &procom::Error) -> &'static str {
         }
         K::NoReader => "; start a reader first, or give --timeout SECS to wait for one",
         K::AlreadyExists if fifo => "; remove it with `procom fifo rm PATH` or use it as it is",
+        K::PermissionDenied if signal_target => "",
         K::PermissionDenied => {
             "; it belongs to another user or its mode forbids it (check with ls -l)"
         }

@@ -64,11 +64,14 @@ impl Budget {
         self.0.used.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `bytes` from the budget: waits for room until `deadline` when `wait` (a message
-    /// whose size is known), fails at once otherwise.
+    /// Takes `bytes` more from the budget for a receiver already holding `held`: waits for
+    /// room until `deadline` when `wait` (a message whose size is known), fails at once
+    /// otherwise, and at once also when the two together exceed the whole budget (no waiting
+    /// can make room for them).
     pub(crate) fn take(
         &self,
         bytes: usize,
+        held: usize,
         wait: bool,
         deadline: Option<Instant>,
     ) -> Result<Charge, Error> {
@@ -78,7 +81,7 @@ impl Budget {
                 "{why}: a message needing {bytes} more bytes does not fit the memory budget of {limit} bytes shared by all connections"
             ))
         };
-        if bytes > limit {
+        if held.saturating_add(bytes) > limit {
             return Err(refuse("refused"));
         }
         let mut used = self.used();
@@ -146,22 +149,22 @@ mod tests {
     #[test]
     fn charges_are_bounded_and_returned() {
         let b = Budget::new(100);
-        let a = b.take(60, false, None).unwrap();
+        let a = b.take(60, 0, false, None).unwrap();
         assert_eq!(b.in_use(), 60);
-        let e = b.take(50, false, None).unwrap_err();
+        let e = b.take(50, 0, false, None).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::LimitReached);
         let soon = Some(Instant::now() + Duration::from_millis(20));
         assert_eq!(
-            b.take(50, true, soon).unwrap_err().kind(),
+            b.take(50, 0, true, soon).unwrap_err().kind(),
             ErrorKind::LimitReached
         );
         assert_eq!(
-            b.take(101, true, None).unwrap_err().kind(),
+            b.take(101, 0, true, None).unwrap_err().kind(),
             ErrorKind::LimitReached
         );
         let waiter = {
             let b = b.clone();
-            std::thread::spawn(move || b.take(50, true, None).map(|c| c.bytes()))
+            std::thread::spawn(move || b.take(50, 0, true, None).map(|c| c.bytes()))
         };
         drop(a); // the waiter gets its room
         assert_eq!(waiter.join().unwrap().unwrap(), 50);

@@ -250,16 +250,36 @@ fn bind_unix(
     rustix::net::bind(&fd, &sa).map_err(|e| io_err("bind", e.into(), object))?;
     let file = match addr {
         UnixAddr::Path(p) => {
-            use std::os::unix::fs::MetadataExt;
+            use rustix::fs::{FileType, Mode, OFlags};
+            use std::os::fd::AsRawFd;
+            // Whoever may write the directory can swap the new file for a symlink: the file
+            // is looked at through a descriptor that never follows one, and its mode is set
+            // through that descriptor, so no other file's mode is ever changed.
+            let file = rustix::fs::open(
+                p,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::os("look at the socket file", e.into()).object(object))?;
+            let st = rustix::fs::fstat(&file)
+                .map_err(|e| Error::os("look at the socket file", e.into()).object(object))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+                return Err(Error::new(ErrorKind::WrongType)
+                    .detail(
+                        "the socket file was replaced by something else right after it was bound",
+                    )
+                    .object(object));
+            }
+            // Ours from here on: a failure below removes it.
+            let ours = SocketFile(Some(Cleanup::new(p.clone(), (st.st_dev, st.st_ino))));
             // The umask can only have removed bits; set exactly 0600.
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .map_err(|e| Error::os("set the socket file's mode", e).object(object))?;
-            let m = std::fs::symlink_metadata(p)
-                .map_err(|e| Error::os("look at the socket file", e).object(object))?;
-            Some(SocketFile(Some(Cleanup::new(
-                p.clone(),
-                (m.dev(), m.ino()),
-            ))))
+            if st.st_mode & 0o7777 != 0o600 {
+                let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+                rustix::fs::chmod(by_fd.as_str(), Mode::from_raw_mode(0o600)).map_err(|e| {
+                    Error::os("set the socket file's mode", e.into()).object(object)
+                })?;
+            }
+            Some(ours)
         }
         UnixAddr::Abstract(_) => None,
     };

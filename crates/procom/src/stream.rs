@@ -339,11 +339,17 @@ impl StreamReader {
         let Some(budget) = &self.budget else {
             return Ok(());
         };
+        // Bytes already consumed (the end of the last message) are not part of the need: the
+        // next message must not wait for the room this receiver's own finished one still holds.
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         let need = self.buf.len() + self.ask(want);
         let charged = self.charge.as_ref().map_or(0, Charge::bytes);
         let extra = need.saturating_sub(FREE_BYTES).saturating_sub(charged);
         if extra > 0 {
-            let more = budget.take(extra, want > 0, deadline)?;
+            let more = budget.take(extra, charged, want > 0, deadline)?;
             match &mut self.charge {
                 Some(c) => c.absorb(more),
                 None => self.charge = Some(more),

@@ -98,7 +98,12 @@ fn send(
         (false, 1..) => Target::process(pid)?,
         (false, 0) => Target::OWN_GROUP,
         (false, -1) => Target::EVERYONE,
-        (false, _) => Target::group(pid.saturating_neg())?,
+        (false, _) => Target::group(pid.checked_neg().ok_or_else(|| {
+            usage!(
+                "pid {pid} names no process group: group ids go up to {}",
+                i32::MAX
+            )
+        })?)?,
     };
     // Written as a pid, anything but one process is a surprise; written with --group, only a
     // target beyond that one group is.

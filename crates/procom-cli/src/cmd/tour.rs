@@ -29,10 +29,19 @@ pub fn run() -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .context("could not find the procom executable to run as a child")?;
     let dir = std::env::temp_dir().join(format!("procom-tour-{}-{}", std::process::id(), nanos()));
+    let creating = crate::interrupt::creating();
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("could not create the scratch directory {}", dir.display()))?;
+    let _remove_on_exit = {
+        let dir = dir.clone();
+        crate::interrupt::on_exit(move || {
+            let _ = std::fs::remove_dir_all(&dir);
+        })
+    };
+    let _scratch = ScratchDir(dir.clone()); // dropped before the hook goes
+    drop(creating);
     let ctx = Ctx { exe, dir };
     let steps = steps();
     super::outln!("procom tour: the classic Linux IPC scenarios, run with real processes\n")?;
@@ -50,7 +59,6 @@ pub fn run() -> anyhow::Result<()> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&ctx.dir);
     super::outln!("{} of {} steps passed", steps.len() - failed, steps.len())?;
     if failed > 0 {
         bail!("{failed} tour step(s) failed");
@@ -59,6 +67,15 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 use std::os::unix::fs::DirBuilderExt;
+
+/// The tour's scratch directory, removed however `run` returns (an early `?` included).
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn nanos() -> u128 {
     std::time::SystemTime::now()

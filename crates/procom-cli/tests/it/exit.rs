@@ -37,6 +37,10 @@ pub fn trials() -> Vec<Trial> {
             "cli::exit::control_characters_are_escaped_in_errors",
             control_characters_are_escaped_in_errors,
         ),
+        test(
+            "cli::exit::tour_leaves_no_scratch_directory",
+            tour_leaves_no_scratch_directory,
+        ),
     ]
 }
 
@@ -278,4 +282,37 @@ fn control_characters_are_escaped_in_errors() -> Outcome {
         fin.stderr
     );
     Ok(())
+}
+
+/// `procom tour` removes its scratch directory however it ends early: its output's reader
+/// gone after the first line (`procom tour | head -1`), or a SIGTERM.
+fn tour_leaves_no_scratch_directory() -> Outcome {
+    let scratch = Scratch::new("exit-tour")?;
+    let mut cmd = procom(&["tour"]);
+    cmd.env("TMPDIR", scratch.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = check!(cmd.spawn());
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().ok_or("stdout")?);
+    check!(std::io::BufRead::read_line(&mut out, &mut first));
+    drop(out); // the reader goes, as head does
+    let status = check!(wait_pid(&mut child, STEP));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ensure!(status.and_then(|s| s.code()) == Some(0), "tour | head -1: {status:?}");
+    let entries = || std::fs::read_dir(scratch.path()).map_or(0, |d| d.count());
+    ensure!(entries() == 0, "tour | head -1 left its scratch directory");
+
+    let mut cmd = procom(&["tour"]);
+    cmd.env("TMPDIR", scratch.path());
+    let p = Proc::spawn("procom tour", &mut cmd)?;
+    until("the tour's scratch directory exists", || entries() > 0)?;
+    until_catching(p.pid(), &[15])?;
+    signal(&p, rustix::process::Signal::TERM)?;
+    let fin = p.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "tour on SIGTERM: {fin:?}");
+    scratch.finish()
 }

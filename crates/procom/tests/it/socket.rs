@@ -38,6 +38,8 @@ pub fn trials() -> Vec<Trial> {
         test("socket::datagram_deadlines_wait_in_the_receive", datagram_deadlines_wait_in_the_receive),
         test("socket::a_bad_datagram_is_refused_and_the_receiver_goes_on", a_bad_datagram_is_refused_and_the_receiver_goes_on),
         test("socket::udp_header_is_recognised_and_a_foreign_datagram_never_trimmed", udp_header_is_recognised_and_a_foreign_datagram_never_trimmed),
+        test("socket::a_budgeted_receiver_never_waits_for_its_own_charge", a_budgeted_receiver_never_waits_for_its_own_charge),
+        test("socket::a_socket_file_swapped_for_a_symlink_is_never_chmodded", a_socket_file_swapped_for_a_symlink_is_never_chmodded),
     ]
 }
 
@@ -529,4 +531,105 @@ fn udp_header_is_recognised_and_a_foreign_datagram_never_trimmed() -> Outcome {
     // 0, 3 (1 and 2 missing), u64::MAX (all between missing), then 1 late: saturated, not wrapped.
     ensure!(stats.lost >= u64::MAX - 10, "lost {}", stats.lost);
     Ok(())
+}
+
+/// A length-framed message of `n` bytes of `c`.
+fn framed(n: usize, c: u8) -> Vec<u8> {
+    let mut f = (n as u32).to_be_bytes().to_vec();
+    f.resize(4 + n, c);
+    f
+}
+
+/// A receiver on one end of a socket pair with a 256 KiB budget. `first` is written but for
+/// its last 10 bytes; once the receiver has taken all that, those 10 bytes come with `rest`,
+/// so one read takes the end of the first message and the start of the next.
+fn budgeted_with_crossing_read(first: Vec<u8>, rest: &[Vec<u8>]) -> Result<(Receiver, std::thread::JoinHandle<std::io::Result<UnixStream>>), String> {
+    let (mut a, b) = check!(UnixStream::pair());
+    let queued = check!(b.try_clone());
+    let opts = Options::default().max_message(1 << 20).budget(procom::Budget::new(256 * 1024));
+    let rx = Receiver::from_fd(b, "unix:pair", &opts);
+    let rest = [&[first[first.len() - 10..].to_vec()][..], rest].concat().concat();
+    let writer = std::thread::spawn(move || {
+        a.write_all(&first[..first.len() - 10])?;
+        while rustix::io::ioctl_fionread(&queued)? > 0 {
+            std::thread::yield_now();
+        }
+        drop(queued);
+        a.write_all(&rest)?;
+        Ok(a)
+    });
+    Ok((rx, writer))
+}
+
+/// One budgeted receiver, alone on its budget: the room its finished message still holds
+/// (its buffer keeps the start of the next one) never counts against the next message. One
+/// that fits the budget neither waits for its own receiver's charge nor is refused; one that
+/// does not is refused at once, not when the deadline passes.
+fn a_budgeted_receiver_never_waits_for_its_own_charge() -> Outcome {
+    const N: usize = 200_000;
+    let (mut rx, writer) = budgeted_with_crossing_read(framed(N, b'a'), &[framed(N, b'b'), framed(N, b'c')])?;
+    for c in [b'a', b'b', b'c'] {
+        let m = rx.recv_timeout(Duration::from_secs(2)).map_err(|e| format!("message {}: {e}", c as char))?;
+        ensure!(m.len() == N && m.iter().all(|&x| x == c), "message {}: {} bytes", c as char, m.len());
+    }
+    check!(writer.join().map_err(|_| "writer panicked")?);
+
+    // 400 KB is over 128 KiB plus the whole budget.
+    let (mut rx, writer) = budgeted_with_crossing_read(framed(N, b'a'), &[framed(400_000, b'b')])?;
+    check!(rx.recv_timeout(Duration::from_secs(2)));
+    let e = rx.recv_timeout(Duration::from_secs(20)).err().ok_or("a message over the budget was delivered")?;
+    ensure!(e.kind() == ErrorKind::LimitReached && e.to_string().contains("refused: "), "{e}");
+    drop(rx);
+    let _ = writer.join();
+    Ok(())
+}
+
+/// Whoever can write the socket's directory may swap the socket file for a symlink the moment
+/// it appears: fixing the file's mode after the bind must never follow it (a root server
+/// would make any file 0600). A thread plays that user here while sockets are bound again and
+/// again; the file the symlink points to keeps its mode.
+fn a_socket_file_swapped_for_a_symlink_is_never_chmodded() -> Outcome {
+    use std::os::unix::fs::FileTypeExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let scratch = Scratch::new("socket-swap")?;
+    let victim = scratch.join("victim");
+    check!(std::fs::write(&victim, "not procom's"));
+    check!(std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)));
+    let sock = scratch.join("s");
+    let moved = scratch.join("moved");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, sock, victim) = (stop.clone(), sock.clone(), victim.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket())
+                    && std::fs::rename(&sock, &moved).is_ok()
+                    && std::os::unix::fs::symlink(&victim, &sock).is_ok()
+                {
+                    swaps += 1;
+                }
+            }
+            let _ = std::fs::remove_file(&moved);
+            swaps
+        })
+    };
+    let ep = check!(Endpoint::parse(&format!("unix:{}", sock.display())));
+    let mut changed = None;
+    for _ in 0..3000 {
+        drop(Listener::bind(&ep, &Options::default()));
+        let _ = std::fs::remove_file(&sock);
+        let mode = check!(std::fs::metadata(&victim)).permissions().mode() & 0o777;
+        if mode != 0o644 {
+            changed = Some(mode);
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().map_err(|_| "the swapping thread panicked")?;
+    let _ = std::fs::remove_file(&sock); // a symlink the thread made after the last bind
+    ensure!(changed.is_none(), "after {swaps} swaps the symlink's target was made {:o}", changed.unwrap_or(0));
+    check!(std::fs::remove_file(&victim));
+    scratch.finish()
 }
