@@ -83,9 +83,12 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     }
     let budget = usize::try_from(args.memory).unwrap_or(usize::MAX);
     let opts = super::options(&args.stream, false)?.budget(procom::Budget::new(budget));
+    // Declared before the owner, so dropped after it: the owner removes what it created
+    // while the hook still covers an early end.
+    let _remove_on_exit;
     let creating = interrupt::creating();
     let mut listener = Listener::bind(&ep, &opts)?;
-    let _remove_on_exit = listener.cleanup().map(|c| {
+    _remove_on_exit = listener.cleanup().map(|c| {
         interrupt::on_exit(move || {
             c.remove();
         })

@@ -14,9 +14,12 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     super::apply_type(&mut ep, args.mtype)?;
     let opts = super::options(&args.stream, false)?;
     interrupt::set_activity(format!("receiving from {ep}"));
+    // Declared before the owner, so dropped after it: the owner removes what it created
+    // while the hook still covers an early end.
+    let _remove_on_exit;
     let creating = interrupt::creating();
     let mut rx = Receiver::connect_with(&ep, &opts)?;
-    let _remove_on_exit = rx.cleanup().map(|c| {
+    _remove_on_exit = rx.cleanup().map(|c| {
         interrupt::on_exit(move || {
             c.remove();
         })

@@ -38,6 +38,7 @@ pub fn run() -> anyhow::Result<()> {
         let dir = dir.clone();
         crate::interrupt::on_exit(move || {
             let _ = std::fs::remove_dir_all(&dir);
+            remove_named_objects();
         })
     };
     let _scratch = ScratchDir(dir.clone()); // dropped before the hook goes
@@ -302,11 +303,45 @@ fn scratch_name(tag: &str) -> String {
     format!("/procom-tour-{}-{tag}-{}", std::process::id(), nanos())
 }
 
+/// A named object a step created, which the step's drop removes; listed so that an early end
+/// (Ctrl-C in the middle of a step) removes it too.
+enum Named {
+    Segment(String),
+    Semaphore(String),
+    Queue(String),
+}
+
+static NAMED: std::sync::Mutex<Vec<Named>> = std::sync::Mutex::new(Vec::new());
+
+/// Creates `object` with `make` and lists it for [`remove_named_objects`], with an early end
+/// held off in between.
+fn create<T>(object: Named, make: impl FnOnce() -> Result<T, procom::Error>) -> anyhow::Result<T> {
+    let _creating = crate::interrupt::creating();
+    let made = make()?;
+    NAMED.lock().unwrap_or_else(|p| p.into_inner()).push(object);
+    Ok(made)
+}
+
+/// Removes what the steps created and may not have removed yet (the exit hook's part).
+fn remove_named_objects() {
+    for object in NAMED.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let _ = match object {
+            Named::Segment(n) => procom::shm::remove(&n),
+            Named::Semaphore(n) => procom::sem::remove(&n),
+            Named::Queue(n) => procom::mq::remove(&n),
+        };
+    }
+}
+
 fn shm_mutex(ctx: &Ctx) -> anyhow::Result<String> {
     let (seg_name, sem_name) = (scratch_name("counter"), scratch_name("mutex"));
-    let seg = procom::shm::Segment::create(&seg_name, 4096)?;
+    let seg = create(Named::Segment(seg_name.clone()), || {
+        procom::shm::Segment::create(&seg_name, 4096)
+    })?;
     let map = seg.map()?;
-    let sem = procom::sem::Semaphore::create(&sem_name, 1)?;
+    let sem = create(Named::Semaphore(sem_name.clone()), || {
+        procom::sem::Semaphore::create(&sem_name, 1)
+    })?;
     let mut kids = Vec::new();
     for _ in 0..2 {
         kids.push(
@@ -329,9 +364,13 @@ fn shm_mutex(ctx: &Ctx) -> anyhow::Result<String> {
 
 fn sem_ordering(ctx: &Ctx) -> anyhow::Result<String> {
     let (seg_name, sem_name) = (scratch_name("data"), scratch_name("ready"));
-    let seg = procom::shm::Segment::create(&seg_name, 4096)?;
+    let seg = create(Named::Segment(seg_name.clone()), || {
+        procom::shm::Segment::create(&seg_name, 4096)
+    })?;
     let map = seg.map()?;
-    let sem = procom::sem::Semaphore::create(&sem_name, 0)?;
+    let sem = create(Named::Semaphore(sem_name.clone()), || {
+        procom::sem::Semaphore::create(&sem_name, 0)
+    })?;
     let mut b = Command::new(&ctx.exe)
         .args(["__tour-peer", "consumer", &seg_name, &sem_name])
         .stdout(Stdio::piped())
@@ -357,7 +396,9 @@ fn sem_ordering(ctx: &Ctx) -> anyhow::Result<String> {
 
 fn queue_limit(ctx: &Ctx) -> anyhow::Result<String> {
     let name = scratch_name("queue");
-    let q = procom::mq::Queue::create(&name, Some(4), Some(64))?;
+    let q = create(Named::Queue(name.clone()), || {
+        procom::mq::Queue::create(&name, Some(4), Some(64))
+    })?;
     let ep = format!("mq:{name}");
     let big = "x".repeat(100);
     let refused = Command::new(&ctx.exe)
