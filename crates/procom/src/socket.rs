@@ -72,12 +72,17 @@ fn io_err(what: &str, e: std::io::Error, object: &impl std::fmt::Display) -> Err
             format!("the host cannot be reached: {e}")
         }
         std::io::ErrorKind::TimedOut => "the connection attempt timed out".to_string(),
+        // bind(2) creates the socket file; what is missing is the directory it goes in.
+        std::io::ErrorKind::NotFound if what == "bind" => {
+            "the directory it would go in does not exist".to_string()
+        }
         _ => return Error::os(what, e).object(object),
     };
     let k = match kind {
         std::io::ErrorKind::ConnectionRefused => ErrorKind::NotFound,
         std::io::ErrorKind::AddrInUse => ErrorKind::AlreadyExists,
         std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         _ => ErrorKind::Io,
     };
     Error::new(k).detail(detail).object(object)

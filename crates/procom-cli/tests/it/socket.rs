@@ -142,6 +142,12 @@ fn errors() -> Outcome {
     ensure!(fin.code() == Some(1) && fin.stderr.contains("already in use"), "{fin:?}");
     let fin = Proc::spawn("listen", &mut procom(&["listen", "udp:127.0.0.1:9"]))?.finish(STEP)?;
     ensure!(fin.code() == Some(2) && fin.stderr.contains("use procom recv"), "{fin:?}");
+    // A socket path whose directory is missing says so (not that the socket does not exist).
+    for ep in ["unix:/nonexistent-procom-dir/s", "unixgram:/nonexistent-procom-dir/s"] {
+        let verb = if ep.starts_with("unix:") { "listen" } else { "recv" };
+        let fin = Proc::spawn(verb, &mut procom(&[verb, ep]))?.finish(STEP)?;
+        ensure!(fin.code() == Some(1) && fin.stderr.contains("the directory it would go in does not exist"), "{fin:?}");
+    }
     Ok(())
 }
 
