@@ -91,17 +91,7 @@ pub fn creating() -> RwLockReadGuard<'static, ()> {
 /// (the interrupt watcher and a server thread at the same moment) waits for the first.
 pub fn exit(code: u8) -> ! {
     let _only_one = lock(&EXITING);
-    let give_up = Instant::now() + Duration::from_secs(1);
-    let _no_creation = loop {
-        match CREATING.try_write() {
-            Ok(g) => break Some(g),
-            Err(TryLockError::Poisoned(p)) => break Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(5)); // an object being created
-            }
-            Err(TryLockError::WouldBlock) => break None,
-        }
-    };
+    let _no_creation = within_a_second(|| CREATING.try_write()); // an object being created
     let hooks: Vec<HookFn> = lock(&HOOKS).drain(..).map(|(_, f)| f).collect();
     for hook in hooks {
         hook();
@@ -163,6 +153,22 @@ pub fn watch_stdout() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Takes a guard through `try_take`, waiting up to a second for whoever holds it; `None` if
+/// they still do (an early end does not wait forever for a thread stuck in a system call).
+fn within_a_second<G>(mut try_take: impl FnMut() -> Result<G, TryLockError<G>>) -> Option<G> {
+    let give_up = Instant::now() + Duration::from_secs(1);
+    loop {
+        match try_take() {
+            Ok(g) => return Some(g),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5)); // waiting out the holder
+            }
+            Err(TryLockError::WouldBlock) => return None,
+        }
+    }
+}
+
 fn interrupted(sig: i32) -> ! {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let name = match sig {
@@ -170,17 +176,7 @@ fn interrupted(sig: i32) -> ! {
         SIGTERM => "SIGTERM",
         _ => "SIGHUP",
     };
-    let give_up = Instant::now() + Duration::from_secs(1);
-    let guard = loop {
-        match OUTPUT.try_lock() {
-            Ok(g) => break Some(g),
-            Err(TryLockError::Poisoned(p)) => break Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(5)); // waiting out a message being written
-            }
-            Err(TryLockError::WouldBlock) => break None,
-        }
-    };
+    let guard = within_a_second(|| OUTPUT.try_lock()); // a message being written
     let activity = lock(&ACTIVITY).clone();
     let what = if activity.is_empty() {
         String::new()
