@@ -365,6 +365,38 @@ fn capacity_for(requested: u64) -> Result<usize, Error> {
     }
 }
 
+/// How long a sender gives a receiver to finish setting up a channel whose name it found.
+const SETUP_GRACE: Duration = Duration::from_secs(1);
+
+/// Opens and maps the channel `name` once its receiver has set it up: sized it and published
+/// its header. The name appears first, and nothing signals the rest (a few milliseconds), so a
+/// sender that comes in between tries again, 1 to 10 ms apart, for up to [`SETUP_GRACE`] before
+/// it reports what it found (a segment abandoned half-made, or one that is no channel).
+fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
+    let give_up = Instant::now() + SETUP_GRACE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let segment = Segment::open(name).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                Error::new(ErrorKind::NotFound).detail("no receiver has created this channel")
+            }
+            _ => e,
+        })?;
+        let ready = segment
+            .map()
+            .and_then(|map| validate(&map).map(|capacity| (map, capacity)));
+        match ready {
+            Ok((map, capacity)) => return Ok((segment, map, capacity)),
+            Err(_) if Instant::now() < give_up => {
+                drop(segment);
+                std::thread::sleep(pause); // no notification exists for "set up"
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads and checks the header of a mapped channel; returns its ring capacity.
 fn validate(map: &Mapping) -> Result<usize, Error> {
     if map.len() < RING_OFFSET + procom_ring::bytes_needed(procom_ring::MIN_CAPACITY) {
@@ -753,14 +785,8 @@ pub(crate) struct ShmSender {
 
 impl ShmSender {
     pub(crate) fn connect(name: &str, max: usize, spin: Duration) -> Result<ShmSender, Error> {
-        let segment = Segment::open(name).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => {
-                Error::new(ErrorKind::NotFound).detail("no receiver has created this channel")
-            }
-            _ => e,
-        })?;
-        let map = Arc::new(segment.map()?);
-        let capacity = validate(&map)?;
+        let (segment, map, capacity) = open_ready(name)?;
+        let map = Arc::new(map);
         // The receiver allocated the pages; this maps them into our page tables (see the
         // receiver's `populate_prefix`).
         let _ = map.populate_prefix(POPULATE_MAX);

@@ -60,6 +60,10 @@ pub fn trials() -> Vec<Trial> {
     vec![
         test("shm::posix_segment_is_shared", posix_segment_is_shared),
         test(
+            "shm::a_sender_that_finds_the_channel_mid_setup_waits_for_it",
+            a_sender_that_finds_the_channel_mid_setup_waits_for_it,
+        ),
+        test(
             "shm::memfd_passed_to_a_child_is_sealed",
             memfd_passed_to_a_child_is_sealed,
         ),
@@ -952,6 +956,41 @@ fn channel_header_scribbled_is_corrupted_on_both_sides() -> Outcome {
         );
         drop((rx, tx));
         ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    }
+    Ok(())
+}
+
+/// A sender that comes while the receiver is still setting the channel up (its name exists,
+/// its header is not published yet) waits for it instead of calling it corrupted: the sender
+/// starts trying before the receiver binds, and its first attempt that finds the name must
+/// succeed. Repeated, since the set-up takes only milliseconds.
+fn a_sender_that_finds_the_channel_mid_setup_waits_for_it() -> Outcome {
+    for _ in 0..30 {
+        let name = format!("shm:/{}", unique_name("procom-it-setup"));
+        let sender = {
+            let name = name.clone();
+            let give_up = std::time::Instant::now() + STEP;
+            std::thread::spawn(move || {
+                loop {
+                    match Sender::connect(name.as_str()) {
+                        Err(e)
+                            if e.kind() == ErrorKind::NotFound
+                                && std::time::Instant::now() < give_up =>
+                        {
+                            std::thread::yield_now(); // trying again until the name appears
+                        }
+                        other => return other,
+                    }
+                }
+            })
+        };
+        let mut rx = check!(Receiver::bind(name.as_str()));
+        let mut tx = sender
+            .join()
+            .map_err(|_| "the sender thread panicked")?
+            .map_err(|e| format!("the sender found the channel mid-setup and said: {e}"))?;
+        check!(tx.send(b"ready").map_err(|e| e.into_error()));
+        ensure!(check!(rx.recv_timeout(STEP)) == b"ready", "wrong message");
     }
     Ok(())
 }
