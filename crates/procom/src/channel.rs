@@ -1,8 +1,8 @@
 //! [`Sender`] and [`Receiver`]: one pair of types for every mechanism, dispatching statically
-//! over a private flavor enum (crossbeam-channel's design).
+//! over a private flavor enum (crossbeam-channel's design) to the flavors in `flavor/`.
 //!
 //! Every blocking operation has a `try_` form (never waits), a `_timeout` form and a
-//! `_deadline` form; all four are one internal function taking an optional deadline.
+//! `_deadline` form; all four are one internal call with a [`Wait`] value.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
@@ -13,12 +13,19 @@ use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
 use crate::fifo::{self, Fifo};
-use crate::framing::{self, DEFAULT_MAX_MESSAGE, Frame, Framing};
+use crate::flavor::dgram::{DgramReceiver, DgramSender, bind_dgram, connect_dgram};
+use crate::flavor::listen::ListenReceiver;
+use crate::flavor::mq::{MqReceiver, MqSender};
+use crate::flavor::msg::{MsgReceiver, MsgSender};
+use crate::flavor::shm::{ShmReceiver, ShmSender};
+use crate::flavor::stream::{StreamReceiver, StreamSender};
+use crate::flavor::{RecvFlavor, SendFlavor, Wait};
+use crate::framing::{DEFAULT_MAX_MESSAGE, Framing};
 use crate::mq::Queue;
 use crate::msg::MsgQueue;
-use crate::shmchan::{ShmReceiver, ShmSender};
-use crate::socket::{DatagramStats, DgramReceiver, DgramSender, Listener};
-use crate::stream::{FdKind, StreamReader, StreamWriter, deadline_after};
+use crate::net::{StreamListener, connect_stream};
+use crate::socket::{DatagramStats, Listener};
+use crate::stream::deadline_after;
 
 /// How a channel is opened and framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +141,33 @@ fn stdio_fd(fd: BorrowedFd<'_>, ep: &Endpoint) -> Result<OwnedFd, Error> {
         .map_err(|e| Error::os("duplicate the standard descriptor", e).object(ep))
 }
 
+/// `dispatch!(flavor_enum_value, f => expression using f)`: the one place each flavor is listed
+/// per direction.
+macro_rules! dispatch_send {
+    ($value:expr, $f:ident => $body:expr) => {
+        match $value {
+            SenderFlavor::Stream($f) => $body,
+            SenderFlavor::Shm($f) => $body,
+            SenderFlavor::Mq($f) => $body,
+            SenderFlavor::Msg($f) => $body,
+            SenderFlavor::Dgram($f) => $body,
+        }
+    };
+}
+
+macro_rules! dispatch_recv {
+    ($value:expr, $f:ident => $body:expr) => {
+        match $value {
+            ReceiverFlavor::Stream($f) => $body,
+            ReceiverFlavor::Listen($f) => $body,
+            ReceiverFlavor::Shm($f) => $body,
+            ReceiverFlavor::Mq($f) => $body,
+            ReceiverFlavor::Msg($f) => $body,
+            ReceiverFlavor::Dgram($f) => $body,
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sender
 
@@ -141,6 +175,8 @@ fn stdio_fd(fd: BorrowedFd<'_>, ep: &Endpoint) -> Result<OwnedFd, Error> {
 #[derive(Debug)]
 pub struct Sender {
     endpoint: String,
+    /// The largest message sent: checked here, for every flavor, before anything is sent.
+    max: usize,
     flavor: SenderFlavor,
 }
 
@@ -148,22 +184,20 @@ pub struct Sender {
 enum SenderFlavor {
     Stream(StreamSender),
     Shm(ShmSender),
-    Mq { q: Queue, prio: u32, max: usize },
-    Msg { q: MsgQueue, mtype: i64, max: usize },
-    Dgram { s: DgramSender, max: usize },
-}
-
-#[derive(Debug)]
-struct StreamSender {
-    w: StreamWriter,
-    framing: Framing,
-    max: usize,
-    /// Set when a send stopped part-way through a message: the stream can no longer be framed.
-    poisoned: bool,
-    _owner: Option<Fifo>,
+    Mq(MqSender),
+    Msg(MsgSender),
+    Dgram(DgramSender),
 }
 
 impl Sender {
+    fn new(endpoint: impl Into<String>, opts: &Options, flavor: SenderFlavor) -> Sender {
+        Sender {
+            endpoint: endpoint.into(),
+            max: opts.max_message,
+            flavor,
+        }
+    }
+
     /// Opens an existing endpoint for sending, with default [`Options`].
     ///
     /// For `fifo:` this waits, as a FIFO writer always does, until a reader opens the FIFO; set
@@ -175,12 +209,14 @@ impl Sender {
     /// Opens an existing endpoint for sending.
     pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
         let ep = endpoint.to_endpoint()?;
-        match &ep {
-            Endpoint::Stdio => Ok(Sender::from_fd(
-                stdio_fd(std::io::stdout().as_fd(), &ep)?,
-                ep.to_string(),
-                opts,
-            )),
+        let flavor = match &ep {
+            Endpoint::Stdio => {
+                return Ok(Sender::from_fd(
+                    stdio_fd(std::io::stdout().as_fd(), &ep)?,
+                    ep.to_string(),
+                    opts,
+                ));
+            }
             Endpoint::Fifo { path } => {
                 let deadline = opts.open_timeout.and_then(deadline_after);
                 let w = match opts.open_timeout {
@@ -188,44 +224,31 @@ impl Sender {
                     Some(t) if t.is_zero() => fifo::try_open_write(path)?,
                     Some(_) => fifo::open_write_deadline(path, deadline.or(Some(Instant::now())))?,
                 };
-                Ok(Sender::from_fd(w, ep.to_string(), opts))
+                return Ok(Sender::from_fd(w, ep.to_string(), opts));
             }
-            Endpoint::Mq { name, .. } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Mq {
-                    q: Queue::open_with(name, false, true)?,
-                    prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
-                    max: opts.max_message,
-                },
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                return Ok(Sender::from_fd(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    opts,
+                ));
+            }
+            Endpoint::Mq { name, .. } => SenderFlavor::Mq(MqSender {
+                q: Queue::open_with(name, false, true)?,
+                prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
             }),
-            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Sender::from_fd(
-                crate::socket::connect_stream(&ep, opts.open_timeout)?,
-                ep.to_string(),
-                opts,
-            )),
-            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Dgram {
-                    s: crate::socket::connect_dgram(&ep, opts.framing)?,
-                    max: opts.max_message,
-                },
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                SenderFlavor::Dgram(connect_dgram(&ep, opts.framing)?)
+            }
+            Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
+                q: MsgQueue::open_with(key, false, true)?,
+                mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
             }),
-            Endpoint::Msg { key, mtype } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Msg {
-                    q: MsgQueue::open_with(key, false, true)?,
-                    mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
-                    max: opts.max_message,
-                },
-            }),
-            Endpoint::Shm { name, .. } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Shm(
-                    ShmSender::connect(name, opts.max_message, opts.spin)
-                        .map_err(|e| e.object(&ep))?,
-                ),
-            }),
-        }
+            Endpoint::Shm { name, .. } => SenderFlavor::Shm(
+                ShmSender::connect(name, opts.max_message, opts.spin).map_err(|e| e.object(&ep))?,
+            ),
+        };
+        Ok(Sender::new(ep.to_string(), opts, flavor))
     }
 
     /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
@@ -235,18 +258,17 @@ impl Sender {
     /// nothing to create and connect as [`Sender::connect_with`] does.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
         let ep = endpoint.to_endpoint()?;
-        match &ep {
-            Endpoint::Stdio => Sender::connect_with(ep, opts),
-            Endpoint::Fifo { .. } => {
-                let Endpoint::Fifo { path } = &ep else {
-                    unreachable!()
-                };
+        let flavor = match &ep {
+            Endpoint::Stdio | Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                return Sender::connect_with(ep, opts);
+            }
+            Endpoint::Fifo { path } => {
                 let fifo = Fifo::create(path)?;
                 let mut sender = Sender::connect_with(&ep, opts)?;
                 if let SenderFlavor::Stream(s) = &mut sender.flavor {
-                    s._owner = Some(fifo);
+                    s.owner = Some(fifo);
                 }
-                Ok(sender)
+                return Ok(sender);
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
                 // Listen, and send to the first client that connects.
@@ -255,47 +277,40 @@ impl Sender {
                     Some(t) => listener.accept_timeout(t)?,
                     None => listener.accept()?,
                 };
-                Ok(conn.sender)
+                return Ok(conn.sender);
             }
-            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Sender::connect_with(ep, opts),
-            Endpoint::Mq { name, capacity, msgsize } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Mq { prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?, q: Queue::create(name, *capacity, *msgsize)?, max: opts.max_message },
+            Endpoint::Mq {
+                name,
+                capacity,
+                msgsize,
+            } => SenderFlavor::Mq(MqSender {
+                prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
+                q: Queue::create(name, *capacity, *msgsize)?,
             }),
-            Endpoint::Msg { key, mtype } => Ok(Sender {
-                endpoint: ep.to_string(),
-                flavor: SenderFlavor::Msg { mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?, q: MsgQueue::create(key)?, max: opts.max_message },
+            Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
+                mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
+                q: MsgQueue::create(key)?,
             }),
-            Endpoint::Shm { .. } => Err(Error::new(ErrorKind::InvalidInput)
-                .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
-                .object(&ep)),
-        }
+            Endpoint::Shm { .. } => {
+                return Err(Error::new(ErrorKind::InvalidInput)
+                    .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
+                    .object(&ep));
+            }
+        };
+        Ok(Sender::new(ep.to_string(), opts, flavor))
     }
 
     /// Sends over any byte-stream descriptor (a pipe end, a FIFO, a connected socket),
     /// framed as `opts` says. `name` is how errors refer to it.
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Sender {
-        Sender {
-            endpoint: name.into(),
-            flavor: SenderFlavor::Stream(StreamSender {
-                w: StreamWriter::new(fd.into()),
-                framing: opts.framing,
-                max: opts.max_message,
-                poisoned: false,
-                _owner: None,
-            }),
-        }
+        let flavor = StreamSender::new(fd.into(), opts.framing, opts.max_message);
+        Sender::new(name, opts, SenderFlavor::Stream(flavor))
     }
 
     /// Changes the largest message this sender accepts (it starts as [`Options::max_message`]).
     pub fn set_max_message(&mut self, bytes: usize) {
-        match &mut self.flavor {
-            SenderFlavor::Stream(s) => s.max = bytes,
-            SenderFlavor::Shm(s) => s.set_max(bytes),
-            SenderFlavor::Mq { max, .. }
-            | SenderFlavor::Msg { max, .. }
-            | SenderFlavor::Dgram { max, .. } => *max = bytes,
-        }
+        self.max = bytes;
+        dispatch_send!(&mut self.flavor, f => f.set_max(bytes));
     }
 
     /// The endpoint this sender talks to, as text.
@@ -307,27 +322,12 @@ impl Sender {
     /// `None` for mechanisms without one (shared memory). An object the sender owned is kept,
     /// no longer removed on drop.
     pub fn into_fd(self) -> Option<OwnedFd> {
-        match self.flavor {
-            SenderFlavor::Stream(s) => {
-                if let Some(owner) = s._owner {
-                    owner.keep();
-                }
-                Some(s.w.into_fd())
-            }
-            SenderFlavor::Mq { q, .. } => q.into_fd(),
-            SenderFlavor::Dgram { s, .. } => s.as_fd().try_clone_to_owned().ok(),
-            SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
-        }
+        dispatch_send!(self.flavor, f => f.into_fd())
     }
 
     /// The descriptor to poll for writability, where the mechanism has one.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        match &self.flavor {
-            SenderFlavor::Stream(s) => Some(s.w.as_fd()),
-            SenderFlavor::Mq { q, .. } => Some(q.as_fd()),
-            SenderFlavor::Dgram { s, .. } => Some(s.as_fd()),
-            SenderFlavor::Shm(_) | SenderFlavor::Msg { .. } => None,
-        }
+        dispatch_send!(&self.flavor, f => f.as_fd())
     }
 
     /// Sends a `len`-byte message that `fill` writes in place: on shared memory straight into
@@ -335,42 +335,26 @@ impl Sender {
     /// atomic because another process can reach shared memory: a `&mut [u8]` there would let a
     /// misbehaving peer break Rust's aliasing rules. Relaxed stores compile to plain writes.
     pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&[AtomicU8])) -> Result<(), Error> {
-        let staged = |fill: &mut dyn FnMut(&[AtomicU8])| -> Vec<u8> {
-            let mut buf = vec![0u8; len];
-            fill(procom_sys::mapping::atomic_bytes(&mut buf));
-            buf
-        };
+        self.check_size(len).map_err(|e| e.object(&self.endpoint))?;
         let mut fill = Some(fill);
         let mut call = |b: &[AtomicU8]| {
             if let Some(f) = fill.take() {
                 f(b);
             }
         };
-        let result = match &mut self.flavor {
-            SenderFlavor::Shm(s) => {
-                s.send_with(len, None, false, |slot| call(slot.as_atomic_bytes()))
-            }
-            SenderFlavor::Mq { .. } | SenderFlavor::Msg { .. } | SenderFlavor::Dgram { .. } => {
-                let buf = staged(&mut call);
-                return self.send(buf).map_err(SendError::into_error);
-            }
-            SenderFlavor::Stream(s) => {
-                let buf = staged(&mut call);
-                s.send(&buf, None, false)
-            }
-        };
-        result.map_err(|e| e.object(&self.endpoint))
+        dispatch_send!(&mut self.flavor, f => f.send_with(len, &mut call))
+            .map_err(|e| e.object(&self.endpoint))
     }
 
     /// Sends a message, waiting as long as it takes for room.
     pub fn send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
-        self.send_inner(msg, None, false)
+        self.send_waiting(msg, Wait::Forever)
     }
 
     /// Sends a message if there is room now; otherwise fails with [`ErrorKind::Full`] and
     /// hands the message back.
     pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
-        self.send_inner(msg, Some(Instant::now()), true)
+        self.send_waiting(msg, Wait::Never)
     }
 
     /// Sends a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
@@ -379,7 +363,7 @@ impl Sender {
         msg: M,
         timeout: Duration,
     ) -> Result<(), SendError<M>> {
-        self.send_inner(msg, deadline_after(timeout), false)
+        self.send_waiting(msg, Wait::until(deadline_after(timeout)))
     }
 
     /// Sends a message, waiting until `deadline` at most.
@@ -388,87 +372,23 @@ impl Sender {
         msg: M,
         deadline: Instant,
     ) -> Result<(), SendError<M>> {
-        self.send_inner(msg, Some(deadline), false)
+        self.send_waiting(msg, Wait::Until(deadline))
     }
 
-    fn send_inner<M: AsRef<[u8]>>(
-        &mut self,
-        msg: M,
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(), SendError<M>> {
-        let result = match &mut self.flavor {
-            SenderFlavor::Stream(s) => s.send(msg.as_ref(), deadline, is_try),
-            SenderFlavor::Shm(s) => s.send(msg.as_ref(), deadline, is_try),
-            SenderFlavor::Mq { q, prio, max } => match msg.as_ref().len() {
-                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
-                _ => q.send_inner(msg.as_ref(), *prio, deadline, is_try),
-            },
-            SenderFlavor::Msg { q, mtype, max } => match msg.as_ref().len() {
-                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
-                _ => q.send_inner(*mtype, msg.as_ref(), deadline, is_try),
-            },
-            SenderFlavor::Dgram { s, max } => match msg.as_ref().len() {
-                n if n > *max => Err(Error::too_large(n as u64, *max as u64)),
-                _ => s.send(msg.as_ref(), deadline, is_try),
-            },
-        };
+    /// The size check every flavor shares.
+    fn check_size(&self, len: usize) -> Result<(), Error> {
+        if len > self.max {
+            return Err(Error::too_large(len as u64, self.max as u64));
+        }
+        Ok(())
+    }
+
+    fn send_waiting<M: AsRef<[u8]>>(&mut self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        let bytes = msg.as_ref();
+        let result = self
+            .check_size(bytes.len())
+            .and_then(|()| dispatch_send!(&mut self.flavor, f => f.send(bytes, wait)));
         result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
-    }
-}
-
-impl StreamSender {
-    fn send(
-        &mut self,
-        payload: &[u8],
-        mut deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(), Error> {
-        if self.poisoned {
-            return Err(Error::new(ErrorKind::Io).detail(
-                "an earlier send stopped part-way through a message, so this stream can no longer carry whole messages; open it again",
-            ));
-        }
-        framing::check_payload(payload, self.framing)?;
-        let header = framing::header(payload.len(), self.framing, self.max)?;
-        let parts: [&[u8]; 3] = [
-            &header[..framing::header_len(self.framing)],
-            payload,
-            framing::trailer(self.framing),
-        ];
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        self.w.fit_pipe(total);
-        if is_try && self.w.kind() == FdKind::Pipe {
-            // Only start a message that can be finished: never leave half a frame behind.
-            if let Some((free, cap)) = self.w.pipe_space() {
-                if total <= cap {
-                    if free < total {
-                        return Err(Error::new(ErrorKind::Full));
-                    }
-                } else if free < cap {
-                    return Err(Error::new(ErrorKind::Full));
-                } else {
-                    deadline = None; // larger than the pipe: once started, finish it
-                }
-            }
-        }
-        match self.w.write_all(&parts, deadline) {
-            Ok(()) => Ok(()),
-            Err(stop) => {
-                if stop.written > 0 && stop.written < total {
-                    self.poisoned = true;
-                }
-                match stop.error {
-                    Some(e) => Err(Error::os("write to it", e)),
-                    None if stop.written == 0 && is_try => Err(Error::new(ErrorKind::Full)),
-                    None if stop.written == 0 => Err(Error::new(ErrorKind::Timeout).detail("the deadline passed before the peer made room for the message")),
-                    None => Err(Error::new(ErrorKind::Timeout).detail(format!(
-                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
-                        stop.written
-                    ))),
-                }
-            }
-        }
     }
 }
 
@@ -485,35 +405,12 @@ pub struct Receiver {
 #[derive(Debug)]
 enum ReceiverFlavor {
     Stream(StreamReceiver),
-    Shm(ShmReceiver),
-    Mq {
-        q: Queue,
-        max: usize,
-    },
-    Msg {
-        q: MsgQueue,
-        selector: i64,
-        max: usize,
-    },
     /// A listening stream socket that accepts its one peer on the first receive.
-    Listen {
-        listener: Listener,
-        conn: Option<Box<Receiver>>,
-    },
-    Dgram {
-        r: DgramReceiver,
-        max: usize,
-    },
-}
-
-#[derive(Debug)]
-struct StreamReceiver {
-    r: StreamReader,
-    framing: Framing,
-    max: usize,
-    /// Set after a framing error: what was wrong, repeated to every later call.
-    broken: Option<String>,
-    _owner: Option<Fifo>,
+    Listen(ListenReceiver),
+    Shm(ShmReceiver),
+    Mq(MqReceiver),
+    Msg(MsgReceiver),
+    Dgram(DgramReceiver),
 }
 
 impl Receiver {
@@ -536,8 +433,8 @@ impl Receiver {
     /// Creates the endpoint's object and receives from it.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
         let ep = endpoint.to_endpoint()?;
-        match &ep {
-            Endpoint::Stdio => Receiver::connect_with(ep, opts),
+        let (name, flavor) = match &ep {
+            Endpoint::Stdio => return Receiver::connect_with(ep, opts),
             Endpoint::Fifo { path } => {
                 let mut fifo = Fifo::create_inner(path, fifo::DEFAULT_MODE)?;
                 let fd = fifo
@@ -545,57 +442,57 @@ impl Receiver {
                     .ok_or_else(|| Error::new(ErrorKind::Io).object(&ep))?;
                 let mut r = Receiver::from_fd(fd, ep.to_string(), opts);
                 if let ReceiverFlavor::Stream(s) = &mut r.flavor {
-                    s._owner = Some(fifo);
+                    s.owner = Some(fifo);
                 }
-                Ok(r)
+                return Ok(r);
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
-                let listener = Listener::bind(&ep, opts)?;
-                Ok(Receiver {
-                    endpoint: listener.local_endpoint().to_string(),
-                    flavor: ReceiverFlavor::Listen {
+                let listener = StreamListener::bind(&ep)?;
+                (
+                    listener.local_endpoint().to_string(),
+                    ReceiverFlavor::Listen(ListenReceiver::new(
                         listener,
-                        conn: None,
-                    },
-                })
+                        opts.framing,
+                        opts.max_message,
+                        opts.budget.clone(),
+                    )),
+                )
             }
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
-                let r = crate::socket::bind_dgram(&ep, opts.framing)?;
-                Ok(Receiver {
-                    endpoint: r.local_endpoint().to_string(),
-                    flavor: ReceiverFlavor::Dgram {
-                        r,
-                        max: opts.max_message,
-                    },
-                })
+                let r = bind_dgram(&ep, opts.framing, opts.max_message)?;
+                (r.local_endpoint().to_string(), ReceiverFlavor::Dgram(r))
             }
             Endpoint::Mq {
                 name,
                 capacity,
                 msgsize,
-            } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Mq {
+            } => (
+                ep.to_string(),
+                ReceiverFlavor::Mq(MqReceiver {
                     q: Queue::create(name, *capacity, *msgsize)?,
                     max: opts.max_message,
-                },
-            }),
-            Endpoint::Msg { key, mtype } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Msg {
+                }),
+            ),
+            Endpoint::Msg { key, mtype } => (
+                ep.to_string(),
+                ReceiverFlavor::Msg(MsgReceiver {
                     q: MsgQueue::create(key)?,
                     selector: mtype.unwrap_or(0),
                     max: opts.max_message,
-                },
-            }),
-            Endpoint::Shm { name, capacity } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Shm(
+                }),
+            ),
+            Endpoint::Shm { name, capacity } => (
+                ep.to_string(),
+                ReceiverFlavor::Shm(
                     ShmReceiver::bind(name, *capacity, opts.spin, opts.max_message)
                         .map_err(|e| e.object(&ep))?,
                 ),
-            }),
-        }
+            ),
+        };
+        Ok(Receiver {
+            endpoint: name,
+            flavor,
+        })
     }
 
     /// Receives from an existing endpoint, with default [`Options`].
@@ -606,42 +503,47 @@ impl Receiver {
     /// Receives from an existing endpoint. Opening does not wait for a writer.
     pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
         let ep = endpoint.to_endpoint()?;
-        match &ep {
-            Endpoint::Stdio => Ok(Receiver::from_fd(
-                stdio_fd(std::io::stdin().as_fd(), &ep)?,
-                ep.to_string(),
-                opts,
-            )),
-            Endpoint::Fifo { path } => Ok(Receiver::from_fd(
-                fifo::open_read_now(path)?,
-                ep.to_string(),
-                opts,
-            )),
+        let flavor = match &ep {
+            Endpoint::Stdio => {
+                return Ok(Receiver::from_fd(
+                    stdio_fd(std::io::stdin().as_fd(), &ep)?,
+                    ep.to_string(),
+                    opts,
+                ));
+            }
+            Endpoint::Fifo { path } => {
+                return Ok(Receiver::from_fd(
+                    fifo::open_read_now(path)?,
+                    ep.to_string(),
+                    opts,
+                ));
+            }
             // A shared-memory channel always belongs to its receiver: connecting creates it.
-            Endpoint::Shm { .. } => Receiver::bind_with(ep, opts),
-            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => Ok(Receiver::from_fd(
-                crate::socket::connect_stream(&ep, opts.open_timeout)?,
-                ep.to_string(),
-                opts,
-            )),
             // A datagram receiver is always the one that binds.
-            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => Receiver::bind_with(ep, opts),
-            Endpoint::Mq { name, .. } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Mq {
-                    q: Queue::open_with(name, true, false)?,
-                    max: opts.max_message,
-                },
+            Endpoint::Shm { .. } | Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                return Receiver::bind_with(ep, opts);
+            }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                return Ok(Receiver::from_fd(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    opts,
+                ));
+            }
+            Endpoint::Mq { name, .. } => ReceiverFlavor::Mq(MqReceiver {
+                q: Queue::open_with(name, true, false)?,
+                max: opts.max_message,
             }),
-            Endpoint::Msg { key, mtype } => Ok(Receiver {
-                endpoint: ep.to_string(),
-                flavor: ReceiverFlavor::Msg {
-                    q: MsgQueue::open_with(key, true, false)?,
-                    selector: mtype.unwrap_or(0),
-                    max: opts.max_message,
-                },
+            Endpoint::Msg { key, mtype } => ReceiverFlavor::Msg(MsgReceiver {
+                q: MsgQueue::open_with(key, true, false)?,
+                selector: mtype.unwrap_or(0),
+                max: opts.max_message,
             }),
-        }
+        };
+        Ok(Receiver {
+            endpoint: ep.to_string(),
+            flavor,
+        })
     }
 
     /// Receives from any byte-stream descriptor, framed as `opts` says. `name` is how errors
@@ -649,13 +551,12 @@ impl Receiver {
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Receiver {
         Receiver {
             endpoint: name.into(),
-            flavor: ReceiverFlavor::Stream(StreamReceiver {
-                r: StreamReader::new(fd.into()).with_budget(opts.budget.clone()),
-                framing: opts.framing,
-                max: opts.max_message,
-                broken: None,
-                _owner: None,
-            }),
+            flavor: ReceiverFlavor::Stream(StreamReceiver::new(
+                fd.into(),
+                opts.framing,
+                opts.max_message,
+                opts.budget.clone(),
+            )),
         }
     }
 
@@ -667,63 +568,29 @@ impl Receiver {
     /// Gives up the receiver and returns its descriptor. Bytes it had read but not yet
     /// delivered are lost; an object it owned is kept, no longer removed on drop.
     pub fn into_fd(self) -> Option<OwnedFd> {
-        match self.flavor {
-            ReceiverFlavor::Stream(s) => {
-                if let Some(owner) = s._owner {
-                    owner.keep();
-                }
-                Some(s.r.into_fd())
-            }
-            ReceiverFlavor::Mq { q, .. } => q.into_fd(),
-            ReceiverFlavor::Dgram { r, .. } => Some(r.into_fd()),
-            ReceiverFlavor::Listen { conn, .. } => conn.and_then(|c| c.into_fd()),
-            ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
-        }
+        dispatch_recv!(self.flavor, f => f.into_fd())
     }
 
     /// The name of the object this receiver created, for removal from another thread (see
     /// [`Cleanup`]): the socket file of a `unix:` or `unixgram:` path, a `shm:` channel's
     /// segment, a `fifo:` it created. `None` when it created nothing named.
     pub fn cleanup(&self) -> Option<Cleanup> {
-        match &self.flavor {
-            ReceiverFlavor::Stream(s) => s._owner.as_ref().and_then(Fifo::cleanup),
-            ReceiverFlavor::Dgram { r, .. } => r.cleanup(),
-            ReceiverFlavor::Listen { listener, .. } => listener.cleanup(),
-            ReceiverFlavor::Shm(r) => r.cleanup(),
-            ReceiverFlavor::Mq { .. } | ReceiverFlavor::Msg { .. } => None,
-        }
+        dispatch_recv!(&self.flavor, f => f.cleanup())
     }
 
     /// The descriptor to poll for readability, where the mechanism has one. A datagram
     /// receiver's socket may carry a receive timeout procom set for a deadline (`SO_RCVTIMEO`;
     /// [`Receiver::into_fd`] clears it): read it through the receiver, not directly.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        match &self.flavor {
-            ReceiverFlavor::Stream(s) => Some(s.r.as_fd()),
-            ReceiverFlavor::Mq { q, .. } => Some(q.as_fd()),
-            ReceiverFlavor::Dgram { r, .. } => Some(r.as_fd()),
-            ReceiverFlavor::Listen { conn, .. } => conn.as_ref().and_then(|c| c.as_fd()),
-            ReceiverFlavor::Shm(_) | ReceiverFlavor::Msg { .. } => None,
-        }
+        dispatch_recv!(&self.flavor, f => f.as_fd())
     }
 
     /// Receives a message and hands it to `f` in place: on shared memory the bytes are read
     /// straight from the ring (the zero-copy path) and released when `f` returns. They are
     /// atomic for the reason given at [`Sender::send_with`].
     pub fn recv_with<T>(&mut self, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
-        let atomic = procom_sys::mapping::atomic_bytes;
-        let result = match &mut self.flavor {
-            ReceiverFlavor::Shm(s) => s.recv_with(None, false, |m| f(m.as_atomic_bytes())),
-            ReceiverFlavor::Mq { .. }
-            | ReceiverFlavor::Msg { .. }
-            | ReceiverFlavor::Dgram { .. }
-            | ReceiverFlavor::Listen { .. } => {
-                return self.recv().map(|mut m| f(atomic(&mut m)));
-            }
-            // Lent from the reader's buffer: no allocation and no copy per message.
-            ReceiverFlavor::Stream(s) => s.recv_map(None, false, |m| f(atomic(m))),
-        };
-        result.map_err(|e| e.object(&self.endpoint))
+        dispatch_recv!(&mut self.flavor, r => r.recv_with(Wait::Forever, f))
+            .map_err(|e| e.object(&self.endpoint))
     }
 
     /// Receives a message into `buf`, replacing what it held and reusing its allocation;
@@ -731,33 +598,14 @@ impl Receiver {
     /// per message (on shared memory and byte streams; queues and datagrams still receive
     /// into a fresh buffer first).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        let result = match &mut self.flavor {
-            ReceiverFlavor::Shm(s) => s.recv_with(None, false, |m| {
-                // Only bytes beyond the old length are zeroed before the copy overwrites them.
-                buf.resize(m.len(), 0);
-                m.copy_to(buf);
-                m.len()
-            }),
-            ReceiverFlavor::Stream(s) => s.recv_map(None, false, |m| {
-                buf.clear();
-                buf.extend_from_slice(m);
-                m.len()
-            }),
-            _ => {
-                *buf = self.recv()?;
-                return Ok(buf.len());
-            }
-        };
-        result.map_err(|e| e.object(&self.endpoint))
+        dispatch_recv!(&mut self.flavor, r => r.recv_into(Wait::Forever, buf))
+            .map_err(|e| e.object(&self.endpoint))
     }
 
     /// For datagram endpoints: how many datagrams arrived, and (UDP with length framing) how
     /// many sequence numbers were skipped or came late.
     pub fn datagram_stats(&self) -> Option<DatagramStats> {
-        match &self.flavor {
-            ReceiverFlavor::Dgram { r, .. } => Some(r.stats),
-            _ => None,
-        }
+        dispatch_recv!(&self.flavor, f => f.datagram_stats())
     }
 
     /// Receives a message, waiting as long as it takes.
@@ -767,139 +615,37 @@ impl Receiver {
     /// ([`DatagramStats::refused`]): the receiver stays usable, and the next receive gets the
     /// next datagram. (On byte streams those errors end the stream: its framing is lost.)
     pub fn recv(&mut self) -> Result<Vec<u8>, Error> {
-        self.recv_inner(None, false)
+        self.recv_waiting(Wait::Forever)
     }
 
     /// Receives a message if one is waiting; otherwise fails with [`ErrorKind::Empty`].
     pub fn try_recv(&mut self) -> Result<Vec<u8>, Error> {
-        self.recv_inner(Some(Instant::now()), true)
+        self.recv_waiting(Wait::Never)
     }
 
     /// Receives a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
     /// Part of a message that arrived in time is kept for the next call.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
-        self.recv_inner(deadline_after(timeout), false)
+        self.recv_waiting(Wait::until(deadline_after(timeout)))
     }
 
     /// Receives a message, waiting until `deadline` at most.
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
-        self.recv_inner(Some(deadline), false)
+        self.recv_waiting(Wait::Until(deadline))
     }
 
     /// Hands the next message's bytes to `f`: straight from the reader's buffer on byte
     /// streams (no allocation), from a received copy elsewhere. For decoders (typed channels).
-    pub(crate) fn recv_map<T>(
+    pub(crate) fn recv_bytes<T>(
         &mut self,
-        deadline: Option<Instant>,
-        is_try: bool,
+        wait: Wait,
         f: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, Error> {
-        match &mut self.flavor {
-            ReceiverFlavor::Stream(s) => s
-                .recv_map(deadline, is_try, |m| f(m))
-                .map_err(|e| e.object(&self.endpoint)),
-            _ => self.recv_inner(deadline, is_try).map(|m| f(&m)),
-        }
+        dispatch_recv!(&mut self.flavor, r => r.recv_bytes(wait, f))
+            .map_err(|e| e.object(&self.endpoint))
     }
 
-    fn recv_inner(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
-        let result = match &mut self.flavor {
-            ReceiverFlavor::Stream(s) => s.recv(deadline, is_try),
-            ReceiverFlavor::Shm(s) => s.recv(deadline, is_try),
-            ReceiverFlavor::Mq { q, max } => q
-                .recv_inner(deadline, is_try)
-                .and_then(|(m, _)| check_max(m, *max)),
-            ReceiverFlavor::Msg { q, selector, max } => q
-                .recv_inner(*selector, deadline, is_try)
-                .and_then(|(_, m)| check_max(m, *max)),
-            ReceiverFlavor::Dgram { r, max } => r.recv(*max, deadline, is_try),
-            ReceiverFlavor::Listen { listener, conn } => {
-                if conn.is_none() {
-                    match listener.accept_deadline(deadline) {
-                        Ok(c) => *conn = Some(Box::new(c.receiver)),
-                        Err(e) if e.kind() == ErrorKind::Timeout && is_try => {
-                            return Err(Error::new(ErrorKind::Empty)
-                                .detail("no client has connected yet")
-                                .object(&self.endpoint));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                match conn {
-                    Some(c) => return c.recv_inner(deadline, is_try),
-                    None => Err(Error::new(ErrorKind::Io)),
-                }
-            }
-        };
-        result.map_err(|e| e.object(&self.endpoint))
+    fn recv_waiting(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv(wait)).map_err(|e| e.object(&self.endpoint))
     }
-}
-
-impl StreamReceiver {
-    fn recv(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<Vec<u8>, Error> {
-        self.recv_map(deadline, is_try, |m| m.to_vec())
-    }
-
-    /// Hands the next message to `f` in the reader's own buffer (no allocation, no copy).
-    fn recv_map<T>(
-        &mut self,
-        deadline: Option<Instant>,
-        is_try: bool,
-        f: impl FnOnce(&mut [u8]) -> T,
-    ) -> Result<T, Error> {
-        if let Some(why) = &self.broken {
-            return Err(Error::new(ErrorKind::Malformed)
-                .detail(format!("the stream is no longer usable: {why}")));
-        }
-        loop {
-            match framing::decode(self.r.pending(), self.framing, self.max) {
-                Err(e) => {
-                    self.broken = Some(e.to_string());
-                    return Err(e);
-                }
-                Ok(Frame::Complete {
-                    start,
-                    end,
-                    consumed,
-                }) => {
-                    let out = f(&mut self.r.pending_mut()[start..end]);
-                    self.r.consume(consumed);
-                    return Ok(out);
-                }
-                Ok(Frame::Incomplete { frame_len }) => {
-                    if self.r.eof {
-                        let pending = self.r.pending().len();
-                        let last = framing::at_end_of_stream(self.r.pending(), self.framing);
-                        let out = match last {
-                            Ok(Some((start, end))) => Ok(f(&mut self.r.pending_mut()[start..end])),
-                            Ok(None) => Err(Error::new(ErrorKind::PeerGone)),
-                            Err(e) => Err(e),
-                        };
-                        self.r.consume(pending);
-                        return out;
-                    }
-                    let want = frame_len.unwrap_or(0);
-                    self.r.make_room(want, deadline)?;
-                    match self.r.fill(want, deadline) {
-                        Ok(true) => {}
-                        Ok(false) if is_try => return Err(Error::new(ErrorKind::Empty)),
-                        Ok(false) => {
-                            return Err(Error::new(ErrorKind::Timeout)
-                                .detail("no whole message arrived before the deadline"));
-                        }
-                        Err(e) => return Err(Error::os("read from it", e)),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A message a queue delivered that is over the receiver's limit: it is consumed (the kernel
-/// already handed it over) and reported, never returned.
-fn check_max(m: Vec<u8>, max: usize) -> Result<Vec<u8>, Error> {
-    if m.len() > max {
-        return Err(Error::too_large(m.len() as u64, max as u64));
-    }
-    Ok(m)
 }

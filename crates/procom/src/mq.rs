@@ -50,6 +50,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind};
 use crate::stream::deadline_after;
+use crate::wait::Wait;
 
 /// The highest message priority (Linux's `MQ_PRIO_MAX - 1`).
 pub const PRIORITY_MAX: u32 = sys::PRIO_MAX - 1;
@@ -367,13 +368,8 @@ impl Queue {
         Error::os(what, e).object(&self.label)
     }
 
-    pub(crate) fn send_inner(
-        &self,
-        msg: &[u8],
-        prio: u32,
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(), Error> {
+    pub(crate) fn send_inner(&self, msg: &[u8], prio: u32, wait: Wait) -> Result<(), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         check_priority(prio).map_err(|e| e.object(&self.label))?;
         if msg.len() > self.msgsize {
             return Err(Error::too_large(msg.len() as u64, self.msgsize as u64)
@@ -408,31 +404,28 @@ impl Queue {
     /// waiting for room.
     #[doc(alias = "mq_send")]
     pub fn send(&self, msg: &[u8], prio: u32) -> Result<(), Error> {
-        self.send_inner(msg, prio, None, false)
+        self.send_inner(msg, prio, Wait::Forever)
     }
 
     /// Sends if there is room now; otherwise [`ErrorKind::Full`].
     pub fn try_send(&self, msg: &[u8], prio: u32) -> Result<(), Error> {
-        self.send_inner(msg, prio, None, true)
+        self.send_inner(msg, prio, Wait::Never)
     }
 
     /// Sends, waiting at most `timeout` for room; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedsend")]
     pub fn send_timeout(&self, msg: &[u8], prio: u32, timeout: Duration) -> Result<(), Error> {
-        self.send_inner(msg, prio, deadline_after(timeout), false)
+        self.send_inner(msg, prio, Wait::until(deadline_after(timeout)))
     }
 
     /// Sends, waiting until `deadline` at most for room; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedsend")]
     pub fn send_deadline(&self, msg: &[u8], prio: u32, deadline: Instant) -> Result<(), Error> {
-        self.send_inner(msg, prio, Some(deadline), false)
+        self.send_inner(msg, prio, Wait::Until(deadline))
     }
 
-    pub(crate) fn recv_inner(
-        &self,
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(Vec<u8>, u32), Error> {
+    pub(crate) fn recv_inner(&self, wait: Wait) -> Result<(Vec<u8>, u32), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         // The kernel wants room for the queue's message size whatever the message's; a buffer
         // kept between calls spares an allocation per message, and the message is copied out
         // at its own size. A second thread receiving meanwhile uses a buffer of its own.
@@ -462,24 +455,24 @@ impl Queue {
     /// one.
     #[doc(alias = "mq_receive")]
     pub fn recv(&self) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_inner(None, false)
+        self.recv_inner(Wait::Forever)
     }
 
     /// Receives if a message is waiting; otherwise [`ErrorKind::Empty`].
     pub fn try_recv(&self) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_inner(None, true)
+        self.recv_inner(Wait::Never)
     }
 
     /// Receives, waiting at most `timeout`; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedreceive")]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_inner(deadline_after(timeout), false)
+        self.recv_inner(Wait::until(deadline_after(timeout)))
     }
 
     /// Receives, waiting until `deadline` at most; then [`ErrorKind::Timeout`].
     #[doc(alias = "mq_timedreceive")]
     pub fn recv_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), Error> {
-        self.recv_inner(Some(deadline), false)
+        self.recv_inner(Wait::Until(deadline))
     }
 
     /// Gives up the handle and returns a descriptor for the queue; the queue is kept even if

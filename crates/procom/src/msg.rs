@@ -54,6 +54,7 @@ use rustix::io::Errno;
 use crate::endpoint::MsgKey;
 use crate::error::{Error, ErrorKind};
 use crate::stream::deadline_after;
+use crate::wait::Wait;
 
 /// The kernel's System V queue limits, read now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,13 +238,8 @@ impl MsgQueue {
         Ok(None)
     }
 
-    pub(crate) fn send_inner(
-        &self,
-        mtype: i64,
-        data: &[u8],
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(), Error> {
+    pub(crate) fn send_inner(&self, mtype: i64, data: &[u8], wait: Wait) -> Result<(), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         check_type(mtype).map_err(|e| e.object(&self.label))?;
         if data.len() > self.msgmax {
             let max = limits().msgmax.max(0) as usize; // it may have been raised since
@@ -308,31 +304,27 @@ impl MsgQueue {
     /// Sends `data` with type `mtype` (1 or more), waiting for room.
     #[doc(alias = "msgsnd")]
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_inner(mtype, data, None, false)
+        self.send_inner(mtype, data, Wait::Forever)
     }
 
     /// Sends if there is room now (`IPC_NOWAIT`); otherwise [`ErrorKind::Full`].
     #[doc(alias = "IPC_NOWAIT")]
     pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_inner(mtype, data, None, true)
+        self.send_inner(mtype, data, Wait::Never)
     }
 
     /// Sends, waiting at most `timeout` for room; then [`ErrorKind::Timeout`].
     pub fn send_timeout(&self, mtype: i64, data: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.send_inner(mtype, data, deadline_after(timeout), false)
+        self.send_inner(mtype, data, Wait::until(deadline_after(timeout)))
     }
 
     /// Sends, waiting until `deadline` at most for room; then [`ErrorKind::Timeout`].
     pub fn send_deadline(&self, mtype: i64, data: &[u8], deadline: Instant) -> Result<(), Error> {
-        self.send_inner(mtype, data, Some(deadline), false)
+        self.send_inner(mtype, data, Wait::Until(deadline))
     }
 
-    pub(crate) fn recv_inner(
-        &self,
-        selector: i64,
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(i64, Vec<u8>), Error> {
+    pub(crate) fn recv_inner(&self, selector: i64, wait: Wait) -> Result<(i64, Vec<u8>), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         // A buffer kept between calls spares an allocation per message; the message is copied
         // out at its own size. A second thread receiving meanwhile uses a buffer of its own.
         let mut own = sys::RecvBuf::default();
@@ -376,24 +368,24 @@ impl MsgQueue {
     /// bytes.
     #[doc(alias = "msgrcv")]
     pub fn recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_inner(selector, None, false)
+        self.recv_inner(selector, Wait::Forever)
     }
 
     /// Receives if a matching message is waiting (`IPC_NOWAIT`); otherwise
     /// [`ErrorKind::Empty`].
     #[doc(alias = "IPC_NOWAIT")]
     pub fn try_recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_inner(selector, None, true)
+        self.recv_inner(selector, Wait::Never)
     }
 
     /// Receives, waiting at most `timeout`; then [`ErrorKind::Timeout`].
     pub fn recv_timeout(&self, selector: i64, timeout: Duration) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_inner(selector, deadline_after(timeout), false)
+        self.recv_inner(selector, Wait::until(deadline_after(timeout)))
     }
 
     /// Receives, waiting until `deadline` at most; then [`ErrorKind::Timeout`].
     pub fn recv_deadline(&self, selector: i64, deadline: Instant) -> Result<(i64, Vec<u8>), Error> {
-        self.recv_inner(selector, Some(deadline), false)
+        self.recv_inner(selector, Wait::Until(deadline))
     }
 
     /// Count, bytes, byte limit, last sender and receiver, times, owner, mode.

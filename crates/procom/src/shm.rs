@@ -543,14 +543,14 @@ pub mod debug {
     /// deadline passed). With a live peer that keeps sending or receiving, every one of them
     /// is a lost wake-up.
     pub fn liveness_ticks() -> u64 {
-        crate::shmchan::liveness_ticks()
+        crate::flavor::shm::liveness_ticks()
     }
 
     /// Sets how long a sleeper goes without checking its peer is alive (default 50 ms), for
     /// every `shm:` channel of this process. A test that sets it long makes a lost wake-up
     /// impossible to hide behind the periodic check.
     pub fn set_liveness_period(period: Duration) {
-        crate::shmchan::set_liveness_period(period)
+        crate::flavor::shm::set_liveness_period(period)
     }
 }
 

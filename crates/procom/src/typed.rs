@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 
 use crate::channel::{self, Options, ToEndpoint};
 use crate::error::{Error, ErrorKind, SendError};
+use crate::wait::Wait;
 
 /// Sends values of `T`.
 #[derive(Debug)]
@@ -137,8 +138,8 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 
     /// Receives one message and decodes it where it lies (no copy on byte streams).
-    fn recv_decoded(&mut self, deadline: Option<Instant>, is_try: bool) -> Result<T, Error> {
-        let decoded = self.inner.recv_map(deadline, is_try, |bytes| {
+    fn recv_decoded(&mut self, wait: Wait) -> Result<T, Error> {
+        let decoded = self.inner.recv_bytes(wait, |bytes| {
             postcard::from_bytes::<T>(bytes).map_err(|e| (bytes.len(), e))
         })?;
         decoded.map_err(|(len, e)| {
@@ -153,16 +154,16 @@ impl<T: DeserializeOwned> Receiver<T> {
 
     /// Receives a value, waiting as long as it takes.
     pub fn recv(&mut self) -> Result<T, Error> {
-        self.recv_decoded(None, false)
+        self.recv_decoded(Wait::Forever)
     }
 
     /// Receives a value if one is waiting.
     pub fn try_recv(&mut self) -> Result<T, Error> {
-        self.recv_decoded(Some(Instant::now()), true)
+        self.recv_decoded(Wait::Never)
     }
 
     /// Receives a value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
-        self.recv_decoded(crate::stream::deadline_after(timeout), false)
+        self.recv_decoded(Wait::until(crate::stream::deadline_after(timeout)))
     }
 }

@@ -51,7 +51,7 @@
 
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -63,6 +63,7 @@ use rustix::process::{Pid, PidfdFlags};
 use rustix::thread::futex;
 
 use crate::error::{Error, ErrorKind};
+use crate::flavor::{RecvFlavor, SendFlavor, Wait};
 use crate::shm::{Header, Mapping, Segment};
 
 const MAGIC: [u8; 8] = *b"PROCOMCH";
@@ -561,24 +562,13 @@ impl ShmReceiver {
         e
     }
 
-    pub(crate) fn recv(
+    /// Hands the next message to `f` where it lies in the ring, and releases it after.
+    fn recv_in_ring<T>(
         &mut self,
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<Vec<u8>, Error> {
-        self.recv_with(deadline, is_try, |m| {
-            let mut v = vec![0u8; m.len()];
-            m.copy_to(&mut v);
-            v
-        })
-    }
-
-    pub(crate) fn recv_with<T>(
-        &mut self,
-        deadline: Option<Instant>,
-        is_try: bool,
+        wait: Wait,
         f: impl FnOnce(&procom_ring::Message<'_, MappedRing>) -> T,
     ) -> Result<T, Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         if self.broken {
             return Err(corrupted(
                 "the channel was found corrupted earlier and is no longer read",
@@ -704,13 +694,6 @@ fn lock_owner(segment: &Segment) -> Result<bool, Error> {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
         Err(e) => Err(Error::os("lock it", e.into())),
-    }
-}
-
-impl ShmReceiver {
-    /// The segment's name, for removal from another thread.
-    pub(crate) fn cleanup(&self) -> Option<crate::Cleanup> {
-        self.segment.cleanup()
     }
 }
 
@@ -854,10 +837,6 @@ impl ShmSender {
         })
     }
 
-    pub(crate) fn set_max(&mut self, max: usize) {
-        self.max = max;
-    }
-
     /// Whether the receiver closed or died; `fresh` asks the kernel now, otherwise the answer
     /// may be up to [`RECHECK`] old (a busy sender does not make a system call per message).
     /// `Corrupted` if the header was overwritten: checked whenever the kernel is asked, and
@@ -880,23 +859,14 @@ impl ShmSender {
         e
     }
 
-    pub(crate) fn send(
-        &mut self,
-        msg: &[u8],
-        deadline: Option<Instant>,
-        is_try: bool,
-    ) -> Result<(), Error> {
-        self.send_with(msg.len(), deadline, is_try, |slot| slot.write(0, msg))
-    }
-
     /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits.
-    pub(crate) fn send_with(
+    fn send_in_ring(
         &mut self,
         len: usize,
-        deadline: Option<Instant>,
-        is_try: bool,
+        wait: Wait,
         fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>),
     ) -> Result<(), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
         if self.broken {
             return Err(corrupted(
                 "the channel was found corrupted earlier and is no longer written",
@@ -1034,5 +1004,48 @@ fn ring_error(e: procom_ring::Error) -> Error {
             "the ring's control words or records are inconsistent (a broken or hostile peer)",
         ),
         procom_ring::Error::BadLayout => corrupted("the ring's layout is invalid"),
+    }
+}
+
+impl SendFlavor for ShmSender {
+    fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
+        self.send_in_ring(msg.len(), wait, |slot| slot.write(0, msg))
+    }
+
+    /// Straight into the ring: the zero-copy path.
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&[AtomicU8])) -> Result<(), Error> {
+        self.send_in_ring(len, Wait::Forever, |slot| fill(slot.as_atomic_bytes()))
+    }
+
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+}
+
+impl RecvFlavor for ShmReceiver {
+    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        self.recv_in_ring(wait, |m| {
+            // Only bytes beyond the old length are zeroed before the copy overwrites them.
+            buf.resize(m.len(), 0);
+            m.copy_to(buf);
+            m.len()
+        })
+    }
+
+    fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        self.recv_in_ring(wait, |m| {
+            let mut v = vec![0u8; m.len()];
+            m.copy_to(&mut v);
+            v
+        })
+    }
+
+    /// Read where the message lies in the ring: the zero-copy path.
+    fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        self.recv_in_ring(wait, |m| f(m.as_atomic_bytes()))
+    }
+
+    fn cleanup(&self) -> Option<crate::Cleanup> {
+        self.segment.cleanup()
     }
 }
