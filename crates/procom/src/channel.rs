@@ -13,7 +13,7 @@ use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind, SendError};
 use crate::fifo::{self, Fifo};
-use crate::flavor::dgram::{DgramReceiver, DgramSender, bind_dgram, connect_dgram};
+use crate::flavor::dgram::{DatagramStats, DgramReceiver, DgramSender, bind_dgram, connect_dgram};
 use crate::flavor::listen::ListenReceiver;
 use crate::flavor::mq::{MqReceiver, MqSender};
 use crate::flavor::msg::{MsgReceiver, MsgSender};
@@ -24,7 +24,6 @@ use crate::framing::{DEFAULT_MAX_MESSAGE, Framing};
 use crate::mq::Queue;
 use crate::msg::MsgQueue;
 use crate::net::{StreamListener, connect_stream};
-use crate::socket::{DatagramStats, Listener};
 use crate::stream::deadline_after;
 
 /// How a channel is opened and framed.
@@ -218,11 +217,11 @@ impl Sender {
                 ));
             }
             Endpoint::Fifo { path } => {
-                let deadline = opts.open_timeout.and_then(deadline_after);
                 let w = match opts.open_timeout {
                     None => fifo::open_write(path)?,
                     Some(t) if t.is_zero() => fifo::try_open_write(path)?,
-                    Some(_) => fifo::open_write_deadline(path, deadline.or(Some(Instant::now())))?,
+                    // A timeout too long to represent waits as long as it takes.
+                    Some(t) => fifo::open_write_deadline(path, deadline_after(t))?,
                 };
                 return Ok(Sender::from_fd(w, ep.to_string(), opts));
             }
@@ -272,12 +271,10 @@ impl Sender {
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
                 // Listen, and send to the first client that connects.
-                let listener = Listener::bind(&ep, opts)?;
-                let conn = match opts.open_timeout {
-                    Some(t) => listener.accept_timeout(t)?,
-                    None => listener.accept()?,
-                };
-                return Ok(conn.sender);
+                let listener = StreamListener::bind(&ep)?;
+                let deadline = opts.open_timeout.and_then(deadline_after);
+                let (fd, peer) = listener.accept_deadline(deadline)?;
+                return Ok(Sender::from_fd(fd, peer.connection_name(&ep), opts));
             }
             Endpoint::Mq {
                 name,

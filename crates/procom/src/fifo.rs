@@ -26,8 +26,8 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::cleanup::Cleanup;
+use crate::ends::{PipeReader, PipeWriter};
 use crate::error::{Error, ErrorKind};
-use crate::pipe::{PipeReader, PipeWriter};
 use crate::stream::deadline_after;
 
 /// The mode FIFOs are created with unless another is asked for.

@@ -33,6 +33,7 @@ mod channel;
 pub mod child;
 mod cleanup;
 pub mod endpoint;
+mod ends;
 pub mod error;
 pub mod fifo;
 mod flavor;
@@ -55,3 +56,26 @@ pub use cleanup::Cleanup;
 pub use endpoint::Endpoint;
 pub use error::{Error, ErrorKind, SendError};
 pub use framing::Framing;
+
+/// Internal statistics and knobs of the shared-memory channel (`shm:`), for procom's own
+/// tests (feature `test-hooks`, which only procom-testkit turns on). Not part of the API.
+#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    use std::time::Duration;
+
+    /// How many sleeps of a `shm:` sender or receiver in this process ended because the
+    /// liveness period ran out, not because the peer woke the sleeper (or the caller's
+    /// deadline passed). With a live peer that keeps sending or receiving, every one of them
+    /// is a lost wake-up.
+    pub fn liveness_ticks() -> u64 {
+        crate::flavor::shm::liveness_ticks()
+    }
+
+    /// Sets how long a sleeper goes without checking its peer is alive (default 50 ms), for
+    /// every `shm:` channel of this process. A test that sets it long makes a lost wake-up
+    /// impossible to hide behind the periodic check.
+    pub fn set_liveness_period(period: Duration) {
+        crate::flavor::shm::set_liveness_period(period)
+    }
+}

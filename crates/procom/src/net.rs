@@ -277,6 +277,17 @@ pub struct Peer {
     pub gid: Option<u32>,
 }
 
+impl Peer {
+    /// How errors name a connection to this peer on `endpoint`.
+    pub(crate) fn connection_name(&self, endpoint: &Endpoint) -> String {
+        if self.addr.is_empty() {
+            endpoint.to_string()
+        } else {
+            format!("{endpoint} (peer {})", self.addr)
+        }
+    }
+}
+
 #[derive(Debug)]
 enum ListenerKind {
     Tcp(TcpListener),

@@ -31,14 +31,14 @@
 //! - [`pipe(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)
 //! - [`pipe(7)`](https://man7.org/linux/man-pages/man7/pipe.7.html)
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 
 use crate::channel::{Options, Receiver, Sender};
+pub use crate::ends::{PipeReader, PipeWriter};
 use crate::error::Error;
 
 /// Creates an anonymous pipe, both ends close-on-exec.
@@ -59,130 +59,6 @@ pub fn channel() -> Result<(Sender, Receiver), Error> {
         Sender::from_fd(w, "pipe", &opts),
         Receiver::from_fd(r, "pipe", &opts),
     ))
-}
-
-/// The read end of a pipe or FIFO.
-#[derive(Debug)]
-pub struct PipeReader {
-    fd: OwnedFd,
-}
-
-/// The write end of a pipe or FIFO.
-#[derive(Debug)]
-pub struct PipeWriter {
-    fd: OwnedFd,
-    sigpipe_ignored: bool,
-}
-
-impl PipeReader {
-    /// Another handle to the same read end.
-    pub fn try_clone(&self) -> io::Result<PipeReader> {
-        Ok(PipeReader::from(self.fd.try_clone()?))
-    }
-}
-
-impl PipeWriter {
-    /// Another handle to the same write end.
-    pub fn try_clone(&self) -> io::Result<PipeWriter> {
-        Ok(PipeWriter::from(self.fd.try_clone()?))
-    }
-}
-
-fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match rustix::io::read(fd, &mut *buf) {
-            Err(Errno::INTR) => continue,
-            r => return r.map_err(Into::into),
-        }
-    }
-}
-
-fn write_fd(fd: BorrowedFd<'_>, buf: &[u8], sigpipe_ignored: bool) -> io::Result<usize> {
-    let attempt = || loop {
-        match rustix::io::write(fd, buf) {
-            Err(Errno::INTR) => continue,
-            r => return r.map_err(io::Error::from),
-        }
-    };
-    if sigpipe_ignored {
-        attempt()
-    } else {
-        procom_sys::sigpipe::without_sigpipe(attempt)
-    }
-}
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_fd(self.fd.as_fd(), buf)
-    }
-}
-
-impl Read for &PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_fd(self.fd.as_fd(), buf)
-    }
-}
-
-impl Write for PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_fd(self.fd.as_fd(), buf, self.sigpipe_ignored)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for &PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_fd(self.fd.as_fd(), buf, self.sigpipe_ignored)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-macro_rules! fd_conversions {
-    ($t:ty) => {
-        impl AsFd for $t {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.fd.as_fd()
-            }
-        }
-        impl AsRawFd for $t {
-            fn as_raw_fd(&self) -> RawFd {
-                self.fd.as_raw_fd()
-            }
-        }
-        impl From<$t> for OwnedFd {
-            fn from(p: $t) -> OwnedFd {
-                p.fd
-            }
-        }
-        impl From<$t> for Stdio {
-            fn from(p: $t) -> Stdio {
-                Stdio::from(p.fd)
-            }
-        }
-    };
-}
-fd_conversions!(PipeReader);
-fd_conversions!(PipeWriter);
-
-impl From<OwnedFd> for PipeReader {
-    fn from(fd: OwnedFd) -> PipeReader {
-        PipeReader { fd }
-    }
-}
-
-impl From<OwnedFd> for PipeWriter {
-    fn from(fd: OwnedFd) -> PipeWriter {
-        PipeWriter {
-            fd,
-            sigpipe_ignored: procom_sys::sigpipe::sigpipe_ignored().unwrap_or(false),
-        }
-    }
 }
 
 /// Spawns `cmd` with its standard input reading from a new pipe, and returns the child and
@@ -368,6 +244,8 @@ impl RunningPipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
 
     #[test]
     fn ends_are_close_on_exec() {

@@ -532,28 +532,6 @@ impl Drop for Segment {
     }
 }
 
-/// Internal statistics and knobs of the shared-memory channel (`shm:`), for procom's own
-/// tests. Not part of the API: they may change or vanish in any release.
-#[doc(hidden)]
-pub mod debug {
-    use std::time::Duration;
-
-    /// How many sleeps of a `shm:` sender or receiver in this process ended because the
-    /// liveness period ran out, not because the peer woke the sleeper (or the caller's
-    /// deadline passed). With a live peer that keeps sending or receiving, every one of them
-    /// is a lost wake-up.
-    pub fn liveness_ticks() -> u64 {
-        crate::flavor::shm::liveness_ticks()
-    }
-
-    /// Sets how long a sleeper goes without checking its peer is alive (default 50 ms), for
-    /// every `shm:` channel of this process. A test that sets it long makes a lost wake-up
-    /// impossible to hide behind the periodic check.
-    pub fn set_liveness_period(period: Duration) {
-        crate::flavor::shm::set_liveness_period(period)
-    }
-}
-
 /// Removes the POSIX segment `name`.
 ///
 /// Only a segment (a regular file in /dev/shm) is removed: a symbolic link, FIFO or directory

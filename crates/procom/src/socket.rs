@@ -103,9 +103,10 @@ impl Listener {
         self.accept_deadline(None)
     }
 
-    /// Waits at most `timeout` for the next admitted client.
+    /// Waits at most `timeout` for the next admitted client (a timeout too long to represent
+    /// waits as long as it takes).
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection, Error> {
-        self.accept_deadline(deadline_after(timeout).or(Some(Instant::now())))
+        self.accept_deadline(deadline_after(timeout))
     }
 
     /// Waits until `deadline` for the next admitted client.
@@ -124,11 +125,7 @@ fn connection(
     let dup = fd
         .try_clone()
         .map_err(|e| Error::os("duplicate the connection", e).object(endpoint))?;
-    let name = if peer.addr.is_empty() {
-        endpoint.to_string()
-    } else {
-        format!("{endpoint} (peer {})", peer.addr)
-    };
+    let name = peer.connection_name(endpoint);
     Ok(Connection {
         sender: Sender::from_fd(dup, name.clone(), opts),
         receiver: Receiver::from_fd(fd, name, opts),
@@ -174,4 +171,24 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
     let ca = connection(a.into(), &ep, opts, none())?;
     let cb = connection(b.into(), &ep, opts, none())?;
     Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timeout too long to represent waits for the client instead of timing out at once.
+    #[test]
+    fn accept_timeout_beyond_representable_waits() {
+        let l = Listener::bind(
+            &Endpoint::parse("tcp:127.0.0.1:0").unwrap(),
+            &Options::default(),
+        )
+        .unwrap();
+        let ep = l.local_endpoint();
+        let client = std::thread::spawn(move || connect(&ep, &Options::default()).map(drop));
+        let conn = l.accept_timeout(Duration::MAX);
+        assert!(conn.is_ok(), "{conn:?}");
+        client.join().unwrap().unwrap();
+    }
 }

@@ -50,12 +50,7 @@ impl ListenReceiver {
                 }
                 Err(e) => return Err(e),
             };
-            let endpoint = self.listener.endpoint();
-            let name = if peer.addr.is_empty() {
-                endpoint.to_string()
-            } else {
-                format!("{endpoint} (peer {})", peer.addr)
-            };
+            let name = peer.connection_name(self.listener.endpoint());
             let r = StreamReceiver::new(fd, self.framing, self.max, self.budget.clone());
             self.conn = Some((r, name));
         }

@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicU8;
 
 use crate::cleanup::Cleanup;
 use crate::error::Error;
-use crate::socket::DatagramStats;
+use crate::flavor::dgram::DatagramStats;
 pub(crate) use crate::wait::Wait;
 
 pub(crate) mod dgram;

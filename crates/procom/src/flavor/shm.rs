@@ -312,13 +312,15 @@ static LIVENESS_OVERRIDE_MS: AtomicU64 = AtomicU64::new(0);
 /// one is a lost wake-up).
 static LIVENESS_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// See `crate::shm::debug`.
+/// See `crate::test_hooks`.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn set_liveness_period(period: Duration) {
     let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
     LIVENESS_OVERRIDE_MS.store(ms, Ordering::Relaxed);
 }
 
-/// See `crate::shm::debug`.
+/// See `crate::test_hooks`.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn liveness_ticks() -> u64 {
     LIVENESS_TICKS.load(Ordering::Relaxed)
 }

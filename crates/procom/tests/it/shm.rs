@@ -670,17 +670,17 @@ fn wrap_options(args: &[String]) -> Result<Options, String> {
 /// Receives the wrap-around stream with blocking receives (spinning first for `args[1]`
 /// microseconds); fails as soon as a sleep ends by the liveness tick instead of a wake-up.
 fn wrap_receiver(args: &[String]) -> Outcome {
-    procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
+    procom::test_hooks::set_liveness_period(WRAP_LIVENESS);
     let mut rx = check!(Receiver::bind_with(args[0].as_str(), &wrap_options(args)?));
     println!("ready");
     // Waiting for the sender process to start may legitimately take a while: count from the
     // first message on.
     ensure!(check!(rx.recv()) == wrap_message(0), "message 0");
-    let ticks = procom::shm::debug::liveness_ticks();
+    let ticks = procom::test_hooks::liveness_ticks();
     for i in 1..WRAP_MESSAGES {
         let m = check!(rx.recv());
         ensure!(
-            procom::shm::debug::liveness_ticks() == ticks,
+            procom::test_hooks::liveness_ticks() == ticks,
             "receiving message {i} waited for the liveness tick: the sender never woke the receiver (lost wake-up)"
         );
         ensure!(m == wrap_message(i), "message {i}: {} bytes", m.len());
@@ -692,12 +692,12 @@ fn wrap_receiver(args: &[String]) -> Outcome {
 /// microseconds when the ring is full); fails as soon as a sleep ends by the liveness tick
 /// instead of a wake-up.
 fn wrap_sender(args: &[String]) -> Outcome {
-    procom::shm::debug::set_liveness_period(WRAP_LIVENESS);
+    procom::test_hooks::set_liveness_period(WRAP_LIVENESS);
     let mut tx = check!(Sender::connect_with(args[0].as_str(), &wrap_options(args)?));
     for i in 0..WRAP_MESSAGES {
         check!(tx.send(wrap_message(i)).map_err(|e| e.into_error()));
         ensure!(
-            procom::shm::debug::liveness_ticks() == 0,
+            procom::test_hooks::liveness_ticks() == 0,
             "sending message {i} waited for the liveness tick: the receiver never woke the sender (lost wake-up)"
         );
     }
