@@ -1,0 +1,140 @@
+//! The links the loops drive: the `Link` trait, procom's byte and typed channels behind it,
+//! their options, and how a spinning receiver waits.
+
+use std::time::{Duration, Instant};
+
+use procom::{Error, Options, Receiver, Sender};
+
+use crate::Mode;
+#[cfg(doc)]
+use crate::measure::{drive, serve};
+
+pub(crate) fn options(mode: Mode) -> Options {
+    let o = Options::default().max_message(2 << 20);
+    match mode {
+        Mode::Block => o,
+        // Long enough that a receiver never sleeps while its peer keeps sending; short enough
+        // that a side waiting out another side's batch stops spinning and leaves it the CPU.
+        Mode::Spin => o.spin(SPIN),
+    }
+}
+
+/// One side's two directions as the benchmark driver sees them, so that procom and every peer
+/// library run exactly the same loop (see [`drive`] and [`serve`]).
+pub(crate) trait Link {
+    /// Sends `msg`: the payload is written into the transport.
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error>;
+    /// Receives one message and returns its length (the payload is received, not copied out).
+    fn recv_len(&mut self) -> Result<usize, Error>;
+    /// Receives one message into an owned buffer and sends that buffer back (the echo side).
+    fn echo(&mut self) -> Result<(), Error>;
+    /// Receives a short control message (ready, acknowledgement) within `timeout`.
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error>;
+}
+
+/// procom's byte channels.
+pub(crate) struct ProcomLink {
+    tx: Sender,
+    rx: Receiver,
+    /// A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
+    /// (System V queues have no timed receive, and a deadline would make them poll).
+    udp: bool,
+    /// The echo side's buffer, reused for every message (as the peers' links do).
+    buf: Vec<u8>,
+}
+
+impl ProcomLink {
+    pub(crate) fn new(tx: Sender, rx: Receiver) -> ProcomLink {
+        ProcomLink {
+            udp: rx.endpoint().starts_with("udp:"),
+            tx,
+            rx,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Link for ProcomLink {
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.tx.send(msg).map_err(|e| e.into_error())
+    }
+    fn recv_len(&mut self) -> Result<usize, Error> {
+        if self.udp {
+            Ok(self.rx.recv_timeout(Duration::from_secs(10))?.len())
+        } else {
+            self.rx.recv_with(|b| b.len())
+        }
+    }
+    fn echo(&mut self) -> Result<(), Error> {
+        self.rx.recv_into(&mut self.buf)?;
+        self.tx.send(&self.buf).map_err(|e| e.into_error())
+    }
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        self.rx.recv_timeout(timeout)
+    }
+}
+
+/// procom's typed channel (postcard) carrying the payload as one byte string: the same work
+/// ipc-channel's typed channel does.
+pub(crate) struct TypedLink {
+    pub(crate) tx: procom::typed::Sender<serde_bytes::ByteBuf>,
+    pub(crate) rx: procom::typed::Receiver<serde_bytes::ByteBuf>,
+}
+
+impl Link for TypedLink {
+    fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let value = serde_bytes::ByteBuf::from(msg.to_vec());
+        self.tx.send(value).map_err(|e| e.into_error())
+    }
+    fn recv_len(&mut self) -> Result<usize, Error> {
+        Ok(self.rx.recv()?.len())
+    }
+    fn echo(&mut self) -> Result<(), Error> {
+        let m = self.rx.recv()?;
+        self.tx.send(m).map_err(|e| e.into_error())
+    }
+    fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        Ok(self.rx.recv_timeout(timeout)?.into_vec())
+    }
+}
+
+/// How long a spin-mode receiver busy-polls before it sleeps (procom's and the peers').
+pub(crate) const SPIN: Duration = Duration::from_millis(10);
+
+/// How long the iceoryx2 peer and the raw shared-memory loop busy-poll before they offer the
+/// CPU to other threads between bursts: the same as procom's spin mode.
+pub(crate) const SPIN_ALONE: Duration = Duration::from_micros(50);
+
+/// Busy-polls `poll` until it gives a value, the way procom's spin mode waits: alone for
+/// [`SPIN_ALONE`], then offering the CPU to other threads between bursts, then napping between
+/// polls after [`SPIN`], so a side waiting out another side's batch leaves the CPU to it.
+/// `None` once `timeout` has passed. (The raw shared-memory loop and the iceoryx2 peer.)
+pub(crate) fn poll_politely<R, E>(
+    timeout: Duration,
+    mut poll: impl FnMut() -> Result<Option<R>, E>,
+) -> Result<Option<R>, E> {
+    let start = Instant::now();
+    let mut polls = 0u32;
+    let mut idle = false;
+    loop {
+        if let Some(r) = poll()? {
+            return Ok(Some(r));
+        }
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(128) {
+            let waited = start.elapsed();
+            if waited > timeout {
+                return Ok(None);
+            }
+            idle = waited > SPIN;
+            if !idle && waited > SPIN_ALONE {
+                std::thread::yield_now();
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! What a run measures: the mechanisms, receive modes, profiles and message sizes of a scenario.
+
+/// The message sizes every mechanism is measured at, where it allows them.
+pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
+
+/// A mechanism the benchmark can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Anonymous pipes, one each way.
+    Pipe,
+    /// Two FIFOs.
+    Fifo,
+    /// Two shared-memory ring channels.
+    Shm,
+    /// A Unix stream socket pair.
+    Unix,
+    /// A Unix stream socket pair carrying typed messages (`procom::typed`, postcard): the
+    /// payload as one byte string, encoded and decoded on every hop.
+    UnixTyped,
+    /// Two Unix datagram sockets.
+    UnixGram,
+    /// Two TCP connections on loopback.
+    Tcp,
+    /// Two UDP sockets on loopback.
+    Udp,
+    /// Two POSIX message queues.
+    Mq,
+    /// Two System V message queues.
+    Msg,
+    /// Two named semaphores handing a turn back and forth (no payload).
+    Sem,
+    /// Real-time signals queued back and forth with sigqueue (a 4-byte value, no payload).
+    Signal,
+}
+
+impl Mechanism {
+    /// Every mechanism, in table order.
+    pub const ALL: [Mechanism; 12] = [
+        Mechanism::Shm,
+        Mechanism::Unix,
+        Mechanism::UnixTyped,
+        Mechanism::UnixGram,
+        Mechanism::Pipe,
+        Mechanism::Fifo,
+        Mechanism::Tcp,
+        Mechanism::Udp,
+        Mechanism::Mq,
+        Mechanism::Msg,
+        Mechanism::Sem,
+        Mechanism::Signal,
+    ];
+
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Pipe => "pipe",
+            Mechanism::Fifo => "fifo",
+            Mechanism::Shm => "shm",
+            Mechanism::Unix => "unix",
+            Mechanism::UnixTyped => "unix-typed",
+            Mechanism::UnixGram => "unixgram",
+            Mechanism::Tcp => "tcp",
+            Mechanism::Udp => "udp",
+            Mechanism::Mq => "mq",
+            Mechanism::Msg => "msg",
+            Mechanism::Sem => "sem",
+            Mechanism::Signal => "signal",
+        }
+    }
+
+    /// Whether the mechanism carries `size`-byte messages, and why not.
+    pub fn supports(self, size: usize) -> Result<(), &'static str> {
+        match self {
+            Mechanism::Udp if size > 4096 => {
+                Err("over one UDP datagram (65,507 bytes, less procom's 16-byte header)")
+            }
+            Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
+            Mechanism::Mq if size as i64 > procom::mq::limits().msgsize_max => {
+                Err("over fs.mqueue.msgsize_max on this machine")
+            }
+            Mechanism::Mq if size > 64 << 10 => {
+                Err("two such queues exceed RLIMIT_MSGQUEUE (800 KiB per user by default)")
+            }
+            Mechanism::Msg if size as i64 > procom::msg::limits().msgmax => {
+                Err("over kernel.msgmax on this machine")
+            }
+            Mechanism::Sem | Mechanism::Signal if size != SIZES[0] => {
+                Err("carries no payload: one row, at the smallest size")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the peer binds its own receiving end (named kernel objects and sockets).
+    pub(crate) fn peer_binds(self) -> bool {
+        !matches!(
+            self,
+            Mechanism::Pipe
+                | Mechanism::Unix
+                | Mechanism::UnixTyped
+                | Mechanism::Fifo
+                | Mechanism::Sem
+                | Mechanism::Signal
+        )
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The modes the mechanism has.
+    pub fn modes(self) -> &'static [Mode] {
+        match self {
+            Mechanism::Shm => &[Mode::Block, Mode::Spin],
+            _ => &[Mode::Block],
+        }
+    }
+}
+
+/// How a receiver waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sleeps in the kernel until woken.
+    Block,
+    /// Busy-polls.
+    Spin,
+}
+
+impl Mode {
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Block => "block",
+            Mode::Spin => "spin",
+        }
+    }
+}
+
+/// How many samples a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A few seconds in all.
+    Quick,
+    /// Well within a minute on two cores.
+    Default,
+    /// Several times the default's samples, for steadier tails.
+    Full,
+}
+
+/// One measurement to take.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// What to measure.
+    pub mechanism: Mechanism,
+    /// How receivers wait.
+    pub mode: Mode,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Round trips timed (after a warm-up of a tenth as many).
+    pub iterations: usize,
+    /// Messages streamed for the throughput figure.
+    pub stream: usize,
+}
+
+impl Scenario {
+    /// A scenario sized for the profile: each part takes a fraction of a second by default,
+    /// less with `Quick`, several times longer with `Full`.
+    pub fn sized(mechanism: Mechanism, mode: Mode, size: usize, profile: Profile) -> Scenario {
+        let (budget, cap): (usize, usize) = match profile {
+            Profile::Quick => (16 << 20, 5_000),
+            Profile::Default => (128 << 20, 20_000),
+            Profile::Full => (1 << 30, 100_000),
+        };
+        Scenario {
+            mechanism,
+            mode,
+            size,
+            iterations: (budget / 4 / size.max(1)).clamp(100, cap),
+            // UDP's throughput is not measured: a sender outrunning its receiver loses
+            // datagrams, so the figure would measure the loss, not the speed.
+            stream: if mechanism == Mechanism::Udp {
+                0
+            } else {
+                (budget / size.max(1)).clamp(200, cap * 5)
+            },
+        }
+    }
+}
