@@ -168,6 +168,7 @@ fn install() -> io::Result<()> {
 
 /// A region of memory shared with other processes, unmapped on drop.
 #[derive(Debug)]
+#[must_use = "dropping the mapping unmaps it at once"]
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,

@@ -646,3 +646,11 @@ impl Receiver {
         dispatch_recv!(&mut self.flavor, r => r.recv(wait)).map_err(|e| e.object(&self.endpoint))
     }
 }
+
+/// `Sender` and `Receiver` move between threads and can be shared by reference (every
+/// operation that changes them takes `&mut self`).
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Sender>();
+    send_and_sync::<Receiver>();
+};

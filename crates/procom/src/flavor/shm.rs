@@ -49,9 +49,8 @@
 //! Anything else is `Corrupted` on either side, never `PeerGone` (which would end a receiving
 //! program as cleanly as a sender that closed). The sequence words may hold any value.
 
-use std::cell::Cell;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -109,8 +108,11 @@ struct Watched {
     pidfd: Option<OwnedFd>,
     /// When `dead` was last asked of the kernel ([`coarse_now`]), and its answer: a busy
     /// sender or a spinning receiver asks at most every [`RECHECK`], not once per message.
-    checked: Cell<Option<Duration>>,
-    was_dead: Cell<bool>,
+    /// Nanoseconds of the coarse clock at that moment; 0: never. Relaxed: a cache read and
+    /// written by the one thread using the endpoint (atomic only so the endpoint is `Sync`).
+    checked: AtomicU64,
+    /// Relaxed, as `checked`.
+    was_dead: AtomicBool,
 }
 
 /// How much of a ring is allocated and mapped when a channel is created or attached.
@@ -161,8 +163,8 @@ impl Watched {
         Watched {
             pid,
             pidfd,
-            checked: Cell::new(None),
-            was_dead: Cell::new(false),
+            checked: AtomicU64::new(0),
+            was_dead: AtomicBool::new(false),
         }
     }
 
@@ -174,21 +176,23 @@ impl Watched {
         fresh: bool,
         check: impl FnOnce() -> Result<(), Error>,
     ) -> Result<bool, Error> {
-        if self.was_dead.get() {
+        if self.was_dead.load(Ordering::Relaxed) {
             return Ok(true);
         }
+        let checked = self.checked.load(Ordering::Relaxed);
         if !fresh
-            && self
-                .checked
-                .get()
-                .is_some_and(|t| coarse_now().saturating_sub(t) < RECHECK)
+            && checked != 0
+            && coarse_now().saturating_sub(Duration::from_nanos(checked)) < RECHECK
         {
             return Ok(false);
         }
         check()?;
         let dead = self.dead();
-        self.checked.set(Some(coarse_now()));
-        self.was_dead.set(dead);
+        let now = u64::try_from(coarse_now().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.checked.store(now, Ordering::Relaxed);
+        self.was_dead.store(dead, Ordering::Relaxed);
         Ok(dead)
     }
 

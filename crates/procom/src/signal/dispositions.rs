@@ -118,6 +118,7 @@ pub fn block(signals: &[Signal]) -> Result<BlockGuard, Error> {
 
 /// Unblocks the signals [`block`] blocked when dropped.
 #[derive(Debug)]
+#[must_use = "dropping the guard unblocks the signals at once (`let _guard = block(..)?;`)"]
 pub struct BlockGuard(#[allow(dead_code)] procom_sys::signal::MaskGuard);
 
 #[cfg(test)]
