@@ -15,10 +15,10 @@
 //! use procom::endpoint::MsgKey;
 //! let key = MsgKey::Key(0x7d00_0000 | (std::process::id() as i32 & 0xffff));
 //! let q = procom::msg::MsgQueue::create(&key)?; // removed on drop
-//! q.send(3, b"three")?;
-//! q.send(1, b"one")?;
-//! assert_eq!(q.recv(-2)?, (1, b"one".to_vec())); // the lowest type at most 2
-//! assert_eq!(q.recv(0)?, (3, b"three".to_vec())); // the first in the queue
+//! q.send(b"three", 3)?; // the message, then its type (as mq's send(msg, priority))
+//! q.send(b"one", 1)?;
+//! assert_eq!(q.recv(-2)?, (b"one".to_vec(), 1)); // the lowest type at most 2
+//! assert_eq!(q.recv(0)?, (b"three".to_vec(), 3)); // the first in the queue
 //! # Ok(()) }
 //! ```
 //!
@@ -238,7 +238,7 @@ impl MsgQueue {
         Ok(None)
     }
 
-    pub(crate) fn send_inner(&self, mtype: i64, data: &[u8], wait: Wait) -> Result<(), Error> {
+    pub(crate) fn send_inner(&self, data: &[u8], mtype: i64, wait: Wait) -> Result<(), Error> {
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         check_type(mtype).map_err(|e| e.object(&self.label))?;
         if data.len() > self.msgmax {
@@ -303,27 +303,27 @@ impl MsgQueue {
 
     /// Sends `data` with type `mtype` (1 or more), waiting for room.
     #[doc(alias = "msgsnd")]
-    pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_inner(mtype, data, Wait::Forever)
+    pub fn send(&self, data: &[u8], mtype: i64) -> Result<(), Error> {
+        self.send_inner(data, mtype, Wait::Forever)
     }
 
     /// Sends if there is room now (`IPC_NOWAIT`); otherwise [`ErrorKind::Full`].
     #[doc(alias = "IPC_NOWAIT")]
-    pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), Error> {
-        self.send_inner(mtype, data, Wait::Never)
+    pub fn try_send(&self, data: &[u8], mtype: i64) -> Result<(), Error> {
+        self.send_inner(data, mtype, Wait::Never)
     }
 
     /// Sends, waiting at most `timeout` for room; then [`ErrorKind::Timeout`].
-    pub fn send_timeout(&self, mtype: i64, data: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.send_inner(mtype, data, Wait::until(deadline_after(timeout)))
+    pub fn send_timeout(&self, data: &[u8], mtype: i64, timeout: Duration) -> Result<(), Error> {
+        self.send_inner(data, mtype, Wait::until(deadline_after(timeout)))
     }
 
     /// Sends, waiting until `deadline` at most for room; then [`ErrorKind::Timeout`].
-    pub fn send_deadline(&self, mtype: i64, data: &[u8], deadline: Instant) -> Result<(), Error> {
-        self.send_inner(mtype, data, Wait::Until(deadline))
+    pub fn send_deadline(&self, data: &[u8], mtype: i64, deadline: Instant) -> Result<(), Error> {
+        self.send_inner(data, mtype, Wait::Until(deadline))
     }
 
-    pub(crate) fn recv_inner(&self, selector: i64, wait: Wait) -> Result<(i64, Vec<u8>), Error> {
+    pub(crate) fn recv_inner(&self, selector: i64, wait: Wait) -> Result<(Vec<u8>, i64), Error> {
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         // A buffer kept between calls spares an allocation per message; the message is copied
         // out at its own size. A second thread receiving meanwhile uses a buffer of its own.
@@ -335,7 +335,7 @@ impl MsgQueue {
         loop {
             let nowait = is_try || deadline.is_some();
             let e = match sys::receive(self.id, buf, max, selector, nowait) {
-                Ok((t, m)) => return Ok((t, m.to_vec())),
+                Ok((t, m)) => return Ok((m.to_vec(), t)),
                 Err(e) => e,
             };
             if is(&e, Errno::TOOBIG) && max < crate::framing::DEFAULT_MAX_MESSAGE {
@@ -364,27 +364,27 @@ impl MsgQueue {
     }
 
     /// Receives the message `selector` picks (0: the first; n > 0: the first of type n;
-    /// n < 0: the first of the lowest type at most |n|), waiting for one; returns its type and
-    /// bytes.
+    /// n < 0: the first of the lowest type at most |n|), waiting for one; returns its bytes
+    /// and type (message first, as [`crate::mq::Queue::recv`] returns bytes and priority).
     #[doc(alias = "msgrcv")]
-    pub fn recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
+    pub fn recv(&self, selector: i64) -> Result<(Vec<u8>, i64), Error> {
         self.recv_inner(selector, Wait::Forever)
     }
 
     /// Receives if a matching message is waiting (`IPC_NOWAIT`); otherwise
     /// [`ErrorKind::Empty`].
     #[doc(alias = "IPC_NOWAIT")]
-    pub fn try_recv(&self, selector: i64) -> Result<(i64, Vec<u8>), Error> {
+    pub fn try_recv(&self, selector: i64) -> Result<(Vec<u8>, i64), Error> {
         self.recv_inner(selector, Wait::Never)
     }
 
     /// Receives, waiting at most `timeout`; then [`ErrorKind::Timeout`].
-    pub fn recv_timeout(&self, selector: i64, timeout: Duration) -> Result<(i64, Vec<u8>), Error> {
+    pub fn recv_timeout(&self, selector: i64, timeout: Duration) -> Result<(Vec<u8>, i64), Error> {
         self.recv_inner(selector, Wait::until(deadline_after(timeout)))
     }
 
     /// Receives, waiting until `deadline` at most; then [`ErrorKind::Timeout`].
-    pub fn recv_deadline(&self, selector: i64, deadline: Instant) -> Result<(i64, Vec<u8>), Error> {
+    pub fn recv_deadline(&self, selector: i64, deadline: Instant) -> Result<(Vec<u8>, i64), Error> {
         self.recv_inner(selector, Wait::Until(deadline))
     }
 

@@ -14,7 +14,7 @@ pub(crate) struct MsgSender {
 
 impl SendFlavor for MsgSender {
     fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
-        self.q.send_inner(self.mtype, msg, wait)
+        self.q.send_inner(msg, self.mtype, wait)
     }
 }
 
@@ -33,7 +33,7 @@ impl RecvFlavor for MsgReceiver {
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        let (_, m) = self.q.recv_inner(self.selector, wait)?;
+        let (m, _) = self.q.recv_inner(self.selector, wait)?;
         check_received(m.len(), self.max)?;
         Ok(m)
     }

@@ -113,13 +113,13 @@ fn fill_and_exit(args: &[String]) -> Outcome {
                 (1, "one-b"),
                 (5, "five"),
             ] {
-                check!(q.send(t, m.as_bytes()));
+                check!(q.send(m.as_bytes(), t));
             }
         }
         "create-and-fill" => {
             let q = check!(MsgQueue::create(&key)).keep();
             for m in ["kept", "by the", "kernel"] {
-                check!(q.send(1, m.as_bytes()));
+                check!(q.send(m.as_bytes(), 1));
             }
         }
         other => return Err(format!("what {other}")),
@@ -133,7 +133,7 @@ fn type_selectors() -> Outcome {
     let mut sender = role("msg::fill_and_exit", &[&key_arg(&key), "types"]);
     Proc::spawn("sender", &mut sender)?.success(STEP)?;
     let take = |sel: i64| -> Result<(i64, String), String> {
-        let (t, m) = check!(q.recv_timeout(sel, STEP));
+        let (m, t) = check!(q.recv_timeout(sel, STEP));
         Ok((t, String::from_utf8_lossy(&m).into_owned()))
     };
     ensure!(take(1)? == (1, "one-a".into()), "selector 1");
@@ -177,7 +177,7 @@ fn kernel_lifetime() -> Outcome {
     );
     for want in ["kept", "by the", "kernel"] {
         ensure!(
-            check!(q.recv_timeout(0, STEP)).1 == want.as_bytes(),
+            check!(q.recv_timeout(0, STEP)).0 == want.as_bytes(),
             "{want}"
         );
     }
@@ -195,7 +195,7 @@ const MANY: u32 = 100_000;
 fn stream(args: &[String]) -> Outcome {
     let q = check!(MsgQueue::open(&parse_key(&args[0])?));
     for i in 0..MANY {
-        check!(q.send(1 + i64::from(i % 3), &i.to_le_bytes()));
+        check!(q.send(&i.to_le_bytes(), 1 + i64::from(i % 3)));
     }
     Ok(())
 }
@@ -207,7 +207,7 @@ fn hundred_thousand() -> Outcome {
     // Selector 0 takes the queue in order, whatever the types: every number exactly once,
     // in order, with the type it was sent with.
     for i in 0..MANY {
-        let (t, m) = check!(q.recv_timeout(0, STEP));
+        let (m, t) = check!(q.recv_timeout(0, STEP));
         ensure!(
             m == i.to_le_bytes() && t == 1 + i64::from(i % 3),
             "message {i} arrived as {m:?} of type {t}"
@@ -236,7 +236,7 @@ fn stat_limits_full_empty() -> Outcome {
         st.uid == rustix::process::geteuid().as_raw(),
         "owner {st:?}"
     );
-    check!(q.send(7, b"hello"));
+    check!(q.send(b"hello", 7));
     let st = check!(q.stat());
     ensure!(
         st.count == 1 && st.bytes == 5 && st.last_sender == std::process::id() as i32,
@@ -244,16 +244,16 @@ fn stat_limits_full_empty() -> Outcome {
     );
     check!(q.set_max_bytes(10));
     ensure!(check!(q.stat()).max_bytes == 10, "byte limit not set");
-    let e = q.try_send(7, b"world!").err().map(|e| e.kind());
+    let e = q.try_send(b"world!", 7).err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::Full), "full: {e:?}");
     let e = q
-        .send_timeout(7, b"world!", Duration::from_millis(20))
+        .send_timeout(b"world!", 7, Duration::from_millis(20))
         .err()
         .map(|e| e.kind());
     ensure!(e == Some(ErrorKind::Timeout), "deadline: {e:?}");
     // Larger than the queue's byte limit: refused, not a wait forever.
     let e = q
-        .send(7, &[0; 11])
+        .send(&[0; 11], 7)
         .err()
         .ok_or("an 11-byte message went into a 10-byte queue")?;
     ensure!(
@@ -264,14 +264,14 @@ fn stat_limits_full_empty() -> Outcome {
     );
     let big = vec![0u8; limits.msgmax as usize + 1];
     let e = q
-        .send(1, &big)
+        .send(&big, 1)
         .err()
         .ok_or("a message over msgmax was sent")?;
     ensure!(
         e.kind() == ErrorKind::TooLarge && e.to_string().contains("sysctl -w kernel.msgmax"),
         "oversize: {e}"
     );
-    let e = q.send(0, b"x").err().map(|e| e.kind());
+    let e = q.send(b"x", 0).err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::InvalidInput), "type 0: {e:?}");
     // Above kernel.msgmnb takes CAP_SYS_RESOURCE: allowed or refused with the reason.
     match q.set_max_bytes(limits.msgmnb as u64 + 1) {
@@ -285,7 +285,7 @@ fn stat_limits_full_empty() -> Outcome {
     // A byte limit of 0 would leave a queue nothing can use.
     let e = q.set_max_bytes(0).err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::InvalidInput), "max bytes 0: {e:?}");
-    ensure!(check!(q.recv(0)) == (7, b"hello".to_vec()), "first");
+    ensure!(check!(q.recv(0)) == (b"hello".to_vec(), 7), "first");
     ensure!(
         check!(q.stat()).last_receiver == std::process::id() as i32,
         "last receiver"
@@ -368,7 +368,7 @@ fn removed_under_sender() -> Outcome {
     let key = msg_key();
     let q = check!(MsgQueue::create(&key));
     check!(q.set_max_bytes(8));
-    check!(q.send(1, b"fills it"));
+    check!(q.send(b"fills it", 1));
     let mut waiter = Proc::spawn(
         "sender",
         &mut role("msg::send_until_removed", &[&key_arg(&key)]),
@@ -469,12 +469,12 @@ fn interoperates_with_c() -> Outcome {
     check!(std::fs::write(&file, b""));
     let key = MsgKey::Path(file.clone());
     let q = check!(MsgQueue::create(&key));
-    check!(q.send(1, b"first from procom"));
+    check!(q.send(b"first from procom", 1));
     // Through the channel layer, stamped with the endpoint's type.
     let mut tx = check!(Sender::connect(format!("msg:{}?type=2", file.display())));
     check!(tx.send(b"typed from procom").map_err(|e| e.into_error()));
     drop(tx);
-    check!(q.send(7, b"last from procom"));
+    check!(q.send(b"last from procom", 7));
     let mut cmd = Command::new(&exe);
     cmd.arg(&file);
     let fin = Proc::spawn("C peer", &mut cmd)?.success(STEP)?;
@@ -490,15 +490,15 @@ fn interoperates_with_c() -> Outcome {
     );
     // The lowest type at most 4 first, then the first in the queue.
     ensure!(
-        check!(q.recv_timeout(-4, STEP)) == (3, b"type 3 from C".to_vec()),
+        check!(q.recv_timeout(-4, STEP)) == (b"type 3 from C".to_vec(), 3),
         "-4"
     );
     ensure!(
-        check!(q.recv_timeout(-4, STEP)) == (4, b"type 4 from C".to_vec()),
+        check!(q.recv_timeout(-4, STEP)) == (b"type 4 from C".to_vec(), 4),
         "-4 again"
     );
     ensure!(
-        check!(q.recv_timeout(0, STEP)) == (5, b"type 5 from C".to_vec()),
+        check!(q.recv_timeout(0, STEP)) == (b"type 5 from C".to_vec(), 5),
         "0"
     );
     let numeric = check!(procom_sys::msg::key_from_path(&file, b'M'));
