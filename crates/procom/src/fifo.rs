@@ -278,10 +278,11 @@ impl Fifo {
         &self.path
     }
 
-    /// Leaves the FIFO in place when this handle is dropped; returns its path.
-    pub fn keep(mut self) -> PathBuf {
+    /// Leaves the FIFO in place when this handle is dropped (it stays until removed); returns
+    /// the handle, as every `keep` in procom does.
+    pub fn keep(mut self) -> Fifo {
         self.keep = true;
-        std::mem::take(&mut self.path)
+        self
     }
 
     /// Removes the FIFO now, if the path still names the FIFO this handle created.

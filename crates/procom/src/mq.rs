@@ -482,9 +482,8 @@ impl Queue {
         self.fd.try_clone().ok()
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped (the kernel
-    /// lifetime); it stays until [`remove`] or a reboot.
-    #[must_use]
+    /// Leaves the queue in the kernel when this handle is dropped (the kernel lifetime: it
+    /// stays until [`remove`] or a reboot); returns the handle.
     pub fn keep(mut self) -> Queue {
         self.owner = false;
         self

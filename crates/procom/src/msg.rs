@@ -422,9 +422,8 @@ impl MsgQueue {
         })
     }
 
-    /// Leaves the queue in the kernel when this handle is dropped (the kernel
-    /// lifetime); it stays until removed or a reboot.
-    #[must_use]
+    /// Leaves the queue in the kernel when this handle is dropped (the kernel lifetime: it
+    /// stays until removed or a reboot); returns the handle.
     pub fn keep(mut self) -> MsgQueue {
         self.owner = false;
         self

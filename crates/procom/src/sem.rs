@@ -170,9 +170,11 @@ impl Semaphore {
         &self.name
     }
 
-    /// Leaves the name in place when this handle is dropped.
-    pub fn keep(mut self) {
+    /// Leaves the name in place when this handle is dropped (it stays until removed or a
+    /// reboot); returns the handle.
+    pub fn keep(mut self) -> Semaphore {
         self.owner = false;
+        self
     }
 
     /// Removes the name now (processes that have it open keep using it).
@@ -482,9 +484,11 @@ impl SemSet {
             .map_err(|e| Error::os("read a value", e).object(&self.label))
     }
 
-    /// Leaves the set in place when this handle is dropped.
-    pub fn keep(mut self) {
+    /// Leaves the set in place when this handle is dropped (it stays until removed or a
+    /// reboot); returns the handle.
+    pub fn keep(mut self) -> SemSet {
         self.owner = false;
+        self
     }
 
     /// Removes the set now; processes waiting on it wake with [`ErrorKind::PeerGone`].

@@ -462,9 +462,11 @@ impl Segment {
         r.map_err(|e| Error::os("map it", e).object(&self.label))
     }
 
-    /// Leaves the named object in place when this handle is dropped.
-    pub fn keep(mut self) {
+    /// Leaves the named object in place when this handle is dropped (it stays until removed
+    /// or a reboot); returns the handle.
+    pub fn keep(mut self) -> Segment {
         self.owner = false;
+        self
     }
 
     /// Removes the object now (the name for POSIX; the segment, once detached, for System V).

@@ -5,7 +5,7 @@ use crate::cli::FifoCommand;
 pub fn run(cmd: FifoCommand) -> anyhow::Result<()> {
     match cmd {
         FifoCommand::Create { path, mode } => {
-            procom::fifo::Fifo::create_with_mode(&path, mode)?.keep();
+            drop(procom::fifo::Fifo::create_with_mode(&path, mode)?.keep());
         }
         FifoCommand::Rm { path } => procom::fifo::remove(&path)?,
     }

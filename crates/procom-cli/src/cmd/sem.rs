@@ -6,7 +6,7 @@ use crate::cli::SemCommand;
 
 pub fn run(cmd: SemCommand) -> anyhow::Result<()> {
     match cmd {
-        SemCommand::Create { name, value } => Semaphore::create(&name, value)?.keep(),
+        SemCommand::Create { name, value } => drop(Semaphore::create(&name, value)?.keep()),
         SemCommand::Post { name } => Semaphore::open(&name)?.post()?,
         SemCommand::Wait { name, timeout } => {
             crate::interrupt::set_activity(format!("waiting on semaphore {name}"));

@@ -130,8 +130,8 @@ pub fn run(cmd: ShmCommand) -> anyhow::Result<()> {
         ShmCommand::Create { name, size } => {
             let size = size as usize;
             match parse(&name)? {
-                Name::Posix(n) => Segment::create(&n, size as u64)?.keep(),
-                Name::SysV(k) => Segment::create_sysv(&k, size)?.keep(),
+                Name::Posix(n) => drop(Segment::create(&n, size as u64)?.keep()),
+                Name::SysV(k) => drop(Segment::create_sysv(&k, size)?.keep()),
             }
         }
         ShmCommand::Info { name } => {

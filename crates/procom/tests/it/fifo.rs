@@ -302,7 +302,7 @@ fn creator_removes_opener_does_not() -> Outcome {
     drop(check!(Fifo::create(&a)));
     ensure!(!a.exists(), "a dropped creator left its FIFO");
 
-    let kept = check!(Fifo::create(&a)).keep();
+    let kept = check!(Fifo::create(&a)).keep().path().to_path_buf();
     ensure!(
         check!(std::fs::symlink_metadata(&kept))
             .file_type()
@@ -324,7 +324,7 @@ fn creator_removes_opener_does_not() -> Outcome {
     let c = dir.join("c");
     let owner = check!(Fifo::create(&c));
     check!(std::fs::remove_file(&c));
-    let other = check!(Fifo::create(&c)).keep();
+    let other = check!(Fifo::create(&c)).keep().path().to_path_buf();
     drop(owner);
     ensure!(
         other.exists(),
