@@ -22,7 +22,7 @@
 //! - [`semop(2)`](https://man7.org/linux/man-pages/man2/semop.2.html)
 
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use procom_sys::sem::{NamedSemaphore, SemOp, UnnamedSemaphore, Waited};
 
@@ -141,6 +141,11 @@ impl Semaphore {
             ErrorKind::Timeout,
             &self.label,
         )
+    }
+
+    /// P waiting until `deadline` at most: [`ErrorKind::Timeout`] if the value stayed 0.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Error> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// V: increments the value, waking one waiter.
@@ -315,6 +320,11 @@ impl<'m> SharedSemaphore<'m> {
         )
     }
 
+    /// P waiting until `deadline` at most.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Error> {
+        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// V.
     #[doc(alias = "V")]
     pub fn post(&self) -> Result<(), Error> {
@@ -449,6 +459,11 @@ impl SemSet {
         self.apply_with(ops, Some(timeout), ErrorKind::Timeout)
     }
 
+    /// Applies every operation at once, waiting until `deadline` at most.
+    pub fn apply_deadline(&self, ops: &[Op], deadline: Instant) -> Result<(), Error> {
+        self.apply_timeout(ops, deadline.saturating_duration_since(Instant::now()))
+    }
+
     fn apply_with(
         &self,
         ops: &[Op],
@@ -504,5 +519,26 @@ impl Drop for SemSet {
         if self.owner {
             let _ = procom_sys::sem::semctl_remove(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// P with a deadline: a passed deadline on 0 is a timeout; a posted value is taken.
+    #[test]
+    fn wait_deadline_times_out_then_takes() {
+        let name = format!("/procom-unit-sem-{}", std::process::id());
+        let sem = Semaphore::create(&name, 0).unwrap();
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert_eq!(
+            sem.wait_deadline(soon).unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        sem.post().unwrap();
+        sem.wait_deadline(Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(sem.value().unwrap(), 0);
     }
 }

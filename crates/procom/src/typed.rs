@@ -52,6 +52,16 @@ impl<T: Serialize> Sender<T> {
         channel::Sender::connect_with(endpoint, opts).map(Sender::from_untyped)
     }
 
+    /// See [`channel::Sender::bind_with`] (with default options).
+    pub fn bind(endpoint: impl ToEndpoint) -> Result<Sender<T>, Error> {
+        Sender::bind_with(endpoint, &Options::default())
+    }
+
+    /// See [`channel::Sender::bind_with`].
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender<T>, Error> {
+        channel::Sender::bind_with(endpoint, opts).map(Sender::from_untyped)
+    }
+
     /// Wraps a byte sender.
     pub fn from_untyped(inner: channel::Sender) -> Sender<T> {
         Sender {
@@ -119,9 +129,19 @@ impl<T: DeserializeOwned> Receiver<T> {
         channel::Receiver::bind(endpoint).map(Receiver::from_untyped)
     }
 
+    /// See [`channel::Receiver::bind_with`].
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
+        channel::Receiver::bind_with(endpoint, opts).map(Receiver::from_untyped)
+    }
+
     /// See [`channel::Receiver::connect`].
     pub fn connect(endpoint: impl ToEndpoint) -> Result<Receiver<T>, Error> {
         channel::Receiver::connect(endpoint).map(Receiver::from_untyped)
+    }
+
+    /// See [`channel::Receiver::connect_with`].
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
+        channel::Receiver::connect_with(endpoint, opts).map(Receiver::from_untyped)
     }
 
     /// Wraps a byte receiver.
@@ -165,5 +185,36 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// Receives a value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
         self.recv_decoded(Wait::until(crate::stream::deadline_after(timeout)))
+    }
+
+    /// Receives a value, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, Error> {
+        self.recv_decoded(Wait::Until(deadline))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed receiver has the deadline form every blocking call has.
+    #[test]
+    fn recv_deadline_times_out_then_receives() {
+        let (tx, rx) = crate::pipe::channel().unwrap();
+        let (mut tx, mut rx) = (
+            Sender::<u32>::from_untyped(tx),
+            Receiver::<u32>::from_untyped(rx),
+        );
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert_eq!(
+            rx.recv_deadline(soon).unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        tx.send(7).unwrap();
+        assert_eq!(
+            rx.recv_deadline(Instant::now() + Duration::from_secs(5))
+                .unwrap(),
+            7
+        );
     }
 }
