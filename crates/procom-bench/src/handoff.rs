@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use procom::Error;
 
 use crate::measure::Measurement;
-use crate::scenario::{Mechanism, Scenario};
-use crate::wiring::{peer_command, spawn};
-use crate::{bench_error, unique};
+use crate::process::{peer_command, spawn};
+use crate::scenario::{Mechanism, Scenario, bench_error, unique};
 
 /// Ping-pong without a payload: two named semaphores, or real-time signals with sigqueue. The
 /// peer gets our pid (signals) or the semaphore names as its two endpoints.

@@ -18,44 +18,24 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::Ordering;
-
-use procom::{Error, ErrorKind};
-
+// Layers, bottom up (a module uses only those below it): scenario (with `bench_error`, `unique`
+// and the batch schedule); link; process; raw; measure; handoff and machine; wiring; peers
+// (feature `peers`); peer_side.
 mod handoff;
 mod link;
 mod machine;
 mod measure;
+mod peer_side;
 #[cfg(feature = "peers")]
 pub mod peers;
+mod process;
 mod raw;
 mod scenario;
 mod wiring;
 
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
+pub use peer_side::peer;
+pub use process::pin;
 pub use scenario::{Mechanism, Mode, Profile, SIZES, Scenario};
-pub use wiring::{peer, pin, run};
-
-// What peers.rs takes from the crate root.
-#[cfg(feature = "peers")]
-pub(crate) use link::{Link, poll_politely};
-#[cfg(feature = "peers")]
-pub(crate) use measure::{drive, serve};
-#[cfg(feature = "peers")]
-pub(crate) use wiring::{child_result, finish, peer_args, run_beside, spawn};
-
-fn bench_error(what: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Io)
-        .detail(what.into())
-        .object("bench")
-}
-
-fn unique(prefix: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use wiring::run;

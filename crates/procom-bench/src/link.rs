@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use procom::{Error, Options, Receiver, Sender};
 
-use crate::Mode;
-#[cfg(doc)]
-use crate::measure::{drive, serve};
+use crate::scenario::Mode;
 
 pub(crate) fn options(mode: Mode) -> Options {
     let o = Options::default().max_message(2 << 20);
@@ -20,7 +18,8 @@ pub(crate) fn options(mode: Mode) -> Options {
 }
 
 /// One side's two directions as the benchmark driver sees them, so that procom and every peer
-/// library run exactly the same loop (see [`drive`] and [`serve`]).
+/// library run exactly the same loop (see [`drive`](crate::measure::drive) and
+/// [`serve`](crate::measure::serve)).
 pub(crate) trait Link {
     /// Sends `msg`: the payload is written into the transport.
     fn send(&mut self, msg: &[u8]) -> Result<(), Error>;

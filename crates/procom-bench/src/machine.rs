@@ -8,9 +8,8 @@ use std::time::Instant;
 use procom::Error;
 use serde::Serialize;
 
-use crate::bench_error;
-use crate::scenario::Profile;
-use crate::wiring::spawn;
+use crate::process::spawn;
+use crate::scenario::{Profile, bench_error};
 
 /// The machine's own limits, measured in the same run.
 #[derive(Debug, Clone, Copy, Serialize)]

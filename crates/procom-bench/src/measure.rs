@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use procom::Error;
 use serde::Serialize;
 
-use crate::bench_error;
 use crate::link::Link;
 use crate::raw::RawSide;
-use crate::scenario::Scenario;
+use crate::scenario::{BATCHES, LEAD, Scenario, batch_len, bench_error, round_trips};
 
 /// One row of results.
 #[derive(Debug, Clone, Serialize)]
@@ -50,26 +49,6 @@ pub(crate) fn drive(link: &mut dyn Link, s: &Scenario, name: &str) -> Result<Mea
 fn histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
     hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| bench_error(format!("histogram: {e}")))
-}
-
-/// Loops measured side by side take turns in this many batches, for the round trips and again
-/// for the stream: on a virtual machine, two separate runs of the same loop differ by more than
-/// the 10% being looked for, while batches taken in turn see the same machine.
-const BATCHES: usize = 10;
-
-/// Round trips at the start of each batch that are not recorded: a side that slept (or
-/// stopped spinning) while another side ran its batch wakes up in these, not in the histogram.
-const LEAD: usize = 2;
-
-/// The part of `total` that batch `b` takes.
-fn batch_len(total: usize, b: usize) -> usize {
-    total / BATCHES + usize::from(b < total % BATCHES)
-}
-
-/// Round trips a peer echoes for a scenario of `iterations` timed ones (warm-up and batch
-/// leads included).
-pub(crate) fn round_trips(iterations: usize) -> usize {
-    iterations / 10 + iterations + BATCHES * LEAD
 }
 
 /// A peer library's loop measured beside procom's: its link and its name.

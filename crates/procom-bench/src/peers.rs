@@ -1,7 +1,7 @@
 //! Other Rust IPC libraries measured in the same run, doing exactly the work procom does
 //! (feature `peers`).
 //!
-//! Every peer runs the same [`drive`]/[`serve`] loop as procom, process to process, with the
+//! Every peer runs the same `drive`/`serve` loop as procom, process to process, with the
 //! peer process being the same `procom` executable:
 //!
 //! - **iceoryx2** publish-subscribe over `[u8]` slices, two services (one each way), the
@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use procom::Error;
 use serde_bytes::ByteBuf;
 
-use crate::{
-    Link, Measurement, Mode, Scenario, bench_error, child_result, drive, finish, peer_args, serve,
-    spawn, unique,
-};
+use crate::link::Link;
+use crate::measure::{Measurement, drive, serve};
+use crate::process::{child_result, finish, peer_args, spawn};
+use crate::scenario::{Mode, Scenario, bench_error, unique};
 
 /// A library measured beside procom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub fn run_beside(
         ..*s
     };
     let (ours, theirs) = with_link(exe, scratch, peer, &theirs, |link| {
-        crate::run_beside(exe, scratch, s, Some((link, peer.name())))
+        crate::wiring::run_beside(exe, scratch, s, Some((link, peer.name())))
     })?;
     let theirs = theirs.ok_or_else(|| bench_error("the peer was not measured"))?;
     Ok((ours, theirs))
@@ -487,7 +487,7 @@ mod iox {
             let _ = self.tx.update_connections();
         }
 
-        /// Busy-polls for a sample (politely, like procom's spin mode: [`crate::poll_politely`])
+        /// Busy-polls for a sample (politely, like procom's spin mode: [`crate::link::poll_politely`])
         /// and hands its payload to `f`; gives up after `timeout`.
         ///
         /// In blocking mode it sleeps in the event listener's wait instead, woken by the
@@ -510,7 +510,7 @@ mod iox {
                 }
             }
             let mut f = Some(f);
-            crate::poll_politely(timeout, || {
+            crate::link::poll_politely(timeout, || {
                 let Some(sample) = self.rx.receive().map_err(|e| error("receive", e))? else {
                     return Ok::<_, Error>(None);
                 };

@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use procom::Error;
 
 use crate::link::poll_politely;
-use crate::measure::round_trips;
-use crate::scenario::{Mechanism, Scenario};
-use crate::wiring::{peer_command, pipe_peer, socketpair_peer, spawn};
-use crate::{bench_error, unique};
+use crate::process::{peer_command, pipe_peer, socketpair_peer, spawn};
+use crate::scenario::{Mechanism, Scenario, bench_error, round_trips, unique};
 
 /// One side of a raw baseline: plain system calls with no framing and no procom layer.
 trait RawIo {

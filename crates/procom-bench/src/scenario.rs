@@ -1,4 +1,10 @@
-//! What a run measures: the mechanisms, receive modes, profiles and message sizes of a scenario.
+//! What a run measures: the mechanisms, receive modes, profiles and message sizes of a scenario,
+//! and how its round trips and stream split into batches; with the helpers every module shares
+//! (`bench_error`, `unique`).
+
+use std::sync::atomic::Ordering;
+
+use procom::{Error, ErrorKind};
 
 /// The message sizes every mechanism is measured at, where it allows them.
 pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
@@ -186,4 +192,41 @@ impl Scenario {
             },
         }
     }
+}
+
+/// Loops measured side by side take turns in this many batches, for the round trips and again
+/// for the stream: on a virtual machine, two separate runs of the same loop differ by more than
+/// the 10% being looked for, while batches taken in turn see the same machine.
+pub(crate) const BATCHES: usize = 10;
+
+/// Round trips at the start of each batch that are not recorded: a side that slept (or
+/// stopped spinning) while another side ran its batch wakes up in these, not in the histogram.
+pub(crate) const LEAD: usize = 2;
+
+/// The part of `total` that batch `b` takes.
+pub(crate) fn batch_len(total: usize, b: usize) -> usize {
+    total / BATCHES + usize::from(b < total % BATCHES)
+}
+
+/// Round trips a peer echoes for a scenario of `iterations` timed ones (warm-up and batch
+/// leads included).
+pub(crate) fn round_trips(iterations: usize) -> usize {
+    iterations / 10 + iterations + BATCHES * LEAD
+}
+
+/// An error of the benchmark itself (not of the mechanism measured).
+pub(crate) fn bench_error(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Io)
+        .detail(what.into())
+        .object("bench")
+}
+
+/// A name no other object of this run has: `prefix`, the pid and a counter.
+pub(crate) fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -1,24 +1,19 @@
 //! Process wiring: the peer process started for a scenario, the channels between it and this
-//! one, and the peer's own side (`peer`).
+//! one, and the runs over them (`run`, `run_beside`).
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use procom::{Error, Receiver, Sender};
 
-use crate::handoff::{handoff, handoff_peer};
+use crate::handoff::handoff;
 use crate::link::{Link, ProcomLink, TypedLink, options};
-use crate::machine::cacheline_peer;
-use crate::measure::{Beside, Measurement, measure, serve};
-#[cfg(feature = "peers")]
-use crate::peers;
-use crate::raw::{RawSide, raw_peer, raw_setup};
-use crate::scenario::{Mechanism, Mode, Scenario};
-use crate::{bench_error, unique};
+use crate::measure::{Beside, Measurement, measure};
+use crate::process::{child_result, finish, peer_command, pipe_peer, socketpair_peer, spawn};
+use crate::raw::{RawSide, raw_setup};
+use crate::scenario::{Mechanism, Mode, Scenario, bench_error, unique};
 
 /// The parent's ends and the peer process for one scenario.
 struct Wired {
@@ -26,86 +21,6 @@ struct Wired {
     child: Child,
     _cleanup: Option<procom::fifo::Fifo>,
     _cleanup2: Option<procom::fifo::Fifo>,
-}
-
-/// `__bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
-pub(crate) fn peer_args(s: &Scenario, mech: &str, a2b: &str, b2a: &str) -> Vec<String> {
-    vec![
-        "__bench-peer".to_string(),
-        mech.to_string(),
-        s.mode.name().to_string(),
-        s.size.to_string(),
-        s.iterations.to_string(),
-        s.stream.to_string(),
-        a2b.to_string(),
-        b2a.to_string(),
-    ]
-}
-
-pub(crate) fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.args(peer_args(s, s.mechanism.name(), a2b, b2a))
-        .stderr(Stdio::inherit());
-    cmd
-}
-
-pub(crate) fn spawn(mut cmd: Command) -> Result<Child, Error> {
-    let child = cmd
-        .spawn()
-        .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))?;
-    if let (Some((_, peer_cpu)), Some(pid)) = (
-        PINNED.get().copied().flatten(),
-        rustix::process::Pid::from_raw(child.id() as i32),
-    ) {
-        let mut set = rustix::thread::CpuSet::new();
-        set.set(peer_cpu);
-        let _ = rustix::thread::sched_setaffinity(Some(pid), &set);
-    }
-    Ok(child)
-}
-
-static PINNED: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
-
-/// Pins this process to the first CPU it may use and every peer to the second, when it may use
-/// two or more; returns the two CPUs, or `None` (then nothing is pinned). Call once, first.
-pub fn pin() -> Option<(usize, usize)> {
-    *PINNED.get_or_init(|| {
-        let allowed = rustix::thread::sched_getaffinity(None).ok()?;
-        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|c| allowed.is_set(*c))
-            .take(2)
-            .collect();
-        let [mine, peer] = cpus[..] else { return None };
-        let mut set = rustix::thread::CpuSet::new();
-        set.set(mine);
-        rustix::thread::sched_setaffinity(None, &set).ok()?;
-        Some((mine, peer))
-    })
-}
-
-/// Starts `cmd` as a peer reading one pipe on its standard input and writing another on its
-/// standard output; returns our write end, our read end and the peer.
-pub(crate) fn pipe_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
-    let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-    let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-    cmd.stdin(r1).stdout(w2);
-    let child = spawn(cmd)?;
-    Ok((w1.into(), r2.into(), child))
-}
-
-/// Starts `cmd` as a peer with one end of a Unix socket pair on its standard input and output;
-/// returns our end twice (to write, to read) and the peer.
-pub(crate) fn socketpair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
-    let dup = |s: &UnixStream| {
-        s.try_clone()
-            .map(OwnedFd::from)
-            .map_err(|e| Error::os("duplicate a socket", e))
-    };
-    let (a, b) = UnixStream::pair().map_err(|e| Error::os("create a socket pair", e))?;
-    cmd.stdin(dup(&b)?).stdout(OwnedFd::from(b));
-    let a2 = dup(&a)?;
-    let child = spawn(cmd)?;
-    Ok((a.into(), a2, child))
 }
 
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
@@ -315,89 +230,4 @@ fn unix_typed(
     };
     drop(link);
     finish(child_result(&mut child, result.is_err()), result)
-}
-
-/// Waits for the peer; kills it first when the run failed (it may be waiting for ever).
-pub(crate) fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
-    if failed {
-        let _ = child.kill();
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Error::os("wait for the benchmark peer", e))?;
-    if !failed && !status.success() {
-        return Err(bench_error(format!("the benchmark peer failed ({status})")));
-    }
-    Ok(())
-}
-
-/// The run's own error first, then the peer's.
-pub(crate) fn finish<T>(peer: Result<(), Error>, run: Result<T, Error>) -> Result<T, Error> {
-    let m = run?;
-    peer?;
-    Ok(m)
-}
-
-/// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
-pub fn peer(args: &[String]) -> Result<(), Error> {
-    let (args, raw) = match args {
-        [rest @ .., last] if last.starts_with("raw-") => (rest, Some(last.as_str())),
-        _ => (args, None),
-    };
-    let [mech, mode, size, iterations, stream, a2b, b2a] = args else {
-        return Err(bench_error("the peer needs 7 arguments"));
-    };
-    let _ = (mode, stream);
-    if let Some(raw) = raw {
-        let num = |s: &str| {
-            s.parse::<usize>()
-                .map_err(|_| bench_error(format!("`{s}` is not a number")))
-        };
-        let _ = mech;
-        return raw_peer(raw, num(size)?, num(iterations)?, a2b, b2a);
-    }
-    let num = |s: &str| {
-        s.parse::<usize>()
-            .map_err(|_| bench_error(format!("`{s}` is not a number")))
-    };
-    if let Some(name) = mech.strip_prefix("peer:") {
-        #[cfg(feature = "peers")]
-        return peers::peer_main(name, num(size)?, num(iterations)?, num(stream)?, a2b, b2a);
-        #[cfg(not(feature = "peers"))]
-        return Err(bench_error(format!(
-            "`{name}`: this procom was built without the `peers` feature"
-        )));
-    }
-    if mech == "cacheline" {
-        return cacheline_peer(num(iterations)?);
-    }
-    if mech == "sem" || mech == "signal" {
-        return handoff_peer(mech, num(iterations)?, a2b, b2a);
-    }
-    let mode = if mode == "spin" {
-        Mode::Spin
-    } else {
-        Mode::Block
-    };
-    let opts = options(mode);
-    let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
-    let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
-    let (rx, tx) = if bound {
-        let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
-        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
-        (rx, tx)
-    } else {
-        let rx = Receiver::connect_with(a2b.as_str(), &opts)?;
-        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
-        (rx, tx)
-    };
-    if mech == "unix-typed" {
-        let mut link = TypedLink {
-            tx: procom::typed::Sender::from_untyped(tx),
-            rx: procom::typed::Receiver::from_untyped(rx),
-        };
-        return serve(&mut link, size, iterations, stream);
-    }
-    let mut link = ProcomLink::new(tx, rx);
-    serve(&mut link, size, iterations, stream)
 }

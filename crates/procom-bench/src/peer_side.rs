@@ -1,0 +1,77 @@
+//! The peer's own side (`peer`): what `procom __bench-peer` runs for every scenario, procom's
+//! channels, the raw loops, the hand-offs, the cache line and the peer libraries.
+
+use procom::{Error, Receiver, Sender};
+
+use crate::handoff::handoff_peer;
+use crate::link::{ProcomLink, TypedLink, options};
+use crate::machine::cacheline_peer;
+use crate::measure::serve;
+#[cfg(feature = "peers")]
+use crate::peers;
+use crate::raw::raw_peer;
+use crate::scenario::{Mechanism, Mode, bench_error};
+
+/// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
+pub fn peer(args: &[String]) -> Result<(), Error> {
+    let (args, raw) = match args {
+        [rest @ .., last] if last.starts_with("raw-") => (rest, Some(last.as_str())),
+        _ => (args, None),
+    };
+    let [mech, mode, size, iterations, stream, a2b, b2a] = args else {
+        return Err(bench_error("the peer needs 7 arguments"));
+    };
+    let _ = (mode, stream);
+    if let Some(raw) = raw {
+        let num = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| bench_error(format!("`{s}` is not a number")))
+        };
+        let _ = mech;
+        return raw_peer(raw, num(size)?, num(iterations)?, a2b, b2a);
+    }
+    let num = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|_| bench_error(format!("`{s}` is not a number")))
+    };
+    if let Some(name) = mech.strip_prefix("peer:") {
+        #[cfg(feature = "peers")]
+        return peers::peer_main(name, num(size)?, num(iterations)?, num(stream)?, a2b, b2a);
+        #[cfg(not(feature = "peers"))]
+        return Err(bench_error(format!(
+            "`{name}`: this procom was built without the `peers` feature"
+        )));
+    }
+    if mech == "cacheline" {
+        return cacheline_peer(num(iterations)?);
+    }
+    if mech == "sem" || mech == "signal" {
+        return handoff_peer(mech, num(iterations)?, a2b, b2a);
+    }
+    let mode = if mode == "spin" {
+        Mode::Spin
+    } else {
+        Mode::Block
+    };
+    let opts = options(mode);
+    let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
+    let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
+    let (rx, tx) = if bound {
+        let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
+        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        (rx, tx)
+    } else {
+        let rx = Receiver::connect_with(a2b.as_str(), &opts)?;
+        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        (rx, tx)
+    };
+    if mech == "unix-typed" {
+        let mut link = TypedLink {
+            tx: procom::typed::Sender::from_untyped(tx),
+            rx: procom::typed::Receiver::from_untyped(rx),
+        };
+        return serve(&mut link, size, iterations, stream);
+    }
+    let mut link = ProcomLink::new(tx, rx);
+    serve(&mut link, size, iterations, stream)
+}
