@@ -68,8 +68,8 @@ pub fn pin() -> Option<(usize, usize)> {
 /// Starts `cmd` as a peer reading one pipe on its standard input and writing another on its
 /// standard output; returns our write end, our read end and the peer.
 pub(crate) fn pipe_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
-    let (r1, w1) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
-    let (r2, w2) = procom::pipe::pipe().map_err(|e| Error::os("create a pipe", e))?;
+    let (r1, w1) = procom::pipe::pipe()?;
+    let (r2, w2) = procom::pipe::pipe()?;
     cmd.stdin(r1).stdout(w2);
     let child = spawn(cmd)?;
     Ok((w1.into(), r2.into(), child))

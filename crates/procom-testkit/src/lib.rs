@@ -426,7 +426,7 @@ impl Drop for Proc {
 
 /// Waits for `child` at most `timeout` using a pidfd, without polling in a loop.
 pub fn wait_pid(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
-    procom::child::wait_timeout(child, timeout)
+    procom::child::wait_timeout(child, timeout).map_err(std::io::Error::from)
 }
 
 /// What a hostile local user plants at a name in a shared directory (`/dev/shm`, `/tmp`).

@@ -7,25 +7,37 @@
 //! # References
 //! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 
-use std::io;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 
+use crate::error::Error;
+
 /// Waits at most `timeout` for `child` to exit: `Some(status)` if it did (and was reaped),
-/// `None` if it is still running.
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-    let deadline = Instant::now().checked_add(timeout);
+/// `None` if it is still running. A timeout too long to represent waits as long as it takes.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
+    wait_until(child, Instant::now().checked_add(timeout))
+}
+
+/// Waits until `deadline` at most for `child` to exit: `Some(status)` if it did (and was
+/// reaped), `None` if it is still running.
+pub fn wait_deadline(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>, Error> {
+    wait_until(child, Some(deadline))
+}
+
+fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Result<Option<ExitStatus>, Error> {
+    let object = format!("child {}", child.id());
+    let err = |e: std::io::Error| Error::os("wait for it", e).object(&object);
     let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) else {
-        return child.try_wait();
+        return child.try_wait().map_err(err);
     };
     let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
         Ok(fd) => fd,
-        Err(_) => return child.try_wait(), // already reaped
+        Err(_) => return child.try_wait().map_err(err), // already reaped
     };
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait().map_err(err)? {
             return Ok(Some(status));
         }
         let left = match deadline {
@@ -42,7 +54,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<E
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(err(e.into())),
         }
     }
 }

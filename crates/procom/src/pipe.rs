@@ -31,21 +31,27 @@
 //! - [`pipe(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)
 //! - [`pipe(7)`](https://man7.org/linux/man-pages/man7/pipe.7.html)
 
-use std::io;
-
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use rustix::pipe::PipeFlags;
 
 use crate::channel::{Options, Receiver, Sender};
 pub use crate::ends::{PipeReader, PipeWriter};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// Creates an anonymous pipe, both ends close-on-exec.
 #[doc(alias = "pipe2")]
-pub fn pipe() -> io::Result<(PipeReader, PipeWriter)> {
-    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+pub fn pipe() -> Result<(PipeReader, PipeWriter), Error> {
+    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+        .map_err(|e| Error::os("create a pipe", e.into()).object("pipe"))?;
     Ok((PipeReader::from(r), PipeWriter::from(w)))
+}
+
+/// `cmd.spawn()`, with a failure naming the program.
+fn start(cmd: &mut Command) -> Result<Child, Error> {
+    cmd.spawn().map_err(|e| {
+        Error::os("start it", e).object(format!("program {}", cmd.get_program().display()))
+    })
 }
 
 /// A message channel over a new anonymous pipe, with length framing.
@@ -53,7 +59,7 @@ pub fn pipe() -> io::Result<(PipeReader, PipeWriter)> {
 /// Hand the [`Sender`]'s or [`Receiver`]'s descriptor to a child (for example with
 /// [`Sender::into_fd`] and [`Stdio::from`]) to talk across processes.
 pub fn channel() -> Result<(Sender, Receiver), Error> {
-    let (r, w) = pipe().map_err(|e| Error::os("create a pipe", e).object("pipe"))?;
+    let (r, w) = pipe()?;
     let opts = Options::default();
     Ok((
         Sender::from_fd(w, "pipe", &opts),
@@ -64,10 +70,10 @@ pub fn channel() -> Result<(Sender, Receiver), Error> {
 /// Spawns `cmd` with its standard input reading from a new pipe, and returns the child and
 /// the write end. The parent's copy of the read end is closed before this returns, so the
 /// child sees end-of-file when the returned writer is dropped.
-pub fn spawn_with_stdin(mut cmd: Command) -> io::Result<(Child, PipeWriter)> {
+pub fn spawn_with_stdin(mut cmd: Command) -> Result<(Child, PipeWriter), Error> {
     let (r, w) = pipe()?;
     cmd.stdin(r);
-    let child = cmd.spawn()?;
+    let child = start(&mut cmd)?;
     drop(cmd); // the Command holds the read end until it is dropped
     Ok((child, w))
 }
@@ -75,10 +81,10 @@ pub fn spawn_with_stdin(mut cmd: Command) -> io::Result<(Child, PipeWriter)> {
 /// Spawns `cmd` with its standard output writing into a new pipe, and returns the child and
 /// the read end. The parent's copy of the write end is closed before this returns, so the
 /// reader sees end-of-file when the child (and any process it handed its output to) exits.
-pub fn spawn_with_stdout(mut cmd: Command) -> io::Result<(Child, PipeReader)> {
+pub fn spawn_with_stdout(mut cmd: Command) -> Result<(Child, PipeReader), Error> {
     let (r, w) = pipe()?;
     cmd.stdout(w);
-    let child = cmd.spawn()?;
+    let child = start(&mut cmd)?;
     drop(cmd);
     Ok((child, r))
 }
@@ -160,12 +166,11 @@ impl Pipeline {
 
     /// Starts every command. If one fails to start, the ones already started are killed and
     /// reaped, and the error is returned.
-    pub fn spawn(self) -> io::Result<RunningPipeline> {
+    pub fn spawn(self) -> Result<RunningPipeline, Error> {
         if self.commands.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a pipeline needs at least one command",
-            ));
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail("a pipeline needs at least one command")
+                .object("pipeline"));
         }
         let mut running = RunningPipeline {
             children: Vec::new(),
@@ -186,7 +191,7 @@ impl Pipeline {
     }
 }
 
-fn spawn_all(p: Pipeline, running: &mut RunningPipeline) -> io::Result<()> {
+fn spawn_all(p: Pipeline, running: &mut RunningPipeline) -> Result<(), Error> {
     let n = p.commands.len();
     let mut next_in: Option<Stdio> = match p.stdin {
         End::Inherit => None,
@@ -220,7 +225,7 @@ fn spawn_all(p: Pipeline, running: &mut RunningPipeline) -> io::Result<()> {
                 }
             }
         }
-        running.children.push(cmd.spawn()?);
+        running.children.push(start(&mut cmd)?);
         // Dropping the Command closes the parent's copies of this child's ends.
         drop(cmd);
         next_in = read_end.map(Stdio::from);
@@ -230,9 +235,15 @@ fn spawn_all(p: Pipeline, running: &mut RunningPipeline) -> io::Result<()> {
 
 impl RunningPipeline {
     /// Closes the pipeline's input (if the caller held it) and waits for every command.
-    pub fn wait(&mut self) -> io::Result<Vec<ExitStatus>> {
+    pub fn wait(&mut self) -> Result<Vec<ExitStatus>, Error> {
         drop(self.stdin.take());
-        self.children.iter_mut().map(Child::wait).collect()
+        self.children
+            .iter_mut()
+            .map(|c| {
+                c.wait()
+                    .map_err(|e| Error::os("wait for it", e).object(format!("pid {}", c.id())))
+            })
+            .collect()
     }
 
     /// The children's process ids, in pipeline order.
@@ -261,14 +272,14 @@ mod tests {
         let (r, mut w) = pipe().unwrap();
         drop(r);
         let e = w.write(b"x").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     }
 
     #[test]
     fn empty_pipeline_is_refused() {
         assert_eq!(
             Pipeline::new().spawn().unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
+            ErrorKind::InvalidInput
         );
     }
 }
