@@ -2,7 +2,8 @@
 //!
 //! - [`main`] runs a test binary: either as the harness (libtest-compatible output and
 //!   filters, via libtest-mimic) or, when re-executed by a test, as one named child [`Role`].
-//! - [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
+//! - [`trials!`] registers test functions by name (the trial's name is the function's), and
+//!   [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
 //! - [`Proc`] is a child process under a deadline: its output lines arrive on a channel, it
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for
@@ -67,10 +68,18 @@ impl std::fmt::Debug for Role {
     }
 }
 
-/// The test binary's `main`: plays a role if asked to, otherwise runs the trials.
+/// The test binary's `main`: plays a role if asked to, otherwise runs the trials (two trials
+/// with one name are refused: a filter could not tell them apart).
 pub fn main(roles: &[Role], trials: Vec<Trial>) -> ExitCode {
     if let Ok(name) = std::env::var(ROLE_VAR) {
         return play(roles, &name);
+    }
+    let mut names = BTreeSet::new();
+    for t in &trials {
+        if !names.insert(t.name()) {
+            eprintln!("two trials are named {}", t.name());
+            return ExitCode::from(2);
+        }
     }
     let args = libtest_mimic::Arguments::from_args();
     libtest_mimic::run(&args, trials).exit_code()
@@ -135,6 +144,33 @@ pub fn fds_of(pid: u32) -> Result<BTreeSet<i32>, String> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
         .collect())
+}
+
+/// Registers test functions as trials named `PREFIX::function`. The name is made from the
+/// function itself, so the two never disagree; and since each test binary denies dead code,
+/// a test function left out of its module's list fails the build.
+///
+/// Groups are `"prefix": function, function, ...;`. Attributes (`#[cfg(...)]`) before a
+/// function apply to its registration.
+///
+/// ```ignore
+/// pub fn trials() -> Vec<Trial> {
+///     trials![
+///         "cli::fifo": send_is_read_by_cat, recv_count_and_timeout;
+///         "cli": tour_passes;
+///     ]
+/// }
+/// ```
+#[macro_export]
+macro_rules! trials {
+    ($($prefix:literal: $($(#[$attr:meta])* $f:ident),+ $(,)?);+ $(;)?) => {{
+        let mut trials: Vec<$crate::Trial> = Vec::new();
+        $($(
+            $(#[$attr])*
+            trials.push($crate::test(concat!($prefix, "::", stringify!($f)), $f));
+        )+)+
+        trials
+    }};
 }
 
 /// A test under the watchdog: fails if `f` fails, panics, or runs past [`TEST_LIMIT`].

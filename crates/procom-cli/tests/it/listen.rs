@@ -4,17 +4,17 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials};
 
 use crate::common::{procom, until, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![test(
-        "cli::listen::memory_budget_bounds_many_slow_senders",
-        memory_budget_bounds_many_slow_senders,
-    )]
+    trials![
+        "cli::listen":
+            memory_budget_bounds_many_slow_senders;
+    ]
 }
 
 const MIB: usize = 1 << 20;

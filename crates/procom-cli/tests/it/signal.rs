@@ -2,44 +2,24 @@
 
 use std::process::Command;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, trials};
 
 use crate::common::{procom, run, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("cli::signal::list_matches_kill_l", list_matches_kill_l),
-        test(
-            "cli::signal::wait_prints_each_delivery",
+    trials![
+        "cli::signal":
+            list_matches_kill_l,
             wait_prints_each_delivery,
-        ),
-        test("cli::signal::send_errors", send_errors),
-        test(
-            "cli::signal::not_ours_as_unprivileged_user",
+            send_errors,
             not_ours_as_unprivileged_user,
-        ),
-        test(
-            "cli::signal::wait_catches_int_and_term",
             wait_catches_int_and_term,
-        ),
-        test(
-            "cli::signal::send_group_reaches_every_member",
             send_group_reaches_every_member,
-        ),
-        test(
-            "cli::signal::sender_uid_as_unprivileged_user",
             sender_uid_as_unprivileged_user,
-        ),
-        test(
-            "cli::signal::group_one_needs_force_in_a_pid_namespace",
             group_one_needs_force_in_a_pid_namespace,
-        ),
-        test(
-            "cli::signal::signal_zero_checks_existence",
-            signal_zero_checks_existence,
-        ),
+            signal_zero_checks_existence;
     ]
 }
 

@@ -5,23 +5,24 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test, unique_name};
+use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unique_name};
 
 use crate::common::{procom, run_with_input};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("cli::socket::listen_echo_many_clients_and_socat", listen_echo_many_clients_and_socat),
-        test("cli::socket::recv_binds_datagram_endpoints", recv_binds_datagram_endpoints),
-        test("cli::socket::errors", errors),
-        test("cli::socket::across_hosts_in_network_namespaces", across_hosts_in_network_namespaces),
-        test("cli::socket::nc_interop", nc_interop),
-        test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
-        test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
-        test("cli::socket::framed_udp_never_trims_a_datagram", framed_udp_never_trims_a_datagram),
-        test("cli::socket::recv_reports_datagram_loss", recv_reports_datagram_loss),
+    trials![
+        "cli::socket":
+            listen_echo_many_clients_and_socat,
+            recv_binds_datagram_endpoints,
+            errors,
+            across_hosts_in_network_namespaces,
+            nc_interop,
+            framed_listener_drops_bad_clients_and_serves_good_ones,
+            recv_skips_bad_datagrams,
+            framed_udp_never_trims_a_datagram,
+            recv_reports_datagram_loss;
     ]
 }
 

@@ -10,7 +10,7 @@ use procom::endpoint::MsgKey;
 use procom::sem::{Op, SemSet, Semaphore, SharedSemaphore};
 use procom::shm::{Segment, TypedRegion};
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, trials,
     unique_name, wait_pid,
 };
 
@@ -42,40 +42,17 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test(
-            "sem::mutex_of_one_keeps_every_increment",
+    trials![
+        "sem":
             mutex_of_one_keeps_every_increment,
-        ),
-        test(
-            "sem::without_the_mutex_updates_are_lost",
             without_the_mutex_updates_are_lost,
-        ),
-        test(
-            "sem::ordering_of_zero_never_reads_early",
             ordering_of_zero_never_reads_early,
-        ),
-        test(
-            "sem::sem_undo_releases_a_crashed_holder",
             sem_undo_releases_a_crashed_holder,
-        ),
-        test(
-            "sem::unnamed_semaphore_in_shared_memory",
             unnamed_semaphore_in_shared_memory,
-        ),
-        test(
-            "sem::try_timeout_value_and_permissions",
             try_timeout_value_and_permissions,
-        ),
-        test("sem::interoperates_with_c", interoperates_with_c),
-        test(
-            "sem::planted_link_fifo_or_directory_is_never_removed",
+            interoperates_with_c,
             planted_link_fifo_or_directory_is_never_removed,
-        ),
-        test(
-            "sem::planted_file_is_never_opened_as_a_semaphore",
-            planted_file_is_never_opened_as_a_semaphore,
-        ),
+            planted_file_is_never_opened_as_a_semaphore;
     ]
 }
 

@@ -9,7 +9,7 @@ use procom::endpoint::MsgKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, trials,
     unique_name,
 };
 
@@ -57,73 +57,29 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("shm::posix_segment_is_shared", posix_segment_is_shared),
-        test(
-            "shm::a_sender_that_finds_the_channel_mid_setup_waits_for_it",
+    trials![
+        "shm":
+            posix_segment_is_shared,
             a_sender_that_finds_the_channel_mid_setup_waits_for_it,
-        ),
-        test(
-            "shm::memfd_passed_to_a_child_is_sealed",
             memfd_passed_to_a_child_is_sealed,
-        ),
-        test("shm::sysv_segment_by_key", sysv_segment_by_key),
-        test(
-            "shm::creation_is_exclusive_and_private",
+            sysv_segment_by_key,
             creation_is_exclusive_and_private,
-        ),
-        test(
-            "shm::foreign_segment_is_refused",
             foreign_segment_is_refused,
-        ),
-        test(
-            "shm::channel_sender_killed_then_replaced",
             channel_sender_killed_then_replaced,
-        ),
-        test(
-            "shm::channel_receiver_killed_is_stale_and_reclaimed",
             channel_receiver_killed_is_stale_and_reclaimed,
-        ),
-        test(
-            "shm::channel_one_sender_at_a_time",
             channel_one_sender_at_a_time,
-        ),
-        test("shm::channel_hostile_scribbler", channel_hostile_scribbler),
-        test(
-            "shm::channel_truncated_under_the_receiver",
+            channel_hostile_scribbler,
             channel_truncated_under_the_receiver,
-        ),
-        test("shm::channel_zero_copy_paths", channel_zero_copy_paths),
-        test("shm::channel_full_ring", channel_full_ring),
-        test(
-            "shm::channel_receiver_marked_closed_keeps_its_name",
+            channel_zero_copy_paths,
+            channel_full_ring,
             channel_receiver_marked_closed_keeps_its_name,
-        ),
-        test(
-            "shm::channel_closing_receiver_never_removes_a_successor",
             channel_closing_receiver_never_removes_a_successor,
-        ),
-        test(
-            "shm::channel_wrapping_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
-        ),
-        test(
-            "shm::a_spin_too_long_to_represent_still_times_out",
             a_spin_too_long_to_represent_still_times_out,
-        ),
-        test(
-            "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick,
-        ),
-        test(
-            "shm::planted_link_fifo_or_directory_is_never_used",
             planted_link_fifo_or_directory_is_never_used,
-        ),
-        test("shm::empty_segment_is_refused", empty_segment_is_refused),
-        test(
-            "shm::channel_header_scribbled_is_corrupted_on_both_sides",
-            channel_header_scribbled_is_corrupted_on_both_sides,
-        ),
+            empty_segment_is_refused,
+            channel_header_scribbled_is_corrupted_on_both_sides;
     ]
 }
 

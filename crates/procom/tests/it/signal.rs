@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use procom::ErrorKind;
 use procom::signal::{self, Disposition, Process, Signal, Signals};
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, trials};
 
 /// Held by any test that changes this process's signal state (tests of other modules that do
 /// take it as `crate::signal::SIGNAL_STATE`).
@@ -31,57 +31,23 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    #[allow(unused_mut)]
-    let mut trials = vec![
-        test("signal::names_match_kill_l", names_match_kill_l),
-        test(
-            "signal::standard_coalesce_realtime_queue",
+    trials![
+        "signal":
+            names_match_kill_l,
             standard_coalesce_realtime_queue,
-        ),
-        test(
-            "signal::sigint_lets_a_catcher_shut_down_cleanly",
             sigint_lets_a_catcher_shut_down_cleanly,
-        ),
-        test(
-            "signal::tstp_stops_and_cont_resumes",
             tstp_stops_and_cont_resumes,
-        ),
-        test(
-            "signal::ignored_then_default_again",
             ignored_then_default_again,
-        ),
-        test("signal::sigkill_cannot_be_caught", sigkill_cannot_be_caught),
-        test(
-            "signal::delivery_reaches_a_catcher_from_any_thread",
+            sigkill_cannot_be_caught,
             delivery_reaches_a_catcher_from_any_thread,
-        ),
-        test(
-            "signal::pidfd_never_hits_a_reused_pid",
             pidfd_never_hits_a_reused_pid,
-        ),
-        test(
-            "signal::errors_say_missing_or_not_ours",
             errors_say_missing_or_not_ours,
-        ),
-        test(
-            "signal::catcher_in_this_process_restores_disposition",
             catcher_in_this_process_restores_disposition,
-        ),
-        test(
-            "signal::group_send_reaches_every_member",
             group_send_reaches_every_member,
-        ),
-        test(
-            "signal::sender_uid_is_the_senders",
             sender_uid_is_the_senders,
-        ),
-    ];
-    #[cfg(feature = "tokio")]
-    trials.push(test(
-        "signal::async_stream_across_processes",
-        async_stream_across_processes,
-    ));
-    trials
+            #[cfg(feature = "tokio")]
+            async_stream_across_processes;
+    ]
 }
 
 fn stdin_line() -> Result<String, String> {

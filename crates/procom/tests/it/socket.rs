@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use procom::socket::{self, Listener};
 use procom::{Endpoint, ErrorKind, Options, Receiver, Sender};
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, test, unique_name};
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, trials, unique_name};
 
 pub const ROLES: &[Role] = &[
     Role { name: "socket::echo_server", run: echo_server },
@@ -25,21 +25,22 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("socket::one_misbehaving_client_does_not_stop_the_others", misbehaving_clients),
-        test("socket::unix_socket_files_are_safe", unix_socket_files_are_safe),
-        test("socket::peer_credentials_and_uid_allow_list", peer_credentials_and_uid_allow_list),
-        test("socket::abstract_namespace_leaves_no_file", abstract_namespace_leaves_no_file),
-        test("socket::writer_to_a_closed_peer_gets_peergone", writer_to_a_closed_peer_gets_peergone),
-        test("socket::errors_are_one_sentence", errors_are_one_sentence),
-        test("socket::a_live_server_is_never_taken_over", a_live_server_is_never_taken_over),
-        test("socket::tcp_peers_have_an_address_and_no_credentials", tcp_peers_have_an_address_and_no_credentials),
-        test("socket::udp_counts_each_sender_separately", udp_counts_each_sender_separately),
-        test("socket::datagram_deadlines_wait_in_the_receive", datagram_deadlines_wait_in_the_receive),
-        test("socket::a_bad_datagram_is_refused_and_the_receiver_goes_on", a_bad_datagram_is_refused_and_the_receiver_goes_on),
-        test("socket::udp_header_is_recognised_and_a_foreign_datagram_never_trimmed", udp_header_is_recognised_and_a_foreign_datagram_never_trimmed),
-        test("socket::a_budgeted_receiver_never_waits_for_its_own_charge", a_budgeted_receiver_never_waits_for_its_own_charge),
-        test("socket::a_socket_file_swapped_for_a_symlink_is_never_chmodded", a_socket_file_swapped_for_a_symlink_is_never_chmodded),
+    trials![
+        "socket":
+            one_misbehaving_client_does_not_stop_the_others,
+            unix_socket_files_are_safe,
+            peer_credentials_and_uid_allow_list,
+            abstract_namespace_leaves_no_file,
+            writer_to_a_closed_peer_gets_peergone,
+            errors_are_one_sentence,
+            a_live_server_is_never_taken_over,
+            tcp_peers_have_an_address_and_no_credentials,
+            udp_counts_each_sender_separately,
+            datagram_deadlines_wait_in_the_receive,
+            a_bad_datagram_is_refused_and_the_receiver_goes_on,
+            udp_header_is_recognised_and_a_foreign_datagram_never_trimmed,
+            a_budgeted_receiver_never_waits_for_its_own_charge,
+            a_socket_file_swapped_for_a_symlink_is_never_chmodded;
     ]
 }
 
@@ -72,7 +73,7 @@ fn echo_server(args: &[String]) -> Outcome {
     Ok(())
 }
 
-fn misbehaving_clients() -> Outcome {
+fn one_misbehaving_client_does_not_stop_the_others() -> Outcome {
     let dir = Scratch::new("procom-sock")?;
     let path = dir.join("srv");
     let ep = format!("unix:{}", path.display());
