@@ -4,6 +4,8 @@
 //!   filters, via libtest-mimic) or, when re-executed by a test, as one named child [`Role`].
 //! - [`trials!`] registers test functions by name (the trial's name is the function's), and
 //!   [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
+//! - [`needs`] states what a trial needs (root, a tool, a namespace): checked just before it
+//!   runs, an unmet need reports the trial as ignored with the reason, never as passed.
 //! - [`Proc`] is a child process under a deadline: its output lines arrive on a channel, it
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use libtest_mimic::Completion;
 pub use libtest_mimic::Trial;
 
 /// What a test or role returns: `Err` carries the failure's explanation.
@@ -150,24 +153,29 @@ pub fn fds_of(pid: u32) -> Result<BTreeSet<i32>, String> {
 /// function itself, so the two never disagree; and since each test binary denies dead code,
 /// a test function left out of its module's list fails the build.
 ///
-/// Groups are `"prefix": function, function, ...;`. Attributes (`#[cfg(...)]`) before a
-/// function apply to its registration.
+/// Groups are `"prefix": function, function, ...;`. Needs ([`needs`]) in brackets after a
+/// function are checked just before it runs; one unmet reports the trial as ignored, with the
+/// reason. Attributes (`#[cfg(...)]`) before a function apply to its registration.
 ///
-/// ```ignore
+/// ```text
 /// pub fn trials() -> Vec<Trial> {
 ///     trials![
-///         "cli::fifo": send_is_read_by_cat, recv_count_and_timeout;
+///         "cli::fifo": send_is_read_by_cat, unprivileged_user_is_denied [needs::root()];
 ///         "cli": tour_passes;
 ///     ]
 /// }
 /// ```
 #[macro_export]
 macro_rules! trials {
-    ($($prefix:literal: $($(#[$attr:meta])* $f:ident),+ $(,)?);+ $(;)?) => {{
+    ($($prefix:literal: $($(#[$attr:meta])* $f:ident $([$($need:expr),+ $(,)?])?),+ $(,)?);+ $(;)?) => {{
         let mut trials: Vec<$crate::Trial> = Vec::new();
         $($(
             $(#[$attr])*
-            trials.push($crate::test(concat!($prefix, "::", stringify!($f)), $f));
+            trials.push($crate::test_needing(
+                concat!($prefix, "::", stringify!($f)),
+                vec![$($($need),+)?],
+                $f,
+            ));
         )+)+
         trials
     }};
@@ -175,16 +183,31 @@ macro_rules! trials {
 
 /// A test under the watchdog: fails if `f` fails, panics, or runs past [`TEST_LIMIT`].
 pub fn test(name: impl Into<String>, f: impl FnOnce() -> Outcome + Send + 'static) -> Trial {
-    Trial::test(name, move || {
+    test_needing(name, Vec::new(), f)
+}
+
+/// [`test()`] for a test with preconditions: if one of `needs` is unmet when the trial is
+/// about to run, it is reported as ignored, with the reason, and `f` does not run.
+pub fn test_needing(
+    name: impl Into<String>,
+    needs: Vec<needs::Need>,
+    f: impl FnOnce() -> Outcome + Send + 'static,
+) -> Trial {
+    Trial::ignorable_test(name, move || {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
-            });
+            let run = move || match needs.iter().find_map(|n| n.unmet()) {
+                Some(reason) => Ok(Completion::ignored_with(reason)),
+                None => f().map(|()| Completion::Completed),
+            };
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|p| {
+                    Err(p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panicked".into()))
+                });
             let _ = tx.send(r);
         });
         match rx.recv_timeout(TEST_LIMIT) {
@@ -194,6 +217,104 @@ pub fn test(name: impl Into<String>, f: impl FnOnce() -> Outcome + Send + 'stati
             }
         }
     })
+}
+
+/// What a trial may need from the machine it runs on. A trial lists its needs where it is
+/// registered ([`trials!`]); each is checked just before the trial runs, and an unmet one
+/// reports it as ignored with the reason (`ignored (needs root: ...)`), never as passed.
+pub mod needs {
+    use std::process::{Command, Stdio};
+
+    /// One precondition: `None` when met, or why not.
+    pub struct Need {
+        what: String,
+        check: Box<dyn Fn() -> Option<String> + Send>,
+    }
+
+    impl std::fmt::Debug for Need {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.what)
+        }
+    }
+
+    impl Need {
+        /// Why the need is unmet, or `None` when it is met.
+        pub fn unmet(&self) -> Option<String> {
+            (self.check)().map(|why| format!("needs {}: {why}", self.what))
+        }
+    }
+
+    fn need(what: &str, check: impl Fn() -> Option<String> + Send + 'static) -> Need {
+        Need {
+            what: what.to_string(),
+            check: Box::new(check),
+        }
+    }
+
+    /// Root: to run a child as the unprivileged uid 65534 ([`crate::as_nobody`]).
+    pub fn root() -> Need {
+        need("root", || {
+            (!is_root()).then(|| "not running as root, so no child can switch to uid 65534".into())
+        })
+    }
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// An executable named `name` on the `PATH`.
+    pub fn tool(name: &'static str) -> Need {
+        need(name, move || {
+            (!on_path(name)).then(|| "it is not on the PATH".to_string())
+        })
+    }
+
+    /// Network namespaces: root, iproute2's `ip`, and the kernel letting this process make one.
+    pub fn netns() -> Need {
+        need("network namespaces", || {
+            namespace_probe(&["ip", "unshare"], &["--net", "true"])
+        })
+    }
+
+    /// PID namespaces: root, util-linux's `unshare`, and the kernel letting this process make one.
+    pub fn pidns() -> Need {
+        need("PID namespaces", || {
+            namespace_probe(&["unshare"], &["--pid", "--fork", "--kill-child", "true"])
+        })
+    }
+
+    fn namespace_probe(tools: &[&str], unshare: &[&str]) -> Option<String> {
+        if !is_root() {
+            return Some("not running as root".into());
+        }
+        if let Some(t) = tools.iter().find(|t| !on_path(t)) {
+            return Some(format!("{t} is not on the PATH"));
+        }
+        match Command::new("unshare")
+            .args(unshare)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "they cannot be created here (unshare {}: {})",
+                unshare.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Some(format!("unshare: {e}")),
+        }
+    }
+
+    /// Whether an executable file named `name` is in a directory of the `PATH`.
+    fn on_path(name: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    }
 }
 
 /// A name no other test, run or process uses: `prefix-PID-N-NANOS`.
@@ -271,7 +392,8 @@ pub fn role(name: &str, args: &[&str]) -> Command {
 }
 
 /// Makes `cmd` run as the unprivileged uid/gid 65534 ("nobody"). Returns `Err(reason)` when
-/// this process is not root and so cannot switch: the caller prints the reason and skips.
+/// this process is not root and so cannot switch: a trial that needs it declares
+/// [`needs::root`], so it is reported as ignored rather than run.
 pub fn as_nobody(cmd: &mut Command) -> Result<&mut Command, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("not running as root, so a child cannot switch to an unprivileged uid".into());

@@ -1,7 +1,9 @@
 //! `procom mq` and send/recv on `mq:` endpoints, each step a separate procom process (so the
 //! queue's kernel lifetime carries every step to the next).
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, ensure, trials, unique_name};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Trial, as_nobody, ensure, needs, trials, unique_name,
+};
 
 use crate::common::{fails, ok, procom, run_with_input};
 
@@ -14,7 +16,7 @@ pub fn trials() -> Vec<Trial> {
             stdin_lines_are_messages,
             bad_input_is_one_sentence,
             removed_while_recv_waits,
-            other_users_are_denied;
+            other_users_are_denied [needs::root()];
     ]
 }
 
@@ -153,21 +155,13 @@ fn other_users_are_denied() -> Outcome {
         &["mq", "rm", &name],
     ] {
         let mut cmd = procom(args);
-        match as_nobody(&mut cmd) {
-            Ok(cmd) => {
-                let fin = Proc::spawn("nobody", cmd)?.finish(STEP)?;
-                ensure!(
-                    fin.code() == Some(1)
-                        && fin.stderr.lines().count() == 1
-                        && fin.stderr.contains("permission denied"),
-                    "{args:?}: {fin:?}"
-                );
-            }
-            Err(reason) => {
-                println!("skipped: {reason}");
-                break;
-            }
-        }
+        let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+        ensure!(
+            fin.code() == Some(1)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains("permission denied"),
+            "{args:?}: {fin:?}"
+        );
     }
     ok(&["mq", "rm", &name])?;
     Ok(())

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, trials};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, trials,
+};
 
 use crate::common::{fails, ok, procom};
 
@@ -17,8 +19,8 @@ pub fn trials() -> Vec<Trial> {
             byte_limit_full_and_oversize,
             bad_input_is_one_sentence,
             removed_while_recv_waits,
-            other_users_are_denied,
-            ipcs_and_ipcrm_see_the_same_queue;
+            other_users_are_denied [needs::root()],
+            ipcs_and_ipcrm_see_the_same_queue [needs::tool("ipcs"), needs::tool("ipcrm")];
     ]
 }
 
@@ -171,31 +173,19 @@ fn other_users_are_denied() -> Outcome {
         &["msg", "rm", &key],
     ] {
         let mut cmd = procom(args);
-        match as_nobody(&mut cmd) {
-            Ok(cmd) => {
-                let fin = Proc::spawn("nobody", cmd)?.finish(STEP)?;
-                ensure!(
-                    fin.code() == Some(1)
-                        && fin.stderr.lines().count() == 1
-                        && fin.stderr.contains("permission denied"),
-                    "{args:?}: {fin:?}"
-                );
-            }
-            Err(reason) => {
-                println!("skipped: {reason}");
-                break;
-            }
-        }
+        let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+        ensure!(
+            fin.code() == Some(1)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains("permission denied"),
+            "{args:?}: {fin:?}"
+        );
     }
     ok(&["msg", "rm", &key])?;
     Ok(())
 }
 
 fn ipcs_and_ipcrm_see_the_same_queue() -> Outcome {
-    if Command::new("ipcs").arg("-V").output().is_err() {
-        println!("skipped: ipcs (util-linux) is not installed");
-        return Ok(());
-    }
     let key = key();
     ok(&["msg", "create", &key])?;
     ok(&["send", &format!("msg:{key}"), "seen by ipcs"])?;

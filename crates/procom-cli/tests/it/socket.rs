@@ -5,7 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unique_name};
+use procom_testkit::{
+    Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, needs, trials, unique_name,
+};
 
 use crate::common::{procom, run_with_input};
 
@@ -14,11 +16,14 @@ pub const ROLES: &[Role] = &[];
 pub fn trials() -> Vec<Trial> {
     trials![
         "cli::socket":
-            listen_echo_many_clients_and_socat,
+            listen_echo_many_clients,
+            socat_is_a_client_of_listen [needs::tool("socat")],
             recv_binds_datagram_endpoints,
+            socat_sends_to_recv_udp [needs::tool("socat")],
             errors,
-            across_hosts_in_network_namespaces,
-            nc_interop,
+            another_user_is_refused_a_private_socket [needs::root()],
+            across_hosts_in_network_namespaces [needs::netns()],
+            nc_interop [needs::tool("nc")],
             framed_listener_drops_bad_clients_and_serves_good_ones,
             recv_skips_bad_datagrams,
             framed_udp_never_trims_a_datagram,
@@ -46,7 +51,7 @@ fn wait_listening(addr: &str) -> Outcome {
     Ok(())
 }
 
-fn listen_echo_many_clients_and_socat() -> Outcome {
+fn listen_echo_many_clients() -> Outcome {
     let port = free_port(false)?;
     let addr = format!("127.0.0.1:{port}");
     let ep = format!("tcp:{addr}");
@@ -57,20 +62,29 @@ fn listen_echo_many_clients_and_socat() -> Outcome {
     ensure!(a.status.success() && a.stdout == ["alpha", "beta"], "client a got {a:?}");
     let b = run_with_input(procom(&["connect", &ep]), "client b", b"gamma\n")?;
     ensure!(b.status.success() && b.stdout == ["gamma"], "client b got {b:?}");
-    if have("socat") {
-        let mut socat = Command::new("socat");
-        socat.args(["-", &format!("TCP:{addr}")]);
-        let s = run_with_input(socat, "socat", b"from socat\n")?;
-        ensure!(s.status.success() && s.stdout == ["from socat"], "socat got {s:?}");
-    } else {
-        println!("skipped the socat client: socat is not installed (.ci/run installs it)");
-        let s = run_with_input(procom(&["connect", &ep]), "client c", b"from socat\n")?;
-        ensure!(s.status.success(), "client c: {s:?}");
-    }
+    let c = run_with_input(procom(&["connect", &ep]), "client c", b"delta\n")?;
+    ensure!(c.status.success() && c.stdout == ["delta"], "client c got {c:?}");
     let fin = server.success(STEP)?;
     let mut lines = fin.stdout.clone();
     lines.sort();
-    ensure!(lines == ["alpha", "beta", "from socat", "gamma"], "server printed {:?}", fin.stdout);
+    ensure!(lines == ["alpha", "beta", "delta", "gamma"], "server printed {:?}", fin.stdout);
+    Ok(())
+}
+
+/// socat as a client of `procom listen --echo` over TCP.
+fn socat_is_a_client_of_listen() -> Outcome {
+    let port = free_port(false)?;
+    let addr = format!("127.0.0.1:{port}");
+    let ep = format!("tcp:{addr}");
+    // The readiness probe above counts as one connection, so the server serves 2.
+    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--echo", "--count", "2"]))?;
+    wait_listening(&addr)?;
+    let mut socat = Command::new("socat");
+    socat.args(["-", &format!("TCP:{addr}")]);
+    let s = run_with_input(socat, "socat", b"from socat\n")?;
+    ensure!(s.status.success() && s.stdout == ["from socat"], "socat got {s:?}");
+    let fin = server.success(STEP)?;
+    ensure!(fin.stdout == ["from socat"], "server printed {:?}", fin.stdout);
     Ok(())
 }
 
@@ -84,18 +98,11 @@ fn recv_binds_datagram_endpoints() -> Outcome {
         ensure!(Instant::now() < deadline, "the receiver never bound {ep}");
         std::thread::sleep(Duration::from_millis(5));
     }
-    if have("socat") {
-        let mut socat = Command::new("socat");
-        socat.args(["-u", "-", &format!("UDP:127.0.0.1:{port}")]);
-        ensure!(run_with_input(socat, "socat udp", b"from socat")?.status.success(), "socat failed");
-    } else {
-        println!("skipped the socat sender: socat is not installed (.ci/run installs it)");
-        ensure!(run_with_input(procom(&["send", &ep, "from socat"]), "send", b"")?.status.success(), "send failed");
-    }
+    ensure!(run_with_input(procom(&["send", &ep, "from an argument"]), "send", b"")?.status.success(), "send failed");
     let fin = run_with_input(procom(&["send", &ep, "-"]), "send udp", b"from procom\n")?;
     ensure!(fin.status.success(), "send: {}", fin.stderr);
     let got = recv.success(STEP)?;
-    ensure!(got.stdout == ["from socat", "from procom"], "recv printed {:?}", got.stdout);
+    ensure!(got.stdout == ["from an argument", "from procom"], "recv printed {:?}", got.stdout);
 
     let dir = Scratch::new("procom-cli-sock")?;
     let path = dir.join("d");
@@ -112,8 +119,22 @@ fn recv_binds_datagram_endpoints() -> Outcome {
     dir.finish()
 }
 
-fn errors() -> Outcome {
-    // A root-owned 0600 socket file: another user is refused, in one sentence.
+/// socat as a sender to `procom recv udp:`.
+fn socat_sends_to_recv_udp() -> Outcome {
+    let port = free_port(true)?;
+    let ep = format!("udp:127.0.0.1:{port}");
+    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--count", "1", "--timeout", "20"]))?;
+    wait_udp_bound(port)?;
+    let mut socat = Command::new("socat");
+    socat.args(["-u", "-", &format!("UDP:127.0.0.1:{port}")]);
+    ensure!(run_with_input(socat, "socat udp", b"from socat")?.status.success(), "socat failed");
+    let got = recv.success(STEP)?;
+    ensure!(got.stdout == ["from socat"], "recv printed {:?}", got.stdout);
+    Ok(())
+}
+
+/// A root-owned 0600 socket file: another user is refused, in one sentence; the owner is not.
+fn another_user_is_refused_a_private_socket() -> Outcome {
     let dir = Scratch::new("procom-cli-sock")?;
     let path = dir.join("private");
     let ep = format!("unix:{}", path.display());
@@ -124,16 +145,14 @@ fn errors() -> Outcome {
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut nobody = procom(&["connect", &ep]);
-    match procom_testkit::as_nobody(&mut nobody) {
-        Ok(cmd) => {
-            let f = Proc::spawn("connect as nobody", cmd)?.finish(STEP)?;
-            ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("permission denied"), "{:?}", f.stderr);
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
+    let f = Proc::spawn("connect as nobody", procom_testkit::as_nobody(&mut nobody)?)?.finish(STEP)?;
+    ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("permission denied"), "{:?}", f.stderr);
     ensure!(run_with_input(procom(&["connect", &ep]), "owner", b"x\n")?.status.success(), "the owner could not connect");
     server.success(STEP)?;
-    dir.finish()?;
+    dir.finish()
+}
+
+fn errors() -> Outcome {
     let port = free_port(false)?;
     let fin = Proc::spawn("connect", &mut procom(&["connect", &format!("tcp:127.0.0.1:{port}")]))?.finish(STEP)?;
     ensure!(fin.code() == Some(1) && fin.stderr.contains("refused") && fin.stderr.lines().count() == 1, "{fin:?}");
@@ -150,11 +169,6 @@ fn errors() -> Outcome {
         ensure!(fin.code() == Some(1) && fin.stderr.contains("the directory it would go in does not exist"), "{fin:?}");
     }
     Ok(())
-}
-
-/// Whether `tool` is on the PATH.
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn ip(args: &[&str]) -> Result<Finished, String> {
@@ -179,21 +193,12 @@ impl Drop for Hosts {
 fn across_hosts_in_network_namespaces() -> Outcome {
     let tag = unique_name("pc").replace('-', "");
     let tag = &tag[tag.len().saturating_sub(8)..];
-    if !have("ip") {
-        println!("skipped: iproute2's ip is not installed (.ci/run installs it)");
-        return Ok(());
-    }
     let hosts = Hosts { a: format!("procom-a-{tag}"), b: format!("procom-b-{tag}") };
-    if let Ok(f) = ip(&["netns", "add", &hosts.a])
-        && !f.status.success()
-    {
-        println!("skipped: network namespaces cannot be created here ({})", f.stderr.trim());
-        return Ok(());
-    }
     let (va, vb) = (format!("pa{tag}"), format!("pb{tag}"));
     let va = &va[..va.len().min(15)];
     let vb = &vb[..vb.len().min(15)];
     for args in [
+        vec!["netns", "add", hosts.a.as_str()],
         vec!["netns", "add", hosts.b.as_str()],
         vec!["link", "add", va, "type", "veth", "peer", "name", vb],
         vec!["link", "set", va, "netns", hosts.a.as_str()],
@@ -292,10 +297,6 @@ fn connect_unix(path: &std::path::Path) -> Result<std::os::unix::net::UnixStream
 }
 
 fn nc_interop() -> Outcome {
-    if !have("nc") {
-        println!("skipped: nc is not installed (.ci/run installs netcat-openbsd)");
-        return Ok(());
-    }
     let dir = Scratch::new("procom-cli-sock")?;
     // nc as the client of `procom listen` on a Unix socket (-N: half-close at end of input).
     let path = dir.join("n");

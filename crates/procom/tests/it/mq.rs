@@ -10,8 +10,8 @@ use std::time::Duration;
 use procom::mq::Queue;
 use procom::{ErrorKind, Options, Sender};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, role, trials, unique_name,
-    wait_pid,
+    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, role, trials,
+    unique_name, wait_pid,
 };
 
 pub const ROLES: &[Role] = &[
@@ -52,7 +52,7 @@ pub fn trials() -> Vec<Trial> {
             removed_under_a_waiting_sender,
             descriptor_is_pollable,
             rlimit_msgqueue_is_named,
-            other_users_are_denied,
+            other_users_are_denied [needs::root()],
             interoperates_with_c;
     ]
 }
@@ -438,12 +438,7 @@ fn other_users_are_denied() -> Outcome {
     let name = mq_name();
     let q = check!(Queue::create(&name, None, None));
     let mut cmd = role("mq::denied", &[&name]);
-    match as_nobody(&mut cmd) {
-        Ok(cmd) => {
-            Proc::spawn("nobody", cmd)?.success(STEP)?;
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
+    Proc::spawn("nobody", as_nobody(&mut cmd)?)?.success(STEP)?;
     drop(q);
     gone(&name)?;
     gone(&format!("{name}-nobody"))

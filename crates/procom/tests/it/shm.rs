@@ -9,8 +9,8 @@ use procom::endpoint::MsgKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, trials,
-    unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, plant, role,
+    trials, unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -64,6 +64,7 @@ pub fn trials() -> Vec<Trial> {
             memfd_passed_to_a_child_is_sealed,
             sysv_segment_by_key,
             creation_is_exclusive_and_private,
+            another_user_cannot_open_a_segment [needs::root()],
             foreign_segment_is_refused,
             channel_sender_killed_then_replaced,
             channel_receiver_killed_is_stale_and_reclaimed,
@@ -250,18 +251,23 @@ fn creation_is_exclusive_and_private() -> Outcome {
         e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("does not adopt"),
         "got {e}"
     );
-    let mut cmd = role("shm::open_denied", &[&name]);
-    match as_nobody(&mut cmd) {
-        Ok(cmd) => {
-            Proc::spawn("nobody", cmd)?.success(STEP)?;
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
     let bad = Segment::create("no-slash", 10).err().map(|e| e.kind());
     ensure!(
         bad == Some(ErrorKind::InvalidInput),
         "bad name gave {bad:?}"
     );
+    drop(seg);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// A segment is created 0600: another (unprivileged) user can open it neither as a segment
+/// nor as a channel.
+fn another_user_cannot_open_a_segment() -> Outcome {
+    let name = shm_name();
+    let seg = check!(Segment::create(&name, 1024));
+    let mut cmd = role("shm::open_denied", &[&name]);
+    Proc::spawn("nobody", as_nobody(&mut cmd)?)?.success(STEP)?;
     drop(seg);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
