@@ -4,9 +4,11 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unix_listening,
+};
 
-use crate::common::{procom, until, until_catching};
+use crate::common::{procom, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
@@ -73,7 +75,7 @@ fn memory_budget_bounds_many_slow_senders() -> Outcome {
     ]);
     cmd.stdout(std::process::Stdio::null());
     let server = Proc::spawn_keep_stdout("listen --memory 16MiB", &mut cmd)?;
-    until("the socket file exists", || sock.exists())?;
+    unix_listening(server.pid(), &sock)?;
     until_catching(server.pid(), &[15])?;
     let base = resident(server.pid())?;
     let (partial_tx, partial) = mpsc::channel();

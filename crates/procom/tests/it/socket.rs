@@ -217,7 +217,7 @@ fn writer_to_a_closed_peer_gets_peergone() -> Outcome {
 }
 
 fn errors_are_one_sentence() -> Outcome {
-    let port = check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+    let (_refusing, port) = procom_testkit::refusing_tcp_port()?;
     let refused = Sender::connect(format!("tcp:127.0.0.1:{port}")).err().ok_or("connected to a closed port")?;
     ensure!(refused.to_string().contains("refused") && !refused.to_string().contains('\n'), "{refused}");
     let holder = check!(std::net::TcpListener::bind("127.0.0.1:0"));
