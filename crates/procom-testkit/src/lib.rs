@@ -2,7 +2,12 @@
 //!
 //! - [`main`] runs a test binary: either as the harness (libtest-compatible output and
 //!   filters, via libtest-mimic) or, when re-executed by a test, as one named child [`Role`].
-//! - [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
+//! - [`trials!`] registers test functions by name (the trial's name is the function's), and
+//!   [`test()`] wraps a test in a watchdog so a hang fails in seconds instead of stalling CI.
+//! - [`needs`] states what a trial needs (root, a tool, a namespace): checked just before it
+//!   runs, an unmet need reports the trial as ignored with the reason, never as passed.
+//! - [`wait_for_socket`] and its shorthands learn that a server is ready (and on which port)
+//!   from the kernel's socket tables, without binding or connecting to anything.
 //! - [`Proc`] is a child process under a deadline: its output lines arrive on a channel, it
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for
@@ -11,14 +16,16 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use libtest_mimic::Completion;
 pub use libtest_mimic::Trial;
 
 /// What a test or role returns: `Err` carries the failure's explanation.
@@ -67,10 +74,18 @@ impl std::fmt::Debug for Role {
     }
 }
 
-/// The test binary's `main`: plays a role if asked to, otherwise runs the trials.
+/// The test binary's `main`: plays a role if asked to, otherwise runs the trials (two trials
+/// with one name are refused: a filter could not tell them apart).
 pub fn main(roles: &[Role], trials: Vec<Trial>) -> ExitCode {
     if let Ok(name) = std::env::var(ROLE_VAR) {
         return play(roles, &name);
+    }
+    let mut names = BTreeSet::new();
+    for t in &trials {
+        if !names.insert(t.name()) {
+            eprintln!("two trials are named {}", t.name());
+            return ExitCode::from(2);
+        }
     }
     let args = libtest_mimic::Arguments::from_args();
     libtest_mimic::run(&args, trials).exit_code()
@@ -137,18 +152,65 @@ pub fn fds_of(pid: u32) -> Result<BTreeSet<i32>, String> {
         .collect())
 }
 
+/// Registers test functions as trials named `PREFIX::function`. The name is made from the
+/// function itself, so the two never disagree; and since each test binary denies dead code,
+/// a test function left out of its module's list fails the build.
+///
+/// Groups are `"prefix": function, function, ...;`. Needs ([`needs`]) in brackets after a
+/// function are checked just before it runs; one unmet reports the trial as ignored, with the
+/// reason. Attributes (`#[cfg(...)]`) before a function apply to its registration.
+///
+/// ```text
+/// pub fn trials() -> Vec<Trial> {
+///     trials![
+///         "cli::fifo": send_is_read_by_cat, unprivileged_user_is_denied [needs::root()];
+///         "cli": tour_passes;
+///     ]
+/// }
+/// ```
+#[macro_export]
+macro_rules! trials {
+    ($($prefix:literal: $($(#[$attr:meta])* $f:ident $([$($need:expr),+ $(,)?])?),+ $(,)?);+ $(;)?) => {{
+        let mut trials: Vec<$crate::Trial> = Vec::new();
+        $($(
+            $(#[$attr])*
+            trials.push($crate::test_needing(
+                concat!($prefix, "::", stringify!($f)),
+                vec![$($($need),+)?],
+                $f,
+            ));
+        )+)+
+        trials
+    }};
+}
+
 /// A test under the watchdog: fails if `f` fails, panics, or runs past [`TEST_LIMIT`].
 pub fn test(name: impl Into<String>, f: impl FnOnce() -> Outcome + Send + 'static) -> Trial {
-    Trial::test(name, move || {
+    test_needing(name, Vec::new(), f)
+}
+
+/// [`test()`] for a test with preconditions: if one of `needs` is unmet when the trial is
+/// about to run, it is reported as ignored, with the reason, and `f` does not run.
+pub fn test_needing(
+    name: impl Into<String>,
+    needs: Vec<needs::Need>,
+    f: impl FnOnce() -> Outcome + Send + 'static,
+) -> Trial {
+    Trial::ignorable_test(name, move || {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-                Err(p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into()))
-            });
+            let run = move || match needs.iter().find_map(|n| n.unmet()) {
+                Some(reason) => Ok(Completion::ignored_with(reason)),
+                None => f().map(|()| Completion::Completed),
+            };
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|p| {
+                    Err(p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panicked".into()))
+                });
             let _ = tx.send(r);
         });
         match rx.recv_timeout(TEST_LIMIT) {
@@ -158,6 +220,104 @@ pub fn test(name: impl Into<String>, f: impl FnOnce() -> Outcome + Send + 'stati
             }
         }
     })
+}
+
+/// What a trial may need from the machine it runs on. A trial lists its needs where it is
+/// registered ([`trials!`]); each is checked just before the trial runs, and an unmet one
+/// reports it as ignored with the reason (`ignored (needs root: ...)`), never as passed.
+pub mod needs {
+    use std::process::{Command, Stdio};
+
+    /// One precondition: `None` when met, or why not.
+    pub struct Need {
+        what: String,
+        check: Box<dyn Fn() -> Option<String> + Send>,
+    }
+
+    impl std::fmt::Debug for Need {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.what)
+        }
+    }
+
+    impl Need {
+        /// Why the need is unmet, or `None` when it is met.
+        pub fn unmet(&self) -> Option<String> {
+            (self.check)().map(|why| format!("needs {}: {why}", self.what))
+        }
+    }
+
+    fn need(what: &str, check: impl Fn() -> Option<String> + Send + 'static) -> Need {
+        Need {
+            what: what.to_string(),
+            check: Box::new(check),
+        }
+    }
+
+    /// Root: to run a child as the unprivileged uid 65534 ([`crate::as_nobody`]).
+    pub fn root() -> Need {
+        need("root", || {
+            (!is_root()).then(|| "not running as root, so no child can switch to uid 65534".into())
+        })
+    }
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// An executable named `name` on the `PATH`.
+    pub fn tool(name: &'static str) -> Need {
+        need(name, move || {
+            (!on_path(name)).then(|| "it is not on the PATH".to_string())
+        })
+    }
+
+    /// Network namespaces: root, iproute2's `ip`, and the kernel letting this process make one.
+    pub fn netns() -> Need {
+        need("network namespaces", || {
+            namespace_probe(&["ip", "unshare"], &["--net", "true"])
+        })
+    }
+
+    /// PID namespaces: root, util-linux's `unshare`, and the kernel letting this process make one.
+    pub fn pidns() -> Need {
+        need("PID namespaces", || {
+            namespace_probe(&["unshare"], &["--pid", "--fork", "--kill-child", "true"])
+        })
+    }
+
+    fn namespace_probe(tools: &[&str], unshare: &[&str]) -> Option<String> {
+        if !is_root() {
+            return Some("not running as root".into());
+        }
+        if let Some(t) = tools.iter().find(|t| !on_path(t)) {
+            return Some(format!("{t} is not on the PATH"));
+        }
+        match Command::new("unshare")
+            .args(unshare)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+        {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "they cannot be created here (unshare {}: {})",
+                unshare.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Some(format!("unshare: {e}")),
+        }
+    }
+
+    /// Whether an executable file named `name` is in a directory of the `PATH`.
+    fn on_path(name: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    }
 }
 
 /// A name no other test, run or process uses: `prefix-PID-N-NANOS`.
@@ -235,7 +395,8 @@ pub fn role(name: &str, args: &[&str]) -> Command {
 }
 
 /// Makes `cmd` run as the unprivileged uid/gid 65534 ("nobody"). Returns `Err(reason)` when
-/// this process is not root and so cannot switch: the caller prints the reason and skips.
+/// this process is not root and so cannot switch: a trial that needs it declares
+/// [`needs::root`], so it is reported as ignored rather than run.
 pub fn as_nobody(cmd: &mut Command) -> Result<&mut Command, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("not running as root, so a child cannot switch to an unprivileged uid".into());
@@ -537,4 +698,232 @@ pub fn plant(path: &Path, what: Plant<'_>) -> Result<Planted, String> {
         path: path.to_path_buf(),
         dir: matches!(what, Plant::Dir),
     })
+}
+
+/// A socket as the kernel lists it in a network namespace's tables
+/// (`/proc/PID/net/{tcp,tcp6,udp,udp6,unix}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Socket {
+    /// A TCP socket: its local address, and whether it listens.
+    Tcp {
+        /// The address it is bound to.
+        local: SocketAddr,
+        /// Whether it is in the LISTEN state.
+        listening: bool,
+    },
+    /// A UDP socket bound to this address.
+    Udp {
+        /// The address it is bound to.
+        local: SocketAddr,
+    },
+    /// A Unix socket.
+    Unix {
+        /// The path it is bound to (`@name` in the abstract namespace), if any.
+        path: Option<String>,
+        /// Whether it listens (a stream or seqpacket socket after `listen`).
+        listening: bool,
+    },
+}
+
+/// The sockets process `pid` holds (its descriptors matched by inode against the tables of
+/// its own network namespace). Reading them never touches a socket.
+pub fn sockets_of(pid: u32) -> Result<Vec<Socket>, String> {
+    // A process that is gone or exiting has no descriptors to show: no sockets.
+    let inodes: BTreeSet<u64> = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter_map(|l| {
+                l.to_str()?
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()
+            })
+            .collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
+    let table = |name: &str| match std::fs::read_to_string(format!("/proc/{pid}/net/{name}")) {
+        Ok(text) => Ok(text),
+        // No IPv6 in this kernel, or the process is gone.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("/proc/{pid}/net/{name}: {e}")),
+    };
+    let mut found = Vec::new();
+    for (name, tcp) in [
+        ("tcp", true),
+        ("tcp6", true),
+        ("udp", false),
+        ("udp6", false),
+    ] {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+        for line in table(name)?.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            if !inode.parse().is_ok_and(|i: u64| inodes.contains(&i)) {
+                continue;
+            }
+            let Some(local) = table_addr(local) else {
+                continue;
+            };
+            found.push(if tcp {
+                Socket::Tcp {
+                    local,
+                    listening: *state == "0A",
+                }
+            } else {
+                Socket::Udp { local }
+            });
+        }
+    }
+    // Num RefCount Protocol Flags Type St Inode [Path]; flag 0x10000 is __SO_ACCEPTCON.
+    for line in table("unix")?.lines().skip(1) {
+        let mut rest = line;
+        let mut f = Vec::new();
+        for _ in 0..7 {
+            rest = rest.trim_start();
+            let end = rest.find(' ').unwrap_or(rest.len());
+            f.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        if !f[6].parse().is_ok_and(|i: u64| inodes.contains(&i)) {
+            continue;
+        }
+        let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
+        let path = rest.strip_prefix(' ').filter(|p| !p.is_empty());
+        found.push(Socket::Unix {
+            path: path.map(str::to_string),
+            listening: flags & 0x10000 != 0,
+        });
+    }
+    Ok(found)
+}
+
+/// An address as the socket tables print it: the address's bytes in memory order, each
+/// 32-bit word as the kernel's native integer in hex, then `:` and the port in hex.
+fn table_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::new();
+    for i in (0..ip.len()).step_by(8) {
+        let word = u32::from_str_radix(ip.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?).into(),
+        16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?).into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether process `pid` still runs (not gone, not a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+    })
+}
+
+/// Polls the kernel's view of process `pid` until it holds a socket that `pick` accepts, and
+/// returns what `pick` made of it: how a test learns that a server is ready, and on which
+/// port, without binding or connecting to anything itself. Fails as soon as the process has
+/// ended, and after [`STEP`] otherwise.
+pub fn wait_for_socket<T>(
+    pid: u32,
+    what: &str,
+    mut pick: impl FnMut(&Socket) -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(t) = sockets_of(pid)?.iter().find_map(&mut pick) {
+            return Ok(t);
+        }
+        if !running(pid) {
+            return Err(format!("process {pid} ended before it had {what}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("process {pid} had no {what} after {STEP:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(2)); // polling the kernel's view
+    }
+}
+
+/// Waits until process `pid` listens on TCP, and returns the address (the real port when it
+/// asked for port 0).
+pub fn tcp_listening(pid: u32) -> Result<SocketAddr, String> {
+    wait_for_socket(pid, "a listening TCP socket", |s| match s {
+        Socket::Tcp {
+            local,
+            listening: true,
+        } => Some(*local),
+        _ => None,
+    })
+}
+
+/// Waits until process `pid` has a bound UDP socket, and returns its address (the real port
+/// when it asked for port 0).
+pub fn udp_bound(pid: u32) -> Result<SocketAddr, String> {
+    wait_for_socket(pid, "a bound UDP socket", |s| match s {
+        Socket::Udp { local } if local.port() != 0 => Some(*local),
+        _ => None,
+    })
+}
+
+/// Waits until process `pid` listens on the Unix socket at `path` (its file appears at
+/// `bind`, a moment before `listen`: a connection in between would be refused).
+pub fn unix_listening(pid: u32, path: &Path) -> Outcome {
+    let want = path.display().to_string();
+    wait_for_socket(pid, &format!("a Unix socket listening at {want}"), |s| {
+        matches!(s, Socket::Unix { path: Some(p), listening: true } if *p == want).then_some(())
+    })
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections for as long as the returned socket is
+/// held: bound, so no other process can take the port, but not listening.
+pub fn refusing_tcp_port() -> Result<(std::os::fd::OwnedFd, u16), String> {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)
+        .map_err(|e| format!("socket: {e}"))?;
+    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+    rustix::net::bind(&fd, &any).map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    let bound = rustix::net::getsockname(&fd).map_err(|e| format!("getsockname: {e}"))?;
+    let bound = std::net::SocketAddrV4::try_from(bound).map_err(|e| format!("getsockname: {e}"))?;
+    Ok((fd, bound.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_table_addresses() {
+        // As /proc/net/tcp and tcp6 print 127.0.0.1:8080 and [::1]:8080 on this machine.
+        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
+        let one = u32::from_ne_bytes([0, 0, 0, 1]);
+        assert_eq!(
+            table_addr(&format!("{v4:08X}:1F90")),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            table_addr(&format!("000000000000000000000000{one:08X}:1F90")),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(table_addr("0100007F"), None);
+    }
+
+    #[test]
+    fn a_listening_socket_is_seen_without_touching_it() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let me = std::process::id();
+        assert_eq!(tcp_listening(me).unwrap(), l.local_addr().unwrap());
+        assert_eq!(udp_bound(me).unwrap(), u.local_addr().unwrap());
+        let (_fd, port) = refusing_tcp_port().unwrap();
+        let e = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 }

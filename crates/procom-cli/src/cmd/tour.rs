@@ -465,15 +465,17 @@ fn signals(ctx: &Ctx) -> anyhow::Result<String> {
 fn sockets(ctx: &Ctx) -> anyhow::Result<String> {
     use procom::{Endpoint, Options, Receiver};
     let mut done = Vec::new();
+    // Port 0: the kernel picks a free port, and the listener or receiver says which.
     for ep in [
-        format!("tcp:127.0.0.1:{}", free_port(false)?),
+        "tcp:127.0.0.1:0".to_string(),
         format!("unix:{}", ctx.dir.join("stream.sock").display()),
     ] {
-        let endpoint = Endpoint::parse(&ep)?;
         let listener = procom::socket::Listener::bind(
-            &endpoint,
+            &Endpoint::parse(&ep)?,
             &Options::default().framing(procom::Framing::Lines),
         )?;
+        let endpoint = listener.local_endpoint();
+        let ep = endpoint.to_string();
         let mut client = Command::new(&ctx.exe)
             .args(["connect", &ep])
             .stdin(Stdio::piped())
@@ -505,13 +507,14 @@ fn sockets(ctx: &Ctx) -> anyhow::Result<String> {
         done.push(endpoint.scheme());
     }
     for ep in [
-        format!("udp:127.0.0.1:{}", free_port(true)?),
+        "udp:127.0.0.1:0".to_string(),
         format!("unixgram:{}", ctx.dir.join("dgram.sock").display()),
     ] {
         let mut rx = Receiver::bind_with(
             ep.as_str(),
             &Options::default().framing(procom::Framing::Lines),
         )?;
+        let ep = rx.endpoint().to_string();
         let status = Command::new(&ctx.exe)
             .args(["send", &ep, "one datagram"])
             .status()?;
@@ -528,16 +531,4 @@ fn sockets(ctx: &Ctx) -> anyhow::Result<String> {
         "ping/pong over {} and {}, one datagram over {} and {}",
         done[0], done[1], done[2], done[3]
     ))
-}
-
-fn free_port(udp: bool) -> anyhow::Result<u16> {
-    Ok(if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    })
 }

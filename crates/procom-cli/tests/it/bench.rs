@@ -3,23 +3,22 @@
 
 use std::process::{Command, Stdio};
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, trials};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    let mut v = vec![
-        test("cli::bench::json_shape", json_shape),
-        test("cli::bench::svg_chart", svg_chart),
-        test("cli::bench::every_kernel_mechanism_has_a_raw_baseline", baselines),
-    ];
     // Each build checks what it has: the peers run, or the error naming the feature.
-    if cfg!(feature = "peers") {
-        v.push(test("cli::bench::peers_do_the_same_work", peers));
-    } else {
-        v.push(test("cli::bench::peers_need_the_feature", peers_need_the_feature));
-    }
-    v
+    trials![
+        "cli::bench":
+            json_shape,
+            svg_chart,
+            every_kernel_mechanism_has_a_raw_baseline,
+            #[cfg(feature = "peers")]
+            peers_do_the_same_work,
+            #[cfg(not(feature = "peers"))]
+            peers_need_the_feature;
+    ]
 }
 
 fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
@@ -33,7 +32,7 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
 
 /// Every kernel mechanism's row carries the raw system-call loop of the same run, and the
 /// spinning shared-memory row the plain mailbox loop; blocking shared memory has none.
-fn baselines() -> Outcome {
+fn every_kernel_mechanism_has_a_raw_baseline() -> Outcome {
     let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed", "shm"];
     let mut args = Vec::new();
     for n in names {
@@ -54,6 +53,7 @@ fn baselines() -> Outcome {
 }
 
 /// Asking for a peer library from a build without it is a usage error that says how to get it.
+#[cfg(not(feature = "peers"))]
 fn peers_need_the_feature() -> Outcome {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
     cmd.args(["bench", "--quick", "--mechanism", "iceoryx2"])
@@ -68,7 +68,8 @@ fn peers_need_the_feature() -> Outcome {
 /// With the `peers` feature, iceoryx2 (spinning and blocking), ipc-channel and interprocess run
 /// in the same run as procom, each row measured (every payload echoed at the right size, or
 /// the run fails): on their own, and in turns beside the procom rows they are compared with.
-fn peers() -> Outcome {
+#[cfg(feature = "peers")]
+fn peers_do_the_same_work() -> Outcome {
     let peer_args = [
         "--mechanism",
         "iceoryx2",

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test, unique_name, wait_pid,
+    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unique_name, wait_pid,
 };
 
 use crate::common::{fails, procom, run, until, until_catching};
@@ -12,35 +12,15 @@ use crate::common::{fails, procom, run, until, until_catching};
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test(
-            "cli::exit::signals_remove_what_procom_created",
+    trials![
+        "cli::exit":
             signals_remove_what_procom_created,
-        ),
-        test(
-            "cli::exit::stderr_full_or_closed_never_panics",
             stderr_full_or_closed_never_panics,
-        ),
-        test(
-            "cli::exit::listen_stops_when_stdout_goes",
             listen_stops_when_stdout_goes,
-        ),
-        test(
-            "cli::exit::usage_errors_exit_2_wherever_found",
             usage_errors_exit_2_wherever_found,
-        ),
-        test(
-            "cli::exit::interrupted_send_to_a_full_queue_says_it_was_not_sent",
             interrupted_send_to_a_full_queue_says_it_was_not_sent,
-        ),
-        test(
-            "cli::exit::control_characters_are_escaped_in_errors",
             control_characters_are_escaped_in_errors,
-        ),
-        test(
-            "cli::exit::tour_leaves_no_scratch_directory",
-            tour_leaves_no_scratch_directory,
-        ),
+            tour_leaves_no_scratch_directory;
     ]
 }
 

@@ -7,56 +7,33 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Finished, Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, test, wait_pid,
+    Finished, Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, trials,
+    wait_pid,
 };
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test(
-            "cli::fifo::echo_into_fifo_is_received",
+    trials![
+        "cli::fifo":
             echo_into_fifo_is_received,
-        ),
-        test("cli::fifo::send_is_read_by_cat", send_is_read_by_cat),
-        test(
-            "cli::fifo::stdin_lines_framed_round_trip",
+            send_is_read_by_cat,
             stdin_lines_framed_round_trip,
-        ),
-        test(
-            "cli::fifo::raw_stdin_copy_is_byte_exact",
             raw_stdin_copy_is_byte_exact,
-        ),
-        test("cli::fifo::recv_count_and_timeout", recv_count_and_timeout),
-        test(
-            "cli::fifo::bad_paths_are_one_sentence",
+            recv_count_and_timeout,
             bad_paths_are_one_sentence,
-        ),
-        test(
-            "cli::fifo::no_reader_without_waiting",
             no_reader_without_waiting,
-        ),
-        test(
-            "cli::fifo::unprivileged_user_is_denied",
-            unprivileged_user_is_denied,
-        ),
-        test(
-            "cli::fifo::framed_garbage_truncation_and_oversize",
+            created_fifo_is_private,
+            unprivileged_user_is_denied [needs::root()],
             framed_garbage_truncation_and_oversize,
-        ),
-        test("cli::fifo::ctrl_c_mid_transfer", ctrl_c_mid_transfer),
-        test("cli::fifo::create_and_rm", create_and_rm),
-        test("cli::usage_errors_exit_2", usage_errors_exit_2),
-        test(
-            "cli::send_to_a_closed_stdout_is_an_error",
+            ctrl_c_mid_transfer,
+            create_and_rm,
+            a_line_cut_off_by_the_end_is_shown_and_reported;
+        "cli":
+            usage_errors_exit_2,
             send_to_a_closed_stdout_is_an_error,
-        ),
-        test("cli::recv_from_stdin", recv_from_stdin),
-        test(
-            "cli::fifo::a_line_cut_off_by_the_end_is_shown_and_reported",
-            a_line_cut_off_by_the_end_is_shown_and_reported,
-        ),
-        test("cli::tour_passes", tour_passes),
+            recv_from_stdin,
+            tour_passes;
     ]
 }
 
@@ -252,23 +229,25 @@ fn no_reader_without_waiting() -> Outcome {
     dir.finish()
 }
 
+fn created_fifo_is_private() -> Outcome {
+    let dir = Scratch::new("procom-cli")?;
+    let (path, _) = make_fifo(&dir, "private")?;
+    let mode = check!(std::fs::metadata(&path)).permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "created with mode {mode:o}");
+    check!(std::fs::remove_file(&path));
+    dir.finish()
+}
+
 fn unprivileged_user_is_denied() -> Outcome {
     let dir = Scratch::new("procom-cli")?;
     let (path, ep) = make_fifo(&dir, "private")?;
-    let mode = check!(std::fs::metadata(&path)).permissions().mode() & 0o777;
-    ensure!(mode == 0o600, "created with mode {mode:o}");
     for args in [
         vec!["recv", ep.as_str()],
         vec!["send", ep.as_str(), "hi", "--timeout", "0"],
     ] {
         let mut cmd = procom(&args);
-        match as_nobody(&mut cmd) {
-            Ok(cmd) => {
-                let fin = Proc::spawn("procom as nobody", cmd)?.finish(STEP)?;
-                one_sentence(&fin, 1, &ep, "permission denied")?;
-            }
-            Err(reason) => println!("skipped: {reason}"),
-        }
+        let fin = Proc::spawn("procom as nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+        one_sentence(&fin, 1, &ep, "permission denied")?;
     }
     check!(std::fs::remove_file(&path));
     dir.finish()

@@ -4,17 +4,19 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unix_listening,
+};
 
-use crate::common::{procom, until, until_catching};
+use crate::common::{procom, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![test(
-        "cli::listen::memory_budget_bounds_many_slow_senders",
-        memory_budget_bounds_many_slow_senders,
-    )]
+    trials![
+        "cli::listen":
+            memory_budget_bounds_many_slow_senders;
+    ]
 }
 
 const MIB: usize = 1 << 20;
@@ -73,7 +75,7 @@ fn memory_budget_bounds_many_slow_senders() -> Outcome {
     ]);
     cmd.stdout(std::process::Stdio::null());
     let server = Proc::spawn_keep_stdout("listen --memory 16MiB", &mut cmd)?;
-    until("the socket file exists", || sock.exists())?;
+    unix_listening(server.pid(), &sock)?;
     until_catching(server.pid(), &[15])?;
     let base = resident(server.pid())?;
     let (partial_tx, partial) = mpsc::channel();

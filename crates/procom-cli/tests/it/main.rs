@@ -1,5 +1,8 @@
 //! CLI integration tests: every test runs the built `procom` binary as a real process.
 
+// A test function left out of its module's `trials!` list is never used: the build fails.
+#![deny(dead_code)]
+
 mod common;
 
 /// Lists every test module once: its roles and trials are gathered from it.

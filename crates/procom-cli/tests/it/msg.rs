@@ -3,30 +3,24 @@
 
 use std::process::Command;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, test};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, trials,
+};
 
 use crate::common::{fails, ok, procom};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("cli::msg::create_send_type_recv_rm", round_trip),
-        test("cli::msg::path_keys_and_selectors", path_keys_and_selectors),
-        test(
-            "cli::msg::byte_limit_full_and_oversize",
+    trials![
+        "cli::msg":
+            create_send_type_recv_rm,
+            path_keys_and_selectors,
             byte_limit_full_and_oversize,
-        ),
-        test("cli::msg::bad_input_is_one_sentence", bad_input),
-        test(
-            "cli::msg::removed_while_recv_waits",
+            bad_input_is_one_sentence,
             removed_while_recv_waits,
-        ),
-        test("cli::msg::other_users_are_denied", other_users_are_denied),
-        test(
-            "cli::msg::ipcs_and_ipcrm_see_the_same_queue",
-            ipcs_and_ipcrm,
-        ),
+            other_users_are_denied [needs::root()],
+            ipcs_and_ipcrm_see_the_same_queue [needs::tool("ipcs"), needs::tool("ipcrm")];
     ]
 }
 
@@ -40,7 +34,7 @@ fn key() -> String {
     )
 }
 
-fn round_trip() -> Outcome {
+fn create_send_type_recv_rm() -> Outcome {
     let key = key();
     let ep = format!("msg:{key}");
     ok(&["msg", "create", &key])?;
@@ -132,7 +126,7 @@ fn byte_limit_full_and_oversize() -> Outcome {
     Ok(())
 }
 
-fn bad_input() -> Outcome {
+fn bad_input_is_one_sentence() -> Outcome {
     fails(&["send", "msg:zz", "x"], 2, "not a key")?;
     fails(&["send", "msg:0", "x"], 2, "IPC_PRIVATE")?;
     fails(&["msg", "create", "0x1g"], 2, "not a key")?;
@@ -179,31 +173,19 @@ fn other_users_are_denied() -> Outcome {
         &["msg", "rm", &key],
     ] {
         let mut cmd = procom(args);
-        match as_nobody(&mut cmd) {
-            Ok(cmd) => {
-                let fin = Proc::spawn("nobody", cmd)?.finish(STEP)?;
-                ensure!(
-                    fin.code() == Some(1)
-                        && fin.stderr.lines().count() == 1
-                        && fin.stderr.contains("permission denied"),
-                    "{args:?}: {fin:?}"
-                );
-            }
-            Err(reason) => {
-                println!("skipped: {reason}");
-                break;
-            }
-        }
+        let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+        ensure!(
+            fin.code() == Some(1)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains("permission denied"),
+            "{args:?}: {fin:?}"
+        );
     }
     ok(&["msg", "rm", &key])?;
     Ok(())
 }
 
-fn ipcs_and_ipcrm() -> Outcome {
-    if Command::new("ipcs").arg("-V").output().is_err() {
-        println!("skipped: ipcs (util-linux) is not installed");
-        return Ok(());
-    }
+fn ipcs_and_ipcrm_see_the_same_queue() -> Outcome {
     let key = key();
     ok(&["msg", "create", &key])?;
     ok(&["send", &format!("msg:{key}"), "seen by ipcs"])?;

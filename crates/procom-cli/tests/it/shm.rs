@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, check, ensure, plant, test, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, check, ensure, plant, trials, unique_name,
 };
 
 use crate::common::{fails, ok, procom};
@@ -17,35 +17,19 @@ pub const ROLES: &[Role] = &[Role {
 }];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test(
-            "cli::shm::posix_segment_round_trip",
+    trials![
+        "cli::shm":
             posix_segment_round_trip,
-        ),
-        test("cli::shm::sysv_segment_round_trip", sysv_segment_round_trip),
-        test("cli::shm::channel_send_recv", channel_send_recv),
-        test("cli::sem::p_and_v", p_and_v),
-        test(
-            "cli::shm::planted_link_fifo_or_directory_is_never_used",
+            sysv_segment_round_trip,
+            channel_send_recv,
             planted_link_fifo_or_directory_is_never_used,
-        ),
-        test(
-            "cli::shm::read_checks_bounds_and_streams_a_huge_segment",
             read_checks_bounds_and_streams_a_huge_segment,
-        ),
-        test(
-            "cli::shm::read_of_a_segment_truncated_midway_fails_after_what_it_wrote",
             read_of_a_segment_truncated_midway_fails_after_what_it_wrote,
-        ),
-        test(
-            "cli::shm::write_reads_no_more_input_than_fits",
             write_reads_no_more_input_than_fits,
-        ),
-        test("cli::shm::create_of_size_0_is_refused", create_of_size_0_is_refused),
-        test(
-            "cli::shm::recv_from_a_channel_whose_header_is_overwritten_fails",
-            recv_from_a_channel_whose_header_is_overwritten_fails,
-        ),
+            create_of_size_0_is_refused,
+            recv_from_a_channel_whose_header_is_overwritten_fails;
+        "cli::sem":
+            p_and_v;
     ]
 }
 

@@ -2,44 +2,25 @@
 
 use std::process::Command;
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, test};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, needs, trials};
 
 use crate::common::{procom, run, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("cli::signal::list_matches_kill_l", list_matches_kill_l),
-        test(
-            "cli::signal::wait_prints_each_delivery",
+    trials![
+        "cli::signal":
+            list_matches_kill_l,
             wait_prints_each_delivery,
-        ),
-        test("cli::signal::send_errors", send_errors),
-        test(
-            "cli::signal::not_ours_as_unprivileged_user",
-            not_ours_as_unprivileged_user,
-        ),
-        test(
-            "cli::signal::wait_catches_int_and_term",
+            send_errors,
+            not_ours_as_unprivileged_user [needs::root()],
             wait_catches_int_and_term,
-        ),
-        test(
-            "cli::signal::send_group_reaches_every_member",
             send_group_reaches_every_member,
-        ),
-        test(
-            "cli::signal::sender_uid_as_unprivileged_user",
-            sender_uid_as_unprivileged_user,
-        ),
-        test(
-            "cli::signal::group_one_needs_force_in_a_pid_namespace",
-            group_one_needs_force_in_a_pid_namespace,
-        ),
-        test(
-            "cli::signal::signal_zero_checks_existence",
+            sender_uid_as_unprivileged_user [needs::root()],
+            group_one_needs_force_in_a_pid_namespace [needs::pidns()],
             signal_zero_checks_existence,
-        ),
+            signal_zero_as_another_user [needs::root()];
     ]
 }
 
@@ -267,20 +248,15 @@ fn not_ours_as_unprivileged_user() -> Outcome {
     )?;
     let pid = target.pid().to_string();
     let mut cmd = procom(&["signal", "send", &pid, "TERM"]);
-    match as_nobody(&mut cmd) {
-        Ok(cmd) => {
-            let fin = Proc::spawn("procom as nobody", cmd)?.finish(STEP)?;
-            ensure!(fin.code() == Some(1), "exit {}", fin.status);
-            ensure!(
-                fin.stderr.lines().count() == 1
-                    && fin.stderr.contains(&format!("pid {pid}: it is not ours"))
-                    && !fin.stderr.contains("ls -l"),
-                "stderr {:?}",
-                fin.stderr
-            );
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
+    let fin = Proc::spawn("procom as nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "exit {}", fin.status);
+    ensure!(
+        fin.stderr.lines().count() == 1
+            && fin.stderr.contains(&format!("pid {pid}: it is not ours"))
+            && !fin.stderr.contains("ls -l"),
+        "stderr {:?}",
+        fin.stderr
+    );
     drop(target); // killed and reaped
     Ok(())
 }
@@ -345,14 +321,7 @@ fn send_group_reaches_every_member() -> Outcome {
 /// Both sides unprivileged: the delivery carries the sender's uid 65534, its pid and value.
 fn sender_uid_as_unprivileged_user() -> Outcome {
     let mut wait = procom(&["signal", "wait", "RTMIN+1", "--count", "1", "--json"]);
-    let wait = match as_nobody(&mut wait) {
-        Ok(cmd) => cmd,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return Ok(());
-        }
-    };
-    let waiter = Proc::spawn("wait as nobody", wait)?;
+    let waiter = Proc::spawn("wait as nobody", as_nobody(&mut wait)?)?;
     until_catching(waiter.pid(), &[35])?;
     let p = waiter.pid().to_string();
     let mut send = procom(&["signal", "send", &p, "RTMIN+1", "--value", "-3"]);
@@ -378,11 +347,6 @@ fn sender_uid_as_unprivileged_user() -> Outcome {
 /// cannot hurt — a PID namespace of its own, whose init is a shell — it must be refused without
 /// `--force` (a process in its own session survives) and reach that process with it.
 fn group_one_needs_force_in_a_pid_namespace() -> Outcome {
-    let me = rustix::process::geteuid();
-    if !me.is_root() || Command::new("unshare").arg("--version").output().is_err() {
-        println!("skipped: PID namespaces need root and util-linux's unshare");
-        return Ok(());
-    }
     // A fatal signal's fate is sealed when kill(2) returns, so the victim's status tells who
     // ended it: 143 (SIGTERM) if procom reached it, 137 (our SIGKILL) if not.
     let script = r#"
@@ -398,10 +362,6 @@ fn group_one_needs_force_in_a_pid_namespace() -> Outcome {
             .env("FORCE", force)
             .stdin(std::process::Stdio::null());
         let fin = Proc::spawn("unshare --pid", &mut cmd)?.finish(STEP)?;
-        if fin.stderr.contains("unshare failed") || fin.stderr.contains("Operation not permitted") {
-            println!("skipped: PID namespaces cannot be created here ({})", fin.stderr.trim());
-            return Ok(());
-        }
         ensure!(
             fin.stdout == [expected],
             "--group 1 {force}: {:?} (stderr {:?})",
@@ -432,22 +392,28 @@ fn signal_zero_checks_existence() -> Outcome {
         fin.status.success() && fin.stdout == [format!("pid {pid} exists and may be signalled")],
         "{fin:?}"
     );
-    let mut as_other = procom(&["signal", "send", &pid, "0"]);
-    match as_nobody(&mut as_other) {
-        Ok(cmd) => {
-            let fin = Proc::spawn("kill -0 as nobody", cmd)?.finish(STEP)?;
-            ensure!(
-                fin.code() == Some(1) && fin.stderr.contains("belongs to another user"),
-                "{fin:?}"
-            );
-        }
-        Err(reason) => println!("skipped the other-user check: {reason}"),
-    }
     drop(target); // killed and reaped: its pid names no process now
     let fin = run(&["signal", "send", &pid, "0"])?;
     ensure!(
         fin.code() == Some(1) && fin.stderr.contains("no such process") && fin.stdout.is_empty(),
         "{fin:?}"
     );
+    Ok(())
+}
+
+/// `signal send PID 0` from another user: the process exists, but belongs to someone else.
+fn signal_zero_as_another_user() -> Outcome {
+    let target = Proc::spawn(
+        "target",
+        &mut procom(&["signal", "wait", "USR1", "--timeout", "20"]),
+    )?;
+    let pid = target.pid().to_string();
+    let mut as_other = procom(&["signal", "send", &pid, "0"]);
+    let fin = Proc::spawn("kill -0 as nobody", as_nobody(&mut as_other)?)?.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(1) && fin.stderr.contains("belongs to another user"),
+        "{fin:?}"
+    );
+    drop(target); // killed and reaped
     Ok(())
 }

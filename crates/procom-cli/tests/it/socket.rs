@@ -5,135 +5,132 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, test, unique_name};
+use procom_testkit::{
+    Finished, Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, needs, refusing_tcp_port,
+    tcp_listening, trials, udp_bound, unique_name, unix_listening,
+};
 
 use crate::common::{procom, run_with_input};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("cli::socket::listen_echo_many_clients_and_socat", listen_echo_many_clients_and_socat),
-        test("cli::socket::recv_binds_datagram_endpoints", recv_binds_datagram_endpoints),
-        test("cli::socket::errors", errors),
-        test("cli::socket::across_hosts_in_network_namespaces", across_hosts_in_network_namespaces),
-        test("cli::socket::nc_interop", nc_interop),
-        test("cli::socket::framed_listener_drops_bad_clients_and_serves_good_ones", framed_listener_drops_bad_clients_and_serves_good_ones),
-        test("cli::socket::recv_skips_bad_datagrams", recv_skips_bad_datagrams),
-        test("cli::socket::framed_udp_never_trims_a_datagram", framed_udp_never_trims_a_datagram),
-        test("cli::socket::recv_reports_datagram_loss", recv_reports_datagram_loss),
+    trials![
+        "cli::socket":
+            listen_echo_many_clients,
+            socat_is_a_client_of_listen [needs::tool("socat")],
+            recv_binds_datagram_endpoints,
+            socat_sends_to_recv_udp [needs::tool("socat")],
+            errors,
+            another_user_is_refused_a_private_socket [needs::root()],
+            across_hosts_in_network_namespaces [needs::netns()],
+            nc_interop [needs::tool("nc")],
+            framed_listener_drops_bad_clients_and_serves_good_ones,
+            recv_skips_bad_datagrams,
+            framed_udp_never_trims_a_datagram,
+            recv_reports_datagram_loss;
     ]
 }
 
 
-
-fn free_port(udp: bool) -> Result<u16, String> {
-    Ok(if udp {
-        check!(check!(std::net::UdpSocket::bind("127.0.0.1:0")).local_addr()).port()
-    } else {
-        check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port()
-    })
+/// Starts `procom listen tcp:127.0.0.1:0 ARGS`: the kernel picks a free port, and the test
+/// learns it from the kernel's socket table once the server listens. Returns the server and
+/// the address it listens on.
+fn listen_tcp(args: &[&str]) -> Result<(Proc, String), String> {
+    let mut cmd = procom(&["listen", "tcp:127.0.0.1:0"]);
+    cmd.args(args);
+    let server = Proc::spawn("listen tcp", &mut cmd)?;
+    let addr = tcp_listening(server.pid())?;
+    Ok((server, addr.to_string()))
 }
 
-/// Waits until something accepts connections at `addr` (the server is ready).
-fn wait_listening(addr: &str) -> Outcome {
-    let deadline = Instant::now() + STEP;
-    while std::net::TcpStream::connect(addr).is_err() {
-        ensure!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(5)); // polling for the server's socket
-    }
-    Ok(())
+/// Starts `procom recv udp:127.0.0.1:0 ARGS`: the kernel picks a free port, and the test
+/// learns it from the kernel's socket table once the receiver has bound it (a datagram sent
+/// before that would be lost). Returns the receiver and its port.
+fn recv_udp(args: &[&str]) -> Result<(Proc, u16), String> {
+    let mut cmd = procom(&["recv", "udp:127.0.0.1:0"]);
+    cmd.args(args);
+    let recv = Proc::spawn("recv udp", &mut cmd)?;
+    let port = udp_bound(recv.pid())?.port();
+    Ok((recv, port))
 }
 
-fn listen_echo_many_clients_and_socat() -> Outcome {
-    let port = free_port(false)?;
-    let addr = format!("127.0.0.1:{port}");
+fn listen_echo_many_clients() -> Outcome {
+    let (server, addr) = listen_tcp(&["--echo", "--count", "3"])?;
     let ep = format!("tcp:{addr}");
-    // The readiness probe above counts as one connection, so the server serves 4.
-    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--echo", "--count", "4"]))?;
-    wait_listening(&addr)?;
     let a = run_with_input(procom(&["connect", &ep]), "client a", b"alpha\nbeta\n")?;
     ensure!(a.status.success() && a.stdout == ["alpha", "beta"], "client a got {a:?}");
     let b = run_with_input(procom(&["connect", &ep]), "client b", b"gamma\n")?;
     ensure!(b.status.success() && b.stdout == ["gamma"], "client b got {b:?}");
-    if have("socat") {
-        let mut socat = Command::new("socat");
-        socat.args(["-", &format!("TCP:{addr}")]);
-        let s = run_with_input(socat, "socat", b"from socat\n")?;
-        ensure!(s.status.success() && s.stdout == ["from socat"], "socat got {s:?}");
-    } else {
-        println!("skipped the socat client: socat is not installed (.ci/run installs it)");
-        let s = run_with_input(procom(&["connect", &ep]), "client c", b"from socat\n")?;
-        ensure!(s.status.success(), "client c: {s:?}");
-    }
+    let c = run_with_input(procom(&["connect", &ep]), "client c", b"delta\n")?;
+    ensure!(c.status.success() && c.stdout == ["delta"], "client c got {c:?}");
     let fin = server.success(STEP)?;
     let mut lines = fin.stdout.clone();
     lines.sort();
-    ensure!(lines == ["alpha", "beta", "from socat", "gamma"], "server printed {:?}", fin.stdout);
+    ensure!(lines == ["alpha", "beta", "delta", "gamma"], "server printed {:?}", fin.stdout);
+    Ok(())
+}
+
+/// socat as a client of `procom listen --echo` over TCP.
+fn socat_is_a_client_of_listen() -> Outcome {
+    let (server, addr) = listen_tcp(&["--echo", "--count", "1"])?;
+    let mut socat = Command::new("socat");
+    socat.args(["-", &format!("TCP:{addr}")]);
+    let s = run_with_input(socat, "socat", b"from socat\n")?;
+    ensure!(s.status.success() && s.stdout == ["from socat"], "socat got {s:?}");
+    let fin = server.success(STEP)?;
+    ensure!(fin.stdout == ["from socat"], "server printed {:?}", fin.stdout);
     Ok(())
 }
 
 fn recv_binds_datagram_endpoints() -> Outcome {
-    let port = free_port(true)?;
+    let (recv, port) = recv_udp(&["--count", "2", "--timeout", "20"])?;
     let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--count", "2", "--timeout", "20"]))?;
-    // The receiver binds; datagrams sent before that are lost, so wait until the port is taken.
-    let deadline = Instant::now() + STEP;
-    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
-        ensure!(Instant::now() < deadline, "the receiver never bound {ep}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if have("socat") {
-        let mut socat = Command::new("socat");
-        socat.args(["-u", "-", &format!("UDP:127.0.0.1:{port}")]);
-        ensure!(run_with_input(socat, "socat udp", b"from socat")?.status.success(), "socat failed");
-    } else {
-        println!("skipped the socat sender: socat is not installed (.ci/run installs it)");
-        ensure!(run_with_input(procom(&["send", &ep, "from socat"]), "send", b"")?.status.success(), "send failed");
-    }
+    ensure!(run_with_input(procom(&["send", &ep, "from an argument"]), "send", b"")?.status.success(), "send failed");
     let fin = run_with_input(procom(&["send", &ep, "-"]), "send udp", b"from procom\n")?;
     ensure!(fin.status.success(), "send: {}", fin.stderr);
     let got = recv.success(STEP)?;
-    ensure!(got.stdout == ["from socat", "from procom"], "recv printed {:?}", got.stdout);
+    ensure!(got.stdout == ["from an argument", "from procom"], "recv printed {:?}", got.stdout);
 
     let dir = Scratch::new("procom-cli-sock")?;
     let path = dir.join("d");
     let ep = format!("unixgram:{}", path.display());
     let recv = Proc::spawn("recv unixgram", &mut procom(&["recv", &ep, "--count", "1", "--timeout", "20"]))?;
-    let deadline = Instant::now() + STEP;
-    while !path.exists() {
-        ensure!(Instant::now() < deadline, "the receiver never bound {ep}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_path(&path)?;
     let fin = run_with_input(procom(&["send", &ep, "local datagram"]), "send unixgram", b"")?;
     ensure!(fin.status.success(), "send: {}", fin.stderr);
     ensure!(recv.success(STEP)?.stdout == ["local datagram"], "unixgram message");
     dir.finish()
 }
 
-fn errors() -> Outcome {
-    // A root-owned 0600 socket file: another user is refused, in one sentence.
+/// socat as a sender to `procom recv udp:`.
+fn socat_sends_to_recv_udp() -> Outcome {
+    let (recv, port) = recv_udp(&["--count", "1", "--timeout", "20"])?;
+    let mut socat = Command::new("socat");
+    socat.args(["-u", "-", &format!("UDP:127.0.0.1:{port}")]);
+    ensure!(run_with_input(socat, "socat udp", b"from socat")?.status.success(), "socat failed");
+    let got = recv.success(STEP)?;
+    ensure!(got.stdout == ["from socat"], "recv printed {:?}", got.stdout);
+    Ok(())
+}
+
+/// A root-owned 0600 socket file: another user is refused, in one sentence; the owner is not.
+fn another_user_is_refused_a_private_socket() -> Outcome {
     let dir = Scratch::new("procom-cli-sock")?;
     let path = dir.join("private");
     let ep = format!("unix:{}", path.display());
     let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--count", "1", "--idle", "5"]))?;
-    let deadline = Instant::now() + STEP;
-    while !path.exists() {
-        ensure!(Instant::now() < deadline, "the server never bound {ep}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    unix_listening(server.pid(), &path)?;
     let mut nobody = procom(&["connect", &ep]);
-    match procom_testkit::as_nobody(&mut nobody) {
-        Ok(cmd) => {
-            let f = Proc::spawn("connect as nobody", cmd)?.finish(STEP)?;
-            ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("permission denied"), "{:?}", f.stderr);
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
+    let f = Proc::spawn("connect as nobody", procom_testkit::as_nobody(&mut nobody)?)?.finish(STEP)?;
+    ensure!(f.code() == Some(1) && f.stderr.lines().count() == 1 && f.stderr.contains("permission denied"), "{:?}", f.stderr);
     ensure!(run_with_input(procom(&["connect", &ep]), "owner", b"x\n")?.status.success(), "the owner could not connect");
     server.success(STEP)?;
-    dir.finish()?;
-    let port = free_port(false)?;
+    dir.finish()
+}
+
+fn errors() -> Outcome {
+    let (_refusing, port) = refusing_tcp_port()?;
     let fin = Proc::spawn("connect", &mut procom(&["connect", &format!("tcp:127.0.0.1:{port}")]))?.finish(STEP)?;
     ensure!(fin.code() == Some(1) && fin.stderr.contains("refused") && fin.stderr.lines().count() == 1, "{fin:?}");
     let holder = check!(std::net::TcpListener::bind("127.0.0.1:0"));
@@ -149,11 +146,6 @@ fn errors() -> Outcome {
         ensure!(fin.code() == Some(1) && fin.stderr.contains("the directory it would go in does not exist"), "{fin:?}");
     }
     Ok(())
-}
-
-/// Whether `tool` is on the PATH.
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn ip(args: &[&str]) -> Result<Finished, String> {
@@ -178,21 +170,12 @@ impl Drop for Hosts {
 fn across_hosts_in_network_namespaces() -> Outcome {
     let tag = unique_name("pc").replace('-', "");
     let tag = &tag[tag.len().saturating_sub(8)..];
-    if !have("ip") {
-        println!("skipped: iproute2's ip is not installed (.ci/run installs it)");
-        return Ok(());
-    }
     let hosts = Hosts { a: format!("procom-a-{tag}"), b: format!("procom-b-{tag}") };
-    if let Ok(f) = ip(&["netns", "add", &hosts.a])
-        && !f.status.success()
-    {
-        println!("skipped: network namespaces cannot be created here ({})", f.stderr.trim());
-        return Ok(());
-    }
     let (va, vb) = (format!("pa{tag}"), format!("pb{tag}"));
     let va = &va[..va.len().min(15)];
     let vb = &vb[..vb.len().min(15)];
     for args in [
+        vec!["netns", "add", hosts.a.as_str()],
         vec!["netns", "add", hosts.b.as_str()],
         vec!["link", "add", va, "type", "veth", "peer", "name", vb],
         vec!["link", "set", va, "netns", hosts.a.as_str()],
@@ -219,31 +202,18 @@ fn across_hosts_in_network_namespaces() -> Outcome {
     for i in 0..200 {
         sent.push_str(&format!("message {i}\n"));
     }
-    let deadline = Instant::now() + STEP;
-    let client = loop {
-        let f = attempt(in_ns(&hosts.b, &["connect", "tcp:10.213.7.1:7000"]), "client on b", sent.as_bytes())?;
-        if f.status.success() || Instant::now() > deadline {
-            break f;
-        }
-        std::thread::sleep(Duration::from_millis(20)); // the server may not be listening yet
-    };
+    // `ip netns exec` execs procom in its own process: the server's socket is in the table of
+    // host a's namespace once it listens.
+    tcp_listening(server.pid())?;
+    let client = run_with_input(in_ns(&hosts.b, &["connect", "tcp:10.213.7.1:7000"]), "client on b", sent.as_bytes())?;
     ensure!(client.status.success(), "client: {}", client.stderr.trim());
     let expect: Vec<String> = (0..200).map(|i| format!("message {i}")).collect();
     ensure!(client.stdout == expect, "echo across hosts: {} of 200 lines", client.stdout.len());
     ensure!(server.success(STEP)?.stdout == expect, "server side");
-    // UDP: the receiver on host b prints what arrives. A probe, resent until it shows up,
-    // proves the receiver is bound; then 50 datagrams must all arrive, in order.
-    let mut recv = Proc::spawn("udp recv on b", &mut in_ns(&hosts.b, &["recv", "udp:10.213.7.2:7001", "--count", "51", "--timeout", "20"]))?;
-    let deadline = Instant::now() + STEP;
-    loop {
-        ensure!(Instant::now() < deadline, "the UDP receiver never heard the probe");
-        let f = run_with_input(in_ns(&hosts.a, &["send", "udp:10.213.7.2:7001", "probe"]), "probe", b"")?;
-        ensure!(f.status.success(), "probe send: {}", f.stderr.trim());
-        if let Ok(l) = recv.line(Duration::from_millis(300)) {
-            ensure!(l == "probe", "first line {l:?}");
-            break;
-        }
-    }
+    // UDP: the receiver on host b prints what arrives; once it is bound, 50 datagrams must all
+    // arrive, in order.
+    let recv = Proc::spawn("udp recv on b", &mut in_ns(&hosts.b, &["recv", "udp:10.213.7.2:7001", "--count", "50", "--timeout", "20"]))?;
+    udp_bound(recv.pid())?;
     let mut msgs = String::new();
     for i in 0..50 {
         msgs.push_str(&format!("datagram {i}\n"));
@@ -260,56 +230,21 @@ fn across_hosts_in_network_namespaces() -> Outcome {
     Ok(())
 }
 
-/// One try of a client that may find no server yet: like `run_with_input`, but a client that
-/// exits (connection refused) before reading its input is a failed try, not a test error.
-fn attempt(mut cmd: Command, what: &str, input: &[u8]) -> Result<Finished, String> {
-    use std::io::Write;
-    cmd.stdin(Stdio::piped());
-    let mut p = Proc::spawn(what, &mut cmd)?;
-    let mut stdin = p.child().stdin.take().ok_or("stdin")?;
-    match stdin.write_all(input) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(format!("{what}: writing its input: {e}")),
-        _ => {}
-    }
-    drop(stdin);
-    p.finish(STEP)
-}
-
-/// Connects to the Unix socket at `path` once the server there listens (the file appears at
-/// `bind`, a moment before `listen`: until then a connection is refused).
+/// Connects to the Unix socket at `path`.
 fn connect_unix(path: &std::path::Path) -> Result<std::os::unix::net::UnixStream, String> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() < deadline && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
-                std::thread::sleep(Duration::from_millis(5)); // waiting for the server to listen
-            }
-            Err(e) => return Err(format!("connecting to {}: {e}", path.display())),
-        }
-    }
+    std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("connecting to {}: {e}", path.display()))
 }
 
 fn nc_interop() -> Outcome {
-    if !have("nc") {
-        println!("skipped: nc is not installed (.ci/run installs netcat-openbsd)");
-        return Ok(());
-    }
     let dir = Scratch::new("procom-cli-sock")?;
     // nc as the client of `procom listen` on a Unix socket (-N: half-close at end of input).
     let path = dir.join("n");
     let ep = format!("unix:{}", path.display());
     let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--echo", "--count", "1"]))?;
-    let deadline = Instant::now() + STEP;
-    let f = loop {
-        let mut nc = Command::new("nc");
-        nc.args(["-N", "-U", &path.display().to_string()]);
-        let f = attempt(nc, "nc -U", b"hello from nc\nsecond line\n")?;
-        if f.status.success() || Instant::now() > deadline {
-            break f;
-        }
-        std::thread::sleep(Duration::from_millis(10)); // the server may not be listening yet
-    };
+    unix_listening(server.pid(), &path)?;
+    let mut nc = Command::new("nc");
+    nc.args(["-N", "-U", &path.display().to_string()]);
+    let f = run_with_input(nc, "nc -U", b"hello from nc\nsecond line\n")?;
     ensure!(f.status.success() && f.stdout == ["hello from nc", "second line"], "nc got {f:?}");
     ensure!(server.success(STEP)?.stdout == ["hello from nc", "second line"], "the server printed something else");
     // `procom connect` as the client of an nc server on a Unix socket.
@@ -317,45 +252,26 @@ fn nc_interop() -> Outcome {
     let mut nc = Command::new("nc");
     nc.args(["-l", "-U", &path.display().to_string()]).stdin(Stdio::null());
     let nc_server = Proc::spawn("nc -lU", &mut nc)?;
-    let deadline = Instant::now() + STEP;
-    let client = loop {
-        let f = attempt(procom(&["connect", &format!("unix:{}", path.display())]), "connect", b"to nc\n")?;
-        if f.status.success() || Instant::now() > deadline {
-            break f;
-        }
-        std::thread::sleep(Duration::from_millis(10)); // nc may not be listening yet
-    };
+    unix_listening(nc_server.pid(), &path)?;
+    let client = run_with_input(procom(&["connect", &format!("unix:{}", path.display())]), "connect", b"to nc\n")?;
     ensure!(client.status.success(), "connect: {}", client.stderr.trim());
     ensure!(nc_server.success(STEP)?.stdout == ["to nc"], "nc -lU printed something else");
     check!(std::fs::remove_file(&path)); // nc leaves its socket file behind
     // nc -u sending a line to `procom recv udp:`: one datagram, printed as one line.
-    let port = free_port(true)?;
-    let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--count", "1", "--timeout", "20"]))?;
-    let deadline = Instant::now() + STEP;
-    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
-        ensure!(Instant::now() < deadline, "the receiver never bound {ep}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (recv, port) = recv_udp(&["--count", "1", "--timeout", "20"])?;
     let mut nc = Command::new("nc");
     nc.args(["-u", "-q0", "127.0.0.1", &port.to_string()]);
     ensure!(run_with_input(nc, "nc -u", b"over nc udp\n")?.status.success(), "nc -u failed");
     ensure!(recv.success(STEP)?.stdout == ["over nc udp"], "recv udp printed something else");
-    // `procom send udp:` to `nc -u -l`: resent until nc has bound and heard it.
-    let port = free_port(true)?;
+    // `procom send udp:` to `nc -u -l` on a port the kernel picks, learnt once nc has bound it.
     let mut nc = Command::new("nc");
-    nc.args(["-u", "-l", "-W", "1", "127.0.0.1", &port.to_string()]).stdin(Stdio::null());
+    nc.args(["-u", "-l", "-W", "1", "127.0.0.1", "0"]).stdin(Stdio::null());
     let mut nc_server = Proc::spawn("nc -ul", &mut nc)?;
-    let deadline = Instant::now() + STEP;
-    loop {
-        ensure!(Instant::now() < deadline, "nc -ul never heard procom");
-        let f = run_with_input(procom(&["send", &format!("udp:127.0.0.1:{port}"), "to nc over udp"]), "send udp", b"")?;
-        ensure!(f.status.success(), "send: {}", f.stderr.trim());
-        if let Ok(l) = nc_server.line(Duration::from_millis(300)) {
-            ensure!(l == "to nc over udp", "nc -ul printed {l:?}");
-            break;
-        }
-    }
+    let port = udp_bound(nc_server.pid())?.port();
+    let f = run_with_input(procom(&["send", &format!("udp:127.0.0.1:{port}"), "to nc over udp"]), "send udp", b"")?;
+    ensure!(f.status.success(), "send: {}", f.stderr.trim());
+    let l = nc_server.line(STEP)?;
+    ensure!(l == "to nc over udp", "nc -ul printed {l:?}");
     nc_server.success(STEP)?;
     dir.finish()
 }
@@ -366,6 +282,7 @@ fn framed_listener_drops_bad_clients_and_serves_good_ones() -> Outcome {
     let path = dir.join("f");
     let ep = format!("unix:{}", path.display());
     let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--framed", "--echo", "--count", "4", "--idle", "2"]))?;
+    unix_listening(server.pid(), &path)?;
     // Connects and says nothing: it must not hold the server.
     let mut silent = connect_unix(&path)?;
     // A length prefix of 4 GiB: refused before anything is allocated.
@@ -402,17 +319,6 @@ fn framed_listener_drops_bad_clients_and_serves_good_ones() -> Outcome {
     dir.finish()
 }
 
-/// Waits until the UDP port is taken (the receiver has bound it: datagrams sent before that
-/// are lost).
-fn wait_udp_bound(port: u16) -> Outcome {
-    let deadline = Instant::now() + STEP;
-    while std::net::UdpSocket::bind(format!("127.0.0.1:{port}")).is_ok() {
-        ensure!(Instant::now() < deadline, "nothing bound udp port {port}");
-        std::thread::sleep(Duration::from_millis(5)); // polling for the receiver's socket
-    }
-    Ok(())
-}
-
 /// Waits until the socket file at `path` exists (the receiver has bound it).
 fn wait_path(path: &std::path::Path) -> Outcome {
     let deadline = Instant::now() + STEP;
@@ -427,10 +333,8 @@ fn wait_path(path: &std::path::Path) -> Outcome {
 /// receiver off: it is reported, skipped and counted, and the next good datagram is printed.
 /// A flood of them is reported a few times, then only counted.
 fn recv_skips_bad_datagrams() -> Outcome {
-    let port = free_port(true)?;
+    let (recv, port) = recv_udp(&["--framed", "--count", "1", "--timeout", "20"])?;
     let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
-    wait_udp_bound(port)?;
     let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
     for _ in 0..15 {
         check!(s.send_to(b"", ("127.0.0.1", port)));
@@ -492,10 +396,8 @@ fn framed_udp_never_trims_a_datagram() -> Outcome {
     let n = check!(plain.recv(&mut buf));
     ensure!(buf[..n] == procom_udp(0, b"hello")[..], "send --framed put {:02x?} on the wire", &buf[..n]);
 
-    let port = free_port(true)?;
+    let (recv, port) = recv_udp(&["--framed", "--count", "2", "--timeout", "20"])?;
     let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "2", "--timeout", "20"]))?;
-    wait_udp_bound(port)?;
     let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
     let mut framed = 5u32.to_be_bytes().to_vec();
     framed.extend_from_slice(b"hello");
@@ -518,20 +420,15 @@ fn framed_udp_never_trims_a_datagram() -> Outcome {
 /// with nothing to report says nothing.
 fn recv_reports_datagram_loss() -> Outcome {
     // Nothing lost: nothing said.
-    let port = free_port(true)?;
+    let (recv, port) = recv_udp(&["--framed", "--count", "1", "--timeout", "20"])?;
     let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "1", "--timeout", "20"]))?;
-    wait_udp_bound(port)?;
     let f = run_with_input(procom(&["send", &ep, "--framed", "clean"]), "send udp", b"")?;
     ensure!(f.status.success(), "send: {}", f.stderr);
     let fin = recv.finish(STEP)?;
     ensure!(fin.status.success() && fin.stdout == ["clean"] && fin.stderr.is_empty(), "a clean run: {fin:?}");
 
     // A sender that skips numbers 1-4 and 6-8, sends 9 twice, and one foreign datagram.
-    let port = free_port(true)?;
-    let ep = format!("udp:127.0.0.1:{port}");
-    let recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed", "--count", "4", "--timeout", "20"]))?;
-    wait_udp_bound(port)?;
+    let (recv, port) = recv_udp(&["--framed", "--count", "4", "--timeout", "20"])?;
     let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
     for (seq, m) in [(0, "zero"), (5, "five"), (9, "nine"), (9, "nine again")] {
         check!(s.send_to(&procom_udp(seq, m.as_bytes()), ("127.0.0.1", port)));
@@ -540,15 +437,13 @@ fn recv_reports_datagram_loss() -> Outcome {
     ensure!(fin.status.success() && fin.stdout == ["zero", "five", "nine", "nine again"], "recv: {fin:?}");
     let summary: Vec<&str> = fin.stderr.lines().filter(|l| l.contains(" lost")).collect();
     ensure!(summary.len() == 1, "no one-line summary: {:?}", fin.stderr);
-    for words in [&format!("procom: {ep}: datagrams: 4 delivered"), "7 lost", "0 reordered", "1 duplicated", "0 refused"] {
+    // The summary names the endpoint as it was given (port 0).
+    for words in ["procom: udp:127.0.0.1:0: datagrams: 4 delivered", "7 lost", "0 reordered", "1 duplicated", "0 refused"] {
         ensure!(summary[0].contains(words), "the summary lacks {words:?}: {:?}", summary[0]);
     }
 
     // Ended by SIGTERM: the interrupt line, then the summary (here with a refused datagram).
-    let port = free_port(true)?;
-    let ep = format!("udp:127.0.0.1:{port}");
-    let mut recv = Proc::spawn("recv udp", &mut procom(&["recv", &ep, "--framed"]))?;
-    wait_udp_bound(port)?;
+    let (mut recv, port) = recv_udp(&["--framed"])?;
     check!(s.send_to(&procom_udp(0, b"a"), ("127.0.0.1", port)));
     check!(s.send_to(b"foreign", ("127.0.0.1", port)));
     check!(s.send_to(&procom_udp(2, b"c"), ("127.0.0.1", port)));

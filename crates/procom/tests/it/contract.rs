@@ -4,7 +4,8 @@
 //! Each test runs the property's receiver and sender as two separate child processes (this
 //! binary re-executed as the roles `contract::recv` and `contract::send`), wired to one
 //! endpoint by the flavor's entry in [`wire`]. The receiver prints `ready` once its end is
-//! open; the sender starts only then. Each role checks it leaked no descriptor; the parent
+//! open; the sender starts only then. A TCP or UDP receiver binds port 0 and first prints
+//! `bound ENDPOINT` with the port the kernel gave it, which the sender is then told. Each role checks it leaked no descriptor; the parent
 //! checks both outcomes and that no named object was left behind.
 //!
 //! Documented exceptions:
@@ -107,6 +108,8 @@ struct Wiring {
     send_cmd: Command,
     /// Whether the sender's standard output is the channel (so it must not be captured).
     send_stdout_is_channel: bool,
+    /// Whether the receiver binds port 0 and says `bound ENDPOINT`: the sender gets that.
+    learns_port: bool,
     scratch: Option<Scratch>,
     /// A path that must not exist once the test is over (a named kernel object).
     gone_after: Option<std::path::PathBuf>,
@@ -123,6 +126,7 @@ fn named(property: &str, ep: &str) -> Wiring {
         recv_cmd,
         send_cmd: role("contract::send", &[property, ep]),
         send_stdout_is_channel: false,
+        learns_port: false,
         scratch: None,
         gone_after: None,
         gone_check: None,
@@ -149,7 +153,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
             let w = named(property, &format!("shm:{name}?capacity=4MiB"));
             Ok(Wiring { gone_after: Some(format!("/dev/shm{name}").into()), ..w })
         }
-        "tcp" | "udp" => Ok(named(property, &format!("{flavor}:127.0.0.1:{}", free_port(flavor == "udp")?))),
+        "tcp" | "udp" => Ok(Wiring { learns_port: true, ..named(property, &format!("{flavor}:127.0.0.1:0")) }),
         "mq" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
             let w = named(property, &format!("mq:{name}?capacity=10&msgsize=8192"));
@@ -180,12 +184,18 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
         mut recv_cmd,
         mut send_cmd,
         send_stdout_is_channel,
+        learns_port,
         scratch,
         gone_after,
         gone_check,
     } = wire(flavor, property.name)?;
     let mut rx = Proc::spawn("receiver", &mut recv_cmd)?;
     drop(recv_cmd); // closes this process's copy of the receiver's end
+    if learns_port {
+        let line = rx.line(STEP)?;
+        let ep = line.strip_prefix("bound ").ok_or(format!("the receiver said {line:?}"))?;
+        send_cmd = role("contract::send", &[property.name, ep]);
+    }
     rx.expect_line("ready")?;
     send_cmd.stdin(Stdio::piped());
     let mut tx = if send_stdout_is_channel {
@@ -240,12 +250,18 @@ fn send_role(args: &[String]) -> Outcome {
     (find(property)?.send)(ep)
 }
 
+/// Opens the receiver's end; one that bound port 0 says which port it got (`bound ENDPOINT`).
 fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
-    Ok(if mode == "bind" {
-        check!(Receiver::bind_with(ep, opts))
-    } else {
-        check!(Receiver::connect_with(ep, opts))
-    })
+    if mode != "bind" {
+        return Ok(check!(Receiver::connect_with(ep, opts)));
+    }
+    let rx = check!(Receiver::bind_with(ep, opts));
+    if ep.ends_with(":0") {
+        use std::io::Write;
+        println!("bound {}", rx.endpoint());
+        let _ = std::io::stdout().flush();
+    }
+    Ok(rx)
 }
 
 fn ready() {
@@ -277,15 +293,6 @@ fn flavor_max(ep: &str) -> usize {
     } else {
         usize::MAX
     }
-}
-
-/// A port the kernel just handed out on loopback, released for the test to bind.
-fn free_port(udp: bool) -> Result<u16, String> {
-    Ok(if udp {
-        check!(check!(std::net::UdpSocket::bind("127.0.0.1:0")).local_addr()).port()
-    } else {
-        check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port()
-    })
 }
 
 /// The end of the conversation: PeerGone, or for a queue, silence.

@@ -1,6 +1,9 @@
 //! procom's integration tests: one binary, one module per mechanism, run by procom-testkit
 //! (libtest-compatible output; the binary re-executes itself to play child roles).
 
+// A test function left out of its module's `trials!` list is never used: the build fails.
+#![deny(dead_code)]
+
 /// Lists every test module once: its roles and trials are gathered from it.
 macro_rules! modules {
     ($($m:ident),* $(,)?) => {

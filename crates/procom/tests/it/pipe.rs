@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use procom::pipe::{self, Pipeline};
 use procom::{ErrorKind, Options, Sender};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Trial, check, ensure, fds_of, role, test, wait_pid,
+    Outcome, Proc, Role, STEP, Trial, check, ensure, fds_of, role, trials, wait_pid,
 };
 
 pub const ROLES: &[Role] = &[
@@ -35,25 +35,14 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("pipe::parent_to_child", parent_to_child),
-        test("pipe::child_to_parent", child_to_parent),
-        test(
-            "pipe::pipeline_has_no_stray_ends",
+    trials![
+        "pipe":
+            parent_to_child,
+            child_to_parent,
             pipeline_has_no_stray_ends,
-        ),
-        test(
-            "pipe::dead_reader_is_an_error_not_sigpipe",
             dead_reader_is_an_error_not_sigpipe,
-        ),
-        test(
-            "pipe::a_frame_larger_than_the_pipe_grows_it",
             a_frame_larger_than_the_pipe_grows_it,
-        ),
-        test(
-            "pipe::a_reader_dying_mid_frame_is_an_error_not_sigpipe",
-            a_reader_dying_mid_frame_is_an_error_not_sigpipe,
-        ),
+            a_reader_dying_mid_frame_is_an_error_not_sigpipe;
     ]
 }
 

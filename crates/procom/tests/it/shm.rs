@@ -9,8 +9,8 @@ use procom::endpoint::MsgKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, plant, role, test,
-    unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, plant, role,
+    trials, unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -57,73 +57,30 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("shm::posix_segment_is_shared", posix_segment_is_shared),
-        test(
-            "shm::a_sender_that_finds_the_channel_mid_setup_waits_for_it",
+    trials![
+        "shm":
+            posix_segment_is_shared,
             a_sender_that_finds_the_channel_mid_setup_waits_for_it,
-        ),
-        test(
-            "shm::memfd_passed_to_a_child_is_sealed",
             memfd_passed_to_a_child_is_sealed,
-        ),
-        test("shm::sysv_segment_by_key", sysv_segment_by_key),
-        test(
-            "shm::creation_is_exclusive_and_private",
+            sysv_segment_by_key,
             creation_is_exclusive_and_private,
-        ),
-        test(
-            "shm::foreign_segment_is_refused",
+            another_user_cannot_open_a_segment [needs::root()],
             foreign_segment_is_refused,
-        ),
-        test(
-            "shm::channel_sender_killed_then_replaced",
             channel_sender_killed_then_replaced,
-        ),
-        test(
-            "shm::channel_receiver_killed_is_stale_and_reclaimed",
             channel_receiver_killed_is_stale_and_reclaimed,
-        ),
-        test(
-            "shm::channel_one_sender_at_a_time",
             channel_one_sender_at_a_time,
-        ),
-        test("shm::channel_hostile_scribbler", channel_hostile_scribbler),
-        test(
-            "shm::channel_truncated_under_the_receiver",
+            channel_hostile_scribbler,
             channel_truncated_under_the_receiver,
-        ),
-        test("shm::channel_zero_copy_paths", channel_zero_copy_paths),
-        test("shm::channel_full_ring", channel_full_ring),
-        test(
-            "shm::channel_receiver_marked_closed_keeps_its_name",
+            channel_zero_copy_paths,
+            channel_full_ring,
             channel_receiver_marked_closed_keeps_its_name,
-        ),
-        test(
-            "shm::channel_closing_receiver_never_removes_a_successor",
             channel_closing_receiver_never_removes_a_successor,
-        ),
-        test(
-            "shm::channel_wrapping_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
-        ),
-        test(
-            "shm::a_spin_too_long_to_represent_still_times_out",
             a_spin_too_long_to_represent_still_times_out,
-        ),
-        test(
-            "shm::channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick",
             channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick,
-        ),
-        test(
-            "shm::planted_link_fifo_or_directory_is_never_used",
             planted_link_fifo_or_directory_is_never_used,
-        ),
-        test("shm::empty_segment_is_refused", empty_segment_is_refused),
-        test(
-            "shm::channel_header_scribbled_is_corrupted_on_both_sides",
-            channel_header_scribbled_is_corrupted_on_both_sides,
-        ),
+            empty_segment_is_refused,
+            channel_header_scribbled_is_corrupted_on_both_sides;
     ]
 }
 
@@ -294,18 +251,23 @@ fn creation_is_exclusive_and_private() -> Outcome {
         e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("does not adopt"),
         "got {e}"
     );
-    let mut cmd = role("shm::open_denied", &[&name]);
-    match as_nobody(&mut cmd) {
-        Ok(cmd) => {
-            Proc::spawn("nobody", cmd)?.success(STEP)?;
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
     let bad = Segment::create("no-slash", 10).err().map(|e| e.kind());
     ensure!(
         bad == Some(ErrorKind::InvalidInput),
         "bad name gave {bad:?}"
     );
+    drop(seg);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// A segment is created 0600: another (unprivileged) user can open it neither as a segment
+/// nor as a channel.
+fn another_user_cannot_open_a_segment() -> Outcome {
+    let name = shm_name();
+    let seg = check!(Segment::create(&name, 1024));
+    let mut cmd = role("shm::open_denied", &[&name]);
+    Proc::spawn("nobody", as_nobody(&mut cmd)?)?.success(STEP)?;
     drop(seg);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use procom::ErrorKind;
 use procom::signal::{self, Disposition, Process, Signal, Signals};
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, role, test};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Trial, as_nobody, check, ensure, needs, role, trials,
+};
 
 /// Held by any test that changes this process's signal state (tests of other modules that do
 /// take it as `crate::signal::SIGNAL_STATE`).
@@ -31,57 +33,24 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    #[allow(unused_mut)]
-    let mut trials = vec![
-        test("signal::names_match_kill_l", names_match_kill_l),
-        test(
-            "signal::standard_coalesce_realtime_queue",
+    trials![
+        "signal":
+            names_match_kill_l,
             standard_coalesce_realtime_queue,
-        ),
-        test(
-            "signal::sigint_lets_a_catcher_shut_down_cleanly",
             sigint_lets_a_catcher_shut_down_cleanly,
-        ),
-        test(
-            "signal::tstp_stops_and_cont_resumes",
             tstp_stops_and_cont_resumes,
-        ),
-        test(
-            "signal::ignored_then_default_again",
             ignored_then_default_again,
-        ),
-        test("signal::sigkill_cannot_be_caught", sigkill_cannot_be_caught),
-        test(
-            "signal::delivery_reaches_a_catcher_from_any_thread",
+            sigkill_cannot_be_caught,
             delivery_reaches_a_catcher_from_any_thread,
-        ),
-        test(
-            "signal::pidfd_never_hits_a_reused_pid",
             pidfd_never_hits_a_reused_pid,
-        ),
-        test(
-            "signal::errors_say_missing_or_not_ours",
-            errors_say_missing_or_not_ours,
-        ),
-        test(
-            "signal::catcher_in_this_process_restores_disposition",
+            errors_say_missing,
+            errors_say_not_ours [needs::root()],
             catcher_in_this_process_restores_disposition,
-        ),
-        test(
-            "signal::group_send_reaches_every_member",
             group_send_reaches_every_member,
-        ),
-        test(
-            "signal::sender_uid_is_the_senders",
-            sender_uid_is_the_senders,
-        ),
-    ];
-    #[cfg(feature = "tokio")]
-    trials.push(test(
-        "signal::async_stream_across_processes",
-        async_stream_across_processes,
-    ));
-    trials
+            sender_uid_is_the_senders [needs::root()],
+            #[cfg(feature = "tokio")]
+            async_stream_across_processes;
+    ]
 }
 
 fn stdin_line() -> Result<String, String> {
@@ -422,7 +391,7 @@ fn send_denied(args: &[String]) -> Outcome {
     Ok(())
 }
 
-fn errors_say_missing_or_not_ours() -> Outcome {
+fn errors_say_missing() -> Outcome {
     let pid_max: i32 = check!(
         check!(std::fs::read_to_string("/proc/sys/kernel/pid_max"))
             .trim()
@@ -435,17 +404,17 @@ fn errors_say_missing_or_not_ours() -> Outcome {
         e.kind() == ErrorKind::NotFound && e.to_string().contains("no such process"),
         "got {e}"
     );
+    Ok(())
+}
+
+/// Another user's process exists but is not ours: an unprivileged sender is told so.
+fn errors_say_not_ours() -> Outcome {
     let mut cmd = role("signal::wait_stdin", &[]);
     cmd.stdin(Stdio::piped());
     let mut target = Proc::spawn("root target", &mut cmd)?;
     target.expect_line("ready")?;
     let mut denied = role("signal::send_denied", &[&target.pid().to_string()]);
-    match as_nobody(&mut denied) {
-        Ok(cmd) => {
-            Proc::spawn("nobody", cmd)?.success(STEP)?;
-        }
-        Err(reason) => println!("skipped: {reason}"),
-    }
+    Proc::spawn("nobody", as_nobody(&mut denied)?)?.success(STEP)?;
     let mut stdin = target.child().stdin.take().ok_or("stdin")?;
     check!(writeln!(stdin, "bye"));
     target.success(STEP)?;
@@ -551,14 +520,7 @@ fn group_send_reaches_every_member() -> Outcome {
 /// sender (root could not show the difference).
 fn sender_uid_is_the_senders() -> Outcome {
     let mut catcher_cmd = role("signal::catch_one", &["RTMIN+6"]);
-    let catcher_cmd = match as_nobody(&mut catcher_cmd) {
-        Ok(cmd) => cmd,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return Ok(());
-        }
-    };
-    let mut catcher = Proc::spawn("catcher as nobody", catcher_cmd)?;
+    let mut catcher = Proc::spawn("catcher as nobody", as_nobody(&mut catcher_cmd)?)?;
     catcher.expect_line("ready")?;
     let pid = catcher.pid().to_string();
     let mut sender_cmd = role("signal::queue_to", &[&pid, "RTMIN+6", "-7"]);

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use procom::socket::{self, Listener};
 use procom::{Endpoint, ErrorKind, Options, Receiver, Sender};
-use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, test, unique_name};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, needs, role, trials, unique_name,
+};
 
 pub const ROLES: &[Role] = &[
     Role { name: "socket::echo_server", run: echo_server },
@@ -25,21 +27,23 @@ pub const ROLES: &[Role] = &[
 ];
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        test("socket::one_misbehaving_client_does_not_stop_the_others", misbehaving_clients),
-        test("socket::unix_socket_files_are_safe", unix_socket_files_are_safe),
-        test("socket::peer_credentials_and_uid_allow_list", peer_credentials_and_uid_allow_list),
-        test("socket::abstract_namespace_leaves_no_file", abstract_namespace_leaves_no_file),
-        test("socket::writer_to_a_closed_peer_gets_peergone", writer_to_a_closed_peer_gets_peergone),
-        test("socket::errors_are_one_sentence", errors_are_one_sentence),
-        test("socket::a_live_server_is_never_taken_over", a_live_server_is_never_taken_over),
-        test("socket::tcp_peers_have_an_address_and_no_credentials", tcp_peers_have_an_address_and_no_credentials),
-        test("socket::udp_counts_each_sender_separately", udp_counts_each_sender_separately),
-        test("socket::datagram_deadlines_wait_in_the_receive", datagram_deadlines_wait_in_the_receive),
-        test("socket::a_bad_datagram_is_refused_and_the_receiver_goes_on", a_bad_datagram_is_refused_and_the_receiver_goes_on),
-        test("socket::udp_header_is_recognised_and_a_foreign_datagram_never_trimmed", udp_header_is_recognised_and_a_foreign_datagram_never_trimmed),
-        test("socket::a_budgeted_receiver_never_waits_for_its_own_charge", a_budgeted_receiver_never_waits_for_its_own_charge),
-        test("socket::a_socket_file_swapped_for_a_symlink_is_never_chmodded", a_socket_file_swapped_for_a_symlink_is_never_chmodded),
+    trials![
+        "socket":
+            one_misbehaving_client_does_not_stop_the_others,
+            unix_socket_files_are_safe,
+            peer_credentials_and_uid_allow_list,
+            abstract_namespace_leaves_no_file,
+            writer_to_a_closed_peer_gets_peergone,
+            errors_are_one_sentence,
+            a_live_server_is_never_taken_over,
+            another_users_live_socket_is_never_taken_over [needs::root()],
+            tcp_peers_have_an_address_and_no_credentials,
+            udp_counts_each_sender_separately,
+            datagram_deadlines_wait_in_the_receive,
+            a_bad_datagram_is_refused_and_the_receiver_goes_on,
+            udp_header_is_recognised_and_a_foreign_datagram_never_trimmed,
+            a_budgeted_receiver_never_waits_for_its_own_charge,
+            a_socket_file_swapped_for_a_symlink_is_never_chmodded;
     ]
 }
 
@@ -72,7 +76,7 @@ fn echo_server(args: &[String]) -> Outcome {
     Ok(())
 }
 
-fn misbehaving_clients() -> Outcome {
+fn one_misbehaving_client_does_not_stop_the_others() -> Outcome {
     let dir = Scratch::new("procom-sock")?;
     let path = dir.join("srv");
     let ep = format!("unix:{}", path.display());
@@ -213,7 +217,7 @@ fn writer_to_a_closed_peer_gets_peergone() -> Outcome {
 }
 
 fn errors_are_one_sentence() -> Outcome {
-    let port = check!(check!(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+    let (_refusing, port) = procom_testkit::refusing_tcp_port()?;
     let refused = Sender::connect(format!("tcp:127.0.0.1:{port}")).err().ok_or("connected to a closed port")?;
     ensure!(refused.to_string().contains("refused") && !refused.to_string().contains('\n'), "{refused}");
     let holder = check!(std::net::TcpListener::bind("127.0.0.1:0"));
@@ -277,8 +281,13 @@ fn a_live_server_is_never_taken_over() -> Outcome {
     ensure!(e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("live server"), "got {e}");
     drop(busy.child().stdin.take());
     busy.success(STEP)?;
-    // 2. Another user's live socket in a directory that user may write to: it cannot connect
-    //    (the file is 0600), so it cannot tell the server is alive, and must leave it alone.
+    dir.finish()
+}
+
+/// Another user's live socket in a directory that user may write to: it cannot connect (the
+/// file is 0600), so it cannot tell the server is alive, and must leave it alone.
+fn another_users_live_socket_is_never_taken_over() -> Outcome {
+    let dir = Scratch::new("procom-sock")?;
     let shared = dir.join("w");
     check!(std::fs::create_dir(&shared));
     check!(std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)));
@@ -288,13 +297,8 @@ fn a_live_server_is_never_taken_over() -> Outcome {
     let listener = check!(Listener::bind(&ep, &Options::default()));
     let before = check!(std::fs::metadata(&sock));
     let mut other = role("socket::bind_over", &[&ep_text]);
-    match procom_testkit::as_nobody(&mut other) {
-        Ok(cmd) => {
-            let out = Proc::spawn("bind as nobody", cmd)?.success(STEP)?.stdout;
-            ensure!(out.len() == 1 && out[0].starts_with("PermissionDenied:") && out[0].contains("leaves it alone"), "another user binding over a live socket: {out:?}");
-        }
-        Err(reason) => println!("skipped the other-user part: {reason}"),
-    }
+    let out = Proc::spawn("bind as nobody", procom_testkit::as_nobody(&mut other)?)?.success(STEP)?.stdout;
+    ensure!(out.len() == 1 && out[0].starts_with("PermissionDenied:") && out[0].contains("leaves it alone"), "another user binding over a live socket: {out:?}");
     let after = check!(std::fs::metadata(&sock));
     use std::os::unix::fs::MetadataExt;
     ensure!((before.dev(), before.ino()) == (after.dev(), after.ino()), "the socket file was replaced");
