@@ -92,7 +92,10 @@ fn peers_do_the_same_work() -> Outcome {
     for args in [&peer_args[..], &beside[..]] {
         let v = bench_json(args)?;
         let peers = v["peers"].as_array().ok_or("no peers")?;
-        let mut names: Vec<&str> = peers.iter().filter_map(|p| p["mechanism"].as_str()).collect();
+        let mut names: Vec<&str> = peers
+            .iter()
+            .filter_map(|p| p["mechanism"].as_str())
+            .collect();
         names.sort_unstable();
         ensure!(
             names == ["iceoryx2", "iceoryx2-block", "interprocess", "ipc-channel"],
@@ -200,12 +203,28 @@ fn svg_chart() -> Outcome {
     let dir = procom_testkit::Scratch::new("procom-bench-svg")?;
     let file = dir.join("bench.svg");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(["bench", "--quick", "--mechanism", "pipe", "--size", "64", "--size", "4096", "--svg"])
-        .arg(&file)
-        .stdin(Stdio::null());
+    cmd.args([
+        "bench",
+        "--quick",
+        "--mechanism",
+        "pipe",
+        "--size",
+        "64",
+        "--size",
+        "4096",
+        "--svg",
+    ])
+    .arg(&file)
+    .stdin(Stdio::null());
     Proc::spawn("procom bench --svg", &mut cmd)?.success(STEP)?;
     let svg = check!(std::fs::read_to_string(&file));
-    ensure!(svg.starts_with("<svg") && svg.contains("one-way latency p50") && svg.contains("pipe block"), "not the chart: {}", &svg[..svg.len().min(200)]);
+    ensure!(
+        svg.starts_with("<svg")
+            && svg.contains("one-way latency p50")
+            && svg.contains("pipe block"),
+        "not the chart: {}",
+        &svg[..svg.len().min(200)]
+    );
     check!(std::fs::remove_file(&file));
     dir.finish()
 }

@@ -98,7 +98,10 @@ fn stderr_full_or_closed_never_panics() -> Outcome {
         .env("E", &missing)
         .stdin(Stdio::null());
     let status = check!(check!(sh.spawn()).wait());
-    ensure!(status.code() == Some(1), "recv with stderr closed: {status}");
+    ensure!(
+        status.code() == Some(1),
+        "recv with stderr closed: {status}"
+    );
     // Servers that announce themselves on stderr, then wait: a signal still ends them.
     for args in [["listen", "tcp:127.0.0.1:0"], ["recv", "udp:127.0.0.1:0"]] {
         for (sig, _) in STOP_SIGNALS {
@@ -155,24 +158,48 @@ fn usage_errors_exit_2_wherever_found() -> Outcome {
     let me = std::process::id().to_string();
     let key = format!("{:#x}", 0x5e00_0000u32 | (std::process::id() & 0xffff));
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["mq", "create", "noslash"], "not a valid message queue name"),
-        (vec!["mq", "create", "/.."], "not a valid message queue name"),
+        (
+            vec!["mq", "create", "noslash"],
+            "not a valid message queue name",
+        ),
+        (
+            vec!["mq", "create", "/.."],
+            "not a valid message queue name",
+        ),
         (vec!["mq", "create", "/q", "--capacity", "0"], "at least 1"),
         (vec!["sem", "create", "noslash", "1"], "noslash"),
-        (vec!["shm", "create", "noslash", "--size", "1"], "neither a POSIX"),
-        (vec!["shm", "create", "/x", "--size", "0"], "at least 1 byte"),
+        (
+            vec!["shm", "create", "noslash", "--size", "1"],
+            "neither a POSIX",
+        ),
+        (
+            vec!["shm", "create", "/x", "--size", "0"],
+            "at least 1 byte",
+        ),
         (vec!["signal", "send", &me, "FOO"], "is not a signal"),
         (vec!["signal", "wait", "KILL"], "can be neither caught"),
         (vec!["listen", "udp:127.0.0.1:0"], "use procom recv"),
-        (vec!["connect", "udp:127.0.0.1:9"], "use procom send and recv"),
+        (
+            vec!["connect", "udp:127.0.0.1:9"],
+            "use procom send and recv",
+        ),
         (
             vec!["listen", "tcp:127.0.0.1:0", "--allow-uid", "0"],
             "a TCP client has no uid",
         ),
         (vec!["bench", "--mechanism", "bogus"], "not a mechanism"),
-        (vec!["send", "fifo:/nonexistent", "x", "--priority", "3"], "--priority"),
-        (vec!["send", "fifo:/nonexistent", "x", "--type", "3"], "--type"),
-        (vec!["msg", "create", &key, "--max-bytes", "0"], "byte limit of 0"),
+        (
+            vec!["send", "fifo:/nonexistent", "x", "--priority", "3"],
+            "--priority",
+        ),
+        (
+            vec!["send", "fifo:/nonexistent", "x", "--type", "3"],
+            "--type",
+        ),
+        (
+            vec!["msg", "create", &key, "--max-bytes", "0"],
+            "byte limit of 0",
+        ),
         (vec!["send", "-", "x", "--max-size", "5GiB"], "4 GiB"),
     ];
     for (args, words) in &cases {
@@ -282,7 +309,10 @@ fn tour_leaves_no_scratch_directory() -> Outcome {
         let _ = child.kill();
         let _ = child.wait();
     }
-    ensure!(status.and_then(|s| s.code()) == Some(0), "tour | head -1: {status:?}");
+    ensure!(
+        status.and_then(|s| s.code()) == Some(0),
+        "tour | head -1: {status:?}"
+    );
     let entries = || std::fs::read_dir(scratch.path()).map_or(0, |d| d.count());
     ensure!(entries() == 0, "tour | head -1 left its scratch directory");
 

@@ -140,7 +140,8 @@ fn memory_budget_bounds_many_slow_senders() -> Outcome {
     ));
     let fin = server.finish(STEP)?;
     ensure!(
-        fin.stderr.contains("does not fit the memory budget of 16777216 bytes"),
+        fin.stderr
+            .contains("does not fit the memory budget of 16777216 bytes"),
         "{:?}",
         fin.stderr
     );

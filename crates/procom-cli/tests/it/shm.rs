@@ -33,14 +33,14 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-
-
-
-
 fn posix_segment_round_trip() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     ok(&["shm", "create", &name, "--size", "4KiB"])?;
-    fails(&["shm", "create", &name, "--size", "1"], 1, "already exists")?;
+    fails(
+        &["shm", "create", &name, "--size", "1"],
+        1,
+        "already exists",
+    )?;
     ok(&["shm", "write", &name, "--offset", "100", "hello segment"])?;
     let out = ok(&["shm", "read", &name, "--offset", "100", "--len", "13"])?;
     ensure!(out == ["hello segment"], "read {out:?}");
@@ -49,13 +49,23 @@ fn posix_segment_round_trip() -> Outcome {
         info.contains(&"size: 4096".to_string()) && info.contains(&"mode: 600".to_string()),
         "info {info:?}"
     );
-    fails(&["shm", "write", &name, "--offset", "4090", "too long to fit"], 1, "outside the 4096-byte mapping",
+    fails(
+        &["shm", "write", &name, "--offset", "4090", "too long to fit"],
+        1,
+        "outside the 4096-byte mapping",
     )?;
     ok(&["shm", "rm", &name])?;
     fails(&["shm", "info", &name], 1, "does not exist")?;
-    fails(&["shm", "create", "frame", "--size", "1"], 2, "neither a POSIX shared-memory name",
+    fails(
+        &["shm", "create", "frame", "--size", "1"],
+        2,
+        "neither a POSIX shared-memory name",
     )?;
-    fails(&["shm", "create", "/..", "--size", "1"], 2, "name directories")?;
+    fails(
+        &["shm", "create", "/..", "--size", "1"],
+        2,
+        "name directories",
+    )?;
     Ok(())
 }
 
@@ -114,7 +124,10 @@ fn p_and_v() -> Outcome {
     ok(&["sem", "create", &name, "0"])?;
     fails(&["sem", "create", &name, "0"], 1, "already exists")?;
     ensure!(ok(&["sem", "get", &name])? == ["0"], "initial value");
-    fails(&["sem", "wait", &name, "--timeout", "0.05"], 1, "stayed at 0 until the deadline",
+    fails(
+        &["sem", "wait", &name, "--timeout", "0.05"],
+        1,
+        "stayed at 0 until the deadline",
     )?;
     // A waiter blocks in P until another process does V.
     let waiter = Proc::spawn(
@@ -160,9 +173,16 @@ fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
             &["recv", &ep],
         ] {
             fails(args, 1, words)?;
-            ensure!(planted.intact(), "procom {args:?} changed or removed the planted {what:?}");
+            ensure!(
+                planted.intact(),
+                "procom {args:?} changed or removed the planted {what:?}"
+            );
         }
-        fails(&["shm", "create", &name, "--size", "4KiB"], 1, "already exists")?;
+        fails(
+            &["shm", "create", &name, "--size", "4KiB"],
+            1,
+            "already exists",
+        )?;
         planted.remove()?;
         ensure!(
             check!(std::fs::read(&victim)) == original,
@@ -189,12 +209,43 @@ fn read_checks_bounds_and_streams_a_huge_segment() -> Outcome {
     let name = format!("/{}", unique_name("procom-cli"));
     ok(&["shm", "create", &name, "--size", "4KiB"])?;
     let end = "past the end of the 4096-byte segment";
-    fails(&["shm", "read", &name, "--offset", "8", "--len", &u64::MAX.to_string()], 1, end)?;
-    fails(&["shm", "read", &name, "--offset", &u64::MAX.to_string(), "--len", "2"], 1, end)?;
+    fails(
+        &[
+            "shm",
+            "read",
+            &name,
+            "--offset",
+            "8",
+            "--len",
+            &u64::MAX.to_string(),
+        ],
+        1,
+        end,
+    )?;
+    fails(
+        &[
+            "shm",
+            "read",
+            &name,
+            "--offset",
+            &u64::MAX.to_string(),
+            "--len",
+            "2",
+        ],
+        1,
+        end,
+    )?;
     fails(&["shm", "read", &name, "--len", "64GiB"], 1, end)?;
     fails(&["shm", "read", &name, "--offset", "5000"], 1, end)?;
-    fails(&["shm", "read", &name, "--offset", "4090", "--len", "7"], 1, end)?;
-    ensure!(ok(&["shm", "read", &name, "--offset", "4096"])?.is_empty(), "read at the end");
+    fails(
+        &["shm", "read", &name, "--offset", "4090", "--len", "7"],
+        1,
+        end,
+    )?;
+    ensure!(
+        ok(&["shm", "read", &name, "--offset", "4096"])?.is_empty(),
+        "read at the end"
+    );
     ok(&["shm", "rm", &name])?;
 
     // Sparse: the pages are never allocated, except the few read here.
@@ -204,12 +255,23 @@ fn read_checks_bounds_and_streams_a_huge_segment() -> Outcome {
     let slice: u64 = (3 << 20) + 12345; // more than one chunk, and not a whole number of them
     let from = size - slice;
     ok(&["shm", "write", &big, "--offset", &from.to_string(), "head"])?;
-    ok(&["shm", "write", &big, "--offset", &(size - 4).to_string(), "tail"])?;
+    ok(&[
+        "shm",
+        "write",
+        &big,
+        "--offset",
+        &(size - 4).to_string(),
+        "tail",
+    ])?;
     let (p, mut r) = spawn_to_pipe(&["shm", "read", &big, "--offset", &from.to_string()])?;
     let mut got = Vec::new();
     check!(std::io::Read::read_to_end(&mut r, &mut got));
     let fin = p.finish(STEP)?;
-    ensure!(fin.status.success(), "reading the slice: {}", fin.stderr.trim());
+    ensure!(
+        fin.status.success(),
+        "reading the slice: {}",
+        fin.stderr.trim()
+    );
     ensure!(
         got.len() as u64 == slice
             && got.starts_with(b"head")
@@ -233,7 +295,10 @@ fn read_checks_bounds_and_streams_a_huge_segment() -> Outcome {
     );
     // Reading the holes allocated none of them (only the two pages written above).
     let used = check!(std::fs::metadata(format!("/dev/shm{big}"))).blocks() * 512;
-    ensure!(used <= 64 << 10, "reading made the sparse segment hold {used} bytes");
+    ensure!(
+        used <= 64 << 10,
+        "reading made the sparse segment hold {used} bytes"
+    );
     ok(&["shm", "rm", &big])?;
     Ok(())
 }
@@ -340,8 +405,15 @@ fn write_reads_no_more_input_than_fits() -> Outcome {
         "procom shm write",
         b"UVWXYZ",
     )?;
-    ensure!(fin.status.success(), "six bytes at 10: {}", fin.stderr.trim());
-    ensure!(ok(&["shm", "read", &name])? == ["0123456789UVWXYZ"], "after the fitting write");
+    ensure!(
+        fin.status.success(),
+        "six bytes at 10: {}",
+        fin.stderr.trim()
+    );
+    ensure!(
+        ok(&["shm", "read", &name])? == ["0123456789UVWXYZ"],
+        "after the fitting write"
+    );
     fails(
         &["shm", "write", &name, "--offset", "17", "-"],
         1,
@@ -386,11 +458,18 @@ fn recv_from_a_channel_whose_header_is_overwritten_fails() -> Outcome {
         if published {
             break;
         }
-        ensure!(Instant::now() < deadline, "the receiver never set up {name}");
+        ensure!(
+            Instant::now() < deadline,
+            "the receiver never set up {name}"
+        );
         std::thread::sleep(Duration::from_millis(2)); // polling for the kernel object
     }
     let file = check!(std::fs::OpenOptions::new().write(true).open(&path));
-    check!(std::os::unix::fs::FileExt::write_all_at(&file, &[0xab; 64], 0));
+    check!(std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &[0xab; 64],
+        0
+    ));
     drop(file);
     let fin = recv.finish(STEP)?;
     ensure!(

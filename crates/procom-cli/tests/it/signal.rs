@@ -80,7 +80,11 @@ fn list_matches_kill_l() -> Outcome {
     };
     // (signal, how its line must end, or a part it must contain)
     let expected: [(&str, bool, &str); 5] = [
-        ("SIGKILL", true, "terminate Killed; cannot be caught or ignored"),
+        (
+            "SIGKILL",
+            true,
+            "terminate Killed; cannot be caught or ignored",
+        ),
         ("SIGINT", true, "terminate Interrupt (Ctrl+C)"),
         ("SIGTSTP", true, "stop      Stopped (Ctrl+Z)"),
         ("SIGCHLD", false, " ignore "),
@@ -370,7 +374,8 @@ fn group_one_needs_force_in_a_pid_namespace() -> Outcome {
         );
         if force.is_empty() {
             ensure!(
-                fin.stderr.contains("would signal every process we may signal")
+                fin.stderr
+                    .contains("would signal every process we may signal")
                     && fin.stderr.contains("--force"),
                 "{:?}",
                 fin.stderr

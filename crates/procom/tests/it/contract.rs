@@ -141,19 +141,33 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
             recv_cmd.stdin(r);
             let mut send_cmd = role("contract::send", &[property, "-"]);
             send_cmd.stdout(w);
-            Ok(Wiring { recv_cmd, send_cmd, send_stdout_is_channel: true, ..named(property, "-") })
+            Ok(Wiring {
+                recv_cmd,
+                send_cmd,
+                send_stdout_is_channel: true,
+                ..named(property, "-")
+            })
         }
         "fifo" | "unix" | "unixgram" => {
             let scratch = Scratch::new("procom-ct")?;
             let ep = format!("{flavor}:{}", scratch.join("ch").display());
-            Ok(Wiring { scratch: Some(scratch), ..named(property, &ep) })
+            Ok(Wiring {
+                scratch: Some(scratch),
+                ..named(property, &ep)
+            })
         }
         "shm" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
             let w = named(property, &format!("shm:{name}?capacity=4MiB"));
-            Ok(Wiring { gone_after: Some(format!("/dev/shm{name}").into()), ..w })
+            Ok(Wiring {
+                gone_after: Some(format!("/dev/shm{name}").into()),
+                ..w
+            })
         }
-        "tcp" | "udp" => Ok(Wiring { learns_port: true, ..named(property, &format!("{flavor}:127.0.0.1:0")) }),
+        "tcp" | "udp" => Ok(Wiring {
+            learns_port: true,
+            ..named(property, &format!("{flavor}:127.0.0.1:0"))
+        }),
         "mq" => {
             let name = format!("/{}", procom_testkit::unique_name("procom-ct"));
             let w = named(property, &format!("mq:{name}?capacity=10&msgsize=8192"));
@@ -162,7 +176,10 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 ensure!(e == Some(ErrorKind::NotFound), "queue {name} leaked: {e:?}");
                 Ok(())
             });
-            Ok(Wiring { gone_check: Some(gone_check), ..w })
+            Ok(Wiring {
+                gone_check: Some(gone_check),
+                ..w
+            })
         }
         "msg" => {
             let key = unique_key();
@@ -170,10 +187,16 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
             let gone_check: Box<dyn FnOnce() -> Outcome> = Box::new(move || {
                 let k = procom::endpoint::MsgKey::Key(key as i32);
                 let e = procom::msg::MsgQueue::open(&k).err().map(|e| e.kind());
-                ensure!(e == Some(ErrorKind::NotFound), "System V queue {key:#x} leaked: {e:?}");
+                ensure!(
+                    e == Some(ErrorKind::NotFound),
+                    "System V queue {key:#x} leaked: {e:?}"
+                );
                 Ok(())
             });
-            Ok(Wiring { gone_check: Some(gone_check), ..w })
+            Ok(Wiring {
+                gone_check: Some(gone_check),
+                ..w
+            })
         }
         other => Err(format!("no wiring for flavor {other}")),
     }
@@ -193,7 +216,9 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
     drop(recv_cmd); // closes this process's copy of the receiver's end
     if learns_port {
         let line = rx.line(STEP)?;
-        let ep = line.strip_prefix("bound ").ok_or(format!("the receiver said {line:?}"))?;
+        let ep = line
+            .strip_prefix("bound ")
+            .ok_or(format!("the receiver said {line:?}"))?;
         send_cmd = role("contract::send", &[property.name, ep]);
     }
     rx.expect_line("ready")?;
@@ -273,13 +298,17 @@ fn ready() {
 /// A System V key no other test or run uses.
 fn unique_key() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    0x4300_0000 | ((std::process::id() & 0xfff) << 12) | (N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xfff)
+    0x4300_0000
+        | ((std::process::id() & 0xfff) << 12)
+        | (N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xfff)
 }
 
 /// Whether the endpoint has no connection to lose: a kernel message queue or a datagram
 /// socket (see the module's exceptions).
 fn is_queue(ep: &str) -> bool {
-    ["mq:", "msg:", "udp:", "unixgram:"].iter().any(|p| ep.starts_with(p))
+    ["mq:", "msg:", "udp:", "unixgram:"]
+        .iter()
+        .any(|p| ep.starts_with(p))
 }
 
 /// The largest message the flavor carries.
@@ -303,7 +332,10 @@ fn expect_gone_or_silence(rx: &mut Receiver, ep: &str) -> Outcome {
     match rx.recv_timeout(std::time::Duration::from_millis(200)) {
         Err(e) if e.kind() == ErrorKind::Timeout => Ok(()),
         Err(e) => Err(format!("expected nothing more from the queue, got {e}")),
-        Ok(m) => Err(format!("expected nothing more from the queue, got a {}-byte message", m.len())),
+        Ok(m) => Err(format!(
+            "expected nothing more from the queue, got a {}-byte message",
+            m.len()
+        )),
     }
 }
 
@@ -362,20 +394,36 @@ fn order_recv(ep: &str, mode: &str) -> Outcome {
 fn order_recv_lossy(rx: &mut Receiver) -> Outcome {
     let mut last: Option<usize> = None;
     loop {
-        let m = match rx.recv_timeout(std::time::Duration::from_millis(if last.is_none() { 20_000 } else { 500 })) {
+        let m = match rx.recv_timeout(std::time::Duration::from_millis(if last.is_none() {
+            20_000
+        } else {
+            500
+        })) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::Timeout && last.is_some() => break,
             Err(e) => return Err(e.to_string()),
         };
         let i: usize = check!(check!(std::str::from_utf8(&m[..6])).parse::<usize>());
         ensure!(m == numbered(i), "datagram {i} was altered");
-        ensure!(last.is_none_or(|l| i > l), "datagram {i} came after {last:?}");
+        ensure!(
+            last.is_none_or(|l| i > l),
+            "datagram {i} came after {last:?}"
+        );
         last = Some(i);
     }
     let stats = rx.datagram_stats().ok_or("no datagram statistics")?;
     let last = last.unwrap_or(0) as u64;
-    ensure!(stats.received + stats.lost == last + 1, "received {} + lost {} != {} sent up to the last seen", stats.received, stats.lost, last + 1);
-    println!("udp: {} of {ORDER_N} arrived, {} counted lost", stats.received, stats.lost);
+    ensure!(
+        stats.received + stats.lost == last + 1,
+        "received {} + lost {} != {} sent up to the last seen",
+        stats.received,
+        stats.lost,
+        last + 1
+    );
+    println!(
+        "udp: {} of {ORDER_N} arrived, {} counted lost",
+        stats.received, stats.lost
+    );
     Ok(())
 }
 
@@ -405,7 +453,11 @@ fn pattern(size: usize, k: usize) -> Vec<u8> {
 
 fn boundaries_send(ep: &str) -> Outcome {
     let mut tx = check!(Sender::connect(ep));
-    for (k, size) in SIZES.iter().enumerate().filter(|(_, s)| **s <= flavor_max(ep)) {
+    for (k, size) in SIZES
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s <= flavor_max(ep))
+    {
         send_all(&mut tx, &pattern(*size, k))?;
     }
     Ok(())
@@ -417,10 +469,18 @@ fn boundaries_recv(ep: &str, mode: &str) -> Outcome {
     // Every other message goes through `recv_into` with one reused buffer, which still holds
     // the previous (larger or smaller) message: nothing of it may show through.
     let mut reused = vec![0xeeu8; 3];
-    for (k, size) in SIZES.iter().enumerate().filter(|(_, s)| **s <= flavor_max(ep)) {
+    for (k, size) in SIZES
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s <= flavor_max(ep))
+    {
         let m = if k % 2 == 1 {
             let n = check!(rx.recv_into(&mut reused));
-            ensure!(n == reused.len(), "recv_into returned {n} for {} bytes", reused.len());
+            ensure!(
+                n == reused.len(),
+                "recv_into returned {n} for {} bytes",
+                reused.len()
+            );
             reused.clone()
         } else {
             check!(rx.recv_timeout(STEP))
@@ -493,8 +553,15 @@ fn disconnect_recv(ep: &str, mode: &str) -> Outcome {
     }
     expect_gone_or_silence(&mut rx, ep)?;
     let again = rx.try_recv().err().map(|e| e.kind());
-    let want = if is_queue(ep) { ErrorKind::Empty } else { ErrorKind::PeerGone };
-    ensure!(again == Some(want), "a second receive after disconnect gave {again:?}");
+    let want = if is_queue(ep) {
+        ErrorKind::Empty
+    } else {
+        ErrorKind::PeerGone
+    };
+    ensure!(
+        again == Some(want),
+        "a second receive after disconnect gave {again:?}"
+    );
     Ok(())
 }
 
@@ -584,7 +651,11 @@ fn death_recv(ep: &str, mode: &str) -> Outcome {
     let m = check!(rx.recv_timeout(STEP));
     ensure!(m == b"one", "got {m:?}");
     println!("got-one");
-    let wait = if is_queue(ep) { std::time::Duration::from_millis(300) } else { STEP };
+    let wait = if is_queue(ep) {
+        std::time::Duration::from_millis(300)
+    } else {
+        STEP
+    };
     loop {
         match rx.recv_timeout(wait) {
             Err(e) if is_queue(ep) && e.kind() == ErrorKind::Timeout => return Ok(()),
@@ -664,4 +735,6 @@ macro_rules! contract {
     };
 }
 
-contract!["pipe", "fifo", "shm", "mq", "msg", "tcp", "unix", "udp", "unixgram"];
+contract![
+    "pipe", "fifo", "shm", "mq", "msg", "tcp", "unix", "udp", "unixgram"
+];

@@ -377,10 +377,7 @@ fn a_line_cut_off_by_the_end_is_not_a_message() -> Outcome {
         &mut role("fifo::write_bytes_and_exit", &[&p, "whole\npart"]),
     )?
     .success(STEP)?;
-    ensure!(
-        check!(rx.recv_timeout(STEP)) == b"whole",
-        "the whole line"
-    );
+    ensure!(check!(rx.recv_timeout(STEP)) == b"whole", "the whole line");
     let e = rx
         .recv_timeout(STEP)
         .err()

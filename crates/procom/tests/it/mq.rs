@@ -253,7 +253,8 @@ fn limits_full_empty_deadline() -> Outcome {
         let e = Queue::create(bad, None, None).err();
         ensure!(
             e.as_ref().map(|e| e.kind()) == Some(ErrorKind::InvalidInput)
-                && e.as_ref().is_some_and(|e| e.to_string().contains("not a valid message queue name")),
+                && e.as_ref()
+                    .is_some_and(|e| e.to_string().contains("not a valid message queue name")),
             "name {bad:?}: {e:?}"
         );
     }

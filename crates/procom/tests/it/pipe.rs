@@ -100,7 +100,11 @@ fn frames_in(_: &[String]) -> Outcome {
     loop {
         match rx.recv_timeout(STEP) {
             Ok(m) => {
-                ensure!(m == frame(m.len()), "a {}-byte message arrived garbled", m.len());
+                ensure!(
+                    m == frame(m.len()),
+                    "a {}-byte message arrived garbled",
+                    m.len()
+                );
                 println!("{}", m.len());
             }
             Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
@@ -157,7 +161,10 @@ fn reader_dies_mid_frame(_: &[String]) -> Outcome {
     let mut tx = Sender::from_fd(w, "pipe", &Options::default().max_message(8 << 20));
     let e = tx.send(vec![7u8; 4 << 20]).err().map(|e| e.kind());
     check!(reader.join().map_err(|_| "the reader panicked")?);
-    ensure!(e == Some(ErrorKind::PeerGone), "a send to a reader gone mid-frame gave {e:?}");
+    ensure!(
+        e == Some(ErrorKind::PeerGone),
+        "a send to a reader gone mid-frame gave {e:?}"
+    );
     Ok(())
 }
 

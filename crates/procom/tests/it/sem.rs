@@ -408,10 +408,16 @@ fn planted_link_fifo_or_directory_is_never_removed() -> Outcome {
             e.kind() == ErrorKind::WrongType && e.to_string().contains(words),
             "removing the planted {what:?}: {e:?}"
         );
-        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        ensure!(
+            planted.intact(),
+            "the planted {what:?} was changed or removed"
+        );
         planted.remove()?;
     }
-    ensure!(check!(std::fs::read(&victim)) == b"root's file", "the victim changed");
+    ensure!(
+        check!(std::fs::read(&victim)) == b"root's file",
+        "the victim changed"
+    );
     check!(std::fs::remove_file(&victim));
     scratch.finish()
 }
@@ -423,8 +429,16 @@ fn planted_file_is_never_opened_as_a_semaphore() -> Outcome {
     let victim = scratch.join("victim");
     check!(std::fs::write(&victim, vec![0u8; 64]));
     for (what, kind, words) in [
-        (Plant::EmptyFile, ErrorKind::Corrupted, "too small to hold a semaphore"),
-        (Plant::Symlink(&victim), ErrorKind::WrongType, "is a symbolic link"),
+        (
+            Plant::EmptyFile,
+            ErrorKind::Corrupted,
+            "too small to hold a semaphore",
+        ),
+        (
+            Plant::Symlink(&victim),
+            ErrorKind::WrongType,
+            "is a symbolic link",
+        ),
         (Plant::Fifo, ErrorKind::WrongType, "is a FIFO"),
         (Plant::Dir, ErrorKind::WrongType, "is a directory"),
     ] {
@@ -437,10 +451,16 @@ fn planted_file_is_never_opened_as_a_semaphore() -> Outcome {
             e.kind() == kind && e.to_string().contains(words),
             "opening the planted {what:?}: {e:?}"
         );
-        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        ensure!(
+            planted.intact(),
+            "the planted {what:?} was changed or removed"
+        );
         planted.remove()?;
     }
-    ensure!(check!(std::fs::read(&victim)) == [0u8; 64], "the victim changed");
+    ensure!(
+        check!(std::fs::read(&victim)) == [0u8; 64],
+        "the victim changed"
+    );
     check!(std::fs::remove_file(&victim));
     scratch.finish()
 }

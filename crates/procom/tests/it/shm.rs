@@ -387,8 +387,14 @@ fn receiver(args: &[String]) -> Outcome {
     let _rx = if args.get(1).is_some_and(|a| a == "spin-max") {
         let opts = Options::default().spin(Duration::MAX);
         let mut rx = check!(Receiver::bind_with(args[0].as_str(), &opts));
-        let e = rx.recv_timeout(Duration::from_millis(30)).err().map(|e| e.kind());
-        ensure!(e == Some(ErrorKind::Timeout), "the empty receive gave {e:?}");
+        let e = rx
+            .recv_timeout(Duration::from_millis(30))
+            .err()
+            .map(|e| e.kind());
+        ensure!(
+            e == Some(ErrorKind::Timeout),
+            "the empty receive gave {e:?}"
+        );
         rx
     } else {
         check!(Receiver::bind(args[0].as_str()))
@@ -556,7 +562,10 @@ fn channel_zero_copy_paths() -> Outcome {
         }
     }));
     let got = check!(rx.recv_with(|bytes| {
-        bytes.iter().map(|b| b.load(std::sync::atomic::Ordering::Relaxed)).collect::<Vec<u8>>()
+        bytes
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .collect::<Vec<u8>>()
     }));
     ensure!(got == b"in-place!!!", "read in place {got:?}");
     let n = got.len();
@@ -754,7 +763,10 @@ fn channel_receiver_marked_closed_keeps_its_name() -> Outcome {
         "got {e}"
     );
     close_receiver_child(owner)?;
-    ensure!(!dev_shm(&name).exists(), "the receiver did not remove its name");
+    ensure!(
+        !dev_shm(&name).exists(),
+        "the receiver did not remove its name"
+    );
     // Once it has gone, the name is free again.
     let rx = check!(Receiver::bind(&ep));
     drop(rx);
@@ -815,7 +827,10 @@ fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
             Ok(())
         };
         refused("Segment::open", Segment::open(&name).map(drop))?;
-        refused("Segment::open_read_only", Segment::open_read_only(&name).map(drop))?;
+        refused(
+            "Segment::open_read_only",
+            Segment::open_read_only(&name).map(drop),
+        )?;
         refused(
             "Sender::connect",
             Sender::connect(format!("shm:{name}")).map(drop),
@@ -830,7 +845,10 @@ fn planted_link_fifo_or_directory_is_never_used() -> Outcome {
             e == Some(ErrorKind::AlreadyExists),
             "Segment::create over the planted {what:?}: {e:?}"
         );
-        ensure!(planted.intact(), "the planted {what:?} was changed or removed");
+        ensure!(
+            planted.intact(),
+            "the planted {what:?} was changed or removed"
+        );
         planted.remove()?;
         ensure!(
             check!(std::fs::read(&victim)) == original,
@@ -858,11 +876,15 @@ fn empty_segment_is_refused() -> Outcome {
         .err()
         .ok_or("created a 0-byte System V segment")?;
     ensure!(
-        e.kind() == ErrorKind::InvalidInput && e.to_string().contains("a segment needs at least 1 byte"),
+        e.kind() == ErrorKind::InvalidInput
+            && e.to_string().contains("a segment needs at least 1 byte"),
         "got {e:?}"
     );
     let gone = Segment::open_sysv(&key).err().map(|e| e.kind());
-    ensure!(gone == Some(ErrorKind::NotFound), "after the refusal: {gone:?}");
+    ensure!(
+        gone == Some(ErrorKind::NotFound),
+        "after the refusal: {gone:?}"
+    );
     Ok(())
 }
 
@@ -894,8 +916,11 @@ fn channel_header_scribbled_is_corrupted_on_both_sides() -> Outcome {
         let mut tx = check!(Sender::connect(&ep));
         check!(tx.send(b"before").map_err(|e| e.into_error()));
         ensure!(check!(rx.recv_timeout(STEP)) == b"before", "first message");
-        Proc::spawn("scribbler", &mut role("shm::header_scribbler", &[&name, mode]))?
-            .success(STEP)?;
+        Proc::spawn(
+            "scribbler",
+            &mut role("shm::header_scribbler", &[&name, mode]),
+        )?
+        .success(STEP)?;
         let e = rx.recv_timeout(Duration::from_secs(2)).err();
         ensure!(
             e.as_ref().map(|e| e.kind()) == Some(ErrorKind::Corrupted),
