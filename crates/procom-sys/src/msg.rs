@@ -10,21 +10,11 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::path::Path;
 
 use crate::cvt;
 
 /// The project id procom gives `ftok` for message queues (`ftok(path, 'M')` in C).
 pub const FTOK_PROJECT: u8 = b'M';
-
-/// The System V key `ftok(path, project)` derives from an existing path (its inode and device).
-///
-/// # References
-/// - [`ftok(3)`](https://man7.org/linux/man-pages/man3/ftok.3.html)
-#[doc(alias = "ftok")]
-pub fn key_from_path(path: &Path, project: u8) -> io::Result<i32> {
-    crate::mapping::ftok(path, project)
-}
 
 /// Creates the queue for `key` exclusively (`IPC_CREAT | IPC_EXCL`) with permission bits
 /// `mode` (System V ignores the umask); returns its id.

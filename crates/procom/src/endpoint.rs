@@ -53,7 +53,7 @@ pub enum Endpoint {
     /// `msg:KEY` or `msg:PATH`: a System V message queue.
     Msg {
         /// The key, or the path `ftok` turns into one.
-        key: MsgKey,
+        key: SysvKey,
         /// The message type: what a sender stamps, or the selector a receiver uses.
         mtype: Option<i64>,
     },
@@ -90,13 +90,48 @@ pub enum Endpoint {
     },
 }
 
-/// How a System V object is named.
+/// How a System V object — a message queue, a shared-memory segment, a semaphore set — is
+/// named: a numeric key, or a path `ftok` turns into one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MsgKey {
+pub enum SysvKey {
     /// A numeric key, as `ipcs` shows it.
     Key(i32),
-    /// A path that `ftok` turns into a key.
+    /// A path that `ftok` turns into a key (with a project byte each kind of object has).
     Path(PathBuf),
+}
+
+impl SysvKey {
+    /// The numeric key: as given, or `ftok(path, project)` (the path must exist). The one
+    /// place a key is resolved, for every kind of System V object; the caller names the object
+    /// in the error.
+    ///
+    /// # References
+    /// - [`ftok(3)`](https://man7.org/linux/man-pages/man3/ftok.3.html)
+    #[doc(alias = "ftok")]
+    pub fn resolve(&self, project: u8) -> Result<i32, Error> {
+        match self {
+            SysvKey::Key(k) => Ok(*k),
+            SysvKey::Path(p) => procom_sys::mapping::ftok(p, project).map_err(|e| {
+                let e = Error::os("derive a key from it with ftok", e);
+                match e.kind() {
+                    ErrorKind::NotFound => e.detail(
+                        "the path does not exist (ftok derives the key from an existing file)",
+                    ),
+                    _ => e,
+                }
+            }),
+        }
+    }
+}
+
+impl fmt::Display for SysvKey {
+    /// A key as `ipcs` shows it (`0x00005100`-style hex without padding: `0x5100`), or the path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SysvKey::Key(k) => write!(f, "{:#x}", *k as u32),
+            SysvKey::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// A Unix socket address.
@@ -308,12 +343,12 @@ fn host_port(text: &str, rest: &str) -> Result<(String, u16), Error> {
     Ok((host.to_string(), port))
 }
 
-fn msg_key(text: &str, key: &str) -> Result<MsgKey, Error> {
+fn msg_key(text: &str, key: &str) -> Result<SysvKey, Error> {
     if key.is_empty() {
         return Err(invalid(text, "the key is empty"));
     }
     if key.contains('/') || key.starts_with('.') {
-        return Ok(MsgKey::Path(path(text, key)?));
+        return Ok(SysvKey::Path(path(text, key)?));
     }
     let parsed = if let Some(hex) = key.strip_prefix("0x").or_else(|| key.strip_prefix("0X")) {
         u32::from_str_radix(hex, 16).map(|v| v as i32).ok()
@@ -325,7 +360,7 @@ fn msg_key(text: &str, key: &str) -> Result<MsgKey, Error> {
             text,
             "key 0 is IPC_PRIVATE, which no other process can open by key",
         )),
-        Some(k) => Ok(MsgKey::Key(k)),
+        Some(k) => Ok(SysvKey::Key(k)),
         None => Err(invalid(
             text,
             format!("`{key}` is not a key: expected a decimal or 0x-hex 32-bit number, or a path"),
@@ -480,8 +515,8 @@ impl fmt::Display for Endpoint {
             }
             Endpoint::Msg { key, mtype } => {
                 match key {
-                    MsgKey::Key(k) => write!(f, "msg:{:#x}", *k as u32)?,
-                    MsgKey::Path(p) => write!(f, "msg:{}", p.display())?,
+                    SysvKey::Key(k) => write!(f, "msg:{:#x}", *k as u32)?,
+                    SysvKey::Path(p) => write!(f, "msg:{}", p.display())?,
                 }
                 if let Some(t) = mtype {
                     write!(f, "?type={t}")?;
@@ -543,21 +578,21 @@ mod tests {
         assert_eq!(
             ok("msg:0x1234"),
             Endpoint::Msg {
-                key: MsgKey::Key(0x1234),
+                key: SysvKey::Key(0x1234),
                 mtype: None
             }
         );
         assert_eq!(
             ok("msg:42?type=-3"),
             Endpoint::Msg {
-                key: MsgKey::Key(42),
+                key: SysvKey::Key(42),
                 mtype: Some(-3)
             }
         );
         assert_eq!(
             ok("msg:/tmp/k"),
             Endpoint::Msg {
-                key: MsgKey::Path("/tmp/k".into()),
+                key: SysvKey::Path("/tmp/k".into()),
                 mtype: None
             }
         );

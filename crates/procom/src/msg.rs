@@ -12,8 +12,8 @@
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
-//! use procom::endpoint::MsgKey;
-//! let key = MsgKey::Key(0x7d00_0000 | (std::process::id() as i32 & 0xffff));
+//! use procom::endpoint::SysvKey;
+//! let key = SysvKey::Key(0x7d00_0000 | (std::process::id() as i32 & 0xffff));
 //! let q = procom::msg::MsgQueue::create(&key)?; // removed on drop
 //! q.send(b"three", 3)?; // the message, then its type (as mq's send(msg, priority))
 //! q.send(b"one", 1)?;
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use procom_sys::msg as sys;
 use rustix::io::Errno;
 
-use crate::endpoint::MsgKey;
+use crate::endpoint::SysvKey;
 use crate::error::{Error, ErrorKind};
 use crate::stream::deadline_after;
 use crate::wait::Wait;
@@ -102,27 +102,13 @@ impl fmt::Debug for MsgQueue {
     }
 }
 
-fn label(key: &MsgKey) -> String {
-    match key {
-        MsgKey::Key(k) => format!("msg:{:#x}", *k as u32),
-        MsgKey::Path(p) => format!("msg:{}", p.display()),
-    }
+fn label(key: &SysvKey) -> String {
+    format!("msg:{key}")
 }
 
-fn key_of(key: &MsgKey) -> Result<i32, Error> {
-    match key {
-        MsgKey::Key(k) => Ok(*k),
-        MsgKey::Path(p) => sys::key_from_path(p, sys::FTOK_PROJECT).map_err(|e| {
-            let e = Error::os("derive a key from it with ftok", e);
-            match e.kind() {
-                ErrorKind::NotFound => {
-                    e.detail("the path does not exist (ftok derives the key from an existing file)")
-                }
-                _ => e,
-            }
-            .object(format!("msg:{}", p.display()))
-        }),
-    }
+fn key_of(key: &SysvKey) -> Result<i32, Error> {
+    key.resolve(sys::FTOK_PROJECT)
+        .map_err(|e| e.object(label(key)))
 }
 
 fn is(e: &std::io::Error, errno: Errno) -> bool {
@@ -159,7 +145,7 @@ impl MsgQueue {
     /// [`ErrorKind::AlreadyExists`], never adopted). The returned owner removes the queue when
     /// dropped; see [`MsgQueue::keep`].
     #[doc(alias = "msgget")]
-    pub fn create(key: &MsgKey) -> Result<MsgQueue, Error> {
+    pub fn create(key: &SysvKey) -> Result<MsgQueue, Error> {
         let label = label(key);
         let id = sys::create(key_of(key)?, 0o600).map_err(|e| {
             if is(&e, Errno::EXIST) {
@@ -180,14 +166,14 @@ impl MsgQueue {
 
     /// Opens the existing queue for `key` for sending and receiving.
     #[doc(alias = "msgget")]
-    pub fn open(key: &MsgKey) -> Result<MsgQueue, Error> {
+    pub fn open(key: &SysvKey) -> Result<MsgQueue, Error> {
         MsgQueue::open_with(key, true, true)
     }
 
     /// Opens the existing queue for `key`, checking now that its mode allows receiving
     /// (`read`) and/or sending (`write`).
     #[doc(alias = "msgget")]
-    pub fn open_with(key: &MsgKey, read: bool, write: bool) -> Result<MsgQueue, Error> {
+    pub fn open_with(key: &SysvKey, read: bool, write: bool) -> Result<MsgQueue, Error> {
         let label = label(key);
         let what = match (read, write) {
             (true, true) => "open it for sending and receiving",
@@ -459,7 +445,7 @@ pub(crate) fn check_type(mtype: i64) -> Result<i64, Error> {
 
 /// Removes the queue for `key` (only its owner, its creator or root may).
 #[doc(alias = "IPC_RMID")]
-pub fn remove(key: &MsgKey) -> Result<(), Error> {
+pub fn remove(key: &SysvKey) -> Result<(), Error> {
     let q = MsgQueue::open_with(key, false, false)?;
     q.remove()
 }
@@ -478,13 +464,13 @@ mod tests {
 
     #[test]
     fn labels_show_keys_as_ipcs_does() {
-        assert_eq!(label(&MsgKey::Key(0x5100)), "msg:0x5100");
-        assert_eq!(label(&MsgKey::Key(-1)), "msg:0xffffffff");
+        assert_eq!(label(&SysvKey::Key(0x5100)), "msg:0x5100");
+        assert_eq!(label(&SysvKey::Key(-1)), "msg:0xffffffff");
     }
 
     #[test]
     fn a_missing_path_is_named() {
-        let e = MsgQueue::open(&MsgKey::Path("/procom/no/such/path".into())).unwrap_err();
+        let e = MsgQueue::open(&SysvKey::Path("/procom/no/such/path".into())).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(
             e.to_string().starts_with("msg:/procom/no/such/path: "),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use procom_sys::sem::{NamedSemaphore, SemOp, UnnamedSemaphore, Waited};
 
-use crate::endpoint::MsgKey;
+use crate::endpoint::SysvKey;
 use crate::error::{Error, ErrorKind};
 use crate::shm::{DEFAULT_MODE, Mapping, check_name};
 
@@ -381,42 +381,39 @@ impl Op {
     }
 }
 
-fn set_label(key: &MsgKey) -> String {
-    match key {
-        MsgKey::Key(k) => format!("semaphore set {:#x}", *k as u32),
-        MsgKey::Path(p) => format!("semaphore set of {}", p.display()),
-    }
+fn set_label(key: &SysvKey) -> String {
+    format!("semaphore set {key}")
 }
 
-fn set_key(key: &MsgKey) -> Result<i32, Error> {
-    match key {
-        MsgKey::Key(k) => Ok(*k),
-        MsgKey::Path(p) => procom_sys::mapping::ftok(p, b'S')
-            .map_err(|e| Error::os("derive a key from it with ftok", e).object(p.display())),
-    }
-}
+/// The `ftok` project byte of semaphore sets.
+const FTOK_PROJECT: u8 = b'S';
 
 impl SemSet {
     /// Creates a set for `key` with the given initial values, mode 0600, exclusively. The
     /// creator removes it on drop unless kept.
     #[doc(alias = "semget")]
-    pub fn create(key: &MsgKey, values: &[u16]) -> Result<SemSet, Error> {
+    pub fn create(key: &SysvKey, values: &[u16]) -> Result<SemSet, Error> {
         let label = set_label(key);
         if values.is_empty() {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("a set needs at least one semaphore")
                 .object(&label));
         }
-        let id = procom_sys::sem::semget(set_key(key)?, values.len(), true, DEFAULT_MODE).map_err(
-            |e| match e.raw_os_error() {
-                Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => {
-                    Error::new(ErrorKind::AlreadyExists)
-                        .detail("already exists; procom does not adopt an existing set")
-                        .object(&label)
-                }
-                _ => Error::os("create it", e).object(&label),
-            },
-        )?;
+        let id = procom_sys::sem::semget(
+            key.resolve(FTOK_PROJECT)
+                .map_err(|e| e.object(set_label(key)))?,
+            values.len(),
+            true,
+            DEFAULT_MODE,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => {
+                Error::new(ErrorKind::AlreadyExists)
+                    .detail("already exists; procom does not adopt an existing set")
+                    .object(&label)
+            }
+            _ => Error::os("create it", e).object(&label),
+        })?;
         let set = SemSet {
             id,
             count: values.len(),
@@ -431,10 +428,16 @@ impl SemSet {
     }
 
     /// Opens the existing set for `key` with `count` members.
-    pub fn open(key: &MsgKey, count: usize) -> Result<SemSet, Error> {
+    pub fn open(key: &SysvKey, count: usize) -> Result<SemSet, Error> {
         let label = set_label(key);
-        let id = procom_sys::sem::semget(set_key(key)?, 0, false, 0)
-            .map_err(|e| Error::os("open it", e).object(&label))?;
+        let id = procom_sys::sem::semget(
+            key.resolve(FTOK_PROJECT)
+                .map_err(|e| e.object(set_label(key)))?,
+            0,
+            false,
+            0,
+        )
+        .map_err(|e| Error::os("open it", e).object(&label))?;
         Ok(SemSet {
             id,
             count,

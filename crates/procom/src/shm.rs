@@ -28,12 +28,11 @@
 
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
-use crate::endpoint::{IPC_NAME_MAX, MsgKey};
+use crate::endpoint::{IPC_NAME_MAX, SysvKey};
 use crate::error::{Error, ErrorKind};
 
 pub use procom_sys::mapping::Mapping;
@@ -208,19 +207,11 @@ fn check_size(size: u64, label: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn sysv_key(key: &MsgKey) -> Result<i32, Error> {
-    match key {
-        MsgKey::Key(k) => Ok(*k),
-        MsgKey::Path(p) => procom_sys::mapping::ftok(p, b'P')
-            .map_err(|e| Error::os("derive a key from it with ftok", e).object(p.display())),
-    }
-}
+/// The `ftok` project byte of System V segments.
+const FTOK_PROJECT: u8 = b'P';
 
-fn key_label(key: &MsgKey) -> String {
-    match key {
-        MsgKey::Key(k) => format!("shm key {:#x}", *k as u32),
-        MsgKey::Path(p) => format!("shm key of {}", p.display()),
-    }
+fn key_label(key: &SysvKey) -> String {
+    format!("shm key {key}")
 }
 
 impl Segment {
@@ -339,10 +330,12 @@ impl Segment {
 
     /// Creates a System V segment of `size` bytes for `key` (a number or an `ftok` path),
     /// exclusively, mode 0600. A `size` of 0 is [`ErrorKind::InvalidInput`].
-    pub fn create_sysv(key: &MsgKey, size: usize) -> Result<Segment, Error> {
+    pub fn create_sysv(key: &SysvKey, size: usize) -> Result<Segment, Error> {
         let label = key_label(key);
         check_size(size as u64, &label)?;
-        let k = sysv_key(key)?;
+        let k = key
+            .resolve(FTOK_PROJECT)
+            .map_err(|e| e.object(key_label(key)))?;
         let id = procom_sys::mapping::sysv_shmget(k, size, true, DEFAULT_MODE).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
                 .detail("already exists; procom does not adopt an existing segment")
@@ -364,9 +357,11 @@ impl Segment {
     }
 
     /// Opens the existing System V segment for `key`.
-    pub fn open_sysv(key: &MsgKey) -> Result<Segment, Error> {
+    pub fn open_sysv(key: &SysvKey) -> Result<Segment, Error> {
         let label = key_label(key);
-        let k = sysv_key(key)?;
+        let k = key
+            .resolve(FTOK_PROJECT)
+            .map_err(|e| e.object(key_label(key)))?;
         let id = procom_sys::mapping::sysv_shmget(k, 0, false, 0)
             .map_err(|e| Error::os("open it", e).object(&label))?;
         Ok(Segment {
@@ -546,13 +541,8 @@ pub fn remove(name: &str) -> Result<(), Error> {
 }
 
 /// Removes the System V segment for `key`.
-pub fn remove_sysv(key: &MsgKey) -> Result<(), Error> {
+pub fn remove_sysv(key: &SysvKey) -> Result<(), Error> {
     Segment::open_sysv(key)?.remove()
-}
-
-/// Whether `path` exists (for `ftok`, which needs an existing file).
-pub fn key_path_exists(path: &Path) -> bool {
-    path.exists()
 }
 
 /// A plain-old-data value of type `T` at a fixed offset of a mapping, shared between processes

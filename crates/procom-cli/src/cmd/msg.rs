@@ -1,12 +1,12 @@
 //! `procom msg create|info|rm KEY|PATH`: System V message queues.
 
-use procom::endpoint::MsgKey;
+use procom::endpoint::SysvKey;
 use procom::msg::MsgQueue;
 
 use crate::cli::MsgCommand;
 
 /// A key as `ipcs` shows it (decimal or 0x-hex) or a path for ftok, as in `msg:` endpoints.
-pub fn parse_key(text: &str) -> anyhow::Result<MsgKey> {
+pub fn parse_key(text: &str) -> anyhow::Result<SysvKey> {
     match procom::Endpoint::parse(&format!("msg:{text}"))? {
         procom::Endpoint::Msg { key, mtype: None } => Ok(key),
         _ => Err(super::usage!("`{text}` is not a System V key or path")),

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 
 use anyhow::{Context, bail};
-use procom::endpoint::MsgKey;
+use procom::endpoint::SysvKey;
 use procom::shm::{Kind, Mapping, Segment};
 
 use crate::cli::ShmCommand;
@@ -13,7 +13,7 @@ use crate::cli::ShmCommand;
 /// A POSIX name (`/frame`) or a System V key (decimal or 0x-hex).
 enum Name {
     Posix(String),
-    SysV(MsgKey),
+    SysV(SysvKey),
 }
 
 fn parse(name: &str) -> anyhow::Result<Name> {
@@ -29,7 +29,7 @@ fn parse(name: &str) -> anyhow::Result<Name> {
         Some(0) => Err(super::usage!(
             "shm key 0 is IPC_PRIVATE, which no other process can open; choose another key"
         )),
-        Some(k) => Ok(Name::SysV(MsgKey::Key(k))),
+        Some(k) => Ok(Name::SysV(SysvKey::Key(k))),
         None => Err(super::usage!(
             "`{name}` is neither a POSIX shared-memory name (like /frame) nor a System V key (like 0x5100)"
         )),

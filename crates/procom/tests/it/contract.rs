@@ -185,7 +185,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
             let key = unique_key();
             let w = named(property, &format!("msg:{key:#x}"));
             let gone_check: Box<dyn FnOnce() -> Outcome> = Box::new(move || {
-                let k = procom::endpoint::MsgKey::Key(key as i32);
+                let k = procom::endpoint::SysvKey::Key(key as i32);
                 let e = procom::msg::MsgQueue::open(&k).err().map(|e| e.kind());
                 ensure!(
                     e == Some(ErrorKind::NotFound),

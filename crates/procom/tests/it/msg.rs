@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use procom::endpoint::MsgKey;
+use procom::endpoint::SysvKey;
 use procom::msg::MsgQueue;
 use procom::{ErrorKind, Receiver, Sender};
 use procom_testkit::{
@@ -53,23 +53,23 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// A key no other test or run uses: this process's pid and a counter.
-fn msg_key() -> MsgKey {
+fn msg_key() -> SysvKey {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    MsgKey::Key((0x5100_0000 | ((std::process::id() & 0xfff) << 12) | (n & 0xfff)) as i32)
+    SysvKey::Key((0x5100_0000 | ((std::process::id() & 0xfff) << 12) | (n & 0xfff)) as i32)
 }
 
-fn key_arg(k: &MsgKey) -> String {
+fn key_arg(k: &SysvKey) -> String {
     match k {
-        MsgKey::Key(k) => k.to_string(),
-        MsgKey::Path(p) => p.display().to_string(),
+        SysvKey::Key(k) => k.to_string(),
+        SysvKey::Path(p) => p.display().to_string(),
     }
 }
 
-fn parse_key(s: &str) -> Result<MsgKey, String> {
+fn parse_key(s: &str) -> Result<SysvKey, String> {
     Ok(match s.parse::<i32>() {
-        Ok(k) => MsgKey::Key(k),
-        Err(_) => MsgKey::Path(s.into()),
+        Ok(k) => SysvKey::Key(k),
+        Err(_) => SysvKey::Path(s.into()),
     })
 }
 
@@ -85,10 +85,10 @@ fn gone(key: i32) -> Outcome {
     Ok(())
 }
 
-fn gone_key(key: &MsgKey) -> Outcome {
+fn gone_key(key: &SysvKey) -> Outcome {
     match key {
-        MsgKey::Key(k) => gone(*k),
-        MsgKey::Path(_) => Err("a path key".into()),
+        SysvKey::Key(k) => gone(*k),
+        SysvKey::Path(_) => Err("a path key".into()),
     }
 }
 
@@ -154,7 +154,7 @@ fn kernel_lifetime_with_a_path_key() -> Outcome {
     let dir = Scratch::new("procom-msg-path")?;
     let file = dir.join("key");
     check!(std::fs::write(&file, b""));
-    let key = MsgKey::Path(file.clone());
+    let key = SysvKey::Path(file.clone());
     let path = file.display().to_string();
     let creator = Proc::spawn(
         "creator",
@@ -176,7 +176,10 @@ fn kernel_lifetime_with_a_path_key() -> Outcome {
             "{want}"
         );
     }
-    let numeric = check!(procom_sys::msg::key_from_path(&file, b'M'));
+    let numeric = check!(procom_sys::mapping::ftok(
+        &file,
+        procom_sys::msg::FTOK_PROJECT
+    ));
     drop(q); // an opener never removes
     check!(procom::msg::remove(&key));
     gone(numeric)?;
@@ -305,7 +308,7 @@ fn stat_limits_full_empty() -> Outcome {
         bad == Some(ErrorKind::InvalidInput),
         "sender type -1: {bad:?}"
     );
-    let missing = MsgQueue::open(&MsgKey::Key(0x5eff_fff1))
+    let missing = MsgQueue::open(&SysvKey::Key(0x5eff_fff1))
         .err()
         .map(|e| e.kind());
     ensure!(missing == Some(ErrorKind::NotFound), "missing: {missing:?}");
@@ -457,7 +460,7 @@ fn interoperates_with_c() -> Outcome {
     let exe = super::mq::compile_c(&dir, C_PEER, &[])?;
     let file = dir.join("key");
     check!(std::fs::write(&file, b""));
-    let key = MsgKey::Path(file.clone());
+    let key = SysvKey::Path(file.clone());
     let q = check!(MsgQueue::create(&key));
     check!(q.send(b"first from procom", 1));
     // Through the channel layer, stamped with the endpoint's type.
@@ -491,7 +494,10 @@ fn interoperates_with_c() -> Outcome {
         check!(q.recv_timeout(0, STEP)) == (b"type 5 from C".to_vec(), 5),
         "0"
     );
-    let numeric = check!(procom_sys::msg::key_from_path(&file, b'M'));
+    let numeric = check!(procom_sys::mapping::ftok(
+        &file,
+        procom_sys::msg::FTOK_PROJECT
+    ));
     check!(q.remove());
     gone(numeric)?;
     check!(std::fs::remove_file(&file));

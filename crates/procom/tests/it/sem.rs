@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use procom::ErrorKind;
-use procom::endpoint::MsgKey;
+use procom::endpoint::SysvKey;
 use procom::sem::{Op, SemSet, Semaphore, SharedSemaphore};
 use procom::shm::{Segment, TypedRegion};
 use procom_testkit::{
@@ -210,7 +210,7 @@ fn ordering_of_zero_never_reads_early() -> Outcome {
 /// Takes member 0 of a System V set with SEM_UNDO, says so, and waits to be killed.
 fn hold_undo(args: &[String]) -> Outcome {
     let key: i32 = check!(args[0].parse::<i32>());
-    let set = check!(SemSet::open(&MsgKey::Key(key), 2));
+    let set = check!(SemSet::open(&SysvKey::Key(key), 2));
     check!(set.apply(&[Op::wait(0), Op::wait(1)])); // both at once, atomically
     println!("held");
     let mut sink = Vec::new();
@@ -220,7 +220,7 @@ fn hold_undo(args: &[String]) -> Outcome {
 
 fn sem_undo_releases_a_crashed_holder() -> Outcome {
     let key = (std::process::id() as i32 & 0xffff) | 0x5300_0000;
-    let set = check!(SemSet::create(&MsgKey::Key(key), &[1, 1]));
+    let set = check!(SemSet::create(&SysvKey::Key(key), &[1, 1]));
     let mut cmd = role("sem::hold_undo", &[&key.to_string()]);
     cmd.stdin(Stdio::piped());
     let mut holder = Proc::spawn("holder", &mut cmd)?;

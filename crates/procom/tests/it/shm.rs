@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use procom::endpoint::MsgKey;
+use procom::endpoint::SysvKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
@@ -187,7 +187,7 @@ fn memfd_passed_to_a_child_is_sealed() -> Outcome {
 
 fn sysv_writer(args: &[String]) -> Outcome {
     let key: i32 = check!(args[0].parse::<i32>());
-    let seg = check!(Segment::open_sysv(&MsgKey::Key(key)));
+    let seg = check!(Segment::open_sysv(&SysvKey::Key(key)));
     let map = check!(seg.map());
     check!(map.write(0, b"from a child"));
     let info = check!(seg.info());
@@ -203,7 +203,7 @@ fn sysv_writer(args: &[String]) -> Outcome {
 
 fn sysv_segment_by_key() -> Outcome {
     let key = (std::process::id() as i32 & 0xffff) | 0x5100_0000;
-    let seg = check!(Segment::create_sysv(&MsgKey::Key(key), 8192));
+    let seg = check!(Segment::create_sysv(&SysvKey::Key(key), 8192));
     let info = check!(seg.info());
     ensure!(
         info.kind == Kind::SysV && info.size == 8192 && info.mode == 0o600,
@@ -214,7 +214,7 @@ fn sysv_segment_by_key() -> Outcome {
     let mut buf = [0u8; 12];
     check!(map.read(0, &mut buf));
     ensure!(&buf == b"from a child", "read {buf:?}");
-    let again = Segment::create_sysv(&MsgKey::Key(key), 8192)
+    let again = Segment::create_sysv(&SysvKey::Key(key), 8192)
         .err()
         .map(|e| e.kind());
     ensure!(
@@ -223,7 +223,7 @@ fn sysv_segment_by_key() -> Outcome {
     );
     drop(map);
     check!(seg.remove());
-    let gone = Segment::open_sysv(&MsgKey::Key(key))
+    let gone = Segment::open_sysv(&SysvKey::Key(key))
         .err()
         .map(|e| e.kind());
     ensure!(gone == Some(ErrorKind::NotFound), "after removal: {gone:?}");
@@ -871,7 +871,7 @@ fn empty_segment_is_refused() -> Outcome {
         "got {e:?}"
     );
     ensure!(!dev_shm(&name).exists(), "a 0-byte segment {name} was left");
-    let key = MsgKey::Key((std::process::id() as i32 & 0xffff) | 0x5300_0000);
+    let key = SysvKey::Key((std::process::id() as i32 & 0xffff) | 0x5300_0000);
     let e = Segment::create_sysv(&key, 0)
         .err()
         .ok_or("created a 0-byte System V segment")?;
