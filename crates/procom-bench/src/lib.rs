@@ -16,6 +16,7 @@
 //! are separate rows, never mixed. Only the shared-memory channel has a spin mode: every other
 //! mechanism waits in a system call either way.
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 // Layers, bottom up (a module uses only those below it): scenario (with `bench_error`, `unique`

@@ -39,6 +39,7 @@
 //! consumer's position only when the room it last saw is not enough (or a rewind may be due),
 //! so a hostile `head` is reported then, not on every send.
 
+#![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(not(loom))]

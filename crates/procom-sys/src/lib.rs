@@ -14,6 +14,8 @@
 //! Every `unsafe` block here carries a `// SAFETY:` comment; the lint
 //! `clippy::undocumented_unsafe_blocks` enforces it.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "tokio")]
 pub mod async_fd;
 pub mod mapping;

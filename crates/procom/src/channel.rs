@@ -171,6 +171,18 @@ macro_rules! dispatch_recv {
 // Sender
 
 /// The sending side of a channel.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// // A receiver creates the endpoint, a sender connects to it (here a POSIX queue).
+/// let name = format!("mq:/procom-doc-sender-{}", std::process::id());
+/// let mut rx = procom::Receiver::bind(&name)?;
+/// let mut tx = procom::Sender::connect(&name)?;
+/// tx.send(b"job 1").map_err(|e| e.into_error())?;
+/// assert_eq!(rx.recv()?, b"job 1");
+/// assert_eq!(rx.try_recv().unwrap_err().kind(), procom::ErrorKind::Empty);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Sender {
     endpoint: String,
@@ -393,6 +405,21 @@ impl Sender {
 // Receiver
 
 /// The receiving side of a channel.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// use std::time::Duration;
+/// // A shared-memory ring: the receiver owns the segment and removes it when dropped.
+/// let name = format!("shm:/procom-doc-receiver-{}", std::process::id());
+/// let mut rx = procom::Receiver::bind(&name)?;
+/// let mut tx = procom::Sender::connect(&name)?;
+/// tx.send(b"frame").map_err(|e| e.into_error())?;
+/// let mut buf = Vec::new();
+/// assert_eq!(rx.recv_into(&mut buf)?, 5); // into a reused buffer
+/// let e = rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert_eq!(e.kind(), procom::ErrorKind::Timeout);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Receiver {
     endpoint: String,

@@ -4,6 +4,17 @@
 //! peer exits or a deadline passes. This waits on a pidfd (readable when the process exits), so
 //! it neither polls in a loop nor races with pid reuse.
 //!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use std::time::Duration;
+//! let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+//! assert!(procom::child::wait_timeout(&mut child, Duration::from_millis(10))?.is_none());
+//! child.kill().unwrap();
+//! let status = procom::child::wait_timeout(&mut child, Duration::from_secs(5))?;
+//! assert!(status.is_some_and(|s| !s.success()));
+//! # Ok(()) }
+//! ```
+//!
 //! # References
 //! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 

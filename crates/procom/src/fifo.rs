@@ -5,6 +5,27 @@
 //! other way round); [`open_write`] keeps that behaviour, while [`try_open_write`] and
 //! [`open_write_timeout`] fail with a clear "no reader" error instead of waiting forever.
 //!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use std::io::{Read, Write};
+//! let path = std::env::temp_dir().join(format!("procom-doc-fifo-{}", std::process::id()));
+//! let fifo = procom::fifo::Fifo::create(&path)?; // mode 0600, removed on drop
+//! let writer = std::thread::spawn({
+//!     let path = path.clone();
+//!     move || -> Result<(), procom::Error> {
+//!         let mut w = procom::fifo::open_write(&path)?; // waits for the reader
+//!         w.write_all(b"hello").map_err(|e| procom::Error::os("write", e))
+//!     }
+//! });
+//! let mut r = procom::fifo::open_read(&path)?;
+//! let mut got = String::new();
+//! r.read_to_string(&mut got).map_err(|e| procom::Error::os("read", e))?;
+//! writer.join().unwrap()?;
+//! assert_eq!(got, "hello");
+//! drop(fifo);
+//! # Ok(()) }
+//! ```
+//!
 //! Safety rules, all enforced here:
 //! - A FIFO is created with mode 0600 whatever the umask (it is `fchmod`ed after creation),
 //!   and creation never adopts an existing file: an existing path is

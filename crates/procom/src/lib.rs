@@ -26,6 +26,7 @@
 //! std::fs::remove_dir(&dir).unwrap();
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod budget;

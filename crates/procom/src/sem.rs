@@ -7,6 +7,19 @@
 //! Initial value 1 makes a mutex (at most one process inside; [`Semaphore::acquire`] returns a
 //! guard that posts on drop); initial value 0 makes an ordering (B waits until A posts).
 //!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use procom::sem::Semaphore;
+//! let name = format!("/procom-doc-sem-{}", std::process::id());
+//! let mutex = Semaphore::create(&name, 1)?; // removed on drop
+//! {
+//!     let _inside = mutex.acquire()?; // P
+//!     assert_eq!(mutex.value()?, 0);
+//! } // V on drop
+//! assert_eq!(mutex.value()?, 1);
+//! # Ok(()) }
+//! ```
+//!
 //! Three kinds:
 //! - [`Semaphore`]: POSIX named (`sem_open`), shared by name with any program using the same
 //!   name; created 0600 and exclusively, removed by its creator on drop unless kept.

@@ -8,6 +8,20 @@
 //! - System V segments (`shmget`/`shmat`), by key or `ftok` path: [`Segment::create_sysv`],
 //!   [`Segment::open_sysv`].
 //!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use procom::shm::Segment;
+//! let name = format!("/procom-doc-shm-{}", std::process::id());
+//! let seg = Segment::create(&name, 4096)?; // mode 0600, removed on drop
+//! seg.map()?.write(0, b"shared").map_err(|e| procom::Error::os("write", e))?;
+//! // Another process (here: another handle) maps the same pages.
+//! let other = Segment::open_read_only(&name)?.map_read_only()?;
+//! let mut buf = [0u8; 6];
+//! other.read(0, &mut buf).map_err(|e| procom::Error::os("read", e))?;
+//! assert_eq!(&buf, b"shared");
+//! # Ok(()) }
+//! ```
+//!
 //! A [`Mapping`] is never seen as a Rust slice (another process may write it at any moment);
 //! it is read and written with bounds-checked copies and atomics, and it survives a peer
 //! truncating the object (the pages read as zeros and [`Mapping::faulted`] says so).

@@ -33,6 +33,24 @@
 //!   file at all).
 //! - [`pair`] makes a connected Unix stream pair (`socketpair`).
 //!
+//! ```
+//! # fn main() -> Result<(), procom::Error> {
+//! use procom::socket::{Listener, connect};
+//! use procom::{Endpoint, Options};
+//! let listener = Listener::bind(&Endpoint::parse("tcp:127.0.0.1:0")?, &Options::default())?;
+//! let server = listener.local_endpoint(); // the real port
+//! let client = std::thread::spawn(move || -> Result<Vec<u8>, procom::Error> {
+//!     let (mut tx, mut rx) = connect(&server, &Options::default())?;
+//!     tx.send(b"ping").map_err(|e| e.into_error())?;
+//!     rx.recv()
+//! });
+//! let mut conn = listener.accept()?;
+//! let ping = conn.receiver.recv()?;
+//! conn.sender.send(ping).map_err(|e| e.into_error())?; // echo
+//! assert_eq!(client.join().unwrap()?, b"ping");
+//! # Ok(()) }
+//! ```
+//!
 //! # References
 //! - [`socket(7)`](https://man7.org/linux/man-pages/man7/socket.7.html)
 //! - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
