@@ -7,7 +7,7 @@
 //! as soon as the last writer is gone (the classic "parent closes fd\[0\], child closes
 //! fd\[1\]").
 //!
-//! A write to a pipe whose reader has gone fails with [`io::ErrorKind::BrokenPipe`]; it never
+//! A write to a pipe whose reader has gone fails with [`std::io::ErrorKind::BrokenPipe`]; it never
 //! kills the process with SIGPIPE, whatever the process's SIGPIPE disposition.
 //!
 //! ```
