@@ -290,11 +290,11 @@ impl Sender {
             }
             Endpoint::Mq {
                 name,
-                capacity,
+                max_messages,
                 msgsize,
             } => SenderFlavor::Mq(MqSender {
                 prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
-                q: Queue::create(name, *capacity, *msgsize)?,
+                q: Queue::create(name, *max_messages, *msgsize)?,
             }),
             Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
                 mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
@@ -488,12 +488,12 @@ impl Receiver {
             }
             Endpoint::Mq {
                 name,
-                capacity,
+                max_messages,
                 msgsize,
             } => (
                 ep.to_string(),
                 ReceiverFlavor::Mq(MqReceiver {
-                    q: Queue::create(name, *capacity, *msgsize)?,
+                    q: Queue::create(name, *max_messages, *msgsize)?,
                     max: opts.max_message,
                 }),
             ),
@@ -505,10 +505,10 @@ impl Receiver {
                     max: opts.max_message,
                 }),
             ),
-            Endpoint::Shm { name, capacity } => (
+            Endpoint::Shm { name, ring_bytes } => (
                 ep.to_string(),
                 ReceiverFlavor::Shm(
-                    ShmReceiver::bind(name, *capacity, opts.spin, opts.max_message)
+                    ShmReceiver::bind(name, *ring_bytes, opts.spin, opts.max_message)
                         .map_err(|e| e.object(&ep))?,
                 ),
             ),

@@ -45,8 +45,8 @@ pub enum Endpoint {
     Mq {
         /// The queue name, with its leading `/`.
         name: String,
-        /// Maximum number of messages, when creating.
-        capacity: Option<u64>,
+        /// Maximum number of messages the queue holds, when creating (`?capacity=N`).
+        max_messages: Option<u64>,
         /// Maximum message size in bytes, when creating.
         msgsize: Option<u64>,
     },
@@ -61,8 +61,8 @@ pub enum Endpoint {
     Shm {
         /// The segment name, with its leading `/`.
         name: String,
-        /// Ring capacity in bytes, when creating.
-        capacity: Option<u64>,
+        /// The ring's size in bytes, when creating (`?capacity=SIZE`).
+        ring_bytes: Option<u64>,
     },
     /// `unix:PATH` or `unix:@NAME`: a Unix stream socket.
     Unix {
@@ -393,12 +393,14 @@ impl FromStr for Endpoint {
                 let (name, q) = with_query();
                 let mut ep = Endpoint::Mq {
                     name: ipc_name(text, name)?,
-                    capacity: None,
+                    max_messages: None,
                     msgsize: None,
                 };
                 for (k, v) in params(text, q, &["capacity", "msgsize"])? {
                     let Endpoint::Mq {
-                        capacity, msgsize, ..
+                        max_messages,
+                        msgsize,
+                        ..
                     } = &mut ep
                     else {
                         unreachable!()
@@ -411,7 +413,7 @@ impl FromStr for Endpoint {
                                     format!("capacity `{v}` is not a positive number of messages"),
                                 )
                             })?;
-                            *capacity = Some(n);
+                            *max_messages = Some(n);
                         }
                         _ => {
                             let n = parse_size(v).map_err(|e| invalid(text, e))?;
@@ -440,17 +442,17 @@ impl FromStr for Endpoint {
             }
             "shm" => {
                 let (name, q) = with_query();
-                let mut capacity = None;
+                let mut ring_bytes = None;
                 for (_, v) in params(text, q, &["capacity"])? {
                     let n = parse_size(v).map_err(|e| invalid(text, e))?;
                     if n == 0 {
                         return Err(invalid(text, "capacity must be at least 1 byte"));
                     }
-                    capacity = Some(n);
+                    ring_bytes = Some(n);
                 }
                 Ok(Endpoint::Shm {
                     name: ipc_name(text, name)?,
-                    capacity,
+                    ring_bytes,
                 })
             }
             "unix" => Ok(Endpoint::Unix {
@@ -499,12 +501,12 @@ impl fmt::Display for Endpoint {
             Endpoint::Fifo { path } => write!(f, "fifo:{}", path.display()),
             Endpoint::Mq {
                 name,
-                capacity,
+                max_messages,
                 msgsize,
             } => {
                 write!(f, "mq:{name}")?;
                 let mut sep = '?';
-                if let Some(c) = capacity {
+                if let Some(c) = max_messages {
                     write!(f, "{sep}capacity={c}")?;
                     sep = '&';
                 }
@@ -514,18 +516,15 @@ impl fmt::Display for Endpoint {
                 Ok(())
             }
             Endpoint::Msg { key, mtype } => {
-                match key {
-                    SysvKey::Key(k) => write!(f, "msg:{:#x}", *k as u32)?,
-                    SysvKey::Path(p) => write!(f, "msg:{}", p.display())?,
-                }
+                write!(f, "msg:{key}")?;
                 if let Some(t) = mtype {
                     write!(f, "?type={t}")?;
                 }
                 Ok(())
             }
-            Endpoint::Shm { name, capacity } => {
+            Endpoint::Shm { name, ring_bytes } => {
                 write!(f, "shm:{name}")?;
-                if let Some(c) = capacity {
+                if let Some(c) = ring_bytes {
                     write!(f, "?capacity={c}")?;
                 }
                 Ok(())
@@ -571,7 +570,7 @@ mod tests {
             ok("mq:/jobs?capacity=10&msgsize=8KiB"),
             Endpoint::Mq {
                 name: "/jobs".into(),
-                capacity: Some(10),
+                max_messages: Some(10),
                 msgsize: Some(8192)
             }
         );
@@ -600,7 +599,7 @@ mod tests {
             ok("shm:/frame?capacity=1MiB"),
             Endpoint::Shm {
                 name: "/frame".into(),
-                capacity: Some(1 << 20)
+                ring_bytes: Some(1 << 20)
             }
         );
         assert_eq!(

@@ -96,7 +96,7 @@ pub struct Attributes {
     /// Messages waiting now.
     pub count: u64,
     /// Maximum number of messages.
-    pub capacity: u64,
+    pub max_messages: u64,
     /// Maximum message size in bytes.
     pub msgsize: u64,
     /// Whether this descriptor is in non-blocking mode.
@@ -226,21 +226,25 @@ enum Waited<T> {
 
 impl Queue {
     /// Creates the queue `name` (like `/jobs`), mode 0600 whatever the umask, exclusively (an
-    /// existing queue is [`ErrorKind::AlreadyExists`], never adopted), with room for `capacity`
+    /// existing queue is [`ErrorKind::AlreadyExists`], never adopted), with room for `max_messages`
     /// messages of at most `msgsize` bytes (`fs.mqueue.msg_default` and
     /// `fs.mqueue.msgsize_default` where `None`). The returned owner removes the queue when
     /// dropped; see [`Queue::keep`].
     #[doc(alias = "mq_open")]
-    pub fn create(name: &str, capacity: Option<u64>, msgsize: Option<u64>) -> Result<Queue, Error> {
+    pub fn create(
+        name: &str,
+        max_messages: Option<u64>,
+        msgsize: Option<u64>,
+    ) -> Result<Queue, Error> {
         check_name(name)?;
         let label = format!("mq:{name}");
         let lim = limits();
-        if capacity == Some(0) || msgsize == Some(0) {
+        if max_messages == Some(0) || msgsize == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("a queue needs a capacity of at least 1 message of at least 1 byte")
                 .object(&label));
         }
-        let cap = capacity.map_or(lim.msg_default, |c| c.min(i64::MAX as u64) as i64);
+        let cap = max_messages.map_or(lim.msg_default, |c| c.min(i64::MAX as u64) as i64);
         let size = msgsize.map_or(lim.msgsize_default, |s| s.min(i64::MAX as u64) as i64);
         let fd = sys::create(name, cap, size, 0o600)
             .map_err(|e| create_error(e, cap, size).object(&label))?;
@@ -306,7 +310,7 @@ impl Queue {
             .map_err(|e| Error::os("read its attributes", e).object(&self.label))?;
         Ok(Attributes {
             count: a.curmsgs.max(0) as u64,
-            capacity: a.maxmsg.max(0) as u64,
+            max_messages: a.maxmsg.max(0) as u64,
             msgsize: a.msgsize.max(0) as u64,
             nonblocking: a.nonblocking,
         })

@@ -25,7 +25,7 @@ pub fn run(cmd: MqCommand) -> anyhow::Result<()> {
             crate::cmd::write_stdout(&[format!(
                 "messages: {}\ncapacity: {}\nmsgsize: {}\n\
                  limits: msg_max={} msgsize_max={} queues_max={} (fs.mqueue); RLIMIT_MSGQUEUE {rlimit}\n",
-                a.count, a.capacity, a.msgsize, l.msg_max, l.msgsize_max, l.queues_max
+                a.count, a.max_messages, a.msgsize, l.msg_max, l.msgsize_max, l.queues_max
             )
             .as_bytes()])?;
         }

@@ -179,7 +179,7 @@ fn limits_full_empty_deadline() -> Outcome {
     let q = check!(Queue::create(&name, Some(2), Some(32)));
     let a = check!(q.attributes());
     ensure!(
-        a.capacity == 2 && a.msgsize == 32 && a.count == 0 && !a.nonblocking,
+        a.max_messages == 2 && a.msgsize == 32 && a.count == 0 && !a.nonblocking,
         "attributes {a:?}"
     );
     let e = q.try_recv().err().map(|e| e.kind());
