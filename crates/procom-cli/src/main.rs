@@ -90,49 +90,41 @@ fn one_line(err: &anyhow::Error) -> String {
 }
 
 /// What the user can do about a library error, when the CLI knows better than the library.
+/// Decided by the kind of object the error concerns, never by its text.
 fn hint(e: &procom::Error) -> &'static str {
     use procom::ErrorKind as K;
-    let fifo = e.object_name().is_some_and(|o| o.starts_with("fifo:"));
-    let shm_channel = e.object_name().is_some_and(|o| o.starts_with("shm:"));
-    let mq = e.object_name().is_some_and(|o| o.starts_with("mq:"));
-    let msg = e.object_name().is_some_and(|o| o.starts_with("msg:"));
-    let msg_key = e.object_name().is_some_and(|o| o.starts_with("msg:0x"));
-    let stream = e.object_name().is_some_and(|o| {
-        ["fifo:", "unix:", "tcp:", "-"]
-            .iter()
-            .any(|p| o.starts_with(p))
-    });
-    // A process or group refused a signal: there is no file whose mode to check.
-    let signal_target = e.object_name().is_some_and(|o| {
-        [
-            "pid ",
-            "process group ",
-            "our process group",
-            "every process",
-        ]
-        .iter()
-        .any(|p| o.starts_with(p))
-    });
-    match e.kind() {
-        K::NotFound if fifo => "; create it with `procom fifo create PATH` or mkfifo",
-        K::NotFound if shm_channel => {
+    use procom::ObjectKind as O;
+    let object = e.object_kind();
+    let stream = matches!(
+        object,
+        Some(O::Fifo | O::UnixSocket | O::Tcp | O::Stdio | O::Descriptor)
+    );
+    match (e.kind(), object) {
+        (K::NotFound, Some(O::Fifo)) => "; create it with `procom fifo create PATH` or mkfifo",
+        (K::NotFound, Some(O::ShmChannel)) => {
             "; start its receiver first (procom recv shm:/NAME creates the channel)"
         }
-        K::NotFound if mq => "; create it with `procom mq create /NAME`",
-        K::NotFound if msg_key => "; create it with `procom msg create KEY`",
-        K::PermissionDenied if mq => {
+        (K::NotFound, Some(O::PosixQueue)) => "; create it with `procom mq create /NAME`",
+        (K::NotFound, Some(O::SysvQueue)) => "; create it with `procom msg create KEY`",
+        (K::PermissionDenied, Some(O::PosixQueue)) => {
             "; it belongs to another user or its mode forbids it (queues are created 0600)"
         }
-        K::PermissionDenied if msg => {
+        (K::PermissionDenied, Some(O::SysvQueue)) => {
             "; it belongs to another user or its mode forbids it (check with ipcs -q)"
         }
-        K::NoReader => "; start a reader first, or give --timeout SECS to wait for one",
-        K::AlreadyExists if fifo => "; remove it with `procom fifo rm PATH` or use it as it is",
-        K::PermissionDenied if signal_target => "",
-        K::PermissionDenied => {
+        (K::NoReader, _) => "; start a reader first, or give --timeout SECS to wait for one",
+        (K::AlreadyExists, Some(O::Fifo)) => {
+            "; remove it with `procom fifo rm PATH` or use it as it is"
+        }
+        // A process that refuses a signal has no file whose mode to check; the sentence
+        // already says why.
+        (K::PermissionDenied, Some(O::Process)) => "",
+        (K::PermissionDenied, _) => {
             "; it belongs to another user or its mode forbids it (check with ls -l)"
         }
-        K::TooLarge if stream => "; raise --max-size on both sides if the message is legitimate",
+        (K::TooLarge, _) if stream => {
+            "; raise --max-size on both sides if the message is legitimate"
+        }
         _ => "",
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::budget::Budget;
 use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
-use crate::error::{Error, ErrorKind, SendError};
+use crate::error::{Error, ErrorKind, ObjectKind, SendError};
 use crate::fifo::{self, Fifo};
 use crate::flavor::dgram::{DatagramStats, DgramReceiver, DgramSender, bind_dgram, connect_dgram};
 use crate::flavor::listen::ListenReceiver;
@@ -21,6 +21,7 @@ use crate::flavor::shm::{ShmReceiver, ShmSender};
 use crate::flavor::stream::{StreamReceiver, StreamSender};
 use crate::flavor::{RecvFlavor, SendFlavor, Wait};
 use crate::framing::{DEFAULT_MAX_MESSAGE, Framing};
+use crate::kind::kind_of;
 use crate::mq::Queue;
 use crate::msg::MsgQueue;
 use crate::net::{StreamListener, connect_stream};
@@ -137,7 +138,7 @@ impl<T: ToEndpoint + ?Sized> ToEndpoint for &T {
 
 fn stdio_fd(fd: BorrowedFd<'_>, ep: &Endpoint) -> Result<OwnedFd, Error> {
     fd.try_clone_to_owned()
-        .map_err(|e| Error::os("duplicate the standard descriptor", e).object(ep))
+        .map_err(|e| Error::os("duplicate the standard descriptor", e).object_of(kind_of(ep), ep))
 }
 
 /// `dispatch!(flavor_enum_value, f => expression using f)`: the one place each flavor is listed
@@ -186,6 +187,8 @@ macro_rules! dispatch_recv {
 #[derive(Debug)]
 pub struct Sender {
     endpoint: String,
+    /// What kind of object `endpoint` is, for errors.
+    kind: ObjectKind,
     /// The largest message sent: checked here, for every flavor, before anything is sent.
     max: usize,
     flavor: SenderFlavor,
@@ -201,11 +204,27 @@ enum SenderFlavor {
 }
 
 impl Sender {
-    fn new(endpoint: impl Into<String>, opts: &Options, flavor: SenderFlavor) -> Sender {
+    fn new(ep: &Endpoint, opts: &Options, flavor: SenderFlavor) -> Sender {
         Sender {
-            endpoint: endpoint.into(),
+            endpoint: ep.to_string(),
+            kind: kind_of(ep),
             max: opts.max_message,
             flavor,
+        }
+    }
+
+    /// A byte-stream sender over `fd` for an object of `kind`.
+    pub(crate) fn stream(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Sender {
+        Sender {
+            endpoint: name.into(),
+            kind,
+            max: opts.max_message,
+            flavor: SenderFlavor::Stream(StreamSender::new(fd, opts.framing, opts.max_message)),
         }
     }
 
@@ -222,9 +241,10 @@ impl Sender {
         let ep = endpoint.to_endpoint()?;
         let flavor = match &ep {
             Endpoint::Stdio => {
-                return Ok(Sender::from_fd(
+                return Ok(Sender::stream(
                     stdio_fd(std::io::stdout().as_fd(), &ep)?,
                     ep.to_string(),
+                    kind_of(&ep),
                     opts,
                 ));
             }
@@ -235,31 +255,35 @@ impl Sender {
                     // A timeout too long to represent waits as long as it takes.
                     Some(t) => fifo::open_write_deadline(path, deadline_after(t))?,
                 };
-                return Ok(Sender::from_fd(w, ep.to_string(), opts));
+                return Ok(Sender::stream(w.into(), ep.to_string(), kind_of(&ep), opts));
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
-                return Ok(Sender::from_fd(
+                return Ok(Sender::stream(
                     connect_stream(&ep, opts.open_timeout)?,
                     ep.to_string(),
+                    kind_of(&ep),
                     opts,
                 ));
             }
             Endpoint::Mq { name, .. } => SenderFlavor::Mq(MqSender {
                 q: Queue::open_with(name, false, true)?,
-                prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
+                prio: crate::mq::check_priority(opts.priority)
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             }),
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
                 SenderFlavor::Dgram(connect_dgram(&ep, opts.framing)?)
             }
             Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
                 q: MsgQueue::open_with(key, false, true)?,
-                mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
+                mtype: crate::msg::check_type(mtype.unwrap_or(1))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             }),
             Endpoint::Shm { name, .. } => SenderFlavor::Shm(
-                ShmSender::connect(name, opts.max_message, opts.spin).map_err(|e| e.object(&ep))?,
+                ShmSender::connect(name, opts.max_message, opts.spin)
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             ),
         };
-        Ok(Sender::new(ep.to_string(), opts, flavor))
+        Ok(Sender::new(&ep, opts, flavor))
     }
 
     /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
@@ -286,34 +310,40 @@ impl Sender {
                 let listener = StreamListener::bind(&ep)?;
                 let deadline = opts.open_timeout.and_then(deadline_after);
                 let (fd, peer) = listener.accept_deadline(deadline)?;
-                return Ok(Sender::from_fd(fd, peer.connection_name(&ep), opts));
+                return Ok(Sender::stream(
+                    fd,
+                    peer.connection_name(&ep),
+                    kind_of(&ep),
+                    opts,
+                ));
             }
             Endpoint::Mq {
                 name,
                 max_messages,
                 msgsize,
             } => SenderFlavor::Mq(MqSender {
-                prio: crate::mq::check_priority(opts.priority).map_err(|e| e.object(&ep))?,
+                prio: crate::mq::check_priority(opts.priority)
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 q: Queue::create(name, *max_messages, *msgsize)?,
             }),
             Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
-                mtype: crate::msg::check_type(mtype.unwrap_or(1)).map_err(|e| e.object(&ep))?,
+                mtype: crate::msg::check_type(mtype.unwrap_or(1))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 q: MsgQueue::create(key)?,
             }),
             Endpoint::Shm { .. } => {
                 return Err(Error::new(ErrorKind::InvalidInput)
                     .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
-                    .object(&ep));
+                    .object_of(kind_of(&ep), &ep));
             }
         };
-        Ok(Sender::new(ep.to_string(), opts, flavor))
+        Ok(Sender::new(&ep, opts, flavor))
     }
 
     /// Sends over any byte-stream descriptor (a pipe end, a FIFO, a connected socket),
     /// framed as `opts` says. `name` is how errors refer to it.
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Sender {
-        let flavor = StreamSender::new(fd.into(), opts.framing, opts.max_message);
-        Sender::new(name, opts, SenderFlavor::Stream(flavor))
+        Sender::stream(fd.into(), name, ObjectKind::Descriptor, opts)
     }
 
     /// Changes the largest message this sender accepts (it starts as [`Options::max_message`]).
@@ -344,7 +374,8 @@ impl Sender {
     /// atomic because another process can reach shared memory: a `&mut [u8]` there would let a
     /// misbehaving peer break Rust's aliasing rules. Relaxed stores compile to plain writes.
     pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&[AtomicU8])) -> Result<(), Error> {
-        self.check_size(len).map_err(|e| e.object(&self.endpoint))?;
+        self.check_size(len)
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))?;
         let mut fill = Some(fill);
         let mut call = |b: &[AtomicU8]| {
             if let Some(f) = fill.take() {
@@ -352,7 +383,7 @@ impl Sender {
             }
         };
         dispatch_send!(&mut self.flavor, f => f.send_with(len, &mut call))
-            .map_err(|e| e.object(&self.endpoint))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 
     /// Sends a message, waiting as long as it takes for room.
@@ -397,7 +428,7 @@ impl Sender {
         let result = self
             .check_size(bytes.len())
             .and_then(|()| dispatch_send!(&mut self.flavor, f => f.send(bytes, wait)));
-        result.map_err(|e| SendError::new(msg, e.object(&self.endpoint)))
+        result.map_err(|e| SendError::new(msg, e.object_of(self.kind, &self.endpoint)))
     }
 }
 
@@ -423,6 +454,8 @@ impl Sender {
 #[derive(Debug)]
 pub struct Receiver {
     endpoint: String,
+    /// What kind of object `endpoint` is, for errors.
+    kind: ObjectKind,
     flavor: ReceiverFlavor,
 }
 
@@ -463,8 +496,8 @@ impl Receiver {
                 let mut fifo = Fifo::create_inner(path, fifo::DEFAULT_MODE)?;
                 let fd = fifo
                     .take_reader()
-                    .ok_or_else(|| Error::new(ErrorKind::Io).object(&ep))?;
-                let mut r = Receiver::from_fd(fd, ep.to_string(), opts);
+                    .ok_or_else(|| Error::new(ErrorKind::Io).object_of(kind_of(&ep), &ep))?;
+                let mut r = Receiver::stream(fd, ep.to_string(), kind_of(&ep), opts);
                 if let ReceiverFlavor::Stream(s) = &mut r.flavor {
                     s.owner = Some(fifo);
                 }
@@ -509,12 +542,13 @@ impl Receiver {
                 ep.to_string(),
                 ReceiverFlavor::Shm(
                     ShmReceiver::bind(name, *ring_bytes, opts.spin, opts.max_message)
-                        .map_err(|e| e.object(&ep))?,
+                        .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 ),
             ),
         };
         Ok(Receiver {
             endpoint: name,
+            kind: kind_of(&ep),
             flavor,
         })
     }
@@ -529,16 +563,18 @@ impl Receiver {
         let ep = endpoint.to_endpoint()?;
         let flavor = match &ep {
             Endpoint::Stdio => {
-                return Ok(Receiver::from_fd(
+                return Ok(Receiver::stream(
                     stdio_fd(std::io::stdin().as_fd(), &ep)?,
                     ep.to_string(),
+                    kind_of(&ep),
                     opts,
                 ));
             }
             Endpoint::Fifo { path } => {
-                return Ok(Receiver::from_fd(
+                return Ok(Receiver::stream(
                     fifo::open_read_now(path)?,
                     ep.to_string(),
+                    kind_of(&ep),
                     opts,
                 ));
             }
@@ -548,9 +584,10 @@ impl Receiver {
                 return Receiver::bind_with(ep, opts);
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
-                return Ok(Receiver::from_fd(
+                return Ok(Receiver::stream(
                     connect_stream(&ep, opts.open_timeout)?,
                     ep.to_string(),
+                    kind_of(&ep),
                     opts,
                 ));
             }
@@ -566,6 +603,7 @@ impl Receiver {
         };
         Ok(Receiver {
             endpoint: ep.to_string(),
+            kind: kind_of(&ep),
             flavor,
         })
     }
@@ -573,10 +611,21 @@ impl Receiver {
     /// Receives from any byte-stream descriptor, framed as `opts` says. `name` is how errors
     /// refer to it.
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Receiver {
+        Receiver::stream(fd.into(), name, ObjectKind::Descriptor, opts)
+    }
+
+    /// A byte-stream receiver over `fd` for an object of `kind`.
+    pub(crate) fn stream(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Receiver {
         Receiver {
             endpoint: name.into(),
+            kind,
             flavor: ReceiverFlavor::Stream(StreamReceiver::new(
-                fd.into(),
+                fd,
                 opts.framing,
                 opts.max_message,
                 opts.budget.clone(),
@@ -614,7 +663,7 @@ impl Receiver {
     /// atomic for the reason given at [`Sender::send_with`].
     pub fn recv_with<T>(&mut self, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
         dispatch_recv!(&mut self.flavor, r => r.recv_with(Wait::Forever, f))
-            .map_err(|e| e.object(&self.endpoint))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 
     /// Receives a message into `buf`, replacing what it held and reusing its allocation;
@@ -623,7 +672,7 @@ impl Receiver {
     /// into a fresh buffer first).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
         dispatch_recv!(&mut self.flavor, r => r.recv_into(Wait::Forever, buf))
-            .map_err(|e| e.object(&self.endpoint))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 
     /// For datagram endpoints: how many datagrams arrived, and (UDP with length framing) how
@@ -666,11 +715,12 @@ impl Receiver {
         f: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, Error> {
         dispatch_recv!(&mut self.flavor, r => r.recv_bytes(wait, f))
-            .map_err(|e| e.object(&self.endpoint))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 
     fn recv_waiting(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        dispatch_recv!(&mut self.flavor, r => r.recv(wait)).map_err(|e| e.object(&self.endpoint))
+        dispatch_recv!(&mut self.flavor, r => r.recv(wait))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 }
 

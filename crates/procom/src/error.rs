@@ -74,10 +74,42 @@ impl ErrorKind {
     }
 }
 
+/// What kind of object an error concerns, for a program that reacts to it (a hint, a retry)
+/// without reading the text: [`Error::object_kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ObjectKind {
+    /// Standard input or output (`-`).
+    Stdio,
+    /// A byte-stream descriptor handed to `Sender::from_fd` or `Receiver::from_fd`.
+    Descriptor,
+    /// A named pipe (`fifo:`).
+    Fifo,
+    /// A POSIX message queue (`mq:`).
+    PosixQueue,
+    /// A System V message queue (`msg:`).
+    SysvQueue,
+    /// The file a System V key is derived from (`ftok`).
+    KeyFile,
+    /// A shared-memory channel (`shm:`).
+    ShmChannel,
+    /// A Unix stream socket (`unix:`).
+    UnixSocket,
+    /// A Unix datagram socket (`unixgram:`).
+    UnixDatagram,
+    /// A TCP socket (`tcp:`).
+    Tcp,
+    /// A UDP socket (`udp:`).
+    Udp,
+    /// A process or process group (a signal's target).
+    Process,
+}
+
 /// A procom error: a kind, the object it concerns, a sentence, and the OS error if any.
 pub struct Error {
     kind: ErrorKind,
     object: Option<String>,
+    object_kind: Option<ObjectKind>,
     detail: Option<String>,
     /// For `TooLarge`: the message's size and the limit it exceeded.
     too_large: Option<(u64, u64)>,
@@ -91,6 +123,7 @@ impl Error {
         Error {
             kind,
             object: None,
+            object_kind: None,
             detail: None,
             too_large: None,
             fragment: None,
@@ -131,6 +164,17 @@ impl Error {
         self
     }
 
+    /// Names the object the error concerns and what kind of object it is (unless an object
+    /// was named already).
+    #[must_use]
+    pub fn object_of(mut self, kind: ObjectKind, object: impl fmt::Display) -> Error {
+        if self.object.is_none() {
+            self.object = Some(object.to_string());
+            self.object_kind = Some(kind);
+        }
+        self
+    }
+
     /// Replaces the default sentence.
     #[must_use]
     pub fn detail(mut self, detail: impl Into<String>) -> Error {
@@ -146,6 +190,11 @@ impl Error {
     /// The object the error concerns, if known.
     pub fn object_name(&self) -> Option<&str> {
         self.object.as_deref()
+    }
+
+    /// What kind of object [`Error::object_name`] names, where procom knows it.
+    pub fn object_kind(&self) -> Option<ObjectKind> {
+        self.object_kind
     }
 
     /// For [`ErrorKind::TooLarge`]: the limit that was exceeded, in bytes.

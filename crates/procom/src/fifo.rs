@@ -48,7 +48,7 @@ use rustix::io::Errno;
 
 use crate::cleanup::Cleanup;
 use crate::ends::{PipeReader, PipeWriter};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::deadline_after;
 
 /// The mode FIFOs are created with unless another is asked for.
@@ -72,12 +72,12 @@ fn describe(ft: FileType) -> &'static str {
 /// Checks, without following a symlink, that `path` names a FIFO; returns its (dev, ino).
 fn check(path: &Path) -> Result<(u64, u64), Error> {
     let st = rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::os("look it up", e.into()).object(object(path)))?;
+        .map_err(|e| Error::os("look it up", e.into()).object_of(ObjectKind::Fifo, object(path)))?;
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Fifo => Ok((st.st_dev, st.st_ino)),
         other => Err(Error::new(ErrorKind::WrongType)
             .detail(describe(other))
-            .object(object(path))),
+            .object_of(ObjectKind::Fifo, object(path))),
     }
 }
 
@@ -95,25 +95,30 @@ fn open(path: &Path, flags: OFlags, what: &str) -> Result<rustix::fd::OwnedFd, E
             Err(Errno::LOOP) => {
                 return Err(Error::new(ErrorKind::WrongType)
                     .detail(describe(FileType::Symlink))
-                    .object(object(path)));
+                    .object_of(ObjectKind::Fifo, object(path)));
             }
-            Err(e) => return Err(Error::os(what, e.into()).object(object(path))),
+            Err(e) => {
+                return Err(Error::os(what, e.into()).object_of(ObjectKind::Fifo, object(path)));
+            }
         }
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(what, e.into()).object(object(path)))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| Error::os(what, e.into()).object_of(ObjectKind::Fifo, object(path)))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::Fifo || (st.st_dev, st.st_ino) != id {
         return Err(Error::new(ErrorKind::WrongType)
             .detail("was replaced by something else while it was being opened")
-            .object(object(path)));
+            .object_of(ObjectKind::Fifo, object(path)));
     }
     Ok(fd)
 }
 
 fn set_blocking(fd: &rustix::fd::OwnedFd, path: &Path) -> Result<(), Error> {
-    let flags = rustix::fs::fcntl_getfl(fd)
-        .map_err(|e| Error::os("read its flags", e.into()).object(object(path)))?;
-    rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)
-        .map_err(|e| Error::os("make it blocking", e.into()).object(object(path)))
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| {
+        Error::os("read its flags", e.into()).object_of(ObjectKind::Fifo, object(path))
+    })?;
+    rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK).map_err(|e| {
+        Error::os("make it blocking", e.into()).object_of(ObjectKind::Fifo, object(path))
+    })
 }
 
 /// Opens the FIFO for reading, waiting (like `cat < myPipe`) until a writer opens it.
@@ -179,14 +184,14 @@ pub(crate) fn open_write_deadline(
                 if now >= deadline {
                     let waited = now.duration_since(started);
                     return Err(if waited.is_zero() || deadline <= started {
-                        Error::new(ErrorKind::NoReader).object(object(path))
+                        Error::new(ErrorKind::NoReader).object_of(ObjectKind::Fifo, object(path))
                     } else {
                         Error::new(ErrorKind::Timeout)
                             .detail(format!(
                                 "no process opened it for reading within {:.1?}",
                                 deadline - started
                             ))
-                            .object(object(path))
+                            .object_of(ObjectKind::Fifo, object(path))
                     });
                 }
                 std::thread::sleep(backoff.min(deadline - now));
@@ -202,7 +207,7 @@ pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     check(path)?;
     rustix::fs::unlinkat(CWD, path, AtFlags::empty())
-        .map_err(|e| Error::os("remove it", e.into()).object(object(path)))
+        .map_err(|e| Error::os("remove it", e.into()).object_of(ObjectKind::Fifo, object(path)))
 }
 
 /// A FIFO this process created: removed when dropped, unless [kept](Fifo::keep).
@@ -240,7 +245,7 @@ impl Fifo {
                 .detail(format!(
                     "mode {mode:#o} has bits beyond the permission bits 0777"
                 ))
-                .object(object(&path)));
+                .object_of(ObjectKind::Fifo, object(&path)));
         }
         let perms = Mode::from_raw_mode(mode);
         match rustix::fs::mknodat(CWD, &path, FileType::Fifo, perms, 0) {
@@ -248,9 +253,9 @@ impl Fifo {
             Err(Errno::EXIST) => {
                 return Err(Error::new(ErrorKind::AlreadyExists)
                     .detail("already exists; procom does not adopt an existing file (remove it, or open it instead)")
-                    .object(object(&path)))
+                    .object_of(ObjectKind::Fifo, object(&path)))
             }
-            Err(e) => return Err(Error::os("create it", e.into()).object(object(&path))),
+            Err(e) => return Err(Error::os("create it", e.into()).object_of(ObjectKind::Fifo, object(&path))),
         }
         // An O_PATH descriptor pins the inode, so its number cannot be reused by a file that
         // replaces ours at the path: (dev, ino) then identifies our FIFO for as long as we live.
@@ -259,13 +264,17 @@ impl Fifo {
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::os("open it after creating it", e.into()).object(object(&path)))?;
-        let st = rustix::fs::fstat(&anchor)
-            .map_err(|e| Error::os("inspect it", e.into()).object(object(&path)))?;
+        .map_err(|e| {
+            Error::os("open it after creating it", e.into())
+                .object_of(ObjectKind::Fifo, object(&path))
+        })?;
+        let st = rustix::fs::fstat(&anchor).map_err(|e| {
+            Error::os("inspect it", e.into()).object_of(ObjectKind::Fifo, object(&path))
+        })?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
             return Err(Error::new(ErrorKind::WrongType)
                 .detail("was replaced by something else right after it was created")
-                .object(object(&path)));
+                .object_of(ObjectKind::Fifo, object(&path)));
         }
         let mut fifo = Fifo {
             path,
@@ -280,16 +289,18 @@ impl Fifo {
             OFlags::RDONLY | OFlags::NONBLOCK,
             "open it after creating it",
         )?;
-        let st = rustix::fs::fstat(&fd)
-            .map_err(|e| Error::os("inspect it", e.into()).object(object(&fifo.path)))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| {
+            Error::os("inspect it", e.into()).object_of(ObjectKind::Fifo, object(&fifo.path))
+        })?;
         if (st.st_dev, st.st_ino) != fifo.id {
             fifo.keep = true; // not ours any more
             return Err(Error::new(ErrorKind::WrongType)
                 .detail("was replaced by something else right after it was created")
-                .object(object(&fifo.path)));
+                .object_of(ObjectKind::Fifo, object(&fifo.path)));
         }
-        rustix::fs::fchmod(&fd, perms)
-            .map_err(|e| Error::os("set its mode", e.into()).object(object(&fifo.path)))?;
+        rustix::fs::fchmod(&fd, perms).map_err(|e| {
+            Error::os("set its mode", e.into()).object_of(ObjectKind::Fifo, object(&fifo.path))
+        })?;
         fifo.reader = Some(fd);
         Ok(fifo)
     }
@@ -329,7 +340,9 @@ impl Fifo {
     fn remove_if_ours(&self) -> Result<(), Error> {
         match check(&self.path) {
             Ok(id) if id == self.id => rustix::fs::unlinkat(CWD, &self.path, AtFlags::empty())
-                .map_err(|e| Error::os("remove it", e.into()).object(object(&self.path))),
+                .map_err(|e| {
+                    Error::os("remove it", e.into()).object_of(ObjectKind::Fifo, object(&self.path))
+                }),
             Ok(_) | Err(_) => Ok(()), // gone or replaced: not ours to remove
         }
     }

@@ -39,6 +39,7 @@ pub mod error;
 pub mod fifo;
 mod flavor;
 pub mod framing;
+mod kind;
 pub mod mq;
 pub mod msg;
 mod net;
@@ -55,7 +56,7 @@ pub use budget::Budget;
 pub use channel::{Options, Receiver, Sender, ToEndpoint};
 pub use cleanup::Cleanup;
 pub use endpoint::Endpoint;
-pub use error::{Error, ErrorKind, SendError};
+pub use error::{Error, ErrorKind, ObjectKind, SendError};
 pub use framing::Framing;
 
 /// Internal statistics and knobs of the shared-memory channel (`shm:`), for procom's own

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use procom_sys::mq::{self as sys, Outcome};
 use rustix::io::Errno;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::deadline_after;
 use crate::wait::Wait;
 
@@ -128,7 +128,8 @@ impl fmt::Debug for Queue {
 
 /// Checks a queue name: `/` then 1 to 255 bytes without `/` or NUL, not `.` or `..`.
 fn check_name(name: &str) -> Result<(), Error> {
-    crate::shm::check_name(name, "message queue").map_err(|e| e.object(format!("mq:{name}")))
+    crate::shm::check_name(name, "message queue")
+        .map_err(|e| e.object_of(ObjectKind::PosixQueue, format!("mq:{name}")))
 }
 
 fn is(e: &std::io::Error, errno: Errno) -> bool {
@@ -242,12 +243,12 @@ impl Queue {
         if max_messages == Some(0) || msgsize == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("a queue needs a capacity of at least 1 message of at least 1 byte")
-                .object(&label));
+                .object_of(ObjectKind::PosixQueue, &label));
         }
         let cap = max_messages.map_or(lim.msg_default, |c| c.min(i64::MAX as u64) as i64);
         let size = msgsize.map_or(lim.msgsize_default, |s| s.min(i64::MAX as u64) as i64);
         let fd = sys::create(name, cap, size, 0o600)
-            .map_err(|e| create_error(e, cap, size).object(&label))?;
+            .map_err(|e| create_error(e, cap, size).object_of(ObjectKind::PosixQueue, &label))?;
         let q = Queue {
             fd,
             name: name.to_string(),
@@ -258,8 +259,9 @@ impl Queue {
         };
         // mq_open's mode passed through the umask; make it exactly 0600 (the queue is removed
         // again if this fails, as `q` is dropped).
-        rustix::fs::fchmod(&q.fd, rustix::fs::Mode::from_raw_mode(0o600))
-            .map_err(|e| Error::os("set its mode", e.into()).object(&q.label))?;
+        rustix::fs::fchmod(&q.fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(|e| {
+            Error::os("set its mode", e.into()).object_of(ObjectKind::PosixQueue, &q.label)
+        })?;
         Ok(q)
     }
 
@@ -280,9 +282,11 @@ impl Queue {
             (false, true) => "open it for sending",
             _ => "open it for receiving",
         };
-        let fd = sys::open(name, read, write).map_err(|e| Error::os(what, e).object(&label))?;
-        let attr = sys::getattr(fd.as_fd())
-            .map_err(|e| Error::os("read its attributes", e).object(&label))?;
+        let fd = sys::open(name, read, write)
+            .map_err(|e| Error::os(what, e).object_of(ObjectKind::PosixQueue, &label))?;
+        let attr = sys::getattr(fd.as_fd()).map_err(|e| {
+            Error::os("read its attributes", e).object_of(ObjectKind::PosixQueue, &label)
+        })?;
         Ok(Queue {
             fd,
             name: name.to_string(),
@@ -306,8 +310,9 @@ impl Queue {
     /// Current count, capacity, message size, and this descriptor's mode.
     #[doc(alias = "mq_getattr")]
     pub fn attributes(&self) -> Result<Attributes, Error> {
-        let a = sys::getattr(self.fd.as_fd())
-            .map_err(|e| Error::os("read its attributes", e).object(&self.label))?;
+        let a = sys::getattr(self.fd.as_fd()).map_err(|e| {
+            Error::os("read its attributes", e).object_of(ObjectKind::PosixQueue, &self.label)
+        })?;
         Ok(Attributes {
             count: a.curmsgs.max(0) as u64,
             max_messages: a.maxmsg.max(0) as u64,
@@ -320,8 +325,9 @@ impl Queue {
     /// form ([`ErrorKind::Full`], [`ErrorKind::Empty`]), which suits a poll loop.
     #[doc(alias = "mq_setattr")]
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
-        sys::set_nonblocking(self.fd.as_fd(), nonblocking)
-            .map_err(|e| Error::os("change its mode", e).object(&self.label))
+        sys::set_nonblocking(self.fd.as_fd(), nonblocking).map_err(|e| {
+            Error::os("change its mode", e).object_of(ObjectKind::PosixQueue, &self.label)
+        })
     }
 
     /// Whether the queue's name has been removed (by [`remove`], `mq_unlink`, or its owner
@@ -367,14 +373,14 @@ impl Queue {
         if is(&e, Errno::BADF) {
             return Error::new(ErrorKind::InvalidInput)
                 .detail(format!("this handle was opened for {opposite} only"))
-                .object(&self.label);
+                .object_of(ObjectKind::PosixQueue, &self.label);
         }
-        Error::os(what, e).object(&self.label)
+        Error::os(what, e).object_of(ObjectKind::PosixQueue, &self.label)
     }
 
     pub(crate) fn send_inner(&self, msg: &[u8], prio: u32, wait: Wait) -> Result<(), Error> {
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
-        check_priority(prio).map_err(|e| e.object(&self.label))?;
+        check_priority(prio).map_err(|e| e.object_of(ObjectKind::PosixQueue, &self.label))?;
         if msg.len() > self.msgsize {
             return Err(Error::too_large(msg.len() as u64, self.msgsize as u64)
                 .detail(format!(
@@ -383,7 +389,7 @@ impl Queue {
                     self.msgsize,
                     limits().msgsize_max,
                 ))
-                .object(&self.label));
+                .object_of(ObjectKind::PosixQueue, &self.label));
         }
         let fd = self.fd.as_fd();
         let waited = self
@@ -401,7 +407,9 @@ impl Queue {
                 "the queue was removed while full; no process can open it to make room",
             ),
         };
-        Err(Error::new(kind).detail(detail).object(&self.label))
+        Err(Error::new(kind)
+            .detail(detail)
+            .object_of(ObjectKind::PosixQueue, &self.label))
     }
 
     /// Sends `msg` with priority `prio` (0 to [`PRIORITY_MAX`]; higher comes out first),
@@ -452,7 +460,9 @@ impl Queue {
                 "the queue was removed and is empty; no process can open it to send",
             ),
         };
-        Err(Error::new(kind).detail(detail).object(&self.label))
+        Err(Error::new(kind)
+            .detail(detail)
+            .object_of(ObjectKind::PosixQueue, &self.label))
     }
 
     /// Receives the oldest message of the highest priority, with its priority, waiting for
@@ -502,7 +512,7 @@ impl Queue {
         if self.is_removed() {
             return Err(Error::new(ErrorKind::NotFound)
                 .detail("was removed already")
-                .object(&self.label));
+                .object_of(ObjectKind::PosixQueue, &self.label));
         }
         remove(&self.name)
     }
@@ -538,7 +548,9 @@ pub(crate) fn check_priority(prio: u32) -> Result<u32, Error> {
 #[doc(alias = "mq_unlink")]
 pub fn remove(name: &str) -> Result<(), Error> {
     check_name(name)?;
-    sys::unlink(name).map_err(|e| Error::os("remove it", e).object(format!("mq:{name}")))
+    sys::unlink(name).map_err(|e| {
+        Error::os("remove it", e).object_of(ObjectKind::PosixQueue, format!("mq:{name}"))
+    })
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ use procom_sys::msg as sys;
 use rustix::io::Errno;
 
 use crate::endpoint::SysvKey;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::deadline_after;
 use crate::wait::Wait;
 
@@ -108,7 +108,7 @@ fn label(key: &SysvKey) -> String {
 
 fn key_of(key: &SysvKey) -> Result<i32, Error> {
     key.resolve(sys::FTOK_PROJECT)
-        .map_err(|e| e.object(label(key)))
+        .map_err(|e| e.object_of(ObjectKind::KeyFile, label(key)))
 }
 
 fn is(e: &std::io::Error, errno: Errno) -> bool {
@@ -159,7 +159,7 @@ impl MsgQueue {
             } else {
                 Error::os("create it", e)
             }
-            .object(&label)
+            .object_of(ObjectKind::SysvQueue, &label)
         })?;
         Ok(MsgQueue::new(id, label, true))
     }
@@ -181,8 +181,8 @@ impl MsgQueue {
             (true, false) => "open it for receiving",
             (false, false) => "open it",
         };
-        let id =
-            sys::open(key_of(key)?, read, write).map_err(|e| Error::os(what, e).object(&label))?;
+        let id = sys::open(key_of(key)?, read, write)
+            .map_err(|e| Error::os(what, e).object_of(ObjectKind::SysvQueue, &label))?;
         Ok(MsgQueue::new(id, label, false))
     }
 
@@ -196,9 +196,9 @@ impl MsgQueue {
         if is(&e, Errno::IDRM) || is(&e, Errno::INVAL) {
             return Error::new(ErrorKind::PeerGone)
                 .detail("the queue was removed")
-                .object(&self.label);
+                .object_of(ObjectKind::SysvQueue, &self.label);
         }
-        Error::os(what, e).object(&self.label)
+        Error::os(what, e).object_of(ObjectKind::SysvQueue, &self.label)
     }
 
     /// Why a message cannot go into the queue now: over msgmax or the queue's byte limit
@@ -218,7 +218,7 @@ impl MsgQueue {
                         st.max_bytes,
                         limits().msgmnb,
                     ))
-                    .object(&self.label),
+                    .object_of(ObjectKind::SysvQueue, &self.label),
             ));
         }
         Ok(None)
@@ -226,7 +226,7 @@ impl MsgQueue {
 
     pub(crate) fn send_inner(&self, data: &[u8], mtype: i64, wait: Wait) -> Result<(), Error> {
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
-        check_type(mtype).map_err(|e| e.object(&self.label))?;
+        check_type(mtype).map_err(|e| e.object_of(ObjectKind::SysvQueue, &self.label))?;
         if data.len() > self.msgmax {
             let max = limits().msgmax.max(0) as usize; // it may have been raised since
             if data.len() > max {
@@ -235,7 +235,7 @@ impl MsgQueue {
                         "a {}-byte message is over kernel.msgmax = {max} (MSGMAX, the largest System V message); raise it as root with sysctl -w kernel.msgmax=N",
                         data.len()
                     ))
-                    .object(&self.label));
+                    .object_of(ObjectKind::SysvQueue, &self.label));
             }
         }
         let mut backoff = POLL_START;
@@ -255,7 +255,7 @@ impl MsgQueue {
                         "a {}-byte message is over kernel.msgmax = {max} (MSGMAX); raise it as root with sysctl -w kernel.msgmax=N",
                         data.len()
                     ))
-                    .object(&self.label));
+                    .object_of(ObjectKind::SysvQueue, &self.label));
             }
             if !is(&e, Errno::AGAIN) {
                 return Err(self.error("send to it", e));
@@ -270,7 +270,7 @@ impl MsgQueue {
                 _ if is_try => {
                     return Err(Error::new(ErrorKind::Full)
                         .detail("the queue is full (its byte limit, MSGMNB, is reached)")
-                        .object(&self.label));
+                        .object_of(ObjectKind::SysvQueue, &self.label));
                 }
                 None => {
                     return sys::send(self.id, mtype, data, false)
@@ -280,7 +280,7 @@ impl MsgQueue {
                     if !back_off(&mut backoff, d) {
                         return Err(Error::new(ErrorKind::Timeout)
                             .detail("the queue stayed full until the deadline")
-                            .object(&self.label));
+                            .object_of(ObjectKind::SysvQueue, &self.label));
                     }
                 }
             }
@@ -337,14 +337,14 @@ impl MsgQueue {
             if is_try {
                 return Err(Error::new(ErrorKind::Empty)
                     .detail("no matching message is waiting")
-                    .object(&self.label));
+                    .object_of(ObjectKind::SysvQueue, &self.label));
             }
             if let Some(d) = deadline
                 && !back_off(&mut backoff, d)
             {
                 return Err(Error::new(ErrorKind::Timeout)
                     .detail("no matching message arrived before the deadline")
-                    .object(&self.label));
+                    .object_of(ObjectKind::SysvQueue, &self.label));
             }
         }
     }
@@ -390,18 +390,18 @@ impl MsgQueue {
         if bytes == 0 {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("a byte limit of 0 leaves no room for any message; give at least 1")
-                .object(&self.label));
+                .object_of(ObjectKind::SysvQueue, &self.label));
         }
         sys::set_max_bytes(self.id, bytes).map_err(|e| {
             let msgmnb = limits().msgmnb;
             if is(&e, Errno::PERM) && bytes > msgmnb.max(0) as u64 {
                 Error::new(ErrorKind::LimitReached)
                     .detail(format!("{bytes} bytes is over kernel.msgmnb = {msgmnb}: only a privileged process (CAP_SYS_RESOURCE) may go above it; raise it as root with sysctl -w kernel.msgmnb=N, or ask for less"))
-                    .object(&self.label)
+                    .object_of(ObjectKind::SysvQueue, &self.label)
             } else if is(&e, Errno::PERM) {
                 Error::new(ErrorKind::PermissionDenied)
                     .detail("permission denied: only the queue's owner or creator may change its byte limit")
-                    .object(&self.label)
+                    .object_of(ObjectKind::SysvQueue, &self.label)
             } else {
                 self.error("set its byte limit", e)
             }

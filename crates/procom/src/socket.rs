@@ -145,8 +145,8 @@ fn connection(
         .map_err(|e| Error::os("duplicate the connection", e).object(endpoint))?;
     let name = peer.connection_name(endpoint);
     Ok(Connection {
-        sender: Sender::from_fd(dup, name.clone(), opts),
-        receiver: Receiver::from_fd(fd, name, opts),
+        sender: Sender::stream(dup, name.clone(), crate::kind::kind_of(endpoint), opts),
+        receiver: Receiver::stream(fd, name, crate::kind::kind_of(endpoint), opts),
         peer,
     })
 }

@@ -20,7 +20,9 @@ pub fn trials() -> Vec<Trial> {
             usage_errors_exit_2_wherever_found,
             interrupted_send_to_a_full_queue_says_it_was_not_sent,
             control_characters_are_escaped_in_errors,
-            tour_leaves_no_scratch_directory;
+            tour_leaves_no_scratch_directory,
+            hints_follow_the_kind_of_object,
+            permission_hints_follow_the_kind_of_object [procom_testkit::needs::root()];
     ]
 }
 
@@ -324,5 +326,119 @@ fn tour_leaves_no_scratch_directory() -> Outcome {
     signal(&p, rustix::process::Signal::TERM)?;
     let fin = p.finish(STEP)?;
     ensure!(fin.code() == Some(1), "tour on SIGTERM: {fin:?}");
+    scratch.finish()
+}
+
+/// The hint after an error depends on the kind of object the library says it concerns.
+fn hints_follow_the_kind_of_object() -> Outcome {
+    let scratch = Scratch::new("exit-hints")?;
+    let fifo = scratch.join("f");
+    let fifo = fifo.to_str().ok_or("path")?;
+    let missing_mq = format!("mq:/{}", unique_name("exit-hint"));
+    let missing_shm = format!("shm:/{}", unique_name("exit-hint"));
+    let fifo_ep = format!("fifo:{fifo}");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["recv", &missing_mq, "--timeout", "0"],
+            1,
+            "create it with `procom mq create /NAME`",
+        ),
+        (
+            vec!["send", "msg:0x5eff0002", "x", "--timeout", "0"],
+            1,
+            "create it with `procom msg create KEY`",
+        ),
+        (
+            vec!["send", &fifo_ep, "x"],
+            1,
+            "create it with `procom fifo create PATH`",
+        ),
+        (
+            vec!["send", &missing_shm, "x"],
+            1,
+            "start its receiver first",
+        ),
+        (
+            vec!["send", "-", "hello", "--max-size", "3"],
+            1,
+            "raise --max-size on both sides",
+        ),
+    ];
+    for (args, code, words) in &cases {
+        fails(args, *code, words)?;
+    }
+    check!(run(&["fifo", "create", fifo]).map(drop));
+    let with_fifo: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["fifo", "create", fifo],
+            "remove it with `procom fifo rm PATH`",
+        ),
+        (
+            vec!["send", &fifo_ep, "x", "--timeout", "0"],
+            "start a reader first",
+        ),
+    ];
+    let result = with_fifo
+        .iter()
+        .try_for_each(|(args, words)| fails(args, 1, words));
+    check!(run(&["fifo", "rm", fifo]).map(drop));
+    result?;
+    scratch.finish()
+}
+
+/// As another user: a queue gets the queue hint, a FIFO the file-mode one, a process none.
+fn permission_hints_follow_the_kind_of_object() -> Outcome {
+    let name = format!("/{}", unique_name("exit-perm"));
+    let made = run(&["mq", "create", &name])?;
+    ensure!(made.status.success(), "mq create: {}", made.stderr);
+    let scratch = Scratch::new("exit-perm")?;
+    let dir = scratch.path().to_str().ok_or("path")?.to_string();
+    check!(std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755)
+    ));
+    let fifo = format!("{dir}/f");
+    let result = (|| -> Outcome {
+        check!(run(&["fifo", "create", &fifo]).map(drop));
+        let me = std::process::id().to_string();
+        for (args, words, not) in [
+            (
+                vec!["send".to_string(), format!("mq:{name}"), "x".into()],
+                "queues are created 0600",
+                "ls -l",
+            ),
+            (
+                vec![
+                    "send".to_string(),
+                    format!("fifo:{fifo}"),
+                    "x".into(),
+                    "--timeout".into(),
+                    "0".into(),
+                ],
+                "check with ls -l",
+                "queues",
+            ),
+            (
+                vec!["signal".to_string(), "send".into(), me, "USR1".into()],
+                "only root may signal it",
+                "ls -l",
+            ),
+        ] {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut cmd = procom(&args);
+            let fin = Proc::spawn("as nobody", check!(procom_testkit::as_nobody(&mut cmd)))?
+                .finish(STEP)?;
+            ensure!(
+                fin.code() == Some(1) && fin.stderr.contains(words) && !fin.stderr.contains(not),
+                "{args:?}: {:?}",
+                fin.stderr
+            );
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&fifo);
+    let removed = run(&["mq", "rm", &name])?;
+    result?;
+    ensure!(removed.status.success(), "mq rm: {}", removed.stderr);
     scratch.finish()
 }

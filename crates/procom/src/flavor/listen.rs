@@ -7,10 +7,11 @@ use std::sync::atomic::AtomicU8;
 
 use crate::budget::Budget;
 use crate::cleanup::Cleanup;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::flavor::stream::StreamReceiver;
 use crate::flavor::{RecvFlavor, Wait};
 use crate::framing::Framing;
+use crate::kind::kind_of;
 use crate::net::StreamListener;
 
 /// Listens, then receives from the first client.
@@ -22,6 +23,8 @@ pub(crate) struct ListenReceiver {
     budget: Option<Budget>,
     /// The accepted client, and how errors name it.
     conn: Option<(StreamReceiver, String)>,
+    /// What kind of object the listener is, for errors.
+    kind: ObjectKind,
 }
 
 impl ListenReceiver {
@@ -32,6 +35,7 @@ impl ListenReceiver {
         budget: Option<Budget>,
     ) -> ListenReceiver {
         ListenReceiver {
+            kind: kind_of(listener.endpoint()),
             listener,
             framing,
             max,
@@ -60,23 +64,28 @@ impl ListenReceiver {
 
 impl RecvFlavor for ListenReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let kind = self.kind;
         let (r, name) = self.conn(wait)?;
-        r.recv_into(wait, buf).map_err(|e| e.object(&*name))
+        r.recv_into(wait, buf)
+            .map_err(|e| e.object_of(kind, &*name))
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        let kind = self.kind;
         let (r, name) = self.conn(wait)?;
-        r.recv(wait).map_err(|e| e.object(&*name))
+        r.recv(wait).map_err(|e| e.object_of(kind, &*name))
     }
 
     fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        let kind = self.kind;
         let (r, name) = self.conn(wait)?;
-        r.recv_with(wait, f).map_err(|e| e.object(&*name))
+        r.recv_with(wait, f).map_err(|e| e.object_of(kind, &*name))
     }
 
     fn recv_bytes<T>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
+        let kind = self.kind;
         let (r, name) = self.conn(wait)?;
-        r.recv_bytes(wait, f).map_err(|e| e.object(&*name))
+        r.recv_bytes(wait, f).map_err(|e| e.object_of(kind, &*name))
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {

@@ -6,19 +6,19 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::Signal;
 use super::names::invalid;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 
 fn send_error(target: &str, e: std::io::Error) -> Error {
     match e.raw_os_error() {
         Some(c) if c == rustix::io::Errno::SRCH.raw_os_error() => Error::new(ErrorKind::NotFound)
             .detail("no such process (it does not exist, or has exited)")
-            .object(target),
+            .object_of(ObjectKind::Process, target),
         Some(c) if c == rustix::io::Errno::PERM.raw_os_error() => {
             Error::new(ErrorKind::PermissionDenied)
                 .detail("it is not ours: it belongs to another user, and only root may signal it")
-                .object(target)
+                .object_of(ObjectKind::Process, target)
         }
-        _ => Error::os("signal it", e).object(target),
+        _ => Error::os("signal it", e).object_of(ObjectKind::Process, target),
     }
 }
 
