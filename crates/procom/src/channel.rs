@@ -28,6 +28,17 @@ use crate::net::{StreamListener, connect_stream};
 use crate::stream::deadline_after;
 
 /// How a channel is opened and framed.
+///
+/// Which options each endpoint honours (the others are ignored there):
+///
+/// | option | honoured by |
+/// |---|---|
+/// | `framing` | byte streams (`-`, `fifo:`, `unix:`, `tcp:`, descriptors); `udp:` and `unixgram:` (see [`Framing`]) |
+/// | `max_message` | every endpoint, on both sides |
+/// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:` connects, and binding senders waiting for their client |
+/// | `spin` | `shm:` |
+/// | `priority` | `mq:` senders |
+/// | `budget` | byte-stream receivers (a server's connections) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
