@@ -1,154 +1,21 @@
-//! The datagram flavor (`udp:`, `unixgram:`): one datagram is one message. UDP with length
-//! framing carries procom's 16-byte header so loss, reordering and duplicates are counted per
-//! sender; a datagram a receiver cannot deliver fails only the receive that met it, and is
-//! counted.
+//! The receiving side of the datagram flavor: one system call per datagram where it can,
+//! receive timeouts for deadlines, and the per-sender counts.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
 use rustix::net::SocketType;
 
+use super::{DatagramStats, MAX_SENDERS, SeqWindow, UDP_HEADER_LEN, parse_udp_header};
 use crate::cleanup::Cleanup;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind};
-use crate::flavor::{RecvFlavor, SendFlavor, Wait};
+use crate::flavor::{RecvFlavor, Wait};
 use crate::framing::Framing;
-use crate::net::{SocketFile, bind_unix, io_err, resolve, unix_addr};
+use crate::net::{SocketFile, bind_unix, io_err, resolve};
 use crate::stream::wait as poll_until;
-
-/// The first bytes of procom's UDP header: `ff 50 43 55` (`\xffPCU`; no text starts with
-/// `ff`, and no length prefix a datagram could carry does).
-pub const UDP_MAGIC: [u8; 4] = [0xff, b'P', b'C', b'U'];
-/// The header version this library writes and reads.
-pub const UDP_VERSION: u8 = 1;
-/// Bytes of procom's UDP header (length framing only), before the payload: [`UDP_MAGIC`],
-/// [`UDP_VERSION`], three zero bytes (reserved), then the sender's sequence number (8 bytes,
-/// big-endian, from 0). In Python: `b"\xffPCU\x01\0\0\0" + struct.pack(">Q", seq) + payload`.
-pub const UDP_HEADER_LEN: usize = 16;
-
-/// procom's UDP header for datagram number `seq`.
-fn udp_header(seq: u64) -> [u8; UDP_HEADER_LEN] {
-    let mut h = [0u8; UDP_HEADER_LEN];
-    h[..4].copy_from_slice(&UDP_MAGIC);
-    h[4] = UDP_VERSION;
-    h[8..].copy_from_slice(&seq.to_be_bytes());
-    h
-}
-
-/// The sequence number in a datagram that starts with procom's UDP header; anything else is
-/// `Malformed` (and is never delivered, whole or in part). Pure, for tests and fuzzing.
-fn parse_udp_header(datagram: &[u8]) -> Result<u64, Error> {
-    let refused = |why: String| {
-        Error::new(ErrorKind::Malformed).detail(format!(
-            "a {}-byte datagram {why}, so it was discarded; plain datagrams are received with raw or lines framing (procom recv without --framed)",
-            datagram.len()
-        ))
-    };
-    let Some(header) = datagram.first_chunk::<UDP_HEADER_LEN>() else {
-        return Err(refused(format!(
-            "does not carry procom's {UDP_HEADER_LEN}-byte UDP header (it is shorter than that)"
-        )));
-    };
-    if header[..4] != UDP_MAGIC {
-        return Err(refused(format!(
-            "does not carry procom's {UDP_HEADER_LEN}-byte UDP header (it starts {:02x?}, not {UDP_MAGIC:02x?})",
-            &header[..4]
-        )));
-    }
-    if header[4..8] != [UDP_VERSION, 0, 0, 0] {
-        return Err(refused(format!(
-            "carries procom's magic but not procom's {UDP_HEADER_LEN}-byte UDP header version {UDP_VERSION} (its version and reserved bytes are {:02x?})",
-            &header[4..8]
-        )));
-    }
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&header[8..]);
-    Ok(u64::from_be_bytes(seq))
-}
-
-/// What a datagram receiver has seen of its senders' sequence numbers (UDP with length
-/// framing; otherwise only `received` counts).
-///
-/// Each sender (source address) numbers its datagrams from 0, and the receiver follows each
-/// one separately, starting from the first datagram it hears from it. A skipped number counts
-/// as lost until it arrives late, when it moves to `reordered`; a number heard twice is
-/// delivered again and counted in `duplicated` (within the last 64 numbers of that sender;
-/// an older straggler counts as late). At most 1024 senders are followed at once: past that,
-/// the bookkeeping of an arbitrary one is dropped and it starts afresh.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DatagramStats {
-    /// Datagrams delivered.
-    pub received: u64,
-    /// Sequence numbers skipped (datagrams presumed lost, unless they come late).
-    pub lost: u64,
-    /// Datagrams that arrived after a later one from the same sender.
-    pub reordered: u64,
-    /// Datagrams whose sequence number had already been delivered (the network duplicated
-    /// them, or a sender resent them).
-    pub duplicated: u64,
-    /// Datagrams received but not delivered: over the size limit, or (UDP with length
-    /// framing) not carrying procom's header. Each was reported by the receive that met it
-    /// ([`ErrorKind::TooLarge`], [`ErrorKind::Malformed`]), and the receiver went on. Their
-    /// sequence numbers are not read, so a refused procom datagram also leaves a gap that
-    /// counts as lost.
-    pub refused: u64,
-}
-
-/// One sender's sequence numbers as seen so far: the next expected number, and which of the
-/// 64 before it arrived (bit `i` is `next - 1 - i`).
-#[derive(Debug, Clone, Copy)]
-struct SeqWindow {
-    next: u64,
-    seen: u64,
-}
-
-/// How many senders a UDP receiver follows at once.
-const MAX_SENDERS: usize = 1024;
-
-impl DatagramStats {
-    /// Counts datagram `seq` against its sender's window (`None`: the sender's first).
-    fn count(&mut self, window: &mut Option<SeqWindow>, seq: u64) {
-        self.received += 1;
-        let Some(w) = window else {
-            *window = Some(SeqWindow {
-                next: seq.saturating_add(1),
-                seen: 1,
-            });
-            return;
-        };
-        if seq >= w.next {
-            let gap = seq - w.next;
-            self.lost = self.lost.saturating_add(gap);
-            w.seen = w.seen.checked_shl((gap + 1).min(64) as u32).unwrap_or(0) | 1;
-            w.next = seq.saturating_add(1);
-            return;
-        }
-        let age = w.next - 1 - seq;
-        if age < 64 && w.seen & (1 << age) != 0 {
-            self.duplicated += 1;
-            return;
-        }
-        if age < 64 {
-            w.seen |= 1 << age;
-        }
-        // It was counted lost when a later one overtook it: it is late, not lost.
-        self.reordered += 1;
-        self.lost = self.lost.saturating_sub(1);
-    }
-}
-
-/// The sending side of a datagram flavor.
-#[derive(Debug)]
-pub(crate) struct DgramSender {
-    fd: OwnedFd,
-    seq: Option<u64>,
-    /// Lines framing: every datagram ends with `\n`.
-    newline: bool,
-}
 
 /// The receiving side of a datagram flavor.
 #[derive(Debug)]
@@ -211,108 +78,6 @@ pub(crate) fn bind_dgram(
         nonblocking: false,
         _file: file,
     })
-}
-
-/// Connects a datagram sender (`udp:` or `unixgram:`).
-pub(crate) fn connect_dgram(endpoint: &Endpoint, framing: Framing) -> Result<DgramSender, Error> {
-    let fd: OwnedFd = match endpoint {
-        Endpoint::Udp { host, port } => {
-            let addrs = resolve(host, *port, endpoint)?;
-            let local: SocketAddr = if addrs[0].is_ipv6() {
-                "[::]:0".parse().unwrap_or(addrs[0])
-            } else {
-                "0.0.0.0:0".parse().unwrap_or(addrs[0])
-            };
-            let s = UdpSocket::bind(local).map_err(|e| io_err("bind a local port", e, endpoint))?;
-            s.connect(&addrs[..])
-                .map_err(|e| io_err("connect", e, endpoint))?;
-            s.into()
-        }
-        Endpoint::UnixGram { addr } => {
-            let s = UnixDatagram::unbound()
-                .map_err(|e| Error::os("create a socket", e).object(endpoint))?;
-            let fd: OwnedFd = s.into();
-            let sa = unix_addr(addr, endpoint)?;
-            rustix::net::connect(&fd, &sa).map_err(|e| match e {
-                rustix::io::Errno::NOENT => Error::new(ErrorKind::NotFound)
-                    .detail("no socket exists there; start the receiver first")
-                    .object(endpoint),
-                e => io_err("connect", e.into(), endpoint),
-            })?;
-            fd
-        }
-        other => {
-            return Err(Error::new(ErrorKind::InvalidInput)
-                .detail("not a datagram endpoint")
-                .object(other));
-        }
-    };
-    Ok(DgramSender {
-        fd,
-        seq: (framing == Framing::Length && matches!(endpoint, Endpoint::Udp { .. })).then_some(0),
-        newline: framing == Framing::Lines,
-    })
-}
-
-impl DgramSender {
-    fn send_datagram(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
-        let (deadline, is_try) = (wait.deadline(), wait.is_try());
-        let header = self.seq.map(udp_header);
-        let mut parts: Vec<&[u8]> = match &header {
-            Some(h) => vec![h, msg],
-            None => vec![msg],
-        };
-        if self.newline {
-            parts.push(b"\n");
-        }
-        let iov: Vec<std::io::IoSlice<'_>> =
-            parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
-        loop {
-            let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
-            match rustix::net::sendmsg(
-                &self.fd,
-                &iov,
-                &mut rustix::net::SendAncillaryBuffer::default(),
-                flags,
-            ) {
-                Ok(_) => {
-                    if let Some(s) = &mut self.seq {
-                        *s = s.wrapping_add(1);
-                    }
-                    return Ok(());
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => {
-                    if !poll_until(self.fd.as_fd(), PollFlags::OUT, deadline)
-                        .map_err(|e| Error::os("wait to send", e))?
-                    {
-                        return Err(Error::new(if is_try {
-                            ErrorKind::Full
-                        } else {
-                            ErrorKind::Timeout
-                        })
-                        .detail("the socket's send buffer stayed full"));
-                    }
-                }
-                Err(rustix::io::Errno::MSGSIZE) => {
-                    let header = if self.seq.is_some() {
-                        UDP_HEADER_LEN
-                    } else {
-                        0
-                    };
-                    return Err(Error::too_large(msg.len() as u64, (65507 - header) as u64).detail(format!(
-                        "a {}-byte message does not fit in one datagram (UDP carries at most 65,507 bytes, procom's {UDP_HEADER_LEN}-byte header included under length framing; a Unix datagram at most the socket buffer)",
-                        msg.len()
-                    )));
-                }
-                Err(rustix::io::Errno::CONNREFUSED) | Err(rustix::io::Errno::NOTCONN) => {
-                    return Err(Error::new(ErrorKind::PeerGone)
-                        .detail("nothing is receiving there (connection refused)"));
-                }
-                Err(e) => return Err(Error::os("send a datagram", e.into())),
-            }
-        }
-    }
 }
 
 impl DgramReceiver {
@@ -547,20 +312,6 @@ impl DgramReceiver {
     }
 }
 
-impl SendFlavor for DgramSender {
-    fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
-        self.send_datagram(msg, wait)
-    }
-
-    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fd.as_fd())
-    }
-
-    fn into_fd(self) -> Option<OwnedFd> {
-        self.fd.try_clone().ok()
-    }
-}
-
 impl RecvFlavor for DgramReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         *buf = self.recv_datagram(wait)?;
@@ -608,85 +359,3 @@ const UDP_MAX: usize = 65_535;
 
 /// Below this limit, a Unix datagram receiver keeps one buffer for every receive.
 const KEPT_DGRAM: usize = 256 << 10;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn counted(seqs: &[u64]) -> DatagramStats {
-        let mut stats = DatagramStats::default();
-        let mut window = None;
-        for &s in seqs {
-            stats.count(&mut window, s);
-        }
-        stats
-    }
-
-    fn stats(received: u64, lost: u64, reordered: u64, duplicated: u64) -> DatagramStats {
-        DatagramStats {
-            received,
-            lost,
-            reordered,
-            duplicated,
-            refused: 0,
-        }
-    }
-
-    #[test]
-    fn sequence_numbers_count_loss_late_arrivals_and_duplicates() {
-        assert_eq!(counted(&[0, 1, 2, 3]), stats(4, 0, 0, 0));
-        // Counting starts at the first datagram heard, whatever its number.
-        assert_eq!(counted(&[7, 8]), stats(2, 0, 0, 0));
-        assert_eq!(counted(&[0, 3]), stats(2, 2, 0, 0));
-        assert_eq!(counted(&[0, 2, 1, 3]), stats(4, 0, 1, 0));
-        assert_eq!(counted(&[0, 1, 1, 2]), stats(4, 0, 0, 1));
-        // A late datagram heard twice is late once, then a duplicate.
-        assert_eq!(counted(&[0, 2, 1, 1]), stats(4, 0, 1, 1));
-        // Older than the 64-number window: late, and no longer checked for duplicates.
-        assert_eq!(counted(&[0, 100, 1]), stats(3, 98, 1, 0));
-    }
-
-    #[test]
-    fn udp_header_round_trips_and_nothing_else_passes_for_it() {
-        for seq in [0, 1, 0x0102_0304_0506_0708, u64::MAX] {
-            let mut d = udp_header(seq).to_vec();
-            assert_eq!(parse_udp_header(&d).unwrap(), seq);
-            d.extend_from_slice(b"payload");
-            assert_eq!(parse_udp_header(&d).unwrap(), seq);
-        }
-        let mut framed = 5u32.to_be_bytes().to_vec();
-        framed.extend_from_slice(b"hello");
-        let long = [b'x'; 65_535];
-        let mut version = udp_header(0);
-        version[4] = 2;
-        let mut reserved = udp_header(0);
-        reserved[6] = 0x80;
-        for bad in [
-            &b""[..],
-            b"raw no frame",
-            &framed,
-            &long,
-            &udp_header(7)[..UDP_HEADER_LEN - 1],
-            &version,
-            &reserved,
-        ] {
-            let e = parse_udp_header(bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Malformed);
-            assert!(
-                e.to_string()
-                    .contains(&format!("a {}-byte datagram", bad.len())),
-                "{e}"
-            );
-            assert!(e.to_string().contains("without --framed"), "{e}");
-        }
-    }
-
-    #[test]
-    fn hostile_sequence_numbers_do_not_overflow() {
-        let s = counted(&[0, u64::MAX, u64::MAX, 5, u64::MAX - 1]);
-        assert_eq!(s.received, 5);
-        assert_eq!(s.duplicated, 1);
-        let s = counted(&[u64::MAX, 0, u64::MAX]);
-        assert_eq!(s.received, 3);
-    }
-}

@@ -1,0 +1,344 @@
+//! The receiving side of the shm channel: creates and owns the segment, reclaims a stale one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use procom_ring::Consumer;
+use procom_sys::mapping::MappedRing;
+
+use super::{
+    DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
+    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, STATE_RECEIVER_CLOSED,
+    STATE_SENDER_CLOSED, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
+    ring_error, sleep_on, spin_burst, validate, wake, wake_sender, word,
+};
+use crate::error::{Error, ErrorKind};
+use crate::flavor::{RecvFlavor, Wait};
+use crate::shm::{Header, Mapping, Segment};
+
+fn capacity_for(requested: u64) -> Result<usize, Error> {
+    let c = requested
+        .max(procom_ring::MIN_CAPACITY as u64)
+        .checked_next_power_of_two();
+    match c
+        .and_then(|c| usize::try_from(c).ok())
+        .filter(|c| *c <= u32::MAX as usize)
+    {
+        Some(c) => Ok(c),
+        None => Err(Error::new(ErrorKind::InvalidInput)
+            .detail(format!("a capacity of {requested} bytes is too large"))),
+    }
+}
+
+/// The receiving side: creates and owns the segment.
+#[derive(Debug)]
+pub(crate) struct ShmReceiver {
+    consumer: Consumer<MappedRing>,
+    map: Arc<Mapping>,
+    /// Holds the owner's lock (an exclusive `flock`) until dropped.
+    segment: Segment,
+    fixed: Fixed,
+    sender: Option<Watched>,
+    spin: Duration,
+    max: usize,
+    broken: bool,
+}
+
+impl ShmReceiver {
+    pub(crate) fn bind(
+        name: &str,
+        capacity: Option<u64>,
+        spin: Duration,
+        max: usize,
+    ) -> Result<ShmReceiver, Error> {
+        let cap = capacity_for(capacity.unwrap_or(DEFAULT_CAPACITY))?;
+        let len = (RING_OFFSET + procom_ring::bytes_needed(cap)) as u64;
+        let mut reclaimed = 0;
+        let segment = loop {
+            match Segment::create(name, len) {
+                Ok(s) => break s,
+                // Another binder may win the name between our reclaim and our create: a few
+                // rounds, then its AlreadyExists stands.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && reclaimed < 3 => {
+                    reclaim_if_stale(name)?;
+                    reclaimed += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        // The owner's lock, held until this receiver has removed its name (see the module
+        // docs). Taken before the version is published, so whoever sees a complete header
+        // either finds the lock held or the owner gone; nobody else takes a lock on a segment
+        // whose header is incomplete, so this never waits for a procom process.
+        lock_owner(&segment)?.then_some(()).ok_or_else(|| {
+            Error::new(ErrorKind::AlreadyExists)
+                .detail("another process locked the segment this receiver just created")
+        })?;
+        let map = Arc::new(segment.map()?);
+        // The ring's pages allocated and mapped now rather than by faults during the first lap
+        // (streaming 64 KiB messages through a 4 MiB ring, the faults cost more than the
+        // copies), up to POPULATE_MAX: a huge ring is not committed whole up front (a small
+        // /dev/shm or a memory limit would pay for pages it may never use). Best effort:
+        // without it the ring works the same, only slower at first.
+        let _ = map.populate_prefix(POPULATE_MAX);
+        let region = ring(&map)?;
+        let header = Header {
+            magic: MAGIC,
+            version: 0,
+            flags: 0,
+            layout_size: len,
+        };
+        map.write(0, bytemuck::bytes_of(&header))
+            .map_err(|e| Error::os("write its header", e))?;
+        map.write(OFF_CAPACITY, &(cap as u64).to_le_bytes())
+            .map_err(|e| Error::os("write its header", e))?;
+        let fixed = Fixed {
+            layout_size: len,
+            capacity: cap as u64,
+            receiver: me(),
+        };
+        word(&map, OFF_RECEIVER).store(fixed.receiver, Ordering::Relaxed);
+        procom_ring::init(&region);
+        // Release: everything above is visible to whoever sees the version.
+        word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
+        let consumer = Consumer::attach(region).map_err(ring_error)?;
+        Ok(ShmReceiver {
+            consumer,
+            map,
+            segment,
+            fixed,
+            sender: None,
+            spin,
+            max,
+            broken: false,
+        })
+    }
+
+    /// Whether the sender has gone: closed cleanly, or its process is dead. `Corrupted` if
+    /// the header was overwritten: checked whenever the sender's liveness is asked of the
+    /// kernel, on every `fresh` call, and before the sender is reported gone.
+    fn sender_gone(&mut self, fresh: bool) -> Result<bool, Error> {
+        let pid = load_sender(&self.map, Ordering::Acquire)?;
+        let gone = if pid == 0 {
+            self.sender = None;
+            if fresh {
+                self.fixed.check(&self.map)?;
+            }
+            load_state(&self.map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
+        } else {
+            if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
+                self.sender = Some(Watched::new(pid));
+            }
+            let (map, fixed) = (&self.map, self.fixed);
+            match &self.sender {
+                Some(w) => w.dead_within(fresh, || fixed.check(map))?,
+                None => false,
+            }
+        };
+        if gone {
+            self.fixed.check(&self.map)?;
+        }
+        Ok(gone)
+    }
+
+    /// Marks the channel broken (every later call is `Corrupted`) and hands `e` back.
+    fn broke(&mut self, e: Error) -> Error {
+        self.broken = true;
+        e
+    }
+
+    /// Hands the next message to `f` where it lies in the ring, and releases it after.
+    fn recv_in_ring<T>(
+        &mut self,
+        wait: Wait,
+        f: impl FnOnce(&procom_ring::Message<'_, MappedRing>) -> T,
+    ) -> Result<T, Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        if self.broken {
+            return Err(corrupted(
+                "the channel was found corrupted earlier and is no longer read",
+            ));
+        }
+        // When spinning started, and until when it may go on.
+        // A spin too long to represent spins until the deadline, if any (never overflows).
+        let spin = (!self.spin.is_zero()).then(|| {
+            let t = Instant::now();
+            (t, t.checked_add(self.spin))
+        });
+        loop {
+            if self.map.faulted() {
+                self.broken = true;
+                return Err(corrupted("the segment was truncated under the receiver"));
+            }
+            let before = self.consumer.position();
+            match self.consumer.peek() {
+                Ok(msg) => {
+                    let len = msg.len();
+                    let out = (len <= self.max).then(|| f(&msg));
+                    drop(msg); // releases the record (head, Release)
+                    wake_sender(&self.map);
+                    if self.map.faulted() {
+                        self.broken = true;
+                        return Err(corrupted("the segment was truncated under the receiver"));
+                    }
+                    return out.ok_or_else(|| Error::too_large(len as u64, self.max as u64));
+                }
+                Err(procom_ring::Error::Empty) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(ring_error(e));
+                }
+            }
+            // Empty, but skipping padding releases room too: a sender may be asleep waiting
+            // for exactly that.
+            if self.consumer.position() != before {
+                wake_sender(&self.map);
+            }
+            let now = Instant::now();
+            // Since when we have been spinning, while the spin lasts.
+            let spinning_since =
+                spin.and_then(|(start, until)| until.is_none_or(|u| now < u).then_some(start));
+            let spinning = spinning_since.is_some();
+            // Asking the kernel whether the sender lives costs a system call: while spinning
+            // (or polling with try_recv) the answer may be a couple of milliseconds old.
+            let gone = self
+                .sender_gone(!spinning && !is_try)
+                .map_err(|e| self.broke(e))?;
+            if gone && self.consumer.is_empty() {
+                return Err(Error::new(ErrorKind::PeerGone));
+            }
+            if is_try {
+                return Err(Error::new(ErrorKind::Empty));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(
+                    Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
+                );
+            }
+            if let Some(start) = spinning_since {
+                // Poll the ring alone for a while before the next clock and liveness check:
+                // those take longer than a message takes to cross between two cores, and a
+                // message that lands during them waits for them to finish.
+                spin_burst(now, start, || !self.consumer.is_empty());
+                continue;
+            }
+            let waiting = word(&self.map, OFF_RX_WAITING);
+            let seq = word(&self.map, OFF_DATA_SEQ);
+            waiting.store(1, Ordering::SeqCst);
+            // Pairs with the sender's fence after its commit: either it sees us waiting (and
+            // bumps data_seq, so the futex wait below returns), or we see its message.
+            fence(Ordering::SeqCst);
+            let seen = seq.load(Ordering::SeqCst);
+            // A sender that closed bumped data_seq after setting its flag: if `seen` already
+            // includes that bump, the flag is visible here, and we must not sleep past it.
+            let closed = match load_state(&self.map, Ordering::SeqCst) {
+                Ok(state) => state & STATE_SENDER_CLOSED != 0,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    return Err(self.broke(e));
+                }
+            };
+            if self.consumer.is_empty() && !closed {
+                sleep_on(seq, seen, deadline);
+            }
+            waiting.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Takes the owner's exclusive lock on a segment without waiting: `Ok(false)` if another open
+/// of it holds the lock.
+fn lock_owner(segment: &Segment) -> Result<bool, Error> {
+    let fd = segment
+        .fd()
+        .ok_or_else(|| Error::new(ErrorKind::Io).detail("has no descriptor to lock"))?;
+    match rustix::fs::flock(fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(Error::os("lock it", e.into())),
+    }
+}
+
+impl Drop for ShmReceiver {
+    fn drop(&mut self) {
+        // The name goes first, while we still hold the owner's lock: a new receiver can only
+        // reclaim a segment whose lock it gets, so it never finds ours half-closed and never
+        // has its own name removed by us. (The removal checks the name still refers to our
+        // segment, in case someone removed it and made a new one.)
+        let _ = self.segment.remove_name_now();
+        word(&self.map, OFF_STATE).fetch_or(STATE_RECEIVER_CLOSED, Ordering::SeqCst);
+        let space = word(&self.map, OFF_SPACE_SEQ);
+        space.fetch_add(1, Ordering::SeqCst);
+        wake(space);
+        // Dropping `segment` then closes its descriptor, which releases the lock.
+    }
+}
+
+/// A segment named `name` exists: remove its name if its receiver is gone (the segment's
+/// owner lock is free), refuse otherwise. `Ok` means "try creating again".
+///
+/// The lock decides, not the pid or the state word: a receiver holds it from before its header
+/// is complete until after it has removed its name, and the kernel drops it when the receiver
+/// dies. Holding it ourselves, nobody else (another binder reclaiming the same stale segment)
+/// can remove this name, so checking that the name still refers to the segment we locked and
+/// then removing it is not a race among procom processes.
+fn reclaim_if_stale(name: &str) -> Result<(), Error> {
+    let label = format!("shm {name}");
+    let mut seg = match Segment::open(name) {
+        Ok(seg) => seg,
+        // Gone since our create failed: try again.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let in_use = || Error::new(ErrorKind::AlreadyExists).object(&label);
+    let not_ours = |e: Error| {
+        in_use().detail(format!(
+            "exists and is not a procom channel, or is still being set up ({e}); procom does not adopt it"
+        ))
+    };
+    let map = seg.map().map_err(not_ours)?;
+    validate(&map).map_err(not_ours)?;
+    if !lock_owner(&seg)? {
+        let owner = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+        return Err(in_use().detail(format!(
+            "is a live channel owned by pid {owner}; it has one receiver at a time"
+        )));
+    }
+    drop(map);
+    // Stale: its receiver died without removing it. If the name was removed or replaced
+    // meanwhile, there is nothing of ours to remove; the next create tells.
+    match seg.remove_name_now() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl RecvFlavor for ShmReceiver {
+    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        self.recv_in_ring(wait, |m| {
+            // Only bytes beyond the old length are zeroed before the copy overwrites them.
+            buf.resize(m.len(), 0);
+            m.copy_to(buf);
+            m.len()
+        })
+    }
+
+    fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        self.recv_in_ring(wait, |m| {
+            let mut v = vec![0u8; m.len()];
+            m.copy_to(&mut v);
+            v
+        })
+    }
+
+    /// Read where the message lies in the ring: the zero-copy path.
+    fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        self.recv_in_ring(wait, |m| f(m.as_atomic_bytes()))
+    }
+
+    fn cleanup(&self) -> Option<crate::Cleanup> {
+        self.segment.cleanup()
+    }
+}

@@ -1,0 +1,304 @@
+//! The sending side of the shm channel: attaches to a receiver's segment, one sender at a time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use procom_ring::Producer;
+use procom_sys::mapping::MappedRing;
+
+use super::{
+    Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ, OFF_STATE,
+    OFF_TX_WAITING, POPULATE_MAX, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Watched, alive,
+    corrupted, header_corrupted, load_state, me, pid_of, ring, ring_error, sleep_on, spin_burst,
+    validate, wake, wake_receiver, word,
+};
+use crate::error::{Error, ErrorKind};
+use crate::flavor::{SendFlavor, Wait};
+use crate::shm::{Mapping, Segment};
+
+/// How long a sender gives a receiver to finish setting up a channel whose name it found.
+const SETUP_GRACE: Duration = Duration::from_secs(1);
+
+/// Opens and maps the channel `name` once its receiver has set it up: sized it and published
+/// its header. The name appears first, and nothing signals the rest (a few milliseconds), so a
+/// sender that comes in between tries again, 1 to 10 ms apart, for up to [`SETUP_GRACE`] before
+/// it reports what it found (a segment abandoned half-made, or one that is no channel).
+fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
+    let give_up = Instant::now() + SETUP_GRACE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let segment = Segment::open(name).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                Error::new(ErrorKind::NotFound).detail("no receiver has created this channel")
+            }
+            _ => e,
+        })?;
+        let ready = segment
+            .map()
+            .and_then(|map| validate(&map).map(|capacity| (map, capacity)));
+        match ready {
+            Ok((map, capacity)) => return Ok((segment, map, capacity)),
+            Err(_) if Instant::now() < give_up => {
+                drop(segment);
+                std::thread::sleep(pause); // no notification exists for "set up"
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The sending side: attaches to a receiver's segment.
+#[derive(Debug)]
+pub(crate) struct ShmSender {
+    producer: Producer<MappedRing>,
+    map: Arc<Mapping>,
+    _segment: Segment,
+    fixed: Fixed,
+    receiver: Watched,
+    max: usize,
+    broken: bool,
+    /// How long a send facing a full ring busy-polls before it sleeps (`Options::spin`).
+    spin: Duration,
+}
+
+impl ShmSender {
+    pub(crate) fn connect(name: &str, max: usize, spin: Duration) -> Result<ShmSender, Error> {
+        let (segment, map, capacity) = open_ready(name)?;
+        let map = Arc::new(map);
+        // The receiver allocated the pages; this maps them into our page tables (see the
+        // receiver's `populate_prefix`).
+        let _ = map.populate_prefix(POPULATE_MAX);
+        let receiver_pid = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
+        if pid_of(receiver_pid).is_none() {
+            return Err(header_corrupted(&format!(
+                "its receiver pid is {receiver_pid}, which is not a pid"
+            )));
+        }
+        let fixed = Fixed {
+            layout_size: map.len() as u64,
+            capacity: capacity as u64,
+            receiver: receiver_pid,
+        };
+        fixed.check(&map)?;
+        let receiver = Watched::new(receiver_pid);
+        if receiver.dead() || load_state(&map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0 {
+            return Err(Error::new(ErrorKind::PeerGone)
+                .detail("its receiver is gone (the segment is stale)"));
+        }
+        let slot = word(&map, OFF_SENDER);
+        let mine = me();
+        loop {
+            match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                // Our own pid: another sender in this process already holds the slot (one
+                // producer per ring), never a stale one.
+                Err(other) if pid_of(other).is_none() => {
+                    return Err(header_corrupted(&format!(
+                        "its sender pid is {other}, which is not a pid"
+                    )));
+                }
+                Err(other) if other == mine || alive(other) => {
+                    return Err(Error::new(ErrorKind::AlreadyExists)
+                        .detail(format!("already has a sender (pid {other}); a shared-memory channel has one sender at a time")));
+                }
+                Err(other) => {
+                    // The previous sender died without letting go: take its place.
+                    if slot
+                        .compare_exchange(other, mine, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        word(&map, OFF_STATE).fetch_and(!STATE_SENDER_CLOSED, Ordering::SeqCst);
+        let producer = match ring(&map).and_then(|r| Producer::attach(r).map_err(ring_error)) {
+            Ok(p) => p,
+            Err(e) => {
+                slot.store(0, Ordering::Release);
+                return Err(e);
+            }
+        };
+        Ok(ShmSender {
+            producer,
+            map,
+            _segment: segment,
+            fixed,
+            receiver,
+            max,
+            broken: false,
+            spin,
+        })
+    }
+
+    /// Whether the receiver closed or died; `fresh` asks the kernel now, otherwise the answer
+    /// may be up to [`RECHECK`](super::RECHECK) old (a busy sender does not make a system call
+    /// per message). `Corrupted` if the header was overwritten: checked whenever the kernel is
+    /// asked, and before the receiver is reported gone.
+    fn receiver_gone(&self, fresh: bool) -> Result<bool, Error> {
+        let closed = load_state(&self.map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0;
+        let gone = closed
+            || self
+                .receiver
+                .dead_within(fresh, || self.fixed.check(&self.map))?;
+        if gone {
+            self.fixed.check(&self.map)?;
+        }
+        Ok(gone)
+    }
+
+    /// Marks the channel broken (every later call is `Corrupted`) and hands `e` back.
+    fn broke(&mut self, e: Error) -> Error {
+        self.broken = true;
+        e
+    }
+
+    /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits.
+    fn send_in_ring(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>),
+    ) -> Result<(), Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        if self.broken {
+            return Err(corrupted(
+                "the channel was found corrupted earlier and is no longer written",
+            ));
+        }
+        if len > self.max {
+            return Err(Error::too_large(len as u64, self.max as u64));
+        }
+        let mut waited = false;
+        let mut spin_start: Option<Instant> = None;
+        let mut fill = Some(fill);
+        loop {
+            if self.map.faulted() {
+                self.broken = true;
+                return Err(corrupted("the segment was truncated under the sender"));
+            }
+            if self.receiver_gone(waited).map_err(|e| self.broke(e))? {
+                return Err(Error::new(ErrorKind::PeerGone));
+            }
+            let before = self.producer.position();
+            // Starting over at the front of an empty ring keeps a busy channel in the caches,
+            // but leaves a sleeping receiver's padding in the way: only while it is awake.
+            let receiver_asleep = word(&self.map, OFF_RX_WAITING).load(Ordering::Relaxed) != 0;
+            self.producer.set_rewind(!receiver_asleep);
+            match self.producer.reserve(len) {
+                Ok(mut slot) => {
+                    if let Some(f) = fill.take() {
+                        f(&mut slot);
+                    }
+                    slot.commit(); // publishes tail (Release)
+                    // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot
+                    // path touches no shared word but the ring's (see the receiver's fence).
+                    wake_receiver(&self.map);
+                    if self.map.faulted() {
+                        self.broken = true;
+                        return Err(corrupted(
+                            "the segment was truncated under the sender; the message was lost with it",
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(procom_ring::Error::Full) => {
+                    // `reserve` may have published padding before finding no room: a receiver
+                    // asleep on an empty ring must skip it before we can go on.
+                    if self.producer.position() != before {
+                        wake_receiver(&self.map);
+                    }
+                }
+                Err(procom_ring::Error::TooLarge { max }) => {
+                    return Err(Error::too_large(len as u64, max as u64).detail(format!(
+                        "a {len}-byte message does not fit in this channel's ring (at most {max} bytes; create it with a larger ?capacity=)"
+                    )));
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(ring_error(e));
+                }
+            }
+            if is_try {
+                return Err(Error::new(ErrorKind::Full));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::new(ErrorKind::Timeout)
+                    .detail("the receiver did not make room before the deadline"));
+            }
+            let started = *spin_start.get_or_insert(now);
+            if !self.spin.is_zero() && started.checked_add(self.spin).is_none_or(|u| now < u) {
+                // Busy-poll the receiver's position alone for a while, as a spinning receiver
+                // polls the ring: a full ring is usually drained within microseconds, while a
+                // sleep and its wake-up cost tens of them.
+                spin_burst(now, started, || {
+                    !matches!(self.producer.would_block(len), Ok(true))
+                });
+                continue;
+            }
+            let waiting = word(&self.map, OFF_TX_WAITING);
+            let seq = word(&self.map, OFF_SPACE_SEQ);
+            waiting.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst); // pairs with the receiver's fence after a release
+            let seen = seq.load(Ordering::SeqCst);
+            // Exactly the condition under which `reserve` would fail again without changing
+            // anything (padding and the record header counted), read after the fence.
+            let blocked = match self.producer.would_block(len) {
+                Ok(b) => b,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    self.broken |= e == procom_ring::Error::Corrupted;
+                    return Err(ring_error(e));
+                }
+            };
+            // A receiver that closed bumped space_seq after setting its flag: if `seen`
+            // already includes that bump, the flag is visible here.
+            let closed = match load_state(&self.map, Ordering::SeqCst) {
+                Ok(state) => state & STATE_RECEIVER_CLOSED != 0,
+                Err(e) => {
+                    waiting.store(0, Ordering::SeqCst);
+                    return Err(self.broke(e));
+                }
+            };
+            if blocked && !closed {
+                sleep_on(seq, seen, deadline);
+                waited = true;
+            }
+            waiting.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for ShmSender {
+    fn drop(&mut self) {
+        word(&self.map, OFF_STATE).fetch_or(STATE_SENDER_CLOSED, Ordering::SeqCst);
+        let _ = word(&self.map, OFF_SENDER).compare_exchange(
+            me(),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        let data = word(&self.map, OFF_DATA_SEQ);
+        data.fetch_add(1, Ordering::SeqCst);
+        wake(data);
+    }
+}
+
+impl SendFlavor for ShmSender {
+    fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
+        self.send_in_ring(msg.len(), wait, |slot| slot.write(0, msg))
+    }
+
+    /// Straight into the ring: the zero-copy path.
+    fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&[AtomicU8])) -> Result<(), Error> {
+        self.send_in_ring(len, Wait::Forever, |slot| fill(slot.as_atomic_bytes()))
+    }
+
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+}
