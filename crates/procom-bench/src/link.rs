@@ -7,13 +7,17 @@ use procom::{Error, Options, Receiver, Sender};
 
 use crate::scenario::Mode;
 
-pub(crate) fn options(mode: Mode) -> Options {
-    let o = Options::default().max_message(2 << 20);
+pub(crate) fn options() -> Options {
+    Options::default().max_message(2 << 20)
+}
+
+/// The `spin=` parameter a spinning shared-memory endpoint carries: long enough that a
+/// receiver never sleeps while its peer keeps sending; short enough that a side waiting out
+/// another side's batch stops spinning and leaves it the CPU.
+pub(crate) fn spin_param(mode: Mode) -> String {
     match mode {
-        Mode::Block => o,
-        // Long enough that a receiver never sleeps while its peer keeps sending; short enough
-        // that a side waiting out another side's batch stops spinning and leaves it the CPU.
-        Mode::Spin => o.spin(SPIN),
+        Mode::Block => String::new(),
+        Mode::Spin => format!("&spin={}us", SPIN.as_micros()),
     }
 }
 

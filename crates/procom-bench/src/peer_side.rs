@@ -10,7 +10,7 @@ use crate::measure::serve;
 #[cfg(feature = "peers")]
 use crate::peers;
 use crate::raw::raw_peer;
-use crate::scenario::{Mechanism, Mode, bench_error};
+use crate::scenario::{Mechanism, bench_error};
 
 /// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
 pub fn peer(args: &[String]) -> Result<(), Error> {
@@ -48,12 +48,8 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     if mech == "sem" || mech == "signal" {
         return handoff_peer(mech, num(iterations)?, a2b, b2a);
     }
-    let mode = if mode == "spin" {
-        Mode::Spin
-    } else {
-        Mode::Block
-    };
-    let opts = options(mode);
+    // The endpoints carry the mode (a spinning shared-memory endpoint says `spin=`).
+    let opts = options();
     let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
     let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
     let (rx, tx) = if bound {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use procom::{Error, Receiver, Sender};
 
 use crate::handoff::handoff;
-use crate::link::{Link, ProcomLink, TypedLink, options};
+use crate::link::{Link, ProcomLink, TypedLink, options, spin_param};
 use crate::measure::{Beside, Measurement, measure};
 use crate::process::{child_result, finish, peer_command, pipe_peer, socketpair_peer, spawn};
 use crate::raw::{RawSide, raw_setup};
@@ -24,7 +24,7 @@ struct Wired {
 }
 
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
-    let opts = options(s.mode);
+    let opts = options();
     let mut w = match s.mechanism {
         Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped => {
             return Err(bench_error("not wired here"));
@@ -132,8 +132,16 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
     let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
     Ok(match s.mechanism {
         Mechanism::Shm => (
-            format!("shm:{}?capacity=4MiB", unique("/procom-bench-a2b")),
-            format!("shm:{}?capacity=4MiB", unique("/procom-bench-b2a")),
+            format!(
+                "shm:{}?capacity=4MiB{}",
+                unique("/procom-bench-a2b"),
+                spin_param(s.mode)
+            ),
+            format!(
+                "shm:{}?capacity=4MiB{}",
+                unique("/procom-bench-b2a"),
+                spin_param(s.mode)
+            ),
         ),
         Mechanism::UnixGram => (
             format!("unixgram:{}", scratch.join(unique("a2b")).display()),
@@ -217,7 +225,7 @@ fn unix_typed(
     raw: Option<&mut RawSide>,
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
-    let opts = options(s.mode);
+    let opts = options();
     let (tx, rx, mut child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
     let mut link = TypedLink {
         tx: procom::typed::Sender::from_untyped(Sender::from_fd(tx, "unix socketpair", &opts)),

@@ -36,9 +36,11 @@ use crate::stream::deadline_after;
 /// | `framing` | byte streams (`-`, `fifo:`, `unix:`, `tcp:`, descriptors); `udp:` and `unixgram:` (see [`Framing`]) |
 /// | `max_message` | every endpoint, on both sides |
 /// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:` connects, and binding senders waiting for their client |
-/// | `spin` | `shm:` |
-/// | `priority` | `mq:` senders |
 /// | `budget` | byte-stream receivers (a server's connections) |
+///
+/// What concerns one mechanism alone is a parameter of its endpoint instead: a POSIX queue
+/// sender's `mq:/NAME?priority=P`, a shared-memory endpoint's `shm:/NAME?spin=DURATION`, a
+/// System V queue's `msg:KEY?type=T` (see [`crate::endpoint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
@@ -49,12 +51,6 @@ pub struct Options {
     /// How long opening may wait for the other side (a FIFO writer waits for a reader);
     /// `None` waits as long as it takes, `Some(Duration::ZERO)` does not wait at all.
     pub open_timeout: Option<Duration>,
-    /// How long an empty shared-memory receiver busy-polls before it sleeps (lowest latency,
-    /// at the price of a busy core); zero by default.
-    pub spin: Duration,
-    /// The priority a POSIX message-queue sender gives its messages (higher first); 0 by
-    /// default. (A System V sender stamps the type from its endpoint's `?type=`.)
-    pub priority: u32,
     /// The memory allowance byte-stream receivers share for partly received messages (a
     /// server gives one to all its connections); `None` by default: each is bounded by
     /// `max_message` alone.
@@ -67,29 +63,12 @@ impl Default for Options {
             framing: Framing::Length,
             max_message: DEFAULT_MAX_MESSAGE,
             open_timeout: None,
-            spin: Duration::ZERO,
-            priority: 0,
             budget: None,
         }
     }
 }
 
 impl Options {
-    /// Sets the priority of messages sent to a POSIX message queue.
-    #[must_use]
-    pub fn priority(mut self, priority: u32) -> Options {
-        self.priority = priority;
-        self
-    }
-
-    /// Sets how long a shared-memory endpoint busy-polls before it sleeps: an empty receiver
-    /// waiting for a message, and a sender waiting for room in a full ring.
-    #[must_use]
-    pub fn spin(mut self, spin: Duration) -> Options {
-        self.spin = spin;
-        self
-    }
-
     /// Sets the framing.
     #[must_use]
     pub fn framing(mut self, framing: Framing) -> Options {
@@ -276,9 +255,9 @@ impl Sender {
                     opts,
                 ));
             }
-            Endpoint::Mq { name, .. } => SenderFlavor::Mq(MqSender {
+            Endpoint::Mq { name, priority, .. } => SenderFlavor::Mq(MqSender {
                 q: Queue::open_with(name, false, true)?,
-                prio: crate::mq::check_priority(opts.priority)
+                prio: crate::mq::check_priority(priority.unwrap_or(0))
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             }),
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
@@ -289,8 +268,8 @@ impl Sender {
                 mtype: crate::msg::check_type(mtype.unwrap_or(1))
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             }),
-            Endpoint::Shm { name, .. } => SenderFlavor::Shm(
-                ShmSender::connect(name, opts.max_message, opts.spin)
+            Endpoint::Shm { name, spin, .. } => SenderFlavor::Shm(
+                ShmSender::connect(name, opts.max_message, spin.unwrap_or_default())
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
             ),
         };
@@ -332,8 +311,9 @@ impl Sender {
                 name,
                 max_messages,
                 msgsize,
+                priority,
             } => SenderFlavor::Mq(MqSender {
-                prio: crate::mq::check_priority(opts.priority)
+                prio: crate::mq::check_priority(priority.unwrap_or(0))
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 q: Queue::create(name, *max_messages, *msgsize)?,
             }),
@@ -534,6 +514,7 @@ impl Receiver {
                 name,
                 max_messages,
                 msgsize,
+                ..
             } => (
                 ep.to_string(),
                 ReceiverFlavor::Mq(MqReceiver {
@@ -549,11 +530,20 @@ impl Receiver {
                     max: opts.max_message,
                 }),
             ),
-            Endpoint::Shm { name, ring_bytes } => (
+            Endpoint::Shm {
+                name,
+                ring_bytes,
+                spin,
+            } => (
                 ep.to_string(),
                 ReceiverFlavor::Shm(
-                    ShmReceiver::bind(name, *ring_bytes, opts.spin, opts.max_message)
-                        .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+                    ShmReceiver::bind(
+                        name,
+                        *ring_bytes,
+                        spin.unwrap_or_default(),
+                        opts.max_message,
+                    )
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 ),
             ),
         };

@@ -14,12 +14,13 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     super::apply_type(&mut ep, args.mtype)?;
     let from_stdin = args.message == "-";
     let raw_copy = from_stdin && ep.is_byte_stream() && !args.stream.framed;
-    let mut opts = super::options(&args.stream, raw_copy)?.open_timeout(args.timeout);
+    let opts = super::options(&args.stream, raw_copy)?.open_timeout(args.timeout);
+    // `--priority P` overrides the endpoint's `?priority=`, as `--type` does `?type=`.
     if let Some(p) = args.priority {
-        if !matches!(ep, Endpoint::Mq { .. }) {
-            return Err(super::usage!("--priority applies to mq: endpoints only"));
+        match &mut ep {
+            Endpoint::Mq { priority, .. } => *priority = Some(p),
+            _ => return Err(super::usage!("--priority applies to mq: endpoints only")),
         }
-        opts = opts.priority(p);
     }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     interrupt::set_activity(format!("sending to {ep}"));

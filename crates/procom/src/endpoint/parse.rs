@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::{Endpoint, IPC_NAME_MAX, SysvKey, UNIX_PATH_MAX, UnixAddr};
 use crate::error::{Error, ErrorKind};
@@ -12,6 +13,33 @@ const SCHEMES: &str = "-, fifo:, mq:, msg:, shm:, unix:, unixgram:, tcp: or udp:
 fn invalid(text: &str, why: impl fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidEndpoint)
         .detail(format!("`{text}` is not a valid endpoint: {why}"))
+}
+
+/// Parses a duration such as `50us`, `10ms`, `2s` or `500ns` (`µs` is `us` too). A duration
+/// too long to represent is the longest there is.
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || {
+        Error::new(ErrorKind::InvalidInput).detail(format!(
+            "`{text}` is not a duration: give a whole number and a unit, like 50us, 10ms or 2s"
+        ))
+    };
+    let n: u128 = digits.parse().map_err(|_| bad())?;
+    let per: u128 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    let nanos = n.saturating_mul(per);
+    let secs = nanos / 1_000_000_000;
+    Ok(match u64::try_from(secs) {
+        Ok(s) => Duration::new(s, (nanos % 1_000_000_000) as u32),
+        Err(_) => Duration::MAX,
+    })
 }
 
 /// Parses a size such as `4096`, `64KiB`, `1M` or `2GB`.
@@ -229,11 +257,13 @@ impl FromStr for Endpoint {
                     name: ipc_name(text, name)?,
                     max_messages: None,
                     msgsize: None,
+                    priority: None,
                 };
-                for (k, v) in params(text, q, &["capacity", "msgsize"])? {
+                for (k, v) in params(text, q, &["capacity", "msgsize", "priority"])? {
                     let Endpoint::Mq {
                         max_messages,
                         msgsize,
+                        priority,
                         ..
                     } = &mut ep
                     else {
@@ -248,6 +278,16 @@ impl FromStr for Endpoint {
                                 )
                             })?;
                             *max_messages = Some(n);
+                        }
+                        "priority" => {
+                            let p: u32 =
+                                v.parse().ok().filter(|p| *p <= 32767).ok_or_else(|| {
+                                    invalid(
+                                        text,
+                                        format!("priority `{v}` is not a number from 0 to 32767"),
+                                    )
+                                })?;
+                            *priority = Some(p);
                         }
                         _ => {
                             let n = parse_size(v).map_err(|e| invalid(text, e))?;
@@ -276,8 +316,12 @@ impl FromStr for Endpoint {
             }
             "shm" => {
                 let (name, q) = with_query();
-                let mut ring_bytes = None;
-                for (_, v) in params(text, q, &["capacity"])? {
+                let (mut ring_bytes, mut spin) = (None, None);
+                for (k, v) in params(text, q, &["capacity", "spin"])? {
+                    if k == "spin" {
+                        spin = Some(parse_duration(v).map_err(|e| invalid(text, e))?);
+                        continue;
+                    }
                     let n = parse_size(v).map_err(|e| invalid(text, e))?;
                     if n == 0 {
                         return Err(invalid(text, "capacity must be at least 1 byte"));
@@ -287,6 +331,7 @@ impl FromStr for Endpoint {
                 Ok(Endpoint::Shm {
                     name: ipc_name(text, name)?,
                     ring_bytes,
+                    spin,
                 })
             }
             "unix" => Ok(Endpoint::Unix {
@@ -339,7 +384,8 @@ mod tests {
             Endpoint::Mq {
                 name: "/jobs".into(),
                 max_messages: Some(10),
-                msgsize: Some(8192)
+                msgsize: Some(8192),
+                priority: None
             }
         );
         assert_eq!(
@@ -367,7 +413,8 @@ mod tests {
             ok("shm:/frame?capacity=1MiB"),
             Endpoint::Shm {
                 name: "/frame".into(),
-                ring_bytes: Some(1 << 20)
+                ring_bytes: Some(1 << 20),
+                spin: None
             }
         );
         assert_eq!(
@@ -410,6 +457,9 @@ mod tests {
             "-",
             "fifo:/tmp/p",
             "mq:/jobs?capacity=10&msgsize=8192",
+            "mq:/jobs?priority=7",
+            "shm:/f?capacity=4096&spin=50us",
+            "shm:/f?spin=18446744073709551615s",
             "msg:0x1234?type=2",
             "msg:/etc/k",
             "shm:/f?capacity=4096",

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use procom::mq::Queue;
-use procom::{ErrorKind, Options, Sender};
+use procom::{ErrorKind, Sender};
 use procom_testkit::{
     Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, role, trials,
     unique_name, wait_pid,
@@ -208,12 +208,13 @@ fn limits_full_empty_deadline() -> Outcome {
         "{e}"
     );
     let ep = format!("mq:{name}");
-    let bad = Sender::connect_with(&ep, &Options::default().priority(40_000)).err();
+    let bad = Sender::connect(format!("{ep}?priority=40000")).err();
     ensure!(
-        bad.map(|e| e.kind()) == Some(ErrorKind::InvalidInput),
+        bad.as_ref().map(|e| e.kind()) == Some(ErrorKind::InvalidEndpoint)
+            && bad.is_some_and(|e| e.to_string().contains("0 to 32767")),
         "priority 40000 accepted"
     );
-    let mut tx = check!(Sender::connect_with(&ep, &Options::default().priority(3)));
+    let mut tx = check!(Sender::connect(format!("{ep}?priority=3")));
     check!(tx.try_send(b"1").map_err(|e| e.into_error()));
     check!(tx.try_send(b"2").map_err(|e| e.into_error()));
     let full = tx
@@ -501,11 +502,8 @@ fn interoperates_with_c() -> Outcome {
     let q = check!(Queue::create(&name, Some(4), Some(8192)));
     check!(q.send(b"routine from procom", 2));
     check!(q.send(b"urgent from procom", 9));
-    // And through the channel layer, with a priority from Options.
-    let mut tx = check!(Sender::connect_with(
-        format!("mq:{name}"),
-        &Options::default().priority(5)
-    ));
+    // And through the channel layer, with the priority its endpoint gives.
+    let mut tx = check!(Sender::connect(format!("mq:{name}?priority=5")));
     check!(tx.send(b"channel from procom").map_err(|e| e.into_error()));
     drop(tx);
     let mut cmd = Command::new(&exe);

@@ -381,12 +381,11 @@ fn channel_sender_killed_then_replaced() -> Outcome {
 }
 
 /// Binds the channel, says ready, then waits (to be killed, or until standard input closes).
-/// With `spin-max`, it binds with `Options::spin(Duration::MAX)` and first checks that an empty
+/// With `spin-max`, it binds with a spin too long to represent and first checks that an empty
 /// receive still times out.
 fn receiver(args: &[String]) -> Outcome {
     let _rx = if args.get(1).is_some_and(|a| a == "spin-max") {
-        let opts = Options::default().spin(Duration::MAX);
-        let mut rx = check!(Receiver::bind_with(args[0].as_str(), &opts));
+        let mut rx = check!(Receiver::bind(with_spin(&args[0], SPIN_MAX)));
         let e = rx
             .recv_timeout(Duration::from_millis(30))
             .err()
@@ -628,21 +627,30 @@ fn wrap_message(i: usize) -> Vec<u8> {
     vec![i as u8; WRAP_SIZES[i % WRAP_SIZES.len()]]
 }
 
-/// The wrap-around test's options: spinning for `args[1]` microseconds before sleeping.
-fn wrap_options(args: &[String]) -> Result<Options, String> {
+/// The wrap-around test's endpoint: spinning for `args[1]` microseconds before sleeping.
+fn wrap_endpoint(args: &[String]) -> Result<String, String> {
     let us: u64 = args
         .get(1)
         .ok_or("no spin given")?
         .parse()
         .map_err(|e| format!("spin: {e}"))?;
-    Ok(Options::default().spin(Duration::from_micros(us)))
+    Ok(with_spin(&args[0], &format!("{us}us")))
+}
+
+/// A spin too long to represent (`Duration::MAX` and beyond).
+const SPIN_MAX: &str = "18446744073709551615s";
+
+/// `ep` with its `?spin=` parameter set to `spin`.
+fn with_spin(ep: &str, spin: &str) -> String {
+    let sep = if ep.contains('?') { '&' } else { '?' };
+    format!("{ep}{sep}spin={spin}")
 }
 
 /// Receives the wrap-around stream with blocking receives (spinning first for `args[1]`
 /// microseconds); fails as soon as a sleep ends by the liveness tick instead of a wake-up.
 fn wrap_receiver(args: &[String]) -> Outcome {
     procom::test_hooks::set_liveness_period(WRAP_LIVENESS);
-    let mut rx = check!(Receiver::bind_with(args[0].as_str(), &wrap_options(args)?));
+    let mut rx = check!(Receiver::bind(wrap_endpoint(args)?));
     println!("ready");
     // Waiting for the sender process to start may legitimately take a while: count from the
     // first message on.
@@ -664,7 +672,7 @@ fn wrap_receiver(args: &[String]) -> Outcome {
 /// instead of a wake-up.
 fn wrap_sender(args: &[String]) -> Outcome {
     procom::test_hooks::set_liveness_period(WRAP_LIVENESS);
-    let mut tx = check!(Sender::connect_with(args[0].as_str(), &wrap_options(args)?));
+    let mut tx = check!(Sender::connect(wrap_endpoint(args)?));
     for i in 0..WRAP_MESSAGES {
         check!(tx.send(wrap_message(i)).map_err(|e| e.into_error()));
         ensure!(
@@ -686,13 +694,12 @@ fn channel_wrapping_spinning_sends_never_wait_for_the_liveness_tick() -> Outcome
 }
 
 /// Receives from an empty channel (in a child) and sends into a full one (here) with
-/// `Options::spin(Duration::MAX)` and a short timeout: both time out (no overflow, no panic).
+/// a spin too long to represent and a short timeout: both time out (no overflow, no panic).
 fn a_spin_too_long_to_represent_still_times_out() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=4KiB");
     let rx = receiver_child(&ep, &["spin-max"])?;
-    let opts = Options::default().spin(Duration::MAX);
-    let mut tx = check!(Sender::connect_with(ep.as_str(), &opts));
+    let mut tx = check!(Sender::connect(with_spin(&ep, SPIN_MAX)));
     let msg = vec![1u8; 1000];
     loop {
         match tx.try_send(&msg) {
