@@ -1,0 +1,322 @@
+//! [`Receiver`]: the receiving side, dispatching over its flavors with `dispatch_recv!`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU8;
+use std::time::{Duration, Instant};
+
+use super::{Options, ToEndpoint, stdio_fd};
+use crate::cleanup::Cleanup;
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind, ObjectKind};
+use crate::fifo::{self, Fifo};
+use crate::flavor::dgram::{DatagramStats, DgramReceiver, bind_dgram};
+use crate::flavor::listen::ListenReceiver;
+use crate::flavor::mq::MqReceiver;
+use crate::flavor::msg::MsgReceiver;
+use crate::flavor::shm::ShmReceiver;
+use crate::flavor::stream::StreamReceiver;
+use crate::flavor::{RecvFlavor, Wait};
+use crate::kind::kind_of;
+use crate::mq::Queue;
+use crate::msg::MsgQueue;
+use crate::net::{StreamListener, connect_stream};
+use crate::stream::deadline_after;
+
+/// The receiving side of a channel.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// use std::time::Duration;
+/// // A shared-memory ring: the receiver owns the segment and removes it when dropped.
+/// let name = format!("shm:/procom-doc-receiver-{}", std::process::id());
+/// let mut rx = procom::Receiver::bind(&name)?;
+/// let mut tx = procom::Sender::connect(&name)?;
+/// tx.send(b"frame").map_err(|e| e.into_error())?;
+/// let mut buf = Vec::new();
+/// assert_eq!(rx.recv_into(&mut buf)?, 5); // into a reused buffer
+/// let e = rx.recv_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert_eq!(e.kind(), procom::ErrorKind::Timeout);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Receiver {
+    endpoint: String,
+    /// What kind of object `endpoint` is, for errors.
+    kind: ObjectKind,
+    flavor: ReceiverFlavor,
+}
+
+#[derive(Debug)]
+enum ReceiverFlavor {
+    Stream(StreamReceiver),
+    /// A listening stream socket that accepts its one peer on the first receive.
+    Listen(ListenReceiver),
+    Shm(ShmReceiver),
+    Mq(MqReceiver),
+    Msg(MsgReceiver),
+    Dgram(DgramReceiver),
+}
+
+impl Receiver {
+    /// Creates the endpoint's object and receives from it, with default [`Options`]. The
+    /// receiver owns the object and removes it when dropped. `-` is standard input.
+    ///
+    /// For `fifo:` the FIFO is created (mode 0600) and opened at once; receiving waits for a
+    /// writer to arrive, and reports [`ErrorKind::PeerGone`] once the last writer has closed.
+    ///
+    /// For `tcp:` and `unix:` the receiver listens at once and accepts its one peer on the
+    /// first receive; it then reads that connection until [`ErrorKind::PeerGone`] and accepts
+    /// no other (a server with many clients uses [`crate::socket::Listener`]). For `udp:` and
+    /// `unixgram:` it binds and takes datagrams from anyone. A Unix socket file is created
+    /// 0600 and removed on drop. [`Receiver::endpoint`] names what was bound, with the real
+    /// port when port 0 was asked for.
+    pub fn bind(endpoint: impl ToEndpoint) -> Result<Receiver, Error> {
+        Receiver::bind_with(endpoint, &Options::default())
+    }
+
+    /// Creates the endpoint's object and receives from it.
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
+        let ep = endpoint.to_endpoint()?;
+        let (name, flavor) = match &ep {
+            Endpoint::Stdio => return Receiver::connect_with(ep, opts),
+            Endpoint::Fifo { path } => {
+                let mut fifo = Fifo::create_inner(path, fifo::DEFAULT_MODE)?;
+                let fd = fifo
+                    .take_reader()
+                    .ok_or_else(|| Error::new(ErrorKind::Io).object_of(kind_of(&ep), &ep))?;
+                let mut r = Receiver::stream(fd, ep.to_string(), kind_of(&ep), opts);
+                if let ReceiverFlavor::Stream(s) = &mut r.flavor {
+                    s.owner = Some(fifo);
+                }
+                return Ok(r);
+            }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                let listener = StreamListener::bind(&ep)?;
+                (
+                    listener.local_endpoint().to_string(),
+                    ReceiverFlavor::Listen(ListenReceiver::new(
+                        listener,
+                        opts.framing,
+                        opts.max_message,
+                        opts.budget.clone(),
+                    )),
+                )
+            }
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                let r = bind_dgram(&ep, opts.framing, opts.max_message)?;
+                (r.local_endpoint().to_string(), ReceiverFlavor::Dgram(r))
+            }
+            Endpoint::Mq {
+                name,
+                max_messages,
+                msgsize,
+                ..
+            } => (
+                ep.to_string(),
+                ReceiverFlavor::Mq(MqReceiver {
+                    q: Queue::create(name, *max_messages, *msgsize)?,
+                    max: opts.max_message,
+                }),
+            ),
+            Endpoint::Msg { key, mtype } => (
+                ep.to_string(),
+                ReceiverFlavor::Msg(MsgReceiver {
+                    q: MsgQueue::create(key)?,
+                    selector: mtype.unwrap_or(0),
+                    max: opts.max_message,
+                }),
+            ),
+            Endpoint::Shm {
+                name,
+                ring_bytes,
+                spin,
+            } => (
+                ep.to_string(),
+                ReceiverFlavor::Shm(
+                    ShmReceiver::bind(
+                        name,
+                        *ring_bytes,
+                        spin.unwrap_or_default(),
+                        opts.max_message,
+                    )
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+                ),
+            ),
+        };
+        Ok(Receiver {
+            endpoint: name,
+            kind: kind_of(&ep),
+            flavor,
+        })
+    }
+
+    /// Receives from an existing endpoint, with default [`Options`].
+    pub fn connect(endpoint: impl ToEndpoint) -> Result<Receiver, Error> {
+        Receiver::connect_with(endpoint, &Options::default())
+    }
+
+    /// Receives from an existing endpoint. Opening does not wait for a writer.
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
+        let ep = endpoint.to_endpoint()?;
+        let flavor = match &ep {
+            Endpoint::Stdio => {
+                return Ok(Receiver::stream(
+                    stdio_fd(std::io::stdin().as_fd(), &ep)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::Fifo { path } => {
+                return Ok(Receiver::stream(
+                    fifo::open_read_now(path)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            // A shared-memory channel always belongs to its receiver: connecting creates it.
+            // A datagram receiver is always the one that binds.
+            Endpoint::Shm { .. } | Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                return Receiver::bind_with(ep, opts);
+            }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                return Ok(Receiver::stream(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::Mq { name, .. } => ReceiverFlavor::Mq(MqReceiver {
+                q: Queue::open_with(name, true, false)?,
+                max: opts.max_message,
+            }),
+            Endpoint::Msg { key, mtype } => ReceiverFlavor::Msg(MsgReceiver {
+                q: MsgQueue::open_with(key, true, false)?,
+                selector: mtype.unwrap_or(0),
+                max: opts.max_message,
+            }),
+        };
+        Ok(Receiver {
+            endpoint: ep.to_string(),
+            kind: kind_of(&ep),
+            flavor,
+        })
+    }
+
+    /// Receives from any byte-stream descriptor, framed as `opts` says. `name` is how errors
+    /// refer to it.
+    pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Receiver {
+        Receiver::stream(fd.into(), name, ObjectKind::Descriptor, opts)
+    }
+
+    /// A byte-stream receiver over `fd` for an object of `kind`.
+    pub(crate) fn stream(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Receiver {
+        Receiver {
+            endpoint: name.into(),
+            kind,
+            flavor: ReceiverFlavor::Stream(StreamReceiver::new(
+                fd,
+                opts.framing,
+                opts.max_message,
+                opts.budget.clone(),
+            )),
+        }
+    }
+
+    /// The endpoint this receiver listens on, as text.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Gives up the receiver and returns its descriptor. Bytes it had read but not yet
+    /// delivered are lost; an object it owned is kept, no longer removed on drop.
+    pub fn into_fd(self) -> Option<OwnedFd> {
+        dispatch_recv!(self.flavor, f => f.into_fd())
+    }
+
+    /// The name of the object this receiver created, for removal from another thread (see
+    /// [`Cleanup`]): the socket file of a `unix:` or `unixgram:` path, a `shm:` channel's
+    /// segment, a `fifo:` it created. `None` when it created nothing named.
+    pub fn cleanup(&self) -> Option<Cleanup> {
+        dispatch_recv!(&self.flavor, f => f.cleanup())
+    }
+
+    /// The descriptor to poll for readability, where the mechanism has one. A datagram
+    /// receiver's socket may carry a receive timeout procom set for a deadline (`SO_RCVTIMEO`;
+    /// [`Receiver::into_fd`] clears it): read it through the receiver, not directly.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        dispatch_recv!(&self.flavor, f => f.as_fd())
+    }
+
+    /// Receives a message and hands it to `f` in place: on shared memory the bytes are read
+    /// straight from the ring (the zero-copy path) and released when `f` returns. They are
+    /// atomic for the reason given at [`Sender::send_with`](super::Sender::send_with).
+    pub fn recv_with<T>(&mut self, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv_with(Wait::Forever, f))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    /// Receives a message into `buf`, replacing what it held and reusing its allocation;
+    /// returns the message's length. A loop that receives into one buffer allocates nothing
+    /// per message (on shared memory and byte streams; queues and datagrams still receive
+    /// into a fresh buffer first).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv_into(Wait::Forever, buf))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    /// For datagram endpoints: how many datagrams arrived, and (UDP with length framing) how
+    /// many sequence numbers were skipped or came late.
+    pub fn datagram_stats(&self) -> Option<DatagramStats> {
+        dispatch_recv!(&self.flavor, f => f.datagram_stats())
+    }
+
+    /// Receives a message, waiting as long as it takes.
+    ///
+    /// On `udp:` and `unixgram:` endpoints, [`ErrorKind::TooLarge`] and
+    /// [`ErrorKind::Malformed`] concern one datagram, which is discarded and counted
+    /// ([`DatagramStats::refused`]): the receiver stays usable, and the next receive gets the
+    /// next datagram. (On byte streams those errors end the stream: its framing is lost.)
+    pub fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        self.recv_waiting(Wait::Forever)
+    }
+
+    /// Receives a message if one is waiting; otherwise fails with [`ErrorKind::Empty`].
+    pub fn try_recv(&mut self) -> Result<Vec<u8>, Error> {
+        self.recv_waiting(Wait::Never)
+    }
+
+    /// Receives a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
+    /// Part of a message that arrived in time is kept for the next call.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        self.recv_waiting(Wait::until(deadline_after(timeout)))
+    }
+
+    /// Receives a message, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
+        self.recv_waiting(Wait::Until(deadline))
+    }
+
+    /// Hands the next message's bytes to `f`: straight from the reader's buffer on byte
+    /// streams (no allocation), from a received copy elsewhere. For decoders (typed channels).
+    pub(crate) fn recv_bytes<T>(
+        &mut self,
+        wait: Wait,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv_bytes(wait, f))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    fn recv_waiting(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv(wait))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+}

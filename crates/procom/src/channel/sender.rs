@@ -1,0 +1,283 @@
+//! [`Sender`]: the sending side, dispatching over its flavors with `dispatch_send!`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU8;
+use std::time::{Duration, Instant};
+
+use super::{Options, ToEndpoint, stdio_fd};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind, ObjectKind, SendError};
+use crate::fifo::{self, Fifo};
+use crate::flavor::dgram::{DgramSender, connect_dgram};
+use crate::flavor::mq::MqSender;
+use crate::flavor::msg::MsgSender;
+use crate::flavor::shm::ShmSender;
+use crate::flavor::stream::StreamSender;
+use crate::flavor::{SendFlavor, Wait};
+use crate::kind::kind_of;
+use crate::mq::Queue;
+use crate::msg::MsgQueue;
+use crate::net::{StreamListener, connect_stream};
+use crate::stream::deadline_after;
+
+/// The sending side of a channel.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// // A receiver creates the endpoint, a sender connects to it (here a POSIX queue).
+/// let name = format!("mq:/procom-doc-sender-{}", std::process::id());
+/// let mut rx = procom::Receiver::bind(&name)?;
+/// let mut tx = procom::Sender::connect(&name)?;
+/// tx.send(b"job 1").map_err(|e| e.into_error())?;
+/// assert_eq!(rx.recv()?, b"job 1");
+/// assert_eq!(rx.try_recv().unwrap_err().kind(), procom::ErrorKind::Empty);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Sender {
+    endpoint: String,
+    /// What kind of object `endpoint` is, for errors.
+    kind: ObjectKind,
+    /// The largest message sent: checked here, for every flavor, before anything is sent.
+    max: usize,
+    flavor: SenderFlavor,
+}
+
+#[derive(Debug)]
+enum SenderFlavor {
+    Stream(StreamSender),
+    Shm(ShmSender),
+    Mq(MqSender),
+    Msg(MsgSender),
+    Dgram(DgramSender),
+}
+
+impl Sender {
+    fn new(ep: &Endpoint, opts: &Options, flavor: SenderFlavor) -> Sender {
+        Sender {
+            endpoint: ep.to_string(),
+            kind: kind_of(ep),
+            max: opts.max_message,
+            flavor,
+        }
+    }
+
+    /// A byte-stream sender over `fd` for an object of `kind`.
+    pub(crate) fn stream(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Sender {
+        Sender {
+            endpoint: name.into(),
+            kind,
+            max: opts.max_message,
+            flavor: SenderFlavor::Stream(StreamSender::new(fd, opts.framing, opts.max_message)),
+        }
+    }
+
+    /// Opens an existing endpoint for sending, with default [`Options`].
+    ///
+    /// For `fifo:` this waits, as a FIFO writer always does, until a reader opens the FIFO; set
+    /// [`Options::open_timeout`] to bound the wait. `-` is standard output.
+    pub fn connect(endpoint: impl ToEndpoint) -> Result<Sender, Error> {
+        Sender::connect_with(endpoint, &Options::default())
+    }
+
+    /// Opens an existing endpoint for sending.
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
+        let ep = endpoint.to_endpoint()?;
+        let flavor = match &ep {
+            Endpoint::Stdio => {
+                return Ok(Sender::stream(
+                    stdio_fd(std::io::stdout().as_fd(), &ep)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::Fifo { path } => {
+                let w = match opts.open_timeout {
+                    None => fifo::open_write(path)?,
+                    Some(t) if t.is_zero() => fifo::try_open_write(path)?,
+                    // A timeout too long to represent waits as long as it takes.
+                    Some(t) => fifo::open_write_deadline(path, deadline_after(t))?,
+                };
+                return Ok(Sender::stream(w.into(), ep.to_string(), kind_of(&ep), opts));
+            }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                return Ok(Sender::stream(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::Mq { name, priority, .. } => SenderFlavor::Mq(MqSender {
+                q: Queue::open_with(name, false, true)?,
+                prio: crate::mq::check_priority(priority.unwrap_or(0))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+            }),
+            Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                SenderFlavor::Dgram(connect_dgram(&ep, opts.framing)?)
+            }
+            Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
+                q: MsgQueue::open_with(key, false, true)?,
+                mtype: crate::msg::check_type(mtype.unwrap_or(1))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+            }),
+            Endpoint::Shm { name, spin, .. } => SenderFlavor::Shm(
+                ShmSender::connect(name, opts.max_message, spin.unwrap_or_default())
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+            ),
+        };
+        Ok(Sender::new(&ep, opts, flavor))
+    }
+
+    /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
+    /// then opens it for sending. For `fifo:` the open waits for a reader as in
+    /// [`Sender::connect_with`]. For `tcp:` and `unix:` it listens and waits (at most
+    /// [`Options::open_timeout`]) for one client, then sends to it; `udp:` and `unixgram:` have
+    /// nothing to create and connect as [`Sender::connect_with`] does.
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
+        let ep = endpoint.to_endpoint()?;
+        let flavor = match &ep {
+            Endpoint::Stdio | Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
+                return Sender::connect_with(ep, opts);
+            }
+            Endpoint::Fifo { path } => {
+                let fifo = Fifo::create(path)?;
+                let mut sender = Sender::connect_with(&ep, opts)?;
+                if let SenderFlavor::Stream(s) = &mut sender.flavor {
+                    s.owner = Some(fifo);
+                }
+                return Ok(sender);
+            }
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+                // Listen, and send to the first client that connects.
+                let listener = StreamListener::bind(&ep)?;
+                let deadline = opts.open_timeout.and_then(deadline_after);
+                let (fd, peer) = listener.accept_deadline(deadline)?;
+                return Ok(Sender::stream(
+                    fd,
+                    peer.connection_name(&ep),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::Mq {
+                name,
+                max_messages,
+                msgsize,
+                priority,
+            } => SenderFlavor::Mq(MqSender {
+                prio: crate::mq::check_priority(priority.unwrap_or(0))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+                q: Queue::create(name, *max_messages, *msgsize)?,
+            }),
+            Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
+                mtype: crate::msg::check_type(mtype.unwrap_or(1))
+                    .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
+                q: MsgQueue::create(key)?,
+            }),
+            Endpoint::Shm { .. } => {
+                return Err(Error::new(ErrorKind::InvalidInput)
+                    .detail("the receiver creates and owns a shared-memory channel; connect the sender to it instead")
+                    .object_of(kind_of(&ep), &ep));
+            }
+        };
+        Ok(Sender::new(&ep, opts, flavor))
+    }
+
+    /// Sends over any byte-stream descriptor (a pipe end, a FIFO, a connected socket),
+    /// framed as `opts` says. `name` is how errors refer to it.
+    pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Sender {
+        Sender::stream(fd.into(), name, ObjectKind::Descriptor, opts)
+    }
+
+    /// Changes the largest message this sender accepts (it starts as [`Options::max_message`]).
+    pub fn set_max_message(&mut self, bytes: usize) {
+        self.max = bytes;
+        dispatch_send!(&mut self.flavor, f => f.set_max(bytes));
+    }
+
+    /// The endpoint this sender talks to, as text.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Gives up the sender and returns its descriptor (for example to hand it to a child);
+    /// `None` for mechanisms without one (shared memory). An object the sender owned is kept,
+    /// no longer removed on drop.
+    pub fn into_fd(self) -> Option<OwnedFd> {
+        dispatch_send!(self.flavor, f => f.into_fd())
+    }
+
+    /// The descriptor to poll for writability, where the mechanism has one.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        dispatch_send!(&self.flavor, f => f.as_fd())
+    }
+
+    /// Sends a `len`-byte message that `fill` writes in place: on shared memory straight into
+    /// the ring (the zero-copy path); elsewhere into a buffer that is then sent. The bytes are
+    /// atomic because another process can reach shared memory: a `&mut [u8]` there would let a
+    /// misbehaving peer break Rust's aliasing rules. Relaxed stores compile to plain writes.
+    pub fn send_with(&mut self, len: usize, fill: impl FnOnce(&[AtomicU8])) -> Result<(), Error> {
+        self.check_size(len)
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))?;
+        let mut fill = Some(fill);
+        let mut call = |b: &[AtomicU8]| {
+            if let Some(f) = fill.take() {
+                f(b);
+            }
+        };
+        dispatch_send!(&mut self.flavor, f => f.send_with(len, &mut call))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    /// Sends a message, waiting as long as it takes for room.
+    pub fn send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
+        self.send_waiting(msg, Wait::Forever)
+    }
+
+    /// Sends a message if there is room now; otherwise fails with [`ErrorKind::Full`] and
+    /// hands the message back.
+    pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), SendError<M>> {
+        self.send_waiting(msg, Wait::Never)
+    }
+
+    /// Sends a message, waiting at most `timeout`; then fails with [`ErrorKind::Timeout`].
+    pub fn send_timeout<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<(), SendError<M>> {
+        self.send_waiting(msg, Wait::until(deadline_after(timeout)))
+    }
+
+    /// Sends a message, waiting until `deadline` at most.
+    pub fn send_deadline<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        deadline: Instant,
+    ) -> Result<(), SendError<M>> {
+        self.send_waiting(msg, Wait::Until(deadline))
+    }
+
+    /// The size check every flavor shares.
+    fn check_size(&self, len: usize) -> Result<(), Error> {
+        if len > self.max {
+            return Err(Error::too_large(len as u64, self.max as u64));
+        }
+        Ok(())
+    }
+
+    fn send_waiting<M: AsRef<[u8]>>(&mut self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        let bytes = msg.as_ref();
+        let result = self
+            .check_size(bytes.len())
+            .and_then(|()| dispatch_send!(&mut self.flavor, f => f.send(bytes, wait)));
+        result.map_err(|e| SendError::new(msg, e.object_of(self.kind, &self.endpoint)))
+    }
+}
