@@ -40,16 +40,20 @@
 //! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 //! - [`shmget(2)`](https://man7.org/linux/man-pages/man2/shmget.2.html)
 
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{FileType, Mode, OFlags, SealFlags};
-use rustix::io::Errno;
+use rustix::fs::{Mode, OFlags, SealFlags};
 
-use crate::endpoint::{IPC_NAME_MAX, SysvKey};
+use crate::endpoint::SysvKey;
 use crate::error::{Error, ErrorKind};
 
+mod names;
+mod region;
+
+pub(crate) use names::{check_name, check_removable, planted};
+use names::{create_name, name_path, open_name};
 pub use procom_sys::mapping::Mapping;
+pub use region::{HEADER_SIZE, Header, TypedRegion};
 
 /// The mode named segments get unless asked otherwise.
 pub const DEFAULT_MODE: u32 = 0o600;
@@ -94,121 +98,6 @@ pub struct Segment {
     sysv_id: Option<i32>,
     writable: bool,
     owner: bool,
-}
-
-pub(crate) fn check_name(name: &str, what: &str) -> Result<(), Error> {
-    let bad = |why: &str| {
-        Err(Error::new(ErrorKind::InvalidInput)
-            .detail(format!("`{name}` is not a valid {what} name: {why}")))
-    };
-    if !name.starts_with('/') {
-        return bad("it must start with '/' (like /jobs)");
-    }
-    if name.len() < 2 || name[1..].contains('/') || name.contains('\0') {
-        return bad("it needs at least one character after '/', and no other '/' or NUL");
-    }
-    if name.len() - 1 > IPC_NAME_MAX {
-        return bad("it is longer than 255 bytes after the '/'");
-    }
-    if name == "/." || name == "/.." {
-        return bad("`.` and `..` name directories");
-    }
-    Ok(())
-}
-
-/// Where `shm_open` keeps the POSIX name `name` (glibc and rustix both use `/dev/shm`).
-fn name_path(name: &str) -> String {
-    format!("/dev/shm{name}")
-}
-
-/// The refusal of something that is not a shared-memory segment at a name: /dev/shm is
-/// world-writable, so it may have been planted by another user.
-fn not_a_segment(ft: FileType) -> Error {
-    planted(ft, "shared-memory segment")
-}
-
-/// The refusal of `ft` found in /dev/shm where a `kind` (a regular file) was expected.
-pub(crate) fn planted(ft: FileType, kind: &str) -> Error {
-    let what = match ft {
-        FileType::Symlink => {
-            return Error::new(ErrorKind::WrongType).detail(
-                "is a symbolic link; procom never follows a link in /dev/shm (someone may have planted it): remove it if it is not yours",
-            );
-        }
-        FileType::Fifo => "a FIFO",
-        FileType::Directory => "a directory",
-        FileType::Socket => "a socket",
-        FileType::CharacterDevice | FileType::BlockDevice => "a device",
-        _ => "not a regular file",
-    };
-    Error::new(ErrorKind::WrongType).detail(format!(
-        "is {what}, not a {kind} (someone may have planted it): remove it if it is not yours"
-    ))
-}
-
-/// Checks, without following a symbolic link, that `path` (in /dev/shm) is a regular file, so
-/// that removing it by name removes a `kind` and never a link, FIFO or directory someone
-/// planted. (/dev/shm is sticky: only the owner of what is there could swap it between this
-/// check and the removal, and a removal never follows a link.)
-pub(crate) fn check_removable(path: &str, kind: &str) -> Result<(), Error> {
-    let st = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::os("look it up", e.into()))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => Ok(()),
-        other => Err(planted(other, kind)),
-    }
-}
-
-/// Opens the existing segment `name` as `shm_open` would, except that it never follows a
-/// symbolic link, never blocks (a FIFO planted at the name would block an open for reading
-/// until a writer came), and accepts only a regular file, as checked on the descriptor.
-fn open_name(name: &str, access: OFlags, what: &str) -> Result<OwnedFd, Error> {
-    let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = loop {
-        match rustix::fs::open(name_path(name), flags, Mode::empty()) {
-            Ok(fd) => break fd,
-            Err(Errno::INTR) => continue,
-            Err(Errno::LOOP) => return Err(not_a_segment(FileType::Symlink)),
-            Err(Errno::ISDIR) => return Err(not_a_segment(FileType::Directory)),
-            // What open(2) says of a socket (or of a device with nothing behind it).
-            Err(Errno::NXIO) => return Err(not_a_segment(FileType::Socket)),
-            Err(e) => return Err(Error::os(what, e.into())),
-        }
-    };
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::os("read its status", e.into()))?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => {}
-        other => return Err(not_a_segment(other)),
-    }
-    // Without O_NONBLOCK from here on, as a plain shm_open would leave it (on a regular file
-    // it changes nothing today, but the descriptor may be handed to other code).
-    let fl = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::os("read its flags", e.into()))?;
-    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)
-        .map_err(|e| Error::os("make it blocking", e.into()))?;
-    Ok(fd)
-}
-
-/// Creates the segment `name` exclusively: anything already at the name (a segment, or
-/// whatever someone planted, a dangling symbolic link included) is `AlreadyExists`.
-fn create_name(name: &str, mode: u32) -> Result<OwnedFd, Error> {
-    let flags = OFlags::CREATE
-        | OFlags::EXCL
-        | OFlags::RDWR
-        | OFlags::NOFOLLOW
-        | OFlags::CLOEXEC
-        | OFlags::NOCTTY;
-    loop {
-        match rustix::fs::open(name_path(name), flags, Mode::from_raw_mode(mode & 0o777)) {
-            Ok(fd) => return Ok(fd),
-            Err(Errno::INTR) => continue,
-            Err(Errno::EXIST) => {
-                return Err(Error::new(ErrorKind::AlreadyExists).detail(
-                    "already exists; procom does not adopt an existing segment (remove it, or open it instead)",
-                ));
-            }
-            Err(e) => return Err(Error::os("create it", e.into())),
-        }
-    }
 }
 
 /// Refuses to create a segment of 0 bytes: nothing can map it, so nothing could use it.
@@ -557,116 +446,4 @@ pub fn remove(name: &str) -> Result<(), Error> {
 /// Removes the System V segment for `key`.
 pub fn remove_sysv(key: &SysvKey) -> Result<(), Error> {
     Segment::open_sysv(key)?.remove()
-}
-
-/// A plain-old-data value of type `T` at a fixed offset of a mapping, shared between processes
-/// without `unsafe` in user code.
-///
-/// `load` and `store` copy the whole value; a value another process is writing at the same
-/// moment may be read half-old, half-new, so guard multi-field updates with a semaphore (see
-/// [`crate::sem`]) — shared memory needs that protection, since nothing in it is ordered or exclusive by itself.
-#[derive(Debug)]
-pub struct TypedRegion<'m, T> {
-    mapping: &'m Mapping,
-    offset: usize,
-    _t: PhantomData<T>,
-}
-
-impl<'m, T: bytemuck::Pod> TypedRegion<'m, T> {
-    /// The `T` at `offset` in `mapping` (which must hold it entirely).
-    pub fn new(mapping: &'m Mapping, offset: usize) -> Result<TypedRegion<'m, T>, Error> {
-        let size = std::mem::size_of::<T>();
-        if offset
-            .checked_add(size)
-            .is_none_or(|end| end > mapping.len())
-        {
-            return Err(Error::new(ErrorKind::InvalidInput).detail(format!(
-                "a {size}-byte value at offset {offset} does not fit in the {}-byte mapping",
-                mapping.len()
-            )));
-        }
-        Ok(TypedRegion {
-            mapping,
-            offset,
-            _t: PhantomData,
-        })
-    }
-
-    /// Copies the value out.
-    pub fn load(&self) -> Result<T, Error> {
-        let mut v = T::zeroed();
-        self.mapping
-            .read(self.offset, bytemuck::bytes_of_mut(&mut v))
-            .map_err(|e| Error::os("read the shared value", e))?;
-        if self.mapping.faulted() {
-            return Err(Error::new(ErrorKind::Corrupted)
-                .detail("the segment was truncated under the mapping"));
-        }
-        Ok(v)
-    }
-
-    /// Copies `value` in.
-    pub fn store(&self, value: &T) -> Result<(), Error> {
-        self.mapping
-            .write(self.offset, bytemuck::bytes_of(value))
-            .map_err(|e| Error::os("write the shared value", e))?;
-        if self.mapping.faulted() {
-            return Err(Error::new(ErrorKind::Corrupted)
-                .detail("the segment was truncated under the mapping"));
-        }
-        Ok(())
-    }
-
-    /// Loads, applies `f`, stores; returns what `f` returned. Not atomic: hold a lock.
-    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, Error> {
-        let mut v = self.load()?;
-        let r = f(&mut v);
-        self.store(&v)?;
-        Ok(r)
-    }
-}
-
-/// The header at the start of every segment that carries a procom structure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C)]
-pub struct Header {
-    /// `PROCOMSH` for a segment, other values for specific structures.
-    pub magic: [u8; 8],
-    /// Layout version of the structure.
-    pub version: u32,
-    /// Reserved, zero.
-    pub flags: u32,
-    /// Bytes the structure occupies, header included.
-    pub layout_size: u64,
-}
-
-/// Bytes of [`Header`].
-pub const HEADER_SIZE: usize = std::mem::size_of::<Header>();
-
-impl Header {
-    /// Checks a header read from a segment of `segment_len` bytes against what `magic` and
-    /// `version` promise; the error names what is wrong.
-    pub fn validate(&self, magic: &[u8; 8], version: u32, segment_len: usize) -> Result<(), Error> {
-        let bad = |why: String| Err(Error::new(ErrorKind::Corrupted).detail(why));
-        if &self.magic != magic {
-            return bad(format!(
-                "it does not start with procom's {} header (found {:?}); it belongs to another program",
-                String::from_utf8_lossy(magic),
-                String::from_utf8_lossy(&self.magic)
-            ));
-        }
-        if self.version != version {
-            return bad(format!(
-                "its layout version is {}, and this procom reads version {version}",
-                self.version
-            ));
-        }
-        if self.layout_size as usize != segment_len {
-            return bad(format!(
-                "its header says {} bytes but the segment has {segment_len} (truncated or resized)",
-                self.layout_size
-            ));
-        }
-        Ok(())
-    }
 }
