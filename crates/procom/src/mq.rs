@@ -34,7 +34,7 @@
 //! **As a channel** (`mq:/NAME` with [`Sender`](crate::Sender) and
 //! [`Receiver`](crate::Receiver)): `bind` creates and owns the queue (`?capacity=` and
 //! `?msgsize=` apply), `connect` opens an existing one. A sender gives every message the
-//! priority [`Options::priority`](crate::Options::priority) (0 by default); a receiver takes
+//! priority its endpoint names (`mq:/NAME?priority=P`, 0 by default); a receiver takes
 //! the highest priority first and drops the priority. Use [`Queue`] to see priorities.
 //!
 //! # References

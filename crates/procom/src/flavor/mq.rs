@@ -1,5 +1,5 @@
 //! The POSIX message-queue flavor (`mq:`): one message per `mq_send`, the sender's priority
-//! from [`Options::priority`](crate::Options::priority), highest priority received first.
+//! from its endpoint's `?priority=`, highest priority received first.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 

@@ -23,7 +23,7 @@
 //! attaches at a time by claiming the sender-pid slot; a slot whose process is dead is
 //! reclaimed, so a new sender can attach after one was killed.
 //!
-//! Waiting: an empty receiver spins for `Options::spin` (0 by default; a sender facing a full
+//! Waiting: an empty receiver spins for its endpoint's `?spin=` (0 by default; a sender facing a full
 //! ring spins as long before it sleeps the same way), then announces itself
 //! in "receiver waiting", issues a SeqCst fence, reads `data_seq`, checks the ring (and the
 //! sender-closed flag) once more and sleeps on `data_seq` with `futex_wait`. Whenever the

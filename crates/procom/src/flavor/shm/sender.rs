@@ -59,7 +59,7 @@ pub(crate) struct ShmSender {
     receiver: Watched,
     max: usize,
     broken: bool,
-    /// How long a send facing a full ring busy-polls before it sleeps (`Options::spin`).
+    /// How long a send facing a full ring busy-polls before it sleeps (the endpoint's `?spin=`).
     spin: Duration,
 }
 
