@@ -160,10 +160,13 @@ pub fn open_write_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<P
     open_write_deadline(path.as_ref(), deadline_after(timeout))
 }
 
-pub(crate) fn open_write_deadline(
-    path: &Path,
+/// Opens the FIFO at `path` for writing, waiting until `deadline` at most for a reader (`None`:
+/// as long as it takes); [`ErrorKind::NoReader`] if none came.
+pub fn open_write_deadline(
+    path: impl AsRef<Path>,
     deadline: Option<Instant>,
 ) -> Result<PipeWriter, Error> {
+    let path = path.as_ref();
     let Some(deadline) = deadline else {
         return open_write(path);
     };

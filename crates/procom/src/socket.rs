@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use crate::channel::{Options, Receiver, Sender};
 use crate::cleanup::Cleanup;
 use crate::endpoint::{Endpoint, UnixAddr};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::net::StreamListener;
 use crate::stream::deadline_after;
 
@@ -119,6 +119,17 @@ impl Listener {
     /// Waits for the next admitted client.
     pub fn accept(&self) -> Result<Connection, Error> {
         self.accept_deadline(None)
+    }
+
+    /// The next admitted client if one is waiting; otherwise [`ErrorKind::Empty`].
+    pub fn try_accept(&self) -> Result<Connection, Error> {
+        self.accept_deadline(Some(Instant::now()))
+            .map_err(|e| match e.kind() {
+                ErrorKind::Timeout => Error::new(ErrorKind::Empty)
+                    .detail("no client is waiting")
+                    .object(self.local_endpoint()),
+                _ => e,
+            })
     }
 
     /// Waits at most `timeout` for the next admitted client (a timeout too long to represent
@@ -194,6 +205,17 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With nobody waiting, `try_accept` is `Empty` at once.
+    #[test]
+    fn try_accept_is_empty_without_a_client() {
+        let l = Listener::bind(
+            &Endpoint::parse("tcp:127.0.0.1:0").unwrap(),
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(l.try_accept().unwrap_err().kind(), ErrorKind::Empty);
+    }
 
     /// A timeout too long to represent waits for the client instead of timing out at once.
     #[test]
