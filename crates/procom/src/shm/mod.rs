@@ -248,34 +248,29 @@ impl Segment {
                 .object(&label),
             _ => Error::os("create it", e).object(&label),
         })?;
-        Ok(Segment {
-            kind: Kind::SysV,
-            label,
-            name: None,
-            fd: None,
-            sysv_id: Some(id),
-            writable: true,
-            owner: true,
-        })
+        Ok(Segment::sysv(label, id, true))
     }
 
     /// Opens the existing System V segment for `key`.
     pub fn open_sysv(key: &SysvKey) -> Result<Segment, Error> {
         let label = key_label(key);
-        let k = key
-            .resolve(FTOK_PROJECT)
-            .map_err(|e| e.object(key_label(key)))?;
+        let k = key.resolve(FTOK_PROJECT).map_err(|e| e.object(&label))?;
         let id = procom_sys::mapping::sysv_shmget(k, 0, false, 0)
             .map_err(|e| Error::os("open it", e).object(&label))?;
-        Ok(Segment {
+        Ok(Segment::sysv(label, id, false))
+    }
+
+    /// The handle of System V segment `id`; `owner` removes it on drop.
+    fn sysv(label: String, id: i32, owner: bool) -> Segment {
+        Segment {
             kind: Kind::SysV,
             label,
             name: None,
             fd: None,
             sysv_id: Some(id),
             writable: true,
-            owner: false,
-        })
+            owner,
+        }
     }
 
     /// Which kernel object backs the segment.
