@@ -54,7 +54,10 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
     let (rx, tx) = if bound {
         let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
-        let tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        let mut tx = Sender::connect_with(b2a.as_str(), &opts)?;
+        // Where this receiver is (the real port when port 0 was asked for).
+        tx.send(format!("at {}", rx.endpoint()).into_bytes())
+            .map_err(|e| e.into_error())?;
         (rx, tx)
     } else {
         let rx = Receiver::connect_with(a2b.as_str(), &opts)?;

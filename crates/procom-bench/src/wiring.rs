@@ -84,16 +84,30 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
         | Mechanism::Mq
         | Mechanism::Msg => {
             let (e1, e2) = bound_endpoints(s, scratch)?;
+            // Port 0 (TCP, UDP): each side binds its own receiver and learns its port there,
+            // so no port is chosen by binding and releasing it first.
             let mut rx = Receiver::bind_with(&e2, &opts)?;
+            let e2 = rx.endpoint().to_string();
             let mut cmd = peer_command(exe, s, &e1, &e2);
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             let mut child = spawn(cmd)?;
-            // The peer binds its receiver, then says ready over ours.
-            let tx = match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(m) if m == b"ready" => Sender::connect_with(&e1, &opts),
+            // The peer binds its receiver and says where (`at ENDPOINT`) over ours, then ready.
+            let wait = Duration::from_secs(10);
+            let tx = match rx.recv_timeout(wait) {
+                Ok(m) => match std::str::from_utf8(&m)
+                    .ok()
+                    .and_then(|m| m.strip_prefix("at "))
+                {
+                    Some(at) => Sender::connect_with(at, &opts),
+                    None => Err(bench_error("the peer did not say where it listens")),
+                },
+                Err(e) => Err(e),
+            }
+            .and_then(|tx| match rx.recv_timeout(wait) {
+                Ok(m) if m == b"ready" => Ok(tx),
                 Ok(_) => Err(bench_error("the peer did not say ready")),
                 Err(e) => Err(e),
-            };
+            });
             let tx = match tx {
                 Ok(tx) => tx,
                 Err(e) => {
@@ -120,15 +134,6 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
 
 /// The two endpoints (peer's receiver, ours) for a mechanism whose receivers bind.
 fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Error> {
-    let port = |udp: bool| -> Result<u16, Error> {
-        let r = if udp {
-            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|x| x.local_addr())
-        } else {
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|x| x.local_addr())
-        };
-        r.map(|a| a.port())
-            .map_err(|e| Error::os("find a free port", e))
-    };
     let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
     Ok(match s.mechanism {
         Mechanism::Shm => (
@@ -147,14 +152,8 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
             format!("unixgram:{}", scratch.join(unique("a2b")).display()),
             format!("unixgram:{}", scratch.join(unique("b2a")).display()),
         ),
-        Mechanism::Tcp => (
-            format!("tcp:127.0.0.1:{}", port(false)?),
-            format!("tcp:127.0.0.1:{}", port(false)?),
-        ),
-        Mechanism::Udp => (
-            format!("udp:127.0.0.1:{}", port(true)?),
-            format!("udp:127.0.0.1:{}", port(true)?),
-        ),
+        Mechanism::Tcp => ("tcp:127.0.0.1:0".to_string(), "tcp:127.0.0.1:0".to_string()),
+        Mechanism::Udp => ("udp:127.0.0.1:0".to_string(), "udp:127.0.0.1:0".to_string()),
         Mechanism::Mq => {
             let cap = if s.size > 8192 { 4 } else { 10 };
             let size = s.size.max(64);
