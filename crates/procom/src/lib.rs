@@ -48,6 +48,7 @@ pub mod sem;
 pub mod shm;
 pub mod signal;
 pub mod socket;
+pub mod stale;
 mod stream;
 pub mod typed;
 mod wait;
