@@ -8,7 +8,8 @@
 //! - One module per mechanism: [`pipe`] (anonymous pipes, children wired to them,
 //!   pipelines), [`fifo`] (named pipes), [`mq`] and [`msg`] (POSIX and System V message
 //!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
-//!   [`child`] for waiting on a peer process with a deadline.
+//!   [`child`] for waiting on a peer process with a deadline; [`stale`] for telling and
+//!   removing what a dead process left behind.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
