@@ -647,8 +647,10 @@ pub fn collect(kinds: &[Kind], dirs: &[PathBuf]) -> Vec<Object> {
     } else {
         None
     };
-    for dir in dirs {
-        in_dir(dir, &kinds, sockets.as_deref(), &mut out);
+    if kinds.contains(&Kind::Fifo) || kinds.contains(&Kind::Unix) {
+        for dir in dirs {
+            in_dir(dir, &kinds, sockets.as_deref(), &mut out);
+        }
     }
     out.sort_by(|a, b| (a.kind, &a.name, a.key, a.id).cmp(&(b.kind, &b.name, b.key, b.id)));
     out
