@@ -58,6 +58,12 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List every IPC object on this machine (queues, segments, semaphores, sockets, FIFOs),
+    /// with whether its creator is alive; --limits lists the kernel's limits.
+    Ls(crate::cmd::ls::LsArgs),
+    /// Remove IPC objects named like endpoints (mq:/jobs, shmid:ID, ...), or with --stale
+    /// what procom can prove abandoned.
+    Rm(crate::cmd::rm::RmArgs),
     /// Walk through the classic Linux IPC scenarios with real processes; each step prints PASS or FAIL.
     Tour,
 }

@@ -228,6 +228,22 @@ impl Error {
     }
 }
 
+/// The error of removing a System V object (a `what`: "message queue") by its id:
+/// an id no such object has (EINVAL, or EIDRM while it goes) is `NotFound`; EPERM says who may.
+pub(crate) fn sysv_removal(e: io::Error, what: &str) -> Error {
+    let errno = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+    let mut err = match errno {
+        Some(rustix::io::Errno::INVAL | rustix::io::Errno::IDRM) => Error::new(ErrorKind::NotFound)
+            .detail(format!("no System V {what} has this id (ipcs lists them)")),
+        Some(rustix::io::Errno::PERM) => Error::new(ErrorKind::PermissionDenied).detail(format!(
+            "permission denied: only the {what}'s owner, its creator or root may remove it"
+        )),
+        _ => return Error::os("remove it", e),
+    };
+    err.source = Some(e);
+    err
+}
+
 /// Maps an OS error to the kind a caller matches on.
 pub(crate) fn kind_of(err: &io::Error) -> ErrorKind {
     match err.raw_os_error() {

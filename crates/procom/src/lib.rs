@@ -8,7 +8,8 @@
 //! - One module per mechanism: [`pipe`] (anonymous pipes, children wired to them,
 //!   pipelines), [`fifo`] (named pipes), [`mq`] and [`msg`] (POSIX and System V message
 //!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
-//!   [`child`] for waiting on a peer process with a deadline.
+//!   [`child`] for waiting on a peer process with a deadline; [`stale`] for telling and
+//!   removing what a dead process left behind.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
@@ -48,6 +49,7 @@ pub mod sem;
 pub mod shm;
 pub mod signal;
 pub mod socket;
+pub mod stale;
 mod stream;
 pub mod typed;
 mod wait;

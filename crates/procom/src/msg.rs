@@ -450,6 +450,23 @@ pub fn remove(key: &SysvKey) -> Result<(), Error> {
     q.remove()
 }
 
+/// Removes the queue whose id is `id` (the `msqid` ipcs shows), whatever its key: ids are
+/// never shared between queues, segments and semaphore sets, so no other kind of object is
+/// touched. An id no queue has is [`ErrorKind::NotFound`]; only the queue's owner, its creator
+/// or root may remove it ([`ErrorKind::PermissionDenied`]).
+#[doc(alias = "IPC_RMID")]
+pub fn remove_id(id: i32) -> Result<(), Error> {
+    let object = format!("msgid:{id}");
+    if id < 0 {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("a queue id is 0 or more")
+            .object_of(ObjectKind::SysvQueue, object));
+    }
+    sys::remove(id).map_err(|e| {
+        crate::error::sysv_removal(e, "message queue").object_of(ObjectKind::SysvQueue, object)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 use crate::cleanup::Cleanup;
 use crate::endpoint::{Endpoint, UnixAddr};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::wait;
 
 pub(crate) fn io_err(what: &str, e: std::io::Error, object: &impl std::fmt::Display) -> Error {
@@ -203,6 +203,59 @@ fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Err
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::os("remove the stale socket file", e).object(object)),
     }
+}
+
+/// Removes the Unix socket file at `path`: only a socket, never a symbolic link or any other
+/// file at that path ([`ErrorKind::WrongType`], left in place). A server still bound to it
+/// keeps running, unreachable by that name.
+pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let object = socket_object(path);
+    let st = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| {
+            Error::os("look it up", e.into()).object_of(ObjectKind::UnixSocket, &object)
+        })?;
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if ft != rustix::fs::FileType::Socket {
+        return Err(not_a_socket(ft).object_of(ObjectKind::UnixSocket, &object));
+    }
+    // Only the owner of what is at the path could swap it between the check and the removal
+    // (in a sticky directory), and the removal never follows a link.
+    rustix::fs::unlinkat(rustix::fs::CWD, path, rustix::fs::AtFlags::empty())
+        .map_err(|e| Error::os("remove it", e.into()).object_of(ObjectKind::UnixSocket, &object))
+}
+
+/// Removes the Unix socket file at `path` only if nothing is bound to it any more, by the test
+/// a new server makes before it takes the path ([`clear_stale`]); a missing file is
+/// `NotFound`.
+pub(crate) fn remove_stale(path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let object = Endpoint::Unix {
+        addr: UnixAddr::Path(path.to_path_buf()),
+    };
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        return Err(Error::os("look it up", e).object_of(ObjectKind::UnixSocket, &object));
+    }
+    clear_stale(path, SocketType::STREAM, &object)
+}
+
+fn socket_object(path: &Path) -> String {
+    format!("unix:{}", path.display())
+}
+
+fn not_a_socket(ft: rustix::fs::FileType) -> Error {
+    use rustix::fs::FileType as F;
+    let what = match ft {
+        F::Symlink => "a symbolic link (procom never follows one to remove what it points to)",
+        F::Fifo => "a FIFO",
+        F::Directory => "a directory",
+        F::RegularFile => "a regular file",
+        F::CharacterDevice | F::BlockDevice => "a device",
+        _ => "not a socket",
+    };
+    Error::new(ErrorKind::WrongType).detail(format!(
+        "is {what}, not a Unix socket; procom leaves it alone"
+    ))
 }
 
 /// Creates, fchmods (0600 before bind, so the file is never more open), binds.

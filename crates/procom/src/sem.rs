@@ -538,6 +538,23 @@ impl Drop for SemSet {
     }
 }
 
+/// Removes the System V semaphore set whose id is `id` (the `semid` ipcs shows), whatever
+/// its key; processes waiting on it wake with [`ErrorKind::PeerGone`]. Ids are never shared
+/// between sets, queues and segments, so no other kind of object is touched. An id no set has
+/// is [`ErrorKind::NotFound`]; only the set's owner, its creator or root may remove it
+/// ([`ErrorKind::PermissionDenied`]).
+#[doc(alias = "IPC_RMID")]
+pub fn remove_set_id(id: i32) -> Result<(), Error> {
+    let object = format!("semid:{id}");
+    if id < 0 {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("a semaphore set id is 0 or more")
+            .object(object));
+    }
+    procom_sys::sem::semctl_remove(id)
+        .map_err(|e| crate::error::sysv_removal(e, "semaphore set").object(object))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

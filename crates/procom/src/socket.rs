@@ -69,7 +69,7 @@ use crate::net::StreamListener;
 use crate::stream::deadline_after;
 
 pub use crate::flavor::dgram::{DatagramStats, UDP_HEADER_LEN, UDP_MAGIC, UDP_VERSION};
-pub use crate::net::{Peer, connect_stream};
+pub use crate::net::{Peer, connect_stream, remove};
 
 /// One accepted connection: its own sender, receiver and peer.
 #[derive(Debug)]

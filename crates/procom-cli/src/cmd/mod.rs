@@ -3,9 +3,11 @@
 mod bench;
 mod fifo;
 mod listen;
+pub mod ls;
 mod mq;
 mod msg;
 mod recv;
+pub mod rm;
 mod sem;
 mod send;
 mod shm;
@@ -102,6 +104,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer { args } => Ok(procom_bench::peer(&args)?),
         Command::TourPeer { args } => tour::peer(&args),
+        Command::Ls(args) => ls::run(args),
+        Command::Rm(args) => rm::run(args),
         Command::Tour => tour::run(),
     }
 }

@@ -22,10 +22,14 @@ mod bench;
 mod exit;
 mod fifo;
 mod listen;
+mod ls;
 mod mq;
 mod msg;
+mod rm;
 mod shm;
 mod signal;
 mod socket;
 
-main_of![bench, exit, fifo, listen, mq, msg, shm, signal, socket];
+main_of![
+    bench, exit, fifo, listen, ls, mq, msg, rm, shm, signal, socket
+];

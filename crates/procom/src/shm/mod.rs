@@ -442,3 +442,20 @@ pub fn remove(name: &str) -> Result<(), Error> {
 pub fn remove_sysv(key: &SysvKey) -> Result<(), Error> {
     Segment::open_sysv(key)?.remove()
 }
+
+/// Removes the System V segment whose id is `id` (the `shmid` ipcs shows), whatever its key:
+/// it goes once the last process detaches. Ids are never shared between segments, queues and
+/// semaphore sets, so no other kind of object is touched. An id no segment has is
+/// [`ErrorKind::NotFound`]; only the segment's owner, its creator or root may remove it
+/// ([`ErrorKind::PermissionDenied`]).
+#[doc(alias = "IPC_RMID")]
+pub fn remove_sysv_id(id: i32) -> Result<(), Error> {
+    let object = format!("shmid:{id}");
+    if id < 0 {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("a segment id is 0 or more")
+            .object(object));
+    }
+    procom_sys::mapping::sysv_shm_remove(id)
+        .map_err(|e| crate::error::sysv_removal(e, "shared-memory segment").object(object))
+}

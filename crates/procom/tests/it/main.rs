@@ -22,9 +22,12 @@ mod fifo;
 mod mq;
 mod msg;
 mod pipe;
+mod removal;
 mod sem;
 mod shm;
 mod signal;
 mod socket;
 
-main_of![contract, fifo, mq, msg, pipe, sem, shm, signal, socket];
+main_of![
+    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+];

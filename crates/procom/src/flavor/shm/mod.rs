@@ -65,7 +65,7 @@ use crate::shm::{Header, Mapping};
 mod receiver;
 mod sender;
 
-pub(crate) use receiver::ShmReceiver;
+pub(crate) use receiver::{Probe, ShmReceiver, probe, release, remove_stale};
 pub(crate) use sender::ShmSender;
 
 const MAGIC: [u8; 8] = *b"PROCOMCH";
@@ -370,7 +370,9 @@ fn validate(map: &Mapping) -> Result<usize, Error> {
         )));
     }
     // Acquire pairs with the creator's Release store of the version: the rest is complete.
-    if word(map, OFF_VERSION).load(Ordering::Acquire) == 0 {
+    // Loaded, not through `word`: a read-only mapping (one looked at, not used) has no
+    // atomics to hand out.
+    if map.load_u32(OFF_VERSION, Ordering::Acquire).unwrap_or(0) == 0 {
         return Err(Error::new(ErrorKind::Corrupted)
             .detail("is still being set up, or was abandoned half-made"));
     }

@@ -275,43 +275,81 @@ impl Drop for ShmReceiver {
     }
 }
 
-/// A segment named `name` exists: remove its name if its receiver is gone (the segment's
-/// owner lock is free), refuse otherwise. `Ok` means "try creating again".
+/// What the owner lock says of a procom channel segment that was opened.
+pub(crate) enum Probe {
+    /// Not a complete procom channel (not ours, or still being set up): why.
+    NotAChannel(Error),
+    /// Its receiver, this pid, holds the owner lock.
+    Live(u32),
+    /// Its owner lock was free: the receiver (this pid, as its header says) is gone. We hold
+    /// the lock until `Probe` is dropped, with the segment it was taken on.
+    Stale(u32, Segment),
+}
+
+/// Looks at the opened segment `seg` by the rule that decides reclaiming: a complete procom
+/// channel header, then the owner lock, taken without waiting.
 ///
 /// The lock decides, not the pid or the state word: a receiver holds it from before its header
 /// is complete until after it has removed its name, and the kernel drops it when the receiver
-/// dies. Holding it ourselves, nobody else (another binder reclaiming the same stale segment)
-/// can remove this name, so checking that the name still refers to the segment we locked and
-/// then removing it is not a race among procom processes.
+/// dies. A stale answer holds the lock until dropped, so nobody else (another binder
+/// reclaiming the same segment) can remove the name meanwhile.
+pub(crate) fn probe(seg: Segment) -> Result<Probe, Error> {
+    let map = match seg.map_read_only() {
+        Ok(map) => map,
+        Err(e) => return Ok(Probe::NotAChannel(e)),
+    };
+    if let Err(e) = validate(&map) {
+        return Ok(Probe::NotAChannel(e));
+    }
+    let owner = map.load_u32(OFF_RECEIVER, Ordering::Acquire).unwrap_or(0);
+    drop(map);
+    Ok(if lock_owner(&seg)? {
+        Probe::Stale(owner, seg)
+    } else {
+        Probe::Live(owner)
+    })
+}
+
+/// Lets go of the owner lock [`probe`] took on a stale segment. Explicitly, not by closing the
+/// descriptor: a child this process forks meanwhile shares the open file, and with it the lock,
+/// until it executes its program.
+pub(crate) fn release(seg: &Segment) {
+    if let Some(fd) = seg.fd() {
+        let _ = rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
+/// Removes the name of a segment [`probe`] found stale, if the name still refers to it. (If
+/// it was removed or replaced meanwhile, there is nothing of ours to remove: `NotFound`.)
+pub(crate) fn remove_stale(mut seg: Segment) -> Result<(), Error> {
+    seg.remove_name_now()
+}
+
+/// A segment named `name` exists: remove its name if its receiver is gone (the segment's
+/// owner lock is free), refuse otherwise. `Ok` means "try creating again".
 fn reclaim_if_stale(name: &str) -> Result<(), Error> {
     let label = format!("shm {name}");
-    let mut seg = match Segment::open(name) {
+    let seg = match Segment::open(name) {
         Ok(seg) => seg,
         // Gone since our create failed: try again.
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     let in_use = || Error::new(ErrorKind::AlreadyExists).object(&label);
-    let not_ours = |e: Error| {
-        in_use().detail(format!(
+    match probe(seg)? {
+        Probe::NotAChannel(e) => Err(in_use().detail(format!(
             "exists and is not a procom channel, or is still being set up ({e}); procom does not adopt it"
-        ))
-    };
-    let map = seg.map().map_err(not_ours)?;
-    validate(&map).map_err(not_ours)?;
-    if !lock_owner(&seg)? {
-        let owner = word(&map, OFF_RECEIVER).load(Ordering::Acquire);
-        return Err(in_use().detail(format!(
+        ))),
+        Probe::Live(owner) => Err(in_use().detail(format!(
             "is a live channel owned by pid {owner}; it has one receiver at a time"
-        )));
-    }
-    drop(map);
-    // Stale: its receiver died without removing it. If the name was removed or replaced
-    // meanwhile, there is nothing of ours to remove; the next create tells.
-    match seg.remove_name_now() {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        ))),
+        // Stale: its receiver died without removing it. If the name was removed or replaced
+        // meanwhile, the next create tells.
+        Probe::Stale(_, seg) => match remove_stale(seg) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        },
     }
 }
 
