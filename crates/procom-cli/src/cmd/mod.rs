@@ -6,6 +6,7 @@ mod listen;
 mod mq;
 mod msg;
 mod recv;
+mod relay;
 mod sem;
 mod send;
 mod shm;
@@ -94,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fifo(cmd) => fifo::run(cmd),
         Command::Listen(args) => listen::listen(args),
         Command::Connect(args) => listen::connect(args),
+        Command::Relay(args) => relay::run(args),
         Command::Mq(cmd) => mq::run(cmd),
         Command::Msg(cmd) => msg::run(cmd),
         Command::Shm(cmd) => shm::run(cmd),
