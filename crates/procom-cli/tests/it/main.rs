@@ -24,8 +24,11 @@ mod fifo;
 mod listen;
 mod mq;
 mod msg;
+mod relay;
 mod shm;
 mod signal;
 mod socket;
 
-main_of![bench, exit, fifo, listen, mq, msg, shm, signal, socket];
+main_of![
+    bench, exit, fifo, listen, mq, msg, relay, shm, signal, socket
+];
