@@ -25,6 +25,8 @@ pub enum Command {
     Listen(ListenArgs),
     /// Join a tcp: or unix: endpoint: standard input to the peer, the peer to standard output.
     Connect(ConnectArgs),
+    /// Move messages between two endpoints, both ways where both sides can (like socat).
+    Relay(RelayArgs),
     /// Create and remove named pipes (FIFOs).
     #[command(subcommand)]
     Fifo(FifoCommand),
@@ -152,6 +154,26 @@ pub struct ConnectArgs {
     /// Give up on a TCP connection attempt after SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// One side, such as mq:/jobs or unix:/run/app.sock: read (and written back to, when both
+    /// sides are connected tcp:/unix: streams), or, with --listen, what clients are relayed to.
+    pub a: String,
+    /// The other side, such as tcp:10.0.0.2:7000: written (and read back from, when both sides
+    /// are streams), or, with --listen, where clients connect.
+    pub b: String,
+    /// Listen on B (tcp: or unix:) and serve many clients: each is relayed to its own
+    /// connection to A when A is tcp: or unix:, or else into A.
+    #[arg(long)]
+    pub listen: bool,
+    /// Close a connection (end the relay, without --listen) after SECS with no message either
+    /// way (0: never, the default).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub idle: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub stream: StreamOpts,
 }
 
 #[derive(Debug, Subcommand)]

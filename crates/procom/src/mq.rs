@@ -359,11 +359,12 @@ impl Queue {
             match op(Some(until))? {
                 Outcome::Done(v) => return Ok(Waited::Done(v)),
                 Outcome::WouldBlock => return Ok(Waited::NotNow),
-                Outcome::TimedOut if last => return Ok(Waited::TimedOut),
+                // Also at the deadline: a loop of waits shorter than a slice sees the removal.
                 Outcome::TimedOut if self.is_removed() => {
                     // One last look, so that nothing that arrived just before is left behind.
                     return Ok(now_or_never(op(Some(Instant::now()))?, Waited::Removed));
                 }
+                Outcome::TimedOut if last => return Ok(Waited::TimedOut),
                 Outcome::TimedOut => {}
             }
         }
@@ -593,6 +594,24 @@ mod tests {
         let e = q_send_recv(&again);
         assert_eq!(e, (b"x".to_vec(), 3));
         remove(&name).unwrap();
+    }
+
+    /// Waits shorter than a removal-check slice still see the removal (a loop of them would
+    /// otherwise time out for ever on a queue nobody can open any more).
+    #[test]
+    fn short_waits_see_a_removal() {
+        let name = format!("/procom-unit-mq-short-{}", std::process::id());
+        let q = Queue::create(&name, Some(1), Some(8)).unwrap();
+        let short = REMOVAL_CHECK / 10;
+        assert_eq!(
+            q.recv_timeout(short).unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        remove(&name).unwrap();
+        assert_eq!(
+            q.recv_timeout(short).unwrap_err().kind(),
+            ErrorKind::PeerGone
+        );
     }
 
     fn q_send_recv(q: &Queue) -> (Vec<u8>, u32) {

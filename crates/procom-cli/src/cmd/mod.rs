@@ -7,6 +7,7 @@ pub mod ls;
 mod mq;
 mod msg;
 mod recv;
+mod relay;
 pub mod rm;
 mod sem;
 mod send;
@@ -96,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fifo(cmd) => fifo::run(cmd),
         Command::Listen(args) => listen::listen(args),
         Command::Connect(args) => listen::connect(args),
+        Command::Relay(args) => relay::run(args),
         Command::Mq(cmd) => mq::run(cmd),
         Command::Msg(cmd) => msg::run(cmd),
         Command::Shm(cmd) => shm::run(cmd),

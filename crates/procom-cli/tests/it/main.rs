@@ -25,11 +25,12 @@ mod listen;
 mod ls;
 mod mq;
 mod msg;
+mod relay;
 mod rm;
 mod shm;
 mod signal;
 mod socket;
 
 main_of![
-    bench, exit, fifo, listen, ls, mq, msg, rm, shm, signal, socket
+    bench, exit, fifo, listen, ls, mq, msg, relay, rm, shm, signal, socket
 ];

@@ -246,10 +246,11 @@ fn ip(args: &[&str]) -> Result<Finished, String> {
     Proc::spawn(&format!("ip {}", args.join(" ")), &mut cmd)?.finish(STEP)
 }
 
-/// Two namespaces `a` and `b` joined by a veth pair, removed on drop.
-struct Hosts {
-    a: String,
-    b: String,
+/// Two namespaces `a` (10.213.7.1) and `b` (10.213.7.2) joined by a veth pair, removed on
+/// drop. (They share this process's IPC namespace: `ip netns exec` changes the network only.)
+pub struct Hosts {
+    pub a: String,
+    pub b: String,
 }
 
 impl Drop for Hosts {
@@ -259,56 +260,67 @@ impl Drop for Hosts {
     }
 }
 
-fn across_hosts_in_network_namespaces() -> Outcome {
-    let tag = unique_name("pc").replace('-', "");
-    let tag = &tag[tag.len().saturating_sub(8)..];
-    let hosts = Hosts {
-        a: format!("procom-a-{tag}"),
-        b: format!("procom-b-{tag}"),
-    };
-    let (va, vb) = (format!("pa{tag}"), format!("pb{tag}"));
-    let va = &va[..va.len().min(15)];
-    let vb = &vb[..vb.len().min(15)];
-    for args in [
-        vec!["netns", "add", hosts.a.as_str()],
-        vec!["netns", "add", hosts.b.as_str()],
-        vec!["link", "add", va, "type", "veth", "peer", "name", vb],
-        vec!["link", "set", va, "netns", hosts.a.as_str()],
-        vec!["link", "set", vb, "netns", hosts.b.as_str()],
-        vec![
-            "-n",
-            hosts.a.as_str(),
-            "addr",
-            "add",
-            "10.213.7.1/30",
-            "dev",
-            va,
-        ],
-        vec![
-            "-n",
-            hosts.b.as_str(),
-            "addr",
-            "add",
-            "10.213.7.2/30",
-            "dev",
-            vb,
-        ],
-        vec!["-n", hosts.a.as_str(), "link", "set", va, "up"],
-        vec!["-n", hosts.b.as_str(), "link", "set", vb, "up"],
-        vec!["-n", hosts.a.as_str(), "link", "set", "lo", "up"],
-        vec!["-n", hosts.b.as_str(), "link", "set", "lo", "up"],
-    ] {
-        let f = ip(&args)?;
-        ensure!(f.status.success(), "ip {args:?}: {}", f.stderr.trim());
+impl Hosts {
+    /// Makes the two namespaces, the veth pair and the addresses (needs::netns()).
+    pub fn new() -> Result<Hosts, String> {
+        let tag = unique_name("pc").replace('-', "");
+        let tag = &tag[tag.len().saturating_sub(8)..];
+        let hosts = Hosts {
+            a: format!("procom-a-{tag}"),
+            b: format!("procom-b-{tag}"),
+        };
+        let (va, vb) = (format!("pa{tag}"), format!("pb{tag}"));
+        let va = &va[..va.len().min(15)];
+        let vb = &vb[..vb.len().min(15)];
+        for args in [
+            vec!["netns", "add", hosts.a.as_str()],
+            vec!["netns", "add", hosts.b.as_str()],
+            vec!["link", "add", va, "type", "veth", "peer", "name", vb],
+            vec!["link", "set", va, "netns", hosts.a.as_str()],
+            vec!["link", "set", vb, "netns", hosts.b.as_str()],
+            vec![
+                "-n",
+                hosts.a.as_str(),
+                "addr",
+                "add",
+                "10.213.7.1/30",
+                "dev",
+                va,
+            ],
+            vec![
+                "-n",
+                hosts.b.as_str(),
+                "addr",
+                "add",
+                "10.213.7.2/30",
+                "dev",
+                vb,
+            ],
+            vec!["-n", hosts.a.as_str(), "link", "set", va, "up"],
+            vec!["-n", hosts.b.as_str(), "link", "set", vb, "up"],
+            vec!["-n", hosts.a.as_str(), "link", "set", "lo", "up"],
+            vec!["-n", hosts.b.as_str(), "link", "set", "lo", "up"],
+        ] {
+            let f = ip(&args)?;
+            ensure!(f.status.success(), "ip {args:?}: {}", f.stderr.trim());
+        }
+        Ok(hosts)
     }
-    let exe = env!("CARGO_BIN_EXE_procom");
-    let in_ns = |ns: &str, args: &[&str]| {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, exe])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    };
+}
+
+/// `procom ARGS` run inside network namespace `ns` (`ip netns exec` execs procom in its own
+/// process, so the pid is procom's and its sockets are in the namespace's tables).
+pub fn procom_in(ns: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_procom")])
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn across_hosts_in_network_namespaces() -> Outcome {
+    let hosts = Hosts::new()?;
+    let in_ns = procom_in;
     // TCP: a server on host a, a client on host b.
     let server = Proc::spawn(
         "server on a",
