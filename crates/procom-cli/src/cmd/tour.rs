@@ -37,6 +37,7 @@ pub fn run() -> anyhow::Result<()> {
     let _remove_on_exit = {
         let dir = dir.clone();
         crate::interrupt::on_exit(move || {
+            kill_children();
             let _ = std::fs::remove_dir_all(&dir);
             remove_named_objects();
         })
@@ -194,6 +195,9 @@ fn pipeline(_ctx: &Ctx) -> anyhow::Result<String> {
         .command(wc)
         .stdout_piped()
         .spawn()?;
+    for pid in running.pids() {
+        watch_child(pid);
+    }
     let mut out = String::new();
     running
         .stdout
@@ -226,7 +230,7 @@ fn fifo_writer_waits(ctx: &Ctx) -> anyhow::Result<String> {
     let mut writer = Command::new(&ctx.exe)
         .args(["send", &ep, "hello through a FIFO"])
         .stderr(Stdio::piped())
-        .spawn()?;
+        .started()?;
     // Nobody reads yet, so the writer must still be waiting in open() a moment later.
     if let Some(status) = exited_within(&mut writer, Duration::from_millis(300))? {
         bail!("the writer finished ({status}) although no process was reading");
@@ -303,6 +307,37 @@ fn scratch_name(tag: &str) -> String {
     format!("/procom-tour-{}-{tag}-{}", std::process::id(), nanos())
 }
 
+/// The children the steps started, killed on an early end (Ctrl-C in the middle of a step)
+/// so that none is left waiting for a peer that is gone. Held by pidfd: a child reaped since
+/// cannot be confused with a process that reused its pid.
+static CHILDREN: std::sync::Mutex<Vec<procom::signal::Process>> = std::sync::Mutex::new(Vec::new());
+
+/// Starting a child the tour kills if it ends early.
+trait Started {
+    fn started(&mut self) -> anyhow::Result<Child>;
+}
+
+impl Started for Command {
+    fn started(&mut self) -> anyhow::Result<Child> {
+        let _creating = crate::interrupt::creating();
+        let child = self.spawn()?;
+        watch_child(child.id());
+        Ok(child)
+    }
+}
+
+fn watch_child(pid: u32) {
+    if let Ok(p) = procom::signal::Process::open(pid as i32) {
+        CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+    }
+}
+
+fn kill_children() {
+    for child in CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let _ = child.send(procom::signal::Signal::KILL);
+    }
+}
+
 /// A named object a step created, which the step's drop removes; listed so that an early end
 /// (Ctrl-C in the middle of a step) removes it too.
 enum Named {
@@ -347,7 +382,7 @@ fn shm_mutex(ctx: &Ctx) -> anyhow::Result<String> {
         kids.push(
             Command::new(&ctx.exe)
                 .args(["__tour-peer", "increment", &seg_name, &sem_name])
-                .spawn()?,
+                .started()?,
         );
     }
     for kid in &mut kids {
@@ -374,7 +409,7 @@ fn sem_ordering(ctx: &Ctx) -> anyhow::Result<String> {
     let mut b = Command::new(&ctx.exe)
         .args(["__tour-peer", "consumer", &seg_name, &sem_name])
         .stdout(Stdio::piped())
-        .spawn()?;
+        .started()?;
     let mut out = std::io::BufReader::new(b.stdout.take().context("consumer output")?);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line)?;
@@ -436,7 +471,7 @@ fn signals(ctx: &Ctx) -> anyhow::Result<String> {
         .args(["__tour-peer", "signals"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()?;
+        .started()?;
     let pid = child.id() as i32;
     let mut out = std::io::BufReader::new(child.stdout.take().context("child output")?);
     let mut line = String::new();
@@ -480,7 +515,7 @@ fn sockets(ctx: &Ctx) -> anyhow::Result<String> {
             .args(["connect", &ep])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn()?;
+            .started()?;
         let mut conn = listener.accept_timeout(STEP_TIMEOUT)?;
         client
             .stdin

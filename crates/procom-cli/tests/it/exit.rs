@@ -326,7 +326,63 @@ fn tour_leaves_no_scratch_directory() -> Outcome {
     signal(&p, rustix::process::Signal::TERM)?;
     let fin = p.finish(STEP)?;
     ensure!(fin.code() == Some(1), "tour on SIGTERM: {fin:?}");
+
+    // Interrupted while a step's child runs (the FIFO writer waiting for its reader): the
+    // child goes too, instead of waiting for ever.
+    let mut cmd = procom(&["tour"]);
+    cmd.env("TMPDIR", scratch.path());
+    let p = Proc::spawn("procom tour", &mut cmd)?;
+    let tour = p.pid();
+    let mut writer = None;
+    until("the tour's FIFO writer runs", || {
+        writer = children_of(tour)
+            .into_iter()
+            .find(|pid| cmdline(*pid).contains("hello through a FIFO"));
+        writer.is_some()
+    })?;
+    let writer = writer.ok_or("no writer")?;
+    until("the writer waits in open() for a reader", || {
+        std::fs::read_to_string(format!("/proc/{writer}/wchan"))
+            .is_ok_and(|w| w.contains("wait_for_partner"))
+    })?;
+    let pid = rustix::process::Pid::from_raw(writer as i32).ok_or("pid 0")?;
+    let pidfd = check!(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty()
+    ));
+    signal(&p, rustix::process::Signal::INT)?;
+    let fin = p.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "tour on SIGINT: {fin:?}");
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: STEP.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let ended = check!(rustix::event::poll(&mut fds, Some(&ts)));
+    if ended == 0 {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        return Err(format!("the tour's child {writer} outlived the tour"));
+    }
     scratch.finish()
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A process's command line, its arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// The hint after an error depends on the kind of object the library says it concerns.
