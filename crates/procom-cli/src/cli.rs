@@ -20,8 +20,21 @@ pub enum Command {
     /// Send one message, or standard input, to an endpoint.
     Send(SendArgs),
     /// Receive messages from an endpoint and print each on its own line.
+    ///
+    /// With lines (the default, without --framed), a message that contains a newline cannot
+    /// be told from two messages, on the wire or in the output: use --json (one JSON object
+    /// per message, its bytes escaped or in base64) to print any message losslessly, and
+    /// --framed on both sides to carry any bytes.
+    ///
+    /// recv creates a shm: channel or a unixgram: socket file (and removes it when it ends):
+    /// --mode and --group say who else may send to it (a sender needs write permission).
     Recv(RecvArgs),
     /// Serve clients on a tcp: or unix: endpoint, printing what each sends (like nc -l).
+    ///
+    /// A client that sends nothing for --idle seconds (30 by default; 0: never) is
+    /// disconnected. On a unix:PATH socket, --mode and --group set who may connect to the
+    /// socket file (a client needs write permission on it) and --allow-uid which users are
+    /// then served.
     Listen(ListenArgs),
     /// Join a tcp: or unix: endpoint: standard input to the peer, the peer to standard output.
     Connect(ConnectArgs),
@@ -39,7 +52,8 @@ pub enum Command {
     /// Create, inspect, read, write and remove shared-memory segments.
     #[command(subcommand)]
     Shm(ShmCommand),
-    /// Create, post (V), wait on (P), read and remove named semaphores.
+    /// Create, post (V), wait on (P), read and remove named semaphores (/NAME) and System V
+    /// semaphore sets (0xKEY).
     #[command(subcommand)]
     Sem(SemCommand),
     /// Measure every mechanism on this machine: latency percentiles and throughput, process to
@@ -68,6 +82,20 @@ pub enum Command {
     Rm(crate::cmd::rm::RmArgs),
     /// Walk through the classic Linux IPC scenarios with real processes; each step prints PASS or FAIL.
     Tour,
+}
+
+/// Who besides you may use what a command creates.
+#[derive(Debug, Args)]
+pub struct ShareOpts {
+    /// Permission bits in octal, like 660 (your group may use it too) or 666 (everyone),
+    /// applied exactly whatever the umask [default: 600]; group and others may not get more
+    /// than the owner.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
+    /// Give it to this group (a name or a number), one you belong to unless you are root;
+    /// with --mode 660 the group's members may use it.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 /// Options shared by `send` and `recv`.
@@ -118,6 +146,15 @@ pub struct RecvArgs {
     /// first of the lowest type at most N.
     #[arg(long = "type", value_name = "T", allow_hyphen_values = true)]
     pub mtype: Option<i64>,
+    /// Print one JSON object per message instead of lines: {"bytes": the text (null when it
+    /// is not UTF-8), "base64": the bytes (only then), "len": N}, and what the mechanism
+    /// carries: "priority" (mq:), "type" (msg:), "from" (a datagram's sender), "seq" and
+    /// "gap" (udp: with --framed).
+    #[arg(long)]
+    pub json: bool,
+    // The mode and group of what recv creates (see the command's help).
+    #[command(flatten)]
+    pub share: ShareOpts,
     #[command(flatten)]
     pub stream: StreamOpts,
 }
@@ -132,10 +169,11 @@ pub struct ListenArgs {
     /// Exit after serving N connections.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Close a client's connection after SECS without a message.
+    /// Close a client's connection after SECS without a message (0: never).
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub idle: std::time::Duration,
-    /// Admit only clients with this uid (Unix sockets; repeatable).
+    /// Admit only clients with this uid (Unix sockets; repeatable). Another user's client
+    /// also needs write permission on the socket file: see --mode.
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,
     /// Memory for partly received messages, shared by all clients (beyond 128 KiB each). A
@@ -143,6 +181,9 @@ pub struct ListenArgs {
     /// or is refused when its client idles out; one larger than the whole budget is refused.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub memory: u64,
+    // The mode and group of a unix:PATH socket file (see the command's help).
+    #[command(flatten)]
+    pub share: ShareOpts,
     #[command(flatten)]
     pub stream: StreamOpts,
 }
@@ -181,19 +222,24 @@ pub enum FifoCommand {
     /// Create a FIFO (mode 0600 unless --mode says otherwise), like mkfifo; an existing path
     /// is an error.
     Create {
+        /// Where to create it (its directory must exist).
         path: PathBuf,
-        /// Permission bits in octal, applied exactly whatever the umask.
-        #[arg(long, default_value = "600", value_parser = parse_mode)]
-        mode: u32,
+        #[command(flatten)]
+        share: ShareOpts,
     },
     /// Remove a FIFO; anything that is not a FIFO is left alone and reported.
-    Rm { path: PathBuf },
+    Rm {
+        /// The FIFO to remove.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MqCommand {
-    /// Create a queue (like /jobs), mode 0600, exclusively; it stays until removed.
+    /// Create a queue (like /jobs), mode 0600 unless --mode says otherwise, exclusively; it
+    /// stays until removed.
     Create {
+        /// The queue's name: a slash, then up to 255 characters without a slash, like /jobs.
         name: String,
         /// Maximum number of messages (default: fs.mqueue.msg_default).
         #[arg(long)]
@@ -201,27 +247,53 @@ pub enum MqCommand {
         /// Maximum message size, like 8KiB (default: fs.mqueue.msgsize_default).
         #[arg(long, value_parser = parse_size)]
         msgsize: Option<u64>,
+        #[command(flatten)]
+        share: ShareOpts,
     },
-    /// Print a queue's message count, capacity and message size, and the kernel's limits.
-    Info { name: String },
+    /// Print a queue's message count, capacity and message size, the kernel's limits, and its
+    /// mode and owner.
+    Info {
+        /// The queue's name, like /jobs.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a queue.
-    Rm { name: String },
+    Rm {
+        /// The queue's name, like /jobs.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MsgCommand {
-    /// Create a queue for KEY (decimal or 0x-hex) or PATH (ftok), mode 0600, exclusively; it
-    /// stays until removed.
+    /// Create a queue for KEY (decimal or 0x-hex) or PATH (ftok), mode 0600 unless --mode
+    /// says otherwise, exclusively; it stays until removed.
     Create {
+        /// A key as ipcs shows it (decimal or 0x-hex, like 0x5100), or an existing PATH that
+        /// ftok(PATH, 'M') turns into one.
         key: String,
         /// The queue's byte limit, like 4KiB (default: kernel.msgmnb; above it needs root).
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         max_bytes: Option<u64>,
+        #[command(flatten)]
+        share: ShareOpts,
     },
-    /// Print a queue's count, bytes, byte limit, last pids and times, and the kernel's limits.
-    Info { key: String },
+    /// Print a queue's key, count, bytes, byte limit, last pids and times (seconds since the
+    /// epoch and ISO 8601 UTC), mode, owner, and the kernel's limits.
+    Info {
+        /// A key (decimal or 0x-hex) or a PATH (ftok with project id 'M').
+        key: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a queue.
-    Rm { key: String },
+    Rm {
+        /// A key (decimal or 0x-hex) or a PATH (ftok with project id 'M').
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -250,33 +322,49 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ShmCommand {
-    /// Create a segment (mode 0600, exclusive) that stays until removed. NAME is a POSIX name
-    /// like /frame, or a System V key like 0x5100.
+    /// Create a segment (mode 0600 unless --mode says otherwise, exclusive) that stays until
+    /// removed. NAME is a POSIX name like /frame, or a System V key like 0x5100.
     Create {
+        /// A POSIX name (/frame) or a System V key (decimal or 0x-hex, like 0x5100).
         name: String,
         /// Its size, like 4096 or 1MiB.
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         size: u64,
+        #[command(flatten)]
+        share: ShareOpts,
     },
     /// Print a segment's kind, size, mode, owner (and attach count for System V).
-    Info { name: String },
+    Info {
+        /// A POSIX name (/frame) or a System V key (decimal or 0x-hex).
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a segment.
-    Rm { name: String },
+    Rm {
+        /// A POSIX name (/frame) or a System V key (decimal or 0x-hex).
+        name: String,
+    },
     /// Write DATA (or standard input, with -) into a segment at --offset.
     Write {
+        /// A POSIX name (/frame) or a System V key (decimal or 0x-hex).
         name: String,
         /// The bytes to write, or - for standard input.
         data: String,
-        #[arg(long, default_value = "0", value_parser = parse_size)]
+        /// Where in the segment to start writing, in bytes from its start.
+        #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
         offset: u64,
     },
     /// Copy bytes of a segment to standard output.
     Read {
+        /// A POSIX name (/frame) or a System V key (decimal or 0x-hex).
         name: String,
-        #[arg(long, default_value = "0", value_parser = parse_size)]
+        /// Where in the segment to start reading, in bytes from its start.
+        #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
         offset: u64,
         /// How many bytes (default: to the end).
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         len: Option<u64>,
     },
 }
@@ -329,22 +417,57 @@ pub enum SignalCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SemCommand {
-    /// Create a named semaphore (like /lock) with VALUE, mode 0600, exclusively; it stays
-    /// until removed. 1 makes a mutex, 0 an ordering.
-    Create { name: String, value: u32 },
+    /// Create a named semaphore (/NAME) with VALUE, or a System V set (0xKEY) of --count
+    /// semaphores each with VALUE; mode 0600 unless --mode says otherwise, exclusively; it
+    /// stays until removed. 1 makes a mutex, 0 an ordering.
+    Create {
+        /// A POSIX name like /lock, or a System V key (decimal or 0x-hex, like 0x5300).
+        name: String,
+        /// The initial value (at most 2147483647 for a named semaphore, 32767 in a set).
+        value: u32,
+        /// How many semaphores a System V set has (default 1).
+        #[arg(long, value_name = "N")]
+        count: Option<u16>,
+        #[command(flatten)]
+        share: ShareOpts,
+    },
     /// V: add one, waking a waiter.
-    Post { name: String },
+    Post {
+        /// A POSIX name like /lock, or a System V key (decimal or 0x-hex).
+        name: String,
+        /// Which semaphore of a System V set (from 0; default 0).
+        #[arg(long, value_name = "I")]
+        index: Option<u16>,
+    },
     /// P: wait until the value is positive, then subtract one.
     Wait {
+        /// A POSIX name like /lock, or a System V key (decimal or 0x-hex).
         name: String,
         /// Give up after SECS.
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         timeout: Option<std::time::Duration>,
+        /// Which semaphore of a System V set (from 0; default 0). The P stays when procom
+        /// exits (no SEM_UNDO), as with a named semaphore, until a post gives it back.
+        #[arg(long, value_name = "I")]
+        index: Option<u16>,
     },
     /// Print the current value alone.
-    Get { name: String },
-    /// Remove the name (processes that have it open keep it).
-    Rm { name: String },
+    Get {
+        /// A POSIX name like /lock, or a System V key (decimal or 0x-hex).
+        name: String,
+        /// Which semaphore of a System V set (from 0; default 0).
+        #[arg(long, value_name = "I")]
+        index: Option<u16>,
+        /// Print one JSON object (with the key, id and index of a set's semaphore).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the name (processes that have it open keep it), or the System V set (waiters
+    /// wake with an error).
+    Rm {
+        /// A POSIX name like /lock, or a System V key (decimal or 0x-hex).
+        name: String,
+    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -367,9 +490,18 @@ fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("`{s}` is not a usable number of seconds"))
 }
 
+/// Permission bits in octal, at most 777, giving group and others nothing the owner lacks.
 fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
+    let mode = u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("`{s}` is not an octal mode between 0 and 777"))
+        .ok_or_else(|| format!("`{s}` is not an octal mode between 0 and 777"))?;
+    let owner = mode >> 6;
+    if (mode >> 3) & 0o7 & !owner != 0 || mode & 0o7 & !owner != 0 {
+        return Err(format!(
+            "`{s}` would give the group or others what its owner does not have; give the owner those bits too (like {:o})",
+            mode | ((mode >> 3) & 0o7) << 6 | (mode & 0o7) << 6
+        ));
+    }
+    Ok(mode)
 }

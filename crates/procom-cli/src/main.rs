@@ -116,9 +116,9 @@ fn hint(e: &procom::Error) -> &'static str {
         (K::AlreadyExists, Some(O::Fifo)) => {
             "; remove it with `procom fifo rm PATH` or use it as it is"
         }
-        // A process that refuses a signal has no file whose mode to check; the sentence
-        // already says why.
-        (K::PermissionDenied, Some(O::Process)) => "",
+        // A process that refuses a signal, or a port, has no file whose mode to check; the
+        // sentence already says why.
+        (K::PermissionDenied, Some(O::Process | O::Tcp | O::Udp)) => "",
         (K::PermissionDenied, _) => {
             "; it belongs to another user or its mode forbids it (check with ls -l)"
         }

@@ -7,6 +7,7 @@
 //! and System V semaphores ([`sem`]), POSIX and System V message queues ([`mq`], [`msg`]), and
 //! the peer credentials of a Unix socket ([`peercred`]), which rustix reads into a type that
 //! cannot hold the pid 0 the kernel may report.
+//! Group names ([`ids`]).
 //! Signals ([`signal`]): sending by pid, group, `sigqueue` or pidfd, and catching through a
 //! handler that only writes a record to a pipe.
 //! Every function returns `io::Result` and never panics.
@@ -18,6 +19,7 @@
 
 #[cfg(feature = "tokio")]
 pub mod async_fd;
+pub mod ids;
 pub mod mapping;
 pub mod mq;
 pub mod msg;

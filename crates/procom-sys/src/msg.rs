@@ -163,6 +163,8 @@ pub struct Stat {
     pub gid: u32,
     /// Permission bits.
     pub mode: u32,
+    /// The key the queue was created with (as `ipcs -q` shows it; 0 for `IPC_PRIVATE`).
+    pub key: i32,
 }
 
 fn stat_raw(id: i32) -> io::Result<libc::msqid_ds> {
@@ -194,6 +196,7 @@ pub fn stat(id: i32) -> io::Result<Stat> {
         uid: ds.msg_perm.uid,
         gid: ds.msg_perm.gid,
         mode: u32::from(ds.msg_perm.mode) & 0o777,
+        key: ds.msg_perm.__key,
     })
 }
 
@@ -207,6 +210,21 @@ pub fn stat(id: i32) -> io::Result<Stat> {
 pub fn set_max_bytes(id: i32, bytes: u64) -> io::Result<()> {
     let mut ds = stat_raw(id)?;
     ds.msg_qbytes = bytes as _;
+    // SAFETY: IPC_SET reads the msqid_ds we pass.
+    cvt(unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }).map(drop)
+}
+
+/// Gives the queue to group `gid` (`msg_perm.gid`), keeping its owner and mode. Only the
+/// owner, the creator or a privileged process may (`EPERM`); the kernel does not check that
+/// the caller belongs to the group.
+///
+/// # References
+/// - [`msgctl(2)`](https://man7.org/linux/man-pages/man2/msgctl.2.html), `IPC_SET`
+#[doc(alias = "msgctl")]
+#[doc(alias = "IPC_SET")]
+pub fn set_group(id: i32, gid: u32) -> io::Result<()> {
+    let mut ds = stat_raw(id)?;
+    ds.msg_perm.gid = gid;
     // SAFETY: IPC_SET reads the msqid_ds we pass.
     cvt(unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }).map(drop)
 }

@@ -330,6 +330,62 @@ pub fn semctl_getval(id: i32, index: u16) -> io::Result<i32> {
     cvt(unsafe { libc::semctl(id, i32::from(index), libc::GETVAL) })
 }
 
+/// What `semctl(IPC_STAT)` reports about a System V semaphore set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemStat {
+    /// How many semaphores the set has.
+    pub count: usize,
+    /// The key it was created with (0 for `IPC_PRIVATE`).
+    pub key: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Time of the last `semop` (seconds since the epoch; 0 if none).
+    pub op_time: i64,
+    /// Time of the last change (creation, `IPC_SET`).
+    pub change_time: i64,
+}
+
+fn semctl_stat_raw(id: i32) -> io::Result<libc::semid_ds> {
+    let mut ds = std::mem::MaybeUninit::<libc::semid_ds>::uninit();
+    // SAFETY: IPC_STAT takes a `union semun` whose `buf` member points to a semid_ds; the
+    // union is pointer-sized, so the pointer is passed as it; the kernel fills the buffer in.
+    cvt(unsafe { libc::semctl(id, 0, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: semctl succeeded, so it filled `ds` in.
+    Ok(unsafe { ds.assume_init() })
+}
+
+/// Reads the set's status: its size, key, owner, mode and times. Needs read permission.
+#[doc(alias = "semctl")]
+#[doc(alias = "IPC_STAT")]
+pub fn semctl_stat(id: i32) -> io::Result<SemStat> {
+    let ds = semctl_stat_raw(id)?;
+    Ok(SemStat {
+        count: ds.sem_nsems as usize,
+        key: ds.sem_perm.__key,
+        uid: ds.sem_perm.uid,
+        gid: ds.sem_perm.gid,
+        mode: u32::from(ds.sem_perm.mode) & 0o777,
+        op_time: ds.sem_otime,
+        change_time: ds.sem_ctime,
+    })
+}
+
+/// Gives the set to group `gid`, keeping its owner and mode. Only the owner, the creator or a
+/// privileged process may (`EPERM`).
+#[doc(alias = "semctl")]
+#[doc(alias = "IPC_SET")]
+pub fn semctl_set_group(id: i32, gid: u32) -> io::Result<()> {
+    let mut ds = semctl_stat_raw(id)?;
+    ds.sem_perm.gid = gid;
+    // SAFETY: IPC_SET takes a `union semun` whose `buf` points to the semid_ds we pass (the
+    // kernel reads its uid, gid and mode).
+    cvt(unsafe { libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) }).map(drop)
+}
+
 /// Removes the set (waiters wake with EIDRM).
 pub fn semctl_remove(id: i32) -> io::Result<()> {
     // SAFETY: IPC_RMID takes no extra argument.

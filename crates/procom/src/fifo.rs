@@ -191,8 +191,8 @@ pub fn open_write_deadline(
                     } else {
                         Error::new(ErrorKind::Timeout)
                             .detail(format!(
-                                "no process opened it for reading within {:.1?}",
-                                deadline - started
+                                "no process opened it for reading within {}",
+                                crate::endpoint::format_duration(deadline - started)
                             ))
                             .object_of(ObjectKind::Fifo, object(path))
                     });
@@ -238,6 +238,15 @@ impl Fifo {
         let mut fifo = Fifo::create_inner(path.as_ref(), mode)?;
         drop(fifo.reader.take());
         Ok(fifo)
+    }
+
+    /// Gives the FIFO to group `gid` (its owner and mode stay): with a mode like 0o660, the
+    /// group's members may then open it. Only its owner may, and only to a group it belongs to
+    /// unless privileged ([`ErrorKind::PermissionDenied`]).
+    #[doc(alias = "fchown")]
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        crate::access::chown_fd(&self._anchor, gid)
+            .map_err(|e| e.object_of(ObjectKind::Fifo, object(&self.path)))
     }
 
     /// Creates the FIFO and keeps the read end that was opened to fix its mode.

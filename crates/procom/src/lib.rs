@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod budget;
 mod channel;
 pub mod child;
@@ -59,6 +60,7 @@ pub use channel::{Options, Receiver, Sender, ToEndpoint};
 pub use cleanup::Cleanup;
 pub use endpoint::Endpoint;
 pub use error::{Error, ErrorKind, ObjectKind, SendError};
+pub use flavor::MessageMeta;
 pub use framing::Framing;
 
 /// Internal statistics and knobs of the shared-memory channel (`shm:`), for procom's own

@@ -55,6 +55,9 @@ use crate::wait::Wait;
 /// The highest message priority (Linux's `MQ_PRIO_MAX - 1`).
 pub const PRIORITY_MAX: u32 = sys::PRIO_MAX - 1;
 
+/// The mode queues are created with unless another is asked for.
+pub const DEFAULT_MODE: u32 = 0o600;
+
 /// How soon a process waiting on a queue notices that the queue was removed.
 pub const REMOVAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -237,8 +240,22 @@ impl Queue {
         max_messages: Option<u64>,
         msgsize: Option<u64>,
     ) -> Result<Queue, Error> {
+        Queue::create_with_mode(name, max_messages, msgsize, DEFAULT_MODE)
+    }
+
+    /// Creates the queue `name` as [`Queue::create`] does, with exactly the permission bits
+    /// `mode` (like 0o660: its group may send and receive too), whatever the umask.
+    #[doc(alias = "mq_open")]
+    pub fn create_with_mode(
+        name: &str,
+        max_messages: Option<u64>,
+        msgsize: Option<u64>,
+        mode: u32,
+    ) -> Result<Queue, Error> {
         check_name(name)?;
         let label = format!("mq:{name}");
+        let mode = crate::access::check_mode(mode)
+            .map_err(|e| e.object_of(ObjectKind::PosixQueue, &label))?;
         let lim = limits();
         if max_messages == Some(0) || msgsize == Some(0) {
             return Err(Error::new(ErrorKind::InvalidInput)
@@ -247,7 +264,8 @@ impl Queue {
         }
         let cap = max_messages.map_or(lim.msg_default, |c| c.min(i64::MAX as u64) as i64);
         let size = msgsize.map_or(lim.msgsize_default, |s| s.min(i64::MAX as u64) as i64);
-        let fd = sys::create(name, cap, size, 0o600)
+        // Created 0600 at most, then opened up: the queue is never more open than asked.
+        let fd = sys::create(name, cap, size, mode & 0o600)
             .map_err(|e| create_error(e, cap, size).object_of(ObjectKind::PosixQueue, &label))?;
         let q = Queue {
             fd,
@@ -257,12 +275,21 @@ impl Queue {
             owner: true,
             scratch: Mutex::new(Vec::new()),
         };
-        // mq_open's mode passed through the umask; make it exactly 0600 (the queue is removed
-        // again if this fails, as `q` is dropped).
-        rustix::fs::fchmod(&q.fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(|e| {
+        // mq_open's mode passed through the umask; make it exactly `mode` (the queue is
+        // removed again if this fails, as `q` is dropped).
+        rustix::fs::fchmod(&q.fd, rustix::fs::Mode::from_raw_mode(mode)).map_err(|e| {
             Error::os("set its mode", e.into()).object_of(ObjectKind::PosixQueue, &q.label)
         })?;
         Ok(q)
+    }
+
+    /// Gives the queue to group `gid` (its owner and mode stay): with a mode like 0o660, the
+    /// group's members may then open it. Only the owner may, and only to a group it belongs
+    /// to unless privileged ([`ErrorKind::PermissionDenied`]).
+    #[doc(alias = "fchown")]
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        crate::access::chown_fd(&self.fd, gid)
+            .map_err(|e| e.object_of(ObjectKind::PosixQueue, &self.label))
     }
 
     /// Opens the existing queue `name` for sending and receiving.

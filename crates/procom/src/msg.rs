@@ -76,8 +76,11 @@ pub fn limits() -> Limits {
     }
 }
 
+/// The mode queues are created with unless another is asked for.
+pub const DEFAULT_MODE: u32 = 0o600;
+
 /// A queue's status (`msgctl(IPC_STAT)`): count, bytes, byte limit, last sender and receiver
-/// pids, times, owner, mode.
+/// pids, times, owner, mode, key.
 pub type Stat = sys::Stat;
 
 /// An open System V message queue.
@@ -146,8 +149,17 @@ impl MsgQueue {
     /// dropped; see [`MsgQueue::keep`].
     #[doc(alias = "msgget")]
     pub fn create(key: &SysvKey) -> Result<MsgQueue, Error> {
+        MsgQueue::create_with_mode(key, DEFAULT_MODE)
+    }
+
+    /// Creates the queue for `key` as [`MsgQueue::create`] does, with the permission bits
+    /// `mode` (like 0o660: its group may send and receive too; System V ignores the umask).
+    #[doc(alias = "msgget")]
+    pub fn create_with_mode(key: &SysvKey, mode: u32) -> Result<MsgQueue, Error> {
         let label = label(key);
-        let id = sys::create(key_of(key)?, 0o600).map_err(|e| {
+        let mode = crate::access::check_mode(mode)
+            .map_err(|e| e.object_of(ObjectKind::SysvQueue, &label))?;
+        let id = sys::create(key_of(key)?, mode).map_err(|e| {
             if is(&e, Errno::EXIST) {
                 Error::new(ErrorKind::AlreadyExists)
                     .detail("already exists; procom does not adopt an existing queue (remove it, or open it instead)")
@@ -162,6 +174,17 @@ impl MsgQueue {
             .object_of(ObjectKind::SysvQueue, &label)
         })?;
         Ok(MsgQueue::new(id, label, true))
+    }
+
+    /// Gives the queue to group `gid` (its owner and mode stay). Only its owner or creator
+    /// may ([`ErrorKind::PermissionDenied`]); the kernel lets them name any group, so a
+    /// program acting for a user checks membership first ([`crate::access::is_member`]).
+    #[doc(alias = "msgctl")]
+    #[doc(alias = "IPC_SET")]
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        sys::set_group(self.id, gid).map_err(|e| {
+            crate::access::group_error(e, gid).object_of(ObjectKind::SysvQueue, &self.label)
+        })
     }
 
     /// Opens the existing queue for `key` for sending and receiving.

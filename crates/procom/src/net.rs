@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
+use crate::access::Access;
 use crate::cleanup::Cleanup;
 use crate::endpoint::{Endpoint, UnixAddr};
 use crate::error::{Error, ErrorKind, ObjectKind};
@@ -58,6 +59,23 @@ pub(crate) fn io_err(what: &str, e: std::io::Error, object: &impl std::fmt::Disp
         _ => ErrorKind::Io,
     };
     Error::new(k).detail(detail).object(object)
+}
+
+/// Why binding `port` failed: a privileged port refused to an unprivileged process is said as
+/// such (the kernel's EACCES), anything else as [`io_err`] says it.
+pub(crate) fn bind_err(e: std::io::Error, port: u16, object: &Endpoint) -> Error {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1024);
+    if e.kind() == std::io::ErrorKind::PermissionDenied && port != 0 && u32::from(port) < start {
+        return Error::new(ErrorKind::PermissionDenied)
+            .detail(format!(
+                "port {port} is privileged: ports below {start} (net.ipv4.ip_unprivileged_port_start) may be bound only by root or with CAP_NET_BIND_SERVICE; use a port from {start} up"
+            ))
+            .object_of(crate::kind::kind_of(object), object);
+    }
+    io_err("bind", e, object)
 }
 
 /// Resolves `host:port` to socket addresses.
@@ -258,11 +276,13 @@ fn not_a_socket(ft: rustix::fs::FileType) -> Error {
     ))
 }
 
-/// Creates, fchmods (0600 before bind, so the file is never more open), binds.
+/// Creates, fchmods (to at most 0600 before bind, so the file is never more open than
+/// asked), binds, then sets the socket file's mode to exactly `access.mode` and its group.
 pub(crate) fn bind_unix(
     addr: &UnixAddr,
     ty: SocketType,
     object: &Endpoint,
+    access: Access,
 ) -> Result<(OwnedFd, Option<SocketFile>), Error> {
     if let UnixAddr::Path(p) = addr {
         clear_stale(p, ty, object)?;
@@ -274,7 +294,7 @@ pub(crate) fn bind_unix(
         None,
     )
     .map_err(|e| Error::os("create a socket", e.into()).object(object))?;
-    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(access.mode & 0o600))
         .map_err(|e| Error::os("set the socket's mode", e.into()).object(object))?;
     let sa = unix_addr(addr, object)?;
     rustix::net::bind(&fd, &sa).map_err(|e| io_err("bind", e.into(), object))?;
@@ -302,12 +322,16 @@ pub(crate) fn bind_unix(
             }
             // Ours from here on: a failure below removes it.
             let ours = SocketFile(Some(Cleanup::new(p.clone(), (st.st_dev, st.st_ino))));
-            // The umask can only have removed bits; set exactly 0600.
-            if st.st_mode & 0o7777 != 0o600 {
+            if let Some(gid) = access.group {
+                crate::access::chown_fd(&file, gid).map_err(|e| e.object(object))?;
+            }
+            // The umask may have removed bits, and the mode asked for may open it up: set it
+            // exactly (after the group, so the group's bits never apply to another group).
+            if st.st_mode & 0o7777 != access.mode {
                 let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
-                rustix::fs::chmod(by_fd.as_str(), Mode::from_raw_mode(0o600)).map_err(|e| {
-                    Error::os("set the socket file's mode", e.into()).object(object)
-                })?;
+                rustix::fs::chmod(by_fd.as_str(), Mode::from_raw_mode(access.mode)).map_err(
+                    |e| Error::os("set the socket file's mode", e.into()).object(object),
+                )?;
             }
             Some(ours)
         }
@@ -331,12 +355,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// How errors name a connection to this peer on `endpoint`.
+    /// How errors name a connection to this peer on `endpoint`: the endpoint and the peer,
+    /// by address (TCP, a bound Unix socket) or else by pid (`unix:/run/app.sock (peer pid
+    /// 42)`), so that the one name says whom a message concerns.
     pub(crate) fn connection_name(&self, endpoint: &Endpoint) -> String {
-        if self.addr.is_empty() {
-            endpoint.to_string()
-        } else {
-            format!("{endpoint} (peer {})", self.addr)
+        match (self.addr.is_empty(), self.pid) {
+            (false, _) => format!("{endpoint} (peer {})", self.addr),
+            (true, Some(pid)) => format!("{endpoint} (peer pid {pid})"),
+            (true, None) => endpoint.to_string(),
         }
     }
 }
@@ -358,12 +384,13 @@ pub(crate) struct StreamListener {
 }
 
 impl StreamListener {
-    /// Binds and listens on a `tcp:` or `unix:` endpoint.
-    pub(crate) fn bind(endpoint: &Endpoint) -> Result<StreamListener, Error> {
+    /// Binds and listens on a `tcp:` or `unix:` endpoint (a `unix:` path's socket file with
+    /// `access`).
+    pub(crate) fn bind(endpoint: &Endpoint, access: Access) -> Result<StreamListener, Error> {
         let kind = match endpoint {
             Endpoint::Tcp { host, port } => {
                 let addrs = resolve(host, *port, endpoint)?;
-                let l = TcpListener::bind(&addrs[..]).map_err(|e| io_err("bind", e, endpoint))?;
+                let l = TcpListener::bind(&addrs[..]).map_err(|e| bind_err(e, *port, endpoint))?;
                 // Accepting waits in poll; the socket itself never blocks, so a client that
                 // vanishes between poll and accept (or another thread taking it) cannot hold
                 // `accept_deadline` past its deadline. Accepted sockets do not inherit this.
@@ -372,7 +399,7 @@ impl StreamListener {
                 ListenerKind::Tcp(l)
             }
             Endpoint::Unix { addr } => {
-                let (fd, file) = bind_unix(addr, SocketType::STREAM, endpoint)?;
+                let (fd, file) = bind_unix(addr, SocketType::STREAM, endpoint, access)?;
                 rustix::net::listen(&fd, 128)
                     .map_err(|e| Error::os("listen", e.into()).object(endpoint))?;
                 let l = UnixListener::from(fd);

@@ -80,11 +80,19 @@ impl Semaphore {
     /// removes the name when dropped unless [`Semaphore::keep`] is called.
     #[doc(alias = "sem_open")]
     pub fn create(name: &str, value: u32) -> Result<Semaphore, Error> {
+        Semaphore::create_with_mode(name, value, DEFAULT_MODE)
+    }
+
+    /// Creates `name` as [`Semaphore::create`] does, with exactly the permission bits `mode`
+    /// (like 0o660: its group may wait and post too), whatever the umask.
+    #[doc(alias = "sem_open")]
+    pub fn create_with_mode(name: &str, value: u32, mode: u32) -> Result<Semaphore, Error> {
         check_name(name, "semaphore")?;
         let label = format!("semaphore {name}");
-        // The umask could clear bits of 0600 but never add any, so 0600 stays at most 0600;
-        // fix it to exactly 0600 through the file glibc keeps in /dev/shm (best effort).
-        let sem = NamedSemaphore::create(name, DEFAULT_MODE, value).map_err(|e| match e.raw_os_error() {
+        let mode = crate::access::check_mode(mode).map_err(|e| e.object(&label))?;
+        // Created 0600 at most (the umask can clear bits, never add any), then set exactly to
+        // `mode` through the file glibc keeps in /dev/shm: never more open than asked.
+        let sem = NamedSemaphore::create(name, mode & DEFAULT_MODE, value).map_err(|e| match e.raw_os_error() {
             Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
                 .detail("already exists; procom does not adopt an existing semaphore (remove it, or open it instead)")
                 .object(&label),
@@ -93,13 +101,29 @@ impl Semaphore {
                 .object(&label),
             _ => Error::os("create it", e).object(&label),
         })?;
-        let _ = set_mode(&sem_path(name), DEFAULT_MODE);
-        Ok(Semaphore {
+        let sem = Semaphore {
             sem,
             name: name.to_string(),
             label,
             owner: true,
-        })
+        };
+        match set_mode(&sem_path(name), mode) {
+            // 0600 is the most the umask could have left: best effort there.
+            Err(_) if mode == DEFAULT_MODE => {}
+            // Dropping `sem` removes the name again.
+            Err(e) => return Err(e.object(&sem.label)),
+            Ok(()) => {}
+        }
+        Ok(sem)
+    }
+
+    /// Gives the semaphore (its file in /dev/shm) to group `gid`; its owner and mode stay.
+    /// Only its owner may, and only to a group it belongs to unless privileged
+    /// ([`ErrorKind::PermissionDenied`]).
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        open_file(&sem_path(&self.name))
+            .and_then(|fd| crate::access::chown_fd(&fd, gid))
+            .map_err(|e| e.object(&self.label))
     }
 
     /// Opens the existing semaphore `name`.
@@ -167,7 +191,7 @@ impl Semaphore {
     pub fn post(&self) -> Result<(), Error> {
         self.sem
             .post()
-            .map_err(|e| Error::os("post to it", e).object(&self.label))
+            .map_err(|e| post_error(e).object(&self.label))
     }
 
     /// The current value.
@@ -208,6 +232,22 @@ impl Drop for Semaphore {
             let _ = procom_sys::sem::sem_unlink(&self.name);
         }
     }
+}
+
+/// The largest value of a POSIX semaphore (`SEM_VALUE_MAX`, `INT_MAX` on Linux).
+pub const VALUE_MAX: u32 = i32::MAX as u32;
+
+/// The largest value of a member of a System V set (`SEMVMX`).
+pub const SET_VALUE_MAX: u16 = 32767;
+
+/// Why a V failed: `EOVERFLOW` is a semaphore at its maximum, which is said as such.
+fn post_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::OVERFLOW.raw_os_error()) {
+        return Error::new(ErrorKind::LimitReached).detail(format!(
+            "is at its maximum value ({VALUE_MAX}, SEM_VALUE_MAX), so it cannot be posted; nothing was added"
+        ));
+    }
+    Error::os("post to it", e)
 }
 
 /// Where glibc keeps the named semaphore `name` (`/lock` is `/dev/shm/sem.lock`).
@@ -343,7 +383,7 @@ impl<'m> SharedSemaphore<'m> {
     pub fn post(&self) -> Result<(), Error> {
         self.sem
             .post()
-            .map_err(|e| Error::os("post to a shared semaphore", e))
+            .map_err(|e| post_error(e).object("shared semaphore"))
     }
 
     /// The current value.
@@ -362,6 +402,9 @@ pub struct SemSet {
     label: String,
     owner: bool,
 }
+
+/// What [`SemSet::stat`] reports: how many semaphores, the key, owner, mode and times.
+pub type SetStat = procom_sys::sem::SemStat;
 
 /// One operation on a member of a [`SemSet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,10 +449,25 @@ impl SemSet {
     /// creator removes it on drop unless kept.
     #[doc(alias = "semget")]
     pub fn create(key: &SysvKey, values: &[u16]) -> Result<SemSet, Error> {
+        SemSet::create_with_mode(key, values, DEFAULT_MODE)
+    }
+
+    /// Creates a set as [`SemSet::create`] does, with the permission bits `mode` (like 0o660:
+    /// its group may wait and post too; System V ignores the umask).
+    #[doc(alias = "semget")]
+    pub fn create_with_mode(key: &SysvKey, values: &[u16], mode: u32) -> Result<SemSet, Error> {
         let label = set_label(key);
+        let mode = crate::access::check_mode(mode).map_err(|e| e.object(&label))?;
         if values.is_empty() {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("a set needs at least one semaphore")
+                .object(&label));
+        }
+        if let Some(v) = values.iter().find(|v| **v > SET_VALUE_MAX) {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .detail(format!(
+                    "{v} is above the largest value of a System V semaphore ({SET_VALUE_MAX}, SEMVMX)"
+                ))
                 .object(&label));
         }
         let id = procom_sys::sem::semget(
@@ -417,12 +475,25 @@ impl SemSet {
                 .map_err(|e| e.object(set_label(key)))?,
             values.len(),
             true,
-            DEFAULT_MODE,
+            mode,
         )
         .map_err(|e| match e.raw_os_error() {
             Some(c) if c == rustix::io::Errno::EXIST.raw_os_error() => {
                 Error::new(ErrorKind::AlreadyExists)
                     .detail("already exists; procom does not adopt an existing set")
+                    .object(&label)
+            }
+            Some(c) if c == rustix::io::Errno::INVAL.raw_os_error() => {
+                Error::new(ErrorKind::LimitReached)
+                    .detail(format!(
+                        "a set of {} semaphores is more than the kernel allows (SEMMSL, the first number of kernel.sem)",
+                        values.len()
+                    ))
+                    .object(&label)
+            }
+            Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => {
+                Error::new(ErrorKind::LimitReached)
+                    .detail("the system has as many semaphore sets or semaphores as kernel.sem allows (SEMMNI, SEMMNS); remove some (ipcs -s)")
                     .object(&label)
             }
             _ => Error::os("create it", e).object(&label),
@@ -457,6 +528,46 @@ impl SemSet {
             label,
             owner: false,
         })
+    }
+
+    /// Opens the existing set for `key` with as many members as the kernel says it has (which
+    /// needs read permission on it).
+    pub fn open_all(key: &SysvKey) -> Result<SemSet, Error> {
+        let mut set = SemSet::open(key, 0)?;
+        set.count = set.stat()?.count;
+        Ok(set)
+    }
+
+    /// The kernel's id for the set (as `ipcs -s` shows it).
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// How many semaphores the set has (as created, or as given to [`SemSet::open`]).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the set has no semaphore (never, for a set the kernel made).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The set's size, key, owner, mode and times (`semctl(IPC_STAT)`; needs read
+    /// permission).
+    #[doc(alias = "IPC_STAT")]
+    pub fn stat(&self) -> Result<SetStat, Error> {
+        procom_sys::sem::semctl_stat(self.id)
+            .map_err(|e| Error::os("read its status", e).object(&self.label))
+    }
+
+    /// Gives the set to group `gid` (its owner and mode stay). Only its owner or creator may
+    /// ([`ErrorKind::PermissionDenied`]); the kernel lets them name any group, so a program
+    /// acting for a user checks membership first ([`crate::access::is_member`]).
+    #[doc(alias = "IPC_SET")]
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        procom_sys::sem::semctl_set_group(self.id, gid)
+            .map_err(|e| crate::access::group_error(e, gid).object(&self.label))
     }
 
     /// Applies every operation at once, atomically, waiting as long as it takes.
@@ -502,11 +613,16 @@ impl SemSet {
                 undo: o.undo,
             })
             .collect();
-        waited(
-            procom_sys::sem::semop(self.id, &raw, timeout),
-            blocked,
-            &self.label,
-        )
+        match procom_sys::sem::semop(self.id, &raw, timeout) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::RANGE.raw_os_error()) => {
+                Err(Error::new(ErrorKind::LimitReached)
+                    .detail(format!(
+                        "the operation would take a semaphore above its maximum value ({SET_VALUE_MAX}, SEMVMX); nothing was changed"
+                    ))
+                    .object(&self.label))
+            }
+            w => waited(w, blocked, &self.label),
+        }
     }
 
     /// The value of member `index`.

@@ -91,10 +91,11 @@ pub struct Listener {
 
 impl Listener {
     /// Binds and listens on a `tcp:` or `unix:` endpoint; connections are framed as `opts`
-    /// says.
+    /// says. A `unix:` path's socket file gets [`Options::mode`] and [`Options::group`]
+    /// (clients need write permission on it to connect).
     pub fn bind(endpoint: &Endpoint, opts: &Options) -> Result<Listener, Error> {
         Ok(Listener {
-            inner: StreamListener::bind(endpoint)?,
+            inner: StreamListener::bind(endpoint, opts.access(endpoint)?)?,
             opts: opts.clone(),
         })
     }

@@ -16,17 +16,18 @@ fn print_line(msg: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Serves one client until it closes, misbehaves or idles too long; reports why it ended.
+/// Every report starts with the connection's name, which names the client once (`tcp:…:7000
+/// (peer 10.0.0.2:41234)`, `unix:… (peer pid 42)`).
 fn serve(mut conn: Connection, echo: bool, idle: Duration) {
-    let who = if conn.peer.addr.is_empty() {
-        match conn.peer.pid {
-            Some(pid) => format!("client pid {pid}"),
-            None => "client".to_string(),
-        }
-    } else {
-        format!("client {}", conn.peer.addr)
-    };
+    let who = conn.receiver.endpoint().to_string();
     loop {
-        match conn.receiver.recv_timeout(idle) {
+        // `--idle 0`: a client may stay silent for as long as it likes.
+        let got = if idle.is_zero() {
+            conn.receiver.recv()
+        } else {
+            conn.receiver.recv_timeout(idle)
+        };
+        match got {
             Ok(msg) => {
                 if let Err(e) = print_line(&msg) {
                     // Nobody reads what clients send any more: stop serving them all (status 0
@@ -38,19 +39,20 @@ fn serve(mut conn: Connection, echo: bool, idle: Duration) {
                     interrupt::exit(if closed { 0 } else { 1 });
                 }
                 if echo && let Err(e) = conn.sender.send(&msg) {
-                    interrupt::warn(format_args!("{who}: {}; connection closed", e.error()));
+                    interrupt::warn(format_args!("{}; connection closed", e.error()));
                     return;
                 }
             }
             Err(e) if e.kind() == ErrorKind::PeerGone => return,
             Err(e) if e.kind() == ErrorKind::Timeout => {
                 interrupt::warn(format_args!(
-                    "{who}: sent nothing for {idle:?}; connection closed"
+                    "{who}: sent nothing for {}; connection closed",
+                    super::duration(idle)
                 ));
                 return;
             }
             Err(e) => {
-                interrupt::warn(format_args!("{who}: {e}; connection closed"));
+                interrupt::warn(format_args!("{e}; connection closed"));
                 return;
             }
         }
@@ -82,7 +84,24 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
         ));
     }
     let budget = usize::try_from(args.memory).unwrap_or(usize::MAX);
-    let opts = super::options(&args.stream, false)?.budget(procom::Budget::new(budget));
+    let mut opts = super::options(&args.stream, false)?.budget(procom::Budget::new(budget));
+    if super::sharing(&args.share) {
+        if !matches!(
+            ep,
+            Endpoint::Unix {
+                addr: procom::endpoint::UnixAddr::Path(_)
+            }
+        ) {
+            return Err(super::usage!(
+                "{ep}: --mode and --group apply to a unix:PATH socket file; a TCP port or an abstract socket has none (use --allow-uid, or a firewall)"
+            ));
+        }
+        let (mode, group) = super::share(&args.share)?;
+        opts = opts.mode(mode);
+        if let Some(gid) = group {
+            opts = opts.group(gid);
+        }
+    }
     // Declared before the owner, so dropped after it: the owner removes what it created
     // while the hook still covers an early end.
     let _remove_on_exit;

@@ -17,7 +17,7 @@ mod tour;
 
 use std::fmt;
 
-use crate::cli::{Cli, Command, StreamOpts};
+use crate::cli::{Cli, Command, ShareOpts, StreamOpts};
 
 /// Standard output was closed by its reader (`procom recv … | head -1`): not an error.
 #[derive(Debug)]
@@ -143,4 +143,44 @@ fn apply_type(ep: &mut procom::Endpoint, t: Option<i64>) -> anyhow::Result<()> {
         }
         (_, Some(_)) => Err(usage!("--type applies to msg: endpoints only")),
     }
+}
+
+/// `--mode` (0600 when not given) and `--group` as a mode and a group id. A group the user is
+/// not in is refused (root may name any): the kernel refuses it for files anyway, and System V
+/// objects would otherwise be given to any group at all.
+fn share(opts: &ShareOpts) -> anyhow::Result<(u32, Option<u32>)> {
+    let gid = match &opts.group {
+        None => None,
+        Some(spec) => Some(group_id(spec)?),
+    };
+    Ok((opts.mode.unwrap_or(0o600), gid))
+}
+
+/// Whether `--mode` or `--group` was given.
+fn sharing(opts: &ShareOpts) -> bool {
+    opts.mode.is_some() || opts.group.is_some()
+}
+
+fn group_id(spec: &str) -> anyhow::Result<u32> {
+    let gid = match spec.parse::<u32>() {
+        Ok(gid) => gid,
+        Err(_) => procom::access::group_id(spec)?
+            .ok_or_else(|| usage!("no group is called `{spec}` (getent group lists them)"))?,
+    };
+    if !rustix::process::geteuid().is_root() && !procom::access::is_member(gid) {
+        return Err(usage!(
+            "you are not in group `{spec}` (gid {gid}), so what you create cannot be given to it (id -Gn lists your groups)"
+        ));
+    }
+    Ok(gid)
+}
+
+/// A duration as every message of the CLI writes it: `1 s`, `1.5 s`, `20 ms`.
+fn duration(d: std::time::Duration) -> String {
+    procom::endpoint::format_duration(d)
+}
+
+/// A JSON object, as one line.
+fn json_line(value: &serde_json::Value) -> anyhow::Result<()> {
+    outln!("{value}")
 }

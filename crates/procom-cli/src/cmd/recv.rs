@@ -3,8 +3,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
+use procom::endpoint::UnixAddr;
 use procom::socket::DatagramStats;
-use procom::{Endpoint, ErrorKind, Receiver};
+use procom::{Endpoint, ErrorKind, MessageMeta, Receiver};
 
 use crate::cli::RecvArgs;
 use crate::interrupt;
@@ -12,7 +14,30 @@ use crate::interrupt;
 pub fn run(args: RecvArgs) -> anyhow::Result<()> {
     let mut ep = Endpoint::parse(&args.endpoint)?;
     super::apply_type(&mut ep, args.mtype)?;
-    let opts = super::options(&args.stream, false)?;
+    let mut opts = super::options(&args.stream, false)?;
+    if super::sharing(&args.share) {
+        match &ep {
+            Endpoint::Shm { .. }
+            | Endpoint::UnixGram {
+                addr: UnixAddr::Path(_),
+            } => {}
+            Endpoint::UnixGram { .. } => {
+                return Err(super::usage!(
+                    "{ep}: --mode and --group apply to a socket file, and an abstract socket has none"
+                ));
+            }
+            _ => {
+                return Err(super::usage!(
+                    "{ep}: --mode and --group apply to what recv creates, a shm: channel or a unixgram: socket file (create queues and FIFOs with procom mq|msg|fifo create --mode)"
+                ));
+            }
+        }
+        let (mode, group) = super::share(&args.share)?;
+        opts = opts.mode(mode);
+        if let Some(gid) = group {
+            opts = opts.group(gid);
+        }
+    }
     interrupt::set_activity(format!("receiving from {ep}"));
     // Declared before the owner, so dropped after it: the owner removes what it created
     // while the hook still covers an early end.
@@ -56,8 +81,8 @@ fn receive(
     let mut received = 0u64;
     while args.count.is_none_or(|n| received < n) {
         let msg = match args.timeout {
-            Some(t) => rx.recv_timeout(t),
-            None => rx.recv(),
+            Some(t) => rx.recv_meta_timeout(t),
+            None => rx.recv_meta(),
         };
         if let (Some(s), Some(stats)) = (summary, rx.datagram_stats()) {
             *s.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
@@ -96,21 +121,67 @@ fn receive(
                 continue;
             }
             Err(e) if e.kind() == ErrorKind::Timeout => {
-                let t = args.timeout.unwrap_or_default();
-                anyhow::bail!("{ep}: no whole message arrived within {t:?} ({received} received)");
+                let t = super::duration(args.timeout.unwrap_or_default());
+                anyhow::bail!("{ep}: no whole message arrived within {t} ({received} received)");
             }
             // A stream that ended inside a line: its last bytes are shown as they came (no
             // newline is added, so they do not pass for a line), and the run fails.
             Err(e) if e.fragment().is_some() => {
-                super::write_stdout(&[e.fragment().unwrap_or_default()])?;
+                let fragment = e.fragment().unwrap_or_default();
+                if args.json {
+                    let mut o = json_message(fragment, &MessageMeta::default());
+                    o.insert("incomplete".into(), true.into());
+                    super::json_line(&o.into())?;
+                    anyhow::bail!("{e}; its bytes were printed as an object marked incomplete")
+                }
+                super::write_stdout(&[fragment])?;
                 anyhow::bail!("{e}; its bytes were printed as they came, with no newline")
             }
             Err(e) => return Err(e.into()),
         };
-        super::write_stdout(&[&msg, b"\n"])?;
+        let (msg, meta) = msg;
+        if args.json {
+            super::json_line(&json_message(&msg, &meta).into())?;
+        } else {
+            super::write_stdout(&[&msg, b"\n"])?;
+        }
         received += 1;
     }
     Ok(())
+}
+
+/// A message as `recv --json` prints it: its text (or `null` and its bytes in base64 when it
+/// is not UTF-8), its length, and what its mechanism carried with it.
+fn json_message(msg: &[u8], meta: &MessageMeta) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut o = serde_json::Map::new();
+    match std::str::from_utf8(msg) {
+        Ok(text) => {
+            o.insert("bytes".into(), text.into());
+        }
+        Err(_) => {
+            o.insert("bytes".into(), Value::Null);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(msg);
+            o.insert("base64".into(), b64.into());
+        }
+    }
+    o.insert("len".into(), msg.len().into());
+    if let Some(p) = meta.priority {
+        o.insert("priority".into(), p.into());
+    }
+    if let Some(t) = meta.mtype {
+        o.insert("type".into(), t.into());
+    }
+    if let Some(from) = &meta.from {
+        o.insert("from".into(), from.to_string().into());
+    }
+    if let Some(seq) = meta.seq {
+        o.insert("seq".into(), seq.into());
+    }
+    if let Some(gap) = meta.gap {
+        o.insert("gap".into(), gap.into());
+    }
+    o
 }
 
 /// How many undeliverable datagrams a receiver reports one by one before it only counts them.

@@ -11,12 +11,28 @@ use procom::shm::{Kind, Mapping, Segment};
 use crate::cli::ShmCommand;
 
 /// A POSIX name (`/frame`) or a System V key (decimal or 0x-hex).
-enum Name {
+pub(super) enum Name {
     Posix(String),
     SysV(SysvKey),
 }
 
 fn parse(name: &str) -> anyhow::Result<Name> {
+    parse_name(
+        name,
+        "shm",
+        "a POSIX shared-memory name (like /frame)",
+        "0x5100",
+    )
+}
+
+/// A POSIX name or a System V key for `what` (`shm`, `sem`); `posix` and `example` describe
+/// the two forms in the error for anything else.
+pub(super) fn parse_name(
+    name: &str,
+    what: &str,
+    posix: &str,
+    example: &str,
+) -> anyhow::Result<Name> {
     if name.starts_with('/') {
         return Ok(Name::Posix(name.to_string()));
     }
@@ -27,11 +43,11 @@ fn parse(name: &str) -> anyhow::Result<Name> {
     };
     match key {
         Some(0) => Err(super::usage!(
-            "shm key 0 is IPC_PRIVATE, which no other process can open; choose another key"
+            "{what} key 0 is IPC_PRIVATE, which no other process can open; choose another key"
         )),
         Some(k) => Ok(Name::SysV(SysvKey::Key(k))),
         None => Err(super::usage!(
-            "`{name}` is neither a POSIX shared-memory name (like /frame) nor a System V key (like 0x5100)"
+            "`{name}` is neither {posix} nor a System V key (like {example})"
         )),
     }
 }
@@ -127,20 +143,35 @@ impl Source<'_> {
 
 pub fn run(cmd: ShmCommand) -> anyhow::Result<()> {
     match cmd {
-        ShmCommand::Create { name, size } => {
-            let size = size as usize;
-            match parse(&name)? {
-                Name::Posix(n) => drop(Segment::create(&n, size as u64)?.keep()),
-                Name::SysV(k) => drop(Segment::create_sysv(&k, size)?.keep()),
+        ShmCommand::Create { name, size, share } => {
+            let (mode, group) = super::share(&share)?;
+            let seg = match parse(&name)? {
+                Name::Posix(n) => Segment::create_with_mode(&n, size, mode)?,
+                Name::SysV(k) => Segment::create_sysv_with_mode(&k, size as usize, mode)?,
+            };
+            if let Some(gid) = group {
+                seg.set_group(gid)?; // on failure `seg` is dropped, which removes it
             }
+            drop(seg.keep());
         }
-        ShmCommand::Info { name } => {
+        ShmCommand::Info { name, json } => {
             let info = open(&name, false)?.info()?;
             let kind = match info.kind {
                 Kind::Posix => "posix",
                 Kind::Memfd => "memfd",
                 Kind::SysV => "sysv",
             };
+            if json {
+                return super::json_line(&serde_json::json!({
+                    "name": name,
+                    "kind": kind,
+                    "size": info.size,
+                    "mode": format!("{:04o}", info.mode),
+                    "uid": info.uid,
+                    "gid": info.gid,
+                    "attached": info.attached,
+                }));
+            }
             super::outln!("kind: {kind}")?;
             super::outln!("size: {}", info.size)?;
             super::outln!("mode: {:o}", info.mode)?;

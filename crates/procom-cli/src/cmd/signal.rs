@@ -184,8 +184,8 @@ fn wait(
             Err(e) if e.kind() == ErrorKind::Timeout => {
                 let of = count.map_or_else(String::new, |n| format!(" of {n}"));
                 bail!(
-                    "no {waited} arrived within {} s ({got}{of} received)",
-                    timeout.unwrap_or_default().as_secs_f64()
+                    "no {waited} arrived within {} ({got}{of} received)",
+                    super::duration(timeout.unwrap_or_default())
                 )
             }
             Err(e) => return Err(e.into()),

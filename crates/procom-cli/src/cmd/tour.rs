@@ -151,8 +151,9 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStat
     let _ = child.kill();
     let _ = child.wait();
     bail!(
-        "child {} did not finish within {timeout:?} and was killed",
-        child.id()
+        "child {} did not finish within {} and was killed",
+        child.id(),
+        super::duration(timeout)
     )
 }
 

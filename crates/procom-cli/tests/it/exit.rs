@@ -22,7 +22,10 @@ pub fn trials() -> Vec<Trial> {
             control_characters_are_escaped_in_errors,
             tour_leaves_no_scratch_directory,
             hints_follow_the_kind_of_object,
-            permission_hints_follow_the_kind_of_object [procom_testkit::needs::root()];
+            permission_hints_follow_the_kind_of_object [procom_testkit::needs::root()],
+            every_argument_and_option_is_described,
+            durations_are_said_one_way,
+            a_privileged_port_says_so [procom_testkit::needs::root()];
     ]
 }
 
@@ -497,4 +500,122 @@ fn permission_hints_follow_the_kind_of_object() -> Outcome {
     result?;
     ensure!(removed.status.success(), "mq rm: {}", removed.stderr);
     scratch.finish()
+}
+
+/// Every command's `--help` describes each of its positionals and options (a line that names
+/// an argument is followed by what it is, on the line or the next), and `recv --help` says
+/// what lines cannot carry and where to turn.
+fn every_argument_and_option_is_described() -> Outcome {
+    let commands: &[&[&str]] = &[
+        &["send"],
+        &["recv"],
+        &["listen"],
+        &["connect"],
+        &["fifo", "create"],
+        &["fifo", "rm"],
+        &["mq", "create"],
+        &["mq", "info"],
+        &["mq", "rm"],
+        &["msg", "create"],
+        &["msg", "info"],
+        &["msg", "rm"],
+        &["shm", "create"],
+        &["shm", "info"],
+        &["shm", "rm"],
+        &["shm", "write"],
+        &["shm", "read"],
+        &["sem", "create"],
+        &["sem", "post"],
+        &["sem", "wait"],
+        &["sem", "get"],
+        &["sem", "rm"],
+        &["signal", "list"],
+        &["signal", "send"],
+        &["signal", "wait"],
+        &["bench"],
+        &["tour"],
+    ];
+    for cmd in commands {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let fin = run(&args)?;
+        ensure!(fin.status.success(), "{args:?}: {fin:?}");
+        let mut in_list = false;
+        for (i, line) in fin.stdout.iter().enumerate() {
+            if line == "Arguments:" || line == "Options:" {
+                in_list = true;
+                continue;
+            }
+            if line.is_empty() || !line.starts_with(' ') {
+                in_list = line.is_empty() && in_list;
+                continue;
+            }
+            let item = line.trim_start();
+            // An argument's line: `<NAME>` or `-x, --long <VALUE>`, then its description.
+            if in_list && line.starts_with("  ") && (item.starts_with('<') || item.starts_with('-'))
+            {
+                // What follows the argument, less a bare "[default: …]".
+                let described_here = item.split_once("  ").is_some_and(|(_, text)| {
+                    !text.trim().is_empty() && !text.trim().starts_with('[')
+                });
+                let described_below = fin.stdout.get(i + 1).is_some_and(|next| {
+                    next.len() - next.trim_start().len() > line.len() - item.len()
+                });
+                ensure!(
+                    described_here || described_below,
+                    "procom {}: `{item}` has no description",
+                    cmd.join(" ")
+                );
+            }
+        }
+    }
+    let recv = run(&["recv", "--help"])?.stdout.join("\n");
+    ensure!(
+        recv.contains("cannot be told from two messages")
+            && recv.contains("--json")
+            && recv.contains("--framed"),
+        "{recv}"
+    );
+    Ok(())
+}
+
+/// Durations in messages are written one way ("250 ms", "1.5 s"), never Rust's debug form.
+fn durations_are_said_one_way() -> Outcome {
+    fails(
+        &["recv", "udp:127.0.0.1:0", "--timeout", "0.25"],
+        1,
+        "no whole message arrived within 250 ms (0 received)",
+    )
+}
+
+/// A port below net.ipv4.ip_unprivileged_port_start refused to an unprivileged user says it is
+/// privileged, and does not send the user to `ls -l`.
+fn a_privileged_port_says_so() -> Outcome {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    ensure!(
+        start > 1,
+        "every port is unprivileged here (net.ipv4.ip_unprivileged_port_start = {start})"
+    );
+    let port = (start - 1).min(80).to_string();
+    for args in [
+        vec!["listen".to_string(), format!("tcp:127.0.0.1:{port}")],
+        vec!["recv".to_string(), format!("udp:127.0.0.1:{port}")],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = procom(&args);
+        let fin =
+            Proc::spawn("as nobody", check!(procom_testkit::as_nobody(&mut cmd)))?.finish(STEP)?;
+        ensure!(
+            fin.code() == Some(1)
+                && fin.stderr.lines().count() == 1
+                && fin.stderr.contains(&format!("port {port} is privileged"))
+                && !fin.stderr.contains("ls -l"),
+            "{args:?}: {:?}",
+            fin.stderr
+        );
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
             no_reader_without_waiting,
             created_fifo_is_private,
             unprivileged_user_is_denied [needs::root()],
+            shared_with_a_group [needs::root()],
             framed_garbage_truncation_and_oversize,
             ctrl_c_mid_transfer,
             create_and_rm,
@@ -234,6 +235,36 @@ fn created_fifo_is_private() -> Outcome {
     let (path, _) = make_fifo(&dir, "private")?;
     let mode = check!(std::fs::metadata(&path)).permissions().mode() & 0o777;
     ensure!(mode == 0o600, "created with mode {mode:o}");
+    check!(std::fs::remove_file(&path));
+    dir.finish()
+}
+
+/// `fifo create --mode 660 --group 65534`: the FIFO has that mode and group, and a member of
+/// the group (nobody) writes to it while its owner reads.
+fn shared_with_a_group() -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Scratch::new("procom-cli")?;
+    check!(std::fs::set_permissions(
+        dir.path(),
+        std::fs::Permissions::from_mode(0o755)
+    ));
+    let path = dir.join("shared").display().to_string();
+    let ep = format!("fifo:{path}");
+    let made = crate::common::run(&["fifo", "create", &path, "--mode", "660", "--group", "65534"])?;
+    ensure!(made.status.success(), "fifo create: {made:?}");
+    let meta = check!(std::fs::metadata(&path));
+    ensure!(
+        meta.mode() & 0o777 == 0o660 && meta.gid() == 65534,
+        "created {:o}, gid {}",
+        meta.mode() & 0o777,
+        meta.gid()
+    );
+    let reader = Proc::spawn("recv", &mut procom(&["recv", &ep, "--count", "1"]))?;
+    let mut cmd = procom(&["send", &ep, "from nobody", "--timeout", "5"]);
+    let sent = Proc::spawn("send as nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+    ensure!(sent.status.success(), "send as nobody: {sent:?}");
+    let fin = reader.success(STEP)?;
+    ensure!(fin.stdout == ["from nobody"], "recv: {fin:?}");
     check!(std::fs::remove_file(&path));
     dir.finish()
 }

@@ -5,17 +5,21 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, trials, unix_listening,
+    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, tcp_listening,
+    trials, unix_listening,
 };
 
-use crate::common::{procom, until_catching};
+use crate::common::{procom, run_with_input, until_catching};
 
 pub const ROLES: &[Role] = &[];
 
 pub fn trials() -> Vec<Trial> {
     trials![
         "cli::listen":
-            memory_budget_bounds_many_slow_senders;
+            memory_budget_bounds_many_slow_senders,
+            another_user_connects_with_mode_and_allow_uid [needs::root()],
+            idle_0_never_closes_and_idle_is_said_in_one_format,
+            errors_name_the_peer_once;
     ]
 }
 
@@ -147,4 +151,107 @@ fn memory_budget_bounds_many_slow_senders() -> Outcome {
     );
     ensure!(fin.code() == Some(1), "{fin:?}");
     scratch.finish()
+}
+
+/// `listen unix:PATH --mode 666 --allow-uid 65534`: a client running as nobody connects (the
+/// socket file lets it) and is served (the allow list admits it); without --mode the file is
+/// 0600 and the same client is refused by the kernel.
+fn another_user_connects_with_mode_and_allow_uid() -> Outcome {
+    let scratch = Scratch::new("listen-shared")?;
+    check!(std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755)
+    ));
+    let sock = scratch.join("s");
+    let ep = format!("unix:{}", sock.display());
+    let server = Proc::spawn(
+        "listen --mode 666",
+        &mut procom(&[
+            "listen",
+            &ep,
+            "--mode",
+            "666",
+            "--allow-uid",
+            "65534",
+            "--count",
+            "1",
+        ]),
+    )?;
+    unix_listening(server.pid(), &sock)?;
+    let mode = check!(std::fs::symlink_metadata(&sock));
+    ensure!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777 == 0o666,
+        "socket file mode {:o}",
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions())
+    );
+    let mut client = procom(&["connect", &ep]);
+    as_nobody(&mut client)?;
+    let fin = run_with_input(client, "connect as nobody", b"from nobody\n")?;
+    ensure!(fin.status.success(), "nobody's client: {fin:?}");
+    let served = server.success(STEP)?;
+    ensure!(
+        served.stdout == ["from nobody"],
+        "the server printed {served:?}"
+    );
+    scratch.finish()
+}
+
+/// `--idle 0` never closes a quiet client; a positive --idle is said as "200 ms" (one format
+/// for every duration), not Rust's "200ms".
+fn idle_0_never_closes_and_idle_is_said_in_one_format() -> Outcome {
+    let server = Proc::spawn(
+        "listen --idle 0",
+        &mut procom(&["listen", "tcp:127.0.0.1:0", "--idle", "0", "--count", "1"]),
+    )?;
+    let addr = tcp_listening(server.pid())?;
+    let mut client = check!(std::net::TcpStream::connect(addr));
+    // Quiet for a while first: with --idle 0 read as a 0 s timeout, it would be closed at once.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check!(client.write_all(b"late\n"));
+    drop(client);
+    let fin = server.success(STEP)?;
+    ensure!(fin.stdout == ["late"], "--idle 0: {fin:?}");
+    ensure!(!fin.stderr.contains("sent nothing"), "--idle 0: {fin:?}");
+
+    let server = Proc::spawn(
+        "listen --idle 0.2",
+        &mut procom(&["listen", "tcp:127.0.0.1:0", "--idle", "0.2", "--count", "1"]),
+    )?;
+    let addr = tcp_listening(server.pid())?;
+    let client = check!(std::net::TcpStream::connect(addr));
+    let fin = server.success(STEP)?;
+    drop(client);
+    ensure!(
+        fin.stderr
+            .contains("sent nothing for 200 ms; connection closed"),
+        "{:?}",
+        fin.stderr
+    );
+    Ok(())
+}
+
+/// A client that breaks the framing is named once in the server's sentence: by the
+/// connection's name, `tcp:…:PORT (peer 127.0.0.1:CLIENTPORT)`, not again before it.
+fn errors_name_the_peer_once() -> Outcome {
+    let server = Proc::spawn(
+        "listen --framed",
+        &mut procom(&["listen", "tcp:127.0.0.1:0", "--framed", "--count", "1"]),
+    )?;
+    let addr = tcp_listening(server.pid())?;
+    let mut client = check!(std::net::TcpStream::connect(addr));
+    let port = check!(client.local_addr()).port().to_string();
+    check!(client.write_all(&u32::MAX.to_be_bytes()));
+    let fin = server.success(STEP)?;
+    drop(client);
+    let line = fin
+        .stderr
+        .lines()
+        .find(|l| l.contains("connection closed"))
+        .ok_or_else(|| format!("no sentence about the client: {:?}", fin.stderr))?;
+    ensure!(
+        line.contains(&format!("(peer 127.0.0.1:{port})"))
+            && line.matches(port.as_str()).count() == 1,
+        "the peer is not named exactly once: {line:?}"
+    );
+    Ok(())
 }

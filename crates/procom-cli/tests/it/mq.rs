@@ -16,7 +16,12 @@ pub fn trials() -> Vec<Trial> {
             stdin_lines_are_messages,
             bad_input_is_one_sentence,
             removed_while_recv_waits,
-            other_users_are_denied [needs::root()];
+            other_users_are_denied [needs::root()],
+            shared_with_a_group [needs::root()],
+            modes_and_groups_that_cannot_be_are_usage_errors,
+            a_group_you_are_not_in_is_refused [needs::root()],
+            recv_json_is_lossless_and_shows_priorities,
+            info_json;
     ]
 }
 
@@ -164,5 +169,122 @@ fn other_users_are_denied() -> Outcome {
         );
     }
     ok(&["mq", "rm", &name])?;
+    Ok(())
+}
+
+/// `mq create --mode 660 --group 65534`: a member of that group (nobody, gid 65534) may send
+/// and receive; `mq info` shows the mode and group.
+fn shared_with_a_group() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name, "--mode", "660", "--group", "65534"])?;
+    let result = (|| -> Outcome {
+        let info = ok(&["mq", "info", &name])?;
+        ensure!(
+            info.contains(&"mode: 660".to_string()) && info.contains(&"gid: 65534".to_string()),
+            "{info:?}"
+        );
+        for (args, out) in [
+            (&["send", &ep, "from nobody"][..], vec![]),
+            (
+                &["recv", &ep, "--count", "1"],
+                vec!["from nobody".to_string()],
+            ),
+        ] {
+            let mut cmd = procom(args);
+            let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+            ensure!(
+                fin.status.success() && fin.stdout == out,
+                "{args:?} as a member of the group: {fin:?}"
+            );
+        }
+        Ok(())
+    })();
+    ok(&["mq", "rm", &name])?;
+    result
+}
+
+/// A mode that is not octal, is above 777 or gives group or others more than the owner, and
+/// a group that does not exist: usage errors, and nothing is created.
+fn modes_and_groups_that_cannot_be_are_usage_errors() -> Outcome {
+    let name = queue_name();
+    for mode in ["8", "1000", "rw", "066", "607"] {
+        let fin = crate::common::run(&["mq", "create", &name, "--mode", mode])?;
+        ensure!(
+            fin.code() == Some(2) && fin.stderr.contains("--mode"),
+            "--mode {mode}: {fin:?}"
+        );
+    }
+    fails(
+        &["mq", "create", &name, "--group", "procom-no-such-group"],
+        2,
+        "no group is called `procom-no-such-group`",
+    )?;
+    fails(&["mq", "info", &name], 1, "does not exist")?;
+    Ok(())
+}
+
+/// An unprivileged user may not give what it creates to a group it is not in: one sentence,
+/// exit 2, nothing left behind.
+fn a_group_you_are_not_in_is_refused() -> Outcome {
+    let name = queue_name();
+    let mut cmd = procom(&["mq", "create", &name, "--mode", "660", "--group", "0"]);
+    let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+    ensure!(
+        fin.code() == Some(2)
+            && fin.stderr.lines().count() == 1
+            && fin.stderr.contains("you are not in group `0`"),
+        "{fin:?}"
+    );
+    fails(&["mq", "info", &name], 1, "does not exist")?;
+    Ok(())
+}
+
+/// `recv --json`: one object per message, a newline inside a message kept (with lines it
+/// would print as two), bytes that are not UTF-8 in base64, and each message's priority.
+fn recv_json_is_lossless_and_shows_priorities() -> Outcome {
+    let name = queue_name();
+    let ep = format!("mq:{name}");
+    ok(&["mq", "create", &name])?;
+    let result = (|| -> Outcome {
+        ok(&["send", &ep, "two\nlines", "--priority", "5"])?;
+        let fin = run_with_input(procom(&["send", &ep, "-"]), "send -", b"a\xffb\n")?;
+        ensure!(fin.status.success(), "send -: {}", fin.stderr);
+        let out = ok(&["recv", &ep, "--count", "2", "--json"])?;
+        let got: Vec<serde_json::Value> = out
+            .iter()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("{l:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        ensure!(
+            got == [
+                serde_json::json!({"bytes": "two\nlines", "len": 9, "priority": 5}),
+                serde_json::json!({"bytes": null, "base64": "Yf9i", "len": 3, "priority": 0}),
+            ],
+            "{out:?}"
+        );
+        Ok(())
+    })();
+    ok(&["mq", "rm", &name])?;
+    result
+}
+
+/// `mq info --json`: one object with the counts, the mode and the limits.
+fn info_json() -> Outcome {
+    let name = queue_name();
+    ok(&["mq", "create", &name, "--capacity", "3", "--msgsize", "64"])?;
+    let out = ok(&["mq", "info", &name, "--json"]);
+    ok(&["mq", "rm", &name])?;
+    let out = out?;
+    ensure!(out.len() == 1, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out[0]).map_err(|e| e.to_string())?;
+    ensure!(
+        v["name"] == name.as_str()
+            && v["messages"] == 0
+            && v["capacity"] == 3
+            && v["msgsize"] == 64
+            && v["mode"] == "0600"
+            && v["limits"]["msg_max"].is_i64(),
+        "{v}"
+    );
     Ok(())
 }

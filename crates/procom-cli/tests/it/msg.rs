@@ -20,6 +20,10 @@ pub fn trials() -> Vec<Trial> {
             bad_input_is_one_sentence,
             removed_while_recv_waits,
             other_users_are_denied [needs::root()],
+            info_shows_the_key_and_readable_times,
+            a_path_key_is_ftok_with_project_id_m,
+            recv_json_shows_types,
+            shared_with_a_group [needs::root()],
             ipcs_and_ipcrm_see_the_same_queue [needs::tool("ipcs"), needs::tool("ipcrm")];
     ]
 }
@@ -205,4 +209,124 @@ fn ipcs_and_ipcrm_see_the_same_queue() -> Outcome {
     ensure!(rm.success(), "ipcrm -Q {key}");
     fails(&["msg", "info", &key], 1, "does not exist")?;
     Ok(())
+}
+
+/// `msg info` shows the queue's key and its times both as seconds and in ISO 8601 UTC ("never"
+/// for what has not happened); `--json` has the same.
+fn info_shows_the_key_and_readable_times() -> Outcome {
+    let key = key();
+    ok(&["msg", "create", &key])?;
+    let result = (|| -> Outcome {
+        ok(&["send", &format!("msg:{key}"), "x"])?;
+        let info = ok(&["msg", "info", &key])?;
+        let line = |name: &str| {
+            info.iter()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .map(str::to_string)
+                .ok_or(format!("no {name}: {info:?}"))
+        };
+        ensure!(line("key")? == key, "{info:?}");
+        let sent = line("send_time")?;
+        let (secs, utc) = sent.split_once(' ').ok_or(format!("send_time: {sent:?}"))?;
+        let utc = utc.trim_matches(|c| c == '(' || c == ')');
+        ensure!(
+            secs.parse::<u64>().is_ok_and(|s| s > 0)
+                && utc.len() == 20
+                && utc.as_bytes()[10] == b'T'
+                && utc.ends_with('Z'),
+            "send_time: {sent:?}"
+        );
+        ensure!(line("receive_time")? == "0 (never)", "{info:?}");
+        let out = ok(&["msg", "info", &key, "--json"])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out.join("")).map_err(|e| e.to_string())?;
+        ensure!(
+            v["key"] == key.as_str()
+                && v["messages"] == 1
+                && v["send_time_utc"] == utc
+                && v["receive_time_utc"].is_null()
+                && v["receive_time"] == 0
+                && v["mode"] == "0600",
+            "{v}"
+        );
+        Ok(())
+    })();
+    ok(&["msg", "rm", &key])?;
+    result
+}
+
+/// The key of a path is ftok(PATH, 'M') — as the README says, so a C or python peer computes
+/// the same: ('M' << 24) | (device & 0xff) << 16 | (inode & 0xffff).
+fn a_path_key_is_ftok_with_project_id_m() -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Scratch::new("procom-cli-ftok")?;
+    let path = dir.join("key");
+    check!(std::fs::write(&path, b""));
+    let meta = check!(std::fs::metadata(&path));
+    let want = format!(
+        "{:#010x}",
+        (u32::from(b'M') << 24) | ((meta.dev() as u32 & 0xff) << 16) | (meta.ino() as u32 & 0xffff)
+    );
+    let path = path.display().to_string();
+    ok(&["msg", "create", &path])?;
+    let info = ok(&["msg", "info", &path]);
+    ok(&["msg", "rm", &path])?;
+    let info = info?;
+    ensure!(info.first() == Some(&format!("key: {want}")), "{info:?}");
+    check!(std::fs::remove_file(&path));
+    dir.finish()
+}
+
+/// `recv --json` on a System V queue gives each message's type.
+fn recv_json_shows_types() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key])?;
+    let result = (|| -> Outcome {
+        ok(&["send", &ep, "four", "--type", "4"])?;
+        ok(&["send", &ep, "one"])?;
+        let out = ok(&["recv", &ep, "--json", "--count", "2"])?;
+        ensure!(
+            out == [
+                r#"{"bytes":"four","len":4,"type":4}"#,
+                r#"{"bytes":"one","len":3,"type":1}"#
+            ],
+            "{out:?}"
+        );
+        Ok(())
+    })();
+    ok(&["msg", "rm", &key])?;
+    result
+}
+
+/// `msg create --mode 660 --group 65534`: a member of that group (nobody) may send and
+/// receive; `msg info` shows the mode and group.
+fn shared_with_a_group() -> Outcome {
+    let key = key();
+    let ep = format!("msg:{key}");
+    ok(&["msg", "create", &key, "--mode", "660", "--group", "65534"])?;
+    let result = (|| -> Outcome {
+        let info = ok(&["msg", "info", &key])?;
+        ensure!(
+            info.contains(&"mode: 660".to_string()) && info.contains(&"gid: 65534".to_string()),
+            "{info:?}"
+        );
+        for (args, out) in [
+            (&["send", &ep, "from nobody"][..], vec![]),
+            (
+                &["recv", &ep, "--count", "1"],
+                vec!["from nobody".to_string()],
+            ),
+        ] {
+            let mut cmd = procom(args);
+            let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
+            ensure!(
+                fin.status.success() && fin.stdout == out,
+                "{args:?} as a member of the group: {fin:?}"
+            );
+        }
+        Ok(())
+    })();
+    ok(&["msg", "rm", &key])?;
+    result
 }

@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, check, ensure, plant, trials, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, plant,
+    trials, unique_name,
 };
 
 use crate::common::{fails, ok, procom};
@@ -27,9 +28,14 @@ pub fn trials() -> Vec<Trial> {
             read_of_a_segment_truncated_midway_fails_after_what_it_wrote,
             write_reads_no_more_input_than_fits,
             create_of_size_0_is_refused,
-            recv_from_a_channel_whose_header_is_overwritten_fails;
+            recv_from_a_channel_whose_header_is_overwritten_fails,
+            recv_shares_its_channel_with_another_user [needs::root()],
+            segments_shared_with_a_group [needs::root()];
         "cli::sem":
-            p_and_v;
+            p_and_v,
+            system_v_sets,
+            a_semaphore_at_its_maximum_says_so,
+            shared_with_a_group [needs::root()];
     ]
 }
 
@@ -484,5 +490,187 @@ fn recv_from_a_channel_whose_header_is_overwritten_fails() -> Outcome {
         !std::path::Path::new(&path).exists(),
         "the receiver left its segment"
     );
+    Ok(())
+}
+
+/// A System V key unique to this process and call, with `top` as its first byte.
+fn sysv_key(top: u32) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{:#010x}",
+        (top << 24) | ((std::process::id() & 0xfff) << 12) | (n & 0xfff)
+    )
+}
+
+/// Runs `procom args` as uid/gid 65534 (nobody), to completion.
+fn as_nobody_run(args: &[&str]) -> Result<procom_testkit::Finished, String> {
+    let mut cmd = procom(args);
+    Proc::spawn(&format!("{args:?} as nobody"), as_nobody(&mut cmd)?)?.finish(STEP)
+}
+
+/// `recv shm:/NAME --mode 660 --group 65534`: the channel's segment has that mode and group,
+/// and a sender running as a member of the group (nobody) gets its messages through.
+fn recv_shares_its_channel_with_another_user() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let ep = format!("shm:{name}");
+    let recv = Proc::spawn(
+        "recv --mode 660",
+        &mut procom(&[
+            "recv", &ep, "--count", "1", "--mode", "660", "--group", "65534",
+        ]),
+    )?;
+    let path = format!("/dev/shm{name}");
+    crate::common::until(&format!("{path} exists"), || {
+        std::path::Path::new(&path).exists()
+    })?;
+    let meta = check!(std::fs::metadata(&path));
+    ensure!(
+        meta.mode() & 0o777 == 0o660 && meta.gid() == 65534,
+        "the segment is {:o}, gid {}",
+        meta.mode() & 0o777,
+        meta.gid()
+    );
+    let sent = as_nobody_run(&["send", &ep, "from nobody"])?;
+    ensure!(sent.status.success(), "send as nobody: {sent:?}");
+    let fin = recv.success(STEP)?;
+    ensure!(fin.stdout == ["from nobody"], "recv: {fin:?}");
+    Ok(())
+}
+
+/// `shm create --mode 640 --group 65534`, POSIX and System V: `shm info --json` shows the mode
+/// and group; a member of the group may read the segment and may not write it.
+fn segments_shared_with_a_group() -> Outcome {
+    let posix = format!("/{}", unique_name("procom-cli"));
+    let sysv = sysv_key(0x50);
+    for name in [posix.as_str(), sysv.as_str()] {
+        ok(&[
+            "shm", "create", name, "--size", "16", "--mode", "640", "--group", "65534",
+        ])?;
+        let result = (|| -> Outcome {
+            ok(&["shm", "write", name, "shared"])?;
+            let out = ok(&["shm", "info", name, "--json"])?;
+            let v: serde_json::Value =
+                serde_json::from_str(&out.join("")).map_err(|e| e.to_string())?;
+            ensure!(
+                v["mode"] == "0640" && v["gid"] == 65534 && v["size"] == 16 && v["name"] == name,
+                "{name}: {v}"
+            );
+            let read = as_nobody_run(&["shm", "read", name, "--len", "6"])?;
+            ensure!(
+                read.status.success() && read.stdout == ["shared"],
+                "{name}: a member of the group could not read: {read:?}"
+            );
+            let write = as_nobody_run(&["shm", "write", name, "x"])?;
+            ensure!(
+                write.code() == Some(1) && write.stderr.contains("permission denied"),
+                "{name}: a member of the group could write: {write:?}"
+            );
+            Ok(())
+        })();
+        ok(&["shm", "rm", name])?;
+        result?;
+    }
+    Ok(())
+}
+
+/// System V semaphore sets by key: create with --count, P and V on one member by --index,
+/// get (also as JSON), out-of-range members and values refused, removal.
+fn system_v_sets() -> Outcome {
+    let key = sysv_key(0x53);
+    ok(&["sem", "create", &key, "1", "--count", "3"])?;
+    let result = (|| -> Outcome {
+        fails(&["sem", "create", &key, "1"], 1, "already exists")?;
+        ensure!(
+            ok(&["sem", "get", &key, "--index", "2"])? == ["1"],
+            "initial value"
+        );
+        ok(&["sem", "post", &key, "--index", "2"])?;
+        ok(&["sem", "wait", &key, "--index", "0"])?;
+        ensure!(ok(&["sem", "get", &key])? == ["0"], "member 0 after P");
+        fails(
+            &["sem", "wait", &key, "--timeout", "0.05"],
+            1,
+            "stayed at 0 until the deadline",
+        )?;
+        let out = ok(&["sem", "get", &key, "--index", "2", "--json"])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out.join("")).map_err(|e| e.to_string())?;
+        ensure!(
+            v["key"] == key.as_str()
+                && v["index"] == 2
+                && v["count"] == 3
+                && v["value"] == 2
+                && v["id"].is_i64(),
+            "{v}"
+        );
+        fails(&["sem", "get", &key, "--index", "3"], 2, "has 3 semaphores")?;
+        fails(
+            &["sem", "post", &key, "--index", "3"],
+            2,
+            "does not exist in a set of 3",
+        )?;
+        Ok(())
+    })();
+    ok(&["sem", "rm", &key])?;
+    result?;
+    fails(&["sem", "get", &key], 1, "does not exist")?;
+    fails(&["sem", "create", &key, "40000"], 2, "32767")?;
+    let name = format!("/{}", unique_name("procom-cli"));
+    fails(
+        &["sem", "create", &name, "1", "--count", "2"],
+        2,
+        "System V",
+    )?;
+    fails(&["sem", "get", &name, "--index", "1"], 2, "System V")?;
+    Ok(())
+}
+
+/// V on a semaphore at its maximum says so, named or in a set, instead of the C library's
+/// "Value too large for defined data type".
+fn a_semaphore_at_its_maximum_says_so() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    ok(&["sem", "create", &name, "2147483647"])?;
+    let named = fails(
+        &["sem", "post", &name],
+        1,
+        "is at its maximum value (2147483647",
+    );
+    ok(&["sem", "rm", &name])?;
+    named?;
+    let key = sysv_key(0x53);
+    ok(&["sem", "create", &key, "32767"])?;
+    let set = fails(&["sem", "post", &key], 1, "above its maximum value (32767");
+    ok(&["sem", "rm", &key])?;
+    set
+}
+
+/// `sem create --mode 660 --group 65534`, named and System V: a member of the group (nobody)
+/// may post and wait.
+fn shared_with_a_group() -> Outcome {
+    let name = format!("/{}", unique_name("procom-cli"));
+    let key = sysv_key(0x53);
+    for sem in [name.as_str(), key.as_str()] {
+        ok(&[
+            "sem", "create", sem, "0", "--mode", "660", "--group", "65534",
+        ])?;
+        let result = (|| -> Outcome {
+            for args in [
+                &["sem", "post", sem][..],
+                &["sem", "post", sem],
+                &["sem", "wait", sem],
+            ] {
+                let fin = as_nobody_run(args)?;
+                ensure!(
+                    fin.status.success(),
+                    "{args:?} as a member of the group: {fin:?}"
+                );
+            }
+            ensure!(ok(&["sem", "get", sem])? == ["1"], "{sem}: two V and one P");
+            Ok(())
+        })();
+        ok(&["sem", "rm", sem])?;
+        result?;
+    }
     Ok(())
 }

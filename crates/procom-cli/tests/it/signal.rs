@@ -152,7 +152,7 @@ fn wait_prints_each_delivery() -> Outcome {
         timeout.code() == Some(1)
             && timeout
                 .stderr
-                .contains("no SIGUSR2 arrived within 0.1 s (0 received)"),
+                .contains("no SIGUSR2 arrived within 100 ms (0 received)"),
         "{timeout:?}"
     );
     Ok(())

@@ -28,7 +28,9 @@ pub fn trials() -> Vec<Trial> {
             framed_listener_drops_bad_clients_and_serves_good_ones,
             recv_skips_bad_datagrams,
             framed_udp_never_trims_a_datagram,
-            recv_reports_datagram_loss;
+            recv_reports_datagram_loss,
+            recv_json_names_senders_and_gaps,
+            recv_unixgram_shared_with_another_user [needs::root()];
     ]
 }
 
@@ -798,4 +800,45 @@ fn recv_reports_datagram_loss() -> Outcome {
         fin.stderr
     );
     Ok(())
+}
+
+/// `recv --json` on datagrams: each object names its sender (`from`, an endpoint to answer
+/// to) and, with procom's UDP header, its sequence number and the numbers skipped before it.
+fn recv_json_names_senders_and_gaps() -> Outcome {
+    let (recv, port) = recv_udp(&["--framed", "--json", "--count", "3", "--timeout", "20"])?;
+    let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    let from = format!("udp:{}", check!(s.local_addr()));
+    for (seq, m) in [(0, "zero"), (3, "three"), (1, "one")] {
+        check!(s.send_to(&procom_udp(seq, m.as_bytes()), ("127.0.0.1", port)));
+    }
+    let fin = recv.success(STEP)?;
+    let want = [
+        format!(r#"{{"bytes":"zero","from":"{from}","len":4,"seq":0}}"#),
+        format!(r#"{{"bytes":"three","from":"{from}","gap":2,"len":5,"seq":3}}"#),
+        format!(r#"{{"bytes":"one","from":"{from}","gap":0,"len":3,"seq":1}}"#),
+    ];
+    ensure!(fin.stdout == want, "{:?}", fin.stdout);
+    Ok(())
+}
+
+/// `recv unixgram:PATH --mode 622`: another user (nobody) may send to the socket file.
+fn recv_unixgram_shared_with_another_user() -> Outcome {
+    let dir = Scratch::new("procom-cli-gram")?;
+    check!(std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755)
+    ));
+    let path = dir.join("g");
+    let ep = format!("unixgram:{}", path.display());
+    let recv = Proc::spawn(
+        "recv unixgram --mode 622",
+        &mut procom(&["recv", &ep, "--mode", "622", "--count", "1"]),
+    )?;
+    crate::common::until(&format!("{} exists", path.display()), || path.exists())?;
+    let mut cmd = procom(&["send", &ep, "from nobody"]);
+    let sent = Proc::spawn("send as nobody", procom_testkit::as_nobody(&mut cmd)?)?.finish(STEP)?;
+    ensure!(sent.status.success(), "send as nobody: {sent:?}");
+    let fin = recv.success(STEP)?;
+    ensure!(fin.stdout == ["from nobody"], "recv: {fin:?}");
+    dir.finish()
 }

@@ -33,7 +33,9 @@ mod tests;
 
 pub use ring::MappedRing;
 use sigbus::{REGISTRY, install};
-pub use sysv::{SysvShmStat, ftok, sysv_shm_remove, sysv_shm_stat, sysv_shmget};
+pub use sysv::{
+    SysvShmStat, ftok, sysv_shm_remove, sysv_shm_set_group, sysv_shm_stat, sysv_shmget,
+};
 
 /// A region of memory shared with other processes, unmapped on drop.
 #[derive(Debug)]

@@ -54,6 +54,20 @@ pub fn sysv_shm_stat(id: i32) -> io::Result<SysvShmStat> {
     })
 }
 
+/// Gives a System V segment to group `gid` (`shm_perm.gid`), keeping its owner and mode.
+/// Only the owner, the creator or a privileged process may (`EPERM`).
+#[doc(alias = "shmctl")]
+pub fn sysv_shm_set_group(id: i32, gid: u32) -> io::Result<()> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::uninit();
+    // SAFETY: IPC_STAT writes a shmid_ds into the buffer we own.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: shmctl succeeded, so it filled `ds` in.
+    let mut ds = unsafe { ds.assume_init() };
+    ds.shm_perm.gid = gid;
+    // SAFETY: IPC_SET reads the shmid_ds we pass (uid, gid and mode of shm_perm).
+    cvt(unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) }).map(drop)
+}
+
 /// Marks a System V segment for removal (it goes once the last process detaches).
 pub fn sysv_shm_remove(id: i32) -> io::Result<()> {
     // SAFETY: IPC_RMID takes no buffer.

@@ -23,6 +23,7 @@ use crate::kind::kind_of;
 /// | `max_message` | every endpoint, on both sides |
 /// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:` connects, and binding senders waiting for their client |
 /// | `budget` | byte-stream receivers (a server's connections) |
+/// | `mode`, `group` | what a `bind` creates: a `fifo:`, `mq:`, `msg:` or `shm:` object, a `unix:`/`unixgram:` socket file (and a [`Listener`](crate::socket::Listener)'s) |
 ///
 /// What concerns one mechanism alone is a parameter of its endpoint instead: a POSIX queue
 /// sender's `mq:/NAME?priority=P`, a shared-memory endpoint's `shm:/NAME?spin=DURATION`, a
@@ -41,6 +42,13 @@ pub struct Options {
     /// server gives one to all its connections); `None` by default: each is bounded by
     /// `max_message` alone.
     pub budget: Option<Budget>,
+    /// The permission bits of the named object a `bind` creates (a FIFO, a queue, a
+    /// shared-memory segment, a Unix socket file), applied exactly whatever the umask; 0o600
+    /// by default. A socket file must be writable by whoever connects or sends to it.
+    pub mode: u32,
+    /// The group that object is given to (`None`: the creator's). See [`crate::access`]:
+    /// an unprivileged creator may name only a group it belongs to.
+    pub group: Option<u32>,
 }
 
 impl Default for Options {
@@ -50,6 +58,8 @@ impl Default for Options {
             max_message: DEFAULT_MAX_MESSAGE,
             open_timeout: None,
             budget: None,
+            mode: crate::access::Access::PRIVATE.mode,
+            group: None,
         }
     }
 }
@@ -75,6 +85,28 @@ impl Options {
     pub fn budget(mut self, budget: Budget) -> Options {
         self.budget = Some(budget);
         self
+    }
+
+    /// Sets the permission bits of what a `bind` creates (like 0o660; see [`Options::mode`]).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Options {
+        self.mode = mode;
+        self
+    }
+
+    /// Gives what a `bind` creates to group `gid` (see [`Options::group`]).
+    #[must_use]
+    pub fn group(mut self, gid: u32) -> Options {
+        self.group = Some(gid);
+        self
+    }
+
+    /// The mode and group of what a `bind` creates, the mode checked.
+    pub(crate) fn access(&self, ep: &Endpoint) -> Result<crate::access::Access, Error> {
+        Ok(crate::access::Access {
+            mode: crate::access::check_mode(self.mode).map_err(|e| e.object_of(kind_of(ep), ep))?,
+            group: self.group,
+        })
     }
 
     /// Sets how long opening may wait for the other side.

@@ -5,8 +5,9 @@ use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use super::{Options, ToEndpoint, stdio_fd};
+use crate::access::Access;
 use crate::cleanup::Cleanup;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, SysvKey};
 use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::fifo::{self, Fifo};
 use crate::flavor::dgram::{DatagramStats, DgramReceiver, bind_dgram};
@@ -15,7 +16,7 @@ use crate::flavor::mq::MqReceiver;
 use crate::flavor::msg::MsgReceiver;
 use crate::flavor::shm::ShmReceiver;
 use crate::flavor::stream::StreamReceiver;
-use crate::flavor::{RecvFlavor, Wait};
+use crate::flavor::{MessageMeta, RecvFlavor, Wait};
 use crate::kind::kind_of;
 use crate::mq::Queue;
 use crate::msg::MsgQueue;
@@ -77,10 +78,14 @@ impl Receiver {
     /// Creates the endpoint's object and receives from it.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver, Error> {
         let ep = endpoint.to_endpoint()?;
+        let access = opts.access(&ep)?;
         let (name, flavor) = match &ep {
             Endpoint::Stdio => return Receiver::connect_with(ep, opts),
             Endpoint::Fifo { path } => {
-                let mut fifo = Fifo::create_inner(path, fifo::DEFAULT_MODE)?;
+                let mut fifo = Fifo::create_inner(path, access.mode)?;
+                if let Some(gid) = access.group {
+                    fifo.set_group(gid)?;
+                }
                 let fd = fifo
                     .take_reader()
                     .ok_or_else(|| Error::new(ErrorKind::Io).object_of(kind_of(&ep), &ep))?;
@@ -91,7 +96,7 @@ impl Receiver {
                 return Ok(r);
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
-                let listener = StreamListener::bind(&ep)?;
+                let listener = StreamListener::bind(&ep, access)?;
                 (
                     listener.local_endpoint().to_string(),
                     ReceiverFlavor::Listen(ListenReceiver::new(
@@ -103,7 +108,7 @@ impl Receiver {
                 )
             }
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
-                let r = bind_dgram(&ep, opts.framing, opts.max_message)?;
+                let r = bind_dgram(&ep, opts.framing, opts.max_message, access)?;
                 (r.local_endpoint().to_string(), ReceiverFlavor::Dgram(r))
             }
             Endpoint::Mq {
@@ -114,14 +119,14 @@ impl Receiver {
             } => (
                 ep.to_string(),
                 ReceiverFlavor::Mq(MqReceiver {
-                    q: Queue::create(name, *max_messages, *msgsize)?,
+                    q: created_queue(name, *max_messages, *msgsize, access)?,
                     max: opts.max_message,
                 }),
             ),
             Endpoint::Msg { key, mtype } => (
                 ep.to_string(),
                 ReceiverFlavor::Msg(MsgReceiver {
-                    q: MsgQueue::create(key)?,
+                    q: created_msg_queue(key, access)?,
                     selector: mtype.unwrap_or(0),
                     max: opts.max_message,
                 }),
@@ -138,6 +143,7 @@ impl Receiver {
                         *ring_bytes,
                         spin.unwrap_or_default(),
                         opts.max_message,
+                        access,
                     )
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
                 ),
@@ -304,6 +310,40 @@ impl Receiver {
         self.recv_waiting(Wait::Until(deadline))
     }
 
+    /// Receives a message with what its mechanism carries beside it ([`MessageMeta`]): a POSIX
+    /// queue's priority, a System V queue's type, a datagram's sender and (UDP with length
+    /// framing) its sequence number and the gap before it. Where there is nothing of the
+    /// kind, the fields are `None`; the bytes are those [`Receiver::recv`] would return.
+    pub fn recv_meta(&mut self) -> Result<(Vec<u8>, MessageMeta), Error> {
+        self.recv_meta_waiting(Wait::Forever)
+    }
+
+    /// [`Receiver::recv_meta`] if a message is waiting; otherwise [`ErrorKind::Empty`].
+    pub fn try_recv_meta(&mut self) -> Result<(Vec<u8>, MessageMeta), Error> {
+        self.recv_meta_waiting(Wait::Never)
+    }
+
+    /// [`Receiver::recv_meta`], waiting at most `timeout`; then [`ErrorKind::Timeout`].
+    pub fn recv_meta_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, MessageMeta), Error> {
+        self.recv_meta_waiting(Wait::until(deadline_after(timeout)))
+    }
+
+    /// [`Receiver::recv_meta`], waiting until `deadline` at most.
+    pub fn recv_meta_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<(Vec<u8>, MessageMeta), Error> {
+        self.recv_meta_waiting(Wait::Until(deadline))
+    }
+
+    fn recv_meta_waiting(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv_meta(wait))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
     /// Hands the next message's bytes to `f`: straight from the reader's buffer on byte
     /// streams (no allocation), from a received copy elsewhere. For decoders (typed channels).
     pub(crate) fn recv_bytes<T>(
@@ -319,4 +359,28 @@ impl Receiver {
         dispatch_recv!(&mut self.flavor, r => r.recv(wait))
             .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
+}
+
+/// A POSIX queue created with `access` (its owner removes it again if giving it to the group
+/// fails).
+pub(super) fn created_queue(
+    name: &str,
+    max_messages: Option<u64>,
+    msgsize: Option<u64>,
+    access: Access,
+) -> Result<Queue, Error> {
+    let q = Queue::create_with_mode(name, max_messages, msgsize, access.mode)?;
+    if let Some(gid) = access.group {
+        q.set_group(gid)?;
+    }
+    Ok(q)
+}
+
+/// A System V queue created with `access` (removed again if giving it to the group fails).
+pub(super) fn created_msg_queue(key: &SysvKey, access: Access) -> Result<MsgQueue, Error> {
+    let q = MsgQueue::create_with_mode(key, access.mode)?;
+    if let Some(gid) = access.group {
+        q.set_group(gid)?;
+    }
+    Ok(q)
 }

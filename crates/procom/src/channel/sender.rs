@@ -142,12 +142,16 @@ impl Sender {
     /// nothing to create and connect as [`Sender::connect_with`] does.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
         let ep = endpoint.to_endpoint()?;
+        let access = opts.access(&ep)?;
         let flavor = match &ep {
             Endpoint::Stdio | Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
                 return Sender::connect_with(ep, opts);
             }
             Endpoint::Fifo { path } => {
-                let fifo = Fifo::create(path)?;
+                let fifo = Fifo::create_with_mode(path, access.mode)?;
+                if let Some(gid) = access.group {
+                    fifo.set_group(gid)?;
+                }
                 let mut sender = Sender::connect_with(&ep, opts)?;
                 if let SenderFlavor::Stream(s) = &mut sender.flavor {
                     s.owner = Some(fifo);
@@ -156,7 +160,7 @@ impl Sender {
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
                 // Listen, and send to the first client that connects.
-                let listener = StreamListener::bind(&ep)?;
+                let listener = StreamListener::bind(&ep, access)?;
                 let deadline = opts.open_timeout.and_then(deadline_after);
                 let (fd, peer) = listener.accept_deadline(deadline)?;
                 return Ok(Sender::stream(
@@ -174,12 +178,12 @@ impl Sender {
             } => SenderFlavor::Mq(MqSender {
                 prio: crate::mq::check_priority(priority.unwrap_or(0))
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
-                q: Queue::create(name, *max_messages, *msgsize)?,
+                q: super::receiver::created_queue(name, *max_messages, *msgsize, access)?,
             }),
             Endpoint::Msg { key, mtype } => SenderFlavor::Msg(MsgSender {
                 mtype: crate::msg::check_type(mtype.unwrap_or(1))
                     .map_err(|e| e.object_of(kind_of(&ep), &ep))?,
-                q: MsgQueue::create(key)?,
+                q: super::receiver::created_msg_queue(key, access)?,
             }),
             Endpoint::Shm { .. } => {
                 return Err(Error::new(ErrorKind::InvalidInput)

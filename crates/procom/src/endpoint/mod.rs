@@ -34,7 +34,7 @@ use crate::error::{Error, ErrorKind};
 
 mod parse;
 
-pub use parse::{parse_duration, parse_size};
+pub use parse::{format_duration, parse_duration, parse_size};
 
 /// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
 pub const UNIX_PATH_MAX: usize = 107;

@@ -42,6 +42,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     })
 }
 
+/// A duration as procom writes it in messages: a number and a unit, `1 s`, `1.5 s`, `20 ms`,
+/// `250 µs`, `80 ns` (at most three decimals, trailing zeros dropped).
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    let (value, unit) = match nanos {
+        0 => return "0 s".to_string(),
+        n if n >= 1_000_000_000 => (n as f64 / 1e9, "s"),
+        n if n >= 1_000_000 => (n as f64 / 1e6, "ms"),
+        n if n >= 1_000 => (n as f64 / 1e3, "µs"),
+        n => (n as f64, "ns"),
+    };
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {unit}")
+}
+
 /// Parses a size such as `4096`, `64KiB`, `1M` or `2GB`.
 pub fn parse_size(text: &str) -> Result<u64, Error> {
     let t = text.trim();
@@ -359,6 +375,23 @@ impl FromStr for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_written_one_way() {
+        for (d, text) in [
+            (Duration::ZERO, "0 s"),
+            (Duration::from_secs(1), "1 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(20), "20 ms"),
+            (Duration::from_millis(100), "100 ms"),
+            (Duration::from_micros(2500), "2.5 ms"),
+            (Duration::from_micros(250), "250 µs"),
+            (Duration::from_nanos(80), "80 ns"),
+        ] {
+            assert_eq!(format_duration(d), text);
+        }
+    }
 
     fn ok(text: &str) -> Endpoint {
         Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))

@@ -35,6 +35,27 @@ pub(crate) mod msg;
 pub(crate) mod shm;
 pub(crate) mod stream;
 
+/// What a mechanism carries with a message besides its bytes, for
+/// [`Receiver::recv_meta`](crate::Receiver::recv_meta). A field is `None` where the
+/// mechanism has no such thing or does not know it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageMeta {
+    /// The message's priority (`mq:`, POSIX queues).
+    pub priority: Option<u32>,
+    /// The message's type (`msg:`, System V queues).
+    pub mtype: Option<i64>,
+    /// Who sent the datagram (`udp:`; `unixgram:` when the sender's socket has an address —
+    /// procom's senders do not bind one), as an endpoint to send a reply to.
+    pub from: Option<crate::endpoint::Endpoint>,
+    /// The sequence number in procom's UDP header (`udp:` with length framing).
+    pub seq: Option<u64>,
+    /// With `seq`: how many of this sender's sequence numbers were skipped just before this
+    /// datagram (0 when none; `None` for a sender's first datagram, whose predecessors this
+    /// receiver never knew). A late or repeated datagram skips none.
+    pub gap: Option<u64>,
+}
+
 /// The sending half of a flavor. The channel has checked the message against its size limit.
 pub(crate) trait SendFlavor {
     /// Sends one whole message, or nothing.
@@ -75,6 +96,12 @@ pub(crate) trait RecvFlavor {
         let mut buf = Vec::new();
         self.recv_into(wait, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Receives one whole message with what the mechanism carries beside it (by default
+    /// nothing).
+    fn recv_meta(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
+        Ok((self.recv(wait)?, MessageMeta::default()))
     }
 
     /// Hands the next message to `f` as atomic bytes: in place where the flavor can lend them

@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Error;
-use crate::flavor::{RecvFlavor, SendFlavor, Wait, check_received};
+use crate::flavor::{MessageMeta, RecvFlavor, SendFlavor, Wait, check_received};
 use crate::mq::Queue;
 
 /// Sends to a queue with one priority.
@@ -42,9 +42,17 @@ impl RecvFlavor for MqReceiver {
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        let (m, _) = self.q.recv_inner(wait)?;
+        self.recv_meta(wait).map(|(m, _)| m)
+    }
+
+    fn recv_meta(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
+        let (m, priority) = self.q.recv_inner(wait)?;
         check_received(m.len(), self.max)?;
-        Ok(m)
+        let meta = MessageMeta {
+            priority: Some(priority),
+            ..MessageMeta::default()
+        };
+        Ok((m, meta))
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {

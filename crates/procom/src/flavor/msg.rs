@@ -2,7 +2,7 @@
 //! receiver picks with it as a selector. System V queues have no descriptor.
 
 use crate::error::Error;
-use crate::flavor::{RecvFlavor, SendFlavor, Wait, check_received};
+use crate::flavor::{MessageMeta, RecvFlavor, SendFlavor, Wait, check_received};
 use crate::msg::MsgQueue;
 
 /// Sends messages of one type.
@@ -33,8 +33,16 @@ impl RecvFlavor for MsgReceiver {
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        let (m, _) = self.q.recv_inner(self.selector, wait)?;
+        self.recv_meta(wait).map(|(m, _)| m)
+    }
+
+    fn recv_meta(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
+        let (m, mtype) = self.q.recv_inner(self.selector, wait)?;
         check_received(m.len(), self.max)?;
-        Ok(m)
+        let meta = MessageMeta {
+            mtype: Some(mtype),
+            ..MessageMeta::default()
+        };
+        Ok((m, meta))
     }
 }

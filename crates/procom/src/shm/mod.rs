@@ -234,12 +234,19 @@ impl Segment {
     /// Creates a System V segment of `size` bytes for `key` (a number or an `ftok` path),
     /// exclusively, mode 0600. A `size` of 0 is [`ErrorKind::InvalidInput`].
     pub fn create_sysv(key: &SysvKey, size: usize) -> Result<Segment, Error> {
+        Segment::create_sysv_with_mode(key, size, DEFAULT_MODE)
+    }
+
+    /// Creates a System V segment as [`Segment::create_sysv`] does, with the permission bits
+    /// `mode` (System V ignores the umask).
+    pub fn create_sysv_with_mode(key: &SysvKey, size: usize, mode: u32) -> Result<Segment, Error> {
         let label = key_label(key);
         check_size(size as u64, &label)?;
+        let mode = crate::access::check_mode(mode).map_err(|e| e.object(&label))?;
         let k = key
             .resolve(FTOK_PROJECT)
             .map_err(|e| e.object(key_label(key)))?;
-        let id = procom_sys::mapping::sysv_shmget(k, size, true, DEFAULT_MODE).map_err(|e| match e.raw_os_error() {
+        let id = procom_sys::mapping::sysv_shmget(k, size, true, mode).map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::EXIST.raw_os_error() => Error::new(ErrorKind::AlreadyExists)
                 .detail("already exists; procom does not adopt an existing segment")
                 .object(&label),
@@ -249,6 +256,20 @@ impl Segment {
             _ => Error::os("create it", e).object(&label),
         })?;
         Ok(Segment::sysv(label, id, true))
+    }
+
+    /// Gives the segment (POSIX or System V) to group `gid`; its owner and mode stay. Only
+    /// its owner may ([`ErrorKind::PermissionDenied`]): a POSIX segment only to a group the
+    /// owner belongs to unless privileged; a System V one to any group, so a program acting
+    /// for a user checks membership first ([`crate::access::is_member`]).
+    pub fn set_group(&self, gid: u32) -> Result<(), Error> {
+        let r = match (self.sysv_id, self.fd()) {
+            (Some(id), _) => procom_sys::mapping::sysv_shm_set_group(id, gid)
+                .map_err(|e| crate::access::group_error(e, gid)),
+            (None, Some(fd)) => crate::access::chown_fd(fd, gid),
+            (None, None) => Err(Error::new(ErrorKind::Io)),
+        };
+        r.map_err(|e| e.object(&self.label))
     }
 
     /// Opens the existing System V segment for `key`.

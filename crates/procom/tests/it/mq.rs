@@ -53,7 +53,9 @@ pub fn trials() -> Vec<Trial> {
             descriptor_is_pollable,
             rlimit_msgqueue_is_named,
             other_users_are_denied [needs::root()],
-            interoperates_with_c;
+            interoperates_with_c,
+            recv_meta_gives_each_priority,
+            binds_create_with_the_options_mode_and_group [needs::root()];
     ]
 }
 
@@ -530,5 +532,76 @@ fn interoperates_with_c() -> Outcome {
     check!(q.remove());
     gone(&name)?;
     check!(std::fs::remove_file(&exe));
+    dir.finish()
+}
+
+/// `Receiver::recv_meta` hands each message's priority over, which `recv` drops; the
+/// messages come from another process.
+fn recv_meta_gives_each_priority() -> Outcome {
+    let name = mq_name();
+    let ep = format!("mq:{name}");
+    let mut rx = check!(procom::Receiver::bind(&ep));
+    // Sent by another process: priorities 1, 5, 1, 9, 5.
+    Proc::spawn("sender", &mut role("mq::fill_and_exit", &[&name, "prio"]))?.success(STEP)?;
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let (m, meta) = check!(rx.recv_meta_timeout(STEP));
+        ensure!(meta.mtype.is_none() && meta.from.is_none(), "{meta:?}");
+        got.push((String::from_utf8_lossy(&m).into_owned(), meta.priority));
+    }
+    let want = [("d", 9), ("b", 5), ("e", 5), ("a", 1), ("c", 1)];
+    ensure!(
+        got.iter()
+            .map(|(m, p)| (m.as_str(), *p))
+            .eq(want.map(|(m, p)| (m, Some(p)))),
+        "{got:?}"
+    );
+    Ok(())
+}
+
+/// `Options::mode` and `Options::group` apply to what every binding receiver creates: a
+/// queue (POSIX and System V), a FIFO, a shared-memory channel, a Unix socket file.
+fn binds_create_with_the_options_mode_and_group() -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Scratch::new("procom-bind-mode")?;
+    let opts = procom::Options::default().mode(0o640).group(65534);
+    let fifo = dir.join("f");
+    let sock = dir.join("g");
+    let shm = format!("/{}", unique_name("procom-shm"));
+    let key = 0x6d00_0000 | (std::process::id() as i32 & 0xffff);
+    let mq = mq_name();
+    let cases = [
+        (format!("fifo:{}", fifo.display()), Some(fifo.clone())),
+        (format!("unixgram:{}", sock.display()), Some(sock.clone())),
+        (format!("shm:{shm}"), Some(format!("/dev/shm{shm}").into())),
+        (format!("mq:{mq}"), None),
+        (format!("msg:{key:#x}"), None),
+    ];
+    for (ep, path) in cases {
+        let rx = check!(procom::Receiver::bind_with(&ep, &opts));
+        let (mode, gid) = match (&path, ep.split(':').next()) {
+            (Some(p), _) => {
+                let m = check!(std::fs::symlink_metadata(p));
+                (m.mode() & 0o777, m.gid())
+            }
+            (None, Some("mq")) => {
+                let q = check!(Queue::open(&mq));
+                let st = check!(rustix::fs::fstat(&q));
+                (st.st_mode & 0o777, st.st_gid)
+            }
+            _ => {
+                let q = check!(procom::msg::MsgQueue::open(
+                    &procom::endpoint::SysvKey::Key(key)
+                ));
+                let st = check!(q.stat());
+                (st.mode, st.gid)
+            }
+        };
+        ensure!(
+            mode == 0o640 && gid == 65534,
+            "{ep}: mode {mode:o}, gid {gid}"
+        );
+        drop(rx);
+    }
     dir.finish()
 }

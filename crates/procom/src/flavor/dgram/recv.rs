@@ -9,12 +9,13 @@ use rustix::event::PollFlags;
 use rustix::net::SocketType;
 
 use super::{DatagramStats, MAX_SENDERS, SeqWindow, UDP_HEADER_LEN, parse_udp_header};
+use crate::access::Access;
 use crate::cleanup::Cleanup;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, UnixAddr};
 use crate::error::{Error, ErrorKind};
-use crate::flavor::{RecvFlavor, Wait};
+use crate::flavor::{MessageMeta, RecvFlavor, Wait};
 use crate::framing::Framing;
-use crate::net::{SocketFile, bind_unix, io_err, resolve};
+use crate::net::{SocketFile, bind_err, bind_unix, resolve};
 use crate::stream::wait as poll_until;
 
 /// The receiving side of a datagram flavor.
@@ -44,12 +45,13 @@ pub(crate) fn bind_dgram(
     endpoint: &Endpoint,
     framing: Framing,
     max: usize,
+    access: Access,
 ) -> Result<DgramReceiver, Error> {
     let mut local = endpoint.clone();
     let (fd, file) = match endpoint {
         Endpoint::Udp { host, port } => {
             let addrs = resolve(host, *port, endpoint)?;
-            let s = UdpSocket::bind(&addrs[..]).map_err(|e| io_err("bind", e, endpoint))?;
+            let s = UdpSocket::bind(&addrs[..]).map_err(|e| bind_err(e, *port, endpoint))?;
             if let Ok(a) = s.local_addr() {
                 local = Endpoint::Udp {
                     host: a.ip().to_string(),
@@ -58,7 +60,7 @@ pub(crate) fn bind_dgram(
             }
             (s.into(), None)
         }
-        Endpoint::UnixGram { addr } => bind_unix(addr, SocketType::DGRAM, endpoint)?,
+        Endpoint::UnixGram { addr } => bind_unix(addr, SocketType::DGRAM, endpoint, access)?,
         other => {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("not a datagram endpoint")
@@ -86,7 +88,7 @@ impl DgramReceiver {
         &self.local
     }
 
-    fn recv_datagram(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+    fn recv_datagram(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
         let (max, deadline, is_try) = (self.max, wait.deadline(), wait.is_try());
         let header = if self.sequenced { UDP_HEADER_LEN } else { 0 };
         let newline = usize::from(self.lines);
@@ -194,15 +196,25 @@ impl DgramReceiver {
                     )));
             }
             self.stats.received += 1;
-            return Ok(buf);
+            let meta = MessageMeta {
+                from: from.and_then(|a| sender_endpoint(a, &self.local)),
+                ..MessageMeta::default()
+            };
+            return Ok((buf, meta));
         }
         let seq = match parse_udp_header(&buf) {
             Ok(seq) => seq,
             Err(e) => return Err(self.refuse(e)),
         };
+        let mut meta = MessageMeta {
+            seq: Some(seq),
+            ..MessageMeta::default()
+        };
         match from {
             Some(from) => {
                 let mut window = self.senders.get(&from).copied();
+                meta.gap = window.map(|w| seq.saturating_sub(w.next));
+                meta.from = sender_endpoint(from.clone(), &self.local);
                 self.stats.count(&mut window, seq);
                 if !self.senders.contains_key(&from)
                     && self.senders.len() >= MAX_SENDERS
@@ -217,7 +229,7 @@ impl DgramReceiver {
             None => self.stats.count(&mut None, seq),
         }
         buf.drain(..UDP_HEADER_LEN);
-        Ok(buf)
+        Ok((buf, meta))
     }
 
     /// Counts a datagram that was received and is not delivered; returns `e` to report it.
@@ -314,11 +326,15 @@ impl DgramReceiver {
 
 impl RecvFlavor for DgramReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        *buf = self.recv_datagram(wait)?;
+        *buf = self.recv_datagram(wait)?.0;
         Ok(buf.len())
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        self.recv_datagram(wait).map(|(m, _)| m)
+    }
+
+    fn recv_meta(&mut self, wait: Wait) -> Result<(Vec<u8>, MessageMeta), Error> {
         self.recv_datagram(wait)
     }
 
@@ -338,6 +354,30 @@ impl RecvFlavor for DgramReceiver {
 
     fn datagram_stats(&self) -> Option<DatagramStats> {
         Some(self.stats)
+    }
+}
+
+/// A datagram's source address as an endpoint of the receiver's kind (`None` for an unnamed
+/// Unix socket, which cannot be answered).
+fn sender_endpoint(from: rustix::net::SocketAddrAny, local: &Endpoint) -> Option<Endpoint> {
+    match local {
+        Endpoint::Udp { .. } => std::net::SocketAddr::try_from(from)
+            .ok()
+            .map(|a| Endpoint::Udp {
+                host: a.ip().to_string(),
+                port: a.port(),
+            }),
+        _ => {
+            let unix = rustix::net::SocketAddrUnix::try_from(from).ok()?;
+            let addr = if let Some(name) = unix.abstract_name() {
+                UnixAddr::Abstract(String::from_utf8_lossy(name).into_owned())
+            } else {
+                use std::os::unix::ffi::OsStrExt;
+                let path = unix.path_bytes().filter(|p| !p.is_empty())?;
+                UnixAddr::Path(std::ffi::OsStr::from_bytes(path).into())
+            };
+            Some(Endpoint::UnixGram { addr })
+        }
     }
 }
 

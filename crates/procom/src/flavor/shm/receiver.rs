@@ -13,6 +13,7 @@ use super::{
     STATE_SENDER_CLOSED, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
     ring_error, sleep_on, spin_burst, validate, wake, wake_sender, word,
 };
+use crate::access::Access;
 use crate::error::{Error, ErrorKind};
 use crate::flavor::{RecvFlavor, Wait};
 use crate::shm::{Header, Mapping, Segment};
@@ -51,12 +52,13 @@ impl ShmReceiver {
         capacity: Option<u64>,
         spin: Duration,
         max: usize,
+        access: Access,
     ) -> Result<ShmReceiver, Error> {
         let cap = capacity_for(capacity.unwrap_or(DEFAULT_CAPACITY))?;
         let len = (RING_OFFSET + procom_ring::bytes_needed(cap)) as u64;
         let mut reclaimed = 0;
         let segment = loop {
-            match Segment::create(name, len) {
+            match Segment::create_with_mode(name, len, access.mode) {
                 Ok(s) => break s,
                 // Another binder may win the name between our reclaim and our create: a few
                 // rounds, then its AlreadyExists stands.
@@ -67,6 +69,9 @@ impl ShmReceiver {
                 Err(e) => return Err(e),
             }
         };
+        if let Some(gid) = access.group {
+            segment.set_group(gid)?;
+        }
         // The owner's lock, held until this receiver has removed its name (see the module
         // docs). Taken before the version is published, so whoever sees a complete header
         // either finds the lock held or the owner gone; nobody else takes a lock on a segment
