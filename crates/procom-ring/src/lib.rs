@@ -971,7 +971,7 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fuzz/corpus/ring_consumer");
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("the seed corpus is in the repository") {
+        for entry in std::fs::read_dir(&dir).expect("the fuzz corpus is in the repository") {
             check_hostile_memory(&std::fs::read(entry.unwrap().path()).unwrap());
             n += 1;
         }

@@ -59,18 +59,6 @@ fn serve(mut conn: Connection, echo: bool, idle: Duration) {
     }
 }
 
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something for now.
-fn out_of_resources(e: &procom::Error) -> bool {
-    use rustix::io::Errno;
-    e.os_error()
-        .and_then(|e| e.raw_os_error())
-        .is_some_and(|code| {
-            [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-                .iter()
-                .any(|x| x.raw_os_error() == code)
-        })
-}
-
 pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
     if !matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }) {
@@ -126,7 +114,7 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
             Ok(conn) => conn,
             // Out of descriptors or memory for now: the clients being served go on, and the
             // next connection is tried again shortly (like a web server's accept loop).
-            Err(e) if out_of_resources(&e) => {
+            Err(e) if super::out_of_resources(&e) => {
                 interrupt::warn(format_args!("{e}; still listening"));
                 std::thread::sleep(Duration::from_millis(100));
                 continue;

@@ -184,3 +184,15 @@ fn duration(d: std::time::Duration) -> String {
 fn json_line(value: &serde_json::Value) -> anyhow::Result<()> {
     outln!("{value}")
 }
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something for now.
+pub(crate) fn out_of_resources(e: &procom::Error) -> bool {
+    use rustix::io::Errno;
+    e.os_error()
+        .and_then(|e| e.raw_os_error())
+        .is_some_and(|code| {
+            [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+                .iter()
+                .any(|x| x.raw_os_error() == code)
+        })
+}

@@ -790,7 +790,7 @@ fn serve(
                 Err(e) if e.kind() == ErrorKind::Timeout => continue,
                 // Out of descriptors or memory for now: the clients being served go on, and
                 // the next connection is tried again shortly (as `procom listen` does).
-                Err(e) if out_of_resources(&e) => {
+                Err(e) if super::out_of_resources(&e) => {
                     interrupt::warn(format_args!("{e}; still listening"));
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
@@ -903,18 +903,6 @@ fn client_into(conn: Connection, sink: &Mutex<Sender>, a: &Endpoint, relay: &Rel
             }
         }
     }
-}
-
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the system is short of something for now.
-fn out_of_resources(e: &procom::Error) -> bool {
-    use rustix::io::Errno;
-    e.os_error()
-        .and_then(|e| e.raw_os_error())
-        .is_some_and(|code| {
-            [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-                .iter()
-                .any(|x| x.raw_os_error() == code)
-        })
 }
 
 #[cfg(test)]
