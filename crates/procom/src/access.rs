@@ -47,7 +47,13 @@ pub(crate) fn group_error(e: std::io::Error, gid: u32) -> Error {
 }
 
 /// Gives the file behind `fd` (which may be an `O_PATH` descriptor) to group `gid`.
+///
+/// `u32::MAX` (-1) is no group: to the kernel it means "leave the group as it is".
 pub(crate) fn chown_fd(fd: impl AsFd, gid: u32) -> Result<(), Error> {
+    if gid == u32::MAX {
+        return Err(Error::new(ErrorKind::InvalidInput)
+            .detail("4294967295 (-1) is not a group id: the kernel takes it to mean no change"));
+    }
     rustix::fs::chownat(
         fd,
         "",
@@ -71,4 +77,20 @@ pub fn is_member(gid: u32) -> bool {
 pub fn group_id(name: &str) -> Result<Option<u32>, Error> {
     procom_sys::ids::group_id(name)
         .map_err(|e| Error::os("look up the group", e).object(format!("group {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// -1 is refused as an error (rustix would panic on it), and the file keeps its group.
+    #[test]
+    fn group_minus_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("procom-access-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let file = std::fs::File::create(&dir).unwrap();
+        let r = chown_fd(&file, u32::MAX);
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
 }

@@ -167,6 +167,11 @@ fn group_id(spec: &str) -> anyhow::Result<u32> {
         Err(_) => procom::access::group_id(spec)?
             .ok_or_else(|| usage!("no group is called `{spec}` (getent group lists them)"))?,
     };
+    if gid == u32::MAX {
+        return Err(usage!(
+            "`{spec}` is not a group id: 4294967295 (-1) means no group to the kernel"
+        ));
+    }
     if !rustix::process::geteuid().is_root() && !procom::access::is_member(gid) {
         return Err(usage!(
             "you are not in group `{spec}` (gid {gid}), so what you create cannot be given to it (id -Gn lists your groups)"

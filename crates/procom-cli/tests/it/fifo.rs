@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
             created_fifo_is_private,
             unprivileged_user_is_denied [needs::root()],
             shared_with_a_group [needs::root()],
+            group_minus_one_is_a_usage_error,
             framed_garbage_truncation_and_oversize,
             ctrl_c_mid_transfer,
             create_and_rm,
@@ -266,6 +267,17 @@ fn shared_with_a_group() -> Outcome {
     let fin = reader.success(STEP)?;
     ensure!(fin.stdout == ["from nobody"], "recv: {fin:?}");
     check!(std::fs::remove_file(&path));
+    dir.finish()
+}
+
+/// `--group 4294967295` (-1, "no change" to the kernel) is a usage error, for root too, and
+/// creates nothing.
+fn group_minus_one_is_a_usage_error() -> Outcome {
+    let dir = Scratch::new("procom-cli")?;
+    let path = dir.join("minus-one").display().to_string();
+    let out = crate::common::run(&["fifo", "create", &path, "--group", "4294967295"])?;
+    ensure!(out.status.code() == Some(2), "fifo create: {out:?}");
+    ensure!(!std::path::Path::new(&path).exists(), "{path} was created");
     dir.finish()
 }
 
