@@ -1,7 +1,61 @@
 //! [`Cleanup`]: the name of an object this process created, removable from another thread.
 
-use std::os::unix::fs::MetadataExt;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode, OFlags, Stat};
+
+/// A name in one directory, the directory opened once (following the links the path names at
+/// that moment). Looking the name up and removing it through this one descriptor act on one
+/// directory: someone who may write a directory higher up the path cannot swap it for a link
+/// between the check and the removal, and so redirect the removal into a directory of their
+/// choice (for root, any file on the machine).
+#[derive(Debug)]
+pub(crate) struct DirEntry {
+    dir: OwnedFd,
+    name: OsString,
+}
+
+impl DirEntry {
+    /// The last name of `path` in its directory; a path without one (`/`, `..`) is `EISDIR`.
+    pub(crate) fn of(path: &Path) -> rustix::io::Result<DirEntry> {
+        let name = match path.file_name() {
+            Some(n)
+                if path
+                    .components()
+                    .next_back()
+                    .is_some_and(|c| c.as_os_str() == n) =>
+            {
+                n
+            }
+            _ => return Err(rustix::io::Errno::ISDIR),
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = rustix::fs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(DirEntry {
+            dir,
+            name: name.to_os_string(),
+        })
+    }
+
+    /// What is at the name, without following a link.
+    pub(crate) fn stat(&self) -> rustix::io::Result<Stat> {
+        rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+    }
+
+    /// Removes the name (never a directory, never through a link).
+    pub(crate) fn unlink(&self) -> rustix::io::Result<()> {
+        rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty())
+    }
+}
 
 /// The name of an object this process created — a Unix socket file, a FIFO, a POSIX
 /// shared-memory segment — that another thread can remove.
@@ -34,8 +88,11 @@ impl Cleanup {
     /// Removes the name if it still refers to the object this process created; otherwise, or
     /// if it is gone already, does nothing. Returns whether it removed it.
     pub fn remove(&self) -> bool {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(m) if (m.dev(), m.ino()) == self.id => std::fs::remove_file(&self.path).is_ok(),
+        let Ok(entry) = DirEntry::of(&self.path) else {
+            return false;
+        };
+        match entry.stat() {
+            Ok(st) if (st.st_dev, st.st_ino) == self.id => entry.unlink().is_ok(),
             _ => false,
         }
     }

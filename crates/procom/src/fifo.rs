@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::cleanup::Cleanup;
+use crate::cleanup::{Cleanup, DirEntry};
 use crate::ends::{PipeReader, PipeWriter};
 use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::deadline_after;
@@ -208,9 +208,29 @@ pub fn open_write_deadline(
 /// Removes the FIFO at `path`, refusing anything that is not a FIFO (a symlink included).
 pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
-    check(path)?;
-    rustix::fs::unlinkat(CWD, path, AtFlags::empty())
+    let (entry, _) = fifo_entry(path)?;
+    entry
+        .unlink()
         .map_err(|e| Error::os("remove it", e.into()).object_of(ObjectKind::Fifo, object(path)))
+}
+
+/// The FIFO at `path` as a name in its directory, opened once (see [`DirEntry`]), and its
+/// device and inode; anything but a FIFO (a symlink included) is `WrongType`.
+fn fifo_entry(path: &Path) -> Result<(DirEntry, (u64, u64)), Error> {
+    let fail = |e: rustix::io::Errno| match e {
+        rustix::io::Errno::ISDIR => Error::new(ErrorKind::WrongType)
+            .detail(describe(FileType::Directory))
+            .object_of(ObjectKind::Fifo, object(path)),
+        e => Error::os("look it up", e.into()).object_of(ObjectKind::Fifo, object(path)),
+    };
+    let entry = DirEntry::of(path).map_err(fail)?;
+    let st = entry.stat().map_err(fail)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => Ok((entry, (st.st_dev, st.st_ino))),
+        other => Err(Error::new(ErrorKind::WrongType)
+            .detail(describe(other))
+            .object_of(ObjectKind::Fifo, object(path))),
+    }
 }
 
 /// A FIFO this process created: removed when dropped, unless [kept](Fifo::keep).
@@ -350,11 +370,10 @@ impl Fifo {
     }
 
     fn remove_if_ours(&self) -> Result<(), Error> {
-        match check(&self.path) {
-            Ok(id) if id == self.id => rustix::fs::unlinkat(CWD, &self.path, AtFlags::empty())
-                .map_err(|e| {
-                    Error::os("remove it", e.into()).object_of(ObjectKind::Fifo, object(&self.path))
-                }),
+        match fifo_entry(&self.path) {
+            Ok((entry, id)) if id == self.id => entry.unlink().map_err(|e| {
+                Error::os("remove it", e.into()).object_of(ObjectKind::Fifo, object(&self.path))
+            }),
             Ok(_) | Err(_) => Ok(()), // gone or replaced: not ours to remove
         }
     }

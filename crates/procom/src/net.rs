@@ -24,7 +24,7 @@ use rustix::event::PollFlags;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 use crate::access::Access;
-use crate::cleanup::Cleanup;
+use crate::cleanup::{Cleanup, DirEntry};
 use crate::endpoint::{Endpoint, UnixAddr};
 use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::stream::wait;
@@ -206,20 +206,22 @@ fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Err
             );
         }
     }
-    // Remove it only if it is still the file found stale (not one a new server just bound).
-    match std::fs::symlink_metadata(path) {
-        Ok(now) if (now.dev(), now.ino()) == (meta.dev(), meta.ino()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    // Remove it only if it is still the file found stale (not one a new server just bound),
+    // checked and removed through one descriptor of its directory (see `DirEntry`).
+    let entry = DirEntry::of(path)
+        .map_err(|e| Error::os("look at the socket path", e.into()).object(object))?;
+    match entry.stat() {
+        Ok(now) if (now.st_dev, now.st_ino) == (meta.dev(), meta.ino()) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
         _ => {
             return Err(Error::new(ErrorKind::AlreadyExists)
                 .detail("another socket replaced the stale one while procom checked it")
                 .object(object));
         }
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::os("remove the stale socket file", e).object(object)),
+    match entry.unlink() {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(Error::os("remove the stale socket file", e.into()).object(object)),
     }
 }
 
@@ -229,17 +231,23 @@ fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Err
 pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let object = socket_object(path);
-    let st = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| {
-            Error::os("look it up", e.into()).object_of(ObjectKind::UnixSocket, &object)
-        })?;
+    let fail = |e: rustix::io::Errno| match e {
+        rustix::io::Errno::ISDIR => {
+            not_a_socket(rustix::fs::FileType::Directory).object_of(ObjectKind::UnixSocket, &object)
+        }
+        e => Error::os("look it up", e.into()).object_of(ObjectKind::UnixSocket, &object),
+    };
+    // Checked and removed through one descriptor of its directory (see `DirEntry`).
+    let entry = DirEntry::of(path).map_err(fail)?;
+    let st = entry.stat().map_err(fail)?;
     let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
     if ft != rustix::fs::FileType::Socket {
         return Err(not_a_socket(ft).object_of(ObjectKind::UnixSocket, &object));
     }
-    // Only the owner of what is at the path could swap it between the check and the removal
+    // Only the owner of what is at the name could swap it between the check and the removal
     // (in a sticky directory), and the removal never follows a link.
-    rustix::fs::unlinkat(rustix::fs::CWD, path, rustix::fs::AtFlags::empty())
+    entry
+        .unlink()
         .map_err(|e| Error::os("remove it", e.into()).object_of(ObjectKind::UnixSocket, &object))
 }
 

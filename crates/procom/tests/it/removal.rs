@@ -33,7 +33,8 @@ pub fn trials() -> Vec<Trial> {
             another_user_may_not_remove_by_id [needs::root()],
             a_channel_is_removed_only_once_its_receiver_is_dead,
             a_socket_file_is_removed_only_once_nothing_is_bound,
-            only_a_socket_is_removed_as_one;
+            only_a_socket_is_removed_as_one,
+            a_directory_swapped_in_the_path_never_redirects_a_removal;
     ]
 }
 
@@ -249,5 +250,81 @@ fn only_a_socket_is_removed_as_one() -> Outcome {
     check!(procom::socket::remove(&sock));
     ensure!(!sock.exists(), "the socket file is still there");
     drop(listener);
+    scratch.finish()
+}
+
+/// `fifo::remove` and `socket::remove` check what is at a path, then remove it. Whoever may
+/// write a directory in the path can swap it for a link between the two steps; the removal
+/// must still act on the directory that was checked, never on a file of the swapper's choice
+/// (here a regular file in `victim/`, which the checks would refuse). A thread swaps `d`
+/// between links to `real/` (which holds a FIFO or a socket) and `victim/` while the removal
+/// runs again and again.
+fn a_directory_swapped_in_the_path_never_redirects_a_removal() -> Outcome {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let scratch = Scratch::new("removal-swap")?;
+    let (real, victim, d) = (
+        scratch.join("real"),
+        scratch.join("victim"),
+        scratch.join("d"),
+    );
+    check!(std::fs::create_dir(&real));
+    check!(std::fs::create_dir(&victim));
+    let bait = victim.join("s");
+    check!(std::fs::write(&bait, b"not to be removed"));
+    check!(std::os::unix::fs::symlink(&real, &d));
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, real, victim, d) = (stop.clone(), real.clone(), victim.clone(), d.clone());
+        let tmp = d.with_extension("tmp");
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for target in [&victim, &real] {
+                    let _ = std::fs::remove_file(&tmp);
+                    let _ = std::os::unix::fs::symlink(target, &tmp);
+                    let _ = std::fs::rename(&tmp, &d); // atomic: d is always one link or the other
+                }
+            }
+            let _ = std::fs::remove_file(&tmp);
+        })
+    };
+    let target = d.join("s");
+    let result = (|| -> Outcome {
+        for round in 0..20_000 {
+            let placed = real.join("s");
+            let socket = round % 2 == 1;
+            if !placed.exists() {
+                if socket {
+                    drop(check!(UnixListener::bind(&placed))); // leaves its socket file
+                } else {
+                    check!(rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        &placed,
+                        rustix::fs::FileType::Fifo,
+                        rustix::fs::Mode::from_raw_mode(0o600),
+                        0
+                    ));
+                }
+            }
+            let _ = if socket {
+                procom::socket::remove(&target)
+            } else {
+                procom::fifo::remove(&target)
+            };
+            ensure!(
+                bait.exists(),
+                "round {round}: a removal through the swapped link deleted the victim's file"
+            );
+        }
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let _ = swapper.join();
+    let _ = std::fs::remove_file(&d);
+    let _ = std::fs::remove_file(real.join("s"));
+    check!(std::fs::remove_file(&bait));
+    check!(std::fs::remove_dir(&real));
+    check!(std::fs::remove_dir(&victim));
+    result?;
     scratch.finish()
 }
