@@ -83,3 +83,34 @@ pub fn until(what: &str, mut ready: impl FnMut() -> bool) -> Outcome {
     }
     Ok(())
 }
+
+/// `KIND create NAME --mode 660 --group 65534` (a queue, `mq` or `msg`): a member of that
+/// group (nobody, gid 65534) may send and receive on `ep`; `KIND info` shows the mode and
+/// group. The queue is removed afterwards.
+pub fn queue_shared_with_a_group(kind: &str, name: &str, ep: &str) -> Outcome {
+    ok(&[kind, "create", name, "--mode", "660", "--group", "65534"])?;
+    let result = (|| -> Outcome {
+        let info = ok(&[kind, "info", name])?;
+        ensure!(
+            info.contains(&"mode: 660".to_string()) && info.contains(&"gid: 65534".to_string()),
+            "{info:?}"
+        );
+        for (args, out) in [
+            (&["send", ep, "from nobody"][..], vec![]),
+            (
+                &["recv", ep, "--count", "1"],
+                vec!["from nobody".to_string()],
+            ),
+        ] {
+            let mut cmd = procom(args);
+            let fin = Proc::spawn("nobody", procom_testkit::as_nobody(&mut cmd)?)?.finish(STEP)?;
+            ensure!(
+                fin.status.success() && fin.stdout == out,
+                "{args:?} as a member of the group: {fin:?}"
+            );
+        }
+        Ok(())
+    })();
+    ok(&[kind, "rm", name])?;
+    result
+}

@@ -177,31 +177,7 @@ fn other_users_are_denied() -> Outcome {
 fn shared_with_a_group() -> Outcome {
     let name = queue_name();
     let ep = format!("mq:{name}");
-    ok(&["mq", "create", &name, "--mode", "660", "--group", "65534"])?;
-    let result = (|| -> Outcome {
-        let info = ok(&["mq", "info", &name])?;
-        ensure!(
-            info.contains(&"mode: 660".to_string()) && info.contains(&"gid: 65534".to_string()),
-            "{info:?}"
-        );
-        for (args, out) in [
-            (&["send", &ep, "from nobody"][..], vec![]),
-            (
-                &["recv", &ep, "--count", "1"],
-                vec!["from nobody".to_string()],
-            ),
-        ] {
-            let mut cmd = procom(args);
-            let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
-            ensure!(
-                fin.status.success() && fin.stdout == out,
-                "{args:?} as a member of the group: {fin:?}"
-            );
-        }
-        Ok(())
-    })();
-    ok(&["mq", "rm", &name])?;
-    result
+    crate::common::queue_shared_with_a_group("mq", &name, &ep)
 }
 
 /// A mode that is not octal, is above 777 or gives group or others more than the owner, and

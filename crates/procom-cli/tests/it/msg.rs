@@ -304,29 +304,5 @@ fn recv_json_shows_types() -> Outcome {
 fn shared_with_a_group() -> Outcome {
     let key = key();
     let ep = format!("msg:{key}");
-    ok(&["msg", "create", &key, "--mode", "660", "--group", "65534"])?;
-    let result = (|| -> Outcome {
-        let info = ok(&["msg", "info", &key])?;
-        ensure!(
-            info.contains(&"mode: 660".to_string()) && info.contains(&"gid: 65534".to_string()),
-            "{info:?}"
-        );
-        for (args, out) in [
-            (&["send", &ep, "from nobody"][..], vec![]),
-            (
-                &["recv", &ep, "--count", "1"],
-                vec!["from nobody".to_string()],
-            ),
-        ] {
-            let mut cmd = procom(args);
-            let fin = Proc::spawn("nobody", as_nobody(&mut cmd)?)?.finish(STEP)?;
-            ensure!(
-                fin.status.success() && fin.stdout == out,
-                "{args:?} as a member of the group: {fin:?}"
-            );
-        }
-        Ok(())
-    })();
-    ok(&["msg", "rm", &key])?;
-    result
+    crate::common::queue_shared_with_a_group("msg", &key, &ep)
 }
