@@ -250,6 +250,72 @@ impl<'m> UnnamedSemaphore<'m> {
     }
 }
 
+/// An unnamed process-shared POSIX semaphore inside a mapping it shares ownership of: unlike
+/// [`UnnamedSemaphore`] it borrows nothing, so another thread may hold it for as long as it
+/// needs (the mapping stays mapped until the last holder drops it).
+#[derive(Debug)]
+pub struct OwnedUnnamedSemaphore {
+    sem: NonNull<libc::sem_t>,
+    mapping: std::sync::Arc<crate::mapping::Mapping>,
+}
+
+// SAFETY: a process-shared sem_t is designed for concurrent use from any thread or process,
+// and the Arc keeps the memory it lies in mapped.
+unsafe impl Send for OwnedUnnamedSemaphore {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedUnnamedSemaphore {}
+
+impl OwnedUnnamedSemaphore {
+    /// Initialises a process-shared semaphore at `offset` of `mapping` with `value`.
+    #[doc(alias = "sem_init")]
+    pub fn init(
+        mapping: std::sync::Arc<crate::mapping::Mapping>,
+        offset: usize,
+        value: u32,
+    ) -> io::Result<OwnedUnnamedSemaphore> {
+        let sem = UnnamedSemaphore::at(&mapping, offset)?;
+        // SAFETY: `sem` points to SEM_T_SIZE aligned writable bytes in shared memory.
+        cvt(unsafe { libc::sem_init(sem.as_ptr(), 1, value) })?;
+        Ok(OwnedUnnamedSemaphore { sem, mapping })
+    }
+
+    /// Uses the semaphore another process initialised at `offset` (see
+    /// [`UnnamedSemaphore::existing`]).
+    pub fn existing(
+        mapping: std::sync::Arc<crate::mapping::Mapping>,
+        offset: usize,
+    ) -> io::Result<OwnedUnnamedSemaphore> {
+        let sem = UnnamedSemaphore::at(&mapping, offset)?;
+        Ok(OwnedUnnamedSemaphore { sem, mapping })
+    }
+
+    /// The mapping the semaphore lies in.
+    pub fn mapping(&self) -> &std::sync::Arc<crate::mapping::Mapping> {
+        &self.mapping
+    }
+
+    /// P: decrements, waiting per `timeout`.
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Waited> {
+        // SAFETY: the semaphore lies in the mapping this value keeps alive; a mapping's
+        // address never changes while it is mapped.
+        unsafe { wait_raw(self.sem.as_ptr(), timeout) }
+    }
+
+    /// V: increments, waking one waiter.
+    pub fn post(&self) -> io::Result<()> {
+        // SAFETY: as for `wait`.
+        cvt(unsafe { libc::sem_post(self.sem.as_ptr()) }).map(drop)
+    }
+
+    /// The current value.
+    pub fn value(&self) -> io::Result<i32> {
+        let mut v = 0;
+        // SAFETY: as for `wait`; `v` is writable.
+        cvt(unsafe { libc::sem_getvalue(self.sem.as_ptr(), &mut v) })?;
+        Ok(v)
+    }
+}
+
 /// Creates a System V semaphore set of `count` semaphores (or opens it, without `create`).
 pub fn semget(key: i32, count: usize, create: bool, mode: u32) -> io::Result<i32> {
     let flags = if create {
