@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `tokio` feature, [`wait_async`] waits without blocking the runtime: the pidfd is
+//! registered with the reactor, which wakes the task when the child exits. For a deadline,
+//! wrap it in `tokio::time::timeout`: it is cancellation-safe.
+//!
 //! # References
 //! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 
@@ -67,5 +71,52 @@ fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Result<Option<Exi
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(err(e.into())),
         }
+    }
+}
+
+/// Waits for `child` to exit without blocking the thread (feature `tokio`; must run inside a
+/// tokio runtime with I/O enabled), and reaps it: its exit status, as
+/// [`std::process::Child::wait`] returns it. The task is woken by the reactor when the
+/// child's pidfd becomes readable (when it exits); nothing polls.
+///
+/// Cancellation-safe: a future dropped before it completes reaped nothing, so the child stays
+/// reapable by a later wait of any kind.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+/// # rt.block_on(async {
+/// let mut child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+/// let status = procom::child::wait_async(&mut child).await?;
+/// assert_eq!(status.code(), Some(3));
+/// # Ok(()) })
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub async fn wait_async(child: &mut Child) -> Result<ExitStatus, Error> {
+    let object = format!("child {}", child.id());
+    let err = |e: std::io::Error| Error::os("wait for it", e).object(&object);
+    if let Some(status) = child.try_wait().map_err(err)? {
+        return Ok(status);
+    }
+    let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) else {
+        return Err(err(std::io::Error::other("it has no valid pid")));
+    };
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        // Reaped since the try_wait above: std returns the status it kept.
+        Err(rustix::io::Errno::SRCH) => return child.wait().map_err(err),
+        Err(e) => return Err(err(e.into())),
+    };
+    let fd = procom_sys::async_fd::register(pidfd, tokio::io::Interest::READABLE)
+        .map_err(|e| Error::os("register its pidfd with the tokio runtime", e).object(&object))?;
+    loop {
+        // A pidfd stays readable once the process has exited: one readiness is enough, and
+        // try_wait (WNOHANG) then reaps it without blocking.
+        let mut ready = fd.readable().await.map_err(err)?;
+        if let Some(status) = child.try_wait().map_err(err)? {
+            return Ok(status);
+        }
+        ready.clear_ready();
     }
 }

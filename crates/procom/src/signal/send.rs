@@ -202,6 +202,30 @@ impl Process {
         procom_sys::signal::send_pidfd(self.fd.as_fd(), sig.0)
             .map_err(|e| send_error(&format!("pid {} (pidfd)", self.pid), e))
     }
+
+    /// Waits until the process has exited, without blocking the thread (feature `tokio`; must
+    /// run inside a tokio runtime with I/O enabled): the reactor wakes the task when the pidfd
+    /// becomes readable. Works for any process, not only a child; it reaps nothing (a child
+    /// is reaped by its parent's wait, [`crate::child::wait_async`]).
+    ///
+    /// Cancellation-safe: it only watches.
+    #[cfg(feature = "tokio")]
+    pub async fn exited(&self) -> Result<(), Error> {
+        let object = format!("pid {} (pidfd)", self.pid);
+        let dup = self.fd.try_clone().map_err(|e| {
+            Error::os("duplicate its pidfd", e).object_of(ObjectKind::Process, &object)
+        })?;
+        let fd =
+            procom_sys::async_fd::register(dup, tokio::io::Interest::READABLE).map_err(|e| {
+                Error::os("register its pidfd with the tokio runtime", e)
+                    .object_of(ObjectKind::Process, &object)
+            })?;
+        // A pidfd is readable exactly when its process has exited, and stays so.
+        let _ready = fd.readable().await.map_err(|e| {
+            Error::os("wait for it to exit", e).object_of(ObjectKind::Process, &object)
+        })?;
+        Ok(())
+    }
 }
 
 impl AsFd for Process {
