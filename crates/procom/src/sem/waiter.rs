@@ -420,14 +420,26 @@ impl Waitable for Sysv {
     }
 
     fn block(&self, ops: &Self::Req, timeout: Duration) -> io::Result<Waited> {
-        procom_sys::sem::semop(self.0, &probe(ops), Some(timeout))
+        removed_while_waiting(procom_sys::sem::semop(self.0, &probe(ops), Some(timeout)))
     }
 
     fn claim(&self, ops: &Self::Req) -> io::Result<Waited> {
-        self.try_take(ops)
+        removed_while_waiting(self.try_take(ops))
     }
 
     fn release(&self, _: &Self::Req) {} // nothing was applied
+}
+
+/// A set that no longer exists once the call is waiting (`EINVAL`: the id names no set, the
+/// operations having been checked) was removed while it waited, as `EIDRM` says when the
+/// removal comes during the system call.
+fn removed_while_waiting(r: io::Result<Waited>) -> io::Result<Waited> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Err(
+            io::Error::from_raw_os_error(rustix::io::Errno::IDRM.raw_os_error()),
+        ),
+        r => r,
+    }
 }
 
 /// `ops` followed by their inverse in reverse order, none with `SEM_UNDO`: one `semop` of it

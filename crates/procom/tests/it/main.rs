@@ -7,11 +7,21 @@
 /// The test binary's `main` over these modules: their roles and trials are gathered from
 /// them. (The modules are declared outside the macro, where rustfmt sees them; one declared
 /// but left out here is unused, and the build fails.)
+/// Modules after `tokio:` exist only with the `tokio` feature (`cargo test -p procom
+/// --features tokio --test it async` runs them).
 macro_rules! main_of {
-    ($($m:ident),* $(,)?) => {
+    ($($m:ident),* $(,)? ; tokio: $($a:ident),* $(,)?) => {
         fn main() -> std::process::ExitCode {
-            let roles: Vec<procom_testkit::Role> = [$($m::ROLES),*].concat();
-            let trials = [$($m::trials()),*].into_iter().flatten().collect();
+            #[allow(unused_mut)]
+            let mut roles: Vec<procom_testkit::Role> = [$($m::ROLES),*].concat();
+            #[allow(unused_mut)]
+            let mut trials: Vec<procom_testkit::Trial> =
+                [$($m::trials()),*].into_iter().flatten().collect();
+            #[cfg(feature = "tokio")]
+            {
+                roles.extend([$($a::ROLES),*].concat());
+                trials.extend([$($a::trials()),*].into_iter().flatten());
+            }
             procom_testkit::main(&roles, trials)
         }
     };
@@ -28,6 +38,12 @@ mod shm;
 mod signal;
 mod socket;
 
+#[cfg(feature = "tokio")]
+mod child_async;
+#[cfg(feature = "tokio")]
+mod sem_async;
+
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket;
+    tokio: child_async, sem_async
 ];
