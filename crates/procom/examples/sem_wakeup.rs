@@ -86,9 +86,18 @@ fn measure(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
     }
     let b = quantiles(&mut blocking);
     let a = quantiles(&mut asynchronous);
-    println!("round trip over two processes, {} rounds each:", blocking.len());
-    println!("  blocking wait:  p50 {:>7.1} us   p99 {:>7.1} us", b.0, b.1);
-    println!("  async wait:     p50 {:>7.1} us   p99 {:>7.1} us", a.0, a.1);
+    println!(
+        "round trip over two processes, {} rounds each:",
+        blocking.len()
+    );
+    println!(
+        "  blocking wait:  p50 {:>7.1} us   p99 {:>7.1} us",
+        b.0, b.1
+    );
+    println!(
+        "  async wait:     p50 {:>7.1} us   p99 {:>7.1} us",
+        a.0, a.1
+    );
     println!(
         "  one blocking wake-up ~ {:.1} us (half a blocking round trip); one async wake-up ~ {:.1} us; ratio {:.2}",
         b.0 / 2.0,

@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `tokio` feature, [`wait_async`] waits without blocking the runtime: the pidfd is
+//! With the `tokio` feature, `wait_async` waits without blocking the runtime: the pidfd is
 //! registered with the reactor, which wakes the task when the child exits. For a deadline,
 //! wrap it in `tokio::time::timeout`: it is cancellation-safe.
 //!
@@ -111,12 +111,14 @@ pub async fn wait_async(child: &mut Child) -> Result<ExitStatus, Error> {
     let fd = procom_sys::async_fd::register(pidfd, tokio::io::Interest::READABLE)
         .map_err(|e| Error::os("register its pidfd with the tokio runtime", e).object(&object))?;
     loop {
-        // A pidfd stays readable once the process has exited: one readiness is enough, and
-        // try_wait (WNOHANG) then reaps it without blocking.
-        let mut ready = fd.readable().await.map_err(err)?;
+        // A pidfd becomes readable once the process has exited and can be reaped, and stays
+        // so: try_wait (WNOHANG) then reaps it without blocking. Were it ever not yet
+        // reapable, the readiness is kept (the kernel would not signal it again) and the
+        // task yields before it looks again.
+        let _ready = fd.readable().await.map_err(err)?;
         if let Some(status) = child.try_wait().map_err(err)? {
             return Ok(status);
         }
-        ready.clear_ready();
+        tokio::task::yield_now().await;
     }
 }

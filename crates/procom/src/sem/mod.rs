@@ -24,7 +24,7 @@
 //! - [`Semaphore`]: POSIX named (`sem_open`), shared by name with any program using the same
 //!   name; created 0600 and exclusively, removed by its creator on drop unless kept.
 //! - [`SharedSemaphore`]: POSIX unnamed and process-shared (`sem_init`), placed in a shared
-//!   [`Mapping`].
+//!   [`Mapping`](crate::shm::Mapping).
 //! - [`SemSet`]: System V sets (`semget`/`semop`), several semaphores changed in one atomic
 //!   operation, with `SEM_UNDO` so a holder that crashes has its operations undone.
 //!
@@ -33,9 +33,12 @@
 //! # Async (feature `tokio`)
 //!
 //! [`Semaphore`], [`OwnedSharedSemaphore`] and [`SemSet`] also wait asynchronously:
-//! [`Semaphore::wait_async`] and [`Semaphore::acquire_async`] (the same [`SemGuard`] as
-//! [`Semaphore::acquire`]), [`OwnedSharedSemaphore::wait_async`], [`SemSet::apply_async`],
-//! each with `_timeout` and `_deadline` forms that fail with [`ErrorKind::Timeout`] as the
+//! [`Semaphore::wait_async`](Semaphore#method.wait_async) and
+//! [`Semaphore::acquire_async`](Semaphore#method.acquire_async) (the same [`SemGuard`] as
+//! [`Semaphore::acquire`]),
+//! [`OwnedSharedSemaphore::wait_async`](OwnedSharedSemaphore#method.wait_async),
+//! [`SemSet::apply_async`](SemSet#method.apply_async), each with `_timeout` and `_deadline`
+//! forms that fail with [`ErrorKind::Timeout`] as the
 //! blocking ones do (examples on each). No runtime thread ever blocks, and nothing polls.
 //!
 //! **How procom waits.** The kernel gives no descriptor for a semaphore, so the reactor cannot

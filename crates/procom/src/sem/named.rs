@@ -335,4 +335,18 @@ mod tests {
             .unwrap();
         assert_eq!(sem.value().unwrap(), 0);
     }
+
+    /// The async waits can move between threads (tokio::spawn needs it).
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_waits_are_send() {
+        fn send<T: Send>(_: T) {}
+        let name = format!("/procom-unit-sem-send-{}", std::process::id());
+        let sem = Semaphore::create(&name, 0).unwrap();
+        send(sem.wait_async());
+        send(sem.acquire_async());
+        send(sem.wait_async_deadline(Instant::now()));
+        let set = super::super::SemSet::create(&crate::endpoint::SysvKey::Key(0), &[0]).unwrap();
+        send(set.apply_async(&[super::super::Op::wait(0)]));
+    }
 }

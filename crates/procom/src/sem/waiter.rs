@@ -238,7 +238,11 @@ fn run<W: Waitable>(shared: &Shared<W>) {
             Ok(Waited::Acquired) => match st.slots.get_mut(&id) {
                 Some(slot) if matches!(slot.phase, Phase::Waiting) => {
                     slot.phase = Phase::Ready;
-                    slot.waker.wake_by_ref();
+                    // Woken outside the lock, which the task takes at once.
+                    let waker = slot.waker.clone();
+                    drop(st);
+                    waker.wake();
+                    st = shared.lock();
                 }
                 // Abandoned while the thread waited: the next request asking the same gets
                 // it, or it goes back.
