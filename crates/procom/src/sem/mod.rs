@@ -38,8 +38,8 @@
 //! [`Semaphore::acquire`]),
 //! [`OwnedSharedSemaphore::wait_async`](OwnedSharedSemaphore#method.wait_async),
 //! [`SemSet::apply_async`](SemSet#method.apply_async), each with `_timeout` and `_deadline`
-//! forms that fail with [`ErrorKind::Timeout`] as the
-//! blocking ones do (examples on each). No runtime thread ever blocks, and nothing polls.
+//! forms that fail with [`ErrorKind::Timeout`] as the blocking ones do (examples on each).
+//! No runtime thread ever blocks, and nothing busy-polls.
 //!
 //! **How procom waits.** The kernel gives no descriptor for a semaphore, so the reactor cannot
 //! be told to watch one. An async call first tries without waiting, on the task's own thread;

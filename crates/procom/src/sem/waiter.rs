@@ -407,8 +407,8 @@ impl<S: PosixSem> Waitable for Posix<S> {
     }
 
     fn release(&self, _: &()) {
-        // Cannot overflow: the unit was taken from the semaphore a moment ago, and posting it
-        // back only restores what others could already have posted past.
+        // Fails only if peers posted the semaphore up to its maximum since the unit was taken
+        // (EOVERFLOW): it is then full, and nobody is waiting on it.
         let _ = self.0.post();
     }
 }
