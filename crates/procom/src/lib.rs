@@ -84,4 +84,17 @@ pub mod test_hooks {
     pub fn set_liveness_period(period: Duration) {
         crate::flavor::shm::set_liveness_period(period)
     }
+
+    /// How many semaphore waiter threads (feature `tokio`) are running in this process.
+    #[cfg(feature = "tokio")]
+    pub fn sem_waiters() -> usize {
+        crate::sem::waiters::running()
+    }
+
+    /// Waits at most `timeout` until no semaphore waiter thread is running in this process;
+    /// whether none is.
+    #[cfg(feature = "tokio")]
+    pub fn sem_waiters_gone(timeout: Duration) -> bool {
+        crate::sem::waiters::gone(timeout)
+    }
 }

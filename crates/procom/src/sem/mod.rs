@@ -94,6 +94,8 @@ mod set;
 mod shared;
 #[cfg(feature = "tokio")]
 mod waiter;
+#[cfg(all(feature = "tokio", feature = "test-hooks"))]
+pub(crate) use waiter::waiters;
 
 pub use named::{SemGuard, Semaphore, remove};
 pub use set::{Op, SemSet, SetStat, remove_set_id};

@@ -177,9 +177,13 @@ impl<W: Waitable> Waiter<W> {
         let mut st = self.shared.lock();
         if !st.thread {
             let shared = Arc::clone(&self.shared);
+            let running = waiters::Running::start();
             std::thread::Builder::new()
                 .name("procom-sem-waiter".into())
-                .spawn(move || run(&shared))?;
+                .spawn(move || {
+                    let _running = running;
+                    run(&shared)
+                })?;
             st.thread = true;
         }
         let id = st.next;
@@ -360,6 +364,49 @@ impl<W: Waitable> Drop for Wait<'_, W> {
             // Obtained for this call, which is gone: to the next caller, or back.
             shared.hand_over(&mut st, &slot.req);
         }
+    }
+}
+
+/// The count of running waiter threads, which procom's tests read (feature `test-hooks`).
+pub(crate) mod waiters {
+    use std::sync::{Condvar, Mutex};
+
+    static RUNNING: Mutex<usize> = Mutex::new(0);
+    static CHANGED: Condvar = Condvar::new();
+
+    fn lock() -> std::sync::MutexGuard<'static, usize> {
+        RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one thread from its start to its end (the drop, on return or panic).
+    pub(crate) struct Running(());
+
+    impl Running {
+        pub(crate) fn start() -> Running {
+            *lock() += 1;
+            Running(())
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let mut n = lock();
+            *n = n.saturating_sub(1);
+            CHANGED.notify_all();
+        }
+    }
+
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn running() -> usize {
+        *lock()
+    }
+
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn gone(timeout: std::time::Duration) -> bool {
+        let (n, _) = CHANGED
+            .wait_timeout_while(lock(), timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *n == 0
     }
 }
 

@@ -1,7 +1,7 @@
 //! The semaphores' async waits (feature `tokio`) across real processes: a wait woken by
 //! another process's post, timeouts, futures dropped at random points while two other
-//! processes post and compete (no unit lost or invented), SEM_UNDO after an async apply, and a
-//! removed set waking its async waiter.
+//! processes post and compete (no unit lost or invented), SEM_UNDO after an async apply, a
+//! removed set waking its async waiter, and the waiter thread ending with its handle.
 
 use std::future::Future;
 use std::pin::pin;
@@ -33,6 +33,10 @@ pub const ROLES: &[Role] = &[
         name: "sem_async::remove",
         run: remove,
     },
+    Role {
+        name: "sem_async::waiter_ends",
+        run: waiter_ends,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -44,6 +48,7 @@ pub fn trials() -> Vec<Trial> {
             dropped_shared_waits_lose_and_invent_no_unit,
             dropped_set_applies_lose_and_invent_no_unit,
             async_apply_is_undone_when_its_process_dies,
+            the_waiter_thread_ends_with_its_handle,
             removing_a_set_wakes_its_async_waiter;
     ]
 }
@@ -462,4 +467,53 @@ fn removing_a_set_wakes_its_async_waiter() -> Outcome {
         );
         Ok(())
     })
+}
+
+/// One waiter thread for a handle, started by its first wait that had to wait, and ended
+/// when the handle is dropped, even with an abandoned wait in progress. (Counted in a child
+/// process: the test binary's other tests have waiter threads of their own.)
+fn waiter_ends(args: &[String]) -> Outcome {
+    use procom::test_hooks::{sem_waiters, sem_waiters_gone};
+    let sem = check!(Semaphore::open(&args[0]));
+    ensure!(
+        sem_waiters() == 0,
+        "{} threads before any wait",
+        sem_waiters()
+    );
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut first = pin!(sem.wait_async());
+        ensure!(poll_once(first.as_mut()).is_pending(), "taken at once");
+        println!("waiting");
+        check!(check!(tokio::time::timeout(STEP, first).await));
+        let mut second = pin!(sem.wait_async());
+        ensure!(poll_once(second.as_mut()).is_pending(), "taken at once");
+        Ok(())
+    })?; // the second wait is dropped here, unfinished
+    ensure!(
+        sem_waiters() == 1,
+        "{} threads for one handle",
+        sem_waiters()
+    );
+    drop(sem);
+    ensure!(
+        sem_waiters_gone(STEP),
+        "the waiter thread still runs after its handle was dropped"
+    );
+    Ok(())
+}
+
+fn the_waiter_thread_ends_with_its_handle() -> Outcome {
+    let n = name();
+    let sem = check!(Semaphore::create(&n, 0));
+    let mut cmd = role("sem_async::waiter_ends", &[&n]);
+    let mut child = Proc::spawn("waiter", &mut cmd)?;
+    child.expect_line("waiting")?;
+    check!(sem.post());
+    child.success(STEP)?;
+    // The abandoned second wait took nothing.
+    ensure!(check!(sem.value()) == 0, "value {}", check!(sem.value()));
+    check!(sem.post());
+    ensure!(check!(sem.value()) == 1, "a post after the child left");
+    Ok(())
 }
