@@ -17,6 +17,7 @@ macro_rules! main_of {
     };
 }
 
+mod chaos;
 mod contract;
 mod fifo;
 mod mq;
@@ -27,7 +28,9 @@ mod sem;
 mod shm;
 mod signal;
 mod socket;
+// Checked traffic for chaos and soak: used by them, no trials of its own.
+mod traffic;
 
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
 ];
