@@ -21,20 +21,32 @@
 //! | flavor | sender killed: the receiver | receiver killed: the sender | the name after a kill |
 //! |---|---|---|---|
 //! | `-` (a pipe) | `PeerGone` (end of file) | `PeerGone` (`EPIPE`) | none: each round has a new pipe |
-//! | `fifo:` | `PeerGone` | `PeerGone` (`EPIPE`) | a killed receiver's FIFO stays (no process is left to remove it and no lock says it is abandoned): the next receiver opens it (`Receiver::connect`), the test removes it |
+//! | `fifo:` | `PeerGone` | `PeerGone` (`EPIPE`) | a killed receiver's FIFO stays (no process is left to remove it, and no lock says it is abandoned): it is removed as `procom rm` would, and the next receiver creates it again at the same path |
 //! | `unix:`, typed over `unix:` | `PeerGone` | `PeerGone` | a stale socket file is removed by the next receiver's bind |
-//! | `tcp:` | `PeerGone` | `PeerGone` (`ECONNRESET`/`EPIPE`) | the port is bound again |
-//! | `udp:` | nothing: a datagram receiver has no peer to lose | `PeerGone` (the port's refusal comes back on a connected socket) | the port is bound again |
+//! | `tcp:` | `PeerGone` | `PeerGone` (`ECONNRESET`/`EPIPE`) | the port is bound again (one outside the ephemeral range, so nobody is handed it in between) |
+//! | `udp:` | nothing: a datagram receiver has no peer to lose | `PeerGone` (the port's refusal comes back on a connected socket) | the port is bound again (as for `tcp:`) |
 //! | `unixgram:` | nothing: no peer | `PeerGone` (`ECONNREFUSED` on a connected socket) | the stale socket file is removed by the next bind |
 //! | `mq:`, `msg:` | nothing: a kernel queue has no peer; what was sent is all there, then silence | nothing: the queue fills (`Full`) | the queue outlives every process: the next receiver opens it, the test removes it |
 //! | `shm:` (blocking and `?spin=`) | `PeerGone` (the sender's pidfd) | `PeerGone` (the receiver's pidfd) | a dead sender's slot is taken over; the dead receiver's segment is reclaimed by the next receiver (its owner lock is free) |
 //!
+//! A FIFO is not opened again after its reader was killed: if any other process still has it
+//! open (another writer, or a child being spawned that has not yet closed its inherited
+//! descriptors), the pipe outlives the reader with the head of the message its writer was cut
+//! off in, and a new reader would take that for the start of its stream and misframe what
+//! follows. A byte stream cannot be resynchronised; this is a known limit of FIFOs shared over
+//! time by several readers.
+//!
 //! A byte-stream receiver whose sender died in the middle of a message first reports that
 //! message as `Malformed` ("the stream ended N bytes into a M-byte message; the partial
 //! message was discarded"), then `PeerGone`: both are accepted here, nothing else is, and the
-//! kills that landed mid-message are counted. A byte-stream or socket receiver serves one
-//! peer (it latches the end of its stream), so in `sender_killed` it is bound again on the same
-//! name for each round; the ring and the queues keep theirs, and the next sender joins it.
+//! kills that landed mid-message are counted. In `sender_killed` the ring, the queues and the
+//! datagram sockets keep one receiver, which the next sender joins; the stream sockets keep one
+//! `socket::Listener`, and each round's receiver is the connection of that round's sender
+//! (a `Receiver::bind` serves one connection; it is what the children of `receiver_killed`
+//! use); a FIFO's receiver, which latches the end of its stream, is bound again at the same
+//! path. (Closing a listening port and binding it again from this multi-threaded process is
+//! not reliable: a child another test is spawning may hold a copy of the socket until it
+//! executes its program.)
 //!
 //! Rounds: `PROCOM_CHAOS_ROUNDS` per trial (default 10); a run prints its random start, and
 //! `PROCOM_CHAOS_START` replays one.
@@ -60,7 +72,7 @@ pub const ROLES: &[Role] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mech {
+pub(crate) enum Mech {
     Pipe,
     Fifo,
     Unix,
@@ -75,18 +87,18 @@ enum Mech {
 }
 
 /// One flavor: what it carries, and what each side can know of the other's death.
-struct Flavor {
-    name: &'static str,
-    mech: Mech,
+pub(crate) struct Flavor {
+    pub(crate) name: &'static str,
+    pub(crate) mech: Mech,
     /// The largest message of its traffic.
-    max: usize,
+    pub(crate) max: usize,
     /// Whether a receiver learns that its sender died (`PeerGone`).
     receiver_learns: bool,
     /// Whether a sender learns that its receiver died (`PeerGone`).
     sender_learns: bool,
 }
 
-const FLAVORS: &[Flavor] = &[
+pub(crate) const FLAVORS: &[Flavor] = &[
     flavor("pipe", Mech::Pipe, 256 << 10, true, true),
     flavor("fifo", Mech::Fifo, 256 << 10, true, true),
     flavor("unix", Mech::Unix, 256 << 10, true, true),
@@ -134,9 +146,14 @@ impl Flavor {
         )
     }
 
+    /// A stream socket: the receiving side accepts each sender's connection.
+    fn accepts(&self) -> bool {
+        matches!(self.mech, Mech::Unix | Mech::Typed | Mech::Tcp)
+    }
+
     /// Whether a killed receiver's object stays at its name, for the next one to open.
     fn leaves_object(&self) -> bool {
-        matches!(self.mech, Mech::Fifo | Mech::Mq | Mech::Msg)
+        matches!(self.mech, Mech::Mq | Mech::Msg)
     }
 }
 
@@ -158,7 +175,7 @@ pub fn trials() -> Vec<Trial> {
     trials
 }
 
-fn find(name: &str) -> Result<&'static Flavor, String> {
+pub(crate) fn find(name: &str) -> Result<&'static Flavor, String> {
     FLAVORS
         .iter()
         .find(|f| f.name == name)
@@ -186,17 +203,17 @@ fn rng() -> (Rng, u64) {
 
 /// The typed flavor's message: the same checked bytes inside a serde value.
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
-struct Wire {
+pub(crate) struct Wire {
     bytes: Vec<u8>,
 }
 
-enum Tx {
+pub(crate) enum Tx {
     Bytes(Sender),
     Typed(procom::typed::Sender<Wire>),
 }
 
 impl Tx {
-    fn connect(f: &Flavor, ep: &str) -> Result<Tx, procom::Error> {
+    pub(crate) fn connect(f: &Flavor, ep: &str) -> Result<Tx, procom::Error> {
         Ok(match f.mech {
             Mech::Typed => Tx::Typed(procom::typed::Sender::connect(ep)?),
             _ => Tx::Bytes(Sender::connect(ep)?),
@@ -204,7 +221,7 @@ impl Tx {
     }
 
     /// Sends, waiting at most `wait` (`None`: only if there is room now).
-    fn send(&mut self, m: Vec<u8>, wait: Option<Duration>) -> Result<(), procom::Error> {
+    pub(crate) fn send(&mut self, m: Vec<u8>, wait: Option<Duration>) -> Result<(), procom::Error> {
         match (self, wait) {
             (Tx::Bytes(s), Some(w)) => s.send_timeout(m, w).map_err(|e| e.into_error()),
             (Tx::Bytes(s), None) => s.try_send(m).map_err(|e| e.into_error()),
@@ -216,13 +233,13 @@ impl Tx {
     }
 }
 
-enum Rx {
+pub(crate) enum Rx {
     Bytes(Receiver),
     Typed(procom::typed::Receiver<Wire>),
 }
 
 impl Rx {
-    fn new(f: &Flavor, rx: Receiver) -> Rx {
+    pub(crate) fn new(f: &Flavor, rx: Receiver) -> Rx {
         match f.mech {
             Mech::Typed => Rx::Typed(procom::typed::Receiver::from_untyped(rx)),
             _ => Rx::Bytes(rx),
@@ -238,15 +255,8 @@ impl Rx {
         Ok(Rx::new(f, rx))
     }
 
-    fn endpoint(&self) -> String {
-        match self {
-            Rx::Bytes(r) => r.endpoint().to_string(),
-            Rx::Typed(_) => String::new(),
-        }
-    }
-
     /// Receives, waiting at most `wait` (`None`: only what is there now).
-    fn recv(&mut self, wait: Option<Duration>) -> Result<Vec<u8>, procom::Error> {
+    pub(crate) fn recv(&mut self, wait: Option<Duration>) -> Result<Vec<u8>, procom::Error> {
         match (self, wait) {
             (Rx::Bytes(r), Some(w)) => r.recv_timeout(w),
             (Rx::Bytes(r), None) => r.try_recv(),
@@ -258,16 +268,16 @@ impl Rx {
 
 // --- where a flavor's channel lives, and the leak check ---------------------------------------
 
-struct Place {
-    /// The endpoint (a port 0 becomes the real port once a receiver bound it).
-    ep: String,
+pub(crate) struct Place {
+    /// The endpoint.
+    pub(crate) ep: String,
     scratch: Option<Scratch>,
     shm: Option<std::path::PathBuf>,
     mq: Option<String>,
     msg: Option<u32>,
 }
 
-fn place(f: &Flavor) -> Result<Place, String> {
+pub(crate) fn place(f: &Flavor, rng: &mut Rng) -> Result<Place, String> {
     let mut p = Place {
         ep: String::new(),
         scratch: None,
@@ -289,8 +299,7 @@ fn place(f: &Flavor) -> Result<Place, String> {
             p.scratch = Some(s);
             ep
         }
-        Mech::Tcp => "tcp:127.0.0.1:0".into(),
-        Mech::Udp => "udp:127.0.0.1:0".into(),
+        Mech::Tcp | Mech::Udp => port_endpoint(f, rng),
         Mech::Mq => {
             let name = format!("/{}", unique());
             p.mq = Some(name.clone());
@@ -315,6 +324,26 @@ fn place(f: &Flavor) -> Result<Place, String> {
     Ok(p)
 }
 
+/// A `tcp:` or `udp:` endpoint on a port outside the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`): the port is bound again after each kill, and in between
+/// no process that binds port 0 or connects anywhere can be handed it. (Someone may have bound
+/// it on purpose: then the first round picks another, see [`taken`].)
+fn port_endpoint(f: &Flavor, rng: &mut Rng) -> String {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32768)
+        .clamp(2050, 65535);
+    let port = rng.between(low / 2, low - 1);
+    let scheme = if f.mech == Mech::Tcp { "tcp" } else { "udp" };
+    format!("{scheme}:127.0.0.1:{port}")
+}
+
+/// Whether an error says the first round's port was already taken by someone else.
+fn taken(round: u32, e: &str) -> bool {
+    round == 0 && e.contains("already in use")
+}
+
 /// A System V key no other test or run uses.
 fn unique_key() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -324,15 +353,17 @@ fn unique_key() -> u32 {
 }
 
 impl Place {
+    fn remove_fifo(&self) -> Outcome {
+        if let Some(s) = &self.scratch {
+            check!(procom::fifo::remove(s.join("ch")));
+        }
+        Ok(())
+    }
+
     /// Removes what a killed receiver left at the name when nobody can (a FIFO, a queue),
     /// then checks that nothing is left.
-    fn finish(self, left_behind: bool) -> Outcome {
+    pub(crate) fn finish(self, left_behind: bool) -> Outcome {
         if left_behind {
-            if let Some(s) = &self.scratch
-                && self.ep.starts_with("fifo:")
-            {
-                check!(procom::fifo::remove(s.join("ch")));
-            }
             if let Some(name) = &self.mq {
                 check!(procom::mq::remove(name));
             }
@@ -413,29 +444,36 @@ fn killed_by_us(what: &str, fin: &procom_testkit::Finished) -> Outcome {
 
 fn sender_killed(f: &'static Flavor) -> Outcome {
     let (mut rng, start) = rng();
-    let mut place = place(f)?;
+    let mut place = place(f, &mut rng)?;
     let mut fig = Figures::default();
     let mut kept: Option<Rx> = None;
+    let listener = if f.accepts() {
+        Some(loop {
+            let ep = check!(procom::endpoint::Endpoint::parse(&place.ep));
+            match procom::socket::Listener::bind(&ep, &Options::default()) {
+                Ok(l) => break l,
+                Err(e) if taken(0, &e.to_string()) => place.ep = port_endpoint(f, &mut rng),
+                Err(e) => return Err(format!("{}: {e}", place.ep)),
+            }
+        })
+    } else {
+        None
+    };
     for round in 0..rounds() {
-        // The survivor: kept across rounds where it hears new senders, else bound again on
-        // the same name (the killed sender's connection or stream is over for good).
+        // The survivor: a receiver kept across rounds where it hears new senders; for stream
+        // sockets a listener kept across rounds, whose next connection is the next sender's;
+        // otherwise bound again on the same name (a FIFO's stream is over for good).
         let mut send_cmd = role("chaos::send", &[f.name, &place.ep, &round.to_string()]);
         let kept_rx = kept.is_some();
         let mut rx = match kept.take() {
-            Some(rx) => rx,
+            Some(rx) => Some(rx),
             None if f.mech == Mech::Pipe => {
                 let (r, w) = check!(procom::pipe::pipe());
                 send_cmd.stdout(w);
-                Rx::new(f, Receiver::from_fd(r, "-", &Options::default()))
+                Some(Rx::new(f, Receiver::from_fd(r, "-", &Options::default())))
             }
-            None => {
-                let rx = check!(Rx::open(f, &place.ep, true));
-                if place.ep.ends_with(":0") {
-                    place.ep = rx.endpoint();
-                    send_cmd = role("chaos::send", &[f.name, &place.ep, &round.to_string()]);
-                }
-                rx
-            }
+            None if listener.is_some() => None,
+            None => Some(check!(Rx::open(f, &place.ep, true))),
         };
         send_cmd.stdin(Stdio::null());
         let mut tx = if f.mech == Mech::Pipe {
@@ -449,6 +487,11 @@ fn sender_killed(f: &'static Flavor) -> Outcome {
             // PeerGone until then: receive once the new one says it is there.
             tx.expect_line("connected")?;
         }
+        let mut rx = match (rx.take(), &listener) {
+            (Some(rx), _) => rx,
+            (None, Some(l)) => Rx::new(f, check!(l.accept_timeout(STEP)).receiver),
+            (None, None) => return Err("no receiver".into()),
+        };
         let kill_after = rng.between(1, 40);
         let mut order = Order::default();
         let mut killed: Option<Instant> = None;
@@ -534,6 +577,7 @@ fn sender_killed(f: &'static Flavor) -> Outcome {
         }
     }
     drop(kept);
+    drop(listener);
     fig.print(
         &format!("chaos::{}::sender_killed", f.name),
         start,
@@ -567,7 +611,7 @@ const LAST: u64 = 20;
 
 fn receiver_killed(f: &'static Flavor) -> Outcome {
     let (mut rng, start) = rng();
-    let mut place = place(f)?;
+    let mut place = place(f, &mut rng)?;
     let mut fig = Figures::default();
     let mut left_behind = false;
     let mut seq = 0u64;
@@ -575,31 +619,17 @@ fn receiver_killed(f: &'static Flavor) -> Outcome {
     for round in 0..=rounds {
         let last = round == rounds;
         let what = |e: &dyn std::fmt::Display| format!("{} round {round}: {e}", f.name);
-        let mode = if left_behind { "connect" } else { "bind" };
         let until = if last {
             (seq + LAST - 1).to_string()
         } else {
             "-".into()
         };
-        let mut cmd = role("chaos::recv", &[f.name, &place.ep, mode, &until]);
-        let mut pipe_tx = None;
-        if f.mech == Mech::Pipe {
-            let (r, w) = check!(procom::pipe::pipe());
-            cmd.stdin(r);
-            pipe_tx = Some(w);
-        } else {
-            cmd.stdin(Stdio::null());
-        }
-        let mut child = Proc::spawn("receiver", &mut cmd)?;
-        drop(cmd); // our copy of the pipe's read end
-        if place.ep.ends_with(":0") {
-            let line = child.line(STEP)?;
-            place.ep = line
-                .strip_prefix("bound ")
-                .ok_or(format!("the receiver said {line:?}"))?
-                .to_string();
-        }
-        child.expect_line("ready")?;
+        let (mut child, pipe_tx) = loop {
+            match spawn_receiver(f, &place.ep, left_behind, &until) {
+                Err(e) if taken(round, &e) => place.ep = port_endpoint(f, &mut rng),
+                r => break r.map_err(|e| what(&e))?,
+            }
+        };
         let mut tx = match pipe_tx {
             Some(w) => Tx::Bytes(Sender::from_fd(w, "-", &Options::default())),
             None => check!(Tx::connect(f, &place.ep)),
@@ -652,6 +682,12 @@ fn receiver_killed(f: &'static Flavor) -> Outcome {
         fig.checked += receiver_report(&fin.stdout).map_err(|e| what(&e))?;
         fig.rounds += 1;
         left_behind |= f.leaves_object();
+        if f.mech == Mech::Fifo {
+            // What a killed reader leaves: its FIFO, which may hold the head of a message its
+            // writer was cut off in (see the module docs). Removed as `procom rm` would; the
+            // next receiver creates it again at the same path.
+            place.remove_fifo()?;
+        }
     }
     fig.print(
         &format!("chaos::{}::receiver_killed", f.name),
@@ -659,6 +695,37 @@ fn receiver_killed(f: &'static Flavor) -> Outcome {
         f.sender_learns,
     );
     place.finish(left_behind)
+}
+
+/// Starts a receiver child on `ep` (opening the object a killed one left there, or binding)
+/// and waits until it is ready. On a pipe, the write end comes back with it.
+fn spawn_receiver(
+    f: &Flavor,
+    ep: &str,
+    left_behind: bool,
+    until: &str,
+) -> Result<(Proc, Option<procom::pipe::PipeWriter>), String> {
+    let mode = if left_behind { "connect" } else { "bind" };
+    let mut cmd = role("chaos::recv", &[f.name, ep, mode, until]);
+    let mut pipe_tx = None;
+    if f.mech == Mech::Pipe {
+        let (r, w) = check!(procom::pipe::pipe());
+        cmd.stdin(r);
+        pipe_tx = Some(w);
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child = Proc::spawn("receiver", &mut cmd)?;
+    drop(cmd); // our copy of the pipe's read end
+    if child.expect_line("ready").is_err() {
+        let fin = child.finish(STEP)?;
+        return Err(format!(
+            "the receiver did not start: {}; {}",
+            fin.status,
+            fin.stderr.trim()
+        ));
+    }
+    Ok((child, pipe_tx))
 }
 
 /// The last round: the receiver that took over the name checks [`LAST`] messages and exits
@@ -726,9 +793,6 @@ fn recv_role(args: &[String]) -> Outcome {
     } else {
         check!(Rx::open(f, ep, mode == "bind"))
     };
-    if ep.ends_with(":0") {
-        println!("bound {}", rx.endpoint());
-    }
     println!("ready");
     let mut order = Order::default();
     let mut out = std::io::stdout();
@@ -778,7 +842,10 @@ fn the_checks_catch_torn_duplicated_and_lost_messages() -> Outcome {
     ensure!(traffic::check(&glued).is_err(), "two glued messages passed");
     let mut spliced = a.clone();
     spliced[HEADER_END..].copy_from_slice(&traffic::message(3, 9, 1000)[HEADER_END..]);
-    ensure!(traffic::check(&spliced).is_err(), "a spliced message passed");
+    ensure!(
+        traffic::check(&spliced).is_err(),
+        "a spliced message passed"
+    );
     let mut o = Order::default();
     check!(o.reliable(7));
     ensure!(o.reliable(7).is_err(), "a duplicate passed");

@@ -27,10 +27,11 @@ mod removal;
 mod sem;
 mod shm;
 mod signal;
+mod soak;
 mod socket;
 // Checked traffic for chaos and soak: used by them, no trials of its own.
 mod traffic;
 
 main_of![
-    chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, soak, socket
 ];

@@ -69,7 +69,8 @@ pub fn size_of(seq: u64, max: usize) -> usize {
 /// Message `seq` of `stream`, `len` bytes long (at least [`HEADER`]).
 pub fn message(stream: u32, seq: u64, len: usize) -> Vec<u8> {
     let payload_len = len.clamp(HEADER, HEADER + BLOCK) - HEADER;
-    let off = (seq.wrapping_mul(4099) ^ u64::from(stream) * 131) as usize % (BLOCK - payload_len + 1);
+    let off =
+        (seq.wrapping_mul(4099) ^ u64::from(stream) * 131) as usize % (BLOCK - payload_len + 1);
     let payload = &block()[off..off + payload_len];
     let mut m = Vec::with_capacity(HEADER + payload_len);
     m.extend_from_slice(&MAGIC);
@@ -202,4 +203,3 @@ pub fn spread(times: &[Duration]) -> String {
         t.len()
     )
 }
-
