@@ -20,6 +20,8 @@ macro_rules! main_of {
 mod chaos;
 mod contract;
 mod fifo;
+// The flavors chaos and soak run: no trials of its own.
+mod flavors;
 mod mq;
 mod msg;
 mod pipe;
@@ -29,7 +31,7 @@ mod shm;
 mod signal;
 mod soak;
 mod socket;
-// Checked traffic for chaos and soak: used by them, no trials of its own.
+// Checked traffic for chaos and soak: no trials of its own.
 mod traffic;
 
 main_of![

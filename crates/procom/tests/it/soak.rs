@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use procom::{ErrorKind, Receiver};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, fds_of, role_within};
 
-use crate::chaos::{self, Flavor, Mech, Rx, Tx};
+use crate::flavors::{self, Flavor, Mech, Rx, Tx};
 use crate::traffic::{self, Order, Rng};
 
 pub const ROLES: &[Role] = &[
@@ -156,8 +156,8 @@ fn flat(who: &str, samples: &[Sample]) -> Result<String, String> {
 fn every_flavor_at_once() -> Outcome {
     let (mut rng, _) = Rng::fresh();
     let mut places = Vec::new();
-    for f in chaos::FLAVORS {
-        let mut p = chaos::place(f, &mut rng)?;
+    for f in flavors::FLAVORS {
+        let mut p = flavors::place(f, &mut rng)?;
         if matches!(f.mech, Mech::Tcp | Mech::Udp) {
             // Bound once, so the kernel may pick the port.
             p.ep =
@@ -223,7 +223,7 @@ fn every_flavor_at_once() -> Outcome {
         }
     }
     let mut total = 0;
-    for f in chaos::FLAVORS {
+    for f in flavors::FLAVORS {
         let line = got
             .stdout
             .iter()
@@ -259,7 +259,7 @@ fn every_flavor_at_once() -> Outcome {
     println!(
         "soak: {} s, {} flavors at once, {total} messages checked (0 lost, duplicated or reordered on the reliable ones); {rx_trend}; {tx_trend}",
         run.as_secs(),
-        chaos::FLAVORS.len()
+        flavors::FLAVORS.len()
     );
     for (_, p) in places {
         p.finish(false)?;
@@ -271,7 +271,7 @@ fn specs(args: &[String]) -> Result<Vec<(&'static Flavor, String)>, String> {
     args.iter()
         .map(|a| {
             let (name, ep) = a.split_once('=').ok_or(format!("bad spec {a:?}"))?;
-            Ok((chaos::find(name)?, ep.to_string()))
+            Ok((flavors::find(name)?, ep.to_string()))
         })
         .collect()
 }

@@ -47,7 +47,7 @@ fn checksum(parts: &[&[u8]]) -> u64 {
         let rest = words.remainder();
         let mut last = [0u8; 8];
         last[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(last) ^ (rest.len() as u64) << 56)
+        h = (h ^ u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56))
             .wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
@@ -70,7 +70,7 @@ pub fn size_of(seq: u64, max: usize) -> usize {
 pub fn message(stream: u32, seq: u64, len: usize) -> Vec<u8> {
     let payload_len = len.clamp(HEADER, HEADER + BLOCK) - HEADER;
     let off =
-        (seq.wrapping_mul(4099) ^ u64::from(stream) * 131) as usize % (BLOCK - payload_len + 1);
+        (seq.wrapping_mul(4099) ^ (u64::from(stream) * 131)) as usize % (BLOCK - payload_len + 1);
     let payload = &block()[off..off + payload_len];
     let mut m = Vec::with_capacity(HEADER + payload_len);
     m.extend_from_slice(&MAGIC);
