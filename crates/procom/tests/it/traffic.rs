@@ -123,6 +123,14 @@ pub struct Order {
 }
 
 impl Order {
+    /// A stream whose first message must be number `first`.
+    pub fn starting_at(first: u64) -> Order {
+        Order {
+            next: Some(first),
+            ..Order::default()
+        }
+    }
+
     /// A reliable stream: after the first message (whatever its number: a receiver may join
     /// late), each one is the next, exactly: nothing lost, duplicated or reordered.
     pub fn reliable(&mut self, seq: u64) -> Result<(), String> {
