@@ -115,12 +115,23 @@ struct Figures {
     lost: u64,
     mid_message: u32,
     to_gone: Vec<Duration>,
+    /// From the last message received (or the kill, if later) to `PeerGone`: the part of
+    /// `to_gone` that is not spent receiving what the peer sent before it died.
+    idle_to_gone: Vec<Duration>,
 }
 
 impl Figures {
     fn print(&self, trial: &str, start: u64, learns: bool) {
         let gone = if learns {
-            format!("kill to PeerGone {}", traffic::spread(&self.to_gone))
+            let idle = if self.idle_to_gone.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; after the last message {}",
+                    traffic::spread(&self.idle_to_gone)
+                )
+            };
+            format!("kill to PeerGone {}{idle}", traffic::spread(&self.to_gone))
         } else {
             "no PeerGone (no peer to lose)".into()
         };
@@ -207,11 +218,13 @@ fn sender_killed(f: &'static Flavor) -> Outcome {
         let kill_after = rng.between(1, 40);
         let mut order = Order::starting_at(0);
         let mut killed: Option<Instant> = None;
+        let mut last = Instant::now();
         let mut cut = false;
         let what = |e: &dyn std::fmt::Display| format!("{} round {round}: {e}", f.name);
         loop {
             match rx.recv(Some(STEP)) {
                 Ok(m) => {
+                    last = Instant::now();
                     if !accept(f, round, &mut order, &m).map_err(|e| what(&e))? {
                         continue;
                     }
@@ -233,6 +246,7 @@ fn sender_killed(f: &'static Flavor) -> Outcome {
                         )));
                     };
                     fig.to_gone.push(at.elapsed());
+                    fig.idle_to_gone.push(last.max(at).elapsed());
                     break;
                 }
                 // A stream cut in the middle of a message: that message is refused whole,
@@ -506,7 +520,7 @@ fn receiver_report(lines: &[String]) -> Result<u64, String> {
 }
 
 /// Receives and checks the flavor's traffic (from message `first`, when it is known) until
-/// killed, or, given a last sequence number, until it has seen it; says `ok N` every 16 messages and `bad WHY` at the first fault.
+/// killed, or, given a last sequence number, until it has seen it; says `ok N` after each message and `bad WHY` at the first fault.
 fn recv_role(args: &[String]) -> Outcome {
     use std::io::Write;
     let [name, ep, mode, first, until] = args else {
@@ -545,9 +559,7 @@ fn recv_role(args: &[String]) -> Outcome {
             let _ = writeln!(out, "checked {}", order.count);
             return Ok(());
         }
-        if order.count % 16 == 0 {
-            let _ = writeln!(out, "ok {}", order.count);
-        }
+        let _ = writeln!(out, "ok {}", order.count);
     }
 }
 
