@@ -34,6 +34,8 @@ mod socket;
 // Checked traffic for chaos and soak: no trials of its own.
 mod traffic;
 
+// Trials start in this order: the soak, the longest and mostly waiting, first, so that the
+// rest of the suite runs beside it rather than after it.
 main_of![
-    chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, soak, socket
+    soak, chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
 ];
