@@ -48,7 +48,7 @@
 //! not reliable: a child another test is spawning may hold a copy of the socket until it
 //! executes its program.)
 //!
-//! Rounds: `PROCOM_CHAOS_ROUNDS` per trial (default 10); a run prints its random start, and
+//! Rounds: `PROCOM_CHAOS_ROUNDS` per trial (default 20); a run prints its random start, and
 //! `PROCOM_CHAOS_START` replays one.
 
 use std::os::unix::process::ExitStatusExt;
@@ -94,7 +94,7 @@ fn rounds() -> u32 {
     std::env::var("PROCOM_CHAOS_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(20)
 }
 
 fn rng() -> (Rng, u64) {
