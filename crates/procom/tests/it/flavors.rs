@@ -9,6 +9,8 @@ use procom_testkit::{Outcome, Scratch, check, ensure};
 
 use crate::traffic::Rng;
 
+/// The mechanism under a flavor (`Typed` is typed messages over `unix:`; `ShmSpin` the ring
+/// with `?spin=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mech {
     Pipe,
@@ -256,6 +258,7 @@ fn unique_key() -> u32 {
 }
 
 impl Place {
+    /// Removes the FIFO at the place's path (as `procom rm` would).
     pub(crate) fn remove_fifo(&self) -> Outcome {
         if let Some(s) = &self.scratch {
             check!(procom::fifo::remove(s.join("ch")));
@@ -263,8 +266,9 @@ impl Place {
         Ok(())
     }
 
-    /// Removes what a killed receiver left at the name when nobody can (a FIFO, a queue),
-    /// then checks that nothing is left.
+    /// Removes the queue a killed receiver left behind, if one did (nobody else will), then
+    /// checks that nothing is left: no file in the scratch directory, no /dev/shm entry, no
+    /// queue.
     pub(crate) fn finish(self, left_behind: bool) -> Outcome {
         if left_behind {
             if let Some(name) = &self.mq {
