@@ -209,6 +209,15 @@ fn every_flavor_at_once() -> Outcome {
     while started.elapsed() < run {
         std::thread::sleep(Duration::from_millis(250)); // the sampling period
         let at = started.elapsed();
+        // A side that ended early (a failed check) says why, not only that it is gone.
+        if rx.exits_within(Duration::ZERO)?.is_some() || tx.exits_within(Duration::ZERO)?.is_some()
+        {
+            return Err(format!(
+                "a side ended during the run; receivers: {}; senders: {}",
+                rx.finish(STEP)?.stderr.trim(),
+                tx.finish(STEP)?.stderr.trim()
+            ));
+        }
         rx_samples.push(sample(rx.pid(), at)?);
         tx_samples.push(sample(tx.pid(), at)?);
     }
