@@ -4,10 +4,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use libtest_mimic::Completion;
 
-use crate::{Outcome, ROLE_LIMIT, ROLE_VAR, TEST_LIMIT, Trial, needs};
+use crate::{Outcome, ROLE_LIMIT, ROLE_LIMIT_VAR, ROLE_VAR, TEST_LIMIT, Trial, needs};
 
 /// A named piece of child-process behaviour, run when the test binary is re-executed.
 #[derive(Clone, Copy)]
@@ -51,9 +52,13 @@ fn play(roles: &[Role], name: &str) -> ExitCode {
     // a full mask from this thread, which then gets its own mask back.
     let all: Vec<i32> = (1..=64).filter(|s| ![9, 19, 32, 33].contains(s)).collect();
     let held = procom_sys::signal::block(&all);
-    std::thread::spawn(|| {
-        std::thread::sleep(ROLE_LIMIT); // a self-destruct timer, not synchronisation
-        eprintln!("role watchdog: still running after {ROLE_LIMIT:?}, exiting");
+    let limit = std::env::var(ROLE_LIMIT_VAR)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(ROLE_LIMIT, Duration::from_secs);
+    std::thread::spawn(move || {
+        std::thread::sleep(limit); // a self-destruct timer, not synchronisation
+        eprintln!("role watchdog: still running after {limit:?}, exiting");
         std::process::exit(124);
     });
     drop(held);
@@ -146,6 +151,18 @@ pub fn test_needing(
     needs: Vec<needs::Need>,
     f: impl FnOnce() -> Outcome + Send + 'static,
 ) -> Trial {
+    test_within(name, TEST_LIMIT, needs, f)
+}
+
+/// [`test_needing`] for a test whose length is its point (a soak run): the watchdog fails it
+/// after `limit` instead of [`TEST_LIMIT`]. Its child roles need the same allowance
+/// ([`role_within`]).
+pub fn test_within(
+    name: impl Into<String>,
+    limit: Duration,
+    needs: Vec<needs::Need>,
+    f: impl FnOnce() -> Outcome + Send + 'static,
+) -> Trial {
     Trial::ignorable_test(name, move || {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -163,11 +180,9 @@ pub fn test_needing(
                 });
             let _ = tx.send(r);
         });
-        match rx.recv_timeout(TEST_LIMIT) {
+        match rx.recv_timeout(limit) {
             Ok(r) => r.map_err(Into::into),
-            Err(_) => {
-                Err(format!("watchdog: the test was still running after {TEST_LIMIT:?}").into())
-            }
+            Err(_) => Err(format!("watchdog: the test was still running after {limit:?}").into()),
         }
     })
 }
@@ -177,5 +192,13 @@ pub fn role(name: &str, args: &[&str]) -> Command {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
     let mut cmd = Command::new(exe);
     cmd.env(ROLE_VAR, name).args(args);
+    cmd
+}
+
+/// [`role`] for a child that may run longer than [`ROLE_LIMIT`]: it kills itself after
+/// `limit` instead.
+pub fn role_within(name: &str, args: &[&str], limit: Duration) -> Command {
+    let mut cmd = role(name, args);
+    cmd.env(ROLE_LIMIT_VAR, limit.as_secs().max(1).to_string());
     cmd
 }

@@ -30,6 +30,8 @@ pub const STEP: Duration = Duration::from_secs(20);
 
 /// Environment variable that tells a re-executed test binary which role to play.
 const ROLE_VAR: &str = "PROCOM_IT_ROLE";
+/// Environment variable that gives a role another limit than [`ROLE_LIMIT`] (seconds).
+const ROLE_LIMIT_VAR: &str = "PROCOM_IT_ROLE_LIMIT";
 
 /// Returns `Err(message)` from the enclosing function unless `cond` holds.
 #[macro_export]
@@ -59,7 +61,9 @@ mod proc;
 mod scratch;
 mod sockets;
 
-pub use harness::{Role, fds_of, main, open_fds, role, test, test_needing};
+pub use harness::{
+    Role, fds_of, main, open_fds, role, role_within, test, test_needing, test_within,
+};
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
 pub use scratch::{Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{

@@ -25,7 +25,8 @@ pub struct Proc {
     child: Child,
     what: String,
     lines: mpsc::Receiver<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    /// Everything the child writes on standard error, once the pipe closes.
+    stderr: Option<mpsc::Receiver<String>>,
     stdout_seen: Vec<String>,
 }
 
@@ -76,10 +77,11 @@ impl Proc {
                 }
             }
         });
-        let stderr = std::thread::spawn(move || {
+        let (stderr_tx, stderr) = mpsc::channel();
+        std::thread::spawn(move || {
             let mut s = String::new();
             let _ = BufReader::new(err).read_to_string(&mut s);
-            s
+            let _ = stderr_tx.send(s);
         });
         Ok(Proc {
             child,
@@ -133,11 +135,7 @@ impl Proc {
     fn finish_now(&mut self) -> String {
         let _ = self.child.kill();
         let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let stderr = self.stderr.take().map(stderr_of).unwrap_or_default();
         format!("{status}; stderr: {}", stderr.trim())
     }
 
@@ -159,11 +157,7 @@ impl Proc {
                 ));
             }
         };
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let stderr = self.stderr.take().map(stderr_of).unwrap_or_default();
         let mut stdout = std::mem::take(&mut self.stdout_seen);
         while let Ok(l) = self.lines.recv_timeout(STEP) {
             stdout.push(l);
@@ -198,6 +192,15 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// What a child wrote on standard error, once the pipe closed: waited for at most [`STEP`]
+/// after the child ended, since a process it started may still hold the pipe open (and then
+/// this says so instead of waiting for that process).
+fn stderr_of(collected: mpsc::Receiver<String>) -> String {
+    collected.recv_timeout(STEP).unwrap_or_else(|_| {
+        "(standard error is still held open, by a process the child started)".to_string()
+    })
 }
 
 /// Waits for `child` at most `timeout` using a pidfd, without polling in a loop.

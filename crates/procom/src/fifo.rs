@@ -36,6 +36,16 @@
 //! - The creator ([`Fifo`]) removes the FIFO when dropped, unless told to [`Fifo::keep`] it,
 //!   and only if the path still names the FIFO it created. Openers never remove.
 //!
+//! One reader at a time, from the start: a FIFO is one byte stream shared by everyone who opens
+//! it. When a reader stops (it exits, or is killed) while the FIFO is still open elsewhere —
+//! another writer, or a child a writer is spawning that has not yet closed its inherited
+//! descriptors — the bytes it had not read stay in the FIFO for the next reader, and they may
+//! begin inside a message: the part of one the old reader had already taken, or one a writer
+//! was cut off in when the reader went. Framing cannot find a boundary in the middle of a
+//! byte stream, so the next reader would take them for the start of a message. After a reader
+//! dies, remove the FIFO and create it again (a new FIFO starts empty) rather than opening it
+//! again with a new reader.
+//!
 //! # References
 //! - [`mkfifo(3)`](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
 //! - [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html)

@@ -27,8 +27,11 @@ macro_rules! main_of {
     };
 }
 
+mod chaos;
 mod contract;
 mod fifo;
+// The flavors chaos and soak run: no trials of its own.
+mod flavors;
 mod mq;
 mod msg;
 mod pipe;
@@ -36,14 +39,19 @@ mod removal;
 mod sem;
 mod shm;
 mod signal;
+mod soak;
 mod socket;
+// Checked traffic for chaos and soak: no trials of its own.
+mod traffic;
 
 #[cfg(feature = "tokio")]
 mod child_async;
 #[cfg(feature = "tokio")]
 mod sem_async;
 
+// Trials start in this order: the soak, the longest and mostly waiting, first, so that the
+// rest of the suite runs beside it rather than after it.
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket;
+    soak, chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket;
     tokio: child_async, sem_async
 ];
