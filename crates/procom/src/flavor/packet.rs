@@ -1,0 +1,265 @@
+//! The sequenced-packet flavor: connected `unixpacket:` sockets (`SOCK_SEQPACKET`). The kernel
+//! keeps each message whole and in order, so nothing is added on the wire: one `send` is one
+//! message, one `recv` takes one.
+//!
+//! What the kernel allows, and how it is kept honest:
+//! - A message travels in one kernel buffer charged to the sender's socket: the kernel refuses
+//!   one over the send buffer less 32 bytes (`EMSGSIZE`), and cannot allocate the contiguous
+//!   part of one much over 4 MiB (`ENOBUFS`). The sender grows its send buffer to fit the
+//!   channel's limit (the kernel caps it at twice `net.core.wmem_max` unless the process may
+//!   force it) and refuses a larger message itself, with [`ErrorKind::TooLarge`] and the
+//!   limit it found: see [`room`].
+//! - A receive is asked with `MSG_TRUNC`, so it returns the message's real length: one longer
+//!   than the receiver's limit was cut short by the kernel and consumed; it is reported
+//!   ([`ErrorKind::TooLarge`]) and never delivered. The receiver stays usable.
+//! - A message of no bytes and the peer leaving look the same to a receiver (both receive 0
+//!   bytes), so a sender refuses an empty message ([`ErrorKind::InvalidInput`]) and a receiver
+//!   reads 0 bytes as [`ErrorKind::PeerGone`].
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU8;
+
+use rustix::event::PollFlags;
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::error::{Error, ErrorKind};
+use crate::flavor::{RecvFlavor, SendFlavor, Wait};
+use crate::stream::wait as poll_until;
+
+/// The most a sequenced packet carries whatever the send buffer: the kernel allocates a
+/// packet's bytes, less a few pages, in one piece, and its largest contiguous allocation is
+/// 4 MiB (with 4 KiB pages).
+pub(crate) const PACKET_CEILING: usize = 4 << 20;
+
+/// The kernel's reserve in a send buffer: a packet may be at most the buffer less this.
+const SNDBUF_RESERVE: usize = 32;
+
+/// The largest message a `unixpacket:` sender on `fd` can send: its send buffer, grown first
+/// to fit `max` where the kernel lets it, less the kernel's reserve, and at most
+/// [`PACKET_CEILING`].
+pub(crate) fn room(fd: BorrowedFd<'_>, max: usize) -> usize {
+    use rustix::net::sockopt;
+    let want = max.min(PACKET_CEILING).saturating_add(SNDBUF_RESERVE);
+    let have = |fd| sockopt::socket_send_buffer_size(fd).unwrap_or(0);
+    if have(fd) < want {
+        // The kernel doubles what it is given (for its own bookkeeping) and caps it at twice
+        // net.core.wmem_max; a process with CAP_NET_ADMIN may force it past that.
+        let _ = sockopt::set_socket_send_buffer_size(fd, want.div_ceil(2));
+        if have(fd) < want {
+            let _ = sockopt::set_socket_send_buffer_size_force(fd, want.div_ceil(2));
+        }
+    }
+    have(fd)
+        .saturating_sub(SNDBUF_RESERVE)
+        .min(PACKET_CEILING)
+}
+
+/// The largest message a `unixpacket:` socket carries here for a process that may not force
+/// its send buffer: twice `net.core.wmem_max` less the kernel's 32-byte reserve, at most
+/// 4 MiB (see [`crate::socket`]).
+pub fn packet_limit() -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(212_992);
+    wmem_max
+        .saturating_mul(2)
+        .saturating_sub(SNDBUF_RESERVE)
+        .min(PACKET_CEILING)
+}
+
+#[derive(Debug)]
+pub(crate) struct PacketSender {
+    fd: OwnedFd,
+    /// The channel's limit, which `room` was fitted to.
+    max: usize,
+    /// The largest message the socket takes (see [`room`]).
+    room: usize,
+}
+
+impl PacketSender {
+    /// Sends over the connected sequenced-packet socket `fd` messages of at most `max` bytes
+    /// (less where the kernel allows less: see [`room`]).
+    pub(crate) fn new(fd: OwnedFd, max: usize) -> PacketSender {
+        let room = room(fd.as_fd(), max);
+        PacketSender { fd, max, room }
+    }
+}
+
+impl SendFlavor for PacketSender {
+    fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
+        if msg.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidInput).detail(
+                "a unixpacket socket cannot carry an empty message: its receiver could not tell it from the sender leaving",
+            ));
+        }
+        if msg.len() > self.room {
+            return Err(too_big(msg.len(), self.room));
+        }
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        let mut flags = SendFlags::NOSIGNAL;
+        if deadline.is_some() {
+            flags |= SendFlags::DONTWAIT;
+        }
+        loop {
+            match rustix::net::send(&self.fd, msg, flags) {
+                // A sequenced packet goes whole or not at all.
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    // Waiting for room (or a socket made non-blocking behind our back).
+                    flags |= SendFlags::DONTWAIT;
+                    let ready = poll_until(self.fd.as_fd(), PollFlags::OUT, deadline)
+                        .map_err(|e| Error::os("wait for room", e))?;
+                    if !ready {
+                        return Err(if is_try {
+                            Error::new(ErrorKind::Full)
+                        } else {
+                            Error::new(ErrorKind::Timeout)
+                                .detail("the deadline passed before the peer made room for the message")
+                        });
+                    }
+                }
+                Err(rustix::io::Errno::MSGSIZE) => {
+                    // The send buffer was shrunk behind our back (through `as_fd`).
+                    self.room = room(self.fd.as_fd(), self.max);
+                    return Err(too_big(msg.len(), self.room.min(msg.len() - 1)));
+                }
+                Err(rustix::io::Errno::NOBUFS) => {
+                    return Err(Error::os("send to it", rustix::io::Errno::NOBUFS.into())
+                        .detail(format!(
+                            "the kernel could not allocate a {}-byte packet in one piece; send smaller messages",
+                            msg.len()
+                        )));
+                }
+                Err(e) => return Err(Error::os("send to it", e.into())),
+            }
+        }
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
+    fn into_fd(self) -> Option<OwnedFd> {
+        Some(self.fd)
+    }
+
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.room = room(self.fd.as_fd(), max);
+    }
+}
+
+fn too_big(len: usize, room: usize) -> Error {
+    Error::too_large(len as u64, room as u64).detail(format!(
+        "a {len}-byte message is over the {room} bytes a unixpacket message can hold here: the kernel keeps a whole packet in the sender's socket buffer (bounded by net.core.wmem_max, and 4 MiB at most); use unix: or shm: for larger messages"
+    ))
+}
+
+#[derive(Debug)]
+pub(crate) struct PacketReceiver {
+    fd: OwnedFd,
+    max: usize,
+    /// Room for the largest message the receiver accepts, allocated on the first receive and
+    /// kept (the kernel writes only what arrives, so untouched pages cost nothing).
+    buf: Vec<u8>,
+}
+
+impl PacketReceiver {
+    /// Receives from the connected sequenced-packet socket `fd` messages of at most `max`
+    /// bytes.
+    pub(crate) fn new(fd: OwnedFd, max: usize) -> PacketReceiver {
+        PacketReceiver {
+            fd,
+            max,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Receives the next message into the kept buffer; returns its length.
+    fn recv_packet(&mut self, wait: Wait) -> Result<usize, Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        let room = self.max.min(PACKET_CEILING.saturating_mul(2));
+        if self.buf.len() != room {
+            self.buf = vec![0; room];
+        }
+        let mut flags = RecvFlags::TRUNC;
+        if deadline.is_some() {
+            flags |= RecvFlags::DONTWAIT;
+        }
+        loop {
+            match rustix::net::recv(&self.fd, &mut self.buf[..], flags) {
+                Ok((_, 0)) => {
+                    return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
+                }
+                Ok((_, n)) if n > self.max => {
+                    return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
+                        "a {n}-byte message is over the {}-byte message limit; it was discarded",
+                        self.max
+                    )));
+                }
+                Ok((_, n)) if n > room => {
+                    return Err(Error::new(ErrorKind::Malformed).detail(format!(
+                        "a {n}-byte packet is larger than any the kernel is known to carry; it was cut short and discarded"
+                    )));
+                }
+                Ok((_, n)) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    flags |= RecvFlags::DONTWAIT;
+                    let ready = poll_until(self.fd.as_fd(), PollFlags::IN, deadline)
+                        .map_err(|e| Error::os("wait for a message", e))?;
+                    if !ready {
+                        return Err(if is_try {
+                            Error::new(ErrorKind::Empty)
+                        } else {
+                            Error::new(ErrorKind::Timeout)
+                                .detail("no message arrived before the deadline")
+                        });
+                    }
+                }
+                Err(e) => return Err(Error::os("receive from it", e.into())),
+            }
+        }
+    }
+}
+
+impl RecvFlavor for PacketReceiver {
+    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let n = self.recv_packet(wait)?;
+        buf.clear();
+        buf.extend_from_slice(&self.buf[..n]);
+        Ok(n)
+    }
+
+    fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(self.buf[..n].to_vec())
+    }
+
+    /// Lent from the kept buffer: no allocation and no copy per message.
+    fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(f(procom_sys::mapping::atomic_bytes(&mut self.buf[..n])))
+    }
+
+    fn recv_bytes<T>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(f(&self.buf[..n]))
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
+    fn into_fd(self) -> Option<OwnedFd> {
+        Some(self.fd)
+    }
+}
+
+/// Whether `fd` is a sequenced-packet socket (what [`Sender::from_fd`](crate::Sender::from_fd)
+/// and standard input/output are checked for).
+pub(crate) fn is_packet_socket(fd: BorrowedFd<'_>) -> bool {
+    rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == rustix::net::SocketType::SEQPACKET)
+}
