@@ -21,6 +21,7 @@ mod contract;
 mod fifo;
 mod mq;
 mod msg;
+mod packet;
 mod pipe;
 mod removal;
 mod sem;
@@ -29,5 +30,5 @@ mod signal;
 mod socket;
 
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    contract, fifo, mq, msg, packet, pipe, removal, sem, shm, signal, socket
 ];
