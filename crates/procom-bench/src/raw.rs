@@ -68,6 +68,15 @@ impl RawIo for RawDgram {
     }
 }
 
+/// Gives a sequenced-packet socket the send buffer procom's sender asks for with the
+/// benchmark's limit (a packet must fit in it whole): what any program sending packets that
+/// large must do.
+fn packet_send_buffer(fd: &OwnedFd) -> Result<(), Error> {
+    let want = crate::link::options().max_message + 32;
+    rustix::net::sockopt::set_socket_send_buffer_size(fd, want.div_ceil(2))
+        .map_err(|e| Error::os("size a socket's send buffer", e.into()))
+}
+
 /// Two POSIX message queues: `mq_send(3)` and `mq_receive(3)`.
 struct RawMq {
     tx: OwnedFd,
@@ -253,6 +262,7 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
         Mechanism::UnixPacket => {
             let (tx, _, child) = packet_pair_peer(command("-", "-"))?;
             peer_proc.0 = Some(child);
+            packet_send_buffer(&tx)?;
             Box::new(RawDgram(tx))
         }
         Mechanism::Fifo => {
@@ -447,12 +457,14 @@ pub(crate) fn raw_peer(
     };
     let mut io: Box<dyn RawIo> = match mech {
         "raw-pipe" | "raw-unix" => stdio()?,
-        "raw-unixpacket" => Box::new(RawDgram(
-            std::io::stdin()
+        "raw-unixpacket" => {
+            let fd = std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
-                .map_err(|e| Error::os("duplicate stdin", e))?,
-        )),
+                .map_err(|e| Error::os("duplicate stdin", e))?;
+            packet_send_buffer(&fd)?;
+            Box::new(RawDgram(fd))
+        }
         "raw-shm" => {
             let fd = std::io::stdin()
                 .as_fd()

@@ -255,7 +255,7 @@ impl Receiver {
         Receiver {
             endpoint: name.into(),
             kind,
-            flavor: ReceiverFlavor::Packet(PacketReceiver::new(fd, opts.max_message)),
+            flavor: ReceiverFlavor::Packet(PacketReceiver::new(fd, opts.framing, opts.max_message)),
         }
     }
 

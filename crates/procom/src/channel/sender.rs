@@ -90,7 +90,7 @@ impl Sender {
             endpoint: name.into(),
             kind,
             max: opts.max_message,
-            flavor: SenderFlavor::Packet(PacketSender::new(fd, opts.max_message)),
+            flavor: SenderFlavor::Packet(PacketSender::new(fd, opts.framing, opts.max_message)),
         }
     }
 

@@ -32,11 +32,11 @@ pub(crate) fn accept_stream(
 /// A sequenced-packet receiver over an accepted connection (no framing, no buffer to budget).
 pub(crate) fn accept_packet(
     fd: OwnedFd,
-    _framing: Framing,
+    framing: Framing,
     max: usize,
     _budget: Option<Budget>,
 ) -> PacketReceiver {
-    PacketReceiver::new(fd, max)
+    PacketReceiver::new(fd, framing, max)
 }
 
 /// Listens, then receives from the first client.

@@ -15,6 +15,9 @@
 //! - A message of no bytes and the peer leaving look the same to a receiver (both receive 0
 //!   bytes), so a sender refuses an empty message ([`ErrorKind::InvalidInput`]) and a receiver
 //!   reads 0 bytes as [`ErrorKind::PeerGone`].
+//! - With lines framing (the CLI's default, for `socat`) a packet is one line, as a Unix
+//!   datagram is: the sender ends it with `\n` (so an empty line is a one-byte packet), the
+//!   receiver drops one final `\n`. Other framings carry the message alone.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
@@ -24,6 +27,7 @@ use rustix::net::{RecvFlags, SendFlags};
 
 use crate::error::{Error, ErrorKind};
 use crate::flavor::{RecvFlavor, SendFlavor, Wait};
+use crate::framing::Framing;
 use crate::stream::wait as poll_until;
 
 /// The most a sequenced packet carries whatever the send buffer: the kernel allocates a
@@ -73,28 +77,51 @@ pub(crate) struct PacketSender {
     fd: OwnedFd,
     /// The channel's limit, which `room` was fitted to.
     max: usize,
-    /// The largest message the socket takes (see [`room`]).
+    /// The largest packet the socket takes (see [`room`]).
     room: usize,
+    /// Lines framing: every packet ends with `\n`.
+    newline: bool,
 }
 
 impl PacketSender {
     /// Sends over the connected sequenced-packet socket `fd` messages of at most `max` bytes
     /// (less where the kernel allows less: see [`room`]).
-    pub(crate) fn new(fd: OwnedFd, max: usize) -> PacketSender {
-        let room = room(fd.as_fd(), max);
-        PacketSender { fd, max, room }
+    pub(crate) fn new(fd: OwnedFd, framing: Framing, max: usize) -> PacketSender {
+        let newline = framing == Framing::Lines;
+        let room = room(fd.as_fd(), max.saturating_add(usize::from(newline)));
+        PacketSender {
+            fd,
+            max,
+            room,
+            newline,
+        }
+    }
+
+    fn put(&self, msg: &[u8], flags: SendFlags) -> rustix::io::Result<usize> {
+        if self.newline {
+            let iov = [std::io::IoSlice::new(msg), std::io::IoSlice::new(b"\n")];
+            rustix::net::sendmsg(
+                &self.fd,
+                &iov,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                flags,
+            )
+        } else {
+            rustix::net::send(&self.fd, msg, flags)
+        }
     }
 }
 
 impl SendFlavor for PacketSender {
     fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
-        if msg.is_empty() {
+        if msg.is_empty() && !self.newline {
             return Err(Error::new(ErrorKind::InvalidInput).detail(
                 "a unixpacket socket cannot carry an empty message: its receiver could not tell it from the sender leaving",
             ));
         }
-        if msg.len() > self.room {
-            return Err(too_big(msg.len(), self.room));
+        let newline = usize::from(self.newline);
+        if msg.len() + newline > self.room {
+            return Err(too_big(msg.len(), self.room - newline));
         }
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         let mut flags = SendFlags::NOSIGNAL;
@@ -102,7 +129,7 @@ impl SendFlavor for PacketSender {
             flags |= SendFlags::DONTWAIT;
         }
         loop {
-            match rustix::net::send(&self.fd, msg, flags) {
+            match self.put(msg, flags) {
                 // A sequenced packet goes whole or not at all.
                 Ok(_) => return Ok(()),
                 Err(rustix::io::Errno::INTR) => {}
@@ -122,8 +149,9 @@ impl SendFlavor for PacketSender {
                 }
                 Err(rustix::io::Errno::MSGSIZE) => {
                     // The send buffer was shrunk behind our back (through `as_fd`).
-                    self.room = room(self.fd.as_fd(), self.max);
-                    return Err(too_big(msg.len(), self.room.min(msg.len() - 1)));
+                    self.room = room(self.fd.as_fd(), self.max.saturating_add(newline));
+                    let limit = self.room.saturating_sub(newline);
+                    return Err(too_big(msg.len(), limit.min(msg.len().saturating_sub(1))));
                 }
                 Err(rustix::io::Errno::NOBUFS) => {
                     return Err(Error::os("send to it", rustix::io::Errno::NOBUFS.into())
@@ -147,7 +175,7 @@ impl SendFlavor for PacketSender {
 
     fn set_max(&mut self, max: usize) {
         self.max = max;
-        self.room = room(self.fd.as_fd(), max);
+        self.room = room(self.fd.as_fd(), max.saturating_add(usize::from(self.newline)));
     }
 }
 
@@ -161,6 +189,8 @@ fn too_big(len: usize, room: usize) -> Error {
 pub(crate) struct PacketReceiver {
     fd: OwnedFd,
     max: usize,
+    /// Lines framing: one final `\n` of a packet is dropped.
+    lines: bool,
     /// Room for the largest message the receiver accepts, allocated on the first receive and
     /// kept (the kernel writes only what arrives, so untouched pages cost nothing).
     buf: Vec<u8>,
@@ -169,10 +199,11 @@ pub(crate) struct PacketReceiver {
 impl PacketReceiver {
     /// Receives from the connected sequenced-packet socket `fd` messages of at most `max`
     /// bytes.
-    pub(crate) fn new(fd: OwnedFd, max: usize) -> PacketReceiver {
+    pub(crate) fn new(fd: OwnedFd, framing: Framing, max: usize) -> PacketReceiver {
         PacketReceiver {
             fd,
             max,
+            lines: framing == Framing::Lines,
             buf: Vec::new(),
         }
     }
@@ -180,7 +211,9 @@ impl PacketReceiver {
     /// Receives the next message into the kept buffer; returns its length.
     fn recv_packet(&mut self, wait: Wait) -> Result<usize, Error> {
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
-        let room = self.max.min(PACKET_CEILING.saturating_mul(2));
+        // A line may come with its newline.
+        let limit = self.max.saturating_add(usize::from(self.lines));
+        let room = limit.min(PACKET_CEILING.saturating_mul(2));
         if self.buf.len() != room {
             self.buf = vec![0; room];
         }
@@ -193,7 +226,7 @@ impl PacketReceiver {
                 Ok((_, 0)) => {
                     return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
                 }
-                Ok((_, n)) if n > self.max => {
+                Ok((_, n)) if n > limit => {
                     return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
                         "a {n}-byte message is over the {}-byte message limit; it was discarded",
                         self.max
@@ -202,6 +235,14 @@ impl PacketReceiver {
                 Ok((_, n)) if n > room => {
                     return Err(Error::new(ErrorKind::Malformed).detail(format!(
                         "a {n}-byte packet is larger than any the kernel is known to carry; it was cut short and discarded"
+                    )));
+                }
+                Ok((_, n)) if self.lines && self.buf[n - 1] == b'\n' => return Ok(n - 1),
+                Ok((_, n)) if n > self.max => {
+                    // A line of `max + 1` bytes without its newline.
+                    return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
+                        "a {n}-byte message is over the {}-byte message limit; it was discarded",
+                        self.max
                     )));
                 }
                 Ok((_, n)) => return Ok(n),
