@@ -249,7 +249,11 @@ mod tests {
             let opts = Options::default().max_message(max);
             let ((mut tx, mut rx), (mut tx2, mut rx2)) = pair::<String, u64>(&opts).unwrap();
             let scheme = if packets { "unixpacket:" } else { "unix:" };
-            assert!(rx.inner.endpoint().starts_with(scheme), "{}", rx.inner.endpoint());
+            assert!(
+                rx.inner.endpoint().starts_with(scheme),
+                "{}",
+                rx.inner.endpoint()
+            );
             tx.send("job".to_string()).unwrap();
             assert_eq!(rx2.recv().unwrap(), "job");
             tx2.send(7).unwrap();

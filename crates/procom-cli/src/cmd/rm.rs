@@ -82,14 +82,16 @@ fn parse(text: &str) -> anyhow::Result<Target> {
         Endpoint::Msg { key, .. } => Target::Msg(key),
         Endpoint::Shm { name, .. } => Target::Shm(name),
         Endpoint::Fifo { path } => Target::Fifo(path),
-        Endpoint::Unix { addr } | Endpoint::UnixGram { addr } | Endpoint::UnixPacket { addr } => match addr {
-            UnixAddr::Path(p) => Target::Socket(p),
-            UnixAddr::Abstract(_) => {
-                return Err(super::usage!(
-                    "`{text}` is an abstract socket: it has no file to remove, and goes when the process that holds it closes it"
-                ));
+        Endpoint::Unix { addr } | Endpoint::UnixGram { addr } | Endpoint::UnixPacket { addr } => {
+            match addr {
+                UnixAddr::Path(p) => Target::Socket(p),
+                UnixAddr::Abstract(_) => {
+                    return Err(super::usage!(
+                        "`{text}` is an abstract socket: it has no file to remove, and goes when the process that holds it closes it"
+                    ));
+                }
             }
-        },
+        }
         _ => {
             return Err(super::usage!(
                 "`{text}` names nothing that stays behind to remove; {TAKES}"

@@ -33,7 +33,17 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
 /// Every kernel mechanism's row carries the raw system-call loop of the same run, and the
 /// spinning shared-memory row the plain mailbox loop; blocking shared memory has none.
 fn every_kernel_mechanism_has_a_raw_baseline() -> Outcome {
-    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed", "shm"];
+    let names = [
+        "tcp",
+        "udp",
+        "unixgram",
+        "unixpacket",
+        "unixpacket-typed",
+        "mq",
+        "msg",
+        "unix-typed",
+        "shm",
+    ];
     let mut args = Vec::new();
     for n in names {
         args.extend(["--mechanism", n]);
@@ -84,7 +94,7 @@ fn peers_do_the_same_work() -> Outcome {
         "--mechanism",
         "shm",
         "--mechanism",
-        "unix-typed",
+        "unixpacket-typed",
         "--mechanism",
         "unix",
     ];
@@ -119,7 +129,7 @@ fn peers_do_the_same_work() -> Outcome {
             for (mech, mode) in [
                 ("shm", "spin"),
                 ("shm", "block"),
-                ("unix-typed", "block"),
+                ("unixpacket-typed", "block"),
                 ("unix", "block"),
             ] {
                 ensure!(

@@ -53,9 +53,7 @@ pub(crate) fn room(fd: BorrowedFd<'_>, max: usize) -> usize {
             let _ = sockopt::set_socket_send_buffer_size_force(fd, want.div_ceil(2));
         }
     }
-    have(fd)
-        .saturating_sub(SNDBUF_RESERVE)
-        .min(PACKET_CEILING)
+    have(fd).saturating_sub(SNDBUF_RESERVE).min(PACKET_CEILING)
 }
 
 /// The largest message a `unixpacket:` socket carries here for a process that may not force
@@ -121,7 +119,7 @@ impl SendFlavor for PacketSender {
         }
         let newline = usize::from(self.newline);
         if msg.len() + newline > self.room {
-            return Err(too_big(msg.len(), self.room - newline));
+            return Err(too_big(msg.len(), self.room.saturating_sub(newline)));
         }
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         let mut flags = SendFlags::NOSIGNAL;
@@ -142,8 +140,9 @@ impl SendFlavor for PacketSender {
                         return Err(if is_try {
                             Error::new(ErrorKind::Full)
                         } else {
-                            Error::new(ErrorKind::Timeout)
-                                .detail("the deadline passed before the peer made room for the message")
+                            Error::new(ErrorKind::Timeout).detail(
+                                "the deadline passed before the peer made room for the message",
+                            )
                         });
                     }
                 }
@@ -175,7 +174,10 @@ impl SendFlavor for PacketSender {
 
     fn set_max(&mut self, max: usize) {
         self.max = max;
-        self.room = room(self.fd.as_fd(), max.saturating_add(usize::from(self.newline)));
+        self.room = room(
+            self.fd.as_fd(),
+            max.saturating_add(usize::from(self.newline)),
+        );
     }
 }
 

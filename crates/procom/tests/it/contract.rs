@@ -753,5 +753,14 @@ macro_rules! contract {
 }
 
 contract![
-    "pipe", "fifo", "shm", "mq", "msg", "tcp", "unix", "udp", "unixgram", "unixpacket"
+    "pipe",
+    "fifo",
+    "shm",
+    "mq",
+    "msg",
+    "tcp",
+    "unix",
+    "udp",
+    "unixgram",
+    "unixpacket"
 ];

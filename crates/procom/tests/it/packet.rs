@@ -74,13 +74,19 @@ fn packet_socket_files_are_safe() -> Outcome {
         SocketType::SEQPACKET,
         None
     ));
-    check!(rustix::net::bind(&stale, &check!(SocketAddrUnix::new(&path))));
+    check!(rustix::net::bind(
+        &stale,
+        &check!(SocketAddrUnix::new(&path))
+    ));
     check!(rustix::net::listen(&stale, 1));
     drop(stale);
     ensure!(path.exists(), "no stale file to test with");
     let live = check!(Listener::bind(&ep, &Options::default()));
     // A live server's socket is never taken, by a packet listener or a stream one.
-    for taker in [ep.clone(), Endpoint::parse(&format!("unix:{}", path.display())).unwrap()] {
+    for taker in [
+        ep.clone(),
+        Endpoint::parse(&format!("unix:{}", path.display())).unwrap(),
+    ] {
         let e = Listener::bind(&taker, &Options::default())
             .err()
             .ok_or(format!("{taker} took a live packet server's socket"))?;
@@ -114,7 +120,9 @@ fn packet_socket_files_are_safe() -> Outcome {
             .err()
             .ok_or("bound over a planted object")?;
         ensure!(e.kind() == ErrorKind::WrongType, "got {e}");
-        let e = Receiver::bind(&ep).err().ok_or("bound over a planted object")?;
+        let e = Receiver::bind(&ep)
+            .err()
+            .ok_or("bound over a planted object")?;
         ensure!(e.kind() == ErrorKind::WrongType, "got {e}");
         ensure!(planted.intact(), "the planted object was touched");
         planted.remove()?;
