@@ -202,6 +202,9 @@ impl<T: DeserializeOwned> Receiver<T> {
 /// One end of a typed connection: sends `A`, receives `B`.
 pub type End<A, B> = (Sender<A>, Receiver<B>);
 
+/// The two ends of a typed connection made by [`pair`].
+pub type Ends<A, B> = (End<A, B>, End<B, A>);
+
 /// A connected pair of local typed channels (`socketpair`): the first end sends `A` and
 /// receives `B`, the second the reverse; hand one end's descriptors
 /// ([`channel::Sender::into_fd`]) to a child, or use the ends in two threads. The pair is a
@@ -211,7 +214,7 @@ pub type End<A, B> = (Sender<A>, Receiver<B>);
 /// pair otherwise; [`channel::Receiver::endpoint`] says which (`unixpacket:@socketpair` or
 /// `unix:@socketpair`).
 #[doc(alias = "socketpair")]
-pub fn pair<A, B>(opts: &Options) -> Result<(End<A, B>, End<B, A>), Error>
+pub fn pair<A, B>(opts: &Options) -> Result<Ends<A, B>, Error>
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
