@@ -121,7 +121,7 @@ impl Receiver {
                         listener,
                         opts.framing,
                         opts.max_message,
-                        None,
+                        opts.budget.clone(),
                         accept_packet,
                     )),
                 )
@@ -255,7 +255,10 @@ impl Receiver {
         Receiver {
             endpoint: name.into(),
             kind,
-            flavor: ReceiverFlavor::Packet(PacketReceiver::new(fd, opts.framing, opts.max_message)),
+            flavor: ReceiverFlavor::Packet(
+                PacketReceiver::new(fd, opts.framing, opts.max_message)
+                    .shrinking(opts.budget.is_some()),
+            ),
         }
     }
 

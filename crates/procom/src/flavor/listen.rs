@@ -29,14 +29,15 @@ pub(crate) fn accept_stream(
     StreamReceiver::new(fd, framing, max, budget)
 }
 
-/// A sequenced-packet receiver over an accepted connection (no framing, no buffer to budget).
+/// A sequenced-packet receiver over an accepted connection: nothing is ever partly
+/// received, so there is nothing to charge; with a budget it keeps no large buffer.
 pub(crate) fn accept_packet(
     fd: OwnedFd,
     framing: Framing,
     max: usize,
-    _budget: Option<Budget>,
+    budget: Option<Budget>,
 ) -> PacketReceiver {
-    PacketReceiver::new(fd, framing, max)
+    PacketReceiver::new(fd, framing, max).shrinking(budget.is_some())
 }
 
 /// Listens, then receives from the first client.

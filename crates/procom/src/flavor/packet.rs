@@ -196,7 +196,13 @@ pub(crate) struct PacketReceiver {
     /// Room for the largest message the receiver accepts, allocated on the first receive and
     /// kept (the kernel writes only what arrives, so untouched pages cost nothing).
     buf: Vec<u8>,
+    /// Give the buffer back after a message over [`KEPT`] (a server's connections, which
+    /// share a memory budget: many idle clients must not each pin their largest message).
+    shrink: bool,
 }
+
+/// The most of a large message's pages a receiver with a budget keeps between messages.
+const KEPT: usize = 128 << 10;
 
 impl PacketReceiver {
     /// Receives from the connected sequenced-packet socket `fd` messages of at most `max`
@@ -207,7 +213,24 @@ impl PacketReceiver {
             max,
             lines: framing == Framing::Lines,
             buf: Vec::new(),
+            shrink: false,
         }
+    }
+
+    /// Gives the buffer back after every message over 128 KiB (for receivers that share a
+    /// [`Budget`](crate::Budget)).
+    pub(crate) fn shrinking(mut self, shrink: bool) -> PacketReceiver {
+        self.shrink = shrink;
+        self
+    }
+
+    /// Hands the `n` bytes received to `f`, then gives a large buffer back if asked to.
+    fn lend<T>(&mut self, n: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+        let out = f(&mut self.buf[..n]);
+        if self.shrink && n > KEPT {
+            self.buf = Vec::new();
+        }
+        out
     }
 
     /// Receives the next message into the kept buffer; returns its length.
@@ -271,25 +294,27 @@ impl PacketReceiver {
 impl RecvFlavor for PacketReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         let n = self.recv_packet(wait)?;
-        buf.clear();
-        buf.extend_from_slice(&self.buf[..n]);
+        self.lend(n, |m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+        });
         Ok(n)
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
         let n = self.recv_packet(wait)?;
-        Ok(self.buf[..n].to_vec())
+        Ok(self.lend(n, |m| m.to_vec()))
     }
 
     /// Lent from the kept buffer: no allocation and no copy per message.
     fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
         let n = self.recv_packet(wait)?;
-        Ok(f(procom_sys::mapping::atomic_bytes(&mut self.buf[..n])))
+        Ok(self.lend(n, |m| f(procom_sys::mapping::atomic_bytes(m))))
     }
 
     fn recv_bytes<T>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
         let n = self.recv_packet(wait)?;
-        Ok(f(&self.buf[..n]))
+        Ok(self.lend(n, |m| f(m)))
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -305,4 +330,27 @@ impl RecvFlavor for PacketReceiver {
 /// and standard input/output are checked for).
 pub(crate) fn is_packet_socket(fd: BorrowedFd<'_>) -> bool {
     rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == rustix::net::SocketType::SEQPACKET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver with a budget gives a large message's buffer back once it is delivered, and
+    /// keeps a small one's; one without keeps both.
+    #[test]
+    fn a_budgeted_receiver_keeps_no_large_buffer() {
+        for shrink in [true, false] {
+            let (a, b) = crate::socket::packet_socketpair().unwrap();
+            let mut tx = PacketSender::new(a, Framing::Length, 1 << 20);
+            let mut rx = PacketReceiver::new(b, Framing::Length, 1 << 20).shrinking(shrink);
+            tx.send(&[1; 4096], Wait::Forever).unwrap();
+            assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![1; 4096]);
+            assert!(!rx.buf.is_empty());
+            tx.send(&[2; 512 << 10], Wait::Forever).unwrap();
+            let n = rx.recv_bytes(Wait::Forever, |m| m.len()).unwrap();
+            assert_eq!(n, 512 << 10);
+            assert_eq!(rx.buf.is_empty(), shrink);
+        }
+    }
 }
