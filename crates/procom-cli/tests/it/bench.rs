@@ -14,6 +14,7 @@ pub fn trials() -> Vec<Trial> {
             json_shape,
             svg_chart,
             every_kernel_mechanism_has_a_raw_baseline,
+            packet_rows_have_a_raw_baseline,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -33,17 +34,7 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
 /// Every kernel mechanism's row carries the raw system-call loop of the same run, and the
 /// spinning shared-memory row the plain mailbox loop; blocking shared memory has none.
 fn every_kernel_mechanism_has_a_raw_baseline() -> Outcome {
-    let names = [
-        "tcp",
-        "udp",
-        "unixgram",
-        "unixpacket",
-        "unixpacket-typed",
-        "mq",
-        "msg",
-        "unix-typed",
-        "shm",
-    ];
+    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed", "shm"];
     let mut args = Vec::new();
     for n in names {
         args.extend(["--mechanism", n]);
@@ -56,6 +47,25 @@ fn every_kernel_mechanism_has_a_raw_baseline() -> Outcome {
         let blocking_shm = r["mechanism"] == "shm" && r["mode"] == "block";
         ensure!(
             r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0) != blocking_shm,
+            "raw baseline in {r}"
+        );
+    }
+    Ok(())
+}
+
+/// The sequenced-packet rows (bytes and typed) carry the raw send/recv loop over a packet pair.
+fn packet_rows_have_a_raw_baseline() -> Outcome {
+    let v = bench_json(&[
+        "--mechanism",
+        "unixpacket",
+        "--mechanism",
+        "unixpacket-typed",
+    ])?;
+    let results = v["results"].as_array().ok_or("no results")?;
+    ensure!(results.len() == 2, "{} rows", results.len());
+    for r in results {
+        ensure!(
+            r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0),
             "raw baseline in {r}"
         );
     }
