@@ -1,6 +1,6 @@
-//! `procom listen`, `connect`, `ls` and `rm` on `unixpacket:` sockets: one packet per line each
-//! way, socat as a client, and a killed server's socket file found stale and removed while a
-//! live one stays.
+//! `procom listen`, `connect`, `relay`, `ls` and `rm` on `unixpacket:` sockets: one packet per
+//! line each way, socat as a client, stream clients relayed both ways to a packet server, and
+//! a killed server's socket file found stale and removed while a live one stays.
 
 use std::process::Command;
 
@@ -18,6 +18,7 @@ pub fn trials() -> Vec<Trial> {
         "cli::packet":
             listen_and_connect_carry_one_packet_per_line,
             socat_is_a_client_of_listen_unixpacket [needs::tool("socat")],
+            relay_serves_stream_clients_through_a_packet_server,
             ls_names_packet_sockets_and_rm_stale_removes_a_dead_ones_file;
     ]
 }
@@ -99,6 +100,39 @@ fn ls_names_packet_sockets_and_rm_stale_removes_a_dead_ones_file() -> Outcome {
         ensure!(live.exists(), "the live server's socket file went");
         Ok(())
     })();
+    stop(server)?;
+    result?;
+    scratch.finish()
+}
+
+fn relay_serves_stream_clients_through_a_packet_server() -> Outcome {
+    let scratch = Scratch::new("cli-pkt")?;
+    let srv = scratch.join("srv.sock");
+    let front = scratch.join("front.sock");
+    let server = listen_packet(&srv, &["--echo"])?;
+    let relay = Proc::spawn(
+        "relay",
+        &mut procom(&[
+            "relay",
+            &format!("unixpacket:{}", srv.display()),
+            &format!("unix:{}", front.display()),
+            "--listen",
+        ]),
+    )?;
+    let result = (|| -> Outcome {
+        unix_listening(relay.pid(), &front)?;
+        let c = run_with_input(
+            procom(&["connect", &format!("unix:{}", front.display())]),
+            "connect",
+            b"hi\nthere\n",
+        )?;
+        ensure!(
+            c.status.success() && c.stdout == ["hi", "there"],
+            "the stream client got {c:?}"
+        );
+        Ok(())
+    })();
+    stop(relay)?;
     stop(server)?;
     result?;
     scratch.finish()
