@@ -13,7 +13,8 @@
 //!   received payload into an owned buffer and from it into its own loan: the copies procom's
 //!   `send` and `recv` make.
 //! - **ipc-channel**: typed `IpcSender<ByteBuf>`/`IpcReceiver<ByteBuf>` (postcard over a Unix
-//!   socket), compared with procom's `unix-typed` (postcard over a Unix stream socket).
+//!   socket), compared with procom's `unixpacket-typed` (postcard over a Unix sequenced-packet socket,
+//!   as ipc-channel's own).
 //! - **interprocess**: a local socket stream (a Unix stream socket) carrying the same 4-byte
 //!   big-endian length prefix procom's `unix` writes, so that messages keep their boundaries.
 
@@ -83,7 +84,7 @@ impl Peer {
         match self {
             Peer::Iceoryx2 => ("shm", Mode::Spin),
             Peer::Iceoryx2Block => ("shm", Mode::Block),
-            Peer::IpcChannel => ("unix-typed", Mode::Block),
+            Peer::IpcChannel => ("unixpacket-typed", Mode::Block),
             Peer::Interprocess => ("unix", Mode::Block),
         }
     }

@@ -90,6 +90,26 @@ pub(crate) fn socketpair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Chi
     Ok((a.into(), a2, child))
 }
 
+/// Starts `cmd` as a peer with one end of a Unix sequenced-packet socket pair on its standard
+/// input and output; returns our end twice (to write, to read) and the peer.
+pub(crate) fn packet_pair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Child), Error> {
+    let dup = |s: &OwnedFd| {
+        s.try_clone()
+            .map_err(|e| Error::os("duplicate a socket", e))
+    };
+    let (a, b) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("create a socket pair", e.into()))?;
+    cmd.stdin(dup(&b)?).stdout(b);
+    let a2 = dup(&a)?;
+    let child = spawn(cmd)?;
+    Ok((a, a2, child))
+}
+
 /// Waits for the peer; kills it first when the run failed (it may be waiting for ever).
 pub(crate) fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
     if failed {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use procom::Error;
 
 use crate::link::poll_politely;
-use crate::process::{peer_command, pipe_peer, socketpair_peer, spawn};
+use crate::process::{packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn};
 use crate::scenario::{Mechanism, Scenario, bench_error, round_trips, unique};
 
 /// One side of a raw baseline: plain system calls with no framing and no procom layer.
@@ -53,7 +53,8 @@ impl RawIo for RawFds {
     }
 }
 
-/// A connected datagram socket: `send(2)` and `recv(2)` (UDP, Unix datagrams).
+/// A connected datagram or sequenced-packet socket: `send(2)` and `recv(2)` (UDP, Unix
+/// datagrams, a Unix sequenced-packet pair).
 struct RawDgram(OwnedFd);
 
 impl RawIo for RawDgram {
@@ -65,6 +66,15 @@ impl RawIo for RawDgram {
         let (n, _) = rustix::net::recv(&self.0, buf, rustix::net::RecvFlags::empty())?;
         Ok(n)
     }
+}
+
+/// Gives a sequenced-packet socket the send buffer procom's sender asks for with the
+/// benchmark's limit (a packet must fit in it whole): what any program sending packets that
+/// large must do.
+fn packet_send_buffer(fd: &OwnedFd) -> Result<(), Error> {
+    let want = crate::link::options().max_message + 32;
+    rustix::net::sockopt::set_socket_send_buffer_size(fd, want.div_ceil(2))
+        .map_err(|e| Error::os("size a socket's send buffer", e.into()))
 }
 
 /// Two POSIX message queues: `mq_send(3)` and `mq_receive(3)`.
@@ -218,9 +228,10 @@ fn accept_nodelay(l: &std::net::TcpListener) -> Result<OwnedFd, Error> {
 /// The raw ping-pong for a kernel mechanism: the payload sent and read back with the plain
 /// system calls, in the same topology as procom's channel (one object each way), nothing else.
 pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawSide, Error> {
-    // The typed channel runs over a Unix socket pair: its raw baseline is that pair's.
+    // A typed channel runs over a Unix socket pair: its raw baseline is that pair's.
     let mech = match s.mechanism {
         Mechanism::UnixTyped => Mechanism::Unix,
+        Mechanism::UnixPacketTyped => Mechanism::UnixPacket,
         m => m,
     };
     let raw = format!("raw-{}", mech.name());
@@ -247,6 +258,12 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
             let (tx, rx, child) = start(command("-", "-"))?;
             peer_proc.0 = Some(child);
             Box::new(RawFds { tx, rx })
+        }
+        Mechanism::UnixPacket => {
+            let (tx, _, child) = packet_pair_peer(command("-", "-"))?;
+            peer_proc.0 = Some(child);
+            packet_send_buffer(&tx)?;
+            Box::new(RawDgram(tx))
         }
         Mechanism::Fifo => {
             let a2b = scratch.join(unique("raw-a2b"));
@@ -440,6 +457,14 @@ pub(crate) fn raw_peer(
     };
     let mut io: Box<dyn RawIo> = match mech {
         "raw-pipe" | "raw-unix" => stdio()?,
+        "raw-unixpacket" => {
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::os("duplicate stdin", e))?;
+            packet_send_buffer(&fd)?;
+            Box::new(RawDgram(fd))
+        }
         "raw-shm" => {
             let fd = std::io::stdin()
                 .as_fd()

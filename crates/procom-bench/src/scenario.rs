@@ -25,6 +25,11 @@ pub enum Mechanism {
     UnixTyped,
     /// Two Unix datagram sockets.
     UnixGram,
+    /// A Unix sequenced-packet socket pair (`SOCK_SEQPACKET`).
+    UnixPacket,
+    /// A Unix sequenced-packet socket pair carrying typed messages (`procom::typed`,
+    /// postcard), as `procom::typed::pair` makes where a whole message fits in one packet.
+    UnixPacketTyped,
     /// Two TCP connections on loopback.
     Tcp,
     /// Two UDP sockets on loopback.
@@ -41,11 +46,13 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, in table order.
-    pub const ALL: [Mechanism; 12] = [
+    pub const ALL: [Mechanism; 14] = [
         Mechanism::Shm,
         Mechanism::Unix,
         Mechanism::UnixTyped,
         Mechanism::UnixGram,
+        Mechanism::UnixPacket,
+        Mechanism::UnixPacketTyped,
         Mechanism::Pipe,
         Mechanism::Fifo,
         Mechanism::Tcp,
@@ -65,6 +72,8 @@ impl Mechanism {
             Mechanism::Unix => "unix",
             Mechanism::UnixTyped => "unix-typed",
             Mechanism::UnixGram => "unixgram",
+            Mechanism::UnixPacket => "unixpacket",
+            Mechanism::UnixPacketTyped => "unixpacket-typed",
             Mechanism::Tcp => "tcp",
             Mechanism::Udp => "udp",
             Mechanism::Mq => "mq",
@@ -81,6 +90,11 @@ impl Mechanism {
                 Err("over one UDP datagram (65,507 bytes, less procom's 16-byte header)")
             }
             Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
+            Mechanism::UnixPacket | Mechanism::UnixPacketTyped
+                if size >= procom::socket::packet_limit() =>
+            {
+                Err("over one packet here (twice net.core.wmem_max, at most 4 MiB)")
+            }
             Mechanism::Mq if size as i64 > procom::mq::limits().msgsize_max => {
                 Err("over fs.mqueue.msgsize_max on this machine")
             }
@@ -104,6 +118,8 @@ impl Mechanism {
             Mechanism::Pipe
                 | Mechanism::Unix
                 | Mechanism::UnixTyped
+                | Mechanism::UnixPacket
+                | Mechanism::UnixPacketTyped
                 | Mechanism::Fifo
                 | Mechanism::Sem
                 | Mechanism::Signal

@@ -11,7 +11,9 @@ use procom::{Error, Receiver, Sender};
 use crate::handoff::handoff;
 use crate::link::{Link, ProcomLink, TypedLink, options, spin_param};
 use crate::measure::{Beside, Measurement, measure};
-use crate::process::{child_result, finish, peer_command, pipe_peer, socketpair_peer, spawn};
+use crate::process::{
+    child_result, finish, packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn,
+};
 use crate::raw::{RawSide, raw_setup};
 use crate::scenario::{Mechanism, Mode, Scenario, bench_error, unique};
 
@@ -26,7 +28,7 @@ struct Wired {
 fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options();
     let mut w = match s.mechanism {
-        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped => {
+        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped | Mechanism::UnixPacketTyped => {
             return Err(bench_error("not wired here"));
         }
         Mechanism::Pipe => {
@@ -47,6 +49,18 @@ fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
                 link: ProcomLink::new(
                     Sender::from_fd(tx, "unix socketpair", &opts),
                     Receiver::from_fd(rx, "unix socketpair", &opts),
+                ),
+                child,
+                _cleanup: None,
+                _cleanup2: None,
+            }
+        }
+        Mechanism::UnixPacket => {
+            let (tx, rx, child) = packet_pair_peer(peer_command(exe, s, "-", "-"))?;
+            Wired {
+                link: ProcomLink::new(
+                    Sender::from_fd(tx, "unix packet pair", &opts),
+                    Receiver::from_fd(rx, "unix packet pair", &opts),
                 ),
                 child,
                 _cleanup: None,
@@ -202,7 +216,10 @@ pub(crate) fn run_beside(
     } else {
         None
     };
-    let m = if s.mechanism == Mechanism::UnixTyped {
+    let m = if matches!(
+        s.mechanism,
+        Mechanism::UnixTyped | Mechanism::UnixPacketTyped
+    ) {
         unix_typed(exe, s, raw.as_mut(), peer)?
     } else {
         let mut w = wire(exe, scratch, s)?;
@@ -217,7 +234,8 @@ pub(crate) fn run_beside(
     Ok(m)
 }
 
-/// The typed Unix-socket channel: a socket pair, the peer on its standard input and output.
+/// The typed Unix-socket channel: a socket pair (stream, or sequenced packets), the peer on its
+/// standard input and output.
 fn unix_typed(
     exe: &Path,
     s: &Scenario,
@@ -225,7 +243,12 @@ fn unix_typed(
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
     let opts = options();
-    let (tx, rx, mut child) = socketpair_peer(peer_command(exe, s, "-", "-"))?;
+    let start = if s.mechanism == Mechanism::UnixPacketTyped {
+        packet_pair_peer
+    } else {
+        socketpair_peer
+    };
+    let (tx, rx, mut child) = start(peer_command(exe, s, "-", "-"))?;
     let mut link = TypedLink {
         tx: procom::typed::Sender::from_untyped(Sender::from_fd(tx, "unix socketpair", &opts)),
         rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(rx, "unix socketpair", &opts)),

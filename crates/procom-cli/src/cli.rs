@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// Every Linux inter-process communication mechanism, from the command line.
 ///
 /// Endpoints: `-` (stdin/stdout), `fifo:PATH`, `mq:/NAME`, `msg:KEY`, `shm:/NAME`,
-/// `unix:PATH`, `unixgram:PATH`, `tcp:HOST:PORT`, `udp:HOST:PORT`.
+/// `unix:PATH`, `unixgram:PATH`, `unixpacket:PATH`, `tcp:HOST:PORT`, `udp:HOST:PORT`.
 #[derive(Debug, Parser)]
 #[command(name = "procom", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -26,17 +26,20 @@ pub enum Command {
     /// per message, its bytes escaped or in base64) to print any message losslessly, and
     /// --framed on both sides to carry any bytes.
     ///
-    /// recv creates a shm: channel or a unixgram: socket file (and removes it when it ends):
-    /// --mode and --group say who else may send to it (a sender needs write permission).
+    /// recv creates a shm: channel or a unixgram: or unixpacket: socket file (and removes it
+    /// when it ends): --mode and --group say who else may send to it (a sender needs write
+    /// permission).
     Recv(RecvArgs),
-    /// Serve clients on a tcp: or unix: endpoint, printing what each sends (like nc -l).
+    /// Serve clients on a tcp:, unix: or unixpacket: endpoint, printing what each sends (like
+    /// nc -l).
     ///
     /// A client that sends nothing for --idle seconds (30 by default; 0: never) is
-    /// disconnected. On a unix:PATH socket, --mode and --group set who may connect to the
+    /// disconnected. On a unix:PATH or unixpacket:PATH socket, --mode and --group set who may connect to the
     /// socket file (a client needs write permission on it) and --allow-uid which users are
     /// then served.
     Listen(ListenArgs),
-    /// Join a tcp: or unix: endpoint: standard input to the peer, the peer to standard output.
+    /// Join a tcp:, unix: or unixpacket: endpoint: standard input to the peer, the peer to
+    /// standard output (on unixpacket:, one packet per line each way).
     Connect(ConnectArgs),
     /// Move messages between two endpoints, both ways where both sides can (like socat).
     Relay(RelayArgs),
@@ -161,7 +164,8 @@ pub struct RecvArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Where to listen: tcp:HOST:PORT, unix:PATH or unix:@NAME.
+    /// Where to listen: tcp:HOST:PORT, unix:PATH, unix:@NAME, unixpacket:PATH or
+    /// unixpacket:@NAME.
     pub endpoint: String,
     /// Send every message back to the client that sent it.
     #[arg(long)]
@@ -190,7 +194,8 @@ pub struct ListenArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Where to connect: tcp:HOST:PORT, unix:PATH or unix:@NAME.
+    /// Where to connect: tcp:HOST:PORT, unix:PATH, unix:@NAME, unixpacket:PATH or
+    /// unixpacket:@NAME.
     pub endpoint: String,
     /// Give up on a TCP connection attempt after SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -200,13 +205,14 @@ pub struct ConnectArgs {
 #[derive(Debug, Args)]
 pub struct RelayArgs {
     /// One side, such as mq:/jobs or unix:/run/app.sock: read (and written back to, when both
-    /// sides are connected tcp:/unix: streams), or, with --listen, what clients are relayed to.
+    /// sides are connected tcp:/unix:/unixpacket: sockets), or, with --listen, what clients are
+    /// relayed to.
     pub a: String,
     /// The other side, such as tcp:10.0.0.2:7000: written (and read back from, when both sides
     /// are streams), or, with --listen, where clients connect.
     pub b: String,
-    /// Listen on B (tcp: or unix:) and serve many clients: each is relayed to its own
-    /// connection to A when A is tcp: or unix:, or else into A.
+    /// Listen on B (tcp:, unix: or unixpacket:) and serve many clients: each is relayed to its
+    /// own connection to A when A is tcp:, unix: or unixpacket:, or else into A.
     #[arg(long)]
     pub listen: bool,
     /// Close a connection (end the relay, without --listen) after SECS with no message either
@@ -307,7 +313,7 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Only these mechanisms (shm, unix, unix-typed, unixgram, pipe, fifo, tcp, udp, mq, msg,
+    /// Only these mechanisms (shm, unix, unix-typed, unixgram, unixpacket, unixpacket-typed, pipe, fifo, tcp, udp, mq, msg,
     /// sem, signal) and, in a build with `--features peers`, peers (iceoryx2, iceoryx2-block,
     /// ipc-channel, interprocess); repeatable.
     #[arg(long, value_name = "NAME")]

@@ -97,6 +97,8 @@ pub enum ObjectKind {
     UnixSocket,
     /// A Unix datagram socket (`unixgram:`).
     UnixDatagram,
+    /// A Unix sequenced-packet socket (`unixpacket:`).
+    UnixPacket,
     /// A TCP socket (`tcp:`).
     Tcp,
     /// A UDP socket (`udp:`).

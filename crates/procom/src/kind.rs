@@ -13,6 +13,7 @@ pub(crate) fn kind_of(ep: &Endpoint) -> ObjectKind {
         Endpoint::Shm { .. } => ObjectKind::ShmChannel,
         Endpoint::Unix { .. } => ObjectKind::UnixSocket,
         Endpoint::UnixGram { .. } => ObjectKind::UnixDatagram,
+        Endpoint::UnixPacket { .. } => ObjectKind::UnixPacket,
         Endpoint::Tcp { .. } => ObjectKind::Tcp,
         Endpoint::Udp { .. } => ObjectKind::Udp,
     }

@@ -177,16 +177,14 @@ fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Err
     }
     let sa = SocketAddrUnix::new(path)
         .map_err(|e| Error::os("form the socket address", e.into()).object(object))?;
-    // A socket file of the other type (stream/datagram) answers EPROTOTYPE: ask it in its own.
-    let other = if ty == SocketType::STREAM {
-        SocketType::DGRAM
-    } else {
-        SocketType::STREAM
-    };
-    let answer = match probe(&sa, ty) {
-        Err(rustix::io::Errno::PROTOTYPE) => probe(&sa, other),
-        r => r,
-    };
+    // A socket file of another type (stream, datagram, sequenced packet) answers EPROTOTYPE:
+    // ask it in its own.
+    let mut answer = probe(&sa, ty);
+    for other in [SocketType::STREAM, SocketType::DGRAM, SocketType::SEQPACKET] {
+        if other != ty && answer == Err(rustix::io::Errno::PROTOTYPE) {
+            answer = probe(&sa, other);
+        }
+    }
     match answer {
         Err(rustix::io::Errno::CONNREFUSED) => {} // stale: nobody is bound to it any more
         Err(rustix::io::Errno::NOENT) => return Ok(()), // removed meanwhile
@@ -382,8 +380,8 @@ enum ListenerKind {
     Unix(UnixListener, Option<SocketFile>),
 }
 
-/// A listening stream socket (`tcp:` or `unix:`) that accepts connected sockets; the channel
-/// layer's `socket::Listener` turns them into channels.
+/// A listening connection-oriented socket (`tcp:`, `unix:` or `unixpacket:`) that accepts
+/// connected sockets; the channel layer's `socket::Listener` turns them into channels.
 #[derive(Debug)]
 pub(crate) struct StreamListener {
     kind: ListenerKind,
@@ -392,8 +390,8 @@ pub(crate) struct StreamListener {
 }
 
 impl StreamListener {
-    /// Binds and listens on a `tcp:` or `unix:` endpoint (a `unix:` path's socket file with
-    /// `access`).
+    /// Binds and listens on a `tcp:`, `unix:` or `unixpacket:` endpoint (a path's socket file
+    /// with `access`).
     pub(crate) fn bind(endpoint: &Endpoint, access: Access) -> Result<StreamListener, Error> {
         let kind = match endpoint {
             Endpoint::Tcp { host, port } => {
@@ -406,8 +404,12 @@ impl StreamListener {
                     .map_err(|e| Error::os("make the socket non-blocking", e).object(endpoint))?;
                 ListenerKind::Tcp(l)
             }
-            Endpoint::Unix { addr } => {
-                let (fd, file) = bind_unix(addr, SocketType::STREAM, endpoint, access)?;
+            Endpoint::Unix { addr } | Endpoint::UnixPacket { addr } => {
+                let ty = match endpoint {
+                    Endpoint::UnixPacket { .. } => SocketType::SEQPACKET,
+                    _ => SocketType::STREAM,
+                };
+                let (fd, file) = bind_unix(addr, ty, endpoint, access)?;
                 rustix::net::listen(&fd, 128)
                     .map_err(|e| Error::os("listen", e.into()).object(endpoint))?;
                 let l = UnixListener::from(fd);
@@ -417,7 +419,7 @@ impl StreamListener {
             }
             other => {
                 return Err(Error::new(ErrorKind::InvalidInput)
-                    .detail("only tcp: and unix: endpoints can listen for connections")
+                    .detail("only tcp:, unix: and unixpacket: endpoints can listen for connections")
                     .object(other));
             }
         };
@@ -553,8 +555,8 @@ fn accept_again(e: &std::io::Error) -> bool {
     })
 }
 
-/// Connects to a `tcp:` or `unix:` endpoint and returns the connected socket itself, for byte
-/// streaming (`procom connect`); `timeout` bounds a TCP connection attempt.
+/// Connects to a `tcp:`, `unix:` or `unixpacket:` endpoint and returns the connected socket
+/// itself (for byte streaming, `procom connect`); `timeout` bounds a TCP connection attempt.
 pub fn connect_stream(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<OwnedFd, Error> {
     match endpoint {
         Endpoint::Tcp { host, port } => {
@@ -578,10 +580,14 @@ pub fn connect_stream(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<
                 endpoint,
             ))
         }
-        Endpoint::Unix { addr } => {
+        Endpoint::Unix { addr } | Endpoint::UnixPacket { addr } => {
+            let ty = match endpoint {
+                Endpoint::UnixPacket { .. } => SocketType::SEQPACKET,
+                _ => SocketType::STREAM,
+            };
             let fd = rustix::net::socket_with(
                 AddressFamily::UNIX,
-                SocketType::STREAM,
+                ty,
                 rustix::net::SocketFlags::CLOEXEC,
                 None,
             )

@@ -5,6 +5,17 @@
 //!   peer's credentials (SO_PEERCRED) on Unix sockets; [`connect`] is the client side. TCP has
 //!   TCP_NODELAY on. Messages use the channel's framing (length-prefixed by default; lines or
 //!   raw bytes for `nc`/`socat`).
+//! - Sequenced-packet sockets (`unixpacket:PATH`, `unixpacket:@NAME`, `SOCK_SEQPACKET`): connected
+//!   like `unix:` ([`Listener`], [`connect`], [`packet_pair`], the peer's credentials and the
+//!   uid allow-list alike), but the kernel keeps each message whole, so nothing is added on
+//!   the wire and no framing applies. A message travels in one kernel buffer: at most the
+//!   sender's socket buffer less 32 bytes, which the sender grows to fit
+//!   [`Options::max_message`] where the kernel lets it (twice `net.core.wmem_max` for an
+//!   unprivileged process, [`packet_limit`] here) and never over 4 MiB; a larger message is
+//!   refused with [`ErrorKind::TooLarge`] naming the limit. An empty message cannot be told
+//!   from the peer leaving, so it is refused ([`ErrorKind::InvalidInput`]) and a receiver
+//!   reads an empty packet as [`ErrorKind::PeerGone`]. A packet over the receiver's limit is
+//!   discarded and reported, never delivered cut short.
 //! - Datagram sockets (`udp:HOST:PORT`, `unixgram:PATH`): one datagram is one message, through
 //!   the ordinary [`Sender::connect`] / [`Receiver::bind`]. UDP may lose and reorder: with
 //!   length framing (the library's default) every datagram starts with procom's 16-byte
@@ -69,6 +80,7 @@ use crate::net::StreamListener;
 use crate::stream::deadline_after;
 
 pub use crate::flavor::dgram::{DatagramStats, UDP_HEADER_LEN, UDP_MAGIC, UDP_VERSION};
+pub use crate::flavor::packet::packet_limit;
 pub use crate::net::{Peer, connect_stream, remove};
 
 /// One accepted connection: its own sender, receiver and peer.
@@ -82,7 +94,8 @@ pub struct Connection {
     pub peer: Peer,
 }
 
-/// A listening stream socket (`tcp:` or `unix:`): each accepted client is a [`Connection`].
+/// A listening connection-oriented socket (`tcp:`, `unix:` or `unixpacket:`): each accepted
+/// client is a [`Connection`].
 #[derive(Debug)]
 pub struct Listener {
     inner: StreamListener,
@@ -90,9 +103,9 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds and listens on a `tcp:` or `unix:` endpoint; connections are framed as `opts`
-    /// says. A `unix:` path's socket file gets [`Options::mode`] and [`Options::group`]
-    /// (clients need write permission on it to connect).
+    /// Binds and listens on a `tcp:`, `unix:` or `unixpacket:` endpoint; stream connections
+    /// are framed as `opts` says. A path's socket file gets [`Options::mode`] and
+    /// [`Options::group`] (clients need write permission on it to connect).
     pub fn bind(endpoint: &Endpoint, opts: &Options) -> Result<Listener, Error> {
         Ok(Listener {
             inner: StreamListener::bind(endpoint, opts.access(endpoint)?)?,
@@ -156,15 +169,26 @@ fn connection(
         .try_clone()
         .map_err(|e| Error::os("duplicate the connection", e).object(endpoint))?;
     let name = peer.connection_name(endpoint);
+    let kind = crate::kind::kind_of(endpoint);
+    let (sender, receiver) = match endpoint {
+        Endpoint::UnixPacket { .. } => (
+            Sender::packet(dup, name.clone(), kind, opts),
+            Receiver::packet(fd, name, kind, opts),
+        ),
+        _ => (
+            Sender::stream(dup, name.clone(), kind, opts),
+            Receiver::stream(fd, name, kind, opts),
+        ),
+    };
     Ok(Connection {
-        sender: Sender::stream(dup, name.clone(), crate::kind::kind_of(endpoint), opts),
-        receiver: Receiver::stream(fd, name, crate::kind::kind_of(endpoint), opts),
+        sender,
+        receiver,
         peer,
     })
 }
 
-/// Connects to a `tcp:` or `unix:` endpoint and returns a sender and a receiver on the same
-/// connection.
+/// Connects to a `tcp:`, `unix:` or `unixpacket:` endpoint and returns a sender and a receiver
+/// on the same connection.
 pub fn connect(endpoint: &Endpoint, opts: &Options) -> Result<(Sender, Receiver), Error> {
     let fd = crate::net::connect_stream(endpoint, opts.open_timeout)?;
     let c = connection(
@@ -203,6 +227,37 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
     Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
 }
 
+/// A connected pair of Unix sequenced-packet sockets (`socketpair` with `SOCK_SEQPACKET`), as
+/// channels in both directions: one message per packet, no framing (see the module's notes on
+/// `unixpacket:` for the largest message).
+#[doc(alias = "socketpair")]
+pub fn packet_pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
+    let (a, b) = packet_socketpair()?;
+    let ep = Endpoint::UnixPacket {
+        addr: UnixAddr::Abstract("socketpair".into()),
+    };
+    let none = || Peer {
+        addr: String::new(),
+        pid: None,
+        uid: None,
+        gid: None,
+    };
+    let ca = connection(a, &ep, opts, none())?;
+    let cb = connection(b, &ep, opts, none())?;
+    Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
+}
+
+/// Two connected sequenced-packet sockets, close-on-exec.
+pub(crate) fn packet_socketpair() -> Result<(OwnedFd, OwnedFd), Error> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("create a socket pair", e.into()).object("socketpair"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +271,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.try_accept().unwrap_err().kind(), ErrorKind::Empty);
+    }
+
+    /// A packet pair keeps every boundary, refuses an empty message, and a 1 MiB message
+    /// either arrives whole or is refused by the sender with the limit it found.
+    #[test]
+    fn packet_pair_boundaries_empty_and_a_mebibyte() {
+        let ((mut tx, _), (_, mut rx)) = packet_pair(&Options::default()).unwrap();
+        for size in [1usize, 2, 4095, 4096, 65537] {
+            tx.send(vec![size as u8; size]).unwrap();
+        }
+        for size in [1usize, 2, 4095, 4096, 65537] {
+            assert_eq!(rx.recv().unwrap(), vec![size as u8; size]);
+        }
+        let e = tx.send(Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let big: Vec<u8> = (0..1 << 20).map(|i: usize| (i % 251) as u8).collect();
+        let t = std::thread::spawn(move || {
+            let r = tx.send(big.clone()).map_err(|e| e.into_error());
+            (r, big)
+        });
+        let (sent, big) = t.join().unwrap();
+        match sent {
+            Ok(()) => assert_eq!(rx.recv().unwrap(), big),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+                assert!(e.limit().is_some_and(|l| l < 1 << 20), "{e}");
+                assert!(e.to_string().contains("wmem_max"), "{e}");
+                assert!(packet_limit() < 1 << 20);
+            }
+        }
+    }
+
+    /// A packet over the receiver's limit is consumed and reported, never delivered cut short;
+    /// the next one arrives whole.
+    #[test]
+    fn packet_over_the_receivers_limit_is_discarded() {
+        let ((mut tx2, _), (_, mut rx2)) =
+            packet_pair(&Options::default().max_message(1024)).unwrap();
+        tx2.set_max_message(4096);
+        tx2.send(vec![1u8; 2048]).unwrap();
+        tx2.send(b"next".to_vec()).unwrap();
+        let e = rx2.recv().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert_eq!((e.size(), e.limit()), (Some(2048), Some(1024)));
+        assert_eq!(rx2.recv().unwrap(), b"next");
+        assert_eq!(rx2.try_recv().unwrap_err().kind(), ErrorKind::Empty);
     }
 
     /// A timeout too long to represent waits for the client instead of timing out at once.

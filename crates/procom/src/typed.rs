@@ -1,7 +1,13 @@
 //! Typed messages: any `serde` type, encoded with postcard, over any endpoint.
 //!
 //! The wire format is postcard's, inside the channel's usual framing. A message that does not
-//! decode as `T` is [`ErrorKind::Malformed`]; it never panics.
+//! decode as `T` is [`ErrorKind::Malformed`]; it never panics. A value is encoded straight into
+//! a buffer the sender keeps (no allocation per message) and sent from there; a received one
+//! is decoded where it lies, in the receiver's own buffer.
+//!
+//! For two local processes, [`pair`] picks the fastest kernel channel that carries every
+//! message the options allow: a Unix sequenced-packet pair (one system call per message, no
+//! framing) when a whole message fits in one packet here, else a Unix stream pair.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
@@ -193,9 +199,70 @@ impl<T: DeserializeOwned> Receiver<T> {
     }
 }
 
+/// One end of a typed connection: sends `A`, receives `B`.
+pub type End<A, B> = (Sender<A>, Receiver<B>);
+
+/// The two ends of a typed connection made by [`pair`].
+pub type Ends<A, B> = (End<A, B>, End<B, A>);
+
+/// A connected pair of local typed channels (`socketpair`): the first end sends `A` and
+/// receives `B`, the second the reverse; hand one end's descriptors
+/// ([`channel::Sender::into_fd`]) to a child, or use the ends in two threads. The pair is a
+/// Unix sequenced-packet pair (`unixpacket:`, see [`crate::socket`]) when the kernel lets one
+/// packet hold a whole message of `opts.max_message` bytes (1 MiB, say, but not the default
+/// 64 MiB: a packet holds at most twice `net.core.wmem_max` and 4 MiB), and a Unix stream
+/// pair otherwise; [`channel::Receiver::endpoint`] says which (`unixpacket:@socketpair` or
+/// `unix:@socketpair`).
+#[doc(alias = "socketpair")]
+pub fn pair<A, B>(opts: &Options) -> Result<Ends<A, B>, Error>
+where
+    A: Serialize + DeserializeOwned,
+    B: Serialize + DeserializeOwned,
+{
+    let ((tx_a, rx_a), (tx_b, rx_b)) = if packets_fit(opts.max_message) {
+        crate::socket::packet_pair(opts)?
+    } else {
+        crate::socket::pair(opts)?
+    };
+    Ok((
+        (Sender::from_untyped(tx_a), Receiver::from_untyped(rx_a)),
+        (Sender::from_untyped(tx_b), Receiver::from_untyped(rx_b)),
+    ))
+}
+
+/// Whether a sequenced packet here holds a message of `max` bytes (asked of a socket whose
+/// send buffer is grown as a packet sender's is).
+fn packets_fit(max: usize) -> bool {
+    crate::socket::packet_socketpair()
+        .is_ok_and(|(a, _)| crate::flavor::packet::room(std::os::fd::AsFd::as_fd(&a), max) >= max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `pair` takes sequenced packets when a whole message fits in one, a stream otherwise,
+    /// and carries values both ways either way.
+    #[test]
+    fn pair_picks_packets_where_a_message_fits() {
+        for (max, packets) in [
+            (64 << 10, true),
+            (crate::framing::DEFAULT_MAX_MESSAGE, false),
+        ] {
+            let opts = Options::default().max_message(max);
+            let ((mut tx, mut rx), (mut tx2, mut rx2)) = pair::<String, u64>(&opts).unwrap();
+            let scheme = if packets { "unixpacket:" } else { "unix:" };
+            assert!(
+                rx.inner.endpoint().starts_with(scheme),
+                "{}",
+                rx.inner.endpoint()
+            );
+            tx.send("job".to_string()).unwrap();
+            assert_eq!(rx2.recv().unwrap(), "job");
+            tx2.send(7).unwrap();
+            assert_eq!(rx.recv().unwrap(), 7);
+        }
+    }
 
     /// The typed receiver has the deadline form every blocking call has.
     #[test]

@@ -286,7 +286,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     )?;
     table(&report.results, &limits)?;
     super::outln!(
-        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair; shm spin with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, copy out); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
+        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm spin with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, copy out); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
     )?;
     super::outln!(
         "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."

@@ -1,5 +1,5 @@
 //! `procom listen ENDPOINT [--echo] [--count N] [--framed]` and `procom connect ENDPOINT`: a
-//! small nc/socat for tcp: and unix: endpoints.
+//! small nc/socat for tcp:, unix: and unixpacket: endpoints.
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -61,12 +61,17 @@ fn serve(mut conn: Connection, echo: bool, idle: Duration) {
 
 pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
-    if !matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }) {
+    if !matches!(
+        ep,
+        Endpoint::Tcp { .. } | Endpoint::Unix { .. } | Endpoint::UnixPacket { .. }
+    ) {
         return Err(super::usage!(
-            "{ep}: procom listen serves tcp: and unix: endpoints (for udp: and unixgram:, use procom recv)"
+            "{ep}: procom listen serves tcp:, unix: and unixpacket: endpoints (for udp: and unixgram:, use procom recv)"
         ));
     }
-    if !args.allow_uid.is_empty() && !matches!(ep, Endpoint::Unix { .. }) {
+    if !args.allow_uid.is_empty()
+        && !matches!(ep, Endpoint::Unix { .. } | Endpoint::UnixPacket { .. })
+    {
         return Err(super::usage!(
             "{ep}: --allow-uid admits clients by the uid a Unix socket reports; a TCP client has no uid to check (use a firewall, or a unix: endpoint)"
         ));
@@ -78,10 +83,12 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
             ep,
             Endpoint::Unix {
                 addr: procom::endpoint::UnixAddr::Path(_)
+            } | Endpoint::UnixPacket {
+                addr: procom::endpoint::UnixAddr::Path(_)
             }
         ) {
             return Err(super::usage!(
-                "{ep}: --mode and --group apply to a unix:PATH socket file; a TCP port or an abstract socket has none (use --allow-uid, or a firewall)"
+                "{ep}: --mode and --group apply to a unix:PATH or unixpacket:PATH socket file; a TCP port or an abstract socket has none (use --allow-uid, or a firewall)"
             ));
         }
         let (mode, group) = super::share(&args.share)?;
@@ -134,9 +141,12 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
 
 pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let ep = Endpoint::parse(&args.endpoint)?;
+    if matches!(ep, Endpoint::UnixPacket { .. }) {
+        return connect_packet(&ep, args.timeout);
+    }
     if !matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. }) {
         return Err(super::usage!(
-            "{ep}: procom connect joins tcp: and unix: endpoints (for datagrams, use procom send and recv)"
+            "{ep}: procom connect joins tcp:, unix: and unixpacket: endpoints (for datagrams, use procom send and recv)"
         ));
     }
     interrupt::set_activity(format!("connected to {ep}"));
@@ -167,6 +177,58 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(anyhow::Error::new(e).context(format!("{ep}: could not send")));
+    }
+    Ok(())
+}
+
+/// `procom connect unixpacket:…`: each line of standard input goes to the peer as one packet,
+/// each packet from the peer is printed as one line; at the end of standard input the
+/// sending half is shut down, so the peer sees the end.
+fn connect_packet(ep: &Endpoint, timeout: Option<Duration>) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let opts = procom::Options::default()
+        .framing(procom::Framing::Lines)
+        .open_timeout(timeout);
+    interrupt::set_activity(format!("connected to {ep}"));
+    let (mut tx, mut rx) = procom::socket::connect(ep, &opts)?;
+    let half: Option<OwnedFd> = tx.as_fd().map(|fd| fd.try_clone_to_owned()).transpose()?;
+    let to_peer = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::new();
+        let sent = loop {
+            line.clear();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(anyhow::Error::new(e).context("could not read standard input")),
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if let Err(e) = tx.send(&line) {
+                break Err(e.into_error().into());
+            }
+        };
+        if let Some(fd) = &half {
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
+        }
+        sent
+    });
+    loop {
+        match rx.recv() {
+            Ok(msg) => print_line(&msg)?,
+            Err(e) if e.kind() == ErrorKind::PeerGone => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The peer closed: whatever standard input still holds has nowhere to go.
+    if to_peer.is_finished()
+        && let Ok(Err(e)) = to_peer.join()
+        && e.downcast_ref::<procom::Error>()
+            .is_none_or(|e| e.kind() != ErrorKind::PeerGone)
+    {
+        return Err(e);
     }
     Ok(())
 }

@@ -145,10 +145,10 @@ impl Object {
                 format!("{}:{}", self.kind.as_str(), name?)
             }
             Kind::Unix => {
-                let scheme = if self.socket_type == Some("dgram") {
-                    "unixgram"
-                } else {
-                    "unix"
+                let scheme = match self.socket_type {
+                    Some("dgram") => "unixgram",
+                    Some("seqpacket") => "unixpacket",
+                    _ => "unix",
                 };
                 format!("{scheme}:{}", name?)
             }

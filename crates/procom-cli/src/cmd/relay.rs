@@ -2,14 +2,14 @@
 //! between two endpoints, both ways where both sides can carry both directions.
 //!
 //! The directions are decided from the endpoints alone, before anything is opened:
-//! - Two connected stream sockets (`unix:`, `tcp:`) carry both: A → B and B → A, one thread
+//! - Two connected sockets (`unix:`, `unixpacket:`, `tcp:`) carry both: A → B and B → A, one thread
 //!   each. When one direction reaches its end of stream, the other side's write half is
 //!   shut down (its peer sees end of file) and the other direction goes on to its own end.
 //! - Anything else carries one direction: A → B, or B → A when A can only be written or B
 //!   only read (a `tcp:`/`udp:` port 0 can only be bound, never reached; `mq:…?priority=` is
 //!   what a sender gives). When neither way can work, or A and B are one object, it is a
 //!   usage error.
-//! - `--listen` listens on B (`tcp:`, `unix:`) and serves many clients: a stream A is
+//! - `--listen` listens on B (`tcp:`, `unix:`, `unixpacket:`) and serves many clients: a connected A is
 //!   connected once per client and relayed both ways on that client's two threads; any other
 //!   A is opened once, and every client's messages go into it, whole.
 //!
@@ -78,9 +78,12 @@ enum Plan {
     ServeInto { note: String },
 }
 
-/// A connected stream socket: the one kind of side that carries both directions.
+/// A connected socket: the one kind of side that carries both directions.
 fn two_way(ep: &Endpoint) -> bool {
-    matches!(ep, Endpoint::Tcp { .. } | Endpoint::Unix { .. })
+    matches!(
+        ep,
+        Endpoint::Tcp { .. } | Endpoint::Unix { .. } | Endpoint::UnixPacket { .. }
+    )
 }
 
 /// Why `ep` can never be read (connected to, or received from), if so.
@@ -119,6 +122,7 @@ fn same_object(a: &Endpoint, b: &Endpoint) -> bool {
         (E::Msg { key: k, .. }, E::Msg { key: l, .. }) => k == l,
         (E::Unix { addr: x }, E::Unix { addr: y }) => x == y,
         (E::UnixGram { addr: x }, E::UnixGram { addr: y }) => x == y,
+        (E::UnixPacket { addr: x }, E::UnixPacket { addr: y }) => x == y,
         (E::Tcp { host: h, port: p }, E::Tcp { host: g, port: q })
         | (E::Udp { host: h, port: p }, E::Udp { host: g, port: q }) => h == g && p == q && *p != 0,
         _ => false,
@@ -136,7 +140,7 @@ fn plan(a: &Endpoint, b: &Endpoint, listen: bool) -> anyhow::Result<Plan> {
     if listen {
         if !two_way(b) {
             return Err(super::usage!(
-                "{b} cannot be listened on: --listen serves clients on B, a tcp: or unix: endpoint"
+                "{b} cannot be listened on: --listen serves clients on B, a tcp:, unix: or unixpacket: endpoint"
             ));
         }
         if two_way(a) {

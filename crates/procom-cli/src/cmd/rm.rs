@@ -48,7 +48,7 @@ enum Target {
     SemId(i32),
 }
 
-const TAKES: &str = "procom rm takes mq:/NAME, msg:KEY, shm:/NAME, sem:/NAME, unix:PATH, fifo:PATH, msgid:ID, shmid:ID or semid:ID";
+const TAKES: &str = "procom rm takes mq:/NAME, msg:KEY, shm:/NAME, sem:/NAME, unix:PATH (or unixgram:, unixpacket:), fifo:PATH, msgid:ID, shmid:ID or semid:ID";
 
 fn parse(text: &str) -> anyhow::Result<Target> {
     for (scheme, make) in [
@@ -82,14 +82,16 @@ fn parse(text: &str) -> anyhow::Result<Target> {
         Endpoint::Msg { key, .. } => Target::Msg(key),
         Endpoint::Shm { name, .. } => Target::Shm(name),
         Endpoint::Fifo { path } => Target::Fifo(path),
-        Endpoint::Unix { addr } | Endpoint::UnixGram { addr } => match addr {
-            UnixAddr::Path(p) => Target::Socket(p),
-            UnixAddr::Abstract(_) => {
-                return Err(super::usage!(
-                    "`{text}` is an abstract socket: it has no file to remove, and goes when the process that holds it closes it"
-                ));
+        Endpoint::Unix { addr } | Endpoint::UnixGram { addr } | Endpoint::UnixPacket { addr } => {
+            match addr {
+                UnixAddr::Path(p) => Target::Socket(p),
+                UnixAddr::Abstract(_) => {
+                    return Err(super::usage!(
+                        "`{text}` is an abstract socket: it has no file to remove, and goes when the process that holds it closes it"
+                    ));
+                }
             }
-        },
+        }
         _ => {
             return Err(super::usage!(
                 "`{text}` names nothing that stays behind to remove; {TAKES}"

@@ -14,6 +14,7 @@ pub fn trials() -> Vec<Trial> {
             json_shape,
             svg_chart,
             every_kernel_mechanism_has_a_raw_baseline,
+            packet_rows_have_a_raw_baseline,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -52,6 +53,25 @@ fn every_kernel_mechanism_has_a_raw_baseline() -> Outcome {
     Ok(())
 }
 
+/// The sequenced-packet rows (bytes and typed) carry the raw send/recv loop over a packet pair.
+fn packet_rows_have_a_raw_baseline() -> Outcome {
+    let v = bench_json(&[
+        "--mechanism",
+        "unixpacket",
+        "--mechanism",
+        "unixpacket-typed",
+    ])?;
+    let results = v["results"].as_array().ok_or("no results")?;
+    ensure!(results.len() == 2, "{} rows", results.len());
+    for r in results {
+        ensure!(
+            r["baseline_p50_ns"].as_f64().is_some_and(|x| x > 0.0),
+            "raw baseline in {r}"
+        );
+    }
+    Ok(())
+}
+
 /// Asking for a peer library from a build without it is a usage error that says how to get it.
 #[cfg(not(feature = "peers"))]
 fn peers_need_the_feature() -> Outcome {
@@ -84,7 +104,7 @@ fn peers_do_the_same_work() -> Outcome {
         "--mechanism",
         "shm",
         "--mechanism",
-        "unix-typed",
+        "unixpacket-typed",
         "--mechanism",
         "unix",
     ];
@@ -119,7 +139,7 @@ fn peers_do_the_same_work() -> Outcome {
             for (mech, mode) in [
                 ("shm", "spin"),
                 ("shm", "block"),
-                ("unix-typed", "block"),
+                ("unixpacket-typed", "block"),
                 ("unix", "block"),
             ] {
                 ensure!(

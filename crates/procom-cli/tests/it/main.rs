@@ -25,6 +25,7 @@ mod listen;
 mod ls;
 mod mq;
 mod msg;
+mod packet;
 mod relay;
 mod rm;
 mod shm;
@@ -32,5 +33,5 @@ mod signal;
 mod socket;
 
 main_of![
-    bench, exit, fifo, listen, ls, mq, msg, relay, rm, shm, signal, socket
+    bench, exit, fifo, listen, ls, mq, msg, packet, relay, rm, shm, signal, socket
 ];

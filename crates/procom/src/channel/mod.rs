@@ -21,9 +21,9 @@ use crate::kind::kind_of;
 /// |---|---|
 /// | `framing` | byte streams (`-`, `fifo:`, `unix:`, `tcp:`, descriptors); `udp:` and `unixgram:` (see [`Framing`]) |
 /// | `max_message` | every endpoint, on both sides |
-/// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:` connects, and binding senders waiting for their client |
-/// | `budget` | byte-stream receivers (a server's connections) |
-/// | `mode`, `group` | what a `bind` creates: a `fifo:`, `mq:`, `msg:` or `shm:` object, a `unix:`/`unixgram:` socket file (and a [`Listener`](crate::socket::Listener)'s) |
+/// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:`/`unixpacket:` connects, and binding senders waiting for their client |
+/// | `budget` | byte-stream receivers (a server's connections); a `unixpacket:` receiver with one keeps no buffer over 128 KiB between messages |
+/// | `mode`, `group` | what a `bind` creates: a `fifo:`, `mq:`, `msg:` or `shm:` object, a `unix:`/`unixgram:`/`unixpacket:` socket file (and a [`Listener`](crate::socket::Listener)'s) |
 ///
 /// What concerns one mechanism alone is a parameter of its endpoint instead: a POSIX queue
 /// sender's `mq:/NAME?priority=P`, a shared-memory endpoint's `shm:/NAME?spin=DURATION`, a
@@ -159,6 +159,7 @@ macro_rules! dispatch_send {
             SenderFlavor::Mq($f) => $body,
             SenderFlavor::Msg($f) => $body,
             SenderFlavor::Dgram($f) => $body,
+            SenderFlavor::Packet($f) => $body,
         }
     };
 }
@@ -172,6 +173,8 @@ macro_rules! dispatch_recv {
             ReceiverFlavor::Mq($f) => $body,
             ReceiverFlavor::Msg($f) => $body,
             ReceiverFlavor::Dgram($f) => $body,
+            ReceiverFlavor::Packet($f) => $body,
+            ReceiverFlavor::ListenPacket($f) => $body,
         }
     };
 }

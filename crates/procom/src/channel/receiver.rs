@@ -11,9 +11,10 @@ use crate::endpoint::{Endpoint, SysvKey};
 use crate::error::{Error, ErrorKind, ObjectKind};
 use crate::fifo::{self, Fifo};
 use crate::flavor::dgram::{DatagramStats, DgramReceiver, bind_dgram};
-use crate::flavor::listen::ListenReceiver;
+use crate::flavor::listen::{ListenReceiver, accept_packet, accept_stream};
 use crate::flavor::mq::MqReceiver;
 use crate::flavor::msg::MsgReceiver;
+use crate::flavor::packet::{PacketReceiver, is_packet_socket};
 use crate::flavor::shm::ShmReceiver;
 use crate::flavor::stream::StreamReceiver;
 use crate::flavor::{MessageMeta, RecvFlavor, Wait};
@@ -51,11 +52,15 @@ pub struct Receiver {
 enum ReceiverFlavor {
     Stream(StreamReceiver),
     /// A listening stream socket that accepts its one peer on the first receive.
-    Listen(ListenReceiver),
+    Listen(ListenReceiver<StreamReceiver>),
     Shm(ShmReceiver),
     Mq(MqReceiver),
     Msg(MsgReceiver),
     Dgram(DgramReceiver),
+    /// A connected sequenced-packet socket.
+    Packet(PacketReceiver),
+    /// A listening sequenced-packet socket that accepts its one peer on the first receive.
+    ListenPacket(ListenReceiver<PacketReceiver>),
 }
 
 impl Receiver {
@@ -65,7 +70,7 @@ impl Receiver {
     /// For `fifo:` the FIFO is created (mode 0600) and opened at once; receiving waits for a
     /// writer to arrive, and reports [`ErrorKind::PeerGone`] once the last writer has closed.
     ///
-    /// For `tcp:` and `unix:` the receiver listens at once and accepts its one peer on the
+    /// For `tcp:`, `unix:` and `unixpacket:` the receiver listens at once and accepts its one peer on the
     /// first receive; it then reads that connection until [`ErrorKind::PeerGone`] and accepts
     /// no other (a server with many clients uses [`crate::socket::Listener`]). For `udp:` and
     /// `unixgram:` it binds and takes datagrams from anyone. A Unix socket file is created
@@ -104,6 +109,20 @@ impl Receiver {
                         opts.framing,
                         opts.max_message,
                         opts.budget.clone(),
+                        accept_stream,
+                    )),
+                )
+            }
+            Endpoint::UnixPacket { .. } => {
+                let listener = StreamListener::bind(&ep, access)?;
+                (
+                    listener.local_endpoint().to_string(),
+                    ReceiverFlavor::ListenPacket(ListenReceiver::new(
+                        listener,
+                        opts.framing,
+                        opts.max_message,
+                        opts.budget.clone(),
+                        accept_packet,
                     )),
                 )
             }
@@ -166,7 +185,7 @@ impl Receiver {
         let ep = endpoint.to_endpoint()?;
         let flavor = match &ep {
             Endpoint::Stdio => {
-                return Ok(Receiver::stream(
+                return Ok(Receiver::any_fd(
                     stdio_fd(std::io::stdin().as_fd(), &ep)?,
                     ep.to_string(),
                     kind_of(&ep),
@@ -194,6 +213,14 @@ impl Receiver {
                     opts,
                 ));
             }
+            Endpoint::UnixPacket { .. } => {
+                return Ok(Receiver::packet(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
             Endpoint::Mq { name, .. } => ReceiverFlavor::Mq(MqReceiver {
                 q: Queue::open_with(name, true, false)?,
                 max: opts.max_message,
@@ -212,9 +239,37 @@ impl Receiver {
     }
 
     /// Receives from any byte-stream descriptor, framed as `opts` says. `name` is how errors
-    /// refer to it.
+    /// refer to it. A connected sequenced-packet socket (`SOCK_SEQPACKET`) carries one
+    /// message per packet instead, unframed.
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Receiver {
-        Receiver::stream(fd.into(), name, ObjectKind::Descriptor, opts)
+        Receiver::any_fd(fd.into(), name.into(), ObjectKind::Descriptor, opts)
+    }
+
+    /// A sequenced-packet receiver over the connected socket `fd` for an object of `kind`.
+    pub(crate) fn packet(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Receiver {
+        Receiver {
+            endpoint: name.into(),
+            kind,
+            flavor: ReceiverFlavor::Packet(
+                PacketReceiver::new(fd, opts.framing, opts.max_message)
+                    .shrinking(opts.budget.is_some()),
+            ),
+        }
+    }
+
+    /// A receiver over a descriptor: packet by packet on a sequenced-packet socket, framed
+    /// on anything else.
+    fn any_fd(fd: OwnedFd, name: String, kind: ObjectKind, opts: &Options) -> Receiver {
+        if is_packet_socket(fd.as_fd()) {
+            Receiver::packet(fd, name, kind, opts)
+        } else {
+            Receiver::stream(fd, name, kind, opts)
+        }
     }
 
     /// A byte-stream receiver over `fd` for an object of `kind`.

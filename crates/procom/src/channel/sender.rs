@@ -11,6 +11,7 @@ use crate::fifo::{self, Fifo};
 use crate::flavor::dgram::{DgramSender, connect_dgram};
 use crate::flavor::mq::MqSender;
 use crate::flavor::msg::MsgSender;
+use crate::flavor::packet::{PacketSender, is_packet_socket};
 use crate::flavor::shm::ShmSender;
 use crate::flavor::stream::StreamSender;
 use crate::flavor::{SendFlavor, Wait};
@@ -50,6 +51,7 @@ enum SenderFlavor {
     Mq(MqSender),
     Msg(MsgSender),
     Dgram(DgramSender),
+    Packet(PacketSender),
 }
 
 impl Sender {
@@ -77,6 +79,31 @@ impl Sender {
         }
     }
 
+    /// A sequenced-packet sender over the connected socket `fd` for an object of `kind`.
+    pub(crate) fn packet(
+        fd: OwnedFd,
+        name: impl Into<String>,
+        kind: ObjectKind,
+        opts: &Options,
+    ) -> Sender {
+        Sender {
+            endpoint: name.into(),
+            kind,
+            max: opts.max_message,
+            flavor: SenderFlavor::Packet(PacketSender::new(fd, opts.framing, opts.max_message)),
+        }
+    }
+
+    /// A sender over a descriptor: packet by packet on a sequenced-packet socket, framed on
+    /// anything else.
+    fn any_fd(fd: OwnedFd, name: String, kind: ObjectKind, opts: &Options) -> Sender {
+        if is_packet_socket(fd.as_fd()) {
+            Sender::packet(fd, name, kind, opts)
+        } else {
+            Sender::stream(fd, name, kind, opts)
+        }
+    }
+
     /// Opens an existing endpoint for sending, with default [`Options`].
     ///
     /// For `fifo:` this waits, as a FIFO writer always does, until a reader opens the FIFO; set
@@ -90,7 +117,7 @@ impl Sender {
         let ep = endpoint.to_endpoint()?;
         let flavor = match &ep {
             Endpoint::Stdio => {
-                return Ok(Sender::stream(
+                return Ok(Sender::any_fd(
                     stdio_fd(std::io::stdout().as_fd(), &ep)?,
                     ep.to_string(),
                     kind_of(&ep),
@@ -108,6 +135,14 @@ impl Sender {
             }
             Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
                 return Ok(Sender::stream(
+                    connect_stream(&ep, opts.open_timeout)?,
+                    ep.to_string(),
+                    kind_of(&ep),
+                    opts,
+                ));
+            }
+            Endpoint::UnixPacket { .. } => {
+                return Ok(Sender::packet(
                     connect_stream(&ep, opts.open_timeout)?,
                     ep.to_string(),
                     kind_of(&ep),
@@ -137,7 +172,7 @@ impl Sender {
 
     /// Creates the endpoint's object, owning it (it is removed when the sender is dropped),
     /// then opens it for sending. For `fifo:` the open waits for a reader as in
-    /// [`Sender::connect_with`]. For `tcp:` and `unix:` it listens and waits (at most
+    /// [`Sender::connect_with`]. For `tcp:`, `unix:` and `unixpacket:` it listens and waits (at most
     /// [`Options::open_timeout`]) for one client, then sends to it; `udp:` and `unixgram:` have
     /// nothing to create and connect as [`Sender::connect_with`] does.
     pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender, Error> {
@@ -158,17 +193,16 @@ impl Sender {
                 }
                 return Ok(sender);
             }
-            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } | Endpoint::UnixPacket { .. } => {
                 // Listen, and send to the first client that connects.
                 let listener = StreamListener::bind(&ep, access)?;
                 let deadline = opts.open_timeout.and_then(deadline_after);
                 let (fd, peer) = listener.accept_deadline(deadline)?;
-                return Ok(Sender::stream(
-                    fd,
-                    peer.connection_name(&ep),
-                    kind_of(&ep),
-                    opts,
-                ));
+                let name = peer.connection_name(&ep);
+                return Ok(match ep {
+                    Endpoint::UnixPacket { .. } => Sender::packet(fd, name, kind_of(&ep), opts),
+                    _ => Sender::stream(fd, name, kind_of(&ep), opts),
+                });
             }
             Endpoint::Mq {
                 name,
@@ -195,9 +229,10 @@ impl Sender {
     }
 
     /// Sends over any byte-stream descriptor (a pipe end, a FIFO, a connected socket),
-    /// framed as `opts` says. `name` is how errors refer to it.
+    /// framed as `opts` says. `name` is how errors refer to it. A connected sequenced-packet
+    /// socket (`SOCK_SEQPACKET`) carries one message per packet instead, unframed.
     pub fn from_fd(fd: impl Into<OwnedFd>, name: impl Into<String>, opts: &Options) -> Sender {
-        Sender::stream(fd.into(), name, ObjectKind::Descriptor, opts)
+        Sender::any_fd(fd.into(), name.into(), ObjectKind::Descriptor, opts)
     }
 
     /// Changes the largest message this sender accepts (it starts as [`Options::max_message`]).

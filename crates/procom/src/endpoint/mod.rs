@@ -10,10 +10,11 @@
 //! | `shm:/NAME[?capacity=SIZE&spin=DURATION]` | shared-memory ring channel | message |
 //! | `unix:PATH`, `unix:@NAME` | Unix stream socket (`@`: abstract namespace) | bytes |
 //! | `unixgram:PATH`, `unixgram:@NAME` | Unix datagram socket | message |
+//! | `unixpacket:PATH`, `unixpacket:@NAME` | Unix sequenced-packet socket (`SOCK_SEQPACKET`) | message |
 //! | `tcp:HOST:PORT` | TCP | bytes |
 //! | `udp:HOST:PORT` | UDP | message |
 //!
-//! Paths (`fifo:`, `unix:`, `unixgram:`, `msg:`) are taken literally after the colon and may be
+//! Paths (`fifo:`, `unix:`, `unixgram:`, `unixpacket:`, `msg:`) are taken literally after the colon and may be
 //! relative. Names (`mq:`, `shm:`) start with `/` and contain no other `/`. Parameters after
 //! `?` are accepted only where the table shows them; unknown ones are an error. Sizes accept
 //! `K`/`KiB`, `M`/`MiB`, `G`/`GiB` (powers of 1024) and `KB`/`MB`/`GB` (powers of 1000).
@@ -87,6 +88,12 @@ pub enum Endpoint {
     },
     /// `unixgram:PATH` or `unixgram:@NAME`: a Unix datagram socket.
     UnixGram {
+        /// Where it is bound.
+        addr: UnixAddr,
+    },
+    /// `unixpacket:PATH` or `unixpacket:@NAME`: a Unix sequenced-packet socket
+    /// (`SOCK_SEQPACKET`): connected like `unix:`, with message boundaries kept by the kernel.
+    UnixPacket {
         /// Where it is bound.
         addr: UnixAddr,
     },
@@ -175,6 +182,7 @@ impl Endpoint {
             Endpoint::Shm { .. } => "shm",
             Endpoint::Unix { .. } => "unix",
             Endpoint::UnixGram { .. } => "unixgram",
+            Endpoint::UnixPacket { .. } => "unixpacket",
             Endpoint::Tcp { .. } => "tcp",
             Endpoint::Udp { .. } => "udp",
         }
@@ -257,6 +265,7 @@ impl fmt::Display for Endpoint {
             }
             Endpoint::Unix { addr } => write!(f, "unix:{addr}"),
             Endpoint::UnixGram { addr } => write!(f, "unixgram:{addr}"),
+            Endpoint::UnixPacket { addr } => write!(f, "unixpacket:{addr}"),
             Endpoint::Tcp { host, port } => {
                 f.write_str("tcp:")?;
                 write_host(f, host, *port)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Endpoint, IPC_NAME_MAX, SysvKey, UNIX_PATH_MAX, UnixAddr};
 use crate::error::{Error, ErrorKind};
 
-const SCHEMES: &str = "-, fifo:, mq:, msg:, shm:, unix:, unixgram:, tcp: or udp:";
+const SCHEMES: &str = "-, fifo:, mq:, msg:, shm:, unix:, unixgram:, unixpacket:, tcp: or udp:";
 
 fn invalid(text: &str, why: impl fmt::Display) -> Error {
     Error::new(ErrorKind::InvalidEndpoint)
@@ -356,6 +356,9 @@ impl FromStr for Endpoint {
             "unixgram" => Ok(Endpoint::UnixGram {
                 addr: unix_addr(text, rest)?,
             }),
+            "unixpacket" => Ok(Endpoint::UnixPacket {
+                addr: unix_addr(text, rest)?,
+            }),
             "tcp" => {
                 let (host, port) = host_port(text, rest)?;
                 Ok(Endpoint::Tcp { host, port })
@@ -469,6 +472,18 @@ mod tests {
             }
         );
         assert_eq!(
+            ok("unixpacket:@jobs"),
+            Endpoint::UnixPacket {
+                addr: UnixAddr::Abstract("jobs".into())
+            }
+        );
+        assert_eq!(
+            ok("unixpacket:/run/p.sock"),
+            Endpoint::UnixPacket {
+                addr: UnixAddr::Path("/run/p.sock".into())
+            }
+        );
+        assert_eq!(
             ok("tcp:127.0.0.1:7000"),
             Endpoint::Tcp {
                 host: "127.0.0.1".into(),
@@ -499,6 +514,8 @@ mod tests {
             "unix:@n",
             "unix:/s",
             "unixgram:/d",
+            "unixpacket:/p",
+            "unixpacket:@p",
             "tcp:localhost:80",
             "udp:[::1]:9",
         ] {
@@ -523,6 +540,8 @@ mod tests {
         assert!(err("tcp:h:99999").contains("not a port"));
         assert!(err("tcp:::1:80").contains("brackets"));
         assert!(err(&format!("unix:/{}", "a".repeat(120))).contains("107-byte limit"));
+        assert!(err("unixpacket:@").contains("abstract name after '@' is empty"));
+        assert!(err("unixpacket:").contains("path is empty"));
         assert!(!err("shm:/x?capacity=lots").contains('\n'));
     }
 

@@ -1,6 +1,7 @@
-//! A `tcp:`/`unix:` receiver made with `Receiver::bind`: it listens at once, accepts its one
-//! peer on the first receive, then reads that connection as a byte stream until the peer
-//! leaves. (A server with many clients uses `socket::Listener`.)
+//! A `tcp:`/`unix:`/`unixpacket:` receiver made with `Receiver::bind`: it listens at once,
+//! accepts its one peer on the first receive, then reads that connection (as a byte stream, or
+//! packet by packet) until the peer leaves. (A server with many clients uses
+//! `socket::Listener`.)
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
@@ -8,44 +9,72 @@ use std::sync::atomic::AtomicU8;
 use crate::budget::Budget;
 use crate::cleanup::Cleanup;
 use crate::error::{Error, ErrorKind, ObjectKind};
+use crate::flavor::packet::PacketReceiver;
 use crate::flavor::stream::StreamReceiver;
 use crate::flavor::{RecvFlavor, Wait};
 use crate::framing::Framing;
 use crate::kind::kind_of;
 use crate::net::StreamListener;
 
+/// How an accepted connection becomes a receiver: a byte stream, or sequenced packets.
+pub(crate) type Accept<R> = fn(OwnedFd, Framing, usize, Option<Budget>) -> R;
+
+/// A byte-stream receiver over an accepted connection.
+pub(crate) fn accept_stream(
+    fd: OwnedFd,
+    framing: Framing,
+    max: usize,
+    budget: Option<Budget>,
+) -> StreamReceiver {
+    StreamReceiver::new(fd, framing, max, budget)
+}
+
+/// A sequenced-packet receiver over an accepted connection: nothing is ever partly
+/// received, so there is nothing to charge; with a budget it keeps no large buffer.
+pub(crate) fn accept_packet(
+    fd: OwnedFd,
+    framing: Framing,
+    max: usize,
+    budget: Option<Budget>,
+) -> PacketReceiver {
+    PacketReceiver::new(fd, framing, max).shrinking(budget.is_some())
+}
+
 /// Listens, then receives from the first client.
 #[derive(Debug)]
-pub(crate) struct ListenReceiver {
+pub(crate) struct ListenReceiver<R> {
     listener: StreamListener,
     framing: Framing,
     max: usize,
     budget: Option<Budget>,
+    accept: Accept<R>,
     /// The accepted client, and how errors name it.
-    conn: Option<(StreamReceiver, String)>,
+    conn: Option<(R, String)>,
     /// What kind of object the listener is, for errors.
     kind: ObjectKind,
 }
 
-impl ListenReceiver {
+impl<R: RecvFlavor> ListenReceiver<R> {
     pub(crate) fn new(
         listener: StreamListener,
         framing: Framing,
         max: usize,
         budget: Option<Budget>,
-    ) -> ListenReceiver {
+        accept: Accept<R>,
+    ) -> ListenReceiver<R> {
         ListenReceiver {
             kind: kind_of(listener.endpoint()),
             listener,
             framing,
             max,
             budget,
+            accept,
             conn: None,
         }
     }
 
     /// The connection, accepted first if need be.
-    fn conn(&mut self, wait: Wait) -> Result<&mut (StreamReceiver, String), Error> {
+    fn conn(&mut self, wait: Wait) -> Result<&mut (R, String), Error> {
         if self.conn.is_none() {
             let (fd, peer) = match self.listener.accept_deadline(wait.deadline()) {
                 Ok(c) => c,
@@ -55,14 +84,14 @@ impl ListenReceiver {
                 Err(e) => return Err(e),
             };
             let name = peer.connection_name(self.listener.endpoint());
-            let r = StreamReceiver::new(fd, self.framing, self.max, self.budget.clone());
+            let r = (self.accept)(fd, self.framing, self.max, self.budget.clone());
             self.conn = Some((r, name));
         }
         self.conn.as_mut().ok_or_else(|| Error::new(ErrorKind::Io))
     }
 }
 
-impl RecvFlavor for ListenReceiver {
+impl<R: RecvFlavor> RecvFlavor for ListenReceiver<R> {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         let kind = self.kind;
         let (r, name) = self.conn(wait)?;

@@ -9,7 +9,8 @@
 //! | flavor | endpoints |
 //! |---|---|
 //! | [`stream`] | `-`, `fifo:`, `unix:`, `tcp:` and any byte-stream descriptor |
-//! | [`listen`] | a `tcp:`/`unix:` receiver that accepts its one peer on the first receive |
+//! | [`listen`] | a `tcp:`/`unix:`/`unixpacket:` receiver that accepts its one peer on the first receive |
+//! | [`packet`] | `unixpacket:` (connected sequenced-packet sockets) |
 //! | [`dgram`] | `udp:`, `unixgram:` |
 //! | [`mq`] | `mq:` (POSIX queues) |
 //! | [`msg`] | `msg:` (System V queues) |
@@ -32,6 +33,7 @@ pub(crate) mod dgram;
 pub(crate) mod listen;
 pub(crate) mod mq;
 pub(crate) mod msg;
+pub(crate) mod packet;
 pub(crate) mod shm;
 pub(crate) mod stream;
 

@@ -22,6 +22,11 @@
 //!   `boundaries` stops at the largest datagram. UDP may also lose datagrams: in `order` the
 //!   receiver checks that whatever arrives is intact and in order and that every gap is
 //!   counted as lost (`Receiver::datagram_stats`), not hidden.
+//! - `unixpacket` (sequenced packets): a packet of no bytes cannot be told from the peer
+//!   leaving, so the flavor refuses empty messages and `boundaries` starts at 1 byte; a packet
+//!   lives in one kernel buffer, so `boundaries` stops at the largest packet here
+//!   (`socket::packet_limit`), and `peer_death` streams 1 MiB packets (or 8 KiB ones where
+//!   the limit is lower) instead of 48 MiB messages.
 
 use std::process::{Command, Stdio};
 
@@ -148,7 +153,7 @@ fn wire(flavor: &str, property: &str) -> Result<Wiring, String> {
                 ..named(property, "-")
             })
         }
-        "fifo" | "unix" | "unixgram" => {
+        "fifo" | "unix" | "unixgram" | "unixpacket" => {
             let scratch = Scratch::new("procom-ct")?;
             let ep = format!("{flavor}:{}", scratch.join("ch").display());
             Ok(Wiring {
@@ -311,12 +316,19 @@ fn is_queue(ep: &str) -> bool {
         .any(|p| ep.starts_with(p))
 }
 
+/// The smallest message the flavor carries.
+fn flavor_min(ep: &str) -> usize {
+    usize::from(ep.starts_with("unixpacket:"))
+}
+
 /// The largest message the flavor carries.
 fn flavor_max(ep: &str) -> usize {
     if ep.starts_with("udp:") {
         65507 - procom::socket::UDP_HEADER_LEN
     } else if ep.starts_with("unixgram:") {
         65537
+    } else if ep.starts_with("unixpacket:") {
+        procom::socket::packet_limit()
     } else if is_queue(ep) {
         8192
     } else {
@@ -456,7 +468,7 @@ fn boundaries_send(ep: &str) -> Outcome {
     for (k, size) in SIZES
         .iter()
         .enumerate()
-        .filter(|(_, s)| **s <= flavor_max(ep))
+        .filter(|(_, s)| (flavor_min(ep)..=flavor_max(ep)).contains(*s))
     {
         send_all(&mut tx, &pattern(*size, k))?;
     }
@@ -472,7 +484,7 @@ fn boundaries_recv(ep: &str, mode: &str) -> Outcome {
     for (k, size) in SIZES
         .iter()
         .enumerate()
-        .filter(|(_, s)| **s <= flavor_max(ep))
+        .filter(|(_, s)| (flavor_min(ep)..=flavor_max(ep)).contains(*s))
     {
         let m = if k % 2 == 1 {
             let n = check!(rx.recv_into(&mut reused));
@@ -634,6 +646,11 @@ fn death_send(ep: &str) -> Outcome {
     send_all(&mut tx, b"one")?;
     let size = if ep.starts_with("shm:") {
         DEATH_SIZES[1]
+    } else if ep.starts_with("unixpacket:") {
+        *DEATH_SIZES
+            .iter()
+            .find(|s| **s <= flavor_max(ep))
+            .unwrap_or(&DEATH_SIZES[2])
     } else if is_queue(ep) {
         DEATH_SIZES[2]
     } else {
@@ -736,5 +753,14 @@ macro_rules! contract {
 }
 
 contract![
-    "pipe", "fifo", "shm", "mq", "msg", "tcp", "unix", "udp", "unixgram"
+    "pipe",
+    "fifo",
+    "shm",
+    "mq",
+    "msg",
+    "tcp",
+    "unix",
+    "udp",
+    "unixgram",
+    "unixpacket"
 ];

@@ -34,6 +34,7 @@ mod fifo;
 mod flavors;
 mod mq;
 mod msg;
+mod packet;
 mod pipe;
 mod removal;
 mod sem;
@@ -52,6 +53,6 @@ mod sem_async;
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
-    soak, chaos, contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket;
+    soak, chaos, contract, fifo, mq, msg, packet, pipe, removal, sem, shm, signal, socket;
     tokio: child_async, sem_async
 ];

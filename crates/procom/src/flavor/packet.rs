@@ -1,0 +1,356 @@
+//! The sequenced-packet flavor: connected `unixpacket:` sockets (`SOCK_SEQPACKET`). The kernel
+//! keeps each message whole and in order, so nothing is added on the wire: one `send` is one
+//! message, one `recv` takes one.
+//!
+//! What the kernel allows, and how it is kept honest:
+//! - A message travels in one kernel buffer charged to the sender's socket: the kernel refuses
+//!   one over the send buffer less 32 bytes (`EMSGSIZE`), and cannot allocate the contiguous
+//!   part of one much over 4 MiB (`ENOBUFS`). The sender grows its send buffer to fit the
+//!   channel's limit (the kernel caps it at twice `net.core.wmem_max` unless the process may
+//!   force it) and refuses a larger message itself, with [`ErrorKind::TooLarge`] and the
+//!   limit it found: see [`room`].
+//! - A receive is asked with `MSG_TRUNC`, so it returns the message's real length: one longer
+//!   than the receiver's limit was cut short by the kernel and consumed; it is reported
+//!   ([`ErrorKind::TooLarge`]) and never delivered. The receiver stays usable.
+//! - A message of no bytes and the peer leaving look the same to a receiver (both receive 0
+//!   bytes), so a sender refuses an empty message ([`ErrorKind::InvalidInput`]) and a receiver
+//!   reads 0 bytes as [`ErrorKind::PeerGone`].
+//! - With lines framing (the CLI's default, for `socat`) a packet is one line, as a Unix
+//!   datagram is: the sender ends it with `\n` (so an empty line is a one-byte packet), the
+//!   receiver drops one final `\n`. Other framings carry the message alone.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU8;
+
+use rustix::event::PollFlags;
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::error::{Error, ErrorKind};
+use crate::flavor::{RecvFlavor, SendFlavor, Wait};
+use crate::framing::Framing;
+use crate::stream::wait as poll_until;
+
+/// The most a sequenced packet carries whatever the send buffer: the kernel allocates a
+/// packet's bytes, less a few pages, in one piece, and its largest contiguous allocation is
+/// 4 MiB (with 4 KiB pages).
+pub(crate) const PACKET_CEILING: usize = 4 << 20;
+
+/// The kernel's reserve in a send buffer: a packet may be at most the buffer less this.
+const SNDBUF_RESERVE: usize = 32;
+
+/// The largest message a `unixpacket:` sender on `fd` can send: its send buffer, grown first
+/// to fit `max` where the kernel lets it, less the kernel's reserve, and at most
+/// [`PACKET_CEILING`].
+pub(crate) fn room(fd: BorrowedFd<'_>, max: usize) -> usize {
+    use rustix::net::sockopt;
+    let want = max.min(PACKET_CEILING).saturating_add(SNDBUF_RESERVE);
+    let have = |fd| sockopt::socket_send_buffer_size(fd).unwrap_or(0);
+    if have(fd) < want {
+        // The kernel doubles what it is given (for its own bookkeeping) and caps it at twice
+        // net.core.wmem_max; a process with CAP_NET_ADMIN may force it past that.
+        let _ = sockopt::set_socket_send_buffer_size(fd, want.div_ceil(2));
+        if have(fd) < want {
+            let _ = sockopt::set_socket_send_buffer_size_force(fd, want.div_ceil(2));
+        }
+    }
+    have(fd).saturating_sub(SNDBUF_RESERVE).min(PACKET_CEILING)
+}
+
+/// The largest message a `unixpacket:` socket carries here for a process that may not force
+/// its send buffer: twice `net.core.wmem_max` less the kernel's 32-byte reserve, at most
+/// 4 MiB (see [`crate::socket`]).
+pub fn packet_limit() -> usize {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(212_992);
+    wmem_max
+        .saturating_mul(2)
+        .saturating_sub(SNDBUF_RESERVE)
+        .min(PACKET_CEILING)
+}
+
+#[derive(Debug)]
+pub(crate) struct PacketSender {
+    fd: OwnedFd,
+    /// The channel's limit, which `room` was fitted to.
+    max: usize,
+    /// The largest packet the socket takes (see [`room`]).
+    room: usize,
+    /// Lines framing: every packet ends with `\n`.
+    newline: bool,
+}
+
+impl PacketSender {
+    /// Sends over the connected sequenced-packet socket `fd` messages of at most `max` bytes
+    /// (less where the kernel allows less: see [`room`]).
+    pub(crate) fn new(fd: OwnedFd, framing: Framing, max: usize) -> PacketSender {
+        let newline = framing == Framing::Lines;
+        let room = room(fd.as_fd(), max.saturating_add(usize::from(newline)));
+        PacketSender {
+            fd,
+            max,
+            room,
+            newline,
+        }
+    }
+
+    fn put(&self, msg: &[u8], flags: SendFlags) -> rustix::io::Result<usize> {
+        if self.newline {
+            let iov = [std::io::IoSlice::new(msg), std::io::IoSlice::new(b"\n")];
+            rustix::net::sendmsg(
+                &self.fd,
+                &iov,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                flags,
+            )
+        } else {
+            rustix::net::send(&self.fd, msg, flags)
+        }
+    }
+}
+
+impl SendFlavor for PacketSender {
+    fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
+        if msg.is_empty() && !self.newline {
+            return Err(Error::new(ErrorKind::InvalidInput).detail(
+                "a unixpacket socket cannot carry an empty message: its receiver could not tell it from the sender leaving",
+            ));
+        }
+        let newline = usize::from(self.newline);
+        if msg.len() + newline > self.room {
+            return Err(too_big(msg.len(), self.room.saturating_sub(newline)));
+        }
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        let mut flags = SendFlags::NOSIGNAL;
+        if deadline.is_some() {
+            flags |= SendFlags::DONTWAIT;
+        }
+        loop {
+            match self.put(msg, flags) {
+                // A sequenced packet goes whole or not at all.
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    // Waiting for room (or a socket made non-blocking behind our back).
+                    flags |= SendFlags::DONTWAIT;
+                    let ready = poll_until(self.fd.as_fd(), PollFlags::OUT, deadline)
+                        .map_err(|e| Error::os("wait for room", e))?;
+                    if !ready {
+                        return Err(if is_try {
+                            Error::new(ErrorKind::Full)
+                        } else {
+                            Error::new(ErrorKind::Timeout).detail(
+                                "the deadline passed before the peer made room for the message",
+                            )
+                        });
+                    }
+                }
+                Err(rustix::io::Errno::MSGSIZE) => {
+                    // The send buffer was shrunk behind our back (through `as_fd`).
+                    self.room = room(self.fd.as_fd(), self.max.saturating_add(newline));
+                    let limit = self.room.saturating_sub(newline);
+                    return Err(too_big(msg.len(), limit.min(msg.len().saturating_sub(1))));
+                }
+                Err(rustix::io::Errno::NOBUFS) => {
+                    return Err(Error::os("send to it", rustix::io::Errno::NOBUFS.into())
+                        .detail(format!(
+                            "the kernel could not allocate a {}-byte packet in one piece; send smaller messages",
+                            msg.len()
+                        )));
+                }
+                Err(e) => return Err(Error::os("send to it", e.into())),
+            }
+        }
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
+    fn into_fd(self) -> Option<OwnedFd> {
+        Some(self.fd)
+    }
+
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.room = room(
+            self.fd.as_fd(),
+            max.saturating_add(usize::from(self.newline)),
+        );
+    }
+}
+
+fn too_big(len: usize, room: usize) -> Error {
+    Error::too_large(len as u64, room as u64).detail(format!(
+        "a {len}-byte message is over the {room} bytes a unixpacket message can hold here: the kernel keeps a whole packet in the sender's socket buffer (bounded by net.core.wmem_max, and 4 MiB at most); use unix: or shm: for larger messages"
+    ))
+}
+
+#[derive(Debug)]
+pub(crate) struct PacketReceiver {
+    fd: OwnedFd,
+    max: usize,
+    /// Lines framing: one final `\n` of a packet is dropped.
+    lines: bool,
+    /// Room for the largest message the receiver accepts, allocated on the first receive and
+    /// kept (the kernel writes only what arrives, so untouched pages cost nothing).
+    buf: Vec<u8>,
+    /// Give the buffer back after a message over [`KEPT`] (a server's connections, which
+    /// share a memory budget: many idle clients must not each pin their largest message).
+    shrink: bool,
+}
+
+/// The most of a large message's pages a receiver with a budget keeps between messages.
+const KEPT: usize = 128 << 10;
+
+impl PacketReceiver {
+    /// Receives from the connected sequenced-packet socket `fd` messages of at most `max`
+    /// bytes.
+    pub(crate) fn new(fd: OwnedFd, framing: Framing, max: usize) -> PacketReceiver {
+        PacketReceiver {
+            fd,
+            max,
+            lines: framing == Framing::Lines,
+            buf: Vec::new(),
+            shrink: false,
+        }
+    }
+
+    /// Gives the buffer back after every message over 128 KiB (for receivers that share a
+    /// [`Budget`](crate::Budget)).
+    pub(crate) fn shrinking(mut self, shrink: bool) -> PacketReceiver {
+        self.shrink = shrink;
+        self
+    }
+
+    /// Hands the `n` bytes received to `f`, then gives a large buffer back if asked to.
+    fn lend<T>(&mut self, n: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+        let out = f(&mut self.buf[..n]);
+        if self.shrink && n > KEPT {
+            self.buf = Vec::new();
+        }
+        out
+    }
+
+    /// Receives the next message into the kept buffer; returns its length.
+    fn recv_packet(&mut self, wait: Wait) -> Result<usize, Error> {
+        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        // A line may come with its newline.
+        let limit = self.max.saturating_add(usize::from(self.lines));
+        let room = limit.min(PACKET_CEILING.saturating_mul(2));
+        if self.buf.len() != room {
+            self.buf = vec![0; room];
+        }
+        let mut flags = RecvFlags::TRUNC;
+        if deadline.is_some() {
+            flags |= RecvFlags::DONTWAIT;
+        }
+        loop {
+            match rustix::net::recv(&self.fd, &mut self.buf[..], flags) {
+                Ok((_, 0)) => {
+                    return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
+                }
+                Ok((_, n)) if n > limit => {
+                    return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
+                        "a {n}-byte message is over the {}-byte message limit; it was discarded",
+                        self.max
+                    )));
+                }
+                Ok((_, n)) if n > room => {
+                    return Err(Error::new(ErrorKind::Malformed).detail(format!(
+                        "a {n}-byte packet is larger than any the kernel is known to carry; it was cut short and discarded"
+                    )));
+                }
+                Ok((_, n)) if self.lines && self.buf[n - 1] == b'\n' => return Ok(n - 1),
+                Ok((_, n)) if n > self.max => {
+                    // A line of `max + 1` bytes without its newline.
+                    return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
+                        "a {n}-byte message is over the {}-byte message limit; it was discarded",
+                        self.max
+                    )));
+                }
+                Ok((_, n)) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    flags |= RecvFlags::DONTWAIT;
+                    let ready = poll_until(self.fd.as_fd(), PollFlags::IN, deadline)
+                        .map_err(|e| Error::os("wait for a message", e))?;
+                    if !ready {
+                        return Err(if is_try {
+                            Error::new(ErrorKind::Empty)
+                        } else {
+                            Error::new(ErrorKind::Timeout)
+                                .detail("no message arrived before the deadline")
+                        });
+                    }
+                }
+                Err(e) => return Err(Error::os("receive from it", e.into())),
+            }
+        }
+    }
+}
+
+impl RecvFlavor for PacketReceiver {
+    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let n = self.recv_packet(wait)?;
+        self.lend(n, |m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+        });
+        Ok(n)
+    }
+
+    fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(self.lend(n, |m| m.to_vec()))
+    }
+
+    /// Lent from the kept buffer: no allocation and no copy per message.
+    fn recv_with<T>(&mut self, wait: Wait, f: impl FnOnce(&[AtomicU8]) -> T) -> Result<T, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(self.lend(n, |m| f(procom_sys::mapping::atomic_bytes(m))))
+    }
+
+    fn recv_bytes<T>(&mut self, wait: Wait, f: impl FnOnce(&[u8]) -> T) -> Result<T, Error> {
+        let n = self.recv_packet(wait)?;
+        Ok(self.lend(n, |m| f(m)))
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+
+    fn into_fd(self) -> Option<OwnedFd> {
+        Some(self.fd)
+    }
+}
+
+/// Whether `fd` is a sequenced-packet socket (what [`Sender::from_fd`](crate::Sender::from_fd)
+/// and standard input/output are checked for).
+pub(crate) fn is_packet_socket(fd: BorrowedFd<'_>) -> bool {
+    rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == rustix::net::SocketType::SEQPACKET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver with a budget gives a large message's buffer back once it is delivered, and
+    /// keeps a small one's; one without keeps both.
+    #[test]
+    fn a_budgeted_receiver_keeps_no_large_buffer() {
+        for shrink in [true, false] {
+            let (a, b) = crate::socket::packet_socketpair().unwrap();
+            let mut tx = PacketSender::new(a, Framing::Length, 1 << 20);
+            let mut rx = PacketReceiver::new(b, Framing::Length, 1 << 20).shrinking(shrink);
+            tx.send(&[1; 4096], Wait::Forever).unwrap();
+            assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![1; 4096]);
+            assert!(!rx.buf.is_empty());
+            tx.send(&[2; 512 << 10], Wait::Forever).unwrap();
+            let n = rx.recv_bytes(Wait::Forever, |m| m.len()).unwrap();
+            assert_eq!(n, 512 << 10);
+            assert_eq!(rx.buf.is_empty(), shrink);
+        }
+    }
+}
