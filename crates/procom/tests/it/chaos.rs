@@ -22,7 +22,7 @@
 //! |---|---|---|---|
 //! | `-` (a pipe) | `PeerGone` (end of file) | `PeerGone` (`EPIPE`) | none: each round has a new pipe |
 //! | `fifo:` | `PeerGone` | `PeerGone` (`EPIPE`) | a killed receiver's FIFO stays (no process is left to remove it, and no lock says it is abandoned): it is removed as `procom rm` would, and the next receiver creates it again at the same path |
-//! | `unix:`, typed over `unix:` | `PeerGone` | `PeerGone` | a stale socket file is removed by the next receiver's bind |
+//! | `unix:`, `unixpacket:`, typed over `unix:` | `PeerGone` | `PeerGone` | a stale socket file is removed by the next receiver's bind |
 //! | `tcp:` | `PeerGone` | `PeerGone` (`ECONNRESET`/`EPIPE`) | the port is bound again (one outside the ephemeral range, so nobody is handed it in between) |
 //! | `udp:` | nothing: a datagram receiver has no peer to lose | `PeerGone` (the port's refusal comes back on a connected socket) | the port is bound again (as for `tcp:`) |
 //! | `unixgram:` | nothing: no peer | `PeerGone` (`ECONNREFUSED` on a connected socket) | the stale socket file is removed by the next bind |

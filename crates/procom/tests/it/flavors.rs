@@ -16,6 +16,7 @@ pub(crate) enum Mech {
     Pipe,
     Fifo,
     Unix,
+    Packet,
     Typed,
     Tcp,
     Udp,
@@ -42,6 +43,7 @@ pub(crate) const FLAVORS: &[Flavor] = &[
     flavor("pipe", Mech::Pipe, 256 << 10, true, true),
     flavor("fifo", Mech::Fifo, 256 << 10, true, true),
     flavor("unix", Mech::Unix, 256 << 10, true, true),
+    flavor("unixpacket", Mech::Packet, 256 << 10, true, true),
     flavor("typed_unix", Mech::Typed, 64 << 10, true, true),
     flavor("tcp", Mech::Tcp, 256 << 10, true, true),
     flavor("udp", Mech::Udp, 16 << 10, false, true),
@@ -88,7 +90,10 @@ impl Flavor {
 
     /// A stream socket: the receiving side accepts each sender's connection.
     pub(crate) fn accepts(&self) -> bool {
-        matches!(self.mech, Mech::Unix | Mech::Typed | Mech::Tcp)
+        matches!(
+            self.mech,
+            Mech::Unix | Mech::Packet | Mech::Typed | Mech::Tcp
+        )
     }
 
     /// Whether a killed receiver's object stays at its name, for the next one to open.
@@ -193,11 +198,12 @@ pub(crate) fn place(f: &Flavor, rng: &mut Rng) -> Result<Place, String> {
     let unique = || procom_testkit::unique_name("procom-chaos");
     p.ep = match f.mech {
         Mech::Pipe => "-".into(),
-        Mech::Fifo | Mech::Unix | Mech::Typed | Mech::UnixGram => {
+        Mech::Fifo | Mech::Unix | Mech::Packet | Mech::Typed | Mech::UnixGram => {
             let s = Scratch::new("procom-chaos")?;
             let scheme = match f.mech {
                 Mech::Fifo => "fifo",
                 Mech::UnixGram => "unixgram",
+                Mech::Packet => "unixpacket",
                 _ => "unix",
             };
             let ep = format!("{scheme}:{}", s.join("ch").display());
