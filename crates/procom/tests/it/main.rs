@@ -19,6 +19,7 @@ macro_rules! main_of {
 
 mod contract;
 mod fifo;
+mod garbage;
 mod mq;
 mod msg;
 mod pipe;
@@ -29,5 +30,5 @@ mod signal;
 mod socket;
 
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    contract, fifo, garbage, mq, msg, pipe, removal, sem, shm, signal, socket
 ];
