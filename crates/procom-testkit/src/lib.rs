@@ -59,7 +59,7 @@ mod proc;
 mod scratch;
 mod sockets;
 
-pub use harness::{Role, fds_of, main, open_fds, role, test, test_needing};
+pub use harness::{Role, fds_of, main, open_fds, role, role_unshared, test, test_needing};
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
 pub use scratch::{Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{

@@ -18,6 +18,7 @@ macro_rules! main_of {
 }
 
 mod contract;
+mod exhaustion;
 mod fifo;
 mod garbage;
 mod mq;
@@ -30,5 +31,5 @@ mod signal;
 mod socket;
 
 main_of![
-    contract, fifo, garbage, mq, msg, pipe, removal, sem, shm, signal, socket
+    contract, exhaustion, fifo, garbage, mq, msg, pipe, removal, sem, shm, signal, socket
 ];
