@@ -28,7 +28,8 @@ mod tests {
     /// Every target's corpus, replayed through the target's check.
     #[test]
     fn every_fuzz_corpus_replays_clean() {
-        let targets: [(&str, fn(&[u8])); 6] = [
+        type Check = fn(&[u8]);
+        let targets: [(&str, Check); 6] = [
             ("framing_decode", super::check_framing_decoder),
             ("endpoint_parse", super::check_endpoint_parser),
             ("size_duration_parse", super::check_sizes_and_durations),
