@@ -253,6 +253,14 @@ fn small_dev_shm(_: &[String]) -> Outcome {
     check!(std::fs::remove_file(fill));
     drop(rx);
     ensure!(dev_shm()?.is_empty(), "left behind: {:?}", dev_shm()?);
+    // A tmpfs without a size limit reports no blocks at all: that is no limit, not no room.
+    let mount = check!(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=0,mode=1777", "tmpfs", "/dev/shm"])
+            .status()
+    );
+    ensure!(mount.success(), "mount: {mount}");
+    drop(check!(Receiver::bind("shm:/procom-unlimited?capacity=1MiB")));
     Ok(())
 }
 

@@ -45,7 +45,10 @@ fn reserve(segment: &Segment, len: u64) -> Result<(), Error> {
             "the filesystem of shared memory (/dev/shm, {total} bytes) has {free} bytes free, and this channel needs {len}; remove unused segments (procom ls shm), or ask for a smaller ?capacity="
         ))
     };
-    if let Ok(fs) = rustix::fs::fstatvfs(fd) {
+    // A tmpfs without a size (`size=0`) reports no blocks at all: nothing to check.
+    if let Ok(fs) = rustix::fs::fstatvfs(fd)
+        && fs.f_blocks > 0
+    {
         let free = fs.f_bavail.saturating_mul(fs.f_frsize);
         if len > free {
             return Err(full(free, fs.f_blocks.saturating_mul(fs.f_frsize)));
