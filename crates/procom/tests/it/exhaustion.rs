@@ -260,7 +260,9 @@ fn small_dev_shm(_: &[String]) -> Outcome {
             .status()
     );
     ensure!(mount.success(), "mount: {mount}");
-    drop(check!(Receiver::bind("shm:/procom-unlimited?capacity=1MiB")));
+    drop(check!(Receiver::bind(
+        "shm:/procom-unlimited?capacity=1MiB"
+    )));
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! `tcp:`), the datagram receiver (`udp:`, `unixgram:`), the ring receiver (`shm:`) — meets
 //! garbage from other processes (random bytes, huge length prefixes, truncated frames, a peer
 //! killed halfway through a frame, a segment scribbled on), reports it as an error, and still
-//! serves a good client afterwards. The garbage is random; the seed is in every failure.
+//! serves a good client afterwards. The garbage is random; the generator's starting value is
+//! in every failure.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -64,12 +65,12 @@ pub fn trials() -> Vec<Trial> {
 /// The largest message the servers here accept.
 const MAX: usize = 1024;
 
-/// xorshift64*: reproducible garbage from a printed seed.
+/// xorshift64*: reproducible garbage from a starting value printed on failure.
 struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+    fn new(start: u64) -> Rng {
+        Rng(start | 1)
     }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -90,7 +91,7 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
+fn garbage_start() -> u64 {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     t.map(|d| d.as_nanos() as u64).unwrap_or(1) ^ u64::from(std::process::id())
 }
@@ -163,11 +164,11 @@ fn stream_server(args: &[String]) -> Outcome {
 /// Connects `n` times to a framed stream server and sends garbage each time; prints how many
 /// of each kind it sent.
 fn stream_spray(args: &[String]) -> Outcome {
-    let [ep, seed, n] = args else {
+    let [ep, start, n] = args else {
         return Err("args".into());
     };
     let ep = check!(Endpoint::parse(ep));
-    let mut rng = Rng::new(check!(seed.parse::<u64>()));
+    let mut rng = Rng::new(check!(start.parse::<u64>()));
     let mut sent = BTreeMap::<&str, u64>::new();
     for _ in 0..check!(n.parse::<u32>()) {
         let mut bytes = Vec::new();
@@ -246,14 +247,14 @@ fn half_frame(args: &[String]) -> Outcome {
 }
 
 /// One round trip of a good client.
-fn round_trip(tx: &mut Sender, rx: &mut Receiver, m: &str, seed: u64) -> Outcome {
+fn round_trip(tx: &mut Sender, rx: &mut Receiver, m: &str, start: u64) -> Outcome {
     check!(tx.send(m).map_err(|e| e.into_error()));
     let got = rx
         .recv_timeout(STEP)
-        .map_err(|e| format!("seed {seed}: the good client's {m:?} got no echo: {e}"))?;
+        .map_err(|e| format!("garbage from {start}: the good client's {m:?} got no echo: {e}"))?;
     ensure!(
         got == m.as_bytes(),
-        "seed {seed}: echo of {m:?} was {got:?}"
+        "garbage from {start}: echo of {m:?} was {got:?}"
     );
     Ok(())
 }
@@ -261,7 +262,7 @@ fn round_trip(tx: &mut Sender, rx: &mut Receiver, m: &str, seed: u64) -> Outcome
 /// Garbage from other processes on a framed listener, while a good client is served; then a
 /// new good client is served too, and every garbage connection ended in an error.
 fn framed_listener_serves_after_garbage(listen: &str, dir: Scratch) -> Outcome {
-    let seed = seed();
+    let start = garbage_start();
     let mut server = Proc::spawn("server", &mut role("garbage::stream_server", &[listen]))?;
     server.expect_line("ready")?;
     let tcp = matches!(check!(Endpoint::parse(listen)), Endpoint::Tcp { .. });
@@ -277,23 +278,23 @@ fn framed_listener_serves_after_garbage(listen: &str, dir: Scratch) -> Outcome {
     };
     let parsed = check!(Endpoint::parse(&ep));
     let (mut tx, mut rx) = check!(socket::connect(&parsed, &Options::default()));
-    round_trip(&mut tx, &mut rx, "good before", seed)?;
+    round_trip(&mut tx, &mut rx, "good before", start)?;
     let spray = Proc::spawn(
         "spray",
-        &mut role("garbage::stream_spray", &[&ep, &seed.to_string(), "300"]),
+        &mut role("garbage::stream_spray", &[&ep, &start.to_string(), "300"]),
     )?;
     let mut half = Proc::spawn("half frame", &mut role("garbage::half_frame", &[&ep]))?;
     half.expect_line("sent")?;
     drop(half); // SIGKILL, halfway through its frame
     for i in 0..50 {
-        round_trip(&mut tx, &mut rx, &format!("good {i}"), seed)?;
+        round_trip(&mut tx, &mut rx, &format!("good {i}"), start)?;
     }
     let sent = tally(&spray.success(STEP)?.stdout.join(" "));
-    round_trip(&mut tx, &mut rx, "good after", seed)?;
+    round_trip(&mut tx, &mut rx, "good after", start)?;
     drop((tx, rx));
     // A client that comes after all of it is served too.
     let (mut tx, mut rx) = check!(socket::connect(&parsed, &Options::default()));
-    round_trip(&mut tx, &mut rx, "new client", seed)?;
+    round_trip(&mut tx, &mut rx, "new client", start)?;
     check!(tx.send("stop").map_err(|e| e.into_error()));
     let fin = server.success(STEP)?;
     drop((tx, rx));
@@ -303,7 +304,7 @@ fn framed_listener_serves_after_garbage(listen: &str, dir: Scratch) -> Outcome {
     // Every connection: the spray's, the half frame, the two good clients.
     ensure!(
         total == sent.values().sum::<u64>() + 3 && n(&ends, "stop") == 1,
-        "seed {seed}: sent {sent:?}, connections ended {ends:?}"
+        "garbage from {start}: sent {sent:?}, connections ended {ends:?}"
     );
     // A cut frame is Malformed; over TCP, a client that closes with our echo unread resets
     // the connection, and the reset is all the server learns (PeerGone).
@@ -315,7 +316,7 @@ fn framed_listener_serves_after_garbage(listen: &str, dir: Scratch) -> Outcome {
             && ends
                 .keys()
                 .all(|k| { ["stop", "PeerGone", "Malformed", "TooLarge"].contains(&k.as_str()) }),
-        "seed {seed}: sent {sent:?}, connections ended {ends:?}"
+        "garbage from {start}: sent {sent:?}, connections ended {ends:?}"
     );
     dir.finish()
 }
@@ -370,10 +371,10 @@ type SendDatagram = dyn Fn(&[u8]) -> std::io::Result<usize>;
 
 /// Sends `n` garbage datagrams to a receiver; prints how many of each kind.
 fn dgram_spray(args: &[String]) -> Outcome {
-    let [ep, seed, n] = args else {
+    let [ep, start, n] = args else {
         return Err("args".into());
     };
-    let mut rng = Rng::new(check!(seed.parse::<u64>()));
+    let mut rng = Rng::new(check!(start.parse::<u64>()));
     let send: Box<SendDatagram> = match check!(Endpoint::parse(ep)) {
         Endpoint::Udp { host, port } => {
             let s = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
@@ -425,7 +426,7 @@ fn dgram_spray(args: &[String]) -> Outcome {
 /// Bursts of garbage datagrams from another process, each followed by a good message that
 /// must arrive; the receiver counts what it refused and its statistics agree.
 fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
-    let seed = seed();
+    let start = garbage_start();
     let mut server = Proc::spawn("receiver", &mut role("garbage::dgram_receiver", &[bind]))?;
     server.expect_line("ready")?;
     let ep = if udp {
@@ -442,7 +443,7 @@ fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
             "spray",
             &mut role(
                 "garbage::dgram_spray",
-                &[&ep, &(seed + burst).to_string(), "40"],
+                &[&ep, &(start + burst).to_string(), "40"],
             ),
         )?;
         for (k, v) in tally(&spray.success(STEP)?.stdout.join(" ")) {
@@ -452,7 +453,7 @@ fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
         check!(tx.send(&m).map_err(|e| e.into_error()));
         server
             .expect_line(&format!("got {m}"))
-            .map_err(|e| format!("seed {seed}: {e}"))?;
+            .map_err(|e| format!("garbage from {start}: {e}"))?;
     }
     check!(tx.send("stop").map_err(|e| e.into_error()));
     let fin = server.success(STEP)?;
@@ -461,7 +462,7 @@ fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
     let refused = n(&got, "Malformed") + n(&got, "TooLarge");
     ensure!(
         n(&got, "refused") == refused && n(&got, "TooLarge") > 0,
-        "seed {seed}: sent {sent:?}, the receiver saw {got:?}"
+        "garbage from {start}: sent {sent:?}, the receiver saw {got:?}"
     );
     if udp {
         // Without procom's header nothing is delivered: every garbage datagram that arrived
@@ -470,7 +471,7 @@ fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
             n(&got, "other") == 0
                 && refused <= sent.values().sum::<u64>()
                 && n(&got, "Malformed") > 0,
-            "seed {seed}: sent {sent:?}, the receiver saw {got:?}"
+            "garbage from {start}: sent {sent:?}, the receiver saw {got:?}"
         );
     } else {
         // Unix datagrams carry no header and lose nothing: each is delivered or too large.
@@ -478,7 +479,7 @@ fn datagram_receiver_serves_after_garbage(bind: &str, udp: bool) -> Outcome {
             n(&got, "TooLarge") == n(&sent, "oversize")
                 && n(&got, "other") + n(&got, "TooLarge") == sent.values().sum::<u64>()
                 && n(&got, "Malformed") == 0,
-            "seed {seed}: sent {sent:?}, the receiver saw {got:?}"
+            "garbage from {start}: sent {sent:?}, the receiver saw {got:?}"
         );
     }
     Ok(())
@@ -523,7 +524,7 @@ fn shm_receiver(args: &[String]) -> Outcome {
 
 /// What a hostile process with write access does to a channel's segment (`/dev/shm/NAME`).
 fn shm_scribble(args: &[String]) -> Outcome {
-    let [name, how, seed] = args else {
+    let [name, how, start] = args else {
         return Err("args".into());
     };
     let file = check!(
@@ -550,7 +551,7 @@ fn shm_scribble(args: &[String]) -> Outcome {
             check!(file.write_all_at(&(tail + 16).to_le_bytes(), RING + 64));
         }
         "random" => {
-            let mut rng = Rng::new(check!(seed.parse::<u64>()));
+            let mut rng = Rng::new(check!(start.parse::<u64>()));
             check!(file.write_all_at(&rng.bytes(2 * RING as usize), 0));
         }
         other => return Err(format!("no scribble {other}")),
@@ -562,7 +563,7 @@ fn shm_scribble(args: &[String]) -> Outcome {
 /// reports `Corrupted` (never a panic, never garbage delivered), and binding the same name
 /// again gives a channel that serves a good sender.
 fn ring_receiver_reports_scribbles_and_serves_again() -> Outcome {
-    let seed = seed();
+    let start = garbage_start();
     let name = format!("/{}", unique_name("procom-garbage"));
     let ep = format!("shm:{name}?capacity=4096");
     let hows = ["magic", "tail", "record", "random"];
@@ -580,13 +581,13 @@ fn ring_receiver_reports_scribbles_and_serves_again() -> Outcome {
         rx.expect_line(&format!("got hello {round}"))?;
         Proc::spawn(
             "scribbler",
-            &mut role("garbage::shm_scribble", &[&name, how, &seed.to_string()]),
+            &mut role("garbage::shm_scribble", &[&name, how, &start.to_string()]),
         )?
         .success(STEP)?;
         let line = rx.line(STEP)?;
         ensure!(
             line.starts_with("ended Corrupted"),
-            "seed {seed}: after the {how} scribble the receiver said {line:?}"
+            "garbage from {start}: after the {how} scribble the receiver said {line:?}"
         );
         drop(tx);
     }
