@@ -379,7 +379,16 @@ impl Segment {
             (None, Some(fd)) => Mapping::map_fd(fd, len, writable),
             (None, None) => return Err(Error::new(ErrorKind::Io).object(&self.label)),
         };
-        r.map_err(|e| Error::os("map it", e).object(&self.label))
+        r.map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error()) {
+                return Error::new(ErrorKind::LimitReached)
+                    .detail(format!(
+                        "could not map its {len} bytes: this process's address space (RLIMIT_AS, ulimit -v), its count of mappings (vm.max_map_count) or the system's memory has no room for them; raise the limit, or make it smaller"
+                    ))
+                    .object(&self.label);
+            }
+            Error::os("map it", e).object(&self.label)
+        })
     }
 
     /// Leaves the named object in place when this handle is dropped (it stays until removed

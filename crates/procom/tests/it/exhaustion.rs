@@ -2,8 +2,8 @@
 //! that names the limit and the remedy, and a creation refused halfway leaves nothing behind.
 //! The limits are lowered in IPC and mount namespaces of the child's own (`unshare`), never on
 //! the machine: `fs.mqueue.queues_max`, `kernel.msgmni`, `kernel.shmmni`, `kernel.sem`'s
-//! SEMMNI and a small tmpfs over /dev/shm; RLIMIT_NOFILE is the child's own. RLIMIT_MSGQUEUE
-//! is `mq::rlimit_msgqueue_is_named`.
+//! SEMMNI and a small tmpfs over /dev/shm; RLIMIT_NOFILE and RLIMIT_AS are the child's own.
+//! RLIMIT_MSGQUEUE is `mq::rlimit_msgqueue_is_named`.
 
 use std::os::fd::OwnedFd;
 
@@ -40,6 +40,10 @@ pub const ROLES: &[Role] = &[
         name: "exhaustion::group_refused",
         run: group_refused,
     },
+    Role {
+        name: "exhaustion::no_address_space",
+        run: no_address_space,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -49,6 +53,7 @@ pub fn trials() -> Vec<Trial> {
             sysv_id_exhaustion_is_named [needs::ipc_mount_ns()],
             a_full_dev_shm_is_named_and_leaves_nothing [needs::ipc_mount_ns()],
             rlimit_nofile_is_named_and_leaves_nothing,
+            a_channel_that_cannot_be_mapped_leaves_no_segment,
             a_refused_group_leaves_no_object [needs::root()];
     ]
 }
@@ -441,4 +446,44 @@ fn a_refused_group_leaves_no_object() -> Outcome {
     );
     Proc::spawn("group", as_nobody(&mut cmd)?)?.success(STEP)?;
     dir.finish()
+}
+
+/// With RLIMIT_AS leaving no room for the ring's mapping, a channel's segment is created,
+/// sized and locked, and then cannot be mapped: the error says so, and the segment is gone.
+fn no_address_space(_: &[String]) -> Outcome {
+    let status = check!(std::fs::read_to_string("/proc/self/status"));
+    let vm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmSize")?;
+    let limit = (vm_kib + 32 * 1024) * 1024;
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::As,
+        rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: Some(limit)
+        }
+    ));
+    let name = format!("/{}", unique_name("procom-exh"));
+    let e = Receiver::bind(format!("shm:{name}?capacity=64MiB").as_str()).err();
+    is_limit(
+        e,
+        "a 64 MiB ring in 32 MiB of address space",
+        &["could not map", "RLIMIT_AS", "ulimit -v"],
+    )?;
+    ensure!(
+        !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
+        "the segment of the channel that could not be mapped was left behind"
+    );
+    Ok(())
+}
+
+fn a_channel_that_cannot_be_mapped_leaves_no_segment() -> Outcome {
+    Proc::spawn(
+        "no address space",
+        &mut role("exhaustion::no_address_space", &[]),
+    )?
+    .success(STEP)?;
+    Ok(())
 }
