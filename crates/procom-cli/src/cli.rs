@@ -480,20 +480,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
     procom::endpoint::parse_size(s).map_err(|e| e.to_string())
 }
 
-/// Seconds as a finite, non-negative number of at most a year (so a deadline computed from it
-/// can never overflow): `inf`, `nan`, `1e300` and negative numbers are usage errors.
+/// Seconds as a finite, non-negative number of at most a year.
 fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
-    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.0..=YEAR).contains(&secs) {
-        return Err(format!(
-            "`{s}` is not a usable number of seconds (0 to {YEAR}, a year)"
-        ));
-    }
-    std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("`{s}` is not a usable number of seconds"))
+    procom::endpoint::parse_seconds(s).map_err(|e| e.to_string())
 }
 
 /// Permission bits in octal, at most 777, giving group and others nothing the owner lacks.

@@ -202,3 +202,17 @@ pub fn role_within(name: &str, args: &[&str], limit: Duration) -> Command {
     cmd.env(ROLE_LIMIT_VAR, limit.as_secs().max(1).to_string());
     cmd
 }
+
+/// [`role`] run by util-linux's `unshare` with `unshare_args` (like `--ipc --mount`): the
+/// role gets namespaces of its own, whose limits and mounts it may change without touching
+/// the machine's.
+pub fn role_unshared(unshare_args: &[&str], name: &str, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("the test binary knows its own path");
+    let mut cmd = Command::new("unshare");
+    cmd.args(unshare_args)
+        .arg("--")
+        .arg(exe)
+        .env(ROLE_VAR, name)
+        .args(args);
+    cmd
+}

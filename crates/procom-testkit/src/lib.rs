@@ -62,7 +62,7 @@ mod scratch;
 mod sockets;
 
 pub use harness::{
-    Role, fds_of, main, open_fds, role, role_within, test, test_needing, test_within,
+    Role, fds_of, main, open_fds, role, role_unshared, role_within, test, test_needing, test_within,
 };
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
 pub use scratch::{Plant, Planted, Scratch, plant, unique_name};

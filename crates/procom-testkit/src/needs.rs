@@ -58,6 +58,17 @@ pub fn pidns() -> Need {
     })
 }
 
+/// IPC and mount namespaces of its own (fresh System V and POSIX queue limits, a private
+/// /dev/shm): root, util-linux's `unshare`, and the kernel letting this process make them.
+pub fn ipc_mount_ns() -> Need {
+    need("IPC and mount namespaces", || {
+        namespace_probe(
+            &["unshare"],
+            &["--ipc", "--mount", "--propagation", "private", "true"],
+        )
+    })
+}
+
 fn namespace_probe(tools: &[&str], unshare: &[&str]) -> Option<String> {
     if !is_root() {
         return Some("not running as root".into());

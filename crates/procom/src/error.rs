@@ -150,6 +150,7 @@ impl Error {
             ErrorKind::NotFound => "does not exist".to_string(),
             ErrorKind::PermissionDenied => format!("permission denied when trying to {what}"),
             ErrorKind::PeerGone => "the peer has closed its end or exited".to_string(),
+            ErrorKind::LimitReached => limit_sentence(what, &err),
             _ => format!("could not {what}: {err}"),
         };
         let mut e = Error::new(kind).detail(detail);
@@ -246,6 +247,26 @@ pub(crate) fn sysv_removal(e: io::Error, what: &str) -> Error {
     err
 }
 
+/// The sentence for an OS error that is a limit (see [`kind_of`]): which one, and the remedy.
+fn limit_sentence(what: &str, err: &io::Error) -> String {
+    let errno = err.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+    match errno {
+        Some(rustix::io::Errno::MFILE) => {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            let limit = limit.map_or("its limit".to_string(), |n| n.to_string());
+            format!(
+                "could not {what}: this process has as many descriptors open as RLIMIT_NOFILE allows ({limit}); close some, or raise the limit with ulimit -n"
+            )
+        }
+        Some(rustix::io::Errno::NFILE) => format!(
+            "could not {what}: the system has as many files open as fs.file-max allows; close some, or raise it as root with sysctl -w fs.file-max=N"
+        ),
+        _ => format!(
+            "could not {what}: no space is left on the filesystem that holds it; remove what is no longer used there, or make it larger"
+        ),
+    }
+}
+
 /// Maps an OS error to the kind a caller matches on.
 pub(crate) fn kind_of(err: &io::Error) -> ErrorKind {
     match err.raw_os_error() {
@@ -260,6 +281,9 @@ pub(crate) fn kind_of(err: &io::Error) -> ErrorKind {
             rustix::io::Errno::AGAIN => ErrorKind::Full,
             rustix::io::Errno::TIMEDOUT => ErrorKind::Timeout,
             rustix::io::Errno::MSGSIZE => ErrorKind::TooLarge,
+            rustix::io::Errno::MFILE | rustix::io::Errno::NFILE | rustix::io::Errno::NOSPC => {
+                ErrorKind::LimitReached
+            }
             _ => ErrorKind::Io,
         },
         None => match err.kind() {

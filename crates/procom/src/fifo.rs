@@ -290,6 +290,18 @@ impl Fifo {
                 .object_of(ObjectKind::Fifo, object(&path)));
         }
         let perms = Mode::from_raw_mode(mode);
+        // The directory, opened before the FIFO is made: with no descriptor to spare nothing is
+        // created, and a FIFO whose anchor below cannot be opened is removed through it.
+        let entry = match DirEntry::of(&path) {
+            Ok(entry) => Some(entry),
+            Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+                return Err(
+                    Error::os("create it", e.into()).object_of(ObjectKind::Fifo, object(&path))
+                );
+            }
+            // A path with no last name (`/`): mknod below says what is wrong with it.
+            Err(_) => None,
+        };
         match rustix::fs::mknodat(CWD, &path, FileType::Fifo, perms, 0) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
@@ -307,9 +319,20 @@ impl Fifo {
             Mode::empty(),
         )
         .map_err(|e| {
+            // Ours, unless someone who may write the directory swapped it already: removed
+            // only if it is still a FIFO of this user.
+            if let Some(entry) = &entry
+                && entry.stat().is_ok_and(|st| {
+                    FileType::from_raw_mode(st.st_mode) == FileType::Fifo
+                        && st.st_uid == rustix::process::geteuid().as_raw()
+                })
+            {
+                let _ = entry.unlink();
+            }
             Error::os("open it after creating it", e.into())
                 .object_of(ObjectKind::Fifo, object(&path))
         })?;
+        drop(entry);
         let st = rustix::fs::fstat(&anchor).map_err(|e| {
             Error::os("inspect it", e.into()).object_of(ObjectKind::Fifo, object(&path))
         })?;

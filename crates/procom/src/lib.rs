@@ -41,6 +41,9 @@ pub mod error;
 pub mod fifo;
 mod flavor;
 pub mod framing;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod kind;
 pub mod mq;
 pub mod msg;

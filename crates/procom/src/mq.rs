@@ -143,8 +143,12 @@ fn is(e: &std::io::Error, errno: Errno) -> bool {
 /// reason mq_open gives EMFILE).
 fn fd_table_full() -> bool {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64);
-    matches!((limit, open), (Some(l), Ok(n)) if n + 1 >= l)
+    match std::fs::read_dir("/proc/self/fd") {
+        // Reading the directory takes a descriptor of its own (counted in it): no room for
+        // that one is a full table too.
+        Ok(dir) => matches!(limit, Some(l) if dir.count() as u64 >= l),
+        Err(e) => is(&e, Errno::MFILE),
+    }
 }
 
 fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
@@ -196,9 +200,8 @@ fn create_error(e: std::io::Error, cap: i64, size: i64) -> Error {
     }
     if is(&e, Errno::MFILE) {
         if fd_table_full() {
-            return Error::os("create it", e).detail(
-                "this process has as many descriptors open as RLIMIT_NOFILE allows; close some or raise it with ulimit -n",
-            );
+            // LimitReached, naming RLIMIT_NOFILE and its value.
+            return Error::os("create it", e);
         }
         let rlimit = rlimit_msgqueue().map_or("unlimited".to_string(), |l| l.to_string());
         let need = (cap as i128) * (size as i128);

@@ -303,6 +303,18 @@ pub(crate) fn bind_unix(
     rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(access.mode & 0o600))
         .map_err(|e| Error::os("set the socket's mode", e.into()).object(object))?;
     let sa = unix_addr(addr, object)?;
+    // The directory, opened before the file is made: with no descriptor to spare nothing is
+    // bound, and a file whose descriptor below cannot be opened is removed through it.
+    let entry = match addr {
+        UnixAddr::Path(p) => match crate::cleanup::DirEntry::of(p) {
+            Ok(entry) => Some(entry),
+            Err(e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) => {
+                return Err(Error::os("bind", e.into()).object(object));
+            }
+            Err(_) => None, // no last name: bind says what is wrong with the path
+        },
+        UnixAddr::Abstract(_) => None,
+    };
     rustix::net::bind(&fd, &sa).map_err(|e| io_err("bind", e.into(), object))?;
     let file = match addr {
         UnixAddr::Path(p) => {
@@ -316,7 +328,20 @@ pub(crate) fn bind_unix(
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| Error::os("look at the socket file", e.into()).object(object))?;
+            .map_err(|e| {
+                // Ours, unless someone who may write the directory swapped it already: removed
+                // only if it is still a socket of this user.
+                if let Some(entry) = &entry
+                    && entry.stat().is_ok_and(|st| {
+                        FileType::from_raw_mode(st.st_mode) == FileType::Socket
+                            && st.st_uid == rustix::process::geteuid().as_raw()
+                    })
+                {
+                    let _ = entry.unlink();
+                }
+                Error::os("look at the socket file", e.into()).object(object)
+            })?;
+            drop(entry);
             let st = rustix::fs::fstat(&file)
                 .map_err(|e| Error::os("look at the socket file", e.into()).object(object))?;
             if FileType::from_raw_mode(st.st_mode) != FileType::Socket {

@@ -21,6 +21,7 @@ macro_rules! main_of {
 mod bench;
 mod exit;
 mod fifo;
+mod garbage;
 mod listen;
 mod ls;
 mod mq;
@@ -33,5 +34,5 @@ mod signal;
 mod socket;
 
 main_of![
-    bench, exit, fifo, listen, ls, mq, msg, packet, relay, rm, shm, signal, socket
+    bench, exit, fifo, garbage, listen, ls, mq, msg, packet, relay, rm, shm, signal, socket
 ];

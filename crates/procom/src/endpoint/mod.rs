@@ -33,9 +33,11 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod check;
 mod parse;
 
-pub use parse::{format_duration, parse_duration, parse_size};
+pub use parse::{format_duration, parse_duration, parse_seconds, parse_size};
 
 /// The longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
 pub const UNIX_PATH_MAX: usize = 107;

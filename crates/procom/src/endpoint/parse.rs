@@ -42,6 +42,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     })
 }
 
+/// Parses a number of seconds such as `2`, `0.5` or `1e-3`, as the command line takes its
+/// timeouts: finite, not negative and at most a year (so a deadline computed from it can never
+/// overflow); `inf`, `nan`, `1e300` and negative numbers are refused.
+pub fn parse_seconds(text: &str) -> Result<Duration, Error> {
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
+    let bad = |why: String| Error::new(ErrorKind::InvalidInput).detail(why);
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| bad(format!("`{text}` is not a number of seconds")))?;
+    if !(0.0..=YEAR).contains(&secs) {
+        return Err(bad(format!(
+            "`{text}` is not a usable number of seconds (0 to {YEAR}, a year)"
+        )));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| bad(format!("`{text}` is not a usable number of seconds")))
+}
+
 /// A duration as procom writes it in messages: a number and a unit, `1 s`, `1.5 s`, `20 ms`,
 /// `250 µs`, `80 ns` (at most three decimals, trailing zeros dropped).
 pub fn format_duration(d: Duration) -> String {
@@ -214,6 +232,16 @@ fn host_port(text: &str, rest: &str) -> Result<(String, u16), Error> {
     };
     if host.is_empty() {
         return Err(invalid(text, "the host is empty"));
+    }
+    // Brackets only enclose an IPv6 address: a host holding one would be written back as
+    // another endpoint (`[[a]:1` as `[a:1`).
+    if host.contains(['[', ']']) {
+        return Err(invalid(
+            text,
+            format!(
+                "the host `{host}` contains a bracket; brackets only enclose an IPv6 address, like [::1]:7000"
+            ),
+        ));
     }
     let port: u16 = port
         .parse()
@@ -539,6 +567,9 @@ mod tests {
         assert!(err("tcp:host").contains("HOST:PORT"));
         assert!(err("tcp:h:99999").contains("not a port"));
         assert!(err("tcp:::1:80").contains("brackets"));
+        // Found by fuzzing: a bracket inside the host was written back as another endpoint.
+        assert!(err("udp:[[fe!0th]:53").contains("contains a bracket"));
+        assert!(err("tcp:a]:80").contains("contains a bracket"));
         assert!(err(&format!("unix:/{}", "a".repeat(120))).contains("107-byte limit"));
         assert!(err("unixpacket:@").contains("abstract name after '@' is empty"));
         assert!(err("unixpacket:").contains("path is empty"));

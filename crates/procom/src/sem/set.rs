@@ -110,7 +110,7 @@ impl SemSet {
             }
             Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error() => {
                 Error::new(ErrorKind::LimitReached)
-                    .detail("the system has as many semaphore sets or semaphores as kernel.sem allows (SEMMNI, SEMMNS); remove some (ipcs -s)")
+                    .detail("the system has as many semaphore sets or semaphores as kernel.sem allows (SEMMNI, SEMMNS: its fourth and second numbers); remove some (ipcs -s, procom sem rm), or raise them as root with sysctl -w kernel.sem=\"SEMMSL SEMMNS SEMOPM SEMMNI\"")
                     .object(&label)
             }
             _ => Error::os("create it", e).object(&label),

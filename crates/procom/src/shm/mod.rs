@@ -253,6 +253,12 @@ impl Segment {
             Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() => Error::new(ErrorKind::LimitReached)
                 .detail(format!("{size} bytes is outside the kernel's limits (see /proc/sys/kernel/shmmax and shmall)"))
                 .object(&label),
+            Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => Error::new(ErrorKind::LimitReached)
+                .detail(format!(
+                    "the system has as many System V segments as kernel.shmmni allows ({}), or no room for {size} more bytes under kernel.shmall; remove unused ones (ipcs -m, procom shm rm), or raise them as root with sysctl -w kernel.shmmni=N kernel.shmall=N",
+                    std::fs::read_to_string("/proc/sys/kernel/shmmni").map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
+                ))
+                .object(&label),
             _ => Error::os("create it", e).object(&label),
         })?;
         Ok(Segment::sysv(label, id, true))
@@ -373,7 +379,16 @@ impl Segment {
             (None, Some(fd)) => Mapping::map_fd(fd, len, writable),
             (None, None) => return Err(Error::new(ErrorKind::Io).object(&self.label)),
         };
-        r.map_err(|e| Error::os("map it", e).object(&self.label))
+        r.map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error()) {
+                return Error::new(ErrorKind::LimitReached)
+                    .detail(format!(
+                        "could not map its {len} bytes: this process's address space (RLIMIT_AS, ulimit -v), its count of mappings (vm.max_map_count) or the system's memory has no room for them; raise the limit, or make it smaller"
+                    ))
+                    .object(&self.label);
+            }
+            Error::os("map it", e).object(&self.label)
+        })
     }
 
     /// Leaves the named object in place when this handle is dropped (it stays until removed

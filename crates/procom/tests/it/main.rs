@@ -29,9 +29,11 @@ macro_rules! main_of {
 
 mod chaos;
 mod contract;
+mod exhaustion;
 mod fifo;
 // The flavors chaos and soak run: no trials of its own.
 mod flavors;
+mod garbage;
 mod mq;
 mod msg;
 mod packet;
@@ -53,6 +55,7 @@ mod sem_async;
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
-    soak, chaos, contract, fifo, mq, msg, packet, pipe, removal, sem, shm, signal, socket;
+    soak, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe, removal, sem, shm,
+    signal, socket;
     tokio: child_async, sem_async
 ];

@@ -133,6 +133,38 @@ impl DatagramStats {
     }
 }
 
+/// The UDP header's and the sequence bookkeeping's invariants on arbitrary bytes, shared by
+/// the fuzz target (`fuzz/fuzz_targets/dgram_header.rs`) and the corpus replay in
+/// `cargo test`. `data` is taken as one datagram, and as a series of datagrams from one sender
+/// (each line of `data` a datagram).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn check_datagrams(data: &[u8]) {
+    for datagram in std::iter::once(data).chain(data.split(|b| *b == b'\n')) {
+        match parse_udp_header(datagram) {
+            Ok(seq) => assert_eq!(&udp_header(seq)[..], &datagram[..UDP_HEADER_LEN]),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Malformed);
+                assert!(
+                    datagram.len() < UDP_HEADER_LEN
+                        || datagram[..4] != UDP_MAGIC
+                        || datagram[4..8] != [UDP_VERSION, 0, 0, 0]
+                );
+            }
+        }
+    }
+    // Hostile sequence numbers: 8 bytes each, from one sender.
+    let mut stats = DatagramStats::default();
+    let mut window = None;
+    for (n, chunk) in data.chunks_exact(8).enumerate() {
+        let seq = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+        let before = stats;
+        stats.count(&mut window, seq);
+        assert_eq!(stats.received, n as u64 + 1);
+        assert!(stats.duplicated + stats.reordered < stats.received);
+        assert!(stats.duplicated >= before.duplicated && stats.reordered >= before.reordered);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

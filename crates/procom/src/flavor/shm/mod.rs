@@ -62,6 +62,8 @@ use rustix::thread::futex;
 use crate::error::{Error, ErrorKind};
 use crate::shm::{Header, Mapping};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod check;
 mod receiver;
 mod sender;
 

@@ -32,6 +32,43 @@ fn capacity_for(requested: u64) -> Result<usize, Error> {
     }
 }
 
+/// Makes sure the filesystem holding a new channel's segment (`/dev/shm`, a tmpfs) has room
+/// for it, and allocates the part populated at creation: otherwise the ring's first pages past
+/// the room left would fault in the sender, and the channel would report itself truncated.
+/// The rest stays unallocated until used, as the populated prefix is bounded.
+fn reserve(segment: &Segment, len: u64) -> Result<(), Error> {
+    let fd = segment
+        .fd()
+        .ok_or_else(|| Error::new(ErrorKind::Io).detail("has no descriptor to size"))?;
+    let full = |free: u64, total: u64| {
+        Error::new(ErrorKind::LimitReached).detail(format!(
+            "the filesystem of shared memory (/dev/shm, {total} bytes) has {free} bytes free, and this channel needs {len}; remove unused segments (procom ls shm), or ask for a smaller ?capacity="
+        ))
+    };
+    // A tmpfs without a size (`size=0`) reports no blocks at all: nothing to check.
+    if let Ok(fs) = rustix::fs::fstatvfs(fd)
+        && fs.f_blocks > 0
+    {
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        if len > free {
+            return Err(full(free, fs.f_blocks.saturating_mul(fs.f_frsize)));
+        }
+    }
+    let prefix = len.min(POPULATE_MAX as u64);
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, prefix) {
+        Err(rustix::io::Errno::NOSPC) => {
+            let fs = rustix::fs::fstatvfs(fd)
+                .map_err(|e| Error::os("check its filesystem", e.into()))?;
+            Err(full(
+                fs.f_bavail.saturating_mul(fs.f_frsize),
+                fs.f_blocks.saturating_mul(fs.f_frsize),
+            ))
+        }
+        // Another error (a filesystem without fallocate): the populate below is best effort.
+        _ => Ok(()),
+    }
+}
+
 /// The receiving side: creates and owns the segment.
 #[derive(Debug)]
 pub(crate) struct ShmReceiver {
@@ -80,6 +117,7 @@ impl ShmReceiver {
             Error::new(ErrorKind::AlreadyExists)
                 .detail("another process locked the segment this receiver just created")
         })?;
+        reserve(&segment, len)?;
         let map = Arc::new(segment.map()?);
         // The ring's pages allocated and mapped now rather than by faults during the first lap
         // (streaming 64 KiB messages through a 4 MiB ring, the faults cost more than the
