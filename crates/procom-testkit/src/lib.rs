@@ -12,6 +12,8 @@
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for
 //!   named objects); [`unique_name`] makes names for objects that live elsewhere.
+//! - [`Seen`] is a named object as the kernel shows it (inode, mode, owner, content): what
+//!   a security test compares before and after procom meets an object someone planted.
 //! - Every role checks that it leaked no file descriptor before it exits.
 
 use std::time::Duration;
@@ -55,11 +57,13 @@ macro_rules! check {
 pub mod needs;
 
 mod harness;
+mod objects;
 mod proc;
 mod scratch;
 mod sockets;
 
 pub use harness::{Role, fds_of, main, open_fds, role, test, test_needing};
+pub use objects::{Seen, Sysv, path_seen, queue_seen, sysv_seen};
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
 pub use scratch::{Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{
