@@ -23,11 +23,12 @@ mod mq;
 mod msg;
 mod pipe;
 mod removal;
+mod security;
 mod sem;
 mod shm;
 mod signal;
 mod socket;
 
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    contract, fifo, mq, msg, pipe, removal, security, sem, shm, signal, socket
 ];
