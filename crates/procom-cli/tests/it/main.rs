@@ -30,7 +30,8 @@ mod rm;
 mod shm;
 mod signal;
 mod socket;
+mod stdio;
 
 main_of![
-    bench, exit, fifo, listen, ls, mq, msg, relay, rm, shm, signal, socket
+    bench, exit, fifo, listen, ls, mq, msg, relay, rm, shm, signal, socket, stdio
 ];
