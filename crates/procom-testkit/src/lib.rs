@@ -65,7 +65,7 @@ mod sockets;
 pub use harness::{Role, fds_of, main, open_fds, role, test, test_needing};
 pub use objects::{Seen, Sysv, path_seen, queue_seen, sysv_seen};
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
-pub use scratch::{Plant, Planted, Scratch, plant, unique_name};
+pub use scratch::{PLANTED, Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{
     Socket, refusing_tcp_port, sockets_of, tcp_listening, udp_bound, unix_listening,
     wait_for_socket,

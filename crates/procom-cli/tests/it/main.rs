@@ -27,11 +27,12 @@ mod mq;
 mod msg;
 mod relay;
 mod rm;
+mod security;
 mod shm;
 mod signal;
 mod socket;
 mod stdio;
 
 main_of![
-    bench, exit, fifo, listen, ls, mq, msg, relay, rm, shm, signal, socket, stdio
+    bench, exit, fifo, listen, ls, mq, msg, relay, rm, security, shm, signal, socket, stdio
 ];
