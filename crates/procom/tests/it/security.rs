@@ -81,7 +81,7 @@ enum Named {
     SemSet,
     PosixShm,
     ShmChannel,
-    NamedSem,
+    Semaphore,
     /// A Unix socket file: its scheme, and whether it is connection-oriented.
     Socket(&'static str, bool),
 }
@@ -102,7 +102,7 @@ fn rows_of(kind: ObjectKind) -> Result<Option<Vec<Named>>, String> {
             Named::PosixShm,
             Named::SysvSegment,
             Named::SemSet,
-            Named::NamedSem,
+            Named::Semaphore,
         ]),
         // Nothing procom creates or names: descriptors it is handed, the network, processes,
         // and the user's own file a System V key is derived from.
@@ -326,7 +326,7 @@ fn ways() -> Result<Vec<Way>, String> {
                 add("typed::Receiver::bind", kind, typed);
                 add("Sender::connect", kind, send);
             }
-            Named::NamedSem => {
+            Named::Semaphore => {
                 add(
                     "Semaphore::create",
                     kind,
@@ -384,7 +384,7 @@ impl Named {
             Named::PosixQueue => "mq",
             Named::SysvQueue => "msg",
             Named::ShmChannel | Named::PosixShm => "shm",
-            Named::SysvSegment | Named::SemSet | Named::NamedSem => "none",
+            Named::SysvSegment | Named::SemSet | Named::Semaphore => "none",
             Named::Socket(scheme, _) => scheme,
         }
     }
@@ -403,7 +403,7 @@ impl Named {
         match self {
             Named::Fifo | Named::Socket(..) => Some(target.into()),
             Named::PosixShm | Named::ShmChannel => Some(format!("/dev/shm{target}").into()),
-            Named::NamedSem => Some(format!("/dev/shm/sem.{}", &target[1..]).into()),
+            Named::Semaphore => Some(format!("/dev/shm/sem.{}", &target[1..]).into()),
             _ => None,
         }
     }
@@ -448,7 +448,7 @@ impl Named {
     fn plants(self) -> &'static [&'static str] {
         match self {
             Named::PosixQueue | Named::SysvQueue | Named::SysvSegment | Named::SemSet => &["same"],
-            Named::PosixShm | Named::ShmChannel | Named::NamedSem => {
+            Named::PosixShm | Named::ShmChannel | Named::Semaphore => {
                 &["file", "fifo", "symlink", "dangling", "hardlink"]
             }
             Named::Fifo | Named::Socket(..) => &["same", "file", "symlink", "dangling", "hardlink"],
