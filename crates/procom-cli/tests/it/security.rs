@@ -505,6 +505,10 @@ fn planted_objects_are_refused_and_untouched() -> Outcome {
                     ended || snapshot() != before
                 })?;
                 let after = snapshot();
+                if !ended {
+                    let _ = p.child().kill();
+                    let _ = p.child().wait();
+                }
                 ensure!(ended, "took the name: {before:?} became {after:?}");
                 let fin = p.finish(STEP)?;
                 ensure!(

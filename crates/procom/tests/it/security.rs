@@ -140,7 +140,10 @@ type Held = Box<dyn std::any::Any>;
 enum Act {
     /// Creates the object (`Some(mode)`: with that mode, `None`: the default).
     Create(fn(Named, &str, Option<u32>) -> Result<Held, Error>),
-    /// Opens an existing object.
+    /// Creates the object, then waits for a peer (with no wait allowed, it fails after
+    /// creating): checked against what is planted only.
+    Waits(fn(Named, &str) -> Result<Held, Error>),
+    /// Opens (or removes) an existing object.
     Open(fn(Named, &str) -> Result<Held, Error>),
 }
 
@@ -366,6 +369,87 @@ fn ways() -> Result<Vec<Way>, String> {
                 }
             }
         }
+        // Typed channels, binding senders, and the removals by name.
+        let typed_send = Act::Open(|k, t| {
+            held(procom::typed::Sender::<u32>::connect_with(
+                ep(k, t),
+                &opts(None),
+            ))
+        });
+        let typed_recv = Act::Open(|k, t| {
+            held(procom::typed::Receiver::<u32>::connect_with(
+                ep(k, t),
+                &opts(None),
+            ))
+        });
+        let typed_sender_bind = Act::Create(|k, t, m| {
+            held(procom::typed::Sender::<u32>::bind_with(ep(k, t), &opts(m)))
+        });
+        let sender_bind_waits = Act::Waits(|k, t| held(Sender::bind_with(ep(k, t), &opts(None))));
+        let typed_sender_bind_waits = Act::Waits(|k, t| {
+            held(procom::typed::Sender::<u32>::bind_with(
+                ep(k, t),
+                &opts(None),
+            ))
+        });
+        let more: Vec<(&'static str, Act)> = match kind {
+            Named::Fifo => vec![
+                ("Sender::bind", sender_bind_waits),
+                ("typed::Sender::bind", typed_sender_bind_waits),
+                (
+                    "fifo::try_open_write",
+                    Act::Open(|_, t| held(fifo::try_open_write(t))),
+                ),
+                (
+                    "fifo::open_write_timeout",
+                    Act::Open(|_, t| held(fifo::open_write_timeout(t, Duration::ZERO))),
+                ),
+                ("fifo::remove", Act::Open(|_, t| held(fifo::remove(t)))),
+                ("typed::Sender::connect", typed_send),
+                ("typed::Receiver::connect", typed_recv),
+            ],
+            Named::PosixQueue => vec![
+                ("typed::Sender::bind", typed_sender_bind),
+                ("mq::remove", Act::Open(|_, t| held(procom::mq::remove(t)))),
+                ("typed::Sender::connect", typed_send),
+                ("typed::Receiver::connect", typed_recv),
+            ],
+            Named::SysvQueue => vec![
+                ("typed::Sender::bind", typed_sender_bind),
+                (
+                    "msg::remove",
+                    Act::Open(|_, t| held(procom::msg::remove(&key(t)))),
+                ),
+                ("typed::Sender::connect", typed_send),
+                ("typed::Receiver::connect", typed_recv),
+            ],
+            Named::SysvSegment => vec![(
+                "shm::remove_sysv",
+                Act::Open(|_, t| held(procom::shm::remove_sysv(&key(t)))),
+            )],
+            Named::PosixShm => vec![(
+                "shm::remove",
+                Act::Open(|_, t| held(procom::shm::remove(t))),
+            )],
+            Named::ShmChannel => vec![("typed::Sender::connect", typed_send)],
+            Named::Semaphore => vec![(
+                "sem::remove",
+                Act::Open(|_, t| held(procom::sem::remove(t))),
+            )],
+            Named::SemSet => vec![],
+            Named::Socket(_, conn) => {
+                let mut v = vec![("typed::Sender::connect", typed_send)];
+                if conn {
+                    v.push(("Sender::bind", sender_bind_waits));
+                    v.push(("typed::Sender::bind", typed_sender_bind_waits));
+                    v.push(("typed::Receiver::connect", typed_recv));
+                }
+                v
+            }
+        };
+        for (name, act) in more {
+            add(name, kind, act);
+        }
     }
     Ok(ways)
 }
@@ -437,10 +521,14 @@ impl Named {
         };
     }
 
-    /// Whether the plant `what` is an object of this kind (which an opener may open: another
-    /// user's segment is a file in /dev/shm, however many names it has).
-    fn same_kind(self, what: &str) -> bool {
-        what == "same" || (self == Named::PosixShm && matches!(what, "file" | "hardlink"))
+    /// Whether the plant `what` may be another user's object of this kind, which an opener
+    /// may open: a segment is a file in /dev/shm, however many names it has; a semaphore's
+    /// file is checked when opened, but a removal by name cannot tell it from a real one.
+    fn same_kind(self, what: &str, removal: bool) -> bool {
+        let file = matches!(what, "file" | "hardlink");
+        what == "same"
+            || (self == Named::PosixShm && file)
+            || (self == Named::Semaphore && file && removal)
     }
 
     /// What a hostile user can plant at the name: another object of the kind, and for a file
@@ -551,6 +639,7 @@ fn denied(args: &[String]) -> Outcome {
     let r = match way.act {
         Act::Open(open) => open(way.kind, target),
         Act::Create(create) => create(way.kind, target, None),
+        Act::Waits(create) => create(way.kind, target),
     };
     let e = r
         .err()
@@ -687,9 +776,10 @@ fn planted_objects_are_refused_and_untouched() -> Outcome {
                 ensure!(before.0.is_some(), "nothing was planted at {target}");
                 let r = match way.act {
                     Act::Create(create) => create(way.kind, &target, None).map(drop),
+                    Act::Waits(create) => create(way.kind, &target).map(drop),
                     // An opener meets the planted object: it may open another user's object
                     // of its kind, never a link nor anything else.
-                    Act::Open(open) if !way.kind.same_kind(what) => {
+                    Act::Open(open) if !way.kind.same_kind(what, way.name.ends_with("remove")) => {
                         open(way.kind, &target).map(drop)
                     }
                     Act::Open(_) => return Ok(()),
