@@ -1,5 +1,6 @@
 //! The security matrix from the command line: every command that creates or opens a named
-//! object ([`CREATORS`], [`OPENERS`]), for every kind of object.
+//! object ([`CREATORS`], [`OPENERS`], and for each Unix socket kind in [`SOCKETS`]), for every
+//! kind of object.
 //!
 //! - A creator gives exactly the mode asked (0600 by default, and `--mode 640`) under the
 //!   umasks 000, 022 and 077, and a long-running one removes what it made on SIGTERM.
@@ -73,12 +74,52 @@ const CREATORS: &[(&str, Kind, bool, &str)] = &[
     ("sem create {} 1", Kind::NamedSem, false, "sem rm {}"),
     ("sem create {} 1", Kind::SemSet, false, "sem rm {}"),
     ("recv shm:{}", Kind::ShmChannel, true, ""),
-    ("recv unixgram:{}", Kind::Socket("unixgram"), true, ""),
-    ("listen unix:{}", Kind::Socket("unix"), true, ""),
 ];
 
-/// `relay --listen` creates a socket file too, with no --mode (always 0600).
-const RELAY_LISTEN: &str = "relay --listen - unix:{}";
+/// The Unix socket kinds: the endpoint scheme, and whether it is connection-oriented (served
+/// by `listen` and `relay --listen`, joined by `connect`, received from by connecting) or
+/// datagrams (received by binding). One line per kind: [`socket_rows`] makes their rows.
+const SOCKETS: &[(&str, bool)] = &[("unix", true), ("unixgram", false)];
+
+/// One creating command: the command (`{}` is the name), the kind, whether it runs until
+/// stopped (and removes what it made), the command that removes what stays, and whether it
+/// takes --mode.
+type Creator = (String, Kind, bool, &'static str, bool);
+
+/// Every creating and every opening command.
+fn rows() -> (Vec<Creator>, Vec<(String, Kind)>) {
+    let mut creators: Vec<Creator> = CREATORS
+        .iter()
+        .map(|(c, k, long, rm)| (c.to_string(), *k, *long, *rm, true))
+        .collect();
+    let mut openers: Vec<(String, Kind)> =
+        OPENERS.iter().map(|(c, k)| (c.to_string(), *k)).collect();
+    for (scheme, conn) in SOCKETS {
+        socket_rows(scheme, *conn, &mut creators, &mut openers);
+    }
+    (creators, openers)
+}
+
+fn socket_rows(
+    scheme: &'static str,
+    conn: bool,
+    creators: &mut Vec<Creator>,
+    openers: &mut Vec<(String, Kind)>,
+) {
+    let kind = Kind::Socket(scheme);
+    let ep = format!("{scheme}:{{}}");
+    openers.push((format!("send {ep} x"), kind));
+    if conn {
+        creators.push((format!("listen {ep}"), kind, true, "", true));
+        // No --mode: always 0600.
+        creators.push((format!("relay --listen - {ep}"), kind, true, "", false));
+        openers.push((format!("connect {ep}"), kind));
+        openers.push((format!("recv {ep}"), kind));
+        openers.push((format!("relay {ep} -"), kind));
+    } else {
+        creators.push((format!("recv {ep}"), kind, true, "", true));
+    }
+}
 
 /// Commands that open an existing object (`{}` is its name).
 const OPENERS: &[(&str, Kind)] = &[
@@ -116,12 +157,7 @@ const OPENERS: &[(&str, Kind)] = &[
     ("sem wait {} --timeout 0", Kind::SemSet),
     ("sem get {}", Kind::SemSet),
     ("sem rm {}", Kind::SemSet),
-    ("send unix:{} x", Kind::Socket("unix")),
-    ("connect unix:{}", Kind::Socket("unix")),
-    ("recv unix:{}", Kind::Socket("unix")),
-    ("relay unix:{} -", Kind::Socket("unix")),
     ("rm unix:{}", Kind::Socket("unix")),
-    ("send unixgram:{} x", Kind::Socket("unixgram")),
 ];
 
 /// Commands that create or open no object by a name they are given.
@@ -306,11 +342,11 @@ fn listed_commands(prefix: &[&str]) -> Result<Vec<String>, String> {
 }
 
 fn every_command_has_a_row() -> Outcome {
-    let mut covered: Vec<String> = CREATORS
+    let (creators, openers) = rows();
+    let mut covered: Vec<String> = creators
         .iter()
-        .map(|c| command_of(c.0))
-        .chain(OPENERS.iter().map(|o| command_of(o.0)))
-        .chain([command_of(RELAY_LISTEN)])
+        .map(|c| command_of(&c.0))
+        .chain(openers.iter().map(|o| command_of(&o.0)))
         .chain(OPEN_NOTHING.iter().map(|s| s.to_string()))
         .collect();
     covered.sort();
@@ -346,12 +382,8 @@ fn with_umask(mask: u32, args: &[String]) -> Command {
 fn modes_are_exact_under_every_umask() -> Outcome {
     let scratch = Scratch::new("clisec-modes")?;
     let me = rustix::process::geteuid().as_raw();
-    let mut rows: Vec<(&str, Kind, bool, &str, bool)> = CREATORS
-        .iter()
-        .map(|(c, k, long, rm)| (*c, *k, *long, *rm, true))
-        .collect();
-    rows.push((RELAY_LISTEN, Kind::Socket("unix"), true, "", false));
-    for (template, kind, long, rm, has_mode) in rows {
+    for (template, kind, long, rm, has_mode) in rows().0 {
+        let template = template.as_str();
         for mask in [0o000, 0o022, 0o077] {
             let modes: &[(Option<&str>, u32)] = if has_mode {
                 &[(None, 0o600), (Some("640"), 0o640)]
@@ -406,7 +438,9 @@ fn modes_are_exact_under_every_umask() -> Outcome {
 fn another_user_is_denied() -> Outcome {
     let scratch = Scratch::new("clisec-denied")?;
     let mut failures = Vec::new();
-    for (template, kind) in OPENERS {
+    let openers = rows().1;
+    for (template, kind) in &openers {
+        let template = template.as_str();
         let name = kind.fresh(scratch.path());
         let made = kind.make(&name)?;
         let before = kind.seen(&name);
@@ -435,7 +469,7 @@ fn another_user_is_denied() -> Outcome {
         failures.is_empty(),
         "{} of {}:\n{}",
         failures.len(),
-        OPENERS.len(),
+        openers.len(),
         failures.join("\n")
     );
     scratch.finish()
@@ -479,11 +513,11 @@ fn planted_objects_are_refused_and_untouched() -> Outcome {
         scratch.path(),
         std::fs::Permissions::from_mode(0o777)
     ));
-    let mut rows: Vec<(&str, Kind)> = CREATORS.iter().map(|c| (c.0, c.1)).collect();
-    rows.push((RELAY_LISTEN, Kind::Socket("unix")));
+    let creators = rows().0;
     let mut failures = Vec::new();
     let mut tried = 0;
-    for (template, kind) in rows {
+    for (template, kind, ..) in &creators {
+        let (template, kind) = (template.as_str(), *kind);
         for what in plants(kind) {
             tried += 1;
             let name = kind.fresh(scratch.path());
