@@ -400,9 +400,26 @@ fn modes_are_exact_under_every_umask() -> Outcome {
                 let mut cmd = with_umask(mask, &a);
                 let p = Proc::spawn(&what, &mut cmd)?;
                 let seen = if long {
-                    until(&format!("{what} made its object"), || {
-                        kind.seen(&name).is_some()
-                    })?;
+                    // A socket file is made, then given its mode: never more open than
+                    // asked on the way, and the mode asked in the end.
+                    let mut wider = None;
+                    until(
+                        &format!("{what} made its object with mode {expected:o}"),
+                        || {
+                            let now = kind.seen(&name);
+                            if let Some(s) = &now
+                                && s.perms() & !*expected != 0
+                            {
+                                wider = Some(s.perms());
+                            }
+                            now.is_some_and(|s| s.perms() == *expected)
+                        },
+                    )?;
+                    ensure!(
+                        wider.is_none(),
+                        "{what}: was {wider:?} (octal {:o}) on the way",
+                        wider.unwrap_or(0)
+                    );
                     let seen = kind.seen(&name);
                     let pid = rustix::process::Pid::from_raw(p.pid() as i32).ok_or("pid")?;
                     crate::common::until_catching(p.pid(), &[15])?;
