@@ -14,6 +14,7 @@ use crate::scenario::{Mechanism, bench_error};
 
 /// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
 pub fn peer(args: &[String]) -> Result<(), Error> {
+    die_with_the_bench()?;
     let (args, raw) = match args {
         [rest @ .., last] if last.starts_with("raw-") => (rest, Some(last.as_str())),
         _ => (args, None),
@@ -73,4 +74,19 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     }
     let mut link = ProcomLink::new(tx, rx);
     serve(&mut link, size, iterations, stream)
+}
+
+/// The peer never outlives the bench that started it: a bench ended by a signal cannot wait
+/// for its peer, which would otherwise wait on for ever in its channel (or spin), holding its
+/// names. The bench names itself in the environment, so a bench already gone before the
+/// death signal is set is noticed too.
+fn die_with_the_bench() -> Result<(), Error> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| bench_error(format!("could not tie the peer to the bench: {e}")))?;
+    let bench = std::env::var(crate::process::PARENT_VAR).ok();
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().to_string());
+    if bench.is_some() && bench != parent {
+        return Err(bench_error("the bench that started this peer is gone"));
+    }
+    Ok(())
 }

@@ -31,8 +31,12 @@ pub(crate) fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Co
     cmd
 }
 
+/// The environment variable that tells a peer its bench's pid (see `peer_side`).
+pub(crate) const PARENT_VAR: &str = "PROCOM_BENCH_PARENT";
+
 pub(crate) fn spawn(mut cmd: Command) -> Result<Child, Error> {
     let child = cmd
+        .env(PARENT_VAR, std::process::id().to_string())
         .spawn()
         .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))?;
     if let (Some((_, peer_cpu)), Some(pid)) = (

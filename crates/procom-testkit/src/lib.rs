@@ -12,6 +12,8 @@
 //!   is killed if still running when dropped.
 //! - [`Scratch`] is a unique directory that must be empty at the end (the leak check for
 //!   named objects); [`unique_name`] makes names for objects that live elsewhere.
+//! - [`Seen`] is a named object as the kernel shows it (inode, mode, owner, content): what
+//!   a security test compares before and after procom meets an object someone planted.
 //! - Every role checks that it leaked no file descriptor before it exits.
 
 use std::time::Duration;
@@ -57,6 +59,7 @@ macro_rules! check {
 pub mod needs;
 
 mod harness;
+mod objects;
 mod proc;
 mod scratch;
 mod sockets;
@@ -64,8 +67,9 @@ mod sockets;
 pub use harness::{
     Role, fds_of, main, open_fds, role, role_unshared, role_within, test, test_needing, test_within,
 };
+pub use objects::{Seen, Sysv, path_seen, queue_seen, sysv_seen};
 pub use proc::{Finished, Proc, as_nobody, wait_pid};
-pub use scratch::{Plant, Planted, Scratch, plant, unique_name};
+pub use scratch::{PLANTED, Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{
     Socket, refusing_tcp_port, sockets_of, tcp_listening, udp_bound, unix_listening,
     wait_for_socket,

@@ -85,7 +85,16 @@ pub enum Plant<'a> {
     Dir,
     /// An empty regular file anyone may write (mode 0666).
     EmptyFile,
+    /// A regular file anyone may write (mode 0666) holding [`PLANTED`].
+    File,
+    /// A hard link to this file (the planting user's own).
+    HardLink(&'a Path),
+    /// A socket file anyone may connect to (mode 0777) whose server is gone.
+    Socket,
 }
+
+/// What a planted [`Plant::File`] holds.
+pub const PLANTED: &str = "planted by another user";
 
 /// An object planted by [`plant`]; removed when dropped.
 #[derive(Debug)]
@@ -107,7 +116,10 @@ impl Planted {
             if self.dir {
                 t.is_dir()
             } else {
-                t.is_symlink() || t.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&t)
+                t.is_symlink()
+                    || t.is_file()
+                    || std::os::unix::fs::FileTypeExt::is_fifo(&t)
+                    || std::os::unix::fs::FileTypeExt::is_socket(&t)
             }
         })
     }
@@ -164,6 +176,19 @@ pub fn plant(path: &Path, what: Plant<'_>) -> Result<Planted, String> {
             c.args(["-c", "umask 0 && : > \"$1\"", "sh"]).arg(path);
             c
         }
+        Plant::File => {
+            let mut c = Command::new("sh");
+            c.args(["-c", "umask 0 && printf %s \"$2\" > \"$1\"", "sh"])
+                .arg(path)
+                .arg(PLANTED);
+            c
+        }
+        Plant::HardLink(target) => {
+            let mut c = Command::new("ln");
+            c.arg(target).arg(path);
+            c
+        }
+        Plant::Socket => return plant_socket(path),
     };
     let _ = as_nobody(&mut cmd);
     let out = cmd
@@ -182,4 +207,21 @@ pub fn plant(path: &Path, what: Plant<'_>) -> Result<Planted, String> {
         path: path.to_path_buf(),
         dir: matches!(what, Plant::Dir),
     })
+}
+
+/// A stale socket file: bound here, its server gone at once, given to uid 65534 (when this
+/// process is root) and opened to everyone.
+fn plant_socket(path: &Path) -> Result<Planted, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("planting a socket at {}: {e}", path.display());
+    drop(std::os::unix::net::UnixListener::bind(path).map_err(fail)?);
+    let planted = Planted {
+        path: path.to_path_buf(),
+        dir: false,
+    };
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::lchown(path, Some(65534), Some(65534)).map_err(fail)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).map_err(fail)?;
+    Ok(planted)
 }

@@ -74,6 +74,22 @@ impl ErrorKind {
     }
 }
 
+/// Defines [`ObjectKind`] and [`ObjectKind::ALL`] from one list, so that no kind is ever
+/// missing from `ALL`.
+macro_rules! object_kinds {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $v:ident,)+ }) => {
+        $(#[$meta])*
+        pub enum $name { $($(#[$vmeta])* $v,)+ }
+
+        impl $name {
+            /// Every kind, in declaration order: for a program (or a test) that must treat
+            /// each kind and wants to learn of a new one.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+        }
+    };
+}
+
+object_kinds! {
 /// What kind of object an error concerns, for a program that reacts to it (a hint, a retry)
 /// without reading the text: [`Error::object_kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +121,7 @@ pub enum ObjectKind {
     Udp,
     /// A process or process group (a signal's target).
     Process,
+}
 }
 
 /// A procom error: a kind, the object it concerns, a sentence, and the OS error if any.

@@ -6,7 +6,8 @@
 //! probed with a non-blocking connect: only "connection refused" (no server bound to it: one
 //! was killed) makes it stale, and it is removed if it is still the same file; a live server
 //! (even one whose backlog is full) is never taken, nor a socket this user may not connect to
-//! (it cannot be checked), and a path that is not a socket is never removed.
+//! (it cannot be checked), nor another user's socket file, and a path that is not a socket is
+//! never removed.
 //!
 //! # References
 //! - [`socket(7)`](https://man7.org/linux/man-pages/man7/socket.7.html)
@@ -162,8 +163,15 @@ fn probe(sa: &SocketAddrUnix, ty: SocketType) -> Result<(), rustix::io::Errno> {
 
 /// Makes way for binding a Unix socket at `path`: nothing there is fine; a stale socket (its
 /// server is gone: the kernel refuses connections to it) is removed; a live socket, a socket
-/// this process may not connect to (so cannot check), and any other file are refused.
-fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Error> {
+/// this process may not connect to (so cannot check), and any other file are refused. With
+/// `own_only` (a server about to bind), so is another user's socket file, stale or not: what
+/// someone else left at the name is theirs, never removed to make room.
+fn clear_stale(
+    path: &Path,
+    ty: SocketType,
+    object: &Endpoint,
+    own_only: bool,
+) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -203,6 +211,14 @@ fn clear_stale(path: &Path, ty: SocketType, object: &Endpoint) -> Result<(), Err
                 Error::os("check whether the socket's server is alive", e.into()).object(object),
             );
         }
+    }
+    if own_only && meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(Error::new(ErrorKind::AlreadyExists)
+            .detail(format!(
+                "is a stale socket file of uid {}; procom never removes another user's socket file to bind",
+                meta.uid()
+            ))
+            .object(object));
     }
     // Remove it only if it is still the file found stale (not one a new server just bound),
     // checked and removed through one descriptor of its directory (see `DirEntry`).
@@ -260,7 +276,7 @@ pub(crate) fn remove_stale(path: impl AsRef<Path>) -> Result<(), Error> {
     if let Err(e) = std::fs::symlink_metadata(path) {
         return Err(Error::os("look it up", e).object_of(ObjectKind::UnixSocket, &object));
     }
-    clear_stale(path, SocketType::STREAM, &object)
+    clear_stale(path, SocketType::STREAM, &object, false)
 }
 
 fn socket_object(path: &Path) -> String {
@@ -291,7 +307,7 @@ pub(crate) fn bind_unix(
     access: Access,
 ) -> Result<(OwnedFd, Option<SocketFile>), Error> {
     if let UnixAddr::Path(p) = addr {
-        clear_stale(p, ty, object)?;
+        clear_stale(p, ty, object, true)?;
     }
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,

@@ -68,13 +68,31 @@ fn size(v: usize) -> String {
     }
 }
 
+use std::os::unix::fs::DirBuilderExt;
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .context("could not find the procom executable to run as the peer")?;
+    // A fresh directory only this user may enter, created exclusively (a name planted in
+    // the shared temporary directory is an error, never adopted), removed however the bench
+    // ends: an interrupt's exit hook, or the return.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let scratch: PathBuf =
-        std::env::temp_dir().join(format!("procom-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
+        std::env::temp_dir().join(format!("procom-bench-{}-{nanos}", std::process::id()));
+    let creating = crate::interrupt::creating();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&scratch)
         .with_context(|| format!("could not create {}", scratch.display()))?;
+    let _remove_on_exit = {
+        let scratch = scratch.clone();
+        crate::interrupt::on_exit(move || {
+            let _ = std::fs::remove_dir_all(&scratch);
+        })
+    };
+    drop(creating);
     let result = bench(&args, &exe, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     result

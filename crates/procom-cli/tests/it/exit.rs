@@ -14,13 +14,11 @@ pub const ROLES: &[Role] = &[];
 pub fn trials() -> Vec<Trial> {
     trials![
         "cli::exit":
-            signals_remove_what_procom_created,
             stderr_full_or_closed_never_panics,
-            listen_stops_when_stdout_goes,
             usage_errors_exit_2_wherever_found,
             interrupted_send_to_a_full_queue_says_it_was_not_sent,
             control_characters_are_escaped_in_errors,
-            tour_leaves_no_scratch_directory,
+            an_interrupted_tour_leaves_no_child,
             hints_follow_the_kind_of_object,
             permission_hints_follow_the_kind_of_object [procom_testkit::needs::root()],
             every_argument_and_option_is_described,
@@ -40,51 +38,6 @@ fn signal(p: &Proc, sig: rustix::process::Signal) -> Outcome {
     let pid = rustix::process::Pid::from_raw(p.pid() as i32).ok_or("pid 0")?;
     check!(rustix::process::kill_process(pid, sig));
     Ok(())
-}
-
-/// A socket file or segment that procom created is removed on Ctrl-C, SIGTERM and SIGHUP,
-/// which end it with status 1 and one sentence.
-fn signals_remove_what_procom_created() -> Outcome {
-    let scratch = Scratch::new("exit-signal")?;
-    for (sig, name) in STOP_SIGNALS {
-        let sock = scratch.join("listen.sock");
-        let gram = scratch.join("gram.sock");
-        let shm = format!("/{}", unique_name("exit-shm"));
-        let cases = [
-            (
-                vec!["listen".to_string(), format!("unix:{}", sock.display())],
-                sock.clone(),
-            ),
-            (
-                vec!["recv".to_string(), format!("unixgram:{}", gram.display())],
-                gram.clone(),
-            ),
-            (
-                vec!["recv".to_string(), format!("shm:{shm}")],
-                format!("/dev/shm{shm}").into(),
-            ),
-        ];
-        for (args, path) in cases {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let p = Proc::spawn(&format!("procom {args:?}"), &mut procom(&args))?;
-            until(&format!("{} exists", path.display()), || path.exists())?;
-            until_catching(p.pid(), &[1, 2, 15])?;
-            signal(&p, sig)?;
-            let fin = p.finish(STEP)?;
-            ensure!(
-                fin.code() == Some(1)
-                    && fin.stderr.contains(&format!("interrupted by {name}"))
-                    && !fin.stderr.contains("panicked"),
-                "{args:?} on {name}: {fin:?}"
-            );
-            ensure!(
-                !path.exists(),
-                "{args:?} on {name} left {} behind",
-                path.display()
-            );
-        }
-    }
-    scratch.finish()
 }
 
 /// With standard error full (/dev/full) or closed, errors and signals still end procom with
@@ -133,29 +86,6 @@ fn stderr_full_or_closed_never_panics() -> Outcome {
         }
     }
     Ok(())
-}
-
-/// `procom listen … | head -1`: once the reader of its output is gone, listen stops at once
-/// (status 0, as recv does) and removes its socket file, instead of serving clients whose
-/// messages nobody sees.
-fn listen_stops_when_stdout_goes() -> Outcome {
-    let scratch = Scratch::new("exit-stdout")?;
-    let sock = scratch.join("s");
-    let ep = format!("unix:{}", sock.display());
-    let mut cmd = procom(&["listen", &ep]);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = check!(cmd.spawn());
-    until(&format!("{} exists", sock.display()), || sock.exists())?;
-    drop(child.stdout.take()); // the reader goes, as head does
-    let status = check!(wait_pid(&mut child, STEP));
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("listen kept running with nobody reading its output".into());
-    };
-    ensure!(status.code() == Some(0), "listen ended with {status}");
-    ensure!(!sock.exists(), "the socket file was left behind");
-    scratch.finish()
 }
 
 /// Mistakes on the command line exit 2, also when only found after parsing.
@@ -296,40 +226,11 @@ fn control_characters_are_escaped_in_errors() -> Outcome {
     Ok(())
 }
 
-/// `procom tour` removes its scratch directory however it ends early: its output's reader
-/// gone after the first line (`procom tour | head -1`), or a SIGTERM.
-fn tour_leaves_no_scratch_directory() -> Outcome {
+/// `procom tour` interrupted while a step's child runs (the FIFO writer waiting for its
+/// reader): the child goes too, instead of waiting for ever, and the scratch directory is
+/// removed. (How every long-running command ends is the table in `stdio.rs`.)
+fn an_interrupted_tour_leaves_no_child() -> Outcome {
     let scratch = Scratch::new("exit-tour")?;
-    let mut cmd = procom(&["tour"]);
-    cmd.env("TMPDIR", scratch.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = check!(cmd.spawn());
-    let mut first = String::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().ok_or("stdout")?);
-    check!(std::io::BufRead::read_line(&mut out, &mut first));
-    drop(out); // the reader goes, as head does
-    let status = check!(wait_pid(&mut child, STEP));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    ensure!(
-        status.and_then(|s| s.code()) == Some(0),
-        "tour | head -1: {status:?}"
-    );
-    let entries = || std::fs::read_dir(scratch.path()).map_or(0, |d| d.count());
-    ensure!(entries() == 0, "tour | head -1 left its scratch directory");
-
-    let mut cmd = procom(&["tour"]);
-    cmd.env("TMPDIR", scratch.path());
-    let p = Proc::spawn("procom tour", &mut cmd)?;
-    until("the tour's scratch directory exists", || entries() > 0)?;
-    until_catching(p.pid(), &[15])?;
-    signal(&p, rustix::process::Signal::TERM)?;
-    let fin = p.finish(STEP)?;
-    ensure!(fin.code() == Some(1), "tour on SIGTERM: {fin:?}");
-
     // Interrupted while a step's child runs (the FIFO writer waiting for its reader): the
     // child goes too, instead of waiting for ever.
     let mut cmd = procom(&["tour"]);

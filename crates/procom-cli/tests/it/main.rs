@@ -29,10 +29,13 @@ mod msg;
 mod packet;
 mod relay;
 mod rm;
+mod security;
 mod shm;
 mod signal;
 mod socket;
+mod stdio;
 
 main_of![
-    bench, exit, fifo, garbage, listen, ls, mq, msg, packet, relay, rm, shm, signal, socket
+    bench, exit, fifo, garbage, listen, ls, mq, msg, packet, relay, rm, security, shm, signal,
+    socket, stdio
 ];

@@ -130,7 +130,8 @@ impl SemSet {
         Ok(set)
     }
 
-    /// Opens the existing set for `key` with `count` members.
+    /// Opens the existing set for `key` with `count` members (which needs read permission on
+    /// it: the kernel checks it now, so a user who may not use the set is refused here).
     pub fn open(key: &SysvKey, count: usize) -> Result<SemSet, Error> {
         let label = set_label(key);
         let id = procom_sys::sem::semget(
@@ -138,7 +139,7 @@ impl SemSet {
                 .map_err(|e| e.object(set_label(key)))?,
             0,
             false,
-            0,
+            0o400,
         )
         .map_err(|e| Error::os("open it", e).object(&label))?;
         Ok(SemSet {

@@ -278,11 +278,14 @@ impl Segment {
         r.map_err(|e| e.object(&self.label))
     }
 
-    /// Opens the existing System V segment for `key`.
+    /// Opens the existing System V segment for `key` (which needs read permission on it: the
+    /// kernel checks it now, so a user who may not read the segment is refused here).
     pub fn open_sysv(key: &SysvKey) -> Result<Segment, Error> {
         let label = key_label(key);
         let k = key.resolve(FTOK_PROJECT).map_err(|e| e.object(&label))?;
-        let id = procom_sys::mapping::sysv_shmget(k, 0, false, 0)
+        // Asking for read permission makes the kernel check it now: a user who may not read
+        // the segment is refused here, not only when mapping it.
+        let id = procom_sys::mapping::sysv_shmget(k, 0, false, 0o400)
             .map_err(|e| Error::os("open it", e).object(&label))?;
         Ok(Segment::sysv(label, id, false))
     }

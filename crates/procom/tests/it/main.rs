@@ -39,6 +39,7 @@ mod msg;
 mod packet;
 mod pipe;
 mod removal;
+mod security;
 mod sem;
 mod shm;
 mod signal;
@@ -55,7 +56,7 @@ mod sem_async;
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
-    soak, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe, removal, sem, shm,
-    signal, socket;
+    soak, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe, removal, security,
+    sem, shm, signal, socket;
     tokio: child_async, sem_async
 ];
