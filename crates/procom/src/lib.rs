@@ -31,6 +31,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod budget;
 mod channel;
 pub mod child;
@@ -55,6 +57,8 @@ mod stream;
 pub mod typed;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use aio::{AsyncReceiver, AsyncSender};
 pub use budget::Budget;
 pub use channel::{Options, Receiver, Sender, ToEndpoint};
 pub use cleanup::Cleanup;

@@ -30,13 +30,13 @@ use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, r
 
 /// One semantic property: what the sender does, what the receiver checks, and what the
 /// parent does between them.
-struct Property {
-    name: &'static str,
-    send: fn(&str) -> Outcome,
-    recv: fn(&str, &str) -> Outcome,
-    parent: fn(&mut Proc, &mut Proc) -> Outcome,
+pub struct Property {
+    pub name: &'static str,
+    pub send: fn(&str) -> Outcome,
+    pub recv: fn(&str, &str) -> Outcome,
+    pub parent: fn(&mut Proc, &mut Proc) -> Outcome,
     /// Whether the sender is expected to exit 0 (not when the parent kills it).
-    sender_survives: bool,
+    pub sender_survives: bool,
 }
 
 const PROPERTIES: &[Property] = &[
@@ -101,6 +101,11 @@ pub const ROLES: &[Role] = &[
         run: send_role,
     },
 ];
+
+/// Every property: these and the async ones.
+fn all_properties() -> impl Iterator<Item = &'static Property> {
+    PROPERTIES.iter().chain(crate::async_contract::PROPERTIES)
+}
 
 /// How a flavor's two roles reach each other.
 struct Wiring {
@@ -255,8 +260,7 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
 }
 
 fn find(name: &str) -> Result<&'static Property, String> {
-    PROPERTIES
-        .iter()
+    all_properties()
         .find(|p| p.name == name)
         .ok_or_else(|| format!("no property {name}"))
 }
@@ -276,7 +280,7 @@ fn send_role(args: &[String]) -> Outcome {
 }
 
 /// Opens the receiver's end; one that bound port 0 says which port it got (`bound ENDPOINT`).
-fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
+pub fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
     if mode != "bind" {
         return Ok(check!(Receiver::connect_with(ep, opts)));
     }
@@ -289,7 +293,7 @@ fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
     Ok(rx)
 }
 
-fn ready() {
+pub fn ready() {
     use std::io::Write;
     println!("ready");
     let _ = std::io::stdout().flush();
@@ -305,14 +309,14 @@ fn unique_key() -> u32 {
 
 /// Whether the endpoint has no connection to lose: a kernel message queue or a datagram
 /// socket (see the module's exceptions).
-fn is_queue(ep: &str) -> bool {
+pub fn is_queue(ep: &str) -> bool {
     ["mq:", "msg:", "udp:", "unixgram:"]
         .iter()
         .any(|p| ep.starts_with(p))
 }
 
 /// The largest message the flavor carries.
-fn flavor_max(ep: &str) -> usize {
+pub fn flavor_max(ep: &str) -> usize {
     if ep.starts_with("udp:") {
         65507 - procom::socket::UDP_HEADER_LEN
     } else if ep.starts_with("unixgram:") {
@@ -347,7 +351,7 @@ fn expect_gone(rx: &mut Receiver) -> Outcome {
     }
 }
 
-fn no_step(_rx: &mut Proc, _tx: &mut Proc) -> Outcome {
+pub fn no_step(_rx: &mut Proc, _tx: &mut Proc) -> Outcome {
     Ok(())
 }
 
@@ -723,7 +727,7 @@ macro_rules! contract {
         pub fn trials() -> Vec<Trial> {
             let mut trials = Vec::new();
             $(
-                for property in PROPERTIES {
+                for property in all_properties() {
                     trials.push(procom_testkit::test(
                         format!("contract::{}::{}", $flavor, property.name),
                         move || run($flavor, property),

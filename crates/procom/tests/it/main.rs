@@ -17,6 +17,7 @@ macro_rules! main_of {
     };
 }
 
+mod async_contract;
 mod contract;
 mod fifo;
 mod mq;
@@ -29,5 +30,15 @@ mod signal;
 mod socket;
 
 main_of![
-    contract, fifo, mq, msg, pipe, removal, sem, shm, signal, socket
+    async_contract,
+    contract,
+    fifo,
+    mq,
+    msg,
+    pipe,
+    removal,
+    sem,
+    shm,
+    signal,
+    socket
 ];

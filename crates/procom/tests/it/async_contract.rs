@@ -1,0 +1,253 @@
+//! The async (tokio) face of every flavor, as properties of the channel contract (so each runs
+//! for every flavor, across two processes, by `contract!`): `async_exactly_once` drops send
+//! and receive futures at random points under load and checks that every message arrives
+//! exactly once, whole and in order; `async_typed` sends typed values through the async
+//! typed channel. Their trial names contain `async`, which is how CI selects the async tests.
+//!
+//! UDP may lose datagrams, so there `async_exactly_once` checks "at most once, whole and in
+//! order", and that every gap is counted as lost.
+
+use procom_testkit::{Role, Trial};
+
+use crate::contract::Property;
+
+#[cfg(feature = "tokio")]
+pub const PROPERTIES: &[Property] = &[
+    Property {
+        name: "async_exactly_once",
+        send: imp::once_send,
+        recv: imp::once_recv,
+        parent: crate::contract::no_step,
+        sender_survives: true,
+    },
+    Property {
+        name: "async_typed",
+        send: imp::typed_send,
+        recv: imp::typed_recv,
+        parent: crate::contract::no_step,
+        sender_survives: true,
+    },
+];
+#[cfg(not(feature = "tokio"))]
+pub const PROPERTIES: &[Property] = &[];
+
+pub const ROLES: &[Role] = &[];
+
+pub fn trials() -> Vec<Trial> {
+    Vec::new()
+}
+
+#[cfg(feature = "tokio")]
+mod imp {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use procom::{AsyncReceiver, AsyncSender, ErrorKind, Options};
+    use procom_testkit::{Outcome, STEP, check, ensure};
+
+    use crate::contract::{flavor_max, is_queue, open_rx, ready};
+
+    /// Messages per run: enough that futures are dropped at every stage of a send and a
+    /// receive (waiting for room, part-way through a frame, waiting for a message).
+    const N: u64 = 3000;
+
+    /// A small xorshift generator: the points where futures are dropped.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new() -> Rng {
+            Rng(u64::from(std::process::id()) | 1)
+        }
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// The size of message `seq`: mostly small, every 16th large (larger than a pipe's or a
+    /// socket's buffer on byte streams), within what the flavor carries.
+    fn size(seq: u64, ep: &str) -> usize {
+        let big = if is_queue(ep) { 8000 } else { 300_000 };
+        let n = if seq % 16 == 15 {
+            big
+        } else {
+            (seq as usize * 37) % 2000
+        };
+        (n + 8).min(flavor_max(ep))
+    }
+
+    /// Message `seq`: its number, then bytes that depend on it.
+    fn message(seq: u64, ep: &str) -> Vec<u8> {
+        let mut m = seq.to_le_bytes().to_vec();
+        m.extend((8..size(seq, ep)).map(|i| (i as u64 ^ seq) as u8));
+        m
+    }
+
+    fn runtime() -> Result<tokio::runtime::Runtime, String> {
+        Ok(check!(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        ))
+    }
+
+    /// Polls `fut` until it completes or has returned `Pending` `polls` + 1 times; then drops
+    /// it (`None`).
+    async fn cancel_after<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
+        let mut fut = pin!(fut);
+        let mut pending = 0;
+        std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending if pending >= polls => Poll::Ready(None),
+            Poll::Pending => {
+                pending += 1;
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// One step of a loop that drops futures: by poll count, or by a race against a timer
+    /// of a few microseconds (`tokio::select!`), or not at all.
+    async fn maybe_cancelled<F: Future>(fut: F, rng: &mut Rng) -> Option<F::Output> {
+        match rng.next() % 4 {
+            0 => Some(fut.await),
+            1 => {
+                tokio::select! {
+                    v = fut => Some(v),
+                    () = tokio::time::sleep(Duration::from_micros(rng.next() % 200)) => None,
+                }
+            }
+            _ => cancel_after(fut, rng.next() % 3).await,
+        }
+    }
+
+    pub fn once_send(ep: &str) -> Outcome {
+        runtime()?.block_on(async {
+            let mut tx = check!(AsyncSender::connect(ep));
+            let mut rng = Rng::new();
+            for seq in 0..N {
+                let msg = message(seq, ep);
+                // A dropped send sent nothing: send the same message again.
+                loop {
+                    match maybe_cancelled(tx.send(&msg[..]), &mut rng).await {
+                        Some(Ok(())) => break,
+                        Some(Err(e)) => return Err(format!("send {seq}: {e}")),
+                        None => {}
+                    }
+                }
+            }
+            loop {
+                if let Some(r) = maybe_cancelled(tx.flush(), &mut rng).await {
+                    check!(r);
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn once_recv(ep: &str, mode: &str) -> Outcome {
+        let rx = open_rx(ep, mode, &Options::default())?;
+        ready();
+        runtime()?.block_on(async {
+            let mut rx = AsyncReceiver::new(rx);
+            let mut rng = Rng::new();
+            let lossy = ep.starts_with("udp:");
+            let (mut expect, mut dropped) = (0u64, 0u64);
+            while expect < N {
+                // UDP may lose the last datagrams: half a second of silence ends the run.
+                let wait = match (lossy, expect) {
+                    (true, 1..) => Duration::from_millis(500),
+                    _ => STEP,
+                };
+                let Some(r) = maybe_cancelled(rx.recv_timeout(wait), &mut rng).await else {
+                    dropped += 1;
+                    continue;
+                };
+                let r = match r {
+                    Err(e) if lossy && expect > 0 && e.kind() == ErrorKind::Timeout => break,
+                    r => r,
+                };
+                let m = r.map_err(|e| format!("receive {expect}: {e}"))?;
+                ensure!(m.len() >= 8, "a {}-byte message", m.len());
+                let seq = u64::from_le_bytes(check!(m[..8].try_into()));
+                if lossy {
+                    ensure!(seq >= expect, "got {seq} after {}", expect - 1);
+                } else {
+                    ensure!(seq == expect, "expected message {expect}, got {seq}");
+                }
+                ensure!(m == message(seq, ep), "message {seq} arrived changed");
+                expect = seq + 1;
+            }
+            ensure!(dropped > 0, "no receive future was dropped");
+            if lossy {
+                // Whatever arrived was whole and in order; every gap is counted as lost.
+                let stats = rx.get_ref().datagram_stats().ok_or("no datagram stats")?;
+                ensure!(
+                    stats.received + stats.lost == expect,
+                    "received {} + lost {} != {expect} sent up to the last seen",
+                    stats.received,
+                    stats.lost
+                );
+                return Ok(());
+            }
+            // Nothing more: the sender's end (streams), or silence (queues, datagrams).
+            let quiet = if is_queue(ep) {
+                Duration::from_millis(200)
+            } else {
+                STEP
+            };
+            match rx.recv_timeout(quiet).await {
+                Err(e) if e.kind() == ErrorKind::PeerGone && !is_queue(ep) => {}
+                Err(e) if e.kind() == ErrorKind::Timeout && is_queue(ep) => {}
+                Err(e) => return Err(format!("after the last message: {e}")),
+                Ok(m) => return Err(format!("a {}-byte message after the last", m.len())),
+            }
+            Ok(())
+        })
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Reading {
+        seq: u32,
+        sensor: String,
+        values: Vec<f32>,
+    }
+
+    fn reading(seq: u32) -> Reading {
+        Reading {
+            seq,
+            sensor: format!("s{}", seq % 7),
+            values: (0..seq % 9).map(|v| v as f32 / 2.0).collect(),
+        }
+    }
+
+    pub fn typed_send(ep: &str) -> Outcome {
+        runtime()?.block_on(async {
+            let mut tx = check!(procom::typed::AsyncSender::<Reading>::connect(ep));
+            for i in 0..200 {
+                tx.send(reading(i)).await.map_err(|e| e.to_string())?;
+            }
+            check!(tx.flush().await);
+            Ok(())
+        })
+    }
+
+    pub fn typed_recv(ep: &str, mode: &str) -> Outcome {
+        let rx = open_rx(ep, mode, &Options::default())?;
+        ready();
+        runtime()?.block_on(async {
+            let mut rx = procom::typed::AsyncReceiver::<Reading>::from_untyped(rx);
+            for i in 0..200 {
+                let r = check!(rx.recv_timeout(STEP).await);
+                ensure!(r == reading(i), "got {r:?}");
+            }
+            Ok(())
+        })
+    }
+}
