@@ -31,10 +31,33 @@ pub const PROPERTIES: &[Property] = &[
 #[cfg(not(feature = "tokio"))]
 pub const PROPERTIES: &[Property] = &[];
 
-pub const ROLES: &[Role] = &[];
+#[rustfmt::skip]
+pub const ROLES: &[Role] = &[
+    #[cfg(feature = "tokio")]
+    Role { name: "async_contract::hello_client", run: imp::hello_client },
+];
 
 pub fn trials() -> Vec<Trial> {
-    Vec::new()
+    procom_testkit::trials![
+        "async_listener":
+            #[cfg(feature = "tokio")]
+            unix_serves_clients_at_once,
+            #[cfg(feature = "tokio")]
+            tcp_serves_clients_at_once;
+    ]
+}
+
+#[cfg(feature = "tokio")]
+fn unix_serves_clients_at_once() -> procom_testkit::Outcome {
+    let scratch = procom_testkit::Scratch::new("procom-al")?;
+    let ep = format!("unix:{}", scratch.join("srv").display());
+    imp::serve_clients_at_once(&ep)?;
+    scratch.finish()
+}
+
+#[cfg(feature = "tokio")]
+fn tcp_serves_clients_at_once() -> procom_testkit::Outcome {
+    imp::serve_clients_at_once("tcp:127.0.0.1:0")
 }
 
 #[cfg(feature = "tokio")]
@@ -207,6 +230,83 @@ mod imp {
                 Err(e) if e.kind() == ErrorKind::Timeout && is_queue(ep) => {}
                 Err(e) => return Err(format!("after the last message: {e}")),
                 Ok(m) => return Err(format!("a {}-byte message after the last", m.len())),
+            }
+            Ok(())
+        })
+    }
+
+    /// Clients that say hello and wait for "all here", which the server sends only once
+    /// every client has said hello: a server that served one connection at a time would never
+    /// get there.
+    const CLIENTS: usize = 3;
+
+    /// A client: says hello, waits for "all here", then has 50 messages echoed.
+    pub fn hello_client(args: &[String]) -> Outcome {
+        let [ep] = args else {
+            return Err(format!("bad arguments {args:?}"));
+        };
+        let ep = check!(procom::Endpoint::parse(ep));
+        let (mut tx, mut rx) = check!(procom::socket::connect(&ep, &Options::default()));
+        let me = std::process::id();
+        check!(
+            tx.send(format!("hello from {me}"))
+                .map_err(|e| e.into_error())
+        );
+        ensure!(
+            check!(rx.recv_timeout(STEP)) == b"all here",
+            "no \"all here\""
+        );
+        for i in 0..50 {
+            let m = format!("{me} {i}");
+            check!(tx.send(&m).map_err(|e| e.into_error()));
+            ensure!(check!(rx.recv_timeout(STEP)) == m.as_bytes(), "echo {i}");
+        }
+        Ok(())
+    }
+
+    pub fn serve_clients_at_once(ep: &str) -> Outcome {
+        use procom::aio::AsyncListener;
+        runtime()?.block_on(async {
+            let ep = check!(procom::Endpoint::parse(ep));
+            let mut server = check!(AsyncListener::bind(&ep, &Options::default()));
+            let at = server.local_endpoint().to_string();
+            let mut clients = Vec::new();
+            for _ in 0..CLIENTS {
+                let mut cmd = procom_testkit::role("async_contract::hello_client", &[&at]);
+                clients.push(procom_testkit::Proc::spawn("client", &mut cmd)?);
+            }
+            let mut conns = Vec::new();
+            for _ in 0..CLIENTS {
+                let mut c = check!(server.accept().await);
+                let hello = check!(c.receiver.recv().await);
+                ensure!(hello.starts_with(b"hello from "), "got {hello:?}");
+                conns.push(c);
+            }
+            // Every connection on its own task of this one thread.
+            let mut tasks = tokio::task::JoinSet::new();
+            for mut c in conns {
+                tasks.spawn(async move {
+                    c.sender
+                        .send(b"all here")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut echoed = 0;
+                    loop {
+                        match c.receiver.recv().await {
+                            Ok(m) => c.sender.send(m).await.map_err(|e| e.to_string())?,
+                            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(echoed),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                        echoed += 1;
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                let echoed: usize = check!(check!(r));
+                ensure!(echoed == 50, "echoed {echoed} messages of 50");
+            }
+            for c in clients {
+                c.success(STEP)?;
             }
             Ok(())
         })
