@@ -94,7 +94,7 @@ impl AsyncListener {
             }
             if let Err(e) = std::task::ready!(self.fd.poll_ready(cx, self.inner.fd())) {
                 return Poll::Ready(Err(
-                    Error::os("wait for a client", e).object(&self.inner.local_endpoint())
+                    Error::os("wait for a client", e).object(self.inner.local_endpoint())
                 ));
             }
         }
