@@ -35,6 +35,10 @@ pub const PROPERTIES: &[Property] = &[];
 pub const ROLES: &[Role] = &[
     #[cfg(feature = "tokio")]
     Role { name: "async_contract::hello_client", run: imp::hello_client },
+    #[cfg(feature = "tokio")]
+    Role { name: "async_contract::wrap_receiver", run: imp::wrap_receiver },
+    #[cfg(feature = "tokio")]
+    Role { name: "async_contract::wrap_sender", run: imp::wrap_sender },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -44,6 +48,9 @@ pub fn trials() -> Vec<Trial> {
             unix_serves_clients_at_once,
             #[cfg(feature = "tokio")]
             tcp_serves_clients_at_once;
+        "async_shm":
+            #[cfg(feature = "tokio")]
+            waits_never_end_by_the_liveness_tick;
     ]
 }
 
@@ -58,6 +65,28 @@ fn unix_serves_clients_at_once() -> procom_testkit::Outcome {
 #[cfg(feature = "tokio")]
 fn tcp_serves_clients_at_once() -> procom_testkit::Outcome {
     imp::serve_clients_at_once("tcp:127.0.0.1:0")
+}
+
+/// A 4 KiB ring and messages of sizes that make nearly every send wait for room or for a
+/// padding record to be skipped, between an async receiver and an async sender whose waiter
+/// threads sleep on the futex: with the liveness period at 5 s, a wait that ends by the tick
+/// instead of a wake-up is a lost wake-up, and fails the side that saw it.
+#[cfg(feature = "tokio")]
+fn waits_never_end_by_the_liveness_tick() -> procom_testkit::Outcome {
+    use procom_testkit::{Proc, STEP, ensure, role};
+    let name = format!("/{}", procom_testkit::unique_name("procom-aw"));
+    let ep = format!("shm:{name}?capacity=4KiB");
+    let mut rx = Proc::spawn(
+        "receiver",
+        &mut role("async_contract::wrap_receiver", &[&ep]),
+    )?;
+    rx.expect_line("ready")?;
+    let tx = Proc::spawn("sender", &mut role("async_contract::wrap_sender", &[&ep]))?;
+    tx.success(STEP)?;
+    rx.success(STEP)?;
+    let path = std::path::PathBuf::from(format!("/dev/shm{name}"));
+    ensure!(!path.exists(), "leaked {name}");
+    Ok(())
 }
 
 #[cfg(feature = "tokio")]
@@ -307,6 +336,54 @@ mod imp {
             }
             for c in clients {
                 c.success(STEP)?;
+            }
+            Ok(())
+        })
+    }
+
+    const WRAP_SIZES: [usize; 6] = [1528, 3064, 2048, 504, 3584, 1016];
+    const WRAP_MESSAGES: usize = 3000;
+
+    fn wrap_message(i: usize) -> Vec<u8> {
+        vec![i as u8; WRAP_SIZES[i % WRAP_SIZES.len()]]
+    }
+
+    pub fn wrap_receiver(args: &[String]) -> Outcome {
+        procom::test_hooks::set_liveness_period(Duration::from_secs(5));
+        let [ep] = args else {
+            return Err(format!("bad arguments {args:?}"));
+        };
+        let mut rx = check!(AsyncReceiver::bind(ep.as_str()));
+        ready();
+        runtime()?.block_on(async {
+            // The sender process may take a while to start: count from the first message.
+            ensure!(check!(rx.recv().await) == wrap_message(0), "message 0");
+            let ticks = procom::test_hooks::liveness_ticks();
+            for i in 1..WRAP_MESSAGES {
+                let m = check!(rx.recv().await);
+                ensure!(
+                    procom::test_hooks::liveness_ticks() == ticks,
+                    "receiving message {i} waited for the liveness tick (lost wake-up)"
+                );
+                ensure!(m == wrap_message(i), "message {i}: {} bytes", m.len());
+            }
+            Ok(())
+        })
+    }
+
+    pub fn wrap_sender(args: &[String]) -> Outcome {
+        procom::test_hooks::set_liveness_period(Duration::from_secs(5));
+        let [ep] = args else {
+            return Err(format!("bad arguments {args:?}"));
+        };
+        runtime()?.block_on(async {
+            let mut tx = check!(AsyncSender::connect(ep.as_str()));
+            for i in 0..WRAP_MESSAGES {
+                check!(tx.send(wrap_message(i)).await.map_err(|e| e.into_error()));
+                ensure!(
+                    procom::test_hooks::liveness_ticks() == 0,
+                    "sending message {i} waited for the liveness tick (lost wake-up)"
+                );
             }
             Ok(())
         })
