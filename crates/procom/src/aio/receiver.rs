@@ -1,5 +1,6 @@
 //! [`AsyncReceiver`]: a [`Receiver`] whose waits are futures.
 
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -177,17 +178,33 @@ impl AsyncReceiver {
                 self.spare = Some(spare);
                 return Poll::Ready(r.map(&from));
             }
-            match op(&mut self.rx) {
-                Err(e) if e.kind() == ErrorKind::Empty => {}
-                r => return Poll::Ready(r),
+            let readiness = self.rx.readiness();
+            // A descriptor the reactor watches is read only once it reports it ready (no
+            // system call for nothing), unless the receiver holds bytes already or the
+            // descriptor is not registered yet (a first wait; a bound stream socket's new
+            // connection; a regular file, always ready, is never registered).
+            let registered = self.rx.as_fd().is_some_and(|fd| self.fd.is(fd.as_raw_fd()));
+            if readiness != Readiness::Descriptor || !registered || self.rx.has_buffered() {
+                match op(&mut self.rx) {
+                    Err(e) if e.kind() == ErrorKind::Empty => {}
+                    r => return Poll::Ready(r),
+                }
             }
-            match self.rx.readiness() {
+            match readiness {
                 Readiness::Descriptor => {
                     let Some(fd) = self.rx.as_fd() else {
                         return Poll::Ready(Err(self.rx.named(Error::new(ErrorKind::Io))));
                     };
-                    if let Err(e) = std::task::ready!(self.fd.poll_ready(cx, fd)) {
+                    if let Err(e) = self.fd.ensure(fd) {
                         return Poll::Ready(Err(self.rx.named(Error::os("wait for it", e))));
+                    }
+                    let rx = &mut self.rx;
+                    match std::task::ready!(self.fd.poll_op(cx, || op(rx))) {
+                        Ok(Some(r)) => return Poll::Ready(r),
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Poll::Ready(Err(self.rx.named(Error::os("wait for it", e))));
+                        }
                     }
                 }
                 Readiness::Futex => {
@@ -241,6 +258,7 @@ impl Drop for AsyncReceiver {
         self.sleeping = None;
         if let Some(h) = self.receiving.take() {
             h.abandon();
+            self.waiter.detach();
             // The waiter thread runs jobs in order: this one runs once the receive ended.
             let _ = self.waiter.run(Box::new(move || {
                 if let Some((spare, Ok((m, meta)))) = h.try_take() {

@@ -261,6 +261,7 @@ impl Drop for AsyncSender {
         self.sleeping = None;
         if let Some(h) = &self.sending {
             h.abandon();
+            self.waiter.detach();
         }
         let _ = self.tx.flush_unsent();
     }

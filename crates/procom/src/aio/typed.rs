@@ -51,7 +51,8 @@ impl<T: Serialize> AsyncSender<T> {
         }
     }
 
-    /// Sends a value, waiting for room. Dropped before it completes, it sent nothing.
+    /// Sends a value, waiting for room. Cancellation safe: dropped before it completes, it
+    /// sent nothing (and the value is dropped with it).
     pub async fn send(&mut self, value: T) -> Result<(), SendError<T>> {
         self.buf.clear();
         let bytes = match postcard::to_extend(&value, std::mem::take(&mut self.buf)) {
@@ -73,7 +74,7 @@ impl<T: Serialize> AsyncSender<T> {
     }
 
     /// Waits until every value taken so far has gone out whole (see
-    /// [`crate::AsyncSender::flush`]).
+    /// [`crate::AsyncSender::flush`]). Cancellation safe.
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.inner.flush().await
     }

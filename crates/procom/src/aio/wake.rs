@@ -79,6 +79,10 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Default)]
 pub(crate) struct Waiter {
     jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// A job may block for as long as the kernel call it makes (a System V receive): the
+    /// thread is left to end on its own rather than joined.
+    detach: bool,
 }
 
 impl Waiter {
@@ -88,7 +92,7 @@ impl Waiter {
             Some(j) => j,
             None => {
                 let (tx, rx) = mpsc::channel::<Job>();
-                std::thread::Builder::new()
+                let thread = std::thread::Builder::new()
                     .name("procom-waiter".into())
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
@@ -96,11 +100,34 @@ impl Waiter {
                         }
                     })
                     .map_err(|e| Error::os("start a waiter thread", e))?;
+                self.thread = Some(thread);
                 self.jobs.insert(tx)
             }
         };
         jobs.send(job)
             .map_err(|_| Error::new(ErrorKind::Io).detail("the waiter thread has gone"))
+    }
+}
+
+impl Waiter {
+    /// Leaves the thread to end on its own when the endpoint is dropped (a job may be
+    /// blocked in a kernel call nothing can interrupt).
+    pub(crate) fn detach(&mut self) {
+        self.detach = true;
+    }
+}
+
+impl Drop for Waiter {
+    /// Ends the thread: it finishes its jobs (a futex sleep is ended first by `Sleeping`'s
+    /// drop) and returns, and is joined, so that it holds nothing of the runtime after its
+    /// endpoint is gone.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take()
+            && !self.detach
+        {
+            let _ = t.join();
+        }
     }
 }
 
@@ -153,6 +180,54 @@ impl Registered {
         Registered { fd: None, interest }
     }
 
+    /// Whether `raw` is the descriptor registered (a first wait, or a changed descriptor,
+    /// tries the operation before it asks the reactor).
+    pub(crate) fn is(&self, raw: RawFd) -> bool {
+        self.fd.as_ref().is_some_and(|(_, r)| *r == raw)
+    }
+
+    /// Registers `fd` unless it is the one registered.
+    pub(crate) fn ensure(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        if !self.is(raw) {
+            self.fd = None;
+            let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+            self.fd = Some((procom_sys::async_fd::register(dup, self.interest)?, raw));
+        }
+        Ok(())
+    }
+
+    /// tokio's readiness pattern: waits until the registered descriptor is reported ready,
+    /// then runs `op`; only if `op` finds nothing to do (`Empty` or `Full`) is the readiness
+    /// cleared (`Ready(Ok(None))`: wait again), so an edge that arrived meanwhile is never
+    /// lost. No system call at all while the reactor says nothing changed.
+    pub(crate) fn poll_op<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce() -> Result<T, Error>,
+    ) -> Poll<io::Result<Option<Result<T, Error>>>> {
+        let Some((afd, _)) = &self.fd else {
+            return Poll::Ready(Err(io::Error::other("not registered")));
+        };
+        let ready = if self.interest.is_readable() {
+            afd.poll_read_ready(cx)
+        } else {
+            afd.poll_write_ready(cx)
+        };
+        let mut guard = match ready {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(guard)) => guard,
+        };
+        match op() {
+            Err(e) if matches!(e.kind(), ErrorKind::Empty | ErrorKind::Full) => {
+                guard.clear_ready();
+                Poll::Ready(Ok(None))
+            }
+            r => Poll::Ready(Ok(Some(r))),
+        }
+    }
+
     /// Waits until `fd` may be ready again (readiness is then cleared: the caller tries its
     /// operation, and a failure waits for the next edge).
     pub(crate) fn poll_ready(
@@ -160,12 +235,7 @@ impl Registered {
         cx: &mut Context<'_>,
         fd: BorrowedFd<'_>,
     ) -> Poll<io::Result<()>> {
-        let raw = fd.as_raw_fd();
-        if self.fd.as_ref().is_none_or(|(_, r)| *r != raw) {
-            self.fd = None;
-            let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
-            self.fd = Some((procom_sys::async_fd::register(dup, self.interest)?, raw));
-        }
+        self.ensure(fd)?;
         let Some((afd, _)) = &self.fd else {
             return Poll::Ready(Err(io::Error::other("not registered")));
         };

@@ -367,6 +367,12 @@ impl Receiver {
         }
     }
 
+    /// Whether received bytes wait in the receiver (a byte stream's buffer).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_buffered(&self) -> bool {
+        dispatch_recv!(&self.flavor, f => f.has_buffered())
+    }
+
     /// Shared memory: announces a wait for a message (see `ShmReceiver::arm`).
     #[cfg(feature = "tokio")]
     pub(crate) fn arm(&mut self) -> Result<Option<crate::flavor::shm::Sleep>, Error> {

@@ -97,6 +97,11 @@ impl RecvFlavor for ListenReceiver {
         }
     }
 
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        self.conn.as_ref().is_some_and(|(r, _)| r.has_buffered())
+    }
+
     fn into_fd(self) -> Option<OwnedFd> {
         self.conn.and_then(|(r, _)| r.into_fd())
     }

@@ -143,6 +143,13 @@ pub(crate) trait RecvFlavor {
         None
     }
 
+    /// Whether the flavor holds received bytes no message has claimed yet (then a receive
+    /// may succeed without the descriptor becoming readable).
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        false
+    }
+
     /// Gives the flavor up for its descriptor, keeping any object it owned.
     fn into_fd(self) -> Option<OwnedFd>
     where

@@ -286,6 +286,11 @@ impl RecvFlavor for StreamReceiver {
         Some(self.r.as_fd())
     }
 
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        !self.r.pending().is_empty() || self.r.eof
+    }
+
     fn into_fd(self) -> Option<OwnedFd> {
         if let Some(owner) = self.owner {
             owner.keep();
