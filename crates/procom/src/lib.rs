@@ -10,6 +10,8 @@
 //!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
 //!   [`child`] for waiting on a peer process with a deadline; [`stale`] for telling and
 //!   removing what a dead process left behind.
+//! - With the `tokio` feature, `AsyncSender` / `AsyncReceiver` (module `aio`): the same
+//!   endpoints, async and cancellation safe, with no runtime thread ever blocked.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {

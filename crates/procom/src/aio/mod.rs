@@ -40,6 +40,19 @@
 //! (a message arrives, or the queue is removed) — a message it receives for a dropped
 //! receiver is put back at the end of the queue, with its type, if there is room.
 //!
+//! An idle `shm:` endpoint's waiter thread wakes every 50 ms, as a blocking endpoint does, to
+//! check that the peer process is alive (a peer killed without closing is then noticed).
+//!
+//! # Differences from the blocking API
+//!
+//! - A `shm:` endpoint's `?spin=` is ignored (see above).
+//! - A wait on a POSIX queue is not woken when the queue is removed meanwhile (a blocking
+//!   wait notices within 100 ms and reports [`ErrorKind::PeerGone`](crate::ErrorKind)):
+//!   put a deadline on waits where a removal must be noticed.
+//! - With [`Options::budget`](crate::Options::budget), a message whose announced size does
+//!   not fit the budget now fails at once with `LimitReached` instead of waiting for room.
+//! - The typed receiver decodes from a received copy (the blocking one decodes in place).
+//!
 //! # Cancellation
 //!
 //! Like tokio's own, each call says whether it is cancellation safe: whether dropping its
