@@ -39,6 +39,8 @@ pub const ROLES: &[Role] = &[
     Role { name: "async_contract::wrap_receiver", run: imp::wrap_receiver },
     #[cfg(feature = "tokio")]
     Role { name: "async_contract::wrap_sender", run: imp::wrap_sender },
+    #[cfg(feature = "tokio")]
+    Role { name: "async_contract::send_one", run: imp::send_one },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -51,6 +53,9 @@ pub fn trials() -> Vec<Trial> {
         "async_shm":
             #[cfg(feature = "tokio")]
             waits_never_end_by_the_liveness_tick;
+        "async_msg":
+            #[cfg(feature = "tokio")]
+            a_dropped_receiver_loses_no_message;
     ]
 }
 
@@ -86,6 +91,35 @@ fn waits_never_end_by_the_liveness_tick() -> procom_testkit::Outcome {
     rx.success(STEP)?;
     let path = std::path::PathBuf::from(format!("/dev/shm{name}"));
     ensure!(!path.exists(), "leaked {name}");
+    Ok(())
+}
+
+/// A System V receive runs on the waiter thread, which blocks in `msgrcv`: an async receiver
+/// dropped while it waits leaves that thread to take the next message, which it must put
+/// back on the queue. Sent by another process after the drop; received by a blocking
+/// receiver, which is not waiting meanwhile, so the thread takes it first.
+#[cfg(feature = "tokio")]
+fn a_dropped_receiver_loses_no_message() -> procom_testkit::Outcome {
+    use procom_testkit::{Proc, STEP, check, ensure, role};
+    let ep = format!("msg:{:#x}?type=7", crate::contract::unique_key());
+    let mut owner = check!(procom::Receiver::bind(ep.as_str()));
+    let rt = check!(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+    );
+    rt.block_on(async {
+        let mut waiting = check!(procom::AsyncReceiver::connect(ep.as_str()));
+        ensure!(
+            imp::cancel_after(waiting.recv(), 0).await.is_none(),
+            "a message on a queue nobody sent to"
+        );
+        Ok(())
+    })?;
+    let sender = Proc::spawn("sender", &mut role("async_contract::send_one", &[&ep]))?;
+    sender.success(STEP)?;
+    let m = check!(owner.recv_timeout(STEP));
+    ensure!(m == b"only one", "got {m:?}");
     Ok(())
 }
 
@@ -149,7 +183,7 @@ mod imp {
 
     /// Polls `fut` until it completes or has returned `Pending` `polls` + 1 times; then drops
     /// it (`None`).
-    async fn cancel_after<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
+    pub async fn cancel_after<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
         let mut fut = pin!(fut);
         let mut pending = 0;
         std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
@@ -344,6 +378,16 @@ mod imp {
             }
             Ok(())
         })
+    }
+
+    /// Sends one message to `args[0]` with the blocking API.
+    pub fn send_one(args: &[String]) -> Outcome {
+        let [ep] = args else {
+            return Err(format!("bad arguments {args:?}"));
+        };
+        let mut tx = check!(procom::Sender::connect(ep.as_str()));
+        check!(tx.send(b"only one").map_err(|e| e.into_error()));
+        Ok(())
     }
 
     const WRAP_SIZES: [usize; 6] = [1528, 3064, 2048, 504, 3584, 1016];

@@ -300,7 +300,7 @@ pub fn ready() {
 }
 
 /// A System V key no other test or run uses.
-fn unique_key() -> u32 {
+pub fn unique_key() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     0x4300_0000
         | ((std::process::id() & 0xfff) << 12)
