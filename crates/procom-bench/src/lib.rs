@@ -20,8 +20,9 @@
 #![forbid(unsafe_code)]
 
 // Layers, bottom up (a module uses only those below it): scenario (with `bench_error`, `unique`
-// and the batch schedule); link; process; raw; measure; handoff and machine; wiring; peers
-// (feature `peers`); peer_side.
+// and the batch schedule); link; process; raw; measure; handoff and machine; wiring; async_rows;
+// peers (feature `peers`); peer_side.
+mod async_rows;
 mod handoff;
 mod link;
 mod machine;
@@ -34,6 +35,7 @@ mod raw;
 mod scenario;
 mod wiring;
 
+pub use async_rows::{has_async, run_async};
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;

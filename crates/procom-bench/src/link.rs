@@ -16,7 +16,7 @@ pub(crate) fn options() -> Options {
 /// another side's batch stops spinning and leaves it the CPU.
 pub(crate) fn spin_param(mode: Mode) -> String {
     match mode {
-        Mode::Block => String::new(),
+        Mode::Block | Mode::Async => String::new(),
         Mode::Spin => format!("&spin={}us", SPIN.as_micros()),
     }
 }
@@ -54,6 +54,13 @@ impl ProcomLink {
             rx,
             buf: Vec::new(),
         }
+    }
+}
+
+impl ProcomLink {
+    /// The sender and receiver (the async link wraps them).
+    pub(crate) fn into_parts(self) -> (Sender, Receiver) {
+        (self.tx, self.rx)
     }
 }
 

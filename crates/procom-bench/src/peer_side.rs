@@ -3,6 +3,7 @@
 
 use procom::{Error, Receiver, Sender};
 
+use crate::async_rows::AsyncLink;
 use crate::handoff::handoff_peer;
 use crate::link::{ProcomLink, TypedLink, options};
 use crate::machine::cacheline_peer;
@@ -10,7 +11,7 @@ use crate::measure::serve;
 #[cfg(feature = "peers")]
 use crate::peers;
 use crate::raw::raw_peer;
-use crate::scenario::{Mechanism, bench_error};
+use crate::scenario::{Mechanism, Mode, bench_error};
 
 /// The peer side, run by `procom __bench-peer MECH MODE SIZE ITERATIONS STREAM A2B B2A`.
 pub fn peer(args: &[String]) -> Result<(), Error> {
@@ -22,7 +23,7 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     let [mech, mode, size, iterations, stream, a2b, b2a] = args else {
         return Err(bench_error("the peer needs 7 arguments"));
     };
-    let _ = (mode, stream);
+    let _ = stream;
     if let Some(raw) = raw {
         let num = |s: &str| {
             s.parse::<usize>()
@@ -70,6 +71,10 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
             tx: procom::typed::Sender::from_untyped(tx),
             rx: procom::typed::Receiver::from_untyped(rx),
         };
+        return serve(&mut link, size, iterations, stream);
+    }
+    if mode == Mode::Async.name() {
+        let mut link = AsyncLink::new(tx, rx)?;
         return serve(&mut link, size, iterations, stream);
     }
     let mut link = ProcomLink::new(tx, rx);

@@ -147,6 +147,9 @@ pub enum Mode {
     Block,
     /// Busy-polls.
     Spin,
+    /// Through the async API on a current-thread tokio runtime (`procom bench --async`),
+    /// waiting as blocking mode does underneath.
+    Async,
 }
 
 impl Mode {
@@ -155,6 +158,7 @@ impl Mode {
         match self {
             Mode::Block => "block",
             Mode::Spin => "spin",
+            Mode::Async => "async",
         }
     }
 }

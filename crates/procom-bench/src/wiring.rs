@@ -18,14 +18,14 @@ use crate::raw::{RawSide, raw_setup};
 use crate::scenario::{Mechanism, Mode, Scenario, bench_error, unique};
 
 /// The parent's ends and the peer process for one scenario.
-struct Wired {
-    link: ProcomLink,
-    child: Child,
-    _cleanup: Option<procom::fifo::Fifo>,
-    _cleanup2: Option<procom::fifo::Fifo>,
+pub(crate) struct Wired {
+    pub(crate) link: ProcomLink,
+    pub(crate) child: Child,
+    pub(crate) _cleanup: Option<procom::fifo::Fifo>,
+    pub(crate) _cleanup2: Option<procom::fifo::Fifo>,
 }
 
-fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
+pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options();
     let mut w = match s.mechanism {
         Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped | Mechanism::UnixPacketTyped => {

@@ -324,6 +324,11 @@ pub struct BenchArgs {
     /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB); repeatable.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub size: Vec<u64>,
+    /// Also run every channel's ping-pong and streaming through the async API (tokio, a
+    /// current-thread runtime on each side), in turns with its blocking row: rows of mode
+    /// `async`, and their ratio to the blocking ones.
+    #[arg(long = "async")]
+    pub with_async: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,8 @@
 //!   queues), [`shm`] (shared memory) and [`sem`] (semaphores), [`signal`], [`socket`]; and
 //!   [`child`] for waiting on a peer process with a deadline; [`stale`] for telling and
 //!   removing what a dead process left behind.
+//! - With the `tokio` feature, `AsyncSender` / `AsyncReceiver` (module `aio`): the same
+//!   endpoints, async and cancellation safe, with no runtime thread ever blocked.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
@@ -31,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod budget;
 mod channel;
 pub mod child;
@@ -58,6 +62,8 @@ mod stream;
 pub mod typed;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use aio::{AsyncReceiver, AsyncSender};
 pub use budget::Budget;
 pub use channel::{Options, Receiver, Sender, ToEndpoint};
 pub use cleanup::Cleanup;

@@ -144,6 +144,13 @@ impl MsgQueue {
         }
     }
 
+    /// Another handle on the same queue that owns nothing (an async endpoint's waiter
+    /// thread blocks in it).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn handle(&self) -> MsgQueue {
+        MsgQueue::new(self.id, self.label.clone(), false)
+    }
+
     /// Creates the queue for `key`, mode 0600, exclusively (an existing queue is
     /// [`ErrorKind::AlreadyExists`], never adopted). The returned owner removes the queue when
     /// dropped; see [`MsgQueue::keep`].

@@ -504,7 +504,8 @@ impl StreamListener {
         self.allowed_uids = Some(uids.into_iter().collect());
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
+    /// The listening socket (readable when a client is waiting).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match &self.kind {
             ListenerKind::Tcp(l) => l.as_fd(),
             ListenerKind::Unix(l, _) => l.as_fd(),

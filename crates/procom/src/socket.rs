@@ -130,6 +130,12 @@ impl Listener {
         self.inner.allow_uids(uids);
     }
 
+    /// The listening socket (readable when a client is waiting).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.fd()
+    }
+
     /// Waits for the next admitted client.
     pub fn accept(&self) -> Result<Connection, Error> {
         self.accept_deadline(None)

@@ -387,6 +387,30 @@ impl StreamReader {
             self.buf.reserve(ask);
         }
         let mut direct = self.direct && deadline.is_none();
+        // A socket with a deadline is first read without waiting (MSG_DONTWAIT): bytes that are
+        // there cost one system call instead of poll + read, and so does a try on an empty
+        // socket (the async face reads this way after every wake-up).
+        if self.direct && deadline.is_some() {
+            loop {
+                match rustix::net::recv(
+                    self.fd.as_fd(),
+                    rustix::buffer::spare_capacity(&mut self.buf),
+                    rustix::net::RecvFlags::DONTWAIT,
+                ) {
+                    Ok((0, _)) => {
+                        self.eof = true;
+                        return Ok(true);
+                    }
+                    Ok(_) => return Ok(true),
+                    Err(Errno::INTR) => continue,
+                    Err(Errno::AGAIN) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
         loop {
             if !direct && !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {
                 return Ok(false);

@@ -32,6 +32,9 @@ use crate::channel::{self, Options, ToEndpoint};
 use crate::error::{Error, ErrorKind, SendError};
 use crate::wait::Wait;
 
+#[cfg(feature = "tokio")]
+pub use crate::aio::typed::{AsyncReceiver, AsyncSender};
+
 /// Sends values of `T`.
 #[derive(Debug)]
 pub struct Sender<T> {

@@ -148,6 +148,12 @@ fn is_counterpart(peer: Peer, s: &Scenario) -> bool {
     mech == s.mechanism.name() && mode == s.mode
 }
 
+/// Whether scenario `s` runs with its async row beside it (then a peer counterpart runs on
+/// its own).
+fn measures_async(args: &BenchArgs, s: &Scenario) -> bool {
+    args.with_async && s.mode == Mode::Block && procom_bench::has_async(s.mechanism)
+}
+
 fn known_names() -> String {
     Mechanism::ALL
         .iter()
@@ -232,7 +238,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         .filter(|(p, size)| {
             !scenarios
                 .iter()
-                .any(|s| s.size == *size && is_counterpart(*p, s))
+                .any(|s| s.size == *size && is_counterpart(*p, s) && !measures_async(args, s))
         })
         .collect();
     // A progress bar on a terminal; nothing when standard error is a file or a pipe.
@@ -254,6 +260,14 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             s.mode.name(),
             size(s.size)
         ));
+        if measures_async(args, s) {
+            let (blocking, async_row) = procom_bench::run_async(exe, scratch, s)
+                .with_context(|| format!("{} async at {}", s.mechanism.name(), size(s.size)))?;
+            results.push(blocking);
+            results.push(async_row);
+            bar.inc(1);
+            continue;
+        }
         match peers.iter().copied().find(|p| is_counterpart(*p, s)) {
             Some(p) => {
                 let (ours, theirs) = run_beside(exe, scratch, p, s)?;
@@ -303,6 +317,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         }
     )?;
     table(&report.results, &limits)?;
+    async_ratios(&report.results)?;
     super::outln!(
         "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm spin with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, copy out); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
     )?;
@@ -364,6 +379,44 @@ fn table(rows: &[Measurement], limits: &Limits) -> anyhow::Result<()> {
             r.p50_ns / limits.cacheline_one_way_ns,
             raw,
             vs
+        )?;
+    }
+    Ok(())
+}
+
+/// Each async row beside the blocking row it ran in turns with: the p50 and msgs/s ratios
+/// (async ÷ blocking: p50 above 1 is the async API's cost in latency).
+fn async_ratios(rows: &[Measurement]) -> anyhow::Result<()> {
+    let asyncs: Vec<&Measurement> = rows.iter().filter(|r| r.mode == "async").collect();
+    if asyncs.is_empty() {
+        return Ok(());
+    }
+    super::outln!(
+        "\nasync vs blocking, same run, in turns batch by batch (async ÷ blocking; p50 above 1 is what the async API costs):"
+    )?;
+    let mut pairs: Vec<(&Measurement, &Measurement)> = asyncs
+        .iter()
+        .filter_map(|a| {
+            rows.iter()
+                .find(|b| b.mode == "block" && b.mechanism == a.mechanism && b.size == a.size)
+                .map(|b| (*a, b))
+        })
+        .collect();
+    pairs.sort_by(|x, y| (&x.0.mechanism, x.0.size).cmp(&(&y.0.mechanism, y.0.size)));
+    for (a, b) in pairs {
+        let tput = if a.msgs_per_s > 0.0 && b.msgs_per_s > 0.0 {
+            format!("{:.2}", a.msgs_per_s / b.msgs_per_s)
+        } else {
+            "-".into()
+        };
+        super::outln!(
+            "{:<12} {:>7}  p50 {:>10} vs {:>10} = {:.2}   msgs/s ratio {}",
+            a.mechanism,
+            size(a.size),
+            ns(a.p50_ns),
+            ns(b.p50_ns),
+            a.p50_ns / b.p50_ns,
+            tput
         )?;
     }
     Ok(())

@@ -179,6 +179,19 @@ macro_rules! dispatch_recv {
     };
 }
 
+/// How the async face of a channel waits for it (see [`crate::aio`]).
+#[cfg(feature = "tokio")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// On the flavor's descriptor, through the reactor.
+    Descriptor,
+    /// On the shared-memory ring's futex, slept on by a waiter thread.
+    Futex,
+    /// No descriptor and no futex (System V queues): the blocking call itself runs on a
+    /// waiter thread.
+    Thread,
+}
+
 // Declared after the dispatch macros, which they use.
 mod receiver;
 mod sender;

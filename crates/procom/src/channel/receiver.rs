@@ -309,7 +309,9 @@ impl Receiver {
         dispatch_recv!(&self.flavor, f => f.cleanup())
     }
 
-    /// The descriptor to poll for readability, where the mechanism has one. A datagram
+    /// The descriptor to poll for readability, where the mechanism has one (a `tcp:`/`unix:`
+    /// receiver made by `bind`: its listening socket until its client is accepted, then the
+    /// connection's). A datagram
     /// receiver's socket may carry a receive timeout procom set for a deadline (`SO_RCVTIMEO`;
     /// [`Receiver::into_fd`] clears it): read it through the receiver, not directly.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -408,6 +410,82 @@ impl Receiver {
     ) -> Result<T, Error> {
         dispatch_recv!(&mut self.flavor, r => r.recv_bytes(wait, f))
             .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    /// How the async face waits for this receiver.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn readiness(&self) -> super::Readiness {
+        match self.flavor {
+            ReceiverFlavor::Shm(_) => super::Readiness::Futex,
+            ReceiverFlavor::Msg(_) => super::Readiness::Thread,
+            _ => super::Readiness::Descriptor,
+        }
+    }
+
+    /// Whether received bytes wait in the receiver (a byte stream's buffer).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_buffered(&self) -> bool {
+        dispatch_recv!(&self.flavor, f => f.has_buffered())
+    }
+
+    /// Shared memory: announces a wait for a message (see `ShmReceiver::arm`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn arm(&mut self) -> Result<Option<crate::flavor::shm::Sleep>, Error> {
+        match &mut self.flavor {
+            ReceiverFlavor::Shm(f) => f.arm().map_err(|e| e.object_of(self.kind, &self.endpoint)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Shared memory: withdraws the announcement of [`Receiver::arm`].
+    #[cfg(feature = "tokio")]
+    pub(crate) fn disarm(&self) {
+        if let ReceiverFlavor::Shm(f) = &self.flavor {
+            f.disarm();
+        }
+    }
+
+    /// A second receiver on the same System V queue that owns nothing, for a waiter thread
+    /// to block in.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn blocking_clone(&self) -> Option<Receiver> {
+        match &self.flavor {
+            ReceiverFlavor::Msg(f) => Some(Receiver {
+                endpoint: self.endpoint.clone(),
+                kind: self.kind,
+                flavor: ReceiverFlavor::Msg(MsgReceiver {
+                    q: f.q.handle(),
+                    selector: f.selector,
+                    max: f.max,
+                }),
+            }),
+            _ => None,
+        }
+    }
+
+    /// System V queues: puts a message a waiter thread received for no one back on the queue
+    /// (at its end, with its type), if there is room. Whether it went back.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn put_back(&self, msg: &[u8], meta: &MessageMeta) -> bool {
+        match (&self.flavor, meta.mtype) {
+            (ReceiverFlavor::Msg(f), Some(mtype)) => {
+                f.q.send_inner(msg, mtype, Wait::Never).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Receiver::recv_into`] if a message is waiting; otherwise `Empty`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        dispatch_recv!(&mut self.flavor, r => r.recv_into(Wait::Never, buf))
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
+    }
+
+    /// `e`, naming this receiver's endpoint.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn named(&self, e: Error) -> Error {
+        e.object_of(self.kind, &self.endpoint)
     }
 
     fn recv_waiting(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {

@@ -305,6 +305,78 @@ impl Sender {
     }
 
     /// The size check every flavor shares.
+    /// How the async face waits for this sender.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn readiness(&self) -> super::Readiness {
+        match self.flavor {
+            SenderFlavor::Shm(_) => super::Readiness::Futex,
+            SenderFlavor::Msg(_) => super::Readiness::Thread,
+            _ => super::Readiness::Descriptor,
+        }
+    }
+
+    /// Starts a message without waiting: taken whole (`Ok`), or not at all (`Full`); a byte
+    /// stream keeps what it could not write of the frame (see [`Sender::has_unsent`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn start_send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.check_size(msg.len())
+            .and_then(|()| dispatch_send!(&mut self.flavor, f => f.start(msg)))
+            .map_err(|e| self.named(e))
+    }
+
+    /// Writes what is left of a started frame without waiting (`Full` if some is left).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn flush_unsent(&mut self) -> Result<(), Error> {
+        dispatch_send!(&mut self.flavor, f => f.flush(Wait::Never)).map_err(|e| self.named(e))
+    }
+
+    /// Whether part of a started frame is still to be written.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_unsent(&self) -> bool {
+        dispatch_send!(&self.flavor, f => f.has_unsent())
+    }
+
+    /// Shared memory: announces a wait for room for `len` bytes (see `ShmSender::arm`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn arm(&mut self, len: usize) -> Result<Option<crate::flavor::shm::Sleep>, Error> {
+        match &mut self.flavor {
+            SenderFlavor::Shm(f) => f.arm(len).map_err(|e| self.named(e)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Shared memory: withdraws the announcement of [`Sender::arm`].
+    #[cfg(feature = "tokio")]
+    pub(crate) fn disarm(&self) {
+        if let SenderFlavor::Shm(f) = &self.flavor {
+            f.disarm();
+        }
+    }
+
+    /// A second sender on the same System V queue that owns nothing, for a waiter thread to
+    /// block in.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn blocking_clone(&self) -> Option<Sender> {
+        match &self.flavor {
+            SenderFlavor::Msg(f) => Some(Sender {
+                endpoint: self.endpoint.clone(),
+                kind: self.kind,
+                max: self.max,
+                flavor: SenderFlavor::Msg(MsgSender {
+                    q: f.q.handle(),
+                    mtype: f.mtype,
+                }),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `e`, naming this sender's endpoint.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn named(&self, e: Error) -> Error {
+        e.object_of(self.kind, &self.endpoint)
+    }
+
     fn check_size(&self, len: usize) -> Result<(), Error> {
         if len > self.max {
             return Err(Error::too_large(len as u64, self.max as u64));

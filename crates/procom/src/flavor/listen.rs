@@ -117,8 +117,18 @@ impl<R: RecvFlavor> RecvFlavor for ListenReceiver<R> {
         r.recv_bytes(wait, f).map_err(|e| e.object_of(kind, &*name))
     }
 
+    /// The connection's descriptor once a client is accepted; before, the listening socket's
+    /// (readable when a client is waiting, which is what the first receive waits for).
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.conn.as_ref().and_then(|(r, _)| r.as_fd())
+        match &self.conn {
+            Some((r, _)) => r.as_fd(),
+            None => Some(self.listener.fd()),
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        self.conn.as_ref().is_some_and(|(r, _)| r.has_buffered())
     }
 
     fn into_fd(self) -> Option<OwnedFd> {

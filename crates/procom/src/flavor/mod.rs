@@ -71,6 +71,26 @@ pub(crate) trait SendFlavor {
         self.send(&buf, Wait::Forever)
     }
 
+    /// Starts sending one message without waiting (the async face): `Ok` once the channel
+    /// has taken all of it, `Full` if it took none. A byte stream that takes only part of the
+    /// frame keeps the rest and writes it before anything else ([`SendFlavor::flush`]).
+    #[cfg(feature = "tokio")]
+    fn start(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.send(msg, Wait::Never)
+    }
+
+    /// Writes what is left of a frame [`SendFlavor::start`] began, waiting as `wait` says.
+    #[cfg(feature = "tokio")]
+    fn flush(&mut self, _wait: Wait) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Whether part of a started frame is still to be written.
+    #[cfg(feature = "tokio")]
+    fn has_unsent(&self) -> bool {
+        false
+    }
+
     /// The descriptor to poll for room, where the mechanism has one.
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
@@ -123,6 +143,13 @@ pub(crate) trait RecvFlavor {
     /// The descriptor to poll for messages, where the mechanism has one.
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
+    }
+
+    /// Whether the flavor holds received bytes no message has claimed yet (then a receive
+    /// may succeed without the descriptor becoming readable).
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        false
     }
 
     /// Gives the flavor up for its descriptor, keeping any object it owned.

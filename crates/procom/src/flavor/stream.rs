@@ -21,6 +21,9 @@ pub(crate) struct StreamSender {
     pub(crate) max: usize,
     /// Set when a send stopped part-way through a message: the stream can no longer be framed.
     pub(crate) poisoned: bool,
+    /// The rest of a frame that [`SendFlavor::start`] began and the stream had no room for:
+    /// written before anything else, by the next send or [`SendFlavor::flush`].
+    pub(crate) unsent: Vec<u8>,
     pub(crate) owner: Option<Fifo>,
 }
 
@@ -32,8 +35,37 @@ impl StreamSender {
             framing,
             max,
             poisoned: false,
+            unsent: Vec::new(),
             owner: None,
         }
+    }
+
+    /// Writes what is left of a started frame, waiting as `wait` says; `Full` (never) or
+    /// `Timeout` when some is still left (kept for the next call).
+    fn finish_unsent(&mut self, wait: Wait) -> Result<(), Error> {
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        let result = self.w.write_all(&[&self.unsent], wait.deadline());
+        let (written, error) = match result {
+            Ok(()) => (self.unsent.len(), None),
+            Err(stop) => (stop.written, Some(stop.error)),
+        };
+        self.unsent.drain(..written);
+        match error {
+            None => Ok(()),
+            Some(Some(e)) => Err(Error::os("write to it", e)),
+            Some(None) if wait.is_try() => Err(Error::new(ErrorKind::Full)),
+            Some(None) => Err(Error::new(ErrorKind::Timeout).detail(format!(
+                "the deadline passed with {} bytes of an earlier message still to write (they are written first by the next send)",
+                self.unsent.len()
+            ))),
+        }
+    }
+
+    /// The frame of `payload`: header, payload and trailer.
+    fn frame<'a>(&self, payload: &'a [u8], header: &'a [u8]) -> [&'a [u8]; 3] {
+        [header, payload, framing::trailer(self.framing)]
     }
 
     fn send_framed(&mut self, payload: &[u8], wait: Wait) -> Result<(), Error> {
@@ -44,12 +76,10 @@ impl StreamSender {
             ));
         }
         framing::check_payload(payload, self.framing)?;
+        // The rest of a frame started earlier goes first; it counts against the same wait.
+        self.finish_unsent(wait)?;
         let header = framing::header(payload.len(), self.framing, self.max)?;
-        let parts: [&[u8]; 3] = [
-            &header[..framing::header_len(self.framing)],
-            payload,
-            framing::trailer(self.framing),
-        ];
+        let parts = self.frame(payload, &header[..framing::header_len(self.framing)]);
         let total: usize = parts.iter().map(|p| p.len()).sum();
         self.w.fit_pipe(total);
         if is_try && self.w.kind() == FdKind::Pipe {
@@ -89,6 +119,50 @@ impl StreamSender {
 impl SendFlavor for StreamSender {
     fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
         self.send_framed(msg, wait)
+    }
+
+    /// Writes what the stream takes now and keeps the rest of the frame in `unsent`: a frame
+    /// is never left half-written, whoever stops waiting for it.
+    #[cfg(feature = "tokio")]
+    fn start(&mut self, msg: &[u8]) -> Result<(), Error> {
+        if self.poisoned {
+            return self.send_framed(msg, Wait::Never); // says why it cannot
+        }
+        framing::check_payload(msg, self.framing)?;
+        self.finish_unsent(Wait::Never)?;
+        let header = framing::header(msg.len(), self.framing, self.max)?;
+        let parts = self.frame(msg, &header[..framing::header_len(self.framing)]);
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        self.w.fit_pipe(total);
+        match self.w.write_all(&parts, Some(std::time::Instant::now())) {
+            Ok(()) => Ok(()),
+            Err(crate::stream::WriteStop {
+                written,
+                error: Some(e),
+            }) => {
+                self.poisoned = written > 0;
+                Err(Error::os("write to it", e))
+            }
+            Err(crate::stream::WriteStop { written: 0, .. }) => Err(Error::new(ErrorKind::Full)),
+            Err(crate::stream::WriteStop { mut written, .. }) => {
+                for p in parts {
+                    let skip = written.min(p.len());
+                    self.unsent.extend_from_slice(&p[skip..]);
+                    written -= skip;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    fn flush(&mut self, wait: Wait) -> Result<(), Error> {
+        self.finish_unsent(wait)
+    }
+
+    #[cfg(feature = "tokio")]
+    fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -210,6 +284,11 @@ impl RecvFlavor for StreamReceiver {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.r.as_fd())
+    }
+
+    #[cfg(feature = "tokio")]
+    fn has_buffered(&self) -> bool {
+        !self.r.pending().is_empty() || self.r.eof
     }
 
     fn into_fd(self) -> Option<OwnedFd> {

@@ -35,13 +35,13 @@ use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, r
 
 /// One semantic property: what the sender does, what the receiver checks, and what the
 /// parent does between them.
-struct Property {
-    name: &'static str,
-    send: fn(&str) -> Outcome,
-    recv: fn(&str, &str) -> Outcome,
-    parent: fn(&mut Proc, &mut Proc) -> Outcome,
+pub struct Property {
+    pub name: &'static str,
+    pub send: fn(&str) -> Outcome,
+    pub recv: fn(&str, &str) -> Outcome,
+    pub parent: fn(&mut Proc, &mut Proc) -> Outcome,
     /// Whether the sender is expected to exit 0 (not when the parent kills it).
-    sender_survives: bool,
+    pub sender_survives: bool,
 }
 
 const PROPERTIES: &[Property] = &[
@@ -106,6 +106,11 @@ pub const ROLES: &[Role] = &[
         run: send_role,
     },
 ];
+
+/// Every property: these and the async ones.
+fn all_properties() -> impl Iterator<Item = &'static Property> {
+    PROPERTIES.iter().chain(crate::async_contract::PROPERTIES)
+}
 
 /// How a flavor's two roles reach each other.
 struct Wiring {
@@ -260,8 +265,7 @@ fn run(flavor: &str, property: &'static Property) -> Outcome {
 }
 
 fn find(name: &str) -> Result<&'static Property, String> {
-    PROPERTIES
-        .iter()
+    all_properties()
         .find(|p| p.name == name)
         .ok_or_else(|| format!("no property {name}"))
 }
@@ -281,7 +285,7 @@ fn send_role(args: &[String]) -> Outcome {
 }
 
 /// Opens the receiver's end; one that bound port 0 says which port it got (`bound ENDPOINT`).
-fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
+pub fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
     if mode != "bind" {
         return Ok(check!(Receiver::connect_with(ep, opts)));
     }
@@ -294,14 +298,14 @@ fn open_rx(ep: &str, mode: &str, opts: &Options) -> Result<Receiver, String> {
     Ok(rx)
 }
 
-fn ready() {
+pub fn ready() {
     use std::io::Write;
     println!("ready");
     let _ = std::io::stdout().flush();
 }
 
 /// A System V key no other test or run uses.
-fn unique_key() -> u32 {
+pub fn unique_key() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     0x4300_0000
         | ((std::process::id() & 0xfff) << 12)
@@ -310,7 +314,7 @@ fn unique_key() -> u32 {
 
 /// Whether the endpoint has no connection to lose: a kernel message queue or a datagram
 /// socket (see the module's exceptions).
-fn is_queue(ep: &str) -> bool {
+pub fn is_queue(ep: &str) -> bool {
     ["mq:", "msg:", "udp:", "unixgram:"]
         .iter()
         .any(|p| ep.starts_with(p))
@@ -322,7 +326,7 @@ fn flavor_min(ep: &str) -> usize {
 }
 
 /// The largest message the flavor carries.
-fn flavor_max(ep: &str) -> usize {
+pub fn flavor_max(ep: &str) -> usize {
     if ep.starts_with("udp:") {
         65507 - procom::socket::UDP_HEADER_LEN
     } else if ep.starts_with("unixgram:") {
@@ -359,7 +363,7 @@ fn expect_gone(rx: &mut Receiver) -> Outcome {
     }
 }
 
-fn no_step(_rx: &mut Proc, _tx: &mut Proc) -> Outcome {
+pub fn no_step(_rx: &mut Proc, _tx: &mut Proc) -> Outcome {
     Ok(())
 }
 
@@ -740,7 +744,7 @@ macro_rules! contract {
         pub fn trials() -> Vec<Trial> {
             let mut trials = Vec::new();
             $(
-                for property in PROPERTIES {
+                for property in all_properties() {
                     trials.push(procom_testkit::test(
                         format!("contract::{}::{}", $flavor, property.name),
                         move || run($flavor, property),

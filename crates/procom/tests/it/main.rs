@@ -27,6 +27,7 @@ macro_rules! main_of {
     };
 }
 
+mod async_contract;
 mod chaos;
 mod contract;
 mod exhaustion;
@@ -56,7 +57,7 @@ mod sem_async;
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
-    soak, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe, removal, security,
-    sem, shm, signal, socket;
+    soak, async_contract, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe,
+    removal, security, sem, shm, signal, socket;
     tokio: child_async, sem_async
 ];

@@ -231,9 +231,19 @@ fn stress(sem: &Sem, kind: &str, id: &str, fd: Option<&Segment>) -> Outcome {
         Proc::spawn(what, &mut cmd)
     };
     let competitor = spawn("competitor", "sem_async::take", THEIRS)?;
+    let rt = runtime()?;
+    // One wait is dropped for certain: polled while nothing has been posted yet, so its
+    // request is still with the waiter thread when the poster starts.
+    rt.block_on(async {
+        let mut fut = pin!(sem.wait_async());
+        ensure!(
+            poll_once(fut.as_mut()).is_pending(),
+            "a unit was there before any post"
+        );
+        Ok(())
+    })?;
     let poster = spawn("poster", "sem_async::post", UNITS)?;
     let want = UNITS - THEIRS;
-    let rt = runtime()?;
     let (mine, dropped) = rt.block_on(async {
         let give_up = Instant::now() + Duration::from_secs(40);
         let mut rng = (std::process::id() as u64) << 16 | 0x9e37;
@@ -243,7 +253,7 @@ fn stress(sem: &Sem, kind: &str, id: &str, fd: Option<&Segment>) -> Outcome {
             rng ^= rng << 17;
             rng
         };
-        let (mut mine, mut dropped) = (0u32, 0u32);
+        let (mut mine, mut dropped) = (0u32, 1u32);
         while mine < want {
             ensure!(
                 Instant::now() < give_up,
@@ -312,10 +322,6 @@ fn stress(sem: &Sem, kind: &str, id: &str, fd: Option<&Segment>) -> Outcome {
     ensure!(
         extra == Some(ErrorKind::Empty),
         "one more unit could be taken: {extra:?}"
-    );
-    ensure!(
-        dropped > 0,
-        "no future was dropped before completing: the test tested nothing"
     );
     println!("{kind}: {mine} async waits completed, {dropped} dropped or timed out");
     Ok(())

@@ -112,7 +112,9 @@ impl DgramReceiver {
             // timeout (see `wait_in_recv`); poll waits only for a try, for the last few
             // milliseconds of a deadline, or on a socket someone made non-blocking.
             let blocking = !is_try && !self.nonblocking && self.wait_in_recv(deadline);
+            // A try receives at once without waiting (one system call, empty or not).
             if !blocking
+                && !is_try
                 && !poll_until(self.fd.as_fd(), PollFlags::IN, deadline)
                     .map_err(|e| Error::os("wait for a datagram", e))?
             {
@@ -178,6 +180,7 @@ impl DgramReceiver {
                         (None, _) => self.nonblocking = true,
                     }
                 }
+                Err(rustix::io::Errno::AGAIN) if is_try => return Err(no_datagram(true)),
                 Err(rustix::io::Errno::AGAIN) => {}
                 Err(e) => return Err(Error::os("receive a datagram", e.into())),
             }

@@ -359,6 +359,32 @@ fn sleep_on(seq: &AtomicU32, seen: u32, deadline: Option<Instant>) {
     }
 }
 
+/// A sleep an endpoint has announced and may now take (see `arm` on either side): the
+/// futex word, the value it was seen with, and the mapping that holds it, so that another
+/// thread (an async endpoint's waiter) can take it.
+#[derive(Debug)]
+pub(crate) struct Sleep {
+    map: Arc<Mapping>,
+    off: usize,
+    seen: u32,
+}
+
+impl Sleep {
+    /// Sleeps until woken, the deadline, or the liveness period (then the endpoint looks at
+    /// its ring and its peer again).
+    pub(crate) fn take(&self, deadline: Option<Instant>) {
+        sleep_on(word(&self.map, self.off), self.seen, deadline);
+    }
+
+    /// Ends this sleep early (an async endpoint that stopped waiting). Its peer's sleeps are
+    /// on the other word, so no one else is woken.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn interrupt(&self) {
+        word(&self.map, self.off).fetch_add(1, Ordering::SeqCst);
+        wake(word(&self.map, self.off));
+    }
+}
+
 fn wake(seq: &AtomicU32) {
     let _ = futex::wake(seq, futex::Flags::empty(), i32::MAX as u32);
 }

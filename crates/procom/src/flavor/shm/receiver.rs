@@ -10,8 +10,8 @@ use procom_sys::mapping::MappedRing;
 use super::{
     DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
     OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, STATE_RECEIVER_CLOSED,
-    STATE_SENDER_CLOSED, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
-    ring_error, sleep_on, spin_burst, validate, wake, wake_sender, word,
+    STATE_SENDER_CLOSED, Sleep, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
+    ring_error, spin_burst, validate, wake, wake_sender, word,
 };
 use crate::access::Access;
 use crate::error::{Error, ErrorKind};
@@ -266,27 +266,43 @@ impl ShmReceiver {
                 spin_burst(now, start, || !self.consumer.is_empty());
                 continue;
             }
-            let waiting = word(&self.map, OFF_RX_WAITING);
-            let seq = word(&self.map, OFF_DATA_SEQ);
-            waiting.store(1, Ordering::SeqCst);
-            // Pairs with the sender's fence after its commit: either it sees us waiting (and
-            // bumps data_seq, so the futex wait below returns), or we see its message.
-            fence(Ordering::SeqCst);
-            let seen = seq.load(Ordering::SeqCst);
-            // A sender that closed bumped data_seq after setting its flag: if `seen` already
-            // includes that bump, the flag is visible here, and we must not sleep past it.
-            let closed = match load_state(&self.map, Ordering::SeqCst) {
-                Ok(state) => state & STATE_SENDER_CLOSED != 0,
-                Err(e) => {
-                    waiting.store(0, Ordering::SeqCst);
-                    return Err(self.broke(e));
-                }
-            };
-            if self.consumer.is_empty() && !closed {
-                sleep_on(seq, seen, deadline);
+            if let Some(sleep) = self.arm()? {
+                sleep.take(deadline);
             }
-            waiting.store(0, Ordering::SeqCst);
+            self.disarm();
         }
+    }
+
+    /// Announces this receiver as waiting and returns the sleep it may take, or `None` when a
+    /// message or the sender's close is already visible (look again now). The announcement
+    /// stands until [`ShmReceiver::disarm`]: the sender wakes the sleep for every message.
+    pub(crate) fn arm(&mut self) -> Result<Option<Sleep>, Error> {
+        let waiting = word(&self.map, OFF_RX_WAITING);
+        let seq = word(&self.map, OFF_DATA_SEQ);
+        waiting.store(1, Ordering::SeqCst);
+        // Pairs with the sender's fence after its commit: either it sees us waiting (and
+        // bumps data_seq, so the futex wait returns), or we see its message.
+        fence(Ordering::SeqCst);
+        let seen = seq.load(Ordering::SeqCst);
+        // A sender that closed bumped data_seq after setting its flag: if `seen` already
+        // includes that bump, the flag is visible here, and we must not sleep past it.
+        let closed = match load_state(&self.map, Ordering::SeqCst) {
+            Ok(state) => state & STATE_SENDER_CLOSED != 0,
+            Err(e) => {
+                waiting.store(0, Ordering::SeqCst);
+                return Err(self.broke(e));
+            }
+        };
+        Ok((self.consumer.is_empty() && !closed).then(|| Sleep {
+            map: Arc::clone(&self.map),
+            off: OFF_DATA_SEQ,
+            seen,
+        }))
+    }
+
+    /// Withdraws the announcement [`ShmReceiver::arm`] made.
+    pub(crate) fn disarm(&self) {
+        word(&self.map, OFF_RX_WAITING).store(0, Ordering::SeqCst);
     }
 }
 

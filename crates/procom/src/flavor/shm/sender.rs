@@ -9,8 +9,8 @@ use procom_sys::mapping::MappedRing;
 
 use super::{
     Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ, OFF_STATE,
-    OFF_TX_WAITING, POPULATE_MAX, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Watched, alive,
-    corrupted, header_corrupted, load_state, me, pid_of, ring, ring_error, sleep_on, spin_burst,
+    OFF_TX_WAITING, POPULATE_MAX, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, Watched,
+    alive, corrupted, header_corrupted, load_state, me, pid_of, ring, ring_error, spin_burst,
     validate, wake, wake_receiver, word,
 };
 use crate::error::{Error, ErrorKind};
@@ -240,36 +240,52 @@ impl ShmSender {
                 });
                 continue;
             }
-            let waiting = word(&self.map, OFF_TX_WAITING);
-            let seq = word(&self.map, OFF_SPACE_SEQ);
-            waiting.store(1, Ordering::SeqCst);
-            fence(Ordering::SeqCst); // pairs with the receiver's fence after a release
-            let seen = seq.load(Ordering::SeqCst);
-            // Exactly the condition under which `reserve` would fail again without changing
-            // anything (padding and the record header counted), read after the fence.
-            let blocked = match self.producer.would_block(len) {
-                Ok(b) => b,
-                Err(e) => {
-                    waiting.store(0, Ordering::SeqCst);
-                    self.broken |= e == procom_ring::Error::Corrupted;
-                    return Err(ring_error(e));
-                }
-            };
-            // A receiver that closed bumped space_seq after setting its flag: if `seen`
-            // already includes that bump, the flag is visible here.
-            let closed = match load_state(&self.map, Ordering::SeqCst) {
-                Ok(state) => state & STATE_RECEIVER_CLOSED != 0,
-                Err(e) => {
-                    waiting.store(0, Ordering::SeqCst);
-                    return Err(self.broke(e));
-                }
-            };
-            if blocked && !closed {
-                sleep_on(seq, seen, deadline);
+            if let Some(sleep) = self.arm(len)? {
+                sleep.take(deadline);
                 waited = true;
             }
-            waiting.store(0, Ordering::SeqCst);
+            self.disarm();
         }
+    }
+
+    /// Announces this sender as waiting for room for a `len`-byte message and returns the
+    /// sleep it may take, or `None` when room or the receiver's close is already visible
+    /// (look again now). The announcement stands until [`ShmSender::disarm`].
+    pub(crate) fn arm(&mut self, len: usize) -> Result<Option<Sleep>, Error> {
+        let waiting = word(&self.map, OFF_TX_WAITING);
+        let seq = word(&self.map, OFF_SPACE_SEQ);
+        waiting.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // pairs with the receiver's fence after a release
+        let seen = seq.load(Ordering::SeqCst);
+        // Exactly the condition under which `reserve` would fail again without changing
+        // anything (padding and the record header counted), read after the fence.
+        let blocked = match self.producer.would_block(len) {
+            Ok(b) => b,
+            Err(e) => {
+                waiting.store(0, Ordering::SeqCst);
+                self.broken |= e == procom_ring::Error::Corrupted;
+                return Err(ring_error(e));
+            }
+        };
+        // A receiver that closed bumped space_seq after setting its flag: if `seen`
+        // already includes that bump, the flag is visible here.
+        let closed = match load_state(&self.map, Ordering::SeqCst) {
+            Ok(state) => state & STATE_RECEIVER_CLOSED != 0,
+            Err(e) => {
+                waiting.store(0, Ordering::SeqCst);
+                return Err(self.broke(e));
+            }
+        };
+        Ok((blocked && !closed).then(|| Sleep {
+            map: Arc::clone(&self.map),
+            off: OFF_SPACE_SEQ,
+            seen,
+        }))
+    }
+
+    /// Withdraws the announcement [`ShmSender::arm`] made.
+    pub(crate) fn disarm(&self) {
+        word(&self.map, OFF_TX_WAITING).store(0, Ordering::SeqCst);
     }
 }
 
