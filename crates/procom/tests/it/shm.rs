@@ -290,22 +290,29 @@ fn foreign_segment_is_refused() -> Outcome {
         e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("not a procom channel"),
         "got {e}"
     );
-    // A procom header of another version, and one whose size does not match, are refused too.
+    // A procom header of another version (1: the ring whose consumer polled the shared tail,
+    // whose peers cannot work with today's), and one whose size does not match, are refused.
+    for version in [1u32, 9] {
+        let header = Header {
+            magic: *b"PROCOMCH",
+            version,
+            flags: 0,
+            layout_size: 256 + 4096,
+        };
+        check!(map.write(0, bytemuck::bytes_of(&header)));
+        check!(map.write(8, &version.to_le_bytes()));
+        let e = Sender::connect(format!("shm:{name}"))
+            .err()
+            .ok_or_else(|| format!("accepted version {version}"))?;
+        ensure!(
+            e.to_string()
+                .contains(&format!("layout version is {version}")),
+            "got {e}"
+        );
+    }
     let header = Header {
         magic: *b"PROCOMCH",
-        version: 9,
-        flags: 0,
-        layout_size: 256 + 4096,
-    };
-    check!(map.write(0, bytemuck::bytes_of(&header)));
-    check!(map.write(8, &9u32.to_le_bytes()));
-    let e = Sender::connect(format!("shm:{name}"))
-        .err()
-        .ok_or("accepted version 9")?;
-    ensure!(e.to_string().contains("layout version is 9"), "got {e}");
-    let header = Header {
-        magic: *b"PROCOMCH",
-        version: 1,
+        version: 2,
         flags: 0,
         layout_size: 999,
     };
