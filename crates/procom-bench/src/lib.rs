@@ -39,4 +39,5 @@ pub use measure::Measurement;
 pub use peer_side::peer;
 pub use process::pin;
 pub use scenario::{Mechanism, Mode, Profile, SIZES, Scenario};
+pub use handoff::block_raw_signal;
 pub use wiring::run;
