@@ -42,7 +42,10 @@ impl Turn for ProcomSignal {
         procom::signal::queue(self.peer, self.sig, i)?;
         let d = self.caught.wait_timeout(TURN)?;
         if d.value != Some(i) {
-            return Err(bench_error(format!("the peer answered {:?} to {i}", d.value)));
+            return Err(bench_error(format!(
+                "the peer answered {:?} to {i}",
+                d.value
+            )));
         }
         Ok(())
     }
@@ -164,7 +167,10 @@ pub(crate) fn handoff(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
         ours_peer = peer(&ping, &pong, None)?;
         b.wait()?; // the peer is ready
         ours = Box::new(ProcomSem(a, b));
-        let names = [unique("/procom-bench-raw-ping"), unique("/procom-bench-raw-pong")];
+        let names = [
+            unique("/procom-bench-raw-ping"),
+            unique("/procom-bench-raw-pong"),
+        ];
         let create = |n: &str| procom_sys::sem::NamedSemaphore::create(n, 0o600, 0);
         let sems = create(&names[0]).and_then(|p| Ok((p, create(&names[1])?)));
         // Whatever happens next, the names go with `RawSem`'s drop.

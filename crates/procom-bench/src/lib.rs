@@ -34,10 +34,10 @@ mod raw;
 mod scenario;
 mod wiring;
 
+pub use handoff::block_raw_signal;
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;
 pub use process::pin;
 pub use scenario::{Mechanism, Mode, Profile, SIZES, Scenario};
-pub use handoff::block_raw_signal;
 pub use wiring::run;

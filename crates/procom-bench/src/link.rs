@@ -49,7 +49,9 @@ pub(crate) trait Link {
         for _ in 0..n {
             let got = self.recv_len()?;
             if got != size {
-                return Err(bench_error(format!("received {got} bytes instead of {size}")));
+                return Err(bench_error(format!(
+                    "received {got} bytes instead of {size}"
+                )));
             }
         }
         self.send(b"k")
@@ -145,7 +147,9 @@ impl Link for ProcomLink {
                 }
             }
             if Instant::now() > give_up {
-                return Err(bench_error("the UDP peer never answered the end of a batch"));
+                return Err(bench_error(
+                    "the UDP peer never answered the end of a batch",
+                ));
             }
         }
     }
@@ -156,7 +160,9 @@ impl Link for ProcomLink {
             for _ in 0..n {
                 let got = self.recv_len()?;
                 if got != size {
-                    return Err(bench_error(format!("received {got} bytes instead of {size}")));
+                    return Err(bench_error(format!(
+                        "received {got} bytes instead of {size}"
+                    )));
                 }
             }
             return self.send(b"k");

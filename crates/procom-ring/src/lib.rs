@@ -549,7 +549,11 @@ impl<R: Region> Slot<'_, R> {
         if tail > 0 {
             // SAFETY: `off + len + tail = off - 8 + record`, inside the reserved record, which
             // lies in the data area and is free space the consumer does not read until commit.
-            unsafe { self.producer.region.store(self.off + len, &[0u8; 8][..tail]) };
+            unsafe {
+                self.producer
+                    .region
+                    .store(self.off + len, &[0u8; 8][..tail])
+            };
         }
         // The reserved record starts at the producer's position, with room for its end mark.
         self.producer.publish(record, encode(len, TAG_MESSAGE));
@@ -921,12 +925,14 @@ mod tests {
         assert_eq!(pop(&mut c), Err(Error::Empty));
         // The test plays the hostile producer, writing the header at the consumer's position.
         let at = (c.position() % 256) as usize;
-        r.word(at).store(encode(10_000, TAG_MESSAGE), Ordering::Release);
+        r.word(at)
+            .store(encode(10_000, TAG_MESSAGE), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
         r.word(at).store(encode(3, 0xdead_beef), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
         // A message that would run past the end of the ring.
-        r.word(at).store(encode(256 - at, TAG_MESSAGE), Ordering::Release);
+        r.word(at)
+            .store(encode(256 - at, TAG_MESSAGE), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
         // Padding that does not run exactly to the end.
         r.word(at).store(encode(8, TAG_PAD), Ordering::Release);

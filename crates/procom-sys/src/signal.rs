@@ -151,8 +151,13 @@ pub fn timed_wait(signals: &[i32], timeout: std::time::Duration) -> io::Result<O
             let i = unsafe { info.assume_init() };
             // SAFETY: the kernel's siginfo for a queued signal carries these fields; for the
             // codes that carry no sender they read as zero.
-            let (pid, uid, value) =
-                unsafe { (i.si_pid(), i.si_uid(), i.si_value().sival_ptr as isize as i32) };
+            let (pid, uid, value) = unsafe {
+                (
+                    i.si_pid(),
+                    i.si_uid(),
+                    i.si_value().sival_ptr as isize as i32,
+                )
+            };
             return Ok(Some(Record {
                 signo: sig,
                 pid,

@@ -281,8 +281,9 @@ pub(crate) struct StreamReader {
     charge: Option<Charge>,
 }
 
-/// How much a read asks for when the frame size is unknown.
-const READ_CHUNK: usize = 64 * 1024;
+/// How much a read asks for when the frame size is unknown: 64 KiB and room for a frame
+/// header, so a 64 KiB message and its length prefix come in one read when they are there.
+const READ_CHUNK: usize = 64 * 1024 + 64;
 
 impl StreamReader {
     pub(crate) fn new(fd: OwnedFd) -> StreamReader {
@@ -407,6 +408,50 @@ impl StreamReader {
         }
     }
 }
+
+impl StreamReader {
+    /// Whether a message of `len` more bytes may be read straight into the caller's buffer
+    /// by [`read_exact_into`](Self::read_exact_into): a socket read without a deadline or a
+    /// budget, and a message large enough that the copy out of our buffer would cost more than
+    /// the extra system call.
+    pub(crate) fn can_read_direct(&self, len: usize, deadline: Option<Instant>) -> bool {
+        self.direct && deadline.is_none() && self.budget.is_none() && len >= DIRECT_MIN
+    }
+
+    /// Moves the `len` bytes that come next in the stream into `out` (resized to `len`): first
+    /// those already buffered here, then the rest read from the socket straight into `out`,
+    /// never past them (the next message's bytes stay in the stream). Blocks until they are
+    /// all there. `Ok(false)`: the stream ended first (what was read is gone with it).
+    pub(crate) fn read_exact_into(&mut self, out: &mut Vec<u8>, len: usize) -> io::Result<bool> {
+        let have = self.pending().len().min(len);
+        // Only the bytes past the old length are zeroed, and a reused buffer has them already.
+        out.resize(len, 0);
+        out[..have].copy_from_slice(&self.pending()[..have]);
+        self.consume(have);
+        let mut got = have;
+        while got < len {
+            match rustix::io::read(self.fd.as_fd(), &mut out[got..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => got += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    // A non-blocking socket: wait for it (no deadline on this path).
+                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The smallest message read straight into the caller's buffer (see
+/// [`StreamReader::read_exact_into`]): below it, one read into our buffer and a copy out
+/// is cheaper than a second system call.
+const DIRECT_MIN: usize = 32 * 1024;
 
 impl AsFd for StreamReader {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -35,7 +35,17 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
 /// mailboxes for shared memory (spun on, or slept on with a futex), sem_post/sem_wait for
 /// semaphores and sigqueue/sigtimedwait for signals.
 fn every_mechanism_has_a_raw_baseline() -> Outcome {
-    let names = ["tcp", "udp", "unixgram", "mq", "msg", "unix-typed", "shm", "sem", "signal"];
+    let names = [
+        "tcp",
+        "udp",
+        "unixgram",
+        "mq",
+        "msg",
+        "unix-typed",
+        "shm",
+        "sem",
+        "signal",
+    ];
     let mut args = Vec::new();
     for n in names {
         args.extend(["--mechanism", n]);
@@ -56,7 +66,14 @@ fn every_mechanism_has_a_raw_baseline() -> Outcome {
 /// UDP streams too, and says what it delivered and what it lost; what is not measured is null,
 /// never 0: no loss figure on a link that cannot lose, no bytes per second without a payload.
 fn unmeasured_is_null_and_udp_reports_its_loss() -> Outcome {
-    let v = bench_json(&["--mechanism", "udp", "--mechanism", "pipe", "--mechanism", "sem"])?;
+    let v = bench_json(&[
+        "--mechanism",
+        "udp",
+        "--mechanism",
+        "pipe",
+        "--mechanism",
+        "sem",
+    ])?;
     let results = v["results"].as_array().ok_or("no results")?;
     ensure!(results.len() == 3, "{} rows", results.len());
     for r in results {
@@ -71,11 +88,17 @@ fn unmeasured_is_null_and_udp_reports_its_loss() -> Outcome {
                     r["loss"].as_f64().is_some_and(|l| (0.0..1.0).contains(&l)),
                     "loss in {r}"
                 );
-                ensure!(r["mb_per_s"].as_f64().is_some_and(|x| x > 0.0), "MB/s in {r}");
+                ensure!(
+                    r["mb_per_s"].as_f64().is_some_and(|x| x > 0.0),
+                    "MB/s in {r}"
+                );
             }
             "pipe" => {
                 ensure!(r["loss"].is_null(), "loss in {r}");
-                ensure!(r["mb_per_s"].as_f64().is_some_and(|x| x > 0.0), "MB/s in {r}");
+                ensure!(
+                    r["mb_per_s"].as_f64().is_some_and(|x| x > 0.0),
+                    "MB/s in {r}"
+                );
             }
             "sem" => {
                 ensure!(r["loss"].is_null() && r["mb_per_s"].is_null(), "row {r}");

@@ -9,9 +9,9 @@ use procom_sys::mapping::MappedRing;
 
 use super::{
     DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
-    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, SPIN_BURST, STATE_RECEIVER_CLOSED,
-    STATE_SENDER_CLOSED, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
-    ring_error, sleep_on, spin_burst, validate, wake, wake_sender, word,
+    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, SPIN_BURST,
+    STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, VERSION, Watched, corrupted, load_sender,
+    load_state, me, ring, ring_error, sleep_on, spin_burst, validate, wake, wake_sender, word,
 };
 use crate::access::Access;
 use crate::error::{Error, ErrorKind};
