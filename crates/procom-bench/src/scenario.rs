@@ -174,8 +174,8 @@ impl Scenario {
     /// less with `Quick`, several times longer with `Full`.
     pub fn sized(mechanism: Mechanism, mode: Mode, size: usize, profile: Profile) -> Scenario {
         let (budget, cap): (usize, usize) = match profile {
-            Profile::Quick => (16 << 20, 5_000),
-            Profile::Default => (128 << 20, 20_000),
+            Profile::Quick => (8 << 20, 2_500),
+            Profile::Default => (64 << 20, 10_000),
             Profile::Full => (1 << 30, 100_000),
         };
         Scenario {
