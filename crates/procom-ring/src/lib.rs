@@ -872,11 +872,7 @@ mod tests {
         assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
         p.set_rewind(true);
         p.push(&[1; 64]).unwrap();
-        assert_eq!(
-            p.position() % cap as u64,
-            record_size(64) as u64,
-            "rewound"
-        );
+        assert_eq!(p.position() % cap as u64, record_size(64) as u64, "rewound");
     }
 
     #[test]
@@ -892,7 +888,10 @@ mod tests {
             p.push(&[3; 64]).unwrap();
         }
         p.push(&[4; 64]).unwrap();
-        assert!(p.position() as usize > HOT_WINDOW + 64, "it did not start over");
+        assert!(
+            p.position() as usize > HOT_WINDOW + 64,
+            "it did not start over"
+        );
         // From then on it does not look again while the room it saw lasts: a hostile
         // position is met only by a message that needs more.
         r.head().store(u64::MAX / 2, Ordering::Release);
