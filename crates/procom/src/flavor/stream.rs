@@ -195,7 +195,18 @@ impl StreamReceiver {
             return Ok(None);
         }
         let header = framing::header_len(self.framing);
-        let len = match framing::decode(self.r.pending(), self.framing, self.max) {
+        let mut frame = framing::decode(self.r.pending(), self.framing, self.max);
+        if matches!(frame, Ok(Frame::Incomplete { frame_len: None }))
+            && self.r.blocks_plainly(wait.deadline())
+        {
+            // Not even the header yet: one read, as the usual path would make, brings it (and
+            // whatever follows it that has arrived).
+            match self.r.fill(header, None) {
+                Ok(_) => frame = framing::decode(self.r.pending(), self.framing, self.max),
+                Err(e) => return Err(Error::os("read from it", e)),
+            }
+        }
+        let len = match frame {
             Ok(Frame::Incomplete {
                 frame_len: Some(total),
             }) => total - header,
