@@ -36,6 +36,7 @@ mod scenario;
 mod wiring;
 
 pub use async_rows::{has_async, run_async};
+pub use handoff::block_raw_signal;
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use procom::{Error, Options, Receiver, Sender};
 
-use crate::scenario::Mode;
+use crate::scenario::{Mode, bench_error};
 
 pub(crate) fn options() -> Options {
     Options::default().max_message(2 << 20)
@@ -33,7 +33,51 @@ pub(crate) trait Link {
     fn echo(&mut self) -> Result<(), Error>;
     /// Receives a short control message (ready, acknowledgement) within `timeout`.
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error>;
+    /// After streaming batch `batch`: waits until the peer has taken it. `None`: every message
+    /// arrived (a reliable link); `Some(n)`: the peer received `n` (a link that drops).
+    fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
+        let _ = batch;
+        let ack = self.recv_control(Duration::from_secs(60))?;
+        if ack != b"k" {
+            return Err(bench_error("the peer did not acknowledge the stream"));
+        }
+        Ok(None)
+    }
+    /// The peer's side of one streamed batch of `n` messages of `size` bytes.
+    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
+        let _ = batch;
+        for _ in 0..n {
+            let got = self.recv_len()?;
+            if got != size {
+                return Err(bench_error(format!(
+                    "received {got} bytes instead of {size}"
+                )));
+            }
+        }
+        self.send(b"k")
+    }
+    /// The peer's side once the last batch is taken.
+    fn end_stream(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
+
+/// The datagram that ends a UDP batch: `end BATCH`; the peer answers `k BATCH RECEIVED`.
+fn end_mark(batch: usize) -> Vec<u8> {
+    format!("end {batch}").into_bytes()
+}
+
+/// A UDP peer's count for `batch`, if `m` is its answer.
+fn parse_count(m: &[u8], batch: usize) -> Option<usize> {
+    let m = std::str::from_utf8(m).ok()?.strip_prefix("k ")?;
+    let (b, n) = m.split_once(' ')?;
+    (b.parse::<usize>().ok()? == batch).then_some(())?;
+    n.parse().ok()
+}
+
+/// How long a UDP side waits for an answer before it sends its datagram again (the answer or
+/// the question may have been dropped).
+const UDP_RETRY: Duration = Duration::from_millis(100);
 
 /// procom's byte channels.
 pub(crate) struct ProcomLink {
@@ -44,6 +88,8 @@ pub(crate) struct ProcomLink {
     udp: bool,
     /// The echo side's buffer, reused for every message (as the peers' links do).
     buf: Vec<u8>,
+    /// A UDP peer's last answered batch and its count, sent again if the sender asks again.
+    answered: Option<(usize, usize)>,
 }
 
 impl ProcomLink {
@@ -53,6 +99,7 @@ impl ProcomLink {
             tx,
             rx,
             buf: Vec::new(),
+            answered: None,
         }
     }
 }
@@ -81,6 +128,85 @@ impl Link for ProcomLink {
     }
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         self.rx.recv_timeout(timeout)
+    }
+    /// UDP: asks the peer how many datagrams of the batch it received, until it answers.
+    fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
+        if !self.udp {
+            let ack = self.recv_control(Duration::from_secs(60))?;
+            if ack != b"k" {
+                return Err(bench_error("the peer did not acknowledge the stream"));
+            }
+            return Ok(None);
+        }
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.send(&end_mark(batch))?;
+            let wait = Instant::now() + UDP_RETRY;
+            while let Some(left) = wait.checked_duration_since(Instant::now()) {
+                match self.rx.recv_timeout(left) {
+                    Ok(m) => {
+                        if let Some(n) = parse_count(&m, batch) {
+                            return Ok(Some(n));
+                        }
+                    }
+                    Err(e) if e.kind() == procom::ErrorKind::Timeout => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if Instant::now() > give_up {
+                return Err(bench_error(
+                    "the UDP peer never answered the end of a batch",
+                ));
+            }
+        }
+    }
+    /// UDP: counts the batch's datagrams until its end mark, and answers with the count; an
+    /// end mark of the batch before (our answer was dropped) is answered again.
+    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
+        if !self.udp {
+            for _ in 0..n {
+                let got = self.recv_len()?;
+                if got != size {
+                    return Err(bench_error(format!(
+                        "received {got} bytes instead of {size}"
+                    )));
+                }
+            }
+            return self.send(b"k");
+        }
+        let mut count = 0;
+        loop {
+            let m = self.rx.recv_timeout(Duration::from_secs(10))?;
+            if m.len() == size && !m.starts_with(b"end ") {
+                count += 1;
+            } else if m == end_mark(batch) {
+                self.answered = Some((batch, count));
+                return self.send(format!("k {batch} {count}").as_bytes());
+            } else if let Some((b, c)) = self.answered.filter(|(b, _)| m == end_mark(*b)) {
+                self.send(format!("k {b} {c}").as_bytes())?;
+            } else {
+                return Err(bench_error(format!(
+                    "received {} bytes instead of {size}",
+                    m.len()
+                )));
+            }
+        }
+    }
+    /// UDP: answers the last end mark again until the sender says `done` (or goes quiet), so
+    /// a dropped last answer does not leave it waiting.
+    fn end_stream(&mut self) -> Result<(), Error> {
+        let Some((b, c)) = self.answered.filter(|_| self.udp) else {
+            return Ok(());
+        };
+        loop {
+            match self.rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(m) if m == end_mark(b) => self.send(format!("k {b} {c}").as_bytes())?,
+                Ok(m) if m == b"done" => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == procom::ErrorKind::Timeout => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -29,7 +29,9 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
             s.parse::<usize>()
                 .map_err(|_| bench_error(format!("`{s}` is not a number")))
         };
-        let _ = mech;
+        if raw == "raw-sem" || raw == "raw-signal" {
+            return handoff_peer(mech, Some(raw), num(iterations)?, a2b, b2a);
+        }
         return raw_peer(raw, num(size)?, num(iterations)?, a2b, b2a);
     }
     let num = |s: &str| {
@@ -48,7 +50,7 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         return cacheline_peer(num(iterations)?);
     }
     if mech == "sem" || mech == "signal" {
-        return handoff_peer(mech, num(iterations)?, a2b, b2a);
+        return handoff_peer(mech, None, num(iterations)?, a2b, b2a);
     }
     // The endpoints carry the mode (a spinning shared-memory endpoint says `spin=`).
     let opts = options();

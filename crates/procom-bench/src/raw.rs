@@ -4,14 +4,15 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use procom::Error;
+use rustix::thread::futex;
 
 use crate::link::poll_politely;
 use crate::process::{packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn};
-use crate::scenario::{Mechanism, Scenario, bench_error, round_trips, unique};
+use crate::scenario::{Mechanism, Mode, Scenario, bench_error, round_trips, unique};
 
 /// One side of a raw baseline: plain system calls with no framing and no procom layer.
 trait RawIo {
@@ -134,14 +135,17 @@ impl RawIo for RawMsg {
 /// Two mailboxes in one shared mapping, one each way: the plainest shared-memory ping-pong.
 /// The sender copies the payload in, stores its length and then a sequence number (Release);
 /// the receiver spins on the number (Acquire) and copies the payload out. No ring, no
-/// positions, no liveness: the floor under procom's `shm spin`.
+/// positions, no liveness: the floor under procom's `shm spin`. With `block`, the receiver
+/// sleeps on the number with `futex(FUTEX_WAIT)` instead and the sender wakes it with
+/// `futex(FUTEX_WAKE)` after every message: the floor under `shm block`.
 struct RawShm {
     map: procom::shm::Mapping,
     /// Offsets of our outgoing and incoming mailboxes.
     out: usize,
     inbox: usize,
-    sent: u64,
-    seen: u64,
+    sent: u32,
+    seen: u32,
+    block: bool,
 }
 
 /// A mailbox: its sequence number and length in one cache line, then the payload.
@@ -158,6 +162,12 @@ impl RawShm {
             .atomic_u64(off)
             .ok_or_else(|| std::io::Error::other("a mailbox word is outside the mapping"))
     }
+    /// The mailbox's sequence number (a futex word: 32 bits).
+    fn seq(&self, off: usize) -> std::io::Result<&AtomicU32> {
+        self.map
+            .atomic_u32(off)
+            .ok_or_else(|| std::io::Error::other("a mailbox word is outside the mapping"))
+    }
 }
 
 impl RawIo for RawShm {
@@ -165,18 +175,39 @@ impl RawIo for RawShm {
         self.map.write(self.out + MAILBOX_HEAD, msg)?;
         self.word(self.out + 8)?
             .store(msg.len() as u64, Ordering::Relaxed);
-        self.sent += 1;
-        self.word(self.out)?.store(self.sent, Ordering::Release);
+        self.sent = self.sent.wrapping_add(1);
+        let seq = self.seq(self.out)?;
+        seq.store(self.sent, Ordering::Release);
+        if self.block {
+            futex::wake(seq, futex::Flags::empty(), 1)?;
+        }
         Ok(())
     }
     fn get(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let seq = self.word(self.inbox)?;
-        let want = self.seen + 1;
-        let arrived = poll_politely(Duration::from_secs(10), || {
-            Ok::<_, std::io::Error>((seq.load(Ordering::Acquire) == want).then_some(()))
-        })?;
-        if arrived.is_none() {
-            return Err(std::io::ErrorKind::TimedOut.into());
+        let seq = self.seq(self.inbox)?;
+        let want = self.seen.wrapping_add(1);
+        if self.block {
+            let ts = rustix::time::Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            loop {
+                let now = seq.load(Ordering::Acquire);
+                if now == want {
+                    break;
+                }
+                match futex::wait(seq, futex::Flags::empty(), now, Some(&ts)) {
+                    Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else {
+            let arrived = poll_politely(Duration::from_secs(10), || {
+                Ok::<_, std::io::Error>((seq.load(Ordering::Acquire) == want).then_some(()))
+            })?;
+            if arrived.is_none() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
         }
         self.seen = want;
         let len = self.word(self.inbox + 8)?.load(Ordering::Relaxed);
@@ -234,7 +265,10 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
         Mechanism::UnixPacketTyped => Mechanism::UnixPacket,
         m => m,
     };
-    let raw = format!("raw-{}", mech.name());
+    let raw = match (mech, s.mode) {
+        (Mechanism::Shm, Mode::Block) => "raw-shm-block".to_string(),
+        _ => format!("raw-{}", mech.name()),
+    };
     let mut peer = Scenario {
         mechanism: mech,
         ..*s
@@ -379,6 +413,7 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
                 inbox: mailbox(s.size),
                 sent: 0,
                 seen: 0,
+                block: s.mode == Mode::Block,
             })
         }
         _ => return Err(bench_error("no raw baseline for this mechanism")),
@@ -465,7 +500,7 @@ pub(crate) fn raw_peer(
             packet_send_buffer(&fd)?;
             Box::new(RawDgram(fd))
         }
-        "raw-shm" => {
+        "raw-shm" | "raw-shm-block" => {
             let fd = std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
@@ -478,6 +513,7 @@ pub(crate) fn raw_peer(
                 inbox: 0,
                 sent: 0,
                 seen: 0,
+                block: mech == "raw-shm-block",
             })
         }
         "raw-fifo" => {

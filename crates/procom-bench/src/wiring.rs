@@ -15,7 +15,7 @@ use crate::process::{
     child_result, finish, packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn,
 };
 use crate::raw::{RawSide, raw_setup};
-use crate::scenario::{Mechanism, Mode, Scenario, bench_error, unique};
+use crate::scenario::{Mechanism, Scenario, bench_error, unique};
 
 /// The parent's ends and the peer process for one scenario.
 pub(crate) struct Wired {
@@ -210,12 +210,8 @@ pub(crate) fn run_beside(
     s: &Scenario,
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
-    // The raw loop of the same mechanism (kernel mechanisms, blocking), alive beside procom's.
-    let mut raw = if (s.mechanism == Mechanism::Shm) == (s.mode == Mode::Spin) {
-        Some(raw_setup(exe, scratch, s)?)
-    } else {
-        None
-    };
+    // The raw loop of the same mechanism, alive beside procom's.
+    let mut raw = Some(raw_setup(exe, scratch, s)?);
     let m = if matches!(
         s.mechanism,
         Mechanism::UnixTyped | Mechanism::UnixPacketTyped

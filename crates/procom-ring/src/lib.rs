@@ -16,19 +16,32 @@
 //! ```
 //!
 //! Positions grow without wrapping; `position % capacity` is the offset in `data`. Each message
-//! is a record: an 8-byte record header `{ len: u32 (little-endian), tag: u32 }` followed by
-//! `len` payload bytes, padded to a multiple of 8. A record never wraps: when it does not fit
-//! before the end of `data`, the producer first publishes a padding record (`tag = PAD`) that
-//! runs to the end, and the message starts at offset 0. So a received message is always one
-//! contiguous slice, readable in place.
+//! is a record: an 8-byte record header followed by `len` payload bytes, padded to a multiple
+//! of 8. The header is one aligned `u64` word, always accessed atomically: `len` in its low 32
+//! bits, a tag in its high 32 bits (`MSG1` for a message, `PAD1` for padding); the word 0 is
+//! no record (the *end mark*). A record never wraps: when it does not fit before the end of
+//! `data`, the producer first publishes a padding record that runs to the end, and the message
+//! starts at offset 0. So a received message is always one contiguous slice, readable in place.
+//! The ring always keeps 8 bytes free for the end mark after the last record, so a record
+//! holds at most `capacity - 8` bytes and a message at most `capacity - 16`.
 //!
 //! # Synchronisation
 //!
-//! The producer writes a record's bytes, then stores `tail` with `Release`; the consumer loads
-//! `tail` with `Acquire` before reading them. The consumer reads a record, then stores `head`
-//! with `Release`; the producer loads `head` with `Acquire` before reusing those bytes. Each
-//! side writes only its own position and keeps its authoritative copy in local memory, so a
-//! peer scribbling on the other position cannot move ours.
+//! The record header at the consumer's position is the flag it polls: it never reads `tail`
+//! on the way to a message. To publish a record at position `p` of `n` bytes, the producer
+//! writes the payload, stores the end mark 0 into the header word at `p + n` (`Relaxed`), then
+//! stores the record's header at `p` with `Release`, then its new position into `tail`
+//! (`Release`; read only by a producer that attaches later, see [`Producer::attach`]). The
+//! consumer loads the header word at its position with `Acquire`: 0 is an empty ring, anything
+//! else a published record whose bytes are visible. Once it has moved past that record, the
+//! word it loads next was written no earlier than the end mark the producer stored before
+//! publishing it (happens-before, then coherence), so a header left over from an earlier lap
+//! is never mistaken for a new record. The consumer reads a record, then stores `head` with
+//! `Release`; the producer loads `head` with `Acquire` before reusing those bytes, and only
+//! when the room it last saw is not enough. A message that keeps up thus moves its record's
+//! cache lines and nothing else: `head` and `tail` each stay in their writer's cache. Each side
+//! writes only its own position and keeps its authoritative copy in local memory, so a peer
+//! scribbling on the other position cannot move ours.
 //!
 //! # Hostile peers
 //!
@@ -55,6 +68,8 @@ pub const TAIL_OFFSET: usize = 64;
 pub const HEADER_SIZE: usize = 128;
 /// Bytes in a record header.
 pub const RECORD_HEADER: usize = 8;
+/// Bytes the ring keeps free after the last record, for the end mark.
+pub const END_MARK: usize = 8;
 /// The smallest capacity accepted.
 pub const MIN_CAPACITY: usize = 64;
 
@@ -80,9 +95,11 @@ pub enum Error {
 }
 
 /// How far into the ring an empty ring's next message may start before the producer pads
-/// back to offset 0 (see [`Producer::reserve`]): small enough to stay in a core's caches and
-/// TLB, large enough that the extra padding record is rare for small messages.
-pub const HOT_WINDOW: usize = 16 << 10;
+/// back to offset 0 (see [`Producer::reserve`]). A few cache lines: a channel whose consumer
+/// keeps up then moves the same lines back and forth, as a mailbox does, instead of lines it
+/// has not touched for a while, which cost more to take over (64-byte ping-pongs took 1.7
+/// times as long with a 16 KiB window); a large message starts at offset 0 every time.
+pub const HOT_WINDOW: usize = 256;
 
 /// Bytes a record carrying `len` payload bytes occupies.
 ///
@@ -97,9 +114,10 @@ pub const fn record_size(len: usize) -> usize {
     RECORD_HEADER.saturating_add(padded)
 }
 
-/// The largest payload a ring of `capacity` data bytes can carry (0 below a record header).
+/// The largest payload a ring of `capacity` data bytes can carry (0 below a record header and
+/// an end mark).
 pub const fn max_message(capacity: usize) -> usize {
-    capacity.saturating_sub(RECORD_HEADER)
+    capacity.saturating_sub(RECORD_HEADER + END_MARK)
 }
 
 /// Total bytes of memory a ring with `capacity` data bytes needs (saturating).
@@ -112,12 +130,17 @@ pub const fn bytes_needed(capacity: usize) -> usize {
 /// # Safety
 ///
 /// Implementations must return the same positions and data area on every call, and `load` and
-/// `store` must access exactly the `capacity()` data bytes (callers stay in bounds).
+/// `store` must access exactly the `capacity()` data bytes (callers stay in bounds). `word`
+/// must return the same atomic for the same offset on every call: the 8 data bytes at that
+/// offset, or, where a region cannot view bytes as a word (the loom model), a word of its own
+/// that only `word` reaches (record headers are accessed through `word` alone).
 pub unsafe trait Region {
     /// The consumer's position.
     fn head(&self) -> &AtomicU64;
     /// The producer's position.
     fn tail(&self) -> &AtomicU64;
+    /// The data word at `off`, a multiple of 8 below `capacity()`: a record header.
+    fn word(&self, off: usize) -> &AtomicU64;
     /// Data bytes; a power of two.
     fn capacity(&self) -> usize;
     /// Copies `dst.len()` data bytes starting at `off` into `dst`.
@@ -194,6 +217,13 @@ unsafe impl Region for RawRegion {
         // SAFETY: as for `head`.
         unsafe { &*(self.base.add(TAIL_OFFSET) as *const AtomicU64) }
     }
+    fn word(&self, off: usize) -> &AtomicU64 {
+        // Clamped into the data area, so even a caller's mistake cannot leave it.
+        let off = (off & !7).min(self.capacity - 8);
+        // SAFETY: `HEADER_SIZE + off + 8 <= HEADER_SIZE + capacity`, inside the valid memory,
+        // and 8-aligned (the base is 64-aligned, `HEADER_SIZE` and `off` multiples of 8).
+        unsafe { &*(self.base.add(HEADER_SIZE + off) as *const AtomicU64) }
+    }
     fn capacity(&self) -> usize {
         self.capacity
     }
@@ -228,9 +258,11 @@ unsafe impl Region for RawRegion {
 // valid.
 unsafe impl InPlace for RawRegion {}
 
-/// Resets a ring's positions to zero. Only the creator calls this, before any peer attaches.
+/// Resets a ring's positions to zero and writes the end mark at offset 0. Only the creator
+/// calls this, before any peer attaches.
 pub fn init<R: Region>(region: &R) {
     region.head().store(0, Ordering::Relaxed);
+    region.word(0).store(0, Ordering::Relaxed);
     region.tail().store(0, Ordering::Release);
 }
 
@@ -255,6 +287,10 @@ pub struct Producer<R: Region> {
     seen_head: u64,
     /// Whether an empty ring past the hot window may start over (see [`Producer::set_rewind`]).
     rewind: bool,
+    /// Whether the consumer had taken everything when we last read its position. Only then
+    /// does a send past the hot window read it again to see whether it may start over: a
+    /// consumer that lags behind a stream is not asked on every send.
+    caught_up: bool,
 }
 
 /// The reading side. There must be exactly one consumer per ring at a time.
@@ -266,11 +302,14 @@ pub struct Consumer<R: Region> {
     head: u64,
 }
 
-fn encode(len: usize, tag: u32) -> [u8; RECORD_HEADER] {
-    let mut h = [0u8; RECORD_HEADER];
-    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    h[4..].copy_from_slice(&tag.to_le_bytes());
-    h
+/// A record header word: `len` in the low 32 bits, `tag` in the high ones.
+fn encode(len: usize, tag: u32) -> u64 {
+    (len as u32 as u64) | ((tag as u64) << 32)
+}
+
+/// A record header word's length and tag.
+fn decode(h: u64) -> (usize, u32) {
+    ((h as u32) as usize, (h >> 32) as u32)
 }
 
 /// Space reserved in the ring for one message, written in place and then committed.
@@ -285,12 +324,40 @@ pub struct Slot<'a, R: Region> {
 impl<R: Region> Producer<R> {
     /// Takes the producer role over a ring whose positions are already initialised, resuming
     /// at the shared tail (a new producer may replace one that died).
+    ///
+    /// A producer that died between publishing a record's header and storing `tail` left that
+    /// record behind the shared tail, and the consumer may already have read it: the new
+    /// producer resumes after every record published at the shared tail, up to the first end
+    /// mark.
     pub fn attach(region: R) -> Result<Producer<R>, Error> {
         let capacity = check_capacity(&region)?;
         // Acquire pairs with the previous producer's Release of tail.
-        let tail = region.tail().load(Ordering::Acquire);
+        let mut tail = region.tail().load(Ordering::Acquire);
         let head = region.head().load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > capacity as u64 || !tail.is_multiple_of(8) {
+        if !tail.is_multiple_of(8) {
+            return Err(Error::Corrupted);
+        }
+        // Each step moves at least 8 bytes and stays within one capacity of `head`, so this
+        // ends after at most capacity / 8 steps whatever the memory holds.
+        loop {
+            let off = (tail % capacity as u64) as usize;
+            // Acquire pairs with the previous producer's Release of the header.
+            let (len, tag) = decode(region.word(off).load(Ordering::Acquire));
+            let size = match tag {
+                0 if len == 0 => break,
+                TAG_PAD => len.checked_add(RECORD_HEADER),
+                TAG_MESSAGE if len <= max_message(capacity) => Some(record_size(len)),
+                _ => None,
+            };
+            match size {
+                Some(n) if n <= capacity - off => tail = tail.wrapping_add(n as u64),
+                _ => return Err(Error::Corrupted),
+            }
+            if tail.wrapping_sub(head) > capacity as u64 {
+                return Err(Error::Corrupted);
+            }
+        }
+        if tail.wrapping_sub(head) > capacity as u64 {
             return Err(Error::Corrupted);
         }
         Ok(Producer {
@@ -299,6 +366,7 @@ impl<R: Region> Producer<R> {
             tail,
             seen_head: head,
             rewind: true,
+            caught_up: true,
         })
     }
 
@@ -346,12 +414,12 @@ impl<R: Region> Producer<R> {
         }
         let free = self.capacity - used as usize;
         let to_end = self.capacity - (self.tail % self.capacity as u64) as usize;
-        // The same two `Full` exits as `reserve`: no room for the record where it would go,
-        // or no room for the padding that would move it to the start.
+        // The same two `Full` exits as `reserve`: no room for the record (and the end mark
+        // after it) where it would go, or none for the padding that would move it to the start.
         Ok(if need <= to_end {
-            need > free
+            need + END_MARK > free
         } else {
-            to_end > free
+            to_end + END_MARK > free
         })
     }
 
@@ -381,7 +449,10 @@ impl<R: Region> Producer<R> {
             // is), where no rewind is due (inside the hot window, or rewinding is off).
             let seen_free =
                 (self.capacity as u64).saturating_sub(self.tail.wrapping_sub(self.seen_head));
-            if (off < HOT_WINDOW || !self.rewind) && need <= to_end && need as u64 <= seen_free {
+            if (off < HOT_WINDOW || !self.rewind || !self.caught_up)
+                && need <= to_end
+                && (need + END_MARK) as u64 <= seen_free
+            {
                 return Ok(Slot {
                     producer: self,
                     off: off + RECORD_HEADER,
@@ -396,14 +467,16 @@ impl<R: Region> Producer<R> {
                 return Err(Error::Corrupted);
             }
             self.seen_head = head;
+            self.caught_up = used == 0;
             let free = self.capacity - used as usize;
             // An empty ring past the hot window goes back to the start (through a padding
             // record, as at the end), so a channel whose consumer keeps up touches the same
-            // few pages again and again instead of streaming through the whole ring: in a
-            // 4 MiB ring, 4 KiB ping-pongs took ten times longer without this.
-            let rewind = self.rewind && used == 0 && off >= HOT_WINDOW;
+            // few lines again and again instead of streaming through the whole ring.
+            // Only when the record then fits before where we are: otherwise it would wait for
+            // the consumer to skip the padding first.
+            let rewind = self.rewind && used == 0 && off >= HOT_WINDOW && need + END_MARK <= off;
             if need <= to_end && !rewind {
-                if need > free {
+                if need + END_MARK > free {
                     return Err(Error::Full);
                 }
                 return Ok(Slot {
@@ -414,19 +487,27 @@ impl<R: Region> Producer<R> {
             }
             // Not enough room before the end (or rewinding): pad to the end, publish the pad,
             // go round.
-            if to_end > free {
+            if to_end + END_MARK > free {
                 return Err(Error::Full);
             }
-            // SAFETY: `off + 8 <= capacity` (offsets are multiples of 8 below capacity), and
-            // those bytes are free (to_end <= free), so the consumer does not read them.
-            unsafe {
-                self.region
-                    .store(off, &encode(to_end - RECORD_HEADER, TAG_PAD))
-            };
-            self.tail = self.tail.wrapping_add(to_end as u64);
-            // Release: the pad record is written before the consumer can see it.
-            self.region.tail().store(self.tail, Ordering::Release);
+            self.publish(to_end, encode(to_end - RECORD_HEADER, TAG_PAD));
         }
+    }
+
+    /// Publishes the record of `size` bytes at our position, whose payload is written: the end
+    /// mark after it, then its `header`, then the new position.
+    fn publish(&mut self, size: usize, header: u64) {
+        let off = (self.tail % self.capacity as u64) as usize;
+        let next = (off + size) % self.capacity;
+        // Relaxed: the header's Release below orders it before the consumer can reach it. The
+        // callers checked that `size + END_MARK` bytes are free, so the consumer is not there.
+        self.region.word(next).store(0, Ordering::Relaxed);
+        // Release: the record's bytes and the end mark are written before the consumer, which
+        // polls this word, can see the header.
+        self.region.word(off).store(header, Ordering::Release);
+        self.tail = self.tail.wrapping_add(size as u64);
+        // Release: read by a producer that attaches later.
+        self.region.tail().store(self.tail, Ordering::Release);
     }
 
     /// Copies `msg` into the ring as one message.
@@ -469,17 +550,22 @@ impl<R: Region> Slot<'_, R> {
     /// Publishes the message, shrunk to `len` bytes if smaller than reserved.
     pub fn commit_len(self, len: usize) {
         let len = len.min(self.len);
-        let header_off = self.off - RECORD_HEADER;
-        // SAFETY: the header lies in the reserved record (see `write`).
-        unsafe {
-            self.producer
-                .region
-                .store(header_off, &encode(len, TAG_MESSAGE))
-        };
-        let p = self.producer;
-        p.tail = p.tail.wrapping_add(record_size(len) as u64);
-        // Release: the record's bytes are written before the consumer can see the new tail.
-        p.region.tail().store(p.tail, Ordering::Release);
+        let record = record_size(len);
+        // The bytes between the payload and the record's end, zeroed: every word of the record
+        // is then written whole (a header or end mark left there from an earlier lap is never
+        // half overwritten), and no byte of an earlier message shows through.
+        let tail = record - RECORD_HEADER - len;
+        if tail > 0 {
+            // SAFETY: `off + len + tail = off - 8 + record`, inside the reserved record, which
+            // lies in the data area and is free space the consumer does not read until commit.
+            unsafe {
+                self.producer
+                    .region
+                    .store(self.off + len, &[0u8; 8][..tail])
+            };
+        }
+        // The reserved record starts at the producer's position, with room for its end mark.
+        self.producer.publish(record, encode(len, TAG_MESSAGE));
     }
 
     /// Publishes the message.
@@ -522,50 +608,32 @@ impl<R: Region> Consumer<R> {
         self.head
     }
 
-    /// Whether a message (or padding) is waiting, as seen now.
+    /// Whether a message (or padding) is waiting, as seen now: whether the header word at our
+    /// position is still the end mark.
     pub fn is_empty(&self) -> bool {
-        // Acquire pairs with the producer's Release of tail.
-        self.region.tail().load(Ordering::Acquire) == self.head
+        let off = (self.head % self.capacity as u64) as usize;
+        // Acquire pairs with the producer's Release of the header.
+        self.region.word(off).load(Ordering::Acquire) == 0
     }
 
     /// The next message, in place. Dropping it releases its space.
     pub fn peek(&mut self) -> Result<Message<'_, R>, Error> {
         loop {
-            // Acquire pairs with the producer's Release: the record's bytes are visible.
-            let tail = self.region.tail().load(Ordering::Acquire);
-            let avail = tail.wrapping_sub(self.head);
-            if avail == 0 {
+            let off = (self.head % self.capacity as u64) as usize;
+            // Acquire pairs with the producer's Release of the header: the record's bytes are
+            // visible once we see it.
+            let h = self.region.word(off).load(Ordering::Acquire);
+            if h == 0 {
                 return Err(Error::Empty);
             }
-            if avail > self.capacity as u64 || !avail.is_multiple_of(8) {
-                return Err(Error::Corrupted);
-            }
-            let avail = avail as usize;
-            let off = (self.head % self.capacity as u64) as usize;
-            // The published bytes in the cache line after the header's, fetched now so that
-            // its transfer from the producer's core overlaps the header's rather than
-            // following it (a 64-byte message spans two lines).
-            #[cfg(not(loom))]
-            {
-                let next_line = (off | 63) + 1;
-                if next_line + 8 <= (off + avail).min(self.capacity) {
-                    let mut w = [0u8; 8];
-                    // SAFETY: `next_line + 8 <= capacity`, and the bytes are published
-                    // (below `off + avail`), so the producer does not write them.
-                    unsafe { self.region.load(next_line, &mut w) };
-                    core::hint::black_box(w);
-                }
-            }
-            let mut h = [0u8; RECORD_HEADER];
-            // SAFETY: `off` is a multiple of 8 below capacity, so `off + 8 <= capacity`; the
-            // bytes are published (avail >= 8), so the producer does not write them.
-            unsafe { self.region.load(off, &mut h) };
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let (len, tag) = decode(h);
             let to_end = self.capacity - off;
             match tag {
                 TAG_PAD => {
-                    if len.checked_add(RECORD_HEADER) != Some(to_end) || to_end > avail {
+                    // Padding runs to the end, and never starts at offset 0 (no record is too
+                    // long for a whole ring): so a `peek` skips at most one before it finds a
+                    // message or the end mark, whatever the memory holds.
+                    if len.checked_add(RECORD_HEADER) != Some(to_end) || off == 0 {
                         return Err(Error::Corrupted);
                     }
                     self.head = self.head.wrapping_add(to_end as u64);
@@ -578,7 +646,7 @@ impl<R: Region> Consumer<R> {
                         return Err(Error::Corrupted);
                     }
                     let record = record_size(len);
-                    if record > to_end || record > avail {
+                    if record > to_end {
                         return Err(Error::Corrupted);
                     }
                     return Ok(Message {
@@ -752,8 +820,8 @@ mod tests {
 
     #[test]
     fn an_empty_ring_starts_over_past_the_hot_window() {
-        // Small enough for miri, four hot windows long.
-        let cap = 4 * HOT_WINDOW;
+        // Sixteen hot windows long.
+        let cap = 16 * HOT_WINDOW;
         let mut heap = Heap::new(cap);
         let r = heap.region();
         assert_eq!(r.capacity(), cap);
@@ -763,29 +831,29 @@ mod tests {
         // Ping-pong: the ring is empty before every push, so no message ends past the hot
         // window plus one record.
         for i in 0..64u32 {
-            let msg = vec![i as u8; 4096];
+            let msg = vec![i as u8; 64];
             p.push(&msg).unwrap();
             let end = (p.position() % cap as u64) as usize;
             assert!(
-                end <= HOT_WINDOW + record_size(4096),
+                end <= HOT_WINDOW + record_size(64),
                 "message {i} ends at {end}"
             );
             assert_eq!(pop(&mut c).unwrap(), msg);
         }
         // Streaming (never empty) still goes round the whole ring.
         let mut furthest = 0;
-        p.push(&[0xee; 4096]).unwrap();
+        p.push(&[0xee; 64]).unwrap();
         for i in 0..24u32 {
-            p.push(&[i as u8; 4096]).unwrap();
+            p.push(&[i as u8; 64]).unwrap();
             furthest = furthest.max((p.position() % cap as u64) as usize);
-            assert_eq!(pop(&mut c).unwrap().len(), 4096);
+            assert_eq!(pop(&mut c).unwrap().len(), 64);
         }
         assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
     }
 
     #[test]
     fn a_producer_told_not_to_rewind_goes_on_past_the_hot_window() {
-        let cap = 4 * HOT_WINDOW;
+        let cap = 16 * HOT_WINDOW;
         let mut heap = Heap::new(cap);
         let r = heap.region();
         init(&r);
@@ -794,7 +862,7 @@ mod tests {
         p.set_rewind(false);
         let mut furthest = 0;
         for i in 0..24u32 {
-            let msg = vec![i as u8; 4096];
+            let msg = vec![i as u8; 64];
             p.push(&msg).unwrap();
             furthest = furthest.max((p.position() % cap as u64) as usize);
             assert_eq!(pop(&mut c).unwrap(), msg);
@@ -803,12 +871,33 @@ mod tests {
         // the room left after each message was the whole ring less that message.
         assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
         p.set_rewind(true);
-        p.push(&[1; 4096]).unwrap();
-        assert_eq!(
-            p.position() % cap as u64,
-            record_size(4096) as u64,
-            "rewound"
+        p.push(&[1; 64]).unwrap();
+        assert_eq!(p.position() % cap as u64, record_size(64) as u64, "rewound");
+    }
+
+    #[test]
+    fn a_stream_past_the_hot_window_does_not_ask_a_lagging_consumer_on_every_send() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        // Nothing is consumed: the first send past the window reads the consumer's position
+        // (it may start over only if the ring is empty) and finds it behind.
+        while (p.position() as usize) < HOT_WINDOW {
+            p.push(&[3; 64]).unwrap();
+        }
+        p.push(&[4; 64]).unwrap();
+        assert!(
+            p.position() as usize > HOT_WINDOW + 64,
+            "it did not start over"
         );
+        // From then on it does not look again while the room it saw lasts: a hostile
+        // position is met only by a message that needs more.
+        r.head().store(u64::MAX / 2, Ordering::Release);
+        p.push(&[5; 64]).unwrap();
+        let max = p.max_message();
+        assert_eq!(p.push(&vec![0; max]), Err(Error::Corrupted));
     }
 
     #[test]
@@ -821,8 +910,8 @@ mod tests {
         let mut c = Consumer::attach(r).unwrap();
         assert_eq!(pop(&mut c), Err(Error::Empty));
         for round in 0..50u8 {
-            let a = vec![round; 100];
-            let b = vec![round ^ 0xff; 61];
+            let a = vec![round; 80];
+            let b = vec![round ^ 0xff; 53];
             p.push(&a).unwrap();
             p.push(&b).unwrap();
             assert_eq!(p.push(&[0; 100]), Err(Error::Full));
@@ -830,7 +919,7 @@ mod tests {
             assert_eq!(pop(&mut c).unwrap(), b);
             assert_eq!(pop(&mut c), Err(Error::Empty));
         }
-        assert_eq!(p.push(&[0; 249]), Err(Error::TooLarge { max: 248 }));
+        assert_eq!(p.push(&[0; 241]), Err(Error::TooLarge { max: 240 }));
         p.push(&[]).unwrap();
         assert_eq!(pop(&mut c).unwrap(), Vec::<u8>::new());
     }
@@ -844,12 +933,12 @@ mod tests {
         let mut c = Consumer::attach(r).unwrap();
         p.push(&[1; 40]).unwrap();
         assert_eq!(pop(&mut c).unwrap(), vec![1; 40]);
-        // Position 48: the largest message needs the whole ring. The producer publishes a pad
-        // to the end, and must wait until the consumer has skipped it.
-        assert_eq!(p.push(&[2; 248]), Err(Error::Full));
+        // Position 48: the largest message needs the whole ring but its end mark. The producer
+        // publishes a pad to the end, and must wait until the consumer has skipped it.
+        assert_eq!(p.push(&[2; 240]), Err(Error::Full));
         assert_eq!(pop(&mut c), Err(Error::Empty));
-        p.push(&[2; 248]).unwrap();
-        assert_eq!(pop(&mut c).unwrap(), vec![2; 248]);
+        p.push(&[2; 240]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![2; 240]);
     }
 
     #[test]
@@ -860,20 +949,78 @@ mod tests {
         let mut p = Producer::attach(r).unwrap();
         let mut c = Consumer::attach(r).unwrap();
         p.push(b"hello").unwrap();
+        // The consumer never reads the shared tail on its way to a message.
         r.tail().store(1 << 40, Ordering::Release);
+        assert_eq!(pop(&mut c).unwrap(), b"hello");
+        assert_eq!(pop(&mut c), Err(Error::Empty));
+        // The test plays the hostile producer, writing the header at the consumer's position.
+        let at = (c.position() % 256) as usize;
+        r.word(at)
+            .store(encode(10_000, TAG_MESSAGE), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
-        r.tail().store(8, Ordering::Release);
-        // SAFETY: in bounds; the test plays the hostile producer.
-        unsafe { r.store(0, &encode(10_000, TAG_MESSAGE)) };
+        r.word(at).store(encode(3, 0xdead_beef), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
-        // SAFETY: as above.
-        unsafe { r.store(0, &encode(3, 0xdead_beef)) };
+        // A message that would run past the end of the ring.
+        r.word(at)
+            .store(encode(256 - at, TAG_MESSAGE), Ordering::Release);
         assert_eq!(pop(&mut c), Err(Error::Corrupted));
+        // Padding that does not run exactly to the end.
+        r.word(at).store(encode(8, TAG_PAD), Ordering::Release);
+        assert_eq!(pop(&mut c), Err(Error::Corrupted));
+        // A producer attaching over a tail this far from the consumer's position refuses.
+        assert_eq!(Producer::attach(r).err(), Some(Error::Corrupted));
         r.head().store(u64::MAX / 2, Ordering::Release);
         // The producer rereads the consumer's position only when the room it last saw is not
         // enough: a message that needs more room meets the hostile head.
         let max = p.max_message();
         assert_eq!(p.push(&vec![0; max]), Err(Error::Corrupted));
+    }
+
+    #[test]
+    fn a_new_producer_resumes_after_a_record_published_behind_the_shared_tail() {
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        p.push(b"one").unwrap();
+        let before = p.position();
+        p.push(&[2; 40]).unwrap();
+        // The producer died after publishing the second header, before storing its tail; the
+        // consumer has read both messages already.
+        r.tail().store(before, Ordering::Release);
+        assert_eq!(pop(&mut c).unwrap(), b"one");
+        assert_eq!(pop(&mut c).unwrap(), vec![2; 40]);
+        let mut p = Producer::attach(r).unwrap();
+        assert_eq!(p.position(), c.position());
+        p.push(b"three").unwrap();
+        assert_eq!(pop(&mut c).unwrap(), b"three");
+        assert_eq!(pop(&mut c), Err(Error::Empty));
+    }
+
+    #[test]
+    fn a_header_left_from_an_earlier_lap_is_never_read_as_a_new_message() {
+        // Lengths that shift the record boundaries on every lap, so the word the consumer
+        // polls has often held a header (or payload bytes shaped like one) on an earlier lap.
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        let rounds = if cfg!(miri) { 100 } else { 2000 };
+        for i in 0..rounds {
+            let len = (i * 13) % 120;
+            // A payload made of valid-looking headers for every length.
+            let mut msg = vec![0u8; len];
+            for (k, chunk) in msg.chunks_mut(8).enumerate() {
+                let h = encode(k * 8, TAG_MESSAGE).to_ne_bytes();
+                chunk.copy_from_slice(&h[..chunk.len()]);
+            }
+            p.push(&msg).unwrap();
+            assert_eq!(pop(&mut c).unwrap(), msg, "message {i}");
+            assert_eq!(pop(&mut c), Err(Error::Empty), "after message {i}");
+            assert!(c.is_empty());
+        }
     }
 
     #[test]
@@ -884,6 +1031,7 @@ mod tests {
         assert_eq!(record_size(0), 8);
         assert_eq!(record_size(9), 24);
         assert_eq!(max_message(0), 0);
+        assert_eq!(max_message(64), 48);
         assert_eq!(bytes_needed(usize::MAX), usize::MAX);
     }
 
@@ -896,7 +1044,7 @@ mod tests {
         let (step, len_step) = if cfg!(miri) { (24, 31) } else { (8, 1) };
         for used in (0..=256u64).step_by(step) {
             for tail_off in (0..256u64).step_by(step) {
-                for len in (0..=248usize).step_by(len_step) {
+                for len in (0..=240usize).step_by(len_step) {
                     let mut heap = Heap::new(256);
                     let r = heap.region();
                     let tail = 256 + tail_off;
@@ -929,11 +1077,11 @@ mod tests {
         // The consumer claims to have read past what was ever written.
         r.head().store(p.position() + 64, Ordering::Release);
         assert_eq!(p.would_block(100), Err(Error::Corrupted));
-        assert_eq!(p.would_block(1000), Err(Error::TooLarge { max: 248 }));
+        assert_eq!(p.would_block(1000), Err(Error::TooLarge { max: 240 }));
         // Within the room the last head it read left, the producer does not look again: a
         // message that needs more does, and meets the hostile head.
         assert!(p.reserve(100).is_ok());
-        assert_eq!(p.reserve(248).err(), Some(Error::Corrupted));
+        assert_eq!(p.reserve(240).err(), Some(Error::Corrupted));
     }
 
     #[test]
@@ -947,7 +1095,8 @@ mod tests {
         p.push(&[2; 64]).unwrap(); // tail 144
         assert_eq!(pop(&mut c).unwrap(), vec![1; 64]); // head 72
         // 200 bytes need a 208-byte record: not before the end (112 left), so the producer
-        // pads to the end (free 184 >= 112) and is then Full (72 free at the start).
+        // pads to the end (free 184 >= 112 + the end mark) and is then Full (72 free at the
+        // start).
         assert_eq!(p.reserve(200).err(), Some(Error::Full));
         assert_eq!(p.position(), 256, "the padding was published");
         assert_eq!(p.would_block(200), Ok(true));

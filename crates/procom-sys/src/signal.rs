@@ -130,6 +130,51 @@ pub fn queue(pid: i32, sig: i32, value: i32) -> io::Result<()> {
     cvt(unsafe { libc::sigqueue(pid, sig, val) }).map(drop)
 }
 
+/// Waits up to `timeout` for one of `signals` (which must be blocked in this thread, see
+/// [`block`]) and takes it without running a handler: its record, or `None` on timeout.
+///
+/// # References
+/// - [`sigtimedwait(2)`](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html)
+#[doc(alias = "sigtimedwait")]
+pub fn timed_wait(signals: &[i32], timeout: std::time::Duration) -> io::Result<Option<Record>> {
+    let set = sigset(signals)?;
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    loop {
+        // SAFETY: `set` and `ts` are initialised; `info` is writable and receives the siginfo.
+        let sig = unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) };
+        if sig >= 0 {
+            // SAFETY: sigtimedwait succeeded, so it filled `info` in (it was zeroed before).
+            let i = unsafe { info.assume_init() };
+            // SAFETY: the kernel's siginfo for a queued signal carries these fields; for the
+            // codes that carry no sender they read as zero.
+            let (pid, uid, value) = unsafe {
+                (
+                    i.si_pid(),
+                    i.si_uid(),
+                    i.si_value().sival_ptr as isize as i32,
+                )
+            };
+            return Ok(Some(Record {
+                signo: sig,
+                pid,
+                uid,
+                value,
+                code: i.si_code,
+            }));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EINTR) => {}
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Sends `sig` to the process a pidfd refers to: no race with pid reuse.
 ///
 /// # References

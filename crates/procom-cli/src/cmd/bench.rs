@@ -319,10 +319,10 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     table(&report.results, &limits)?;
     async_ratios(&report.results)?;
     super::outln!(
-        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm spin with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, copy out); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
+        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, or sleep on it with futex wait and wake, copy out); sem with sem_post/sem_wait on two POSIX semaphores; signal with sigqueue/sigtimedwait (the signal blocked, no handler); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
     )?;
     super::outln!(
-        "udp msgs/s: not measured (a sender outrunning its receiver loses datagrams: that measures loss, not speed)."
+        "udp msgs/s, MB/s: datagrams delivered while the sender streams as fast as it can; lost: the share of those sent that never arrived (a receiver that falls behind loses them)."
     )?;
     for (mech, why, sizes) in &skipped {
         super::outln!("not measured: {mech} at {}: {why}", sizes.join(", "))?;
@@ -339,7 +339,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
 
 fn table(rows: &[Measurement], limits: &Limits) -> anyhow::Result<()> {
     super::outln!(
-        "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8}",
+        "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>10} {:>8} {:>6}",
         "mech",
         "mode",
         "size",
@@ -350,35 +350,29 @@ fn table(rows: &[Measurement], limits: &Limits) -> anyhow::Result<()> {
         "MB/s",
         "p50/line",
         "raw p50",
-        "vs raw"
+        "vs raw",
+        "lost"
     )?;
     for r in rows {
         let (raw, vs) = match r.baseline_p50_ns {
             Some(b) => (ns(b), format!("{:+.0}%", (r.p50_ns / b - 1.0) * 100.0)),
             None => ("-".to_string(), "-".to_string()),
         };
-        let measured = r.msgs_per_s > 0.0;
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         super::outln!(
-            "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>8.1}x {:>10} {:>8}",
+            "{:<12} {:<5} {:>7} {:>10} {:>10} {:>10} {:>12} {:>10} {:>8.1}x {:>10} {:>8} {:>6}",
             r.mechanism,
             r.mode,
             size(r.size),
             ns(r.p50_ns),
             ns(r.p99_ns),
             ns(r.p999_ns),
-            if measured {
-                format!("{:.0}", r.msgs_per_s)
-            } else {
-                "-".into()
-            },
-            if measured {
-                format!("{:.1}", r.mb_per_s)
-            } else {
-                "-".into()
-            },
+            or_dash(r.msgs_per_s.map(|v| format!("{v:.0}"))),
+            or_dash(r.mb_per_s.map(|v| format!("{v:.1}"))),
             r.p50_ns / limits.cacheline_one_way_ns,
             raw,
-            vs
+            vs,
+            or_dash(r.loss.map(|l| format!("{:.1}%", l * 100.0)))
         )?;
     }
     Ok(())
@@ -404,10 +398,9 @@ fn async_ratios(rows: &[Measurement]) -> anyhow::Result<()> {
         .collect();
     pairs.sort_by(|x, y| (&x.0.mechanism, x.0.size).cmp(&(&y.0.mechanism, y.0.size)));
     for (a, b) in pairs {
-        let tput = if a.msgs_per_s > 0.0 && b.msgs_per_s > 0.0 {
-            format!("{:.2}", a.msgs_per_s / b.msgs_per_s)
-        } else {
-            "-".into()
+        let tput = match (a.msgs_per_s, b.msgs_per_s) {
+            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => format!("{:.2}", x / y),
+            _ => "-".into(),
         };
         super::outln!(
             "{:<12} {:>7}  p50 {:>10} vs {:>10} = {:.2}   msgs/s ratio {}",
@@ -440,6 +433,9 @@ fn compare(report: &Report) -> anyhow::Result<()> {
         else {
             continue;
         };
+        let (Some(ours), Some(theirs)) = (r.msgs_per_s, p.msgs_per_s) else {
+            continue;
+        };
         super::outln!(
             "  {mech} {mode} vs {} {} at {}: p50 {} vs {} ({:.2}x), msgs/s {:.0} vs {:.0} ({:.2}x)",
             p.mechanism,
@@ -448,9 +444,9 @@ fn compare(report: &Report) -> anyhow::Result<()> {
             ns(r.p50_ns),
             ns(p.p50_ns),
             r.p50_ns / p.p50_ns,
-            r.msgs_per_s,
-            p.msgs_per_s,
-            r.msgs_per_s / p.msgs_per_s
+            ours,
+            theirs,
+            ours / theirs
         )?;
     }
     Ok(())
@@ -528,7 +524,7 @@ fn svg(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
     let max_tp = report
         .results
         .iter()
-        .map(|r| r.mb_per_s)
+        .filter_map(|r| r.mb_per_s)
         .fold(1.0, f64::max)
         * 2.0;
     let mut lat = ChartBuilder::on(&left)
@@ -558,8 +554,7 @@ fn svg(report: &Report, path: &std::path::Path) -> anyhow::Result<()> {
             });
         let tp_points: Vec<(f64, f64)> = points
             .iter()
-            .filter(|r| r.mb_per_s > 0.0)
-            .map(|r| (r.size as f64, r.mb_per_s))
+            .filter_map(|r| r.mb_per_s.map(|v| (r.size as f64, v)))
             .collect();
         tp.draw_series(LineSeries::new(tp_points, color.stroke_width(2)))?;
     }

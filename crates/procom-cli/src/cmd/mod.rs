@@ -80,6 +80,11 @@ pub(crate) fn write_stdout(parts: &[&[u8]]) -> anyhow::Result<()> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // The benchmark's raw signal loop takes its signal with sigtimedwait in this thread: blocked
+    // before any other thread starts, so none of them is picked to receive it.
+    let _raw_signal = matches!(cli.command, Command::Bench(_) | Command::BenchPeer { .. })
+        .then(procom_bench::block_raw_signal)
+        .transpose()?;
     // `signal wait` catches signals itself (INT and TERM included), so it keeps them.
     if !matches!(cli.command, Command::Signal(_)) {
         crate::interrupt::install(&[])?;

@@ -41,6 +41,9 @@ unsafe impl procom_ring::Region for MappedRing {
     fn tail(&self) -> &AtomicU64 {
         self.raw.tail()
     }
+    fn word(&self, off: usize) -> &AtomicU64 {
+        self.raw.word(off)
+    }
     fn capacity(&self) -> usize {
         self.raw.capacity()
     }

@@ -1,7 +1,7 @@
 //! The shared-memory channel (`shm:/NAME`): the ring of `procom-ring` in a POSIX segment, with
 //! futex wake-ups and pidfd peer-death detection around it.
 //!
-//! # Segment layout (version 1)
+//! # Segment layout (version 2)
 //!
 //! ```text
 //!   0  magic "PROCOMCH"        8  version u32 (written last, Release: the header is complete)
@@ -11,6 +11,10 @@
 //!  48  receiver waiting u32   52  sender waiting u32    56  state u32 (1: receiver closed, 2: sender closed)
 //! 128  the ring: head u64 @0, tail u64 @64, data @128 (capacity bytes, a power of two)
 //! ```
+//!
+//! Version 2 is the ring whose consumer polls the next record's header and whose producer
+//! writes an end mark after each record (see `procom-ring`); a version 1 peer polled the
+//! shared tail, so the two refuse each other's segments (`Corrupted`, naming the version).
 //!
 //! The receiver creates and owns the segment (mode 0600, exclusive) and removes its name on
 //! drop. It holds an exclusive `flock` on the segment (the owner lock) from before its header is
@@ -71,7 +75,7 @@ pub(crate) use receiver::{Probe, ShmReceiver, probe, release, remove_stale};
 pub(crate) use sender::ShmSender;
 
 const MAGIC: [u8; 8] = *b"PROCOMCH";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const OFF_VERSION: usize = 8;
 const OFF_FLAGS: usize = 12;
 const OFF_LAYOUT: usize = 16;

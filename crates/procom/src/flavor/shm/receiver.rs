@@ -9,9 +9,9 @@ use procom_sys::mapping::MappedRing;
 
 use super::{
     DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
-    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, STATE_RECEIVER_CLOSED,
-    STATE_SENDER_CLOSED, Sleep, VERSION, Watched, corrupted, load_sender, load_state, me, ring,
-    ring_error, spin_burst, validate, wake, wake_sender, word,
+    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, SPIN_BURST,
+    STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, VERSION, Watched, corrupted, load_sender,
+    load_state, me, ring, ring_error, spin_burst, validate, wake, wake_sender, word,
 };
 use crate::access::Access;
 use crate::error::{Error, ErrorKind};
@@ -203,12 +203,12 @@ impl ShmReceiver {
                 "the channel was found corrupted earlier and is no longer read",
             ));
         }
-        // When spinning started, and until when it may go on.
+        // When spinning started, and until when it may go on: read from the clock once the
+        // first burst of polls found nothing, so a message that is on its way when the call
+        // starts is taken without waiting for a clock read.
         // A spin too long to represent spins until the deadline, if any (never overflows).
-        let spin = (!self.spin.is_zero()).then(|| {
-            let t = Instant::now();
-            (t, t.checked_add(self.spin))
-        });
+        let mut spin: Option<(Instant, Option<Instant>)> = None;
+        let mut polled = false;
         loop {
             if self.map.faulted() {
                 self.broken = true;
@@ -238,7 +238,19 @@ impl ShmReceiver {
             if self.consumer.position() != before {
                 wake_sender(&self.map);
             }
+            if !polled && !is_try && !self.spin.is_zero() {
+                polled = true;
+                for _ in 0..SPIN_BURST {
+                    if !self.consumer.is_empty() {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
             let now = Instant::now();
+            let spin = (!self.spin.is_zero())
+                .then(|| *spin.get_or_insert_with(|| (now, now.checked_add(self.spin))));
             // Since when we have been spinning, while the spin lasts.
             let spinning_since =
                 spin.and_then(|(start, until)| until.is_none_or(|u| now < u).then_some(start));
