@@ -542,7 +542,12 @@ fn shm_scribble(args: &[String]) -> Outcome {
     let capacity = check!(file.metadata()).len() - 2 * RING;
     match how.as_str() {
         "magic" => check!(file.write_all_at(b"GARBAGE!", 0)),
-        "tail" => check!(file.write_all_at(&(tail + (1 << 40)).to_le_bytes(), RING + 64)),
+        "length" => {
+            // A message header at the receiver's position (the word it polls) announcing more
+            // bytes than the ring holds.
+            let header = (u64::from(u32::from_le_bytes(*b"MSG1")) << 32) | 0xffff_ff00;
+            check!(file.write_all_at(&header.to_le_bytes(), 2 * RING + tail % capacity));
+        }
         "record" => {
             // A record with an unknown tag, published as if the sender had written it.
             let mut rec = 8u32.to_le_bytes().to_vec();
@@ -567,7 +572,7 @@ fn ring_receiver_reports_scribbles_and_serves_again() -> Outcome {
     let start = garbage_start();
     let name = format!("/{}", unique_name("procom-garbage"));
     let ep = format!("shm:{name}?capacity=4096");
-    let hows = ["magic", "tail", "record", "random"];
+    let hows = ["magic", "length", "record", "random"];
     let mut rx = Proc::spawn(
         "receiver",
         &mut role("garbage::shm_receiver", &[&ep, &hows.len().to_string()]),
