@@ -26,9 +26,9 @@ pub enum Command {
     /// per message, its bytes escaped or in base64) to print any message losslessly, and
     /// --framed on both sides to carry any bytes.
     ///
-    /// recv creates a shm: channel or a unixgram: or unixpacket: socket file (and removes it
-    /// when it ends): --mode and --group say who else may send to it (a sender needs write
-    /// permission).
+    /// recv creates a shm: channel or a unixgram: socket file (and removes it when it ends):
+    /// --mode and --group say who else may send to it (a sender needs write permission). On
+    /// unix: and unixpacket: it connects to a server (procom listen).
     Recv(RecvArgs),
     /// Serve clients on a tcp:, unix: or unixpacket: endpoint, printing what each sends (like
     /// nc -l).

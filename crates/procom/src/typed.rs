@@ -205,16 +205,22 @@ pub type Ends<A, B> = (End<A, B>, End<B, A>);
 /// ([`channel::Sender::into_fd`]) to a child, or use the ends in two threads. The pair is a
 /// Unix sequenced-packet pair (`unixpacket:`, see [`crate::socket`]) when the kernel lets one
 /// packet hold a whole message of `opts.max_message` bytes (1 MiB, say, but not the default
-/// 64 MiB: a packet holds at most twice `net.core.wmem_max` and 4 MiB), and a Unix stream
-/// pair otherwise; [`channel::Receiver::endpoint`] says which (`unixpacket:@socketpair` or
-/// `unix:@socketpair`).
+/// 64 MiB: a packet holds at most twice `net.core.wmem_max` and 4 MiB) and neither type is
+/// zero-sized, and a Unix stream pair otherwise; [`channel::Receiver::endpoint`] says which
+/// (`unixpacket:@socketpair` or `unix:@socketpair`). (A value that encodes to no bytes
+/// cannot travel as a sequenced packet: over a `unixpacket:` endpoint it is refused with
+/// [`ErrorKind::InvalidInput`]; a type that is not zero-sized yet may encode to nothing,
+/// such as a struct whose fields are all skipped, should not be sent over one.)
 #[doc(alias = "socketpair")]
 pub fn pair<A, B>(opts: &Options) -> Result<Ends<A, B>, Error>
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
 {
-    let ((tx_a, rx_a), (tx_b, rx_b)) = if packets_fit(opts.max_message) {
+    // A zero-sized type (`()`, a unit struct) encodes to no bytes, which no sequenced packet
+    // can carry (its receiver would take it for the peer leaving).
+    let empty = std::mem::size_of::<A>() == 0 || std::mem::size_of::<B>() == 0;
+    let ((tx_a, rx_a), (tx_b, rx_b)) = if !empty && packets_fit(opts.max_message) {
         crate::socket::packet_pair(opts)?
     } else {
         crate::socket::pair(opts)?
@@ -322,6 +328,23 @@ mod tests {
             tx2.send(7).unwrap();
             assert_eq!(rx.recv().unwrap(), 7);
         }
+    }
+
+    /// A type whose values encode to no bytes (`()`, a unit struct) travels over the pair
+    /// whatever the options: a sequenced packet cannot carry an empty message.
+    #[test]
+    fn pair_carries_values_that_encode_to_nothing() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Tick;
+        let opts = Options::default().max_message(64 << 10);
+        let ((mut tx, mut rx), (mut tx2, mut rx2)) = pair::<(), Tick>(&opts).unwrap();
+        tx.send(()).unwrap();
+        rx2.recv().unwrap();
+        tx2.send(Tick).unwrap();
+        assert_eq!(rx.recv().unwrap(), Tick);
+        // A type with bytes to send still gets packets.
+        let ((_, rx), _) = pair::<u8, u8>(&opts).unwrap();
+        assert!(rx.inner.endpoint().starts_with("unixpacket:"));
     }
 
     /// The typed receiver has the deadline form every blocking call has.

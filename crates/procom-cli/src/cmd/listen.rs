@@ -130,7 +130,16 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
         };
         served += 1;
         let echo = args.echo;
-        handles.push(std::thread::spawn(move || serve(conn, echo, idle)));
+        let who = conn.receiver.endpoint().to_string();
+        // No thread to be had (a thread or task limit, or no memory for its stack): this
+        // client is turned away (its connection closes with the dropped closure), the others
+        // go on.
+        match std::thread::Builder::new().spawn(move || serve(conn, echo, idle)) {
+            Ok(h) => handles.push(h),
+            Err(e) => interrupt::warn(format_args!(
+                "{who}: could not start a thread to serve it ({e}); connection closed"
+            )),
+        }
         handles.retain(|h| !h.is_finished());
     }
     for h in handles {

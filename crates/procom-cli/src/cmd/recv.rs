@@ -20,18 +20,15 @@ pub fn run(args: RecvArgs) -> anyhow::Result<()> {
             Endpoint::Shm { .. }
             | Endpoint::UnixGram {
                 addr: UnixAddr::Path(_),
-            }
-            | Endpoint::UnixPacket {
-                addr: UnixAddr::Path(_),
             } => {}
-            Endpoint::UnixGram { .. } | Endpoint::UnixPacket { .. } => {
+            Endpoint::UnixGram { .. } => {
                 return Err(super::usage!(
                     "{ep}: --mode and --group apply to a socket file, and an abstract socket has none"
                 ));
             }
             _ => {
                 return Err(super::usage!(
-                    "{ep}: --mode and --group apply to what recv creates, a shm: channel or a unixgram: or unixpacket: socket file (create queues and FIFOs with procom mq|msg|fifo create --mode)"
+                    "{ep}: --mode and --group apply to what recv creates, a shm: channel or a unixgram: socket file (create queues and FIFOs with procom mq|msg|fifo create --mode; recv connects to a unix: or unixpacket: server, whose socket file procom listen --mode makes)"
                 ));
             }
         }

@@ -808,10 +808,18 @@ fn serve(
                 n.fetch_add(1, Ordering::Relaxed);
             }
             let (relay, sink) = (&*relay, sink.as_ref());
-            s.spawn(move || match sink {
+            let who = client_name(&conn.peer);
+            // No thread to be had: this client is turned away (its connection closes with
+            // the dropped closure), the others go on.
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || match sink {
                 Some(sink) => client_into(conn, sink, a, relay),
                 None => client_both(conn, a, opts, relay),
             });
+            if let Err(e) = spawned {
+                interrupt::warn(format_args!(
+                    "{who}: could not start a thread to relay it ({e}); connection closed"
+                ));
+            }
         }
         Ok(())
     });
@@ -854,11 +862,21 @@ fn client_both(conn: Connection, a: &Endpoint, opts: &Options, relay: &Relay) {
         }
     };
     let link = Link::new(relay, fds);
-    let (to_client, to_a) = std::thread::scope(|s| {
-        let to_client = s.spawn(|| carry(&mut a_rx, &mut c_tx, &relay.flows[0], &link));
+    let both = std::thread::scope(|s| {
+        let to_client = std::thread::Builder::new()
+            .spawn_scoped(s, || carry(&mut a_rx, &mut c_tx, &relay.flows[0], &link))?;
         let to_a = carry(&mut c_rx, &mut a_tx, &relay.flows[1], &link);
-        (to_client.join().unwrap_or(End::Stopped), to_a)
+        Ok::<_, std::io::Error>((to_client.join().unwrap_or(End::Stopped), to_a))
     });
+    let (to_client, to_a) = match both {
+        Ok(ends) => ends,
+        Err(e) => {
+            interrupt::warn(format_args!(
+                "{who}: could not start a thread to relay it ({e}); connection closed"
+            ));
+            return;
+        }
+    };
     // The client leaving needs no word; anything else ending its connection does.
     let to_client = match to_client {
         End::DestGone => None,

@@ -1,4 +1,5 @@
-//! `procom listen` under many clients: one memory budget for all partly received messages.
+//! `procom listen` under many clients: one memory budget for all partly received messages, and
+//! a client it cannot start a thread for turned away (`relay --listen` too), never a panic.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -19,7 +20,9 @@ pub fn trials() -> Vec<Trial> {
             memory_budget_bounds_many_slow_senders,
             another_user_connects_with_mode_and_allow_uid [needs::root()],
             idle_0_never_closes_and_idle_is_said_in_one_format,
-            errors_name_the_peer_once;
+            errors_name_the_peer_once,
+            a_client_without_a_thread_is_turned_away,
+            relay_turns_away_a_client_without_a_thread;
     ]
 }
 
@@ -254,4 +257,107 @@ fn errors_name_the_peer_once() -> Outcome {
         "the peer is not named exactly once: {line:?}"
     );
     Ok(())
+}
+
+/// The listener's address space in use, in bytes.
+fn address_space(pid: u32) -> Result<u64, String> {
+    let status = check!(std::fs::read_to_string(format!("/proc/{pid}/status")));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmSize")?;
+    Ok(kib * 1024)
+}
+
+/// Sets the listener's RLIMIT_AS (`None`: no limit).
+fn limit_address_space(pid: u32, bytes: Option<u64>) -> Outcome {
+    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
+    let limit = rustix::process::Rlimit {
+        current: bytes,
+        maximum: None,
+    };
+    check!(rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::As,
+        limit
+    ));
+    Ok(())
+}
+
+/// Makes the server's address space too full for another thread's stack, connects a client
+/// (which must be closed, unserved), gives the room back, and connects one that says `served`.
+fn starve_one_client(server: &Proc, path: &std::path::Path) -> Outcome {
+    limit_address_space(
+        server.pid(),
+        Some(address_space(server.pid())? + (256 << 10)),
+    )?;
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    let mut first = check!(UnixStream::connect(path));
+    // Closed before or after its line arrives: the write may find it closed already.
+    match first.write_all(b"unserved\n") {
+        Err(e) if matches!(e.kind(), BrokenPipe | ConnectionReset) => {}
+        r => {
+            check!(r);
+            let mut end = [0u8; 16];
+            let n = std::io::Read::read(&mut first, &mut end);
+            ensure!(
+                matches!(n, Ok(0)) || n.as_ref().is_err_and(|e| e.kind() == ConnectionReset),
+                "the client without a thread was not closed: {n:?}"
+            );
+        }
+    }
+    limit_address_space(server.pid(), None)?;
+    let mut second = check!(UnixStream::connect(path));
+    check!(second.write_all(b"served\n"));
+    Ok(())
+}
+
+/// It said why a client was turned away, and never panicked.
+fn turned_away(stderr: &str) -> Outcome {
+    ensure!(
+        stderr.contains("could not start a thread") && !stderr.contains("panicked"),
+        "what the server said: {stderr}"
+    );
+    Ok(())
+}
+
+/// A client the listener cannot start a thread for (its address space is full, as a
+/// thread or task limit would also do) is turned away in one sentence, and the listener goes
+/// on serving the next one: it never panics.
+fn a_client_without_a_thread_is_turned_away() -> Outcome {
+    let scratch = Scratch::new("cli-listen")?;
+    let path = scratch.join("threads.sock");
+    let ep = format!("unix:{}", path.display());
+    let server = Proc::spawn("listen", &mut procom(&["listen", &ep, "--count", "2"]))?;
+    unix_listening(server.pid(), &path)?;
+    starve_one_client(&server, &path)?;
+    let fin = server.success(STEP)?;
+    ensure!(
+        fin.stdout == ["served"],
+        "the listener printed {:?}",
+        fin.stdout
+    );
+    turned_away(&fin.stderr)?;
+    scratch.finish()
+}
+
+/// The same for `relay --listen`: the client is turned away, the next one relayed.
+fn relay_turns_away_a_client_without_a_thread() -> Outcome {
+    let scratch = Scratch::new("cli-listen")?;
+    let path = scratch.join("relay.sock");
+    let ep = format!("unix:{}", path.display());
+    let mut relay = Proc::spawn("relay", &mut procom(&["relay", "--listen", "-", &ep]))?;
+    unix_listening(relay.pid(), &path)?;
+    starve_one_client(&relay, &path)?;
+    relay.expect_line("served")?;
+    let pid = rustix::process::Pid::from_raw(relay.pid() as i32).ok_or("pid 0")?;
+    check!(rustix::process::kill_process(
+        pid,
+        rustix::process::Signal::INT
+    ));
+    let fin = relay.finish(STEP)?;
+    ensure!(fin.code() == Some(1), "relay ended with {:?}", fin.status);
+    turned_away(&fin.stderr)?;
+    scratch.finish()
 }

@@ -19,7 +19,8 @@ pub fn trials() -> Vec<Trial> {
             listen_and_connect_carry_one_packet_per_line,
             socat_is_a_client_of_listen_unixpacket [needs::tool("socat")],
             relay_serves_stream_clients_through_a_packet_server,
-            ls_names_packet_sockets_and_rm_stale_removes_a_dead_ones_file;
+            ls_names_packet_sockets_and_rm_stale_removes_a_dead_ones_file,
+            recv_connects_so_mode_and_group_are_usage_errors;
     ]
 }
 
@@ -135,5 +136,33 @@ fn relay_serves_stream_clients_through_a_packet_server() -> Outcome {
     stop(relay)?;
     stop(server)?;
     result?;
+    scratch.finish()
+}
+
+/// `recv unixpacket:PATH` connects to a server: it creates no socket file, so --mode and
+/// --group, which would say who may use it, are usage errors rather than ignored.
+fn recv_connects_so_mode_and_group_are_usage_errors() -> Outcome {
+    let scratch = Scratch::new("cli-pkt")?;
+    let path = scratch.join("served.sock");
+    let server = listen_packet(&path, &["--count", "1"])?;
+    let ep = format!("unixpacket:{}", path.display());
+    for share in [["--mode", "660"], ["--group", "0"]] {
+        let fin = crate::common::run(&["recv", &ep, share[0], share[1], "--timeout", "1"])?;
+        ensure!(
+            fin.code() == Some(2) && fin.stderr.contains(share[0]),
+            "recv {ep} {} {}: {fin:?}",
+            share[0],
+            share[1]
+        );
+    }
+    // The server is still waiting for its one client: nobody connected.
+    let c = run_with_input(procom(&["connect", &ep]), "connect", b"done\n")?;
+    ensure!(c.status.success(), "the client got {c:?}");
+    let fin = server.success(STEP)?;
+    ensure!(
+        fin.stdout == ["done"],
+        "the server printed {:?}",
+        fin.stdout
+    );
     scratch.finish()
 }

@@ -142,6 +142,9 @@ fn commands() -> Vec<Row> {
         ("listen unix:", listen_unix),
         ("listen tcp:", listen_tcp),
         ("connect unix:", connect_unix),
+        ("recv unixpacket:", recv_unixpacket),
+        ("listen unixpacket:", listen_unixpacket),
+        ("connect unixpacket:", connect_unixpacket),
         ("relay mq: -", relay_mq),
         ("relay --listen", relay_listen),
         ("send fifo: (no reader)", send_fifo),
@@ -297,6 +300,74 @@ fn connect_unix(dir: &Path) -> Result<Run, String> {
     r.feed = Some(stream_feed(move |_| {
         let (conn, _) = check!(s.accept());
         Ok(Box::new(conn))
+    }));
+    r.ready = Box::new(move |pid| {
+        procom_testkit::wait_for_socket(pid, "a connected Unix socket", |s| match s {
+            procom_testkit::Socket::Unix {
+                path: None,
+                listening: false,
+            } => Some(()),
+            _ => None,
+        })
+    });
+    r._held.push(Box::new(server));
+    r._held.push(Box::new(Removed(path)));
+    Ok(r)
+}
+
+/// A sequenced-packet socket, written packet by packet (one `write` is one packet).
+fn packet_socket() -> Result<std::os::fd::OwnedFd, String> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    Ok(check!(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None
+    )))
+}
+
+/// A client of the sequenced-packet server at `path`.
+fn packet_client(path: &Path) -> Result<Box<dyn Write>, String> {
+    let fd = packet_socket()?;
+    let addr = check!(rustix::net::SocketAddrUnix::new(path));
+    check!(rustix::net::connect(&fd, &addr));
+    Ok(Box::new(std::os::unix::net::UnixStream::from(fd)))
+}
+
+fn listen_unixpacket(dir: &Path) -> Result<Run, String> {
+    let path = dir.join("packet");
+    let mut r = run(&["listen", &format!("unixpacket:{}", path.display())]);
+    let p = path.clone();
+    r.ready = Box::new(move |pid| unix_listening(pid, &p));
+    let p = path.clone();
+    r.feed = Some(stream_feed(move |_| packet_client(&p)));
+    r.made.push(Made::Path(path));
+    Ok(r)
+}
+
+fn connect_unixpacket(dir: &Path) -> Result<Run, String> {
+    packet_server_client("connect", dir)
+}
+
+fn recv_unixpacket(dir: &Path) -> Result<Run, String> {
+    packet_server_client("recv", dir)
+}
+
+/// `procom COMMAND unixpacket:PATH`, a client of a sequenced-packet server this test holds.
+fn packet_server_client(command: &str, dir: &Path) -> Result<Run, String> {
+    let path = dir.join("packet-server");
+    let server = packet_socket()?;
+    check!(rustix::net::bind(
+        &server,
+        &check!(rustix::net::SocketAddrUnix::new(&path))
+    ));
+    check!(rustix::net::listen(&server, 8));
+    let mut r = run(&[command, &format!("unixpacket:{}", path.display())]);
+    let server = std::rc::Rc::new(server);
+    let s = server.clone();
+    r.feed = Some(stream_feed(move |_| {
+        let conn = check!(rustix::net::accept(&*s));
+        Ok(Box::new(std::os::unix::net::UnixStream::from(conn)))
     }));
     r.ready = Box::new(move |pid| {
         procom_testkit::wait_for_socket(pid, "a connected Unix socket", |s| match s {

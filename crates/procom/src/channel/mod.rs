@@ -22,7 +22,7 @@ use crate::kind::kind_of;
 /// | `framing` | byte streams (`-`, `fifo:`, `unix:`, `tcp:`, descriptors); `udp:` and `unixgram:` (see [`Framing`]) |
 /// | `max_message` | every endpoint, on both sides |
 /// | `open_timeout` | `fifo:` senders (waiting for a reader), `tcp:`/`unix:`/`unixpacket:` connects, and binding senders waiting for their client |
-/// | `budget` | byte-stream receivers (a server's connections); a `unixpacket:` receiver with one keeps no buffer over 128 KiB between messages |
+/// | `budget` | byte-stream receivers (a server's connections); a `unixpacket:` receiver with one makes room only for the messages that arrive (learning each one's length first) and keeps none over 128 KiB between messages |
 /// | `mode`, `group` | what a `bind` creates: a `fifo:`, `mq:`, `msg:` or `shm:` object, a `unix:`/`unixgram:`/`unixpacket:` socket file (and a [`Listener`](crate::socket::Listener)'s) |
 ///
 /// What concerns one mechanism alone is a parameter of its endpoint instead: a POSIX queue

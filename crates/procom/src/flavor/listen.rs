@@ -30,7 +30,8 @@ pub(crate) fn accept_stream(
 }
 
 /// A sequenced-packet receiver over an accepted connection: nothing is ever partly
-/// received, so there is nothing to charge; with a budget it keeps no large buffer.
+/// received, so there is nothing to charge; with a budget it makes room only for what arrives
+/// and keeps no large buffer.
 pub(crate) fn accept_packet(
     fd: OwnedFd,
     framing: Framing,

@@ -194,7 +194,8 @@ pub(crate) struct PacketReceiver {
     /// Lines framing: one final `\n` of a packet is dropped.
     lines: bool,
     /// Room for the largest message the receiver accepts, allocated on the first receive and
-    /// kept (the kernel writes only what arrives, so untouched pages cost nothing).
+    /// kept (the kernel writes only what arrives, so untouched pages cost no memory, only
+    /// address space); with `shrink`, room for the largest message received so far.
     buf: Vec<u8>,
     /// Give the buffer back after a message over [`KEPT`] (a server's connections, which
     /// share a memory budget: many idle clients must not each pin their largest message).
@@ -217,7 +218,8 @@ impl PacketReceiver {
         }
     }
 
-    /// Gives the buffer back after every message over 128 KiB (for receivers that share a
+    /// Keeps room only for the messages that arrive (learning each one's length first), and
+    /// gives it back after every message over 128 KiB (for receivers that share a
     /// [`Budget`](crate::Budget)).
     pub(crate) fn shrinking(mut self, shrink: bool) -> PacketReceiver {
         self.shrink = shrink;
@@ -239,7 +241,12 @@ impl PacketReceiver {
         // A line may come with its newline.
         let limit = self.max.saturating_add(usize::from(self.lines));
         let room = limit.min(PACKET_CEILING.saturating_mul(2));
-        if self.buf.len() != room {
+        // A receiver with a budget (one of a server's many connections) learns each packet's
+        // length first and keeps room only for what arrives: room for the limit, reserved by
+        // every connection, would exhaust the address space (or, under strict overcommit,
+        // the memory) with clients that each send one byte. Others keep room for the limit
+        // and take a message in one system call.
+        if !self.shrink && self.buf.len() != room {
             self.buf = vec![0; room];
         }
         let mut flags = RecvFlags::TRUNC;
@@ -247,7 +254,22 @@ impl PacketReceiver {
             flags |= RecvFlags::DONTWAIT;
         }
         loop {
-            match rustix::net::recv(&self.fd, &mut self.buf[..], flags) {
+            let got = if self.shrink {
+                match rustix::net::recv(&self.fd, &mut [0u8; 0][..], flags | RecvFlags::PEEK) {
+                    Ok((_, n)) => {
+                        // Room for it unless it is refused anyway (then it is only discarded).
+                        let want = if n > limit { 0 } else { n.min(room) };
+                        if self.buf.len() < want {
+                            self.buf = vec![0; want];
+                        }
+                        rustix::net::recv(&self.fd, &mut self.buf[..], flags)
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                rustix::net::recv(&self.fd, &mut self.buf[..], flags)
+            };
+            match got {
                 Ok((_, 0)) => {
                     return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
                 }
@@ -257,9 +279,10 @@ impl PacketReceiver {
                         self.max
                     )));
                 }
-                Ok((_, n)) if n > room => {
+                Ok((_, n)) if n > self.buf.len() => {
                     return Err(Error::new(ErrorKind::Malformed).detail(format!(
-                        "a {n}-byte packet is larger than any the kernel is known to carry; it was cut short and discarded"
+                        "a {n}-byte packet is larger than the {} bytes made ready for it (larger than any the kernel is known to carry, or it changed after its length was read); it was cut short and discarded",
+                        self.buf.len()
                     )));
                 }
                 Ok((_, n)) if self.lines && self.buf[n - 1] == b'\n' => return Ok(n - 1),
@@ -352,5 +375,25 @@ mod tests {
             assert_eq!(n, 512 << 10);
             assert_eq!(rx.buf.is_empty(), shrink);
         }
+    }
+
+    /// A receiver with a budget sizes its buffer to what arrives: a packet over its limit is
+    /// discarded without room being made for it, and the next one arrives whole.
+    #[test]
+    fn a_budgeted_receiver_makes_room_for_what_arrives() {
+        let (a, b) = crate::socket::packet_socketpair().unwrap();
+        let mut tx = PacketSender::new(a, Framing::Length, 1 << 20);
+        let mut rx = PacketReceiver::new(b, Framing::Length, 1024).shrinking(true);
+        tx.send(&[1; 10], Wait::Forever).unwrap();
+        assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![1; 10]);
+        assert_eq!(rx.buf.len(), 10);
+        tx.send(&[2; 4096], Wait::Forever).unwrap();
+        let e = rx.recv(Wait::Forever).unwrap_err();
+        assert_eq!((e.kind(), e.size()), (ErrorKind::TooLarge, Some(4096)));
+        assert_eq!(rx.buf.len(), 10);
+        tx.send(&[3; 1000], Wait::Forever).unwrap();
+        assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![3; 1000]);
+        let e = rx.recv(Wait::Never).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Empty);
     }
 }

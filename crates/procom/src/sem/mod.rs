@@ -47,9 +47,11 @@
 //! handle has at most one *waiter thread*, started by its first async call that has to wait
 //! and ended when the handle is dropped; it blocks in the kernel (`sem_timedwait`,
 //! `semtimedop`) for the oldest request and wakes that request's task through its `Waker` (so
-//! the futures work on any executor, not only tokio). Calls on one handle are served in the
-//! order they started; tasks that want to wait on one object independently (different
-//! members of a set, say) open one handle each.
+//! the futures work on any executor, not only tokio). Calls on one handle asking the same are
+//! served in the order they started; calls on one set asking different things (different
+//! members, say) are waited for in turn, a slice of 100 ms each, so a younger call may wait up
+//! to that long per older call that cannot complete: tasks that want to wait on one set's
+//! members independently and at once open one handle each.
 //!
 //! - POSIX semaphores: the waiter thread takes the unit and hands it to the request.
 //! - System V sets: the waiter thread waits until the operations *could* be applied, without

@@ -4,8 +4,8 @@
 //! when one is posted. Each async-capable handle owns at most one waiter thread, started by
 //! its first async call that has to wait and ended when the handle is dropped. A call that
 //! cannot complete at once puts a request in the handle's queue and returns `Pending`; the
-//! thread blocks in the kernel (`sem_timedwait`, `semtimedop`) for the oldest request and
-//! wakes its task through the task's `Waker`.
+//! thread blocks in the kernel (`sem_timedwait`, `semtimedop`) for the oldest request (see
+//! below for requests asking different things) and wakes its task through the task's `Waker`.
 //!
 //! What the thread obtains depends on the object ([`Waitable`]):
 //! - POSIX semaphores: the thread takes the unit itself and hands it to the request; if the
@@ -19,7 +19,11 @@
 //! The thread's waits last at most [`SLICE`]: a request that is abandoned, or a handle that is
 //! dropped, while the thread is blocked is noticed at the end of the slice (the kernel's
 //! semaphore waits can be interrupted only by a signal, which a library cannot own). A post
-//! ends the wait at once whatever the slice.
+//! ends the wait at once whatever the slice. When a slice passes, the next one goes to the
+//! next younger request asking something else, in turn: requests of one set asking different
+//! things (one for member 0, another for member 1) are each waited for, a slice at a time, so
+//! one that cannot complete holds up the others at most a slice per request ahead of them.
+//! Requests asking the same are served in the order they came.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -206,6 +210,9 @@ impl<W: Waitable> Waiter<W> {
 /// The waiter thread's loop.
 fn run<W: Waitable>(shared: &Shared<W>) {
     let mut st = shared.lock();
+    // The request whose slice just passed: the next slice goes to the one after it, so that
+    // a request that cannot complete does not hold up younger ones asking something else.
+    let mut passed: Option<u64> = None;
     loop {
         if st.stopped {
             return;
@@ -225,10 +232,17 @@ fn run<W: Waitable>(shared: &Shared<W>) {
                 None => {}
             }
         }
-        let head = st
-            .slots
-            .iter()
-            .find(|(_, s)| matches!(s.phase, Phase::Waiting))
+        let waiting = |(_, s): &(&u64, &Slot<W::Req>)| matches!(s.phase, Phase::Waiting);
+        // After a slice, the next request asking something else (requests asking the same
+        // are served in the order they came).
+        let next = passed.and_then(|p| {
+            let req = &st.slots.get(&p)?.req;
+            st.slots
+                .range(p + 1..)
+                .find(|e| waiting(e) && e.1.req != *req)
+        });
+        let head = next
+            .or_else(|| st.slots.iter().find(waiting))
             .map(|(id, s)| (*id, s.req.clone()));
         let Some((id, req)) = head else {
             st = shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -238,6 +252,7 @@ fn run<W: Waitable>(shared: &Shared<W>) {
         drop(st);
         let got = shared.object.block(&req, bound);
         st = shared.lock();
+        passed = matches!(got, Ok(Waited::WouldBlock)).then_some(id);
         match got {
             Ok(Waited::Acquired) => match st.slots.get_mut(&id) {
                 Some(slot) if matches!(slot.phase, Phase::Waiting) => {

@@ -23,6 +23,10 @@ pub const ROLES: &[Role] = &[
         run: client_says_hi,
     },
     Role {
+        name: "packet::serve_in_little_room",
+        run: serve_in_little_room,
+    },
+    Role {
         name: "packet::send_mebibyte",
         run: send_mebibyte,
     },
@@ -34,6 +38,7 @@ pub fn trials() -> Vec<Trial> {
             packet_socket_files_are_safe,
             peer_credentials_and_uid_allow_list,
             a_mebibyte_crosses_or_is_refused_with_the_limit,
+            a_server_keeps_room_for_what_arrives_not_for_the_limit,
             socat_is_a_client_of_a_packet_receiver [needs::tool("socat")],
             socat_is_a_server_for_a_packet_sender [needs::tool("socat")];
     ]
@@ -181,18 +186,28 @@ fn peer_credentials_and_uid_allow_list() -> Outcome {
     // Only uid 4242 admitted: this process's own client is turned away.
     let mut listener = check!(Listener::bind(&ep, &Options::default()));
     listener.allow_uids([4242]);
-    let client = Proc::spawn(
+    let mut client = Proc::spawn(
         "refused client",
         &mut role("packet::client_says_hi", &[&ep_text, "refused"]),
     )?;
-    let e = listener
-        .accept_timeout(Duration::from_millis(300))
-        .err()
-        .map(|e| e.kind());
-    ensure!(
-        e == Some(ErrorKind::Timeout),
-        "a refused client was admitted: {e:?}"
-    );
+    // The listener accepts (and turns away) until the client has seen its connection closed,
+    // however late it comes: what closed it is the allow-list, not the listener's end.
+    let give_up = std::time::Instant::now() + STEP;
+    while client.exits_within(Duration::ZERO)?.is_none() {
+        ensure!(
+            std::time::Instant::now() < give_up,
+            "the refused client was not turned away within {STEP:?}"
+        );
+        match listener.accept_timeout(Duration::from_millis(20)) {
+            Err(e) if e.kind() == ErrorKind::Timeout => {}
+            r => {
+                return Err(format!(
+                    "a refused client was admitted: {:?}",
+                    r.map(|c| c.peer)
+                ));
+            }
+        }
+    }
     client.success(STEP)?; // it saw the connection closed
     drop(listener);
     dir.finish()
@@ -294,5 +309,74 @@ fn socat_is_a_server_for_a_packet_sender() -> Outcome {
         "socat printed {:?}",
         fin.stdout
     );
+    dir.finish()
+}
+
+/// Clients served by [`serve_in_little_room`].
+const CLIENTS: usize = 16;
+
+/// The address space this process uses, in bytes.
+fn address_space() -> Result<u64, String> {
+    let status = check!(std::fs::read_to_string("/proc/self/status"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmSize")?;
+    Ok(kib * 1024)
+}
+
+/// A server with a memory budget (as `procom listen` has) and the default 64 MiB message
+/// limit, in an address space with 48 MiB to spare: it accepts [`CLIENTS`] clients, then
+/// receives one small message from each, holding every connection open.
+fn serve_in_little_room(args: &[String]) -> Outcome {
+    let ep = packet_ep(std::path::Path::new(&args[0]))?;
+    let opts = Options::default().budget(procom::Budget::new(64 << 20));
+    let listener = check!(Listener::bind(&ep, &opts));
+    let room = rustix::process::Rlimit {
+        current: Some(address_space()? + (48 << 20)),
+        maximum: None,
+    };
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::As,
+        room
+    ));
+    println!("ready");
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        conns.push(check!(listener.accept_timeout(STEP)));
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let m = check!(c.receiver.recv_timeout(STEP));
+        ensure!(m == [i as u8], "client {i} sent {m:?}");
+    }
+    println!("served {CLIENTS}");
+    Ok(())
+}
+
+/// Each connection of a server keeps room for the messages that arrive, not for the largest
+/// one the limit allows: [`CLIENTS`] clients sending a byte each are served in 48 MiB of
+/// address space (reserving 8 MiB per connection, the server died of a failed allocation).
+fn a_server_keeps_room_for_what_arrives_not_for_the_limit() -> Outcome {
+    let dir = Scratch::new("procom-pkt")?;
+    let path = dir.join("room");
+    let mut server = Proc::spawn(
+        "server",
+        &mut role(
+            "packet::serve_in_little_room",
+            &[&path.display().to_string()],
+        ),
+    )?;
+    server.expect_line("ready")?;
+    let ep = packet_ep(&path)?;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let (mut tx, rx) = check!(socket::connect(&ep, &Options::default()));
+        check!(tx.send([i as u8]));
+        clients.push((tx, rx));
+    }
+    server.expect_line(&format!("served {CLIENTS}"))?;
+    server.success(STEP)?;
+    drop(clients);
     dir.finish()
 }

@@ -37,6 +37,10 @@ pub const ROLES: &[Role] = &[
         name: "sem_async::waiter_ends",
         run: waiter_ends,
     },
+    Role {
+        name: "sem_async::post_one",
+        run: post_one,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -49,7 +53,8 @@ pub fn trials() -> Vec<Trial> {
             dropped_set_applies_lose_and_invent_no_unit,
             async_apply_is_undone_when_its_process_dies,
             the_waiter_thread_ends_with_its_handle,
-            removing_a_set_wakes_its_async_waiter;
+            removing_a_set_wakes_its_async_waiter,
+            an_apply_is_not_held_up_by_an_older_one;
     ]
 }
 
@@ -522,4 +527,54 @@ fn the_waiter_thread_ends_with_its_handle() -> Outcome {
     check!(sem.post());
     ensure!(check!(sem.value()) == 1, "a post after the child left");
     Ok(())
+}
+
+/// Posts member `args[1]` of the set with key `args[0]` once, without SEM_UNDO.
+fn post_one(args: &[String]) -> Outcome {
+    let [key, index] = args else {
+        return Err("args".into());
+    };
+    let set = check!(SemSet::open(&SysvKey::Key(check!(key.parse())), 2));
+    check!(set.apply(&[Op {
+        index: check!(index.parse()),
+        delta: 1,
+        undo: false,
+    }]));
+    Ok(())
+}
+
+/// Two async applies on one set wait for different members: another process's post to the
+/// younger one's member completes it while the older one still waits, as two blocking
+/// applies in two threads would.
+fn an_apply_is_not_held_up_by_an_older_one() -> Outcome {
+    let key = set_key();
+    let set = check!(SemSet::create(&SysvKey::Key(key), &[0, 0]));
+    let take = |index| {
+        [Op {
+            index,
+            delta: -1,
+            undo: false,
+        }]
+    };
+    let (take0, take1) = (take(0), take(1));
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let mut older = pin!(set.apply_async(&take0));
+        ensure!(poll_once(older.as_mut()).is_pending(), "member 0 taken at once");
+        let mut younger = pin!(set.apply_async(&take1));
+        ensure!(poll_once(younger.as_mut()).is_pending(), "member 1 taken at once");
+        let mut cmd = role("sem_async::post_one", &[&key.to_string(), "1"]);
+        Proc::spawn("poster", &mut cmd)?.success(STEP)?;
+        let done = tokio::time::timeout(STEP, younger).await.map_err(|_| {
+            "member 1 was posted, yet its async apply still waited behind the older apply on member 0"
+        })?;
+        check!(done);
+        ensure!(
+            poll_once(older.as_mut()).is_pending(),
+            "member 0 was taken with no post"
+        );
+        Ok(())
+    });
+    check!(set.remove());
+    outcome
 }
