@@ -280,6 +280,11 @@ pub(crate) struct StreamReader {
     pub(crate) buf: Vec<u8>,
     pub(crate) start: usize,
     pub(crate) eof: bool,
+    /// The last read from the descriptor returned less than it had room for, or found
+    /// nothing: the kernel held no more bytes then (a stream hands over all it has, up to the
+    /// room given). The async face then waits for the next readiness edge instead of making a
+    /// read that finds nothing.
+    pub(crate) drained: bool,
     /// Where the buffer's growth beyond `FREE_BYTES` is charged, if anywhere.
     budget: Option<Budget>,
     charge: Option<Charge>,
@@ -302,6 +307,7 @@ impl StreamReader {
             buf: Vec::new(),
             start: 0,
             eof: false,
+            drained: false,
             budget: None,
             charge: None,
         }
@@ -402,6 +408,7 @@ impl StreamReader {
         // socket (the async face reads this way after every wake-up).
         if self.direct && deadline.is_some() {
             loop {
+                let room = self.buf.capacity() - self.buf.len();
                 match rustix::net::recv(
                     self.fd.as_fd(),
                     rustix::buffer::spare_capacity(&mut self.buf),
@@ -411,9 +418,15 @@ impl StreamReader {
                         self.eof = true;
                         return Ok(true);
                     }
-                    Ok(_) => return Ok(true),
+                    Ok((n, _)) => {
+                        self.drained = n < room;
+                        return Ok(true);
+                    }
                     Err(Errno::INTR) => continue,
-                    Err(Errno::AGAIN) => break,
+                    Err(Errno::AGAIN) => {
+                        self.drained = true;
+                        break;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -425,6 +438,7 @@ impl StreamReader {
             if !direct && !wait(self.fd.as_fd(), PollFlags::IN, deadline)? {
                 return Ok(false);
             }
+            let room = self.buf.capacity() - self.buf.len();
             match rustix::io::read(
                 self.fd.as_fd(),
                 rustix::buffer::spare_capacity(&mut self.buf),
@@ -433,7 +447,10 @@ impl StreamReader {
                     self.eof = true;
                     return Ok(true);
                 }
-                Ok(_) => return Ok(true),
+                Ok(n) => {
+                    self.drained = n < room;
+                    return Ok(true);
+                }
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => direct = false, // a non-blocking socket: wait in poll
                 Err(e) => return Err(e.into()),
@@ -475,7 +492,10 @@ impl StreamReader {
                     self.eof = true;
                     return Ok(false);
                 }
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    self.drained = false; // read exactly what was asked: more may be there
+                }
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
                     // A non-blocking socket: wait for it (no deadline on this path).

@@ -198,8 +198,17 @@ impl AsyncReceiver {
                     if let Err(e) = self.fd.ensure(fd) {
                         return Poll::Ready(Err(self.rx.named(Error::os("wait for it", e))));
                     }
+                    let raw = fd.as_raw_fd();
                     let rx = &mut self.rx;
-                    match std::task::ready!(self.fd.poll_op(cx, || op(rx))) {
+                    let attempt = || {
+                        let r = op(rx);
+                        // Only the registered descriptor's readiness is cleared: a bound
+                        // socket's first receive accepts, and reads another descriptor.
+                        let drained =
+                            rx.drained() && rx.as_fd().is_some_and(|f| f.as_raw_fd() == raw);
+                        (r, drained)
+                    };
+                    match std::task::ready!(self.fd.poll_op(cx, attempt)) {
                         Ok(Some(r)) => return Poll::Ready(r),
                         Ok(None) => {}
                         Err(e) => {

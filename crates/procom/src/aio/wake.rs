@@ -200,11 +200,15 @@ impl Registered {
     /// tokio's readiness pattern: waits until the registered descriptor is reported ready,
     /// then runs `op`; only if `op` finds nothing to do (`Empty` or `Full`) is the readiness
     /// cleared (`Ready(Ok(None))`: wait again), so an edge that arrived meanwhile is never
-    /// lost. No system call at all while the reactor says nothing changed.
+    /// lost. No system call at all while the reactor says nothing changed. `op` also says
+    /// whether it emptied the descriptor (a stream's short read): then the readiness is
+    /// cleared after a success too, as tokio's own streams do, so the next call waits for
+    /// the next edge instead of making a read that finds nothing (the guard clears only the
+    /// readiness it saw: an edge the reactor reports meanwhile stays).
     pub(crate) fn poll_op<T>(
         &mut self,
         cx: &mut Context<'_>,
-        op: impl FnOnce() -> Result<T, Error>,
+        op: impl FnOnce() -> (Result<T, Error>, bool),
     ) -> Poll<io::Result<Option<Result<T, Error>>>> {
         let Some((afd, _)) = &self.fd else {
             return Poll::Ready(Err(io::Error::other("not registered")));
@@ -220,11 +224,16 @@ impl Registered {
             Poll::Ready(Ok(guard)) => guard,
         };
         match op() {
-            Err(e) if matches!(e.kind(), ErrorKind::Empty | ErrorKind::Full) => {
+            (Err(e), _) if matches!(e.kind(), ErrorKind::Empty | ErrorKind::Full) => {
                 guard.clear_ready();
                 Poll::Ready(Ok(None))
             }
-            r => Poll::Ready(Ok(Some(r))),
+            (r, drained) => {
+                if drained {
+                    guard.clear_ready();
+                }
+                Poll::Ready(Ok(Some(r)))
+            }
         }
     }
 

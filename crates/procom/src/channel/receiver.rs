@@ -428,6 +428,12 @@ impl Receiver {
         dispatch_recv!(&self.flavor, f => f.has_buffered())
     }
 
+    /// Whether the last receive emptied what the kernel held (see `RecvFlavor::drained`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn drained(&self) -> bool {
+        dispatch_recv!(&self.flavor, f => f.drained())
+    }
+
     /// Shared memory: announces a wait for a message (see `ShmReceiver::arm`).
     #[cfg(feature = "tokio")]
     pub(crate) fn arm(&mut self) -> Result<Option<crate::flavor::shm::Sleep>, Error> {

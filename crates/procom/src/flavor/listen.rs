@@ -132,6 +132,11 @@ impl<R: RecvFlavor> RecvFlavor for ListenReceiver<R> {
         self.conn.as_ref().is_some_and(|(r, _)| r.has_buffered())
     }
 
+    #[cfg(feature = "tokio")]
+    fn drained(&self) -> bool {
+        self.conn.as_ref().is_some_and(|(r, _)| r.drained())
+    }
+
     fn into_fd(self) -> Option<OwnedFd> {
         self.conn.and_then(|(r, _)| r.into_fd())
     }

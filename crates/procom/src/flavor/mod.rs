@@ -152,6 +152,13 @@ pub(crate) trait RecvFlavor {
         false
     }
 
+    /// Whether the last receive emptied what the kernel held for this receiver (a stream's
+    /// short read): its readiness may be cleared without another read that finds nothing.
+    #[cfg(feature = "tokio")]
+    fn drained(&self) -> bool {
+        false
+    }
+
     /// Gives the flavor up for its descriptor, keeping any object it owned.
     fn into_fd(self) -> Option<OwnedFd>
     where

@@ -339,6 +339,11 @@ impl RecvFlavor for StreamReceiver {
         !self.r.pending().is_empty() || self.r.eof
     }
 
+    #[cfg(feature = "tokio")]
+    fn drained(&self) -> bool {
+        self.r.drained
+    }
+
     fn into_fd(self) -> Option<OwnedFd> {
         if let Some(owner) = self.owner {
             owner.keep();
