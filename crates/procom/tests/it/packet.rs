@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use procom::socket::{self, Listener};
 use procom::{Endpoint, ErrorKind, Options, Receiver, Sender};
@@ -17,10 +16,6 @@ pub const ROLES: &[Role] = &[
     Role {
         name: "packet::umask_bind",
         run: umask_bind,
-    },
-    Role {
-        name: "packet::client_says_hi",
-        run: client_says_hi,
     },
     Role {
         name: "packet::serve_in_little_room",
@@ -140,77 +135,8 @@ fn packet_socket_files_are_safe() -> Outcome {
     dir.finish()
 }
 
-/// Connects over `unixpacket:`, says hi, and waits for the server to close. With `refused`,
-/// the server may close before the greeting goes out, so the send may meet PeerGone too.
-fn client_says_hi(args: &[String]) -> Outcome {
-    let (mut tx, mut rx) = check!(socket::connect(
-        &check!(Endpoint::parse(&args[0])),
-        &Options::default()
-    ));
-    match tx.send("hi") {
-        Ok(()) => {}
-        Err(e)
-            if args.get(1).is_some_and(|a| a == "refused") && e.kind() == ErrorKind::PeerGone => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
-    ensure!(
-        e == Some(ErrorKind::PeerGone),
-        "after the server closed: {e:?}"
-    );
-    Ok(())
-}
-
 fn peer_credentials_and_uid_allow_list() -> Outcome {
-    let dir = Scratch::new("procom-pkt")?;
-    let ep_text = format!("unixpacket:{}", dir.join("creds").display());
-    let ep = check!(Endpoint::parse(&ep_text));
-    let listener = check!(Listener::bind(&ep, &Options::default()));
-    let client = Proc::spawn("client", &mut role("packet::client_says_hi", &[&ep_text]))?;
-    let mut conn = check!(listener.accept_timeout(STEP));
-    ensure!(
-        conn.peer.pid == Some(client.pid() as i32),
-        "peer pid {:?}, client {}",
-        conn.peer.pid,
-        client.pid()
-    );
-    ensure!(
-        conn.peer.uid == Some(rustix::process::getuid().as_raw()),
-        "peer uid {:?}",
-        conn.peer.uid
-    );
-    ensure!(check!(conn.receiver.recv_timeout(STEP)) == b"hi", "message");
-    drop(conn);
-    client.success(STEP)?;
-    drop(listener);
-    // Only uid 4242 admitted: this process's own client is turned away.
-    let mut listener = check!(Listener::bind(&ep, &Options::default()));
-    listener.allow_uids([4242]);
-    let mut client = Proc::spawn(
-        "refused client",
-        &mut role("packet::client_says_hi", &[&ep_text, "refused"]),
-    )?;
-    // The listener accepts (and turns away) until the client has seen its connection closed,
-    // however late it comes: what closed it is the allow-list, not the listener's end.
-    let give_up = std::time::Instant::now() + STEP;
-    while client.exits_within(Duration::ZERO)?.is_none() {
-        ensure!(
-            std::time::Instant::now() < give_up,
-            "the refused client was not turned away within {STEP:?}"
-        );
-        match listener.accept_timeout(Duration::from_millis(20)) {
-            Err(e) if e.kind() == ErrorKind::Timeout => {}
-            r => {
-                return Err(format!(
-                    "a refused client was admitted: {:?}",
-                    r.map(|c| c.peer)
-                ));
-            }
-        }
-    }
-    client.success(STEP)?; // it saw the connection closed
-    drop(listener);
-    dir.finish()
+    crate::socket::credentials_and_allow_list("unixpacket")
 }
 
 fn mebibyte() -> Vec<u8> {

@@ -202,7 +202,7 @@ fn unix_socket_files_are_safe() -> Outcome {
     dir.finish()
 }
 
-/// Connects, says hi, and waits for the server to close. With `refused`, the server may close
+/// Connects (to any connected endpoint), says hi, and waits for the server to close. With `refused`, the server may close
 /// before the greeting goes out, so the send may meet PeerGone too.
 fn client_says_hi(args: &[String]) -> Outcome {
     let (mut tx, mut rx) = check!(socket::connect(
@@ -224,8 +224,14 @@ fn client_says_hi(args: &[String]) -> Outcome {
 }
 
 fn peer_credentials_and_uid_allow_list() -> Outcome {
+    credentials_and_allow_list("unix")
+}
+
+/// A connection on a Unix socket of `scheme` (`unix`, `unixpacket`) carries its client's pid
+/// and uid, and a listener whose allow-list leaves the client out turns it away.
+pub(crate) fn credentials_and_allow_list(scheme: &str) -> Outcome {
     let dir = Scratch::new("procom-sock")?;
-    let ep_text = format!("unix:{}", dir.join("creds").display());
+    let ep_text = format!("{scheme}:{}", dir.join("creds").display());
     let ep = check!(Endpoint::parse(&ep_text));
     let listener = check!(Listener::bind(&ep, &Options::default()));
     let client = Proc::spawn("client", &mut role("socket::client_says_hi", &[&ep_text]))?;
