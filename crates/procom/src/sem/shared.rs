@@ -20,6 +20,56 @@ pub struct SharedSemaphore<'m> {
 /// Bytes a [`SharedSemaphore`] occupies in a mapping, and its alignment.
 pub const SHARED_SEMAPHORE_SIZE: usize = procom_sys::sem::SEM_T_SIZE;
 
+/// The blocking P and V of an unnamed semaphore, the same for the borrowing and the owning
+/// handle (both hold the semaphore in `self.sem`).
+macro_rules! blocking_ops {
+    () => {
+        /// P.
+        #[doc(alias = "P")]
+        pub fn wait(&self) -> Result<(), Error> {
+            waited(self.sem.wait(None), ErrorKind::Timeout, "shared semaphore")
+        }
+
+        /// P without waiting.
+        pub fn try_wait(&self) -> Result<(), Error> {
+            waited(
+                self.sem.wait(Some(Duration::ZERO)),
+                ErrorKind::Empty,
+                "shared semaphore",
+            )
+        }
+
+        /// P waiting at most `timeout`.
+        pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Error> {
+            waited(
+                self.sem.wait(Some(timeout)),
+                ErrorKind::Timeout,
+                "shared semaphore",
+            )
+        }
+
+        /// P waiting until `deadline` at most.
+        pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Error> {
+            self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+        }
+
+        /// V.
+        #[doc(alias = "V")]
+        pub fn post(&self) -> Result<(), Error> {
+            self.sem
+                .post()
+                .map_err(|e| post_error(e).object("shared semaphore"))
+        }
+
+        /// The current value.
+        pub fn value(&self) -> Result<i32, Error> {
+            self.sem
+                .value()
+                .map_err(|e| Error::os("read a shared semaphore", e))
+        }
+    };
+}
+
 impl<'m> SharedSemaphore<'m> {
     /// Initialises a semaphore with `value` at `offset` of `mapping` (once, by one process).
     #[doc(alias = "sem_init")]
@@ -40,49 +90,7 @@ impl<'m> SharedSemaphore<'m> {
             .map_err(|e| Error::os("use a shared semaphore", e))
     }
 
-    /// P.
-    #[doc(alias = "P")]
-    pub fn wait(&self) -> Result<(), Error> {
-        waited(self.sem.wait(None), ErrorKind::Timeout, "shared semaphore")
-    }
-
-    /// P without waiting.
-    pub fn try_wait(&self) -> Result<(), Error> {
-        waited(
-            self.sem.wait(Some(Duration::ZERO)),
-            ErrorKind::Empty,
-            "shared semaphore",
-        )
-    }
-
-    /// P waiting at most `timeout`.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        waited(
-            self.sem.wait(Some(timeout)),
-            ErrorKind::Timeout,
-            "shared semaphore",
-        )
-    }
-
-    /// P waiting until `deadline` at most.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Error> {
-        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// V.
-    #[doc(alias = "V")]
-    pub fn post(&self) -> Result<(), Error> {
-        self.sem
-            .post()
-            .map_err(|e| post_error(e).object("shared semaphore"))
-    }
-
-    /// The current value.
-    pub fn value(&self) -> Result<i32, Error> {
-        self.sem
-            .value()
-            .map_err(|e| Error::os("read a shared semaphore", e))
-    }
+    blocking_ops!();
 }
 
 /// An unnamed process-shared semaphore in a mapping it shares ownership of (an
@@ -130,35 +138,6 @@ impl OwnedSharedSemaphore {
     /// The mapping the semaphore lies in.
     pub fn mapping(&self) -> &Arc<Mapping> {
         self.sem.mapping()
-    }
-
-    /// P.
-    #[doc(alias = "P")]
-    pub fn wait(&self) -> Result<(), Error> {
-        waited(self.sem.wait(None), ErrorKind::Timeout, "shared semaphore")
-    }
-
-    /// P without waiting.
-    pub fn try_wait(&self) -> Result<(), Error> {
-        waited(
-            self.sem.wait(Some(Duration::ZERO)),
-            ErrorKind::Empty,
-            "shared semaphore",
-        )
-    }
-
-    /// P waiting at most `timeout`.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        waited(
-            self.sem.wait(Some(timeout)),
-            ErrorKind::Timeout,
-            "shared semaphore",
-        )
-    }
-
-    /// P waiting until `deadline` at most.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Error> {
-        self.wait_timeout(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// P without blocking the thread (feature `tokio`; see the [module docs](super) for how).
@@ -212,18 +191,5 @@ impl OwnedSharedSemaphore {
         )
     }
 
-    /// V.
-    #[doc(alias = "V")]
-    pub fn post(&self) -> Result<(), Error> {
-        self.sem
-            .post()
-            .map_err(|e| post_error(e).object("shared semaphore"))
-    }
-
-    /// The current value.
-    pub fn value(&self) -> Result<i32, Error> {
-        self.sem
-            .value()
-            .map_err(|e| Error::os("read a shared semaphore", e))
-    }
+    blocking_ops!();
 }
