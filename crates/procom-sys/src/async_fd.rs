@@ -11,7 +11,9 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Registers `fd` with the current tokio runtime for `interest`. Fails, rather than panicking
-/// as tokio would, outside a runtime.
+/// as tokio would, outside a runtime. Inside a runtime built without I/O (no `enable_io` or
+/// `enable_all`) tokio itself panics, and tokio offers no way to ask first: every async call
+/// of procom needs a runtime with I/O enabled.
 pub fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(io::Error::other(

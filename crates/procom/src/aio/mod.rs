@@ -7,7 +7,8 @@
 //! mechanism to be ready and tries again. The endpoint strings are those of [`crate::Sender`]
 //! and [`crate::Receiver`] (an async endpoint wraps one: [`AsyncSender::new`],
 //! [`AsyncReceiver::new`]). Deadlines (`_timeout`, `_deadline`) run on a timer descriptor of
-//! their own, so a runtime needs only I/O enabled (`enable_io`), not time.
+//! their own, so a runtime needs only I/O enabled (`enable_io`), not time. A runtime built
+//! without I/O cannot run them: tokio panics when one registers a descriptor there.
 //!
 //! # How each mechanism is waited on
 //!
