@@ -240,7 +240,7 @@ fn packets_fit(max: usize) -> bool {
 
 /// Decodes one message as `T`: anything that is not a `T` is `Malformed`, never a panic, and
 /// what is allocated is bounded by the message's size.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     postcard::from_bytes::<T>(bytes).map_err(|e| {
         Error::new(ErrorKind::Malformed).detail(format!(
             "a {}-byte message does not decode as {}: {e}",

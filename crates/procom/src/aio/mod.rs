@@ -52,7 +52,8 @@
 //!   put a deadline on waits where a removal must be noticed.
 //! - With [`Options::budget`](crate::Options::budget), a message whose announced size does
 //!   not fit the budget now fails at once with `LimitReached` instead of waiting for room.
-//! - The typed receiver decodes from a received copy (the blocking one decodes in place).
+//! - The typed receiver decodes from a received copy, in a buffer it keeps from one message to
+//!   the next (the blocking one decodes in place, in the channel's own buffer).
 //!
 //! # Cancellation
 //!

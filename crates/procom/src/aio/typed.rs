@@ -25,6 +25,8 @@ pub struct AsyncSender<T> {
 #[derive(Debug)]
 pub struct AsyncReceiver<T> {
     inner: crate::AsyncReceiver,
+    /// The last message's buffer, kept for the next.
+    buf: Vec<u8>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -95,26 +97,22 @@ impl<T: DeserializeOwned> AsyncReceiver<T> {
     pub fn from_untyped(inner: channel::Receiver) -> AsyncReceiver<T> {
         AsyncReceiver {
             inner: crate::AsyncReceiver::new(inner),
+            buf: Vec::new(),
             _t: PhantomData,
         }
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<T, Error> {
-        postcard::from_bytes::<T>(bytes).map_err(|e| {
-            Error::new(ErrorKind::Malformed)
-                .detail(format!(
-                    "a {}-byte message does not decode as {}: {e}",
-                    bytes.len(),
-                    std::any::type_name::<T>()
-                ))
-                .object(self.inner.endpoint())
-        })
+        crate::typed::decode(bytes).map_err(|e| e.object(self.inner.endpoint()))
     }
 
-    /// Receives a value. Cancellation safe.
+    /// Receives a value (into a buffer kept from one message to the next). Cancellation safe.
     pub async fn recv(&mut self) -> Result<T, Error> {
-        let m = self.inner.recv().await?;
-        self.decode(&m)
+        let mut buf = std::mem::take(&mut self.buf);
+        let got = self.inner.recv_into(&mut buf).await;
+        let value = got.and_then(|_| self.decode(&buf));
+        self.buf = buf;
+        value
     }
 
     /// Receives a value if one is waiting; otherwise [`ErrorKind::Empty`].
