@@ -13,7 +13,7 @@
 //!   its duplicate of standard output, so in `disconnect_on_drop` the receiver sees the
 //!   disconnect when the sending process exits, not when the sender is dropped.
 //! - `mq` and `msg` (kernel message queues): a queue has no peer, it outlives every process
-//!   (the seed's point), so "disconnect" and "peer death" cannot be seen: in
+//!   (the classic tour's point), so "disconnect" and "peer death" cannot be seen: in
 //!   `disconnect_on_drop` and `peer_death` the receiver instead checks that every message
 //!   sent before the sender left (or was killed) is still delivered whole, and that then
 //!   nothing more arrives (`Timeout`, not `PeerGone`). `boundaries` uses only the sizes a

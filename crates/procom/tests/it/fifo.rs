@@ -1,5 +1,5 @@
 //! FIFOs across real processes: creation mode, refusal of anything that is not our FIFO,
-//! the seed's blocking open, non-blocking and deadline opens, end-of-file after the last
+//! the classic blocking open, non-blocking and deadline opens, end-of-file after the last
 //! writer, ownership on drop, and permission checks against an unprivileged peer.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -156,7 +156,7 @@ fn refuses_what_is_not_a_fifo() -> Outcome {
     dir.finish()
 }
 
-/// Opens the FIFO for writing (waiting for a reader, as the seed describes) and sends one line.
+/// Opens the FIFO for writing (waiting for a reader, as the classic tour describes) and sends one line.
 fn write_one(args: &[String]) -> Outcome {
     let [ep, msg] = args else {
         return Err("args".into());

@@ -1,4 +1,4 @@
-//! Semaphores across real processes: the seed's two examples (a mutex of 1 guarding a shared
+//! Semaphores across real processes: the classic two examples (a mutex of 1 guarding a shared
 //! counter, an ordering of 0), SEM_UNDO after a crash, unnamed semaphores in shared memory,
 //! permissions, and interoperation with a C program using the standard calls.
 
@@ -130,7 +130,7 @@ fn mutex_of_one_keeps_every_increment() -> Outcome {
 }
 
 fn without_the_mutex_updates_are_lost() -> Outcome {
-    // The seed's warning, shown: the same work without P/V loses updates. (Each process
+    // The classic warning, shown: the same work without P/V loses updates. (Each process
     // yields between reading and writing the counter, so overlapping is all but certain.)
     let total = run_counter("unguarded", 4)?;
     ensure!(
@@ -191,7 +191,7 @@ fn ordering_of_zero_never_reads_early() -> Outcome {
     let seg = check!(Segment::create(&seg_name, 4096));
     let _full = check!(Semaphore::create(&full, 0));
     let _empty = check!(Semaphore::create(&empty, 1));
-    // B starts first and must wait: the seed's "process B runs before A" case.
+    // B starts first and must wait: the classic "process B runs before A" case.
     let mut b = Proc::spawn(
         "consumer",
         &mut role("sem::consumer", &[&seg_name, &full, &empty]),
