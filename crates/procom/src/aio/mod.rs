@@ -39,7 +39,8 @@
 //! the task asks costs no thread at all. A thread ends when its endpoint is dropped: at once
 //! for `shm:` (its sleep is ended); for `msg:`, once the receive it is blocked in returns
 //! (a message arrives, or the queue is removed) — a message it receives for a dropped
-//! receiver is put back at the end of the queue, with its type, if there is room.
+//! receiver is put back at the end of the queue, with its type (its thread waits for room if
+//! the queue filled up meanwhile, and ends once the message is back or the queue is removed).
 //!
 //! An idle `shm:` endpoint's waiter thread wakes every 50 ms, as a blocking endpoint does, to
 //! check that the peer process is alive (a peer killed without closing is then noticed).

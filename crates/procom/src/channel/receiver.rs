@@ -470,12 +470,14 @@ impl Receiver {
     }
 
     /// System V queues: puts a message a waiter thread received for no one back on the queue
-    /// (at its end, with its type), if there is room. Whether it went back.
+    /// (at its end, with its type), waiting for room if the queue filled up meanwhile (the
+    /// waiter thread is its own; it ends when the message is back or the queue is removed).
+    /// Whether it went back.
     #[cfg(feature = "tokio")]
     pub(crate) fn put_back(&self, msg: &[u8], meta: &MessageMeta) -> bool {
         match (&self.flavor, meta.mtype) {
             (ReceiverFlavor::Msg(f), Some(mtype)) => {
-                f.q.send_inner(msg, mtype, Wait::Never).is_ok()
+                f.q.send_inner(msg, mtype, Wait::Forever).is_ok()
             }
             _ => false,
         }
