@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use procom::{AsyncReceiver, AsyncSender, Error, Receiver, Sender};
 
-use crate::link::Link;
+use crate::link::{Link, await_ack, take_and_ack, udp};
 use crate::measure::Measurement;
 use crate::process::{child_result, finish};
 use crate::scenario::{Mechanism, Mode, Scenario, bench_error};
@@ -23,8 +23,11 @@ pub(crate) struct AsyncLink {
     rx: AsyncReceiver,
     /// The echo side's buffer, reused for every message.
     buf: Vec<u8>,
-    /// A datagram can be lost: UDP receives with a deadline.
+    /// A datagram can be lost: UDP receives with a deadline, and ends its batches as
+    /// [`udp`](crate::link::udp) says.
     udp: bool,
+    /// A UDP peer's last answered batch and its count.
+    answered: Option<(usize, usize)>,
 }
 
 impl AsyncLink {
@@ -39,6 +42,7 @@ impl AsyncLink {
             tx: AsyncSender::new(tx),
             rx: AsyncReceiver::new(rx),
             buf: Vec::new(),
+            answered: None,
         })
     }
 }
@@ -73,11 +77,36 @@ impl Link for AsyncLink {
         let AsyncLink { rt, rx, .. } = self;
         rt.block_on(rx.recv_timeout(timeout))
     }
+    fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
+        if self.udp {
+            udp::end_batch(self, batch)
+        } else {
+            await_ack(self)
+        }
+    }
+    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
+        if !self.udp {
+            return take_and_ack(self, size, n);
+        }
+        let mut answered = self.answered.take();
+        let r = udp::take_batch(self, size, batch, &mut answered);
+        self.answered = answered;
+        r
+    }
+    fn end_stream(&mut self) -> Result<(), Error> {
+        match self.answered.filter(|_| self.udp) {
+            Some(last) => udp::end_stream(self, last),
+            None => Ok(()),
+        }
+    }
 }
 
-/// Whether `--async` measures `m` (every channel; not the hand-offs, nor the typed row).
+/// Whether `--async` measures `m` (every channel; not the hand-offs, nor the typed rows).
 pub fn has_async(m: Mechanism) -> bool {
-    !matches!(m, Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped)
+    !matches!(
+        m,
+        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped | Mechanism::UnixPacketTyped
+    )
 }
 
 /// Runs blocking scenario `s` with its async counterpart in turns beside it: a second peer

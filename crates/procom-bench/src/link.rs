@@ -37,29 +37,44 @@ pub(crate) trait Link {
     /// arrived (a reliable link); `Some(n)`: the peer received `n` (a link that drops).
     fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
         let _ = batch;
-        let ack = self.recv_control(Duration::from_secs(60))?;
-        if ack != b"k" {
-            return Err(bench_error("the peer did not acknowledge the stream"));
-        }
-        Ok(None)
+        await_ack(self)
     }
     /// The peer's side of one streamed batch of `n` messages of `size` bytes.
     fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
         let _ = batch;
-        for _ in 0..n {
-            let got = self.recv_len()?;
-            if got != size {
-                return Err(bench_error(format!(
-                    "received {got} bytes instead of {size}"
-                )));
-            }
-        }
-        self.send(b"k")
+        take_and_ack(self, size, n)
     }
     /// The peer's side once the last batch is taken.
     fn end_stream(&mut self) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// A reliable link's end of a batch: the peer's acknowledgement.
+pub(crate) fn await_ack(link: &mut (impl Link + ?Sized)) -> Result<Option<usize>, Error> {
+    let ack = link.recv_control(Duration::from_secs(60))?;
+    if ack != b"k" {
+        return Err(bench_error("the peer did not acknowledge the stream"));
+    }
+    Ok(None)
+}
+
+/// A reliable link's peer side of a batch: `n` messages of `size` bytes, then the
+/// acknowledgement.
+pub(crate) fn take_and_ack(
+    link: &mut (impl Link + ?Sized),
+    size: usize,
+    n: usize,
+) -> Result<(), Error> {
+    for _ in 0..n {
+        let got = link.recv_len()?;
+        if got != size {
+            return Err(bench_error(format!(
+                "received {got} bytes instead of {size}"
+            )));
+        }
+    }
+    link.send(b"k")
 }
 
 /// The datagram that ends a UDP batch: `end BATCH`; the peer answers `k BATCH RECEIVED`.
@@ -129,21 +144,51 @@ impl Link for ProcomLink {
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         self.rx.recv_timeout(timeout)
     }
-    /// UDP: asks the peer how many datagrams of the batch it received, until it answers.
     fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
-        if !self.udp {
-            let ack = self.recv_control(Duration::from_secs(60))?;
-            if ack != b"k" {
-                return Err(bench_error("the peer did not acknowledge the stream"));
-            }
-            return Ok(None);
+        if self.udp {
+            udp::end_batch(self, batch)
+        } else {
+            await_ack(self)
         }
+    }
+    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
+        if !self.udp {
+            return take_and_ack(self, size, n);
+        }
+        let mut answered = self.answered.take();
+        let r = udp::take_batch(self, size, batch, &mut answered);
+        self.answered = answered;
+        r
+    }
+    fn end_stream(&mut self) -> Result<(), Error> {
+        match self.answered.filter(|_| self.udp) {
+            Some(last) => udp::end_stream(self, last),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A UDP batch's end, for every link over `udp:` (procom's blocking and async links): a
+/// datagram can be lost, so the sender asks how many arrived until the peer answers.
+pub(crate) mod udp {
+    use std::time::{Duration, Instant};
+
+    use procom::Error;
+
+    use super::{Link, UDP_RETRY, end_mark, parse_count};
+    use crate::scenario::bench_error;
+
+    /// Asks the peer how many datagrams of the batch it received, until it answers.
+    pub(crate) fn end_batch(
+        link: &mut (impl Link + ?Sized),
+        batch: usize,
+    ) -> Result<Option<usize>, Error> {
         let give_up = Instant::now() + Duration::from_secs(10);
         loop {
-            self.send(&end_mark(batch))?;
+            link.send(&end_mark(batch))?;
             let wait = Instant::now() + UDP_RETRY;
             while let Some(left) = wait.checked_duration_since(Instant::now()) {
-                match self.rx.recv_timeout(left) {
+                match link.recv_control(left) {
                     Ok(m) => {
                         if let Some(n) = parse_count(&m, batch) {
                             return Ok(Some(n));
@@ -160,30 +205,26 @@ impl Link for ProcomLink {
             }
         }
     }
-    /// UDP: counts the batch's datagrams until its end mark, and answers with the count; an
-    /// end mark of the batch before (our answer was dropped) is answered again.
-    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
-        if !self.udp {
-            for _ in 0..n {
-                let got = self.recv_len()?;
-                if got != size {
-                    return Err(bench_error(format!(
-                        "received {got} bytes instead of {size}"
-                    )));
-                }
-            }
-            return self.send(b"k");
-        }
+
+    /// Counts the batch's datagrams until its end mark, and answers with the count; an end
+    /// mark of the batch before (our answer was dropped) is answered again. `answered` is the
+    /// last batch answered and its count.
+    pub(crate) fn take_batch(
+        link: &mut (impl Link + ?Sized),
+        size: usize,
+        batch: usize,
+        answered: &mut Option<(usize, usize)>,
+    ) -> Result<(), Error> {
         let mut count = 0;
         loop {
-            let m = self.rx.recv_timeout(Duration::from_secs(10))?;
+            let m = link.recv_control(Duration::from_secs(10))?;
             if m.len() == size && !m.starts_with(b"end ") {
                 count += 1;
             } else if m == end_mark(batch) {
-                self.answered = Some((batch, count));
-                return self.send(format!("k {batch} {count}").as_bytes());
-            } else if let Some((b, c)) = self.answered.filter(|(b, _)| m == end_mark(*b)) {
-                self.send(format!("k {b} {c}").as_bytes())?;
+                *answered = Some((batch, count));
+                return link.send(format!("k {batch} {count}").as_bytes());
+            } else if let Some((b, c)) = answered.filter(|(b, _)| m == end_mark(*b)) {
+                link.send(format!("k {b} {c}").as_bytes())?;
             } else {
                 return Err(bench_error(format!(
                     "received {} bytes instead of {size}",
@@ -192,15 +233,16 @@ impl Link for ProcomLink {
             }
         }
     }
-    /// UDP: answers the last end mark again until the sender says `done` (or goes quiet), so
-    /// a dropped last answer does not leave it waiting.
-    fn end_stream(&mut self) -> Result<(), Error> {
-        let Some((b, c)) = self.answered.filter(|_| self.udp) else {
-            return Ok(());
-        };
+
+    /// Answers the last end mark again until the sender says `done` (or goes quiet), so a
+    /// dropped last answer does not leave it waiting.
+    pub(crate) fn end_stream(
+        link: &mut (impl Link + ?Sized),
+        (b, c): (usize, usize),
+    ) -> Result<(), Error> {
         loop {
-            match self.rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) if m == end_mark(b) => self.send(format!("k {b} {c}").as_bytes())?,
+            match link.recv_control(Duration::from_secs(1)) {
+                Ok(m) if m == end_mark(b) => link.send(format!("k {b} {c}").as_bytes())?,
                 Ok(m) if m == b"done" => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == procom::ErrorKind::Timeout => return Ok(()),

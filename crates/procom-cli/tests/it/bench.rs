@@ -16,6 +16,7 @@ pub fn trials() -> Vec<Trial> {
             every_mechanism_has_a_raw_baseline,
             packet_rows_have_a_raw_baseline,
             unmeasured_is_null_and_udp_reports_its_loss,
+            async_rows_beside_the_blocking_ones,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -125,6 +126,49 @@ fn unmeasured_is_null_and_udp_reports_its_loss() -> Outcome {
             }
             other => return Err(format!("unexpected row {other}")),
         }
+    }
+    Ok(())
+}
+
+/// `--async` adds an async row beside each channel's blocking one, for every way the async API
+/// waits: a descriptor (pipe, unixpacket), a lossy link's batches (udp), a waiter thread on a
+/// futex (shm) and on a System V queue (msg); the typed and hand-off rows have none.
+fn async_rows_beside_the_blocking_ones() -> Outcome {
+    let names = [
+        "pipe",
+        "unixpacket",
+        "unixpacket-typed",
+        "udp",
+        "shm",
+        "msg",
+        "sem",
+    ];
+    let mut args = vec!["--async"];
+    for n in names {
+        args.extend(["--mechanism", n]);
+    }
+    let v = bench_json(&args)?;
+    let results = v["results"].as_array().ok_or("no results")?;
+    let row = |mech: &str, mode: &str| {
+        results
+            .iter()
+            .find(|r| r["mechanism"] == mech && r["mode"] == mode)
+    };
+    for mech in ["pipe", "unixpacket", "udp", "shm", "msg"] {
+        let r = row(mech, "async").ok_or(format!("no async row for {mech}"))?;
+        ensure!(
+            r["p50_ns"].as_f64().is_some_and(|x| x > 0.0)
+                && r["msgs_per_s"].as_f64().is_some_and(|x| x > 0.0),
+            "async row {r}"
+        );
+        ensure!(row(mech, "block").is_some(), "no blocking row for {mech}");
+    }
+    ensure!(
+        row("udp", "async").is_some_and(|r| r["loss"].as_f64().is_some()),
+        "the async UDP row has no loss figure"
+    );
+    for mech in ["unixpacket-typed", "sem"] {
+        ensure!(row(mech, "async").is_none(), "an async row for {mech}");
     }
     Ok(())
 }
