@@ -302,6 +302,12 @@ pub struct Consumer<R: Region> {
     head: u64,
 }
 
+/// The data offset of `position` in a ring of `capacity` bytes (a power of two, checked when
+/// the producer or consumer attaches): a mask, not a division, on every send and poll.
+fn wrap(position: u64, capacity: usize) -> usize {
+    (position & (capacity as u64 - 1)) as usize
+}
+
 /// A record header word: `len` in the low 32 bits, `tag` in the high ones.
 fn encode(len: usize, tag: u32) -> u64 {
     (len as u32 as u64) | ((tag as u64) << 32)
@@ -340,7 +346,7 @@ impl<R: Region> Producer<R> {
         // Each step moves at least 8 bytes and stays within one capacity of `head`, so this
         // ends after at most capacity / 8 steps whatever the memory holds.
         loop {
-            let off = (tail % capacity as u64) as usize;
+            let off = wrap(tail, capacity);
             // Acquire pairs with the previous producer's Release of the header.
             let (len, tag) = decode(region.word(off).load(Ordering::Acquire));
             let size = match tag {
@@ -413,7 +419,7 @@ impl<R: Region> Producer<R> {
             return Err(Error::Corrupted);
         }
         let free = self.capacity - used as usize;
-        let to_end = self.capacity - (self.tail % self.capacity as u64) as usize;
+        let to_end = self.capacity - wrap(self.tail, self.capacity);
         // The same two `Full` exits as `reserve`: no room for the record (and the end mark
         // after it) where it would go, or none for the padding that would move it to the start.
         Ok(if need <= to_end {
@@ -443,7 +449,7 @@ impl<R: Region> Producer<R> {
         }
         let need = record_size(len);
         loop {
-            let off = (self.tail % self.capacity as u64) as usize;
+            let off = wrap(self.tail, self.capacity);
             let to_end = self.capacity - off;
             // The fast path: the room the last head we read leaves (never more than there
             // is), where no rewind is due (inside the hot window, or rewinding is off).
@@ -497,8 +503,8 @@ impl<R: Region> Producer<R> {
     /// Publishes the record of `size` bytes at our position, whose payload is written: the end
     /// mark after it, then its `header`, then the new position.
     fn publish(&mut self, size: usize, header: u64) {
-        let off = (self.tail % self.capacity as u64) as usize;
-        let next = (off + size) % self.capacity;
+        let off = wrap(self.tail, self.capacity);
+        let next = (off + size) & (self.capacity - 1);
         // Relaxed: the header's Release below orders it before the consumer can reach it. The
         // callers checked that `size + END_MARK` bytes are free, so the consumer is not there.
         self.region.word(next).store(0, Ordering::Relaxed);
@@ -611,7 +617,7 @@ impl<R: Region> Consumer<R> {
     /// Whether a message (or padding) is waiting, as seen now: whether the header word at our
     /// position is still the end mark.
     pub fn is_empty(&self) -> bool {
-        let off = (self.head % self.capacity as u64) as usize;
+        let off = wrap(self.head, self.capacity);
         // Acquire pairs with the producer's Release of the header.
         self.region.word(off).load(Ordering::Acquire) == 0
     }
@@ -619,7 +625,7 @@ impl<R: Region> Consumer<R> {
     /// The next message, in place. Dropping it releases its space.
     pub fn peek(&mut self) -> Result<Message<'_, R>, Error> {
         loop {
-            let off = (self.head % self.capacity as u64) as usize;
+            let off = wrap(self.head, self.capacity);
             // Acquire pairs with the producer's Release of the header: the record's bytes are
             // visible once we see it.
             let h = self.region.word(off).load(Ordering::Acquire);

@@ -150,6 +150,18 @@ impl ShmSender {
         Ok(gone)
     }
 
+    /// Whether the receiver is known to be gone without asking the kernel or the clock: it
+    /// closed its end (the state word), or the last liveness check found its process dead.
+    /// `Corrupted` if the header was overwritten, checked before the receiver is reported gone.
+    fn receiver_known_gone(&self) -> Result<bool, Error> {
+        let gone = load_state(&self.map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0
+            || self.receiver.was_dead.load(Ordering::Relaxed);
+        if gone {
+            self.fixed.check(&self.map)?;
+        }
+        Ok(gone)
+    }
+
     /// Marks the channel broken (every later call is `Corrupted`) and hands `e` back.
     fn broke(&mut self, e: Error) -> Error {
         self.broken = true;
@@ -173,6 +185,7 @@ impl ShmSender {
             return Err(Error::too_large(len as u64, self.max as u64));
         }
         let mut waited = false;
+        let mut first = true;
         let mut spin_start: Option<Instant> = None;
         let mut fill = Some(fill);
         loop {
@@ -180,7 +193,17 @@ impl ShmSender {
                 self.broken = true;
                 return Err(corrupted("the segment was truncated under the sender"));
             }
-            if self.receiver_gone(waited).map_err(|e| self.broke(e))? {
+            // The first attempt asks only what is known (a receiver that closed, or that the
+            // last check found dead, is refused before anything is written); the cached
+            // liveness check is refreshed after the commit below, off the path between the
+            // caller's call and the message reaching the ring, for the next send. Every later
+            // attempt (after a full ring) asks before reserving.
+            let gone = if first {
+                self.receiver_known_gone()
+            } else {
+                self.receiver_gone(waited)
+            };
+            if gone.map_err(|e| self.broke(e))? {
                 return Err(Error::new(ErrorKind::PeerGone));
             }
             let before = self.producer.position();
@@ -203,6 +226,16 @@ impl ShmSender {
                             "the segment was truncated under the sender; the message was lost with it",
                         ));
                     }
+                    // The liveness check this attempt skipped, for the next send: the receiver
+                    // may already have read this message, so one found dead now is reported by
+                    // the next call (a cached answer may be RECHECK old either way). A header
+                    // found overwritten breaks the channel and fails this call, as before.
+                    if first {
+                        let (map, fixed) = (&self.map, self.fixed);
+                        self.receiver
+                            .dead_within(false, || fixed.check(map))
+                            .map_err(|e| self.broke(e))?;
+                    }
                     return Ok(());
                 }
                 Err(procom_ring::Error::Full) => {
@@ -221,6 +254,11 @@ impl ShmSender {
                     self.broken = true;
                     return Err(ring_error(e));
                 }
+            }
+            // No room: the liveness check the first attempt skipped, before reporting `Full`
+            // or waiting (a receiver that died never makes room).
+            if std::mem::take(&mut first) && self.receiver_gone(false).map_err(|e| self.broke(e))? {
+                return Err(Error::new(ErrorKind::PeerGone));
             }
             if is_try {
                 return Err(Error::new(ErrorKind::Full));
