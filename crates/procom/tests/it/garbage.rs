@@ -401,7 +401,9 @@ fn dgram_spray(args: &[String]) -> Outcome {
             0 => ("random", rng.some(0, 512)),
             1 => ("empty", Vec::new()),
             2 => {
-                let mut h = header(1 + rng.below(255) as u8, rng.next());
+                // Any version but procom's own (1), which would make a valid datagram.
+                let v = (1 + rng.below(255)) as u8;
+                let mut h = header(if v == 1 { 0 } else { v }, rng.next());
                 h.extend(rng.some(0, 64));
                 ("version", h)
             }
