@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use procom::{AsyncReceiver, AsyncSender, Error, Receiver, Sender};
 
-use crate::link::{Link, await_ack, take_and_ack, udp};
+use crate::link::{Link, udp};
 use crate::measure::Measurement;
 use crate::process::{child_result, finish};
 use crate::scenario::{Mechanism, Mode, Scenario, bench_error};
@@ -24,10 +24,8 @@ pub(crate) struct AsyncLink {
     /// The echo side's buffer, reused for every message.
     buf: Vec<u8>,
     /// A datagram can be lost: UDP receives with a deadline, and ends its batches as
-    /// [`udp`](crate::link::udp) says.
-    udp: bool,
-    /// A UDP peer's last answered batch and its count.
-    answered: Option<(usize, usize)>,
+    /// [`udp`](crate::link::udp) says (`Some`).
+    udp: Option<udp::Batches>,
 }
 
 impl AsyncLink {
@@ -37,12 +35,11 @@ impl AsyncLink {
             .build()
             .map_err(|e| Error::os("start a tokio runtime", e).object("bench"))?;
         Ok(AsyncLink {
-            udp: rx.endpoint().starts_with("udp:"),
+            udp: udp::Batches::for_endpoint(rx.endpoint()),
             rt,
             tx: AsyncSender::new(tx),
             rx: AsyncReceiver::new(rx),
             buf: Vec::new(),
-            answered: None,
         })
     }
 }
@@ -57,8 +54,10 @@ impl Link for AsyncLink {
         })
     }
     fn recv_len(&mut self) -> Result<usize, Error> {
-        let AsyncLink { rt, rx, buf, .. } = self;
-        if self.udp {
+        let AsyncLink {
+            rt, rx, buf, udp, ..
+        } = self;
+        if udp.is_some() {
             return Ok(rt.block_on(rx.recv_timeout(Duration::from_secs(10)))?.len());
         }
         rt.block_on(rx.recv_into(buf))
@@ -77,27 +76,8 @@ impl Link for AsyncLink {
         let AsyncLink { rt, rx, .. } = self;
         rt.block_on(rx.recv_timeout(timeout))
     }
-    fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
-        if self.udp {
-            udp::end_batch(self, batch)
-        } else {
-            await_ack(self)
-        }
-    }
-    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
-        if !self.udp {
-            return take_and_ack(self, size, n);
-        }
-        let mut answered = self.answered.take();
-        let r = udp::take_batch(self, size, batch, &mut answered);
-        self.answered = answered;
-        r
-    }
-    fn end_stream(&mut self) -> Result<(), Error> {
-        match self.answered.filter(|_| self.udp) {
-            Some(last) => udp::end_stream(self, last),
-            None => Ok(()),
-        }
+    fn udp_batches(&mut self) -> Option<&mut udp::Batches> {
+        self.udp.as_mut()
     }
 }
 

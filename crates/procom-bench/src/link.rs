@@ -33,25 +33,43 @@ pub(crate) trait Link {
     fn echo(&mut self) -> Result<(), Error>;
     /// Receives a short control message (ready, acknowledgement) within `timeout`.
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error>;
+    /// A link that can drop messages (UDP): how it ends its batches. `None` for a reliable
+    /// link, whose peer acknowledges each batch.
+    fn udp_batches(&mut self) -> Option<&mut udp::Batches> {
+        None
+    }
     /// After streaming batch `batch`: waits until the peer has taken it. `None`: every message
     /// arrived (a reliable link); `Some(n)`: the peer received `n` (a link that drops).
     fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
-        let _ = batch;
-        await_ack(self)
+        if self.udp_batches().is_some() {
+            udp::end_batch(self, batch)
+        } else {
+            await_ack(self)
+        }
     }
     /// The peer's side of one streamed batch of `n` messages of `size` bytes.
     fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
-        let _ = batch;
-        take_and_ack(self, size, n)
+        let Some(b) = self.udp_batches() else {
+            return take_and_ack(self, size, n);
+        };
+        let mut answered = b.answered.take();
+        let r = udp::take_batch(self, size, batch, &mut answered);
+        if let Some(b) = self.udp_batches() {
+            b.answered = answered;
+        }
+        r
     }
     /// The peer's side once the last batch is taken.
     fn end_stream(&mut self) -> Result<(), Error> {
-        Ok(())
+        match self.udp_batches().and_then(|b| b.answered) {
+            Some(last) => udp::end_stream(self, last),
+            None => Ok(()),
+        }
     }
 }
 
 /// A reliable link's end of a batch: the peer's acknowledgement.
-pub(crate) fn await_ack(link: &mut (impl Link + ?Sized)) -> Result<Option<usize>, Error> {
+fn await_ack(link: &mut (impl Link + ?Sized)) -> Result<Option<usize>, Error> {
     let ack = link.recv_control(Duration::from_secs(60))?;
     if ack != b"k" {
         return Err(bench_error("the peer did not acknowledge the stream"));
@@ -98,23 +116,21 @@ const UDP_RETRY: Duration = Duration::from_millis(100);
 pub(crate) struct ProcomLink {
     tx: Sender,
     rx: Receiver,
-    /// A datagram can be lost, so UDP waits with a deadline; the others block in the kernel
-    /// (System V queues have no timed receive, and a deadline would make them poll).
-    udp: bool,
+    /// A datagram can be lost, so UDP waits with a deadline and ends its batches by asking
+    /// (`Some`); the others block in the kernel (System V queues have no timed receive, and a
+    /// deadline would make them poll).
+    udp: Option<udp::Batches>,
     /// The echo side's buffer, reused for every message (as the peers' links do).
     buf: Vec<u8>,
-    /// A UDP peer's last answered batch and its count, sent again if the sender asks again.
-    answered: Option<(usize, usize)>,
 }
 
 impl ProcomLink {
     pub(crate) fn new(tx: Sender, rx: Receiver) -> ProcomLink {
         ProcomLink {
-            udp: rx.endpoint().starts_with("udp:"),
+            udp: udp::Batches::for_endpoint(rx.endpoint()),
             tx,
             rx,
             buf: Vec::new(),
-            answered: None,
         }
     }
 }
@@ -131,7 +147,7 @@ impl Link for ProcomLink {
         self.tx.send(msg).map_err(|e| e.into_error())
     }
     fn recv_len(&mut self) -> Result<usize, Error> {
-        if self.udp {
+        if self.udp.is_some() {
             Ok(self.rx.recv_timeout(Duration::from_secs(10))?.len())
         } else {
             self.rx.recv_with(|b| b.len())
@@ -144,27 +160,8 @@ impl Link for ProcomLink {
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         self.rx.recv_timeout(timeout)
     }
-    fn end_batch(&mut self, batch: usize) -> Result<Option<usize>, Error> {
-        if self.udp {
-            udp::end_batch(self, batch)
-        } else {
-            await_ack(self)
-        }
-    }
-    fn take_batch(&mut self, size: usize, n: usize, batch: usize) -> Result<(), Error> {
-        if !self.udp {
-            return take_and_ack(self, size, n);
-        }
-        let mut answered = self.answered.take();
-        let r = udp::take_batch(self, size, batch, &mut answered);
-        self.answered = answered;
-        r
-    }
-    fn end_stream(&mut self) -> Result<(), Error> {
-        match self.answered.filter(|_| self.udp) {
-            Some(last) => udp::end_stream(self, last),
-            None => Ok(()),
-        }
+    fn udp_batches(&mut self) -> Option<&mut udp::Batches> {
+        self.udp.as_mut()
     }
 }
 
@@ -177,6 +174,20 @@ pub(crate) mod udp {
 
     use super::{Link, UDP_RETRY, end_mark, parse_count};
     use crate::scenario::bench_error;
+
+    /// A UDP link's memory between batches: the last batch this side answered and its count,
+    /// sent again if the sender asks again.
+    #[derive(Debug, Default)]
+    pub(crate) struct Batches {
+        pub(crate) answered: Option<(usize, usize)>,
+    }
+
+    impl Batches {
+        /// `Some` for a `udp:` endpoint.
+        pub(crate) fn for_endpoint(endpoint: &str) -> Option<Batches> {
+            endpoint.starts_with("udp:").then(Batches::default)
+        }
+    }
 
     /// Asks the peer how many datagrams of the batch it received, until it answers.
     pub(crate) fn end_batch(
