@@ -91,6 +91,43 @@ use procom_sys::sem::Waited;
 
 use crate::error::{Error, ErrorKind};
 
+/// The deadline forms of a POSIX semaphore's async P, and the wait they share, for the named
+/// and the shared semaphore alike (both hold the semaphore in `self.sem` and its waiter thread
+/// in `self.waiter`); the semaphore is named in errors by its `label` field, or by a fixed
+/// label.
+macro_rules! async_waits {
+    (label) => {
+        async_waits!(@ self, &self.label);
+    };
+    ($label:literal) => {
+        async_waits!(@ self, $label);
+    };
+    (@ $self:ident, $label:expr) => {
+        /// P without blocking the thread, waiting at most `timeout`: [`ErrorKind::Timeout`] if
+        /// the value stayed 0. Cancellation-safe.
+        #[cfg(feature = "tokio")]
+        pub async fn wait_async_timeout(&$self, timeout: Duration) -> Result<(), Error> {
+            $self.wait_async_until(Instant::now().checked_add(timeout))
+                .await
+        }
+
+        /// P without blocking the thread, waiting until `deadline` at most:
+        /// [`ErrorKind::Timeout`] if the value stayed 0. Cancellation-safe.
+        #[cfg(feature = "tokio")]
+        pub async fn wait_async_deadline(&$self, deadline: Instant) -> Result<(), Error> {
+            $self.wait_async_until(Some(deadline)).await
+        }
+
+        #[cfg(feature = "tokio")]
+        async fn wait_async_until(&$self, deadline: Option<Instant>) -> Result<(), Error> {
+            let waiter = $self
+                .waiter
+                .get(|| super::waiter::Posix(Arc::clone(&$self.sem)));
+            waited(waiter.wait((), deadline).await, ErrorKind::Timeout, $label)
+        }
+    };
+}
+
 mod named;
 mod set;
 mod shared;

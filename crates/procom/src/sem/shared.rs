@@ -164,32 +164,7 @@ impl OwnedSharedSemaphore {
         self.wait_async_until(None).await
     }
 
-    /// P without blocking the thread, waiting at most `timeout`: [`ErrorKind::Timeout`] if
-    /// the value stayed 0. Cancellation-safe.
-    #[cfg(feature = "tokio")]
-    pub async fn wait_async_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        self.wait_async_until(Instant::now().checked_add(timeout))
-            .await
-    }
-
-    /// P without blocking the thread, waiting until `deadline` at most:
-    /// [`ErrorKind::Timeout`] if the value stayed 0. Cancellation-safe.
-    #[cfg(feature = "tokio")]
-    pub async fn wait_async_deadline(&self, deadline: Instant) -> Result<(), Error> {
-        self.wait_async_until(Some(deadline)).await
-    }
-
-    #[cfg(feature = "tokio")]
-    async fn wait_async_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let waiter = self
-            .waiter
-            .get(|| super::waiter::Posix(Arc::clone(&self.sem)));
-        waited(
-            waiter.wait((), deadline).await,
-            ErrorKind::Timeout,
-            "shared semaphore",
-        )
-    }
+    async_waits!("shared semaphore");
 
     blocking_ops!();
 }
