@@ -100,31 +100,18 @@ impl Receiver {
                 }
                 return Ok(r);
             }
-            Endpoint::Tcp { .. } | Endpoint::Unix { .. } => {
+            Endpoint::Tcp { .. } | Endpoint::Unix { .. } | Endpoint::UnixPacket { .. } => {
                 let listener = StreamListener::bind(&ep, access)?;
-                (
-                    listener.local_endpoint().to_string(),
-                    ReceiverFlavor::Listen(ListenReceiver::new(
-                        listener,
-                        opts.framing,
-                        opts.max_message,
-                        opts.budget.clone(),
-                        accept_stream,
-                    )),
-                )
-            }
-            Endpoint::UnixPacket { .. } => {
-                let listener = StreamListener::bind(&ep, access)?;
-                (
-                    listener.local_endpoint().to_string(),
-                    ReceiverFlavor::ListenPacket(ListenReceiver::new(
-                        listener,
-                        opts.framing,
-                        opts.max_message,
-                        opts.budget.clone(),
-                        accept_packet,
-                    )),
-                )
+                let name = listener.local_endpoint().to_string();
+                let (framing, max, budget) = (opts.framing, opts.max_message, opts.budget.clone());
+                let flavor = if matches!(ep, Endpoint::UnixPacket { .. }) {
+                    let l = ListenReceiver::new(listener, framing, max, budget, accept_packet);
+                    ReceiverFlavor::ListenPacket(l)
+                } else {
+                    let l = ListenReceiver::new(listener, framing, max, budget, accept_stream);
+                    ReceiverFlavor::Listen(l)
+                };
+                (name, flavor)
             }
             Endpoint::Udp { .. } | Endpoint::UnixGram { .. } => {
                 let r = bind_dgram(&ep, opts.framing, opts.max_message, access)?;

@@ -56,9 +56,19 @@ enum SenderFlavor {
 
 impl Sender {
     fn new(ep: &Endpoint, opts: &Options, flavor: SenderFlavor) -> Sender {
+        Sender::with_flavor(ep.to_string(), kind_of(ep), opts, flavor)
+    }
+
+    /// A sender over `flavor` for the object `endpoint` of `kind`.
+    fn with_flavor(
+        endpoint: String,
+        kind: ObjectKind,
+        opts: &Options,
+        flavor: SenderFlavor,
+    ) -> Sender {
         Sender {
-            endpoint: ep.to_string(),
-            kind: kind_of(ep),
+            endpoint,
+            kind,
             max: opts.max_message,
             flavor,
         }
@@ -71,12 +81,8 @@ impl Sender {
         kind: ObjectKind,
         opts: &Options,
     ) -> Sender {
-        Sender {
-            endpoint: name.into(),
-            kind,
-            max: opts.max_message,
-            flavor: SenderFlavor::Stream(StreamSender::new(fd, opts.framing, opts.max_message)),
-        }
+        let flavor = SenderFlavor::Stream(StreamSender::new(fd, opts.framing, opts.max_message));
+        Sender::with_flavor(name.into(), kind, opts, flavor)
     }
 
     /// A sequenced-packet sender over the connected socket `fd` for an object of `kind`.
@@ -86,12 +92,8 @@ impl Sender {
         kind: ObjectKind,
         opts: &Options,
     ) -> Sender {
-        Sender {
-            endpoint: name.into(),
-            kind,
-            max: opts.max_message,
-            flavor: SenderFlavor::Packet(PacketSender::new(fd, opts.framing, opts.max_message)),
-        }
+        let flavor = SenderFlavor::Packet(PacketSender::new(fd, opts.framing, opts.max_message));
+        Sender::with_flavor(name.into(), kind, opts, flavor)
     }
 
     /// A sender over a descriptor: packet by packet on a sequenced-packet socket, framed on
