@@ -301,15 +301,7 @@ fn connect_unix(dir: &Path) -> Result<Run, String> {
         let (conn, _) = check!(s.accept());
         Ok(Box::new(conn))
     }));
-    r.ready = Box::new(move |pid| {
-        procom_testkit::wait_for_socket(pid, "a connected Unix socket", |s| match s {
-            procom_testkit::Socket::Unix {
-                path: None,
-                listening: false,
-            } => Some(()),
-            _ => None,
-        })
-    });
+    r.ready = Box::new(connected_unix_socket);
     r._held.push(Box::new(server));
     r._held.push(Box::new(Removed(path)));
     Ok(r)
@@ -369,18 +361,21 @@ fn packet_server_client(command: &str, dir: &Path) -> Result<Run, String> {
         let conn = check!(rustix::net::accept(&*s));
         Ok(Box::new(std::os::unix::net::UnixStream::from(conn)))
     }));
-    r.ready = Box::new(move |pid| {
-        procom_testkit::wait_for_socket(pid, "a connected Unix socket", |s| match s {
-            procom_testkit::Socket::Unix {
-                path: None,
-                listening: false,
-            } => Some(()),
-            _ => None,
-        })
-    });
+    r.ready = Box::new(connected_unix_socket);
     r._held.push(Box::new(server));
     r._held.push(Box::new(Removed(path)));
     Ok(r)
+}
+
+/// Ready once the command holds a connected Unix socket (its client end).
+fn connected_unix_socket(pid: u32) -> Result<(), String> {
+    procom_testkit::wait_for_socket(pid, "a connected Unix socket", |s| match s {
+        procom_testkit::Socket::Unix {
+            path: None,
+            listening: false,
+        } => Some(()),
+        _ => None,
+    })
 }
 
 /// A path removed when dropped.
