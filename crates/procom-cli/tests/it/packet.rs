@@ -2,8 +2,6 @@
 //! line each way, socat as a client, stream clients relayed both ways to a packet server, and
 //! a killed server's socket file found stale and removed while a live one stays.
 
-use std::process::Command;
-
 use procom_testkit::{
     Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, needs, trials, unix_listening,
 };
@@ -58,19 +56,10 @@ fn socat_is_a_client_of_listen_unixpacket() -> Outcome {
     let scratch = Scratch::new("cli-pkt")?;
     let path = scratch.join("socat.sock");
     let server = listen_packet(&path, &["--echo", "--count", "1"])?;
-    let mut socat = Command::new("socat");
-    socat.args(["-", &format!("UNIX-CONNECT:{},type=5", path.display())]);
-    let s = run_with_input(socat, "socat", b"from socat\n")?;
-    ensure!(
-        s.status.success() && s.stdout == ["from socat"],
-        "socat got {s:?}"
-    );
-    let fin = server.success(STEP)?;
-    ensure!(
-        fin.stdout == ["from socat"],
-        "the server printed {:?}",
-        fin.stdout
-    );
+    crate::socket::socat_line_is_echoed(
+        server,
+        &format!("UNIX-CONNECT:{},type=5", path.display()),
+    )?;
     scratch.finish()
 }
 

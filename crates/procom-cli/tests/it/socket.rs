@@ -88,8 +88,14 @@ fn listen_echo_many_clients() -> Outcome {
 /// socat as a client of `procom listen --echo` over TCP.
 fn socat_is_a_client_of_listen() -> Outcome {
     let (server, addr) = listen_tcp(&["--echo", "--count", "1"])?;
+    socat_line_is_echoed(server, &format!("TCP:{addr}"))
+}
+
+/// socat, connecting to `address`, sends one line to `server` (a `procom listen --echo
+/// --count 1`), gets it echoed, and the server printed it.
+pub(crate) fn socat_line_is_echoed(server: Proc, address: &str) -> Outcome {
     let mut socat = Command::new("socat");
-    socat.args(["-", &format!("TCP:{addr}")]);
+    socat.args(["-", address]);
     let s = run_with_input(socat, "socat", b"from socat\n")?;
     ensure!(
         s.status.success() && s.stdout == ["from socat"],
@@ -98,7 +104,7 @@ fn socat_is_a_client_of_listen() -> Outcome {
     let fin = server.success(STEP)?;
     ensure!(
         fin.stdout == ["from socat"],
-        "server printed {:?}",
+        "the server printed {:?}",
         fin.stdout
     );
     Ok(())
