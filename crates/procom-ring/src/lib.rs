@@ -351,7 +351,11 @@ impl<R: Region> Producer<R> {
             let (len, tag) = decode(region.word(off).load(Ordering::Acquire));
             let size = match tag {
                 0 if len == 0 => break,
-                TAG_PAD => len.checked_add(RECORD_HEADER),
+                // Padding always runs to the end of the data (as the consumer requires): a
+                // shorter one would leave the position off the 8-byte grid.
+                TAG_PAD => len
+                    .checked_add(RECORD_HEADER)
+                    .filter(|n| *n == capacity - off),
                 TAG_MESSAGE if len <= max_message(capacity) => Some(record_size(len)),
                 _ => None,
             };
@@ -980,6 +984,27 @@ mod tests {
         // enough: a message that needs more room meets the hostile head.
         let max = p.max_message();
         assert_eq!(p.push(&vec![0; max]), Err(Error::Corrupted));
+    }
+
+    #[test]
+    fn a_new_producer_refuses_padding_that_does_not_run_to_the_end() {
+        for len in [3, 8, 100] {
+            let mut heap = Heap::new(256);
+            let r = heap.region();
+            init(&r);
+            // A hostile header at the position a new producer resumes from.
+            r.word(0).store(encode(len, TAG_PAD), Ordering::Release);
+            assert_eq!(Producer::attach(r).err(), Some(Error::Corrupted), "{len}");
+        }
+        let mut heap = Heap::new(256);
+        let r = heap.region();
+        init(&r);
+        r.head().store(64, Ordering::Release);
+        r.tail().store(64, Ordering::Release);
+        r.word(64)
+            .store(encode(256 - 64 - 8, TAG_PAD), Ordering::Release);
+        let p = Producer::attach(r).expect("padding to the end is a record");
+        assert_eq!(p.position(), 256);
     }
 
     #[test]
