@@ -470,6 +470,22 @@ impl Receiver {
         }
     }
 
+    /// Receives the next message and hands it to `decode`, lent until the next receive: from
+    /// the flavor's own buffer where the message stays there (sequenced packets), else
+    /// received into `spare` (which a Unix stream fills straight from the socket for a large
+    /// message). For decoders whose value borrows from the message (typed views).
+    pub(crate) fn recv_lent<'a, V>(
+        &'a mut self,
+        wait: Wait,
+        spare: &'a mut Vec<u8>,
+        decode: impl FnOnce(&'a [u8]) -> Result<V, Error>,
+    ) -> Result<V, Error> {
+        let (kind, endpoint) = (self.kind, &self.endpoint);
+        dispatch_recv!(&mut self.flavor, r => r.recv_lent(wait, spare))
+            .and_then(decode)
+            .map_err(|e| e.object_of(kind, endpoint))
+    }
+
     /// [`Receiver::recv_into`] if a message is waiting; otherwise `Empty`.
     #[cfg(feature = "tokio")]
     pub(crate) fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {

@@ -13,7 +13,7 @@ use crate::flavor::mq::MqSender;
 use crate::flavor::msg::MsgSender;
 use crate::flavor::packet::{PacketSender, is_packet_socket};
 use crate::flavor::shm::ShmSender;
-use crate::flavor::stream::StreamSender;
+use crate::flavor::stream::{StreamSender, Streamer};
 use crate::flavor::{SendFlavor, Wait};
 use crate::kind::kind_of;
 use crate::mq::Queue;
@@ -377,6 +377,35 @@ impl Sender {
     #[cfg(feature = "tokio")]
     pub(crate) fn named(&self, e: Error) -> Error {
         e.object_of(self.kind, &self.endpoint)
+    }
+
+    /// Sends `msg` waiting as `wait` says; the error names the endpoint (typed channels).
+    pub(crate) fn send_bytes(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
+        self.send_waiting(msg, wait).map_err(|e| e.into_error())
+    }
+
+    /// Whether [`Sender::send_streamed`] carries this channel's messages: a byte stream with
+    /// a length prefix.
+    pub(crate) fn streams(&self) -> bool {
+        matches!(&self.flavor, SenderFlavor::Stream(f) if f.streams())
+    }
+
+    /// Sends a `len`-byte message that `encode` hands over piece by piece, a large piece
+    /// going to the stream from where it lies (see `StreamSender::send_streamed`); only
+    /// where [`Sender::streams`], [`ErrorKind::InvalidInput`] elsewhere.
+    pub(crate) fn send_streamed(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        encode: &mut dyn FnMut(&mut Streamer<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.check_size(len)
+            .and_then(|()| match &mut self.flavor {
+                SenderFlavor::Stream(f) => f.send_streamed(len, wait, encode),
+                _ => Err(Error::new(ErrorKind::InvalidInput)
+                    .detail("only a length-prefixed stream carries a message piece by piece")),
+            })
+            .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }
 
     fn check_size(&self, len: usize) -> Result<(), Error> {

@@ -118,6 +118,13 @@ impl<R: RecvFlavor> RecvFlavor for ListenReceiver<R> {
         r.recv_bytes(wait, f).map_err(|e| e.object_of(kind, &*name))
     }
 
+    fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        let kind = self.kind;
+        let (r, name) = self.conn(wait)?;
+        r.recv_lent(wait, spare)
+            .map_err(|e| e.object_of(kind, &*name))
+    }
+
     /// The connection's descriptor once a client is accepted; before, the listening socket's
     /// (readable when a client is waiting, which is what the first receive waits for).
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {

@@ -140,6 +140,14 @@ pub(crate) trait RecvFlavor {
         Ok(f(&m))
     }
 
+    /// Receives the next message and lends it until the next receive: by default received
+    /// into `spare`; a flavor that keeps the whole message in its own buffer lends it from
+    /// there.
+    fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        let n = self.recv_into(wait, spare)?;
+        Ok(&spare[..n])
+    }
+
     /// The descriptor to poll for messages, where the mechanism has one.
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None

@@ -340,6 +340,17 @@ impl RecvFlavor for PacketReceiver {
         Ok(self.lend(n, |m| f(m)))
     }
 
+    /// Lent from the kept buffer until the next receive, unless that buffer is given back
+    /// after a large message (then received into `spare`).
+    fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        if self.shrink {
+            let n = self.recv_into(wait, spare)?;
+            return Ok(&spare[..n]);
+        }
+        let n = self.recv_packet(wait)?;
+        Ok(&self.buf[..n])
+    }
+
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
     }

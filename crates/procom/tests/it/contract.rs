@@ -107,9 +107,12 @@ pub const ROLES: &[Role] = &[
     },
 ];
 
-/// Every property: these and the async ones.
+/// Every property: these, the typed views and the async ones.
 fn all_properties() -> impl Iterator<Item = &'static Property> {
-    PROPERTIES.iter().chain(crate::async_contract::PROPERTIES)
+    PROPERTIES
+        .iter()
+        .chain(crate::typed::PROPERTIES)
+        .chain(crate::async_contract::PROPERTIES)
 }
 
 /// How a flavor's two roles reach each other.

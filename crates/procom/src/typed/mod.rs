@@ -22,177 +22,20 @@
 //! # Ok(()) }
 //! ```
 
-use std::marker::PhantomData;
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::channel::{self, Options, ToEndpoint};
-use crate::error::{Error, ErrorKind, SendError};
-use crate::wait::Wait;
+use crate::channel::Options;
+use crate::error::{Error, ErrorKind};
+
+mod receiver;
+mod sender;
+
+pub use receiver::Receiver;
+pub use sender::Sender;
 
 #[cfg(feature = "tokio")]
 pub use crate::aio::typed::{AsyncReceiver, AsyncSender};
-
-/// Sends values of `T`.
-#[derive(Debug)]
-pub struct Sender<T> {
-    inner: channel::Sender,
-    buf: Vec<u8>,
-    _t: PhantomData<fn(T)>,
-}
-
-/// Receives values of `T`.
-#[derive(Debug)]
-pub struct Receiver<T> {
-    inner: channel::Receiver,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: Serialize> Sender<T> {
-    /// See [`channel::Sender::connect`].
-    pub fn connect(endpoint: impl ToEndpoint) -> Result<Sender<T>, Error> {
-        channel::Sender::connect(endpoint).map(Sender::from_untyped)
-    }
-
-    /// See [`channel::Sender::connect_with`].
-    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender<T>, Error> {
-        channel::Sender::connect_with(endpoint, opts).map(Sender::from_untyped)
-    }
-
-    /// See [`channel::Sender::bind_with`] (with default options).
-    pub fn bind(endpoint: impl ToEndpoint) -> Result<Sender<T>, Error> {
-        Sender::bind_with(endpoint, &Options::default())
-    }
-
-    /// See [`channel::Sender::bind_with`].
-    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Sender<T>, Error> {
-        channel::Sender::bind_with(endpoint, opts).map(Sender::from_untyped)
-    }
-
-    /// Wraps a byte sender.
-    pub fn from_untyped(inner: channel::Sender) -> Sender<T> {
-        Sender {
-            inner,
-            buf: Vec::new(),
-            _t: PhantomData,
-        }
-    }
-
-    /// The byte sender underneath.
-    pub fn into_untyped(self) -> channel::Sender {
-        self.inner
-    }
-
-    fn send_with(
-        &mut self,
-        value: T,
-        op: impl for<'a> FnOnce(&mut channel::Sender, &'a [u8]) -> Result<(), SendError<&'a [u8]>>,
-    ) -> Result<(), SendError<T>> {
-        // Encoded into the buffer kept from the last send: no allocation (and, for large
-        // values, no fresh pages to fault in) per message.
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let bytes = match postcard::to_extend(&value, buf) {
-            Ok(b) => b,
-            Err(e) => {
-                let err = Error::new(ErrorKind::InvalidInput)
-                    .detail(format!("could not encode the value: {e}"))
-                    .object(self.inner.endpoint());
-                return Err(SendError::new(value, err));
-            }
-        };
-        let sent = op(&mut self.inner, &bytes).map_err(|e| e.into_error());
-        // Kept for the next send, unless one rare huge value would pin its memory.
-        if bytes.capacity() <= 4 << 20 {
-            self.buf = bytes;
-        }
-        sent.map_err(|e| SendError::new(value, e))
-    }
-
-    /// Sends a value, waiting for room.
-    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.send_with(value, |s, b| s.send(b))
-    }
-
-    /// Sends a value if there is room now.
-    pub fn try_send(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.send_with(value, |s, b| s.try_send(b))
-    }
-
-    /// Sends a value, waiting at most `timeout`.
-    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_with(value, |s, b| s.send_timeout(b, timeout))
-    }
-
-    /// Sends a value, waiting until `deadline` at most.
-    pub fn send_deadline(&mut self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
-        self.send_with(value, |s, b| s.send_deadline(b, deadline))
-    }
-}
-
-impl<T: DeserializeOwned> Receiver<T> {
-    /// See [`channel::Receiver::bind`].
-    pub fn bind(endpoint: impl ToEndpoint) -> Result<Receiver<T>, Error> {
-        channel::Receiver::bind(endpoint).map(Receiver::from_untyped)
-    }
-
-    /// See [`channel::Receiver::bind_with`].
-    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
-        channel::Receiver::bind_with(endpoint, opts).map(Receiver::from_untyped)
-    }
-
-    /// See [`channel::Receiver::connect`].
-    pub fn connect(endpoint: impl ToEndpoint) -> Result<Receiver<T>, Error> {
-        channel::Receiver::connect(endpoint).map(Receiver::from_untyped)
-    }
-
-    /// See [`channel::Receiver::connect_with`].
-    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
-        channel::Receiver::connect_with(endpoint, opts).map(Receiver::from_untyped)
-    }
-
-    /// Wraps a byte receiver.
-    pub fn from_untyped(inner: channel::Receiver) -> Receiver<T> {
-        Receiver {
-            inner,
-            _t: PhantomData,
-        }
-    }
-
-    /// The byte receiver underneath.
-    pub fn into_untyped(self) -> channel::Receiver {
-        self.inner
-    }
-
-    /// Receives one message and decodes it where it lies (no copy on byte streams).
-    fn recv_decoded(&mut self, wait: Wait) -> Result<T, Error> {
-        self.inner
-            .recv_bytes(wait, decode::<T>)?
-            .map_err(|e| e.object(self.inner.endpoint()))
-    }
-
-    /// Receives a value, waiting as long as it takes.
-    pub fn recv(&mut self) -> Result<T, Error> {
-        self.recv_decoded(Wait::Forever)
-    }
-
-    /// Receives a value if one is waiting.
-    pub fn try_recv(&mut self) -> Result<T, Error> {
-        self.recv_decoded(Wait::Never)
-    }
-
-    /// Receives a value, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
-        self.recv_decoded(Wait::until(crate::stream::deadline_after(timeout)))
-    }
-
-    /// Receives a value, waiting until `deadline` at most.
-    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, Error> {
-        self.recv_decoded(Wait::Until(deadline))
-    }
-}
 
 /// One end of a typed connection: sends `A`, receives `B`.
 pub type End<A, B> = (Sender<A>, Receiver<B>);
@@ -202,11 +45,11 @@ pub type Ends<A, B> = (End<A, B>, End<B, A>);
 
 /// A connected pair of local typed channels (`socketpair`): the first end sends `A` and
 /// receives `B`, the second the reverse; hand one end's descriptors
-/// ([`channel::Sender::into_fd`]) to a child, or use the ends in two threads. The pair is a
+/// ([`Sender::into_fd`](crate::Sender::into_fd)) to a child, or use the ends in two threads. The pair is a
 /// Unix sequenced-packet pair (`unixpacket:`, see [`crate::socket`]) when the kernel lets one
 /// packet hold a whole message of `opts.max_message` bytes (1 MiB, say, but not the default
 /// 64 MiB: a packet holds at most twice `net.core.wmem_max` and 4 MiB) and neither type is
-/// zero-sized, and a Unix stream pair otherwise; [`channel::Receiver::endpoint`] says which
+/// zero-sized, and a Unix stream pair otherwise; [`Receiver::endpoint`](crate::Receiver::endpoint) says which
 /// (`unixpacket:@socketpair` or `unix:@socketpair`). (A value that encodes to no bytes
 /// cannot travel as a sequenced packet: over a `unixpacket:` endpoint it is refused with
 /// [`ErrorKind::InvalidInput`]; a type that is not zero-sized yet may encode to nothing,
@@ -246,6 +89,18 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             "a {}-byte message does not decode as {}: {e}",
             bytes.len(),
             std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Decodes one message as a view `V` borrowing from it: anything that is not a `V` is
+/// `Malformed`, never a panic.
+pub(crate) fn decode_view<'a, V: Deserialize<'a>>(bytes: &'a [u8]) -> Result<V, Error> {
+    postcard::from_bytes::<V>(bytes).map_err(|e| {
+        Error::new(ErrorKind::Malformed).detail(format!(
+            "a {}-byte message does not decode as {}: {e}",
+            bytes.len(),
+            std::any::type_name::<V>()
         ))
     })
 }
@@ -305,6 +160,8 @@ pub(crate) fn check_decoder(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     /// `pair` takes sequenced packets when a whole message fits in one, a stream otherwise,
@@ -345,6 +202,44 @@ mod tests {
         // A type with bytes to send still gets packets.
         let ((_, rx), _) = pair::<u8, u8>(&opts).unwrap();
         assert!(rx.inner.endpoint().starts_with("unixpacket:"));
+    }
+
+    /// A value large enough to be streamed crosses a stream intact whichever way it is sent
+    /// and received, and so do values just below and at the size where streaming starts.
+    #[test]
+    fn large_values_cross_a_stream_as_views_and_values() {
+        let ((mut tx, _), (_, mut rx)) =
+            pair::<serde_bytes::ByteBuf, serde_bytes::ByteBuf>(&Options::default()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for len in [(32 << 10) - 4, (32 << 10) - 3, 1 << 20, 5] {
+                    let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                    tx.send_view(serde_bytes::Bytes::new(&data)).unwrap();
+                    tx.send_ref(&serde_bytes::ByteBuf::from(data)).unwrap();
+                }
+            });
+            for len in [(32 << 10) - 4, (32 << 10) - 3, 1 << 20, 5] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+                let v: &serde_bytes::Bytes = rx.recv_view().unwrap();
+                assert_eq!(v.as_ref(), &data[..]);
+                assert_eq!(rx.recv().unwrap().into_vec(), data);
+            }
+        });
+    }
+
+    /// A view that does not decode is `Malformed`, and the next message is received.
+    #[test]
+    fn a_view_that_does_not_decode_is_malformed() {
+        let (tx, rx) = crate::pipe::channel().unwrap();
+        let (mut tx, mut rx) = (
+            Sender::<Vec<u8>>::from_untyped(tx),
+            Receiver::<Vec<u8>>::from_untyped(rx),
+        );
+        tx.send(vec![0xff, 0xfe]).unwrap();
+        tx.send(b"ok".to_vec()).unwrap();
+        let e = rx.recv_view::<&str>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Malformed, "{e}");
+        assert_eq!(rx.recv_view::<&str>().unwrap(), "ok");
     }
 
     /// The typed receiver has the deadline form every blocking call has.

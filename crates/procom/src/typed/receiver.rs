@@ -1,0 +1,148 @@
+//! [`Receiver`]: receives values, owned or as views that borrow from the receiver's buffer.
+
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::channel::{self, Options, ToEndpoint};
+use crate::error::Error;
+use crate::wait::Wait;
+
+use super::{decode, decode_view};
+
+/// Receives values of `T`.
+///
+/// Besides an owned value ([`Receiver::recv`]), a receiver hands out a view of the next message
+/// ([`Receiver::recv_view`]): a value of another type, decoded as a `T` would be, that borrows
+/// its strings and byte strings from the receiver's own buffer instead of copying them (`&str`
+/// for a `String`, `&serde_bytes::Bytes` for a `serde_bytes::ByteBuf`, a struct of borrowed
+/// fields for one of owned fields). A message that does not decode as the view is
+/// [`ErrorKind::Malformed`](crate::ErrorKind::Malformed), never a panic.
+#[derive(Debug)]
+pub struct Receiver<T> {
+    pub(super) inner: channel::Receiver,
+    /// Where a message a view borrows from is received, when the flavor does not keep it in
+    /// its own buffer.
+    buf: Vec<u8>,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// The largest receive buffer kept for views between messages.
+const KEPT: usize = 4 << 20;
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// See [`channel::Receiver::bind`].
+    pub fn bind(endpoint: impl ToEndpoint) -> Result<Receiver<T>, Error> {
+        channel::Receiver::bind(endpoint).map(Receiver::from_untyped)
+    }
+
+    /// See [`channel::Receiver::bind_with`].
+    pub fn bind_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
+        channel::Receiver::bind_with(endpoint, opts).map(Receiver::from_untyped)
+    }
+
+    /// See [`channel::Receiver::connect`].
+    pub fn connect(endpoint: impl ToEndpoint) -> Result<Receiver<T>, Error> {
+        channel::Receiver::connect(endpoint).map(Receiver::from_untyped)
+    }
+
+    /// See [`channel::Receiver::connect_with`].
+    pub fn connect_with(endpoint: impl ToEndpoint, opts: &Options) -> Result<Receiver<T>, Error> {
+        channel::Receiver::connect_with(endpoint, opts).map(Receiver::from_untyped)
+    }
+
+    /// Wraps a byte receiver.
+    pub fn from_untyped(inner: channel::Receiver) -> Receiver<T> {
+        Receiver {
+            inner,
+            buf: Vec::new(),
+            _t: PhantomData,
+        }
+    }
+
+    /// The byte receiver underneath.
+    pub fn into_untyped(self) -> channel::Receiver {
+        self.inner
+    }
+
+    /// Receives one message and decodes it where it lies (no copy on byte streams).
+    fn recv_decoded(&mut self, wait: Wait) -> Result<T, Error> {
+        self.inner
+            .recv_bytes(wait, decode::<T>)?
+            .map_err(|e| e.object(self.inner.endpoint()))
+    }
+
+    /// Receives a value, waiting as long as it takes.
+    pub fn recv(&mut self) -> Result<T, Error> {
+        self.recv_decoded(Wait::Forever)
+    }
+
+    /// Receives a value if one is waiting.
+    pub fn try_recv(&mut self) -> Result<T, Error> {
+        self.recv_decoded(Wait::Never)
+    }
+
+    /// Receives a value, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
+        self.recv_decoded(Wait::until(crate::stream::deadline_after(timeout)))
+    }
+
+    /// Receives a value, waiting until `deadline` at most.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, Error> {
+        self.recv_decoded(Wait::Until(deadline))
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives the next message as a view `V`, waiting as long as it takes. `V` must decode
+    /// as a `T` does, borrowing what it can from the message, which stays in the receiver's
+    /// buffer until the view is dropped: on sequenced packets in the buffer the packet was
+    /// received into, elsewhere in one the receiver keeps (into which a Unix stream reads a
+    /// large message straight from the socket). Nothing is copied out of the message.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procom::Error> {
+    /// let (tx, rx) = procom::pipe::channel()?;
+    /// let mut tx = procom::typed::Sender::<String>::from_untyped(tx);
+    /// let mut rx = procom::typed::Receiver::<String>::from_untyped(rx);
+    /// tx.send_view("a long line")?;
+    /// let line: &str = rx.recv_view()?;
+    /// assert_eq!(line, "a long line");
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_view<'a, V: Deserialize<'a>>(&'a mut self) -> Result<V, Error> {
+        self.recv_view_waiting(Wait::Forever)
+    }
+
+    /// Receives the next message as a view (see [`Receiver::recv_view`]) if one is waiting.
+    pub fn try_recv_view<'a, V: Deserialize<'a>>(&'a mut self) -> Result<V, Error> {
+        self.recv_view_waiting(Wait::Never)
+    }
+
+    /// Receives the next message as a view (see [`Receiver::recv_view`]), waiting at most
+    /// `timeout`.
+    pub fn recv_view_timeout<'a, V: Deserialize<'a>>(
+        &'a mut self,
+        timeout: Duration,
+    ) -> Result<V, Error> {
+        self.recv_view_waiting(Wait::until(crate::stream::deadline_after(timeout)))
+    }
+
+    /// Receives the next message as a view (see [`Receiver::recv_view`]), waiting until
+    /// `deadline` at most.
+    pub fn recv_view_deadline<'a, V: Deserialize<'a>>(
+        &'a mut self,
+        deadline: Instant,
+    ) -> Result<V, Error> {
+        self.recv_view_waiting(Wait::Until(deadline))
+    }
+
+    fn recv_view_waiting<'a, V: Deserialize<'a>>(&'a mut self, wait: Wait) -> Result<V, Error> {
+        if self.buf.capacity() > KEPT {
+            self.buf = Vec::new(); // one rare huge message must not pin its memory
+        }
+        self.inner.recv_lent(wait, &mut self.buf, decode_view::<V>)
+    }
+}
