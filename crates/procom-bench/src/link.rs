@@ -263,8 +263,12 @@ pub(crate) mod udp {
     }
 }
 
-/// procom's typed channel (postcard) carrying the payload as one byte string: the same work
-/// ipc-channel's typed channel does.
+/// procom's typed channel (postcard) carrying the payload as one byte string, through its
+/// borrowing forms, as a program holding its payload in a buffer would use it: the sender
+/// sends a view of its buffer (`&Bytes`, which encodes as the `ByteBuf` the channel carries),
+/// the echo side receives a view borrowing from its receive buffer and sends that view back,
+/// and the initiator receives a view and reads its length. (ipc-channel's API takes and gives
+/// only owned values: its link makes a `ByteBuf` of the payload and receives one.)
 pub(crate) struct TypedLink {
     pub(crate) tx: procom::typed::Sender<serde_bytes::ByteBuf>,
     pub(crate) rx: procom::typed::Receiver<serde_bytes::ByteBuf>,
@@ -272,15 +276,15 @@ pub(crate) struct TypedLink {
 
 impl Link for TypedLink {
     fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
-        let value = serde_bytes::ByteBuf::from(msg.to_vec());
-        self.tx.send(value).map_err(|e| e.into_error())
+        self.tx.send_view(serde_bytes::Bytes::new(msg))
     }
     fn recv_len(&mut self) -> Result<usize, Error> {
-        Ok(self.rx.recv()?.len())
+        let m: &serde_bytes::Bytes = self.rx.recv_view()?;
+        Ok(m.len())
     }
     fn echo(&mut self) -> Result<(), Error> {
-        let m = self.rx.recv()?;
-        self.tx.send(m).map_err(|e| e.into_error())
+        let m: &serde_bytes::Bytes = self.rx.recv_view()?;
+        self.tx.send_view(m)
     }
     fn recv_control(&mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         Ok(self.rx.recv_timeout(timeout)?.into_vec())

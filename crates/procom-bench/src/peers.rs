@@ -14,7 +14,8 @@
 //!   `send` and `recv` make.
 //! - **ipc-channel**: typed `IpcSender<ByteBuf>`/`IpcReceiver<ByteBuf>` (postcard over a Unix
 //!   socket), compared with procom's `unixpacket-typed` (postcard over a Unix sequenced-packet socket,
-//!   as ipc-channel's own).
+//!   as ipc-channel's own). procom sends a view of the payload and receives views (see
+//!   `TypedLink`); ipc-channel, whose API takes and gives only owned values, a `ByteBuf`.
 //! - **interprocess**: a local socket stream (a Unix stream socket) carrying the same 4-byte
 //!   big-endian length prefix procom's `unix` writes, so that messages keep their boundaries.
 

@@ -508,6 +508,14 @@ impl StreamReader {
     }
 }
 
+impl StreamReader {
+    /// Whether the buffer may leave the reader (see `StreamReceiver::recv_lent`): it is
+    /// charged to no budget.
+    pub(crate) fn unbudgeted(&self) -> bool {
+        self.budget.is_none()
+    }
+}
+
 /// The smallest message read straight into the caller's buffer (see
 /// [`StreamReader::read_exact_into`]): below it, one read into our buffer and a copy out
 /// is cheaper than a second system call.

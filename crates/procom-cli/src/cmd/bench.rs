@@ -322,6 +322,9 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, or sleep on it with futex wait and wake, copy out); sem with sem_post/sem_wait on two POSIX semaphores; signal with sigqueue/sigtimedwait (the signal blocked, no handler); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
     )?;
     super::outln!(
+        "typed rows: the payload travels as a serde_bytes::ByteBuf through procom's borrowing forms (the sender sends a view of its buffer, the echo side receives a view and sends it back, the initiator receives a view and reads its length); ipc-channel's API takes and gives only owned values, so its link makes a ByteBuf of the payload and receives one."
+    )?;
+    super::outln!(
         "udp msgs/s, MB/s: datagrams delivered while the sender streams as fast as it can; lost: the share of those sent that never arrived (a receiver that falls behind loses them)."
     )?;
     for (mech, why, sizes) in &skipped {

@@ -330,6 +330,33 @@ impl RecvFlavor for StreamReceiver {
         self.recv_in_place(wait, |m| f(m))
     }
 
+    /// A large message read straight into `spare`; one that is all the reader holds is lent
+    /// by handing the reader's buffer over for `spare`'s (nothing copied); otherwise copied
+    /// into `spare`.
+    fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        if let Some(n) = self.recv_large_into(wait, spare)? {
+            return Ok(&spare[..n]);
+        }
+        if self.broken.is_none() && self.r.unbudgeted() {
+            let pending = self.r.pending();
+            if let Ok(Frame::Complete {
+                start,
+                end,
+                consumed,
+            }) = framing::decode(pending, self.framing, self.max)
+                && consumed == pending.len()
+            {
+                let at = self.r.start;
+                std::mem::swap(&mut self.r.buf, spare);
+                self.r.buf.clear();
+                self.r.start = 0;
+                return Ok(&spare[at + start..at + end]);
+            }
+        }
+        let n = self.recv_into(wait, spare)?;
+        Ok(&spare[..n])
+    }
+
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.r.as_fd())
     }
