@@ -107,8 +107,8 @@ pub(crate) fn decode_view<'a, V: Deserialize<'a>>(bytes: &'a [u8]) -> Result<V, 
 
 /// The typed decoder's invariants on arbitrary bytes, for the fuzz target
 /// (`fuzz/fuzz_targets/typed_decode.rs`) and the corpus replay in `cargo test`: decoding as
-/// each of a range of types gives a value or `Malformed`, and a value encodes and decodes
-/// back to itself.
+/// each of a range of types gives a value or `Malformed`, a value encodes and decodes back to
+/// itself, and a view (borrowing from the bytes) decodes exactly when its owned type does.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn check_decoder(data: &[u8]) {
     use std::collections::BTreeMap;
@@ -147,6 +147,27 @@ pub(crate) fn check_decoder(data: &[u8]) {
         }
     }
 
+    /// A view and the owned type it stands for agree: both decode, to values that encode
+    /// alike, or neither does (`Malformed`).
+    fn view<'a, V, T>(data: &'a [u8])
+    where
+        V: Deserialize<'a> + Serialize + Debug,
+        T: DeserializeOwned + Serialize + Debug,
+    {
+        match (decode_view::<V>(data), decode::<T>(data)) {
+            (Ok(v), Ok(t)) => assert_eq!(
+                postcard::to_allocvec(&v).expect("a decoded view encodes"),
+                postcard::to_allocvec(&t).expect("a decoded value encodes"),
+                "{v:?} against {t:?}"
+            ),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.kind(), ErrorKind::Malformed, "{a}");
+                assert_eq!(b.kind(), ErrorKind::Malformed, "{b}");
+            }
+            (v, t) => panic!("a view and its owned type disagree: {v:?} against {t:?}"),
+        }
+    }
+
     one::<Job>(data);
     one::<Vec<Job>>(data);
     one::<Shape>(data);
@@ -156,6 +177,9 @@ pub(crate) fn check_decoder(data: &[u8]) {
     one::<Vec<Vec<u64>>>(data);
     one::<BTreeMap<u32, Vec<u8>>>(data);
     one::<(u128, i16, Option<String>)>(data);
+    view::<&str, String>(data);
+    view::<&[u8], Vec<u8>>(data);
+    view::<(u32, &str, Option<&[u8]>), (u32, String, Option<Vec<u8>>)>(data);
 }
 
 #[cfg(test)]
