@@ -36,6 +36,7 @@ pub(crate) mod msg;
 pub(crate) mod packet;
 pub(crate) mod shm;
 pub(crate) mod stream;
+pub(crate) mod streamed;
 
 /// What a mechanism carries with a message besides its bytes, for
 /// [`Receiver::recv_meta`](crate::Receiver::recv_meta). A field is `None` where the

@@ -42,7 +42,7 @@ impl StreamSender {
 
     /// Writes what is left of a started frame, waiting as `wait` says; `Full` (never) or
     /// `Timeout` when some is still left (kept for the next call).
-    fn finish_unsent(&mut self, wait: Wait) -> Result<(), Error> {
+    pub(crate) fn finish_unsent(&mut self, wait: Wait) -> Result<(), Error> {
         if self.unsent.is_empty() {
             return Ok(());
         }
@@ -68,7 +68,7 @@ impl StreamSender {
         [header, payload, framing::trailer(self.framing)]
     }
 
-    fn send_framed(&mut self, payload: &[u8], wait: Wait) -> Result<(), Error> {
+    pub(crate) fn send_framed(&mut self, payload: &[u8], wait: Wait) -> Result<(), Error> {
         let (mut deadline, is_try) = (wait.deadline(), wait.is_try());
         if self.poisoned {
             return Err(Error::new(ErrorKind::Io).detail(
@@ -380,175 +380,5 @@ impl RecvFlavor for StreamReceiver {
 
     fn cleanup(&self) -> Option<Cleanup> {
         self.owner.as_ref().and_then(Fifo::cleanup)
-    }
-}
-
-/// A piece of a streamed message at least this large goes to the stream where it lies (with
-/// the bytes gathered before it, in one `writev`); smaller ones are gathered.
-const STREAMED_PIECE: usize = 4096;
-
-/// The most bytes a streamed message gathers before it writes them.
-const STREAMED_GATHER: usize = 64 << 10;
-
-/// Where [`StreamSender::send_streamed`]'s encoder puts a message's bytes, in order
-/// ([`Streamer::put`]).
-pub(crate) struct Streamer<'s> {
-    sender: &'s mut StreamSender,
-    deadline: Option<std::time::Instant>,
-    is_try: bool,
-    /// The payload's length, announced in the frame's header.
-    len: usize,
-    /// Payload bytes put so far.
-    put: usize,
-    /// Bytes of the frame (header included) written to the stream so far.
-    written: usize,
-}
-
-impl Streamer<'_> {
-    /// Adds the next bytes of the message: a large piece is written at once, straight from
-    /// `bytes`, with what was gathered before it; a small one is gathered. Fails, writing
-    /// nothing of `bytes`, when they would run past the announced length.
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let after = self.put.saturating_add(bytes.len());
-        if after > self.len {
-            return Err(self.mismatch(after));
-        }
-        self.put = after;
-        if bytes.len() >= STREAMED_PIECE {
-            let gathered = std::mem::take(&mut self.sender.unsent);
-            let result = self.write(&[&gathered, bytes]);
-            self.sender.unsent = gathered;
-            self.sender.unsent.clear();
-            return result;
-        }
-        self.sender.unsent.extend_from_slice(bytes);
-        if self.sender.unsent.len() >= STREAMED_GATHER {
-            return self.write_gathered();
-        }
-        Ok(())
-    }
-
-    fn write_gathered(&mut self) -> Result<(), Error> {
-        let gathered = std::mem::take(&mut self.sender.unsent);
-        let result = self.write(&[&gathered]);
-        self.sender.unsent = gathered;
-        self.sender.unsent.clear();
-        result
-    }
-
-    /// Writes `parts`, the next bytes of the frame, as the sender's wait says.
-    fn write(&mut self, parts: &[&[u8]]) -> Result<(), Error> {
-        let total = self.len + framing::header_len(Framing::Length);
-        match self.sender.w.write_all(parts, self.deadline) {
-            Ok(()) => {
-                self.written += parts.iter().map(|p| p.len()).sum::<usize>();
-                Ok(())
-            }
-            Err(stop) => {
-                self.written += stop.written;
-                if self.written > 0 {
-                    self.sender.poisoned = true;
-                }
-                Err(match stop.error {
-                    Some(e) => Error::os("write to it", e),
-                    None if self.written == 0 && self.is_try => Error::new(ErrorKind::Full),
-                    None if self.written == 0 => Error::new(ErrorKind::Timeout)
-                        .detail("the deadline passed before the peer made room for the message"),
-                    None => Error::new(ErrorKind::Timeout).detail(format!(
-                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
-                        self.written
-                    )),
-                })
-            }
-        }
-    }
-
-    /// The error for an encoding that came out at `got` bytes instead of the announced
-    /// length; the stream can no longer be framed once any of the message went out.
-    fn mismatch(&mut self, got: usize) -> Error {
-        let mut why = format!(
-            "the value encoded to {} bytes when measured and to {}{got} bytes when sent (its Serialize is not deterministic)",
-            self.len,
-            if got > self.len { "at least " } else { "" },
-        );
-        if self.written > 0 {
-            self.sender.poisoned = true;
-            why.push_str(
-                "; part of the message was already written, so this sender can no longer be used and its receiver reports the message as malformed",
-            );
-        }
-        Error::new(ErrorKind::InvalidInput).detail(why)
-    }
-}
-
-impl StreamSender {
-    /// Whether [`StreamSender::send_streamed`] can carry messages: a length prefix is the one
-    /// framing whose header a sender can write before it has the payload.
-    pub(crate) fn streams(&self) -> bool {
-        self.framing == Framing::Length
-    }
-
-    /// Sends one length-prefixed message of `len` bytes that `encode` hands over piece by
-    /// piece ([`Streamer::put`]), so that a large payload goes from where it lies to the
-    /// stream without being copied into a buffer first. Waits, partial writes, a deadline
-    /// passing mid-message (the sender is then poisoned) and the rest of a started frame are
-    /// as for a whole message. `encode` must put exactly `len` bytes: if it puts another
-    /// number, the send fails with [`ErrorKind::InvalidInput`]; nothing was written if the
-    /// difference showed before the first write, otherwise the frame stays unfinished or
-    /// holds a prefix of the bytes put, and the sender is poisoned.
-    pub(crate) fn send_streamed(
-        &mut self,
-        len: usize,
-        wait: Wait,
-        encode: &mut dyn FnMut(&mut Streamer<'_>) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        if self.poisoned {
-            return self.send_framed(&[], wait); // says why it cannot
-        }
-        if !self.streams() {
-            return Err(Error::new(ErrorKind::InvalidInput)
-                .detail("only a length-prefixed stream carries a message piece by piece"));
-        }
-        let (mut deadline, is_try) = (wait.deadline(), wait.is_try());
-        self.finish_unsent(wait)?;
-        let header = framing::header(len, self.framing, self.max)?;
-        let total = len + framing::header_len(self.framing);
-        self.w.fit_pipe(total);
-        if is_try && self.w.kind() == FdKind::Pipe {
-            // As a whole message: only start one that can be finished.
-            if let Some((free, cap)) = self.w.pipe_space() {
-                if free < total.min(cap) {
-                    return Err(Error::new(ErrorKind::Full));
-                }
-                if total > cap {
-                    deadline = None;
-                }
-            }
-        }
-        // The rest of any started frame is written: its buffer gathers this frame's small
-        // pieces, and is left empty again whatever happens.
-        self.unsent.clear();
-        self.unsent
-            .extend_from_slice(&header[..framing::header_len(self.framing)]);
-        let mut out = Streamer {
-            sender: self,
-            deadline,
-            is_try,
-            len,
-            put: 0,
-            written: 0,
-        };
-        let result = encode(&mut out).and_then(|()| {
-            if out.put != len {
-                return Err(out.mismatch(out.put));
-            }
-            out.write_gathered()
-        });
-        // However the encoder failed, a frame begun on the stream cannot be finished.
-        if result.is_err() && out.written > 0 {
-            self.poisoned = true;
-        }
-        self.unsent.clear();
-        result
     }
 }

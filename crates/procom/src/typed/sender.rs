@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::channel::{self, Options, ToEndpoint};
 use crate::error::{Error, ErrorKind, SendError};
-use crate::flavor::stream::Streamer;
+use crate::flavor::streamed::Streamer;
 use crate::wait::Wait;
 
 /// Sends values of `T`.
