@@ -45,10 +45,8 @@ use std::sync::Mutex;
 use crate::{cvt, cvt_pthread};
 
 pub mod catch;
-pub use catch::{
-    POKE_CODE, RECORD_SIZE, Record, SI_QUEUE, Subscription, Waited, subscribe,
-};
 use catch::{INSTALLED, NSIG};
+pub use catch::{POKE_CODE, RECORD_SIZE, Record, SI_QUEUE, Subscription, Waited, subscribe};
 
 /// The first real-time signal usable by programs (glibc reserves the two below it).
 ///

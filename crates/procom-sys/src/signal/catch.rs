@@ -9,7 +9,7 @@
 //! thread, does only async-signal-safe work. It packs the signal number, the sender's pid and
 //! uid, the queued value and the `si_code` into a 24-byte record and `write`s it to every
 //! subscribed pipe (a write under `PIPE_BUF` bytes is atomic, so records never interleave),
-//! counts it, and wakes the subscriber's waiting thread if one sleeps as described below;
+//! counts it, and wakes the subscriber's waiting thread if one is registered (below);
 //! errno is saved and restored around it. Everything else happens when the subscriber reads
 //! its pipe, in ordinary code. When the last subscriber of a signal goes away, the saved action
 //! is restored — unless another handler was installed over ours in the meantime, which is then
@@ -23,28 +23,33 @@
 //! Running a handler costs a signal frame (the whole register state saved on the stack and
 //! restored by `rt_sigreturn`), a pipe write and, for the waiter, a second wake-up through the
 //! pipe. [`Subscription::wait`] avoids all of it when its thread is the one the signal reaches:
-//! it blocks the subscription's signals in its own thread only, checks that no record is
-//! waiting, and sleeps in `sigtimedwait`, which unblocks them for the time it sleeps and takes
-//! a signal from the kernel's queue with its `siginfo`, no handler run. It hands that record to
-//! every other subscriber of the signal (as the handler would) and returns it; then it gives
-//! its thread its mask back. Other threads keep the handler, so:
+//! it registers its thread in the subscription's slot, checks that no record is waiting, and
+//! sleeps in `sigtimedwait`, which takes a signal from the kernel's queue with its `siginfo`,
+//! no handler run. It hands that record to every other subscriber of the signal (as the
+//! handler would) and returns it. Nothing is blocked, not even in the waiting thread: a thread
+//! that blocks a signal makes the kernel wake the process's other threads for it when
+//! `sigtimedwait` returns, and other threads keep the handler. So:
 //!
 //! - A signal the kernel gives to another thread runs the handler there, which writes the
-//!   record and, seeing this waiter registered, queues it a wake-up: the same signal, sent to
-//!   the waiting thread alone (`rt_tgsigqueueinfo`) with a code of procom's own ([`POKE_CODE`])
-//!   and the process's pid, which `sigtimedwait` returns and the waiter recognises and drops
-//!   before it reads its pipe. A wake-up is pending only while the waiter blocks the signal:
-//!   before unblocking, the waiter withdraws its registration, waits until no handler is
-//!   running, and takes any wake-up still queued for it, so none reaches a handler (or, once
-//!   the catcher is gone, the signal's default action). A wake-up that reaches the handler
-//!   anyway is dropped there.
+//!   record and, seeing a waiter registered, queues it a wake-up: one of the waiter's signals,
+//!   sent to the waiting thread alone (`rt_tgsigqueueinfo`) with a code of procom's own
+//!   ([`POKE_CODE`]) and the process's pid, which `sigtimedwait` returns and the waiter
+//!   recognises and drops before it reads its pipe.
 //! - The registration is published before the check for waiting records, and the handler
 //!   counts its record before it looks for a waiter (both sequentially consistent): either the
-//!   waiter sees the record, or the handler sees the waiter and wakes it. No delivery waits for
-//!   the next signal.
-//! - Signals that the calling thread itself blocks are not waited for this way: they stay
-//!   pending as the caller asked, and if it blocks all of them [`Waited::Blocked`] says to wait
-//!   on the pipe instead.
+//!   waiter sees the record, or the handler sees the waiter and wakes it.
+//! - A signal (or a wake-up) that reaches the waiting thread itself between its check and its
+//!   sleep runs the handler there. The handler blocks the wake-up signal in the context it
+//!   returns to (its `sa_mask` blocks everything while it runs) and queues the wake-up to its
+//!   own thread, so `sigtimedwait` returns at once; the waiter unblocks it afterwards.
+//! - When it is done the waiter withdraws its registration, waits until no handler is running,
+//!   and takes every wake-up still queued for it (`sigtimedwait` with a zero timeout), so none
+//!   outlives the wait to reach a handler later or, once the catcher is gone, the signal's
+//!   default action; a wake-up that reaches a handler anyway, with no waiter registered, is
+//!   dropped there. A real signal taken that way goes to every subscriber's pipe.
+//! - Signals that the calling thread blocks are not waited for this way: they stay pending as
+//!   the caller asked, and if it blocks all of them [`Waited::Blocked`] says to wait on the
+//!   pipe instead.
 //! - A process with more than `RLIMIT_SIGPENDING` real-time signals queued cannot queue the
 //!   wake-up: the waiter then sleeps until its timeout or its next signal, with the record in
 //!   its pipe.
@@ -201,7 +206,9 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     let ctx = ctx.cast::<libc::ucontext_t>();
     if !rec.is_poke() {
         deliver(&rec, None, ctx);
-    } else if let Some(slot) = SLOTS.iter().find(|s| waits_here(s.waiter.load(Ordering::SeqCst)))
+    } else if let Some(slot) = SLOTS
+        .iter()
+        .find(|s| waits_here(s.waiter.load(Ordering::SeqCst)))
     {
         // A wake-up sent to this thread while it was not yet (or no longer) asleep in
         // `sigtimedwait`: queue it again for `sigtimedwait` to take.
@@ -535,7 +542,7 @@ impl Subscription {
             }
         };
         // Withdraw, let every handler that may have seen the registration finish, and take
-        // the wake-ups it queued while the signals are still blocked here.
+        // the wake-ups they queued.
         slot.waiter.store(0, Ordering::SeqCst);
         while slot.busy.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();

@@ -1,8 +1,8 @@
 //! Catching: `Signals`, `Delivery`, and `AsyncSignals` (feature `tokio`).
 
+use std::io;
 #[cfg(feature = "tokio")]
 use std::os::fd::OwnedFd;
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -49,10 +49,12 @@ pub struct Delivery {
 /// handler (`sigaction`, `SA_SIGINFO | SA_RESTART`). The kernel runs it in whichever thread
 /// does not block the signal — any thread, created before or after the catcher. The handler
 /// only writes a 24-byte record (signal, sender pid and uid, value) to a pipe, the self-pipe
-/// this catcher reads; it runs no code of yours, takes no lock, allocates nothing. `wait`
-/// then reads the pipe in your thread. signalfd is not used because it only receives a signal
-/// blocked in every thread of the process, which a library cannot arrange for threads it did
-/// not create.
+/// this catcher reads, and wakes a thread waiting in `wait`; it runs no code of yours, takes no
+/// lock, allocates nothing. A thread sleeping in `wait` (or `wait_timeout`, the iterator)
+/// takes the signals the kernel hands to it directly with `sigtimedwait`, without a handler
+/// or the pipe, and passes them on to the other catchers of the same signal. signalfd is not
+/// used because it only receives a signal blocked in every thread of the process, which a
+/// library cannot arrange for threads it did not create.
 ///
 /// Consequences:
 /// - A signal blocked in every thread (see [`block`]) stays pending and reaches the catcher
@@ -165,7 +167,11 @@ impl Signals {
                         continue;
                     }
                     Ok(_) => {}
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
                     Err(e) => return Err(Error::os("read delivered signals", e)),
                 }
             }
