@@ -3,10 +3,13 @@
 //! (whose handler must wake the waiter), a burst queued faster than it is read, and two
 //! catchers of the same signal in two threads (each must receive every delivery).
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use procom::ErrorKind;
 use procom::signal::{self, Signal, Signals};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
 
@@ -14,6 +17,7 @@ use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, tria
 pub const ROLES: &[Role] = &[
     Role { name: "signal_wait::burst", run: burst },
     Role { name: "signal_wait::waiter_thread", run: waiter_thread },
+    Role { name: "signal_wait::blocked_here", run: blocked_here },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -21,7 +25,8 @@ pub fn trials() -> Vec<Trial> {
         "signal_wait":
             a_burst_of_queued_signals_arrives_once_each,
             a_signal_taken_by_another_thread_wakes_the_waiter,
-            two_waiting_catchers_each_receive_every_delivery;
+            two_waiting_catchers_each_receive_every_delivery,
+            a_wait_leaves_a_signal_its_thread_blocks_pending;
     ]
 }
 
@@ -47,9 +52,8 @@ fn burst(_: &[String]) -> Outcome {
         ensure!(d.signal == sig()?, "got {d:?}");
         values.push(d.value.ok_or("no value")?);
     }
-    // Each exactly once; in order only where one thread takes them all, and a helper thread
-    // of the test harness may take one while this one is between two waits.
-    values.sort();
+    // Each exactly once and in the kernel's order: one thread takes them all (the harness's
+    // watchdog thread blocks every signal).
     ensure!(
         values == (0..BURST).collect::<Vec<_>>(),
         "values arrived as {values:?}"
@@ -141,4 +145,39 @@ fn a_signal_taken_by_another_thread_wakes_the_waiter() -> Outcome {
 
 fn two_waiting_catchers_each_receive_every_delivery() -> Outcome {
     waiters_hear_every_value(2)
+}
+
+/// Blocks RTMIN+5 (in its only thread that takes signals) and waits while one is pending: the
+/// wait must leave it pending, as the mask asks, and receive it once the block is dropped.
+fn blocked_here(_: &[String]) -> Outcome {
+    let rt = sig()?;
+    let mut caught = check!(Signals::catch([rt]));
+    let held = check!(signal::block(&[rt]));
+    say("ready");
+    let mut line = String::new();
+    check!(std::io::stdin().lock().read_line(&mut line));
+    ensure!(line.trim() == "sent", "no go-ahead: {line:?}");
+    let early = caught.wait_timeout(Duration::from_millis(100));
+    ensure!(
+        early.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Timeout),
+        "a wait took a signal its thread blocks: {early:?}"
+    );
+    drop(held);
+    let d = check!(caught.wait_timeout(STEP));
+    ensure!((d.signal, d.value) == (rt, Some(7)), "got {d:?}");
+    say("held, then delivered");
+    Ok(())
+}
+
+fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
+    let mut cmd = role("signal_wait::blocked_here", &[]);
+    cmd.stdin(Stdio::piped());
+    let mut child = Proc::spawn("blocked catcher", &mut cmd)?;
+    child.expect_line("ready")?;
+    check!(signal::queue(child.pid() as i32, sig()?, 7));
+    let mut stdin = child.child().stdin.take().ok_or("stdin")?;
+    check!(writeln!(stdin, "sent"));
+    child.expect_line("held, then delivered")?;
+    child.success(STEP)?;
+    Ok(())
 }
