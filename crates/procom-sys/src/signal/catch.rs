@@ -526,6 +526,8 @@ impl Subscription {
         let result = if self.unread() {
             Ok(Waited::Woken)
         } else {
+            #[cfg(test)]
+            tests::IN_WINDOW.with(|f| f.get().map(|f| f()));
             let ts = timeout.map(|t| libc::timespec {
                 tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
                 tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
@@ -604,6 +606,50 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Run by `sleep` between its check for records and `sigtimedwait`.
+        pub(super) static IN_WINDOW: std::cell::Cell<Option<fn()>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    fn signal_to_this_thread(sig: i32) {
+        // SAFETY: tgkill takes plain integers; the thread is this one.
+        let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), gettid(), sig) };
+        assert_eq!(rc, 0, "tgkill: {}", io::Error::last_os_error());
+    }
+
+    fn blocked_or_pending_here(sig: i32) -> (bool, bool) {
+        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
+        let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: a null new set only reads the mask; sigpending fills its argument in.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
+            libc::sigpending(pending.as_mut_ptr());
+            (
+                libc::sigismember(mask.as_ptr(), sig) == 1,
+                libc::sigismember(pending.as_ptr(), sig) == 1,
+            )
+        }
+    }
+
+    /// The handler runs in the waiting thread after its check and before its sleep: the
+    /// wait must not sleep through the record, and leaves no mask or wake-up behind.
+    #[test]
+    fn a_signal_handled_by_the_waiter_before_it_sleeps_wakes_it() {
+        let sig = super::super::sigrtmin() + 7;
+        let mut sub = subscribe(&[sig]).unwrap();
+        IN_WINDOW.with(|f| f.set(Some(|| signal_to_this_thread(super::super::sigrtmin() + 7))));
+        let waited = sub.wait(Some(Duration::from_secs(20)));
+        IN_WINDOW.with(|f| f.set(None));
+        assert_eq!(waited.unwrap(), Waited::Woken);
+        let mut buf = [0u8; RECORD_SIZE * 2];
+        assert_eq!(sub.read(&mut buf).unwrap(), RECORD_SIZE);
+        let rec = Record::decode(buf[..RECORD_SIZE].try_into().unwrap());
+        assert_eq!((rec.signo, rec.code), (sig, libc::SI_TKILL));
+        assert_eq!(blocked_or_pending_here(sig), (false, false));
+        assert!(!sub.unread());
+    }
 
     #[test]
     fn refused_signals() {

@@ -40,7 +40,7 @@ fn sig() -> Result<Signal, String> {
     Ok(check!(Signal::rtmin_plus(5)))
 }
 
-const BURST: i32 = 300;
+const BURST: i32 = 1000;
 
 /// Catches RTMIN+5 in its only thread and reports each of `BURST` values as it arrives.
 fn burst(_: &[String]) -> Outcome {
