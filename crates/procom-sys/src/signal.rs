@@ -45,8 +45,10 @@ use std::sync::Mutex;
 use crate::{cvt, cvt_pthread};
 
 pub mod catch;
+mod wait;
 use catch::{INSTALLED, NSIG};
-pub use catch::{POKE_CODE, RECORD_SIZE, Record, SI_QUEUE, Subscription, Waited, subscribe};
+pub use catch::{POKE_CODE, RECORD_SIZE, Record, SI_QUEUE, Subscription, subscribe};
+pub use wait::Waited;
 
 /// The first real-time signal usable by programs (glibc reserves the two below it).
 ///

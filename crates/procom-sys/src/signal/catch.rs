@@ -48,7 +48,7 @@
 //!   default action; a wake-up that reaches a handler anyway, with no waiter registered, is
 //!   dropped there. A real signal taken that way goes to every subscriber's pipe.
 //! - Signals that the calling thread blocks are not waited for this way: they stay pending as
-//!   the caller asked, and if it blocks all of them [`Waited::Blocked`] says to wait on the
+//!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
 //! - A process with more than `RLIMIT_SIGPENDING` real-time signals queued cannot queue the
 //!   wake-up: the waiter then sleeps until its timeout or its next signal, with the record in
@@ -65,9 +65,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
-use super::{is_fault, sigaction_of, sigset, uncatchable};
+use super::{is_fault, sigaction_of, uncatchable};
 use crate::cvt;
 
 /// One delivery, as the handler recorded it.
@@ -120,7 +119,7 @@ impl Record {
 
     /// # Safety
     /// `info` is a siginfo the kernel filled in for signal `signo`.
-    unsafe fn from_siginfo(signo: i32, info: &libc::siginfo_t) -> Record {
+    pub(super) unsafe fn from_siginfo(signo: i32, info: &libc::siginfo_t) -> Record {
         // SAFETY: the kernel's siginfo for a delivered signal carries these fields; for the
         // codes that carry no sender they read as zero.
         let (pid, uid, value) = unsafe {
@@ -140,7 +139,7 @@ impl Record {
     }
 
     /// A wake-up queued by a handler of this process, not a delivery.
-    fn is_poke(&self) -> bool {
+    pub(super) fn is_poke(&self) -> bool {
         // SAFETY: getpid takes nothing and cannot fail; it is async-signal-safe.
         self.code == POKE_CODE && self.pid == unsafe { libc::getpid() }
     }
@@ -149,24 +148,24 @@ impl Record {
 const SUBSCRIBERS: usize = 32;
 pub(super) const NSIG: usize = 65;
 
-struct Slot {
-    mask: AtomicU64,
-    fd: AtomicI32,
-    lost: AtomicU64,
+pub(super) struct Slot {
+    pub(super) mask: AtomicU64,
+    pub(super) fd: AtomicI32,
+    pub(super) lost: AtomicU64,
     /// Handlers currently using `fd` or `waiter`: the subscription waits for zero before
     /// closing the descriptor, so a handler never writes to a descriptor number that was closed
     /// and reused, and a waiter waits for zero before it takes the wake-ups queued for it.
-    busy: AtomicU32,
+    pub(super) busy: AtomicU32,
     /// Records written into the pipe.
-    written: AtomicU64,
+    pub(super) written: AtomicU64,
     /// The thread sleeping in [`Subscription::wait`] (its tid, shifted left 8 bits, or'ed with
     /// the signal to wake it with), 0 when none.
-    waiter: AtomicU64,
+    pub(super) waiter: AtomicU64,
     /// Wake-ups queued for the waiter.
-    pokes: AtomicU64,
+    pub(super) pokes: AtomicU64,
     /// A handler running in the waiter's own thread blocked the wake-up signal there, so
     /// that its wake-up waits for `sigtimedwait`: the waiter unblocks it when it is done.
-    masked: AtomicU32,
+    pub(super) masked: AtomicU32,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -180,7 +179,7 @@ const FREE: Slot = Slot {
     pokes: AtomicU64::new(0),
     masked: AtomicU32::new(0),
 };
-static SLOTS: [Slot; SUBSCRIBERS] = [FREE; SUBSCRIBERS];
+pub(super) static SLOTS: [Slot; SUBSCRIBERS] = [FREE; SUBSCRIBERS];
 
 /// Per signal: how many subscriptions want it, and the action to restore after the last.
 pub(super) struct Installed {
@@ -240,7 +239,7 @@ fn wake_here(slot: &Slot, waiter: u64, ctx: *mut libc::ucontext_t) {
 /// Writes `rec` into every pipe subscribed to its signal but `skip`'s, and wakes their
 /// waiters. Async-signal-safe: the handler's body (`ctx` its context), and a waiter's
 /// hand-over of what it took (`ctx` null).
-fn deliver(rec: &Record, skip: Option<usize>, ctx: *mut libc::ucontext_t) {
+pub(super) fn deliver(rec: &Record, skip: Option<usize>, ctx: *mut libc::ucontext_t) {
     let bytes = rec.encode();
     let bit = 1u64 << (rec.signo as u32 % 64);
     for (i, slot) in SLOTS.iter().enumerate() {
@@ -316,7 +315,7 @@ fn poke(waiter: u64) {
 }
 
 /// This thread's id (asked every time: a cached one would be the parent's after `fork`).
-fn gettid() -> libc::pid_t {
+pub(super) fn gettid() -> libc::pid_t {
     // SAFETY: gettid takes nothing and cannot fail.
     unsafe { libc::gettid() }
 }
@@ -325,8 +324,8 @@ fn gettid() -> libc::pid_t {
 /// or through [`Subscription::wait`].
 #[derive(Debug)]
 pub struct Subscription {
-    slot: usize,
-    signals: Vec<i32>,
+    pub(super) slot: usize,
+    pub(super) signals: Vec<i32>,
     read: OwnedFd,
     write: OwnedFd,
     /// Records read from the pipe.
@@ -408,35 +407,6 @@ pub fn subscribe(signals: &[i32]) -> io::Result<Subscription> {
     Ok(sub)
 }
 
-/// How a [`Subscription::wait`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
-    /// A signal taken from the kernel's queue, already handed to the other subscribers.
-    Taken(Record),
-    /// Records may be waiting in the pipe, or the wait was interrupted: read the pipe.
-    Woken,
-    /// The timeout passed with nothing delivered.
-    TimedOut,
-    /// The calling thread blocks every signal of the subscription: wait on the pipe instead.
-    Blocked,
-}
-
-/// `sigtimedwait` on `set`, EINTR included: the signal and its siginfo, or the error.
-fn sigtimedwait(
-    set: &libc::sigset_t,
-    timeout: Option<&libc::timespec>,
-) -> io::Result<(i32, libc::siginfo_t)> {
-    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-    let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `set` is initialised, `ts` is null or a valid timespec, `info` is writable.
-    let sig = unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), ts) };
-    if sig < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: sigtimedwait succeeded, so it filled `info` in (it was zeroed before).
-    Ok((sig, unsafe { info.assume_init() }))
-}
-
 impl Subscription {
     /// The read end of the pipe the records arrive on (non-blocking).
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -463,113 +433,6 @@ impl Subscription {
     /// (without a system call; a record being written at this moment may not be counted yet).
     pub fn unread(&self) -> bool {
         SLOTS[self.slot].written.load(Ordering::SeqCst) != self.consumed
-    }
-
-    /// Waits up to `timeout` (`None`: as long as it takes) for a signal of this subscription,
-    /// taking it from the kernel while the calling thread sleeps: see the module docs.
-    ///
-    /// # References
-    /// - [`sigtimedwait(2)`](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html)
-    /// - [`pthread_sigmask(3)`](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
-    #[doc(alias = "sigtimedwait")]
-    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Waited> {
-        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: a null new set only reads this thread's mask into `old`.
-        crate::cvt_pthread(unsafe {
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), old.as_mut_ptr())
-        })?;
-        // SAFETY: pthread_sigmask succeeded, so `old` is filled in.
-        let old = unsafe { old.assume_init() };
-        // The signals the caller had not blocked in this thread: the others stay pending.
-        let mut wanted = sigset(&[])?;
-        let mut poke_with = 0;
-        for s in &self.signals {
-            // SAFETY: `old` is initialised; sigismember and sigaddset take a valid number.
-            if unsafe { libc::sigismember(&old, *s) } == 0 {
-                // SAFETY: as above.
-                unsafe { libc::sigaddset(&mut wanted, *s) };
-                if poke_with == 0 {
-                    poke_with = *s;
-                }
-            }
-        }
-        if poke_with == 0 {
-            return Ok(Waited::Blocked);
-        }
-        let result = self.sleep(&wanted, poke_with, timeout);
-        if SLOTS[self.slot].masked.swap(0, Ordering::SeqCst) != 0 {
-            // A handler in this thread blocked the wake-up signal (see `wake_here`); its
-            // wake-ups are taken, so it goes back to what the caller had.
-            let set = sigset(&[poke_with])?;
-            // SAFETY: `set` is initialised; no old mask is asked for.
-            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-        }
-        if let Ok(Waited::Taken(rec)) = &result {
-            deliver(rec, Some(self.slot), std::ptr::null_mut());
-        }
-        result
-    }
-
-    /// The registered part of `wait`: check, sleep, withdraw, take the wake-ups.
-    fn sleep(
-        &self,
-        wanted: &libc::sigset_t,
-        poke_with: i32,
-        timeout: Option<Duration>,
-    ) -> io::Result<Waited> {
-        let slot = &SLOTS[self.slot];
-        let tid = gettid();
-        // Loaded before the registration: every wake-up queued for it comes after.
-        let pokes = slot.pokes.load(Ordering::SeqCst);
-        slot.waiter
-            .store(((tid as u64) << 8) | poke_with as u64, Ordering::SeqCst);
-        let result = if self.unread() {
-            Ok(Waited::Woken)
-        } else {
-            #[cfg(test)]
-            tests::IN_WINDOW.with(|f| f.get().map(|f| f()));
-            let ts = timeout.map(|t| libc::timespec {
-                tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
-            });
-            match sigtimedwait(wanted, ts.as_ref()) {
-                // SAFETY: the kernel filled `info` in for `sig`.
-                Ok((sig, info)) => match unsafe { Record::from_siginfo(sig, &info) } {
-                    r if r.is_poke() => Ok(Waited::Woken),
-                    r => Ok(Waited::Taken(r)),
-                },
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(Waited::TimedOut),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(Waited::Woken),
-                Err(e) => Err(e),
-            }
-        };
-        // Withdraw, let every handler that may have seen the registration finish, and take
-        // the wake-ups they queued.
-        slot.waiter.store(0, Ordering::SeqCst);
-        while slot.busy.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
-        if slot.pokes.load(Ordering::SeqCst) != pokes {
-            let now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            loop {
-                match sigtimedwait(wanted, Some(&now)) {
-                    Ok((sig, info)) => {
-                        // SAFETY: the kernel filled `info` in for `sig`.
-                        let r = unsafe { Record::from_siginfo(sig, &info) };
-                        if !r.is_poke() {
-                            // A real delivery queued since: into every pipe, this one's too.
-                            deliver(&r, None, std::ptr::null_mut());
-                        }
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        result
     }
 }
 
@@ -606,50 +469,6 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    thread_local! {
-        /// Run by `sleep` between its check for records and `sigtimedwait`.
-        pub(super) static IN_WINDOW: std::cell::Cell<Option<fn()>> =
-            const { std::cell::Cell::new(None) };
-    }
-
-    fn signal_to_this_thread(sig: i32) {
-        // SAFETY: tgkill takes plain integers; the thread is this one.
-        let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), gettid(), sig) };
-        assert_eq!(rc, 0, "tgkill: {}", io::Error::last_os_error());
-    }
-
-    fn blocked_or_pending_here(sig: i32) -> (bool, bool) {
-        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        let mut pending = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: a null new set only reads the mask; sigpending fills its argument in.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
-            libc::sigpending(pending.as_mut_ptr());
-            (
-                libc::sigismember(mask.as_ptr(), sig) == 1,
-                libc::sigismember(pending.as_ptr(), sig) == 1,
-            )
-        }
-    }
-
-    /// The handler runs in the waiting thread after its check and before its sleep: the
-    /// wait must not sleep through the record, and leaves no mask or wake-up behind.
-    #[test]
-    fn a_signal_handled_by_the_waiter_before_it_sleeps_wakes_it() {
-        let sig = super::super::sigrtmin() + 7;
-        let mut sub = subscribe(&[sig]).unwrap();
-        IN_WINDOW.with(|f| f.set(Some(|| signal_to_this_thread(super::super::sigrtmin() + 7))));
-        let waited = sub.wait(Some(Duration::from_secs(20)));
-        IN_WINDOW.with(|f| f.set(None));
-        assert_eq!(waited.unwrap(), Waited::Woken);
-        let mut buf = [0u8; RECORD_SIZE * 2];
-        assert_eq!(sub.read(&mut buf).unwrap(), RECORD_SIZE);
-        let rec = Record::decode(buf[..RECORD_SIZE].try_into().unwrap());
-        assert_eq!((rec.signo, rec.code), (sig, libc::SI_TKILL));
-        assert_eq!(blocked_or_pending_here(sig), (false, false));
-        assert!(!sub.unread());
-    }
 
     #[test]
     fn refused_signals() {
