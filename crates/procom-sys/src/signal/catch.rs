@@ -328,7 +328,9 @@ pub struct Subscription {
     pub(super) signals: Vec<i32>,
     read: OwnedFd,
     write: OwnedFd,
-    /// Records read from the pipe.
+    /// The slot's `written` count when a read last found the pipe empty: every record counted
+    /// by then has been read. (Not a count of records read: after `fork` a child's handler may
+    /// write into the same pipe and count in its own copy of the slot.)
     consumed: u64,
 }
 
@@ -420,12 +422,21 @@ impl Subscription {
 
     /// Reads records from the pipe into `buf` (without blocking): the bytes read.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Every record counted before this load is in the pipe before the read begins.
+        let written = SLOTS[self.slot].written.load(Ordering::SeqCst);
         // SAFETY: `buf` is writable for its length; the descriptor is ours and open.
         let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                self.consumed = written;
+            }
+            return Err(e);
         }
-        self.consumed = self.consumed.wrapping_add(n as u64 / RECORD_SIZE as u64);
+        // A read that did not fill `buf` emptied the pipe.
+        if (n as usize) < buf.len() {
+            self.consumed = written;
+        }
         Ok(n as usize)
     }
 
