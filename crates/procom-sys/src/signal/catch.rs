@@ -196,7 +196,8 @@ pub(super) static INSTALLED: Mutex<Installed> = Mutex::new(Installed {
     saved: [None; NSIG],
 });
 
-/// The handler: records the delivery into every pipe subscribed to `sig`, nothing else.
+/// The handler: records the delivery into every pipe subscribed to `sig` and wakes their
+/// waiters (or, for a wake-up, passes it on to `sigtimedwait`), nothing else.
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: errno is thread-local and this handler must leave it as it found it.
     let errno = unsafe { *libc::__errno_location() };
