@@ -53,6 +53,9 @@
 //! - A process with more than `RLIMIT_SIGPENDING` real-time signals queued cannot queue the
 //!   wake-up: the waiter then sleeps until its timeout or its next signal, with the record in
 //!   its pipe.
+//! - A signal that another process crafts with `rt_sigqueueinfo` to carry [`POKE_CODE`] and
+//!   this process's pid (only a process allowed to signal this one can) is taken for a
+//!   wake-up and not delivered.
 //!
 //! # References
 //! - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
