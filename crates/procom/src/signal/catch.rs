@@ -1,5 +1,6 @@
 //! Catching: `Signals`, `Delivery`, and `AsyncSignals` (feature `tokio`).
 
+use std::io;
 #[cfg(feature = "tokio")]
 use std::os::fd::OwnedFd;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -48,10 +49,12 @@ pub struct Delivery {
 /// handler (`sigaction`, `SA_SIGINFO | SA_RESTART`). The kernel runs it in whichever thread
 /// does not block the signal — any thread, created before or after the catcher. The handler
 /// only writes a 24-byte record (signal, sender pid and uid, value) to a pipe, the self-pipe
-/// this catcher reads; it runs no code of yours, takes no lock, allocates nothing. `wait`
-/// then reads the pipe in your thread. signalfd is not used because it only receives a signal
-/// blocked in every thread of the process, which a library cannot arrange for threads it did
-/// not create.
+/// this catcher reads, and wakes a thread waiting in `wait`; it runs no code of yours, takes no
+/// lock, allocates nothing. A thread sleeping in `wait` (or `wait_timeout`, the iterator)
+/// takes the signals the kernel hands to it directly with `sigtimedwait`, without a handler
+/// or the pipe, and passes them on to the other catchers of the same signal. signalfd is not
+/// used because it only receives a signal blocked in every thread of the process, which a
+/// library cannot arrange for threads it did not create.
 ///
 /// Consequences:
 /// - A signal blocked in every thread (see [`block`]) stays pending and reaches the catcher
@@ -143,44 +146,79 @@ impl Signals {
         deadline: Option<Instant>,
         is_try: bool,
     ) -> Result<Delivery, Error> {
-        use procom_sys::signal::{RECORD_SIZE, Record, SI_QUEUE};
+        use procom_sys::signal::{RECORD_SIZE, Record, Waited};
         loop {
             if self.pending.len() >= RECORD_SIZE {
                 let mut r = [0u8; RECORD_SIZE];
                 r.copy_from_slice(&self.pending[..RECORD_SIZE]);
                 self.pending.drain(..RECORD_SIZE);
-                let rec = Record::decode(&r);
-                let Ok(signal) = Signal::from_number(rec.signo) else {
-                    continue;
-                };
-                return Ok(Delivery {
-                    signal,
-                    sender_pid: rec.pid,
-                    sender_uid: rec.uid,
-                    value: (rec.code == SI_QUEUE).then_some(rec.value),
-                });
-            }
-            let mut buf = [0u8; RECORD_SIZE * 64];
-            match rustix::io::read(self.sub.fd(), &mut buf) {
-                Ok(n) if n > 0 => {
-                    self.pending.extend_from_slice(&buf[..n]);
-                    continue;
+                match delivery(Record::decode(&r)) {
+                    Some(d) => return Ok(d),
+                    None => continue,
                 }
-                Ok(_) | Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::os("read delivered signals", e.into())),
             }
-            // `wait` retries EINTR against the same deadline.
-            if !wait(self.sub.fd(), PollFlags::IN, deadline)
+            // A waiting thread knows without a read whether the pipe holds anything; a
+            // `try_wait` after the pipe polled readable must read it whatever the count says.
+            if is_try || self.sub.unread() {
+                let mut buf = [0u8; RECORD_SIZE * 64];
+                match self.sub.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        self.pending.extend_from_slice(&buf[..n]);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(Error::os("read delivered signals", e)),
+                }
+            }
+            if is_try {
+                return Err(Error::new(ErrorKind::Empty).detail("no signal has arrived"));
+            }
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self
+                .sub
+                .wait(timeout)
                 .map_err(|e| Error::os("wait for signals", e))?
             {
-                return Err(if is_try {
-                    Error::new(ErrorKind::Empty).detail("no signal has arrived")
-                } else {
-                    Error::new(ErrorKind::Timeout).detail("no signal arrived before the deadline")
-                });
+                Waited::Taken(rec) => {
+                    if let Some(d) = delivery(rec) {
+                        return Ok(d);
+                    }
+                }
+                Waited::Woken => {}
+                Waited::TimedOut => return Err(timed_out()),
+                // Every signal of ours is blocked in this thread: whatever arrives comes
+                // through the pipe, once another thread (or this one, later) takes it.
+                // `wait` retries EINTR against the same deadline.
+                Waited::Blocked => {
+                    if !wait(self.sub.fd(), PollFlags::IN, deadline)
+                        .map_err(|e| Error::os("wait for signals", e))?
+                    {
+                        return Err(timed_out());
+                    }
+                }
             }
         }
     }
+}
+
+fn timed_out() -> Error {
+    Error::new(ErrorKind::Timeout).detail("no signal arrived before the deadline")
+}
+
+/// The delivery a record describes (`None` for a signal number this system does not have).
+fn delivery(rec: procom_sys::signal::Record) -> Option<Delivery> {
+    let signal = Signal::from_number(rec.signo).ok()?;
+    Some(Delivery {
+        signal,
+        sender_pid: rec.pid,
+        sender_uid: rec.uid,
+        value: (rec.code == procom_sys::signal::SI_QUEUE).then_some(rec.value),
+    })
 }
 
 impl Iterator for Signals {

@@ -44,6 +44,7 @@ mod security;
 mod sem;
 mod shm;
 mod signal;
+mod signal_wait;
 mod soak;
 mod socket;
 // Checked traffic for chaos and soak: no trials of its own.
@@ -59,6 +60,6 @@ mod sem_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe,
-    removal, security, sem, shm, signal, socket, typed;
+    removal, security, sem, shm, signal, signal_wait, socket, typed;
     tokio: child_async, sem_async
 ];

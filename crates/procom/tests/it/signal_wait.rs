@@ -1,0 +1,183 @@
+//! A catcher's waiting thread takes its signals from the kernel while it sleeps; these check
+//! the deliveries that reach it another way: a signal the kernel hands to a different thread
+//! (whose handler must wake the waiter), a burst queued faster than it is read, and two
+//! catchers of the same signal in two threads (each must receive every delivery).
+
+use std::io::{BufRead, Write};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use procom::ErrorKind;
+use procom::signal::{self, Signal, Signals};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
+
+#[rustfmt::skip]
+pub const ROLES: &[Role] = &[
+    Role { name: "signal_wait::burst", run: burst },
+    Role { name: "signal_wait::waiter_thread", run: waiter_thread },
+    Role { name: "signal_wait::blocked_here", run: blocked_here },
+];
+
+pub fn trials() -> Vec<Trial> {
+    trials![
+        "signal_wait":
+            a_burst_of_queued_signals_arrives_once_each,
+            a_signal_taken_by_another_thread_wakes_the_waiter,
+            two_waiting_catchers_each_receive_every_delivery,
+            a_wait_leaves_a_signal_its_thread_blocks_pending;
+    ]
+}
+
+fn say(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The real-time signal these roles catch.
+fn sig() -> Result<Signal, String> {
+    Ok(check!(Signal::rtmin_plus(5)))
+}
+
+const BURST: i32 = 1000;
+
+/// Catches RTMIN+5 in its only thread and reports each of `BURST` values as it arrives.
+fn burst(_: &[String]) -> Outcome {
+    let mut caught = check!(Signals::catch([sig()?]));
+    say("ready");
+    let mut values = Vec::new();
+    for _ in 0..BURST {
+        let d = check!(caught.wait_timeout(STEP));
+        ensure!(d.signal == sig()?, "got {d:?}");
+        values.push(d.value.ok_or("no value")?);
+    }
+    // Each exactly once and in the kernel's order: one thread takes them all (the harness's
+    // watchdog thread blocks every signal).
+    ensure!(
+        values == (0..BURST).collect::<Vec<_>>(),
+        "values arrived as {values:?}"
+    );
+    ensure!(caught.lost() == 0, "lost {}", caught.lost());
+    say("all");
+    Ok(())
+}
+
+fn a_burst_of_queued_signals_arrives_once_each() -> Outcome {
+    let mut child = Proc::spawn("burst", &mut role("signal_wait::burst", &[]))?;
+    child.expect_line("ready")?;
+    let pid = child.pid() as i32;
+    for v in 0..BURST {
+        check!(signal::queue(pid, sig()?, v));
+    }
+    child.expect_line("all")?;
+    child.success(STEP)?;
+    Ok(())
+}
+
+/// `args[0]` threads each catch RTMIN+5 and wait, printing `T VALUE` per delivery, until the
+/// value -1; the main thread, which catches nothing and blocks nothing, sleeps meanwhile, so
+/// the kernel hands it each signal (it prefers the main thread) and its handler must wake the
+/// waiters.
+fn waiter_thread(args: &[String]) -> Outcome {
+    let n: usize = check!(args.first().ok_or("no thread count")?.parse());
+    let rt = sig()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let mut waiters = Vec::new();
+    for t in 0..n {
+        let mut caught = check!(Signals::catch([rt]));
+        let (done, main) = (done.clone(), main.clone());
+        waiters.push(std::thread::spawn(move || -> Outcome {
+            let result = (|| loop {
+                let d = check!(caught.wait_timeout(STEP));
+                match d.value {
+                    Some(-1) => return Ok(()),
+                    Some(v) => say(&format!("{t} {v}")),
+                    None => return Err(format!("no value in {d:?}")),
+                }
+            })();
+            done.store(true, Ordering::SeqCst);
+            main.unpark();
+            result
+        }));
+    }
+    say("ready");
+    // Parked (an interruptible sleep, restarted after each handler) until a waiter ends.
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    for w in waiters {
+        w.join().map_err(|_| "a waiter panicked")??;
+    }
+    say("ended");
+    Ok(())
+}
+
+/// Sends values one at a time, each after every waiter reported the one before, so that each
+/// signal arrives while the waiters sleep; then -1 to end.
+fn waiters_hear_every_value(threads: usize) -> Outcome {
+    let count = threads.to_string();
+    let mut child = Proc::spawn(
+        "waiter threads",
+        &mut role("signal_wait::waiter_thread", &[&count]),
+    )?;
+    child.expect_line("ready")?;
+    let pid = child.pid() as i32;
+    for v in 0..20 {
+        check!(signal::queue(pid, sig()?, v));
+        let mut heard: Vec<String> = (0..threads)
+            .map(|_| child.line(STEP))
+            .collect::<Result<_, _>>()?;
+        heard.sort();
+        let want: Vec<String> = (0..threads).map(|t| format!("{t} {v}")).collect();
+        ensure!(heard == want, "after {v}: {heard:?}");
+    }
+    check!(signal::queue(pid, sig()?, -1));
+    child.expect_line("ended")?;
+    child.success(STEP)?;
+    Ok(())
+}
+
+fn a_signal_taken_by_another_thread_wakes_the_waiter() -> Outcome {
+    waiters_hear_every_value(1)
+}
+
+fn two_waiting_catchers_each_receive_every_delivery() -> Outcome {
+    waiters_hear_every_value(2)
+}
+
+/// Blocks RTMIN+5 (in its only thread that takes signals) and waits while one is pending: the
+/// wait must leave it pending, as the mask asks, and receive it once the block is dropped.
+fn blocked_here(_: &[String]) -> Outcome {
+    let rt = sig()?;
+    let mut caught = check!(Signals::catch([rt]));
+    let held = check!(signal::block(&[rt]));
+    say("ready");
+    let mut line = String::new();
+    check!(std::io::stdin().lock().read_line(&mut line));
+    ensure!(line.trim() == "sent", "no go-ahead: {line:?}");
+    let early = caught.wait_timeout(Duration::from_millis(100));
+    ensure!(
+        early.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::Timeout),
+        "a wait took a signal its thread blocks: {early:?}"
+    );
+    drop(held);
+    let d = check!(caught.wait_timeout(STEP));
+    ensure!((d.signal, d.value) == (rt, Some(7)), "got {d:?}");
+    say("held, then delivered");
+    Ok(())
+}
+
+fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
+    let mut cmd = role("signal_wait::blocked_here", &[]);
+    cmd.stdin(Stdio::piped());
+    let mut child = Proc::spawn("blocked catcher", &mut cmd)?;
+    child.expect_line("ready")?;
+    check!(signal::queue(child.pid() as i32, sig()?, 7));
+    let mut stdin = child.child().stdin.take().ok_or("stdin")?;
+    check!(writeln!(stdin, "sent"));
+    child.expect_line("held, then delivered")?;
+    child.success(STEP)?;
+    Ok(())
+}
