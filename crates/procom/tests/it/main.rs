@@ -46,6 +46,7 @@ mod shm;
 mod signal;
 mod soak;
 mod socket;
+mod stream;
 // Checked traffic for chaos and soak: no trials of its own.
 mod traffic;
 
@@ -58,6 +59,6 @@ mod sem_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe,
-    removal, security, sem, shm, signal, socket;
+    removal, security, sem, shm, signal, socket, stream;
     tokio: child_async, sem_async
 ];
