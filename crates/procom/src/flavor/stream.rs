@@ -293,11 +293,17 @@ impl StreamReceiver {
             return Ok(None);
         }
         self.r.consume(header);
-        match self.r.read_exact_into(buf, len) {
-            Ok(true) => {
-                self.r.expect = len;
-                Ok(Some(len))
-            }
+        let read = self.r.read_exact_into(buf, len);
+        self.end_of_message(read)?;
+        self.r.expect = len;
+        Ok(Some(len))
+    }
+
+    /// The outcome of reading the rest of a message that was begun: the stream is broken when
+    /// it ended or failed part-way.
+    fn end_of_message(&mut self, read: std::io::Result<bool>) -> Result<(), Error> {
+        match read {
+            Ok(true) => Ok(()),
             Ok(false) => {
                 let why = "the stream ended in the middle of a message";
                 self.broken = Some(why.to_string());
@@ -345,6 +351,7 @@ impl StreamReceiver {
                 // The usual path decides, from the same bytes in the same order.
                 self.r.unread(&head);
                 self.r.unread(&buf[..got]);
+                buf.clear();
                 self.r.expect = 0;
                 return Ok(None);
             }
@@ -354,18 +361,8 @@ impl StreamReceiver {
             buf.truncate(len);
         } else {
             buf.resize(len, 0);
-            match self.r.read_rest(buf, got) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let why = "the stream ended in the middle of a message";
-                    self.broken = Some(why.to_string());
-                    return Err(Error::new(ErrorKind::Malformed).detail(why));
-                }
-                Err(e) => {
-                    self.broken = Some(format!("a read failed in the middle of a message: {e}"));
-                    return Err(Error::os("read from it", e));
-                }
-            }
+            let read = self.r.read_rest(buf, got);
+            self.end_of_message(read)?;
         }
         self.r.expect = if self.r.can_read_direct(len, None) {
             len
