@@ -269,6 +269,9 @@ impl StreamReceiver {
             return Ok(None);
         }
         let header = framing::header_len(self.framing);
+        if let Some(n) = self.recv_expected_into(wait, buf)? {
+            return Ok(Some(n));
+        }
         let mut frame = framing::decode(self.r.pending(), self.framing, self.max);
         if matches!(frame, Ok(Frame::Incomplete { frame_len: None }))
             && self.r.blocks_plainly(wait.deadline())
@@ -290,8 +293,17 @@ impl StreamReceiver {
             return Ok(None);
         }
         self.r.consume(header);
-        match self.r.read_exact_into(buf, len) {
-            Ok(true) => Ok(Some(len)),
+        let read = self.r.read_exact_into(buf, len);
+        self.end_of_message(read)?;
+        self.r.expect = len;
+        Ok(Some(len))
+    }
+
+    /// The outcome of reading the rest of a message that was begun: the stream is broken when
+    /// it ended or failed part-way.
+    fn end_of_message(&mut self, read: std::io::Result<bool>) -> Result<(), Error> {
+        match read {
+            Ok(true) => Ok(()),
             Ok(false) => {
                 let why = "the stream ended in the middle of a message";
                 self.broken = Some(why.to_string());
@@ -305,16 +317,80 @@ impl StreamReceiver {
     }
 }
 
+impl StreamReceiver {
+    /// After a large message read straight into the caller's buffer, the next one expected the
+    /// same size: its header and payload come in one `readv`, the header into a small array
+    /// and the payload straight into `buf`; bytes read past it (the next frames) are put back
+    /// in front of the stream. `None` (nothing consumed) when that cannot be done: nothing
+    /// expected, bytes already buffered, a deadline or a budget, a header that did not come
+    /// whole, or a frame the usual path must judge (an empty message, a bad length).
+    fn recv_expected_into(
+        &mut self,
+        wait: Wait,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, Error> {
+        let expect = self.r.expect;
+        if expect == 0
+            || !self.r.pending().is_empty()
+            || !self.r.blocks_plainly(wait.deadline())
+            || !self.r.can_read_direct(expect, wait.deadline())
+        {
+            return Ok(None);
+        }
+        let mut head = [0u8; framing::HEADER_LEN];
+        let got = match self.r.read_split(&mut head, buf, expect) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(Error::os("read from it", e)),
+        };
+        let len = match framing::decode(&head, self.framing, self.max) {
+            Ok(Frame::Incomplete {
+                frame_len: Some(total),
+            }) => total - head.len(),
+            _ => {
+                // The usual path decides, from the same bytes in the same order.
+                self.r.unread(&head);
+                self.r.unread(&buf[..got]);
+                buf.clear();
+                self.r.expect = 0;
+                return Ok(None);
+            }
+        };
+        if got >= len {
+            self.r.unread(&buf[len..got]);
+            buf.truncate(len);
+        } else {
+            buf.resize(len, 0);
+            let read = self.r.read_rest(buf, got);
+            self.end_of_message(read)?;
+        }
+        self.r.expect = if self.r.can_read_direct(len, None) {
+            len
+        } else {
+            0
+        };
+        Ok(Some(len))
+    }
+}
+
 impl RecvFlavor for StreamReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         if let Some(n) = self.recv_large_into(wait, buf)? {
             return Ok(n);
         }
-        self.recv_in_place(wait, |m| {
+        let n = self.recv_in_place(wait, |m| {
             buf.clear();
             buf.extend_from_slice(m);
             m.len()
-        })
+        })?;
+        // A large message that came whole through the buffer (sent before it was asked for)
+        // keeps the expectation: the next one may be read straight into `buf`.
+        self.r.expect = if self.r.can_read_direct(n, None) {
+            n
+        } else {
+            0
+        };
+        Ok(n)
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {

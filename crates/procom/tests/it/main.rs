@@ -47,6 +47,7 @@ mod signal;
 mod signal_wait;
 mod soak;
 mod socket;
+mod stream;
 // Checked traffic for chaos and soak: no trials of its own.
 mod traffic;
 mod typed;
@@ -60,6 +61,6 @@ mod sem_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe,
-    removal, security, sem, shm, signal, signal_wait, socket, typed;
+    removal, security, sem, shm, signal, signal_wait, socket, stream, typed;
     tokio: child_async, sem_async
 ];
