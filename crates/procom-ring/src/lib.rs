@@ -208,15 +208,18 @@ impl RawRegion {
 // SAFETY: `new`'s contract makes `base..base+HEADER_SIZE+capacity` valid and 64-aligned, so the
 // positions are aligned u64s inside it and the data area follows them.
 unsafe impl Region for RawRegion {
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         // SAFETY: in bounds and 8-aligned (see the impl's safety note); AtomicU64 has the size
         // and alignment of u64, and shared access through atomics is what it is for.
         unsafe { &*(self.base.add(HEAD_OFFSET) as *const AtomicU64) }
     }
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         // SAFETY: as for `head`.
         unsafe { &*(self.base.add(TAIL_OFFSET) as *const AtomicU64) }
     }
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         // Clamped into the data area, so even a caller's mistake cannot leave it.
         let off = (off & !7).min(self.capacity - 8);
@@ -224,9 +227,11 @@ unsafe impl Region for RawRegion {
         // and 8-aligned (the base is 64-aligned, `HEADER_SIZE` and `off` multiples of 8).
         unsafe { &*(self.base.add(HEADER_SIZE + off) as *const AtomicU64) }
     }
+    #[inline]
     fn capacity(&self) -> usize {
         self.capacity
     }
+    #[inline]
     unsafe fn load(&self, off: usize, dst: &mut [u8]) {
         // SAFETY: the caller keeps `off + dst.len()` within the data area, which is valid; the
         // bytes are not being written (protocol), and `dst` is a distinct local buffer.
@@ -238,6 +243,7 @@ unsafe impl Region for RawRegion {
             )
         }
     }
+    #[inline]
     unsafe fn store(&self, off: usize, src: &[u8]) {
         // SAFETY: the caller keeps `off + src.len()` within the data area, which is valid; the
         // bytes are not being read (protocol), and `src` is a distinct local buffer.
@@ -249,6 +255,7 @@ unsafe impl Region for RawRegion {
             )
         }
     }
+    #[inline]
     fn data_ptr(&self, off: usize) -> *mut u8 {
         self.base.wrapping_add(HEADER_SIZE + off)
     }

@@ -213,6 +213,7 @@ impl Mapping {
     /// Whether an access touched memory the object no longer has (it was truncated by
     /// someone): the pages concerned now read as zeros, and the contents cannot be trusted.
     /// Also true if this mapping could not be registered for that protection.
+    #[inline]
     pub fn faulted(&self) -> bool {
         match self.slot {
             Some(i) => REGISTRY[i].faulted.load(Ordering::Acquire),
@@ -276,6 +277,7 @@ impl Mapping {
     /// The 32-bit word at `offset` as an atomic, if aligned, in bounds, and the mapping is
     /// writable. A read-only mapping gives `None` (an atomic lets anyone store, and a store to
     /// read-only pages would kill the process with SIGSEGV): use [`Mapping::load_u32`].
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
         if !self.writable || !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
@@ -287,6 +289,7 @@ impl Mapping {
 
     /// The 64-bit word at `offset` as an atomic, if aligned, in bounds, and the mapping is
     /// writable (see [`Mapping::atomic_u32`]; read-only: [`Mapping::load_u64`]).
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
         if !self.writable || !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
             return None;
@@ -297,6 +300,7 @@ impl Mapping {
 
     /// Atomically loads the 32-bit word at `offset` (writable or read-only mapping), if
     /// aligned and in bounds.
+    #[inline]
     pub fn load_u32(&self, offset: usize, order: Ordering) -> Option<u32> {
         if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
@@ -308,6 +312,7 @@ impl Mapping {
 
     /// Atomically loads the 64-bit word at `offset` (writable or read-only mapping), if
     /// aligned and in bounds.
+    #[inline]
     pub fn load_u64(&self, offset: usize, order: Ordering) -> Option<u64> {
         if !offset.is_multiple_of(8) || offset.checked_add(8)? > self.len {
             return None;

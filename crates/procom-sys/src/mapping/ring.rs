@@ -35,26 +35,33 @@ impl MappedRing {
 
 // SAFETY: delegates to a RawRegion built over memory that the Arc'd mapping keeps valid.
 unsafe impl procom_ring::Region for MappedRing {
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         self.raw.head()
     }
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         self.raw.tail()
     }
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         self.raw.word(off)
     }
+    #[inline]
     fn capacity(&self) -> usize {
         self.raw.capacity()
     }
+    #[inline]
     unsafe fn load(&self, off: usize, dst: &mut [u8]) {
         // SAFETY: the caller upholds `load`'s contract, which is the same for `raw`.
         unsafe { self.raw.load(off, dst) }
     }
+    #[inline]
     unsafe fn store(&self, off: usize, src: &[u8]) {
         // SAFETY: the caller upholds `store`'s contract, which is the same for `raw`.
         unsafe { self.raw.store(off, src) }
     }
+    #[inline]
     fn data_ptr(&self, off: usize) -> *mut u8 {
         self.raw.data_ptr(off)
     }

@@ -102,6 +102,7 @@ static NO_WORD: AtomicU32 = AtomicU32::new(0);
 
 /// A control word of the header. Offsets are constants below 256 and every mapping here is
 /// validated to be larger, so the fallback is never used; it exists so no path can panic.
+#[inline]
 fn word(map: &Mapping, off: usize) -> &AtomicU32 {
     map.atomic_u32(off).unwrap_or(&NO_WORD)
 }
@@ -241,26 +242,37 @@ fn header_corrupted(what: &str) -> Error {
     ))
 }
 
-/// The state word, checked: procom only ever sets the two closed flags in it.
+/// The state word, checked: procom only ever sets the two closed flags in it. (Read on every
+/// send: inlined, with the error built out of line.)
+#[inline]
 fn load_state(map: &Mapping, order: Ordering) -> Result<u32, Error> {
     let state = word(map, OFF_STATE).load(order);
     if state & !(STATE_RECEIVER_CLOSED | STATE_SENDER_CLOSED) != 0 {
-        return Err(header_corrupted(&format!(
-            "its state word is {state:#x}, which no procom process writes"
-        )));
+        return Err(bad_state(state));
     }
     Ok(state)
 }
 
+#[cold]
+fn bad_state(state: u32) -> Error {
+    header_corrupted(&format!(
+        "its state word is {state:#x}, which no procom process writes"
+    ))
+}
+
 /// The sender-pid slot, checked: 0 (no sender) or a pid.
+#[inline]
 fn load_sender(map: &Mapping, order: Ordering) -> Result<u32, Error> {
     let pid = word(map, OFF_SENDER).load(order);
     if pid != 0 && pid_of(pid).is_none() {
-        return Err(header_corrupted(&format!(
-            "its sender pid is {pid}, which is not a pid"
-        )));
+        return Err(bad_sender(pid));
     }
     Ok(pid)
+}
+
+#[cold]
+fn bad_sender(pid: u32) -> Error {
+    header_corrupted(&format!("its sender pid is {pid}, which is not a pid"))
 }
 
 /// The header words fixed once a channel is set up, as this side knows them; the header is
@@ -443,26 +455,34 @@ fn ring(map: &Arc<Mapping>) -> Result<MappedRing, Error> {
 }
 
 /// Called by the receiver after its position moved (a message released, padding skipped).
+#[inline]
 fn wake_sender(map: &Mapping) {
     wake_if_waiting(map, OFF_TX_WAITING, OFF_SPACE_SEQ);
 }
 
 /// Called by the sender after its position moved (a message committed, padding published).
+#[inline]
 fn wake_receiver(map: &Mapping) {
     wake_if_waiting(map, OFF_RX_WAITING, OFF_DATA_SEQ);
 }
 
 /// Bumps the sequence word at `seq` and wakes its sleeper, if the other side announced itself
 /// at `waiting`.
+#[inline]
 fn wake_if_waiting(map: &Mapping, waiting: usize, seq: usize) {
     // Pairs with the other side's fence between announcing its wait and checking the ring once
     // more: either it sees what we changed, or we see it waiting and wake it.
     fence(Ordering::SeqCst);
     if word(map, waiting).load(Ordering::Relaxed) != 0 {
-        let seq = word(map, seq);
-        seq.fetch_add(1, Ordering::SeqCst);
-        wake(seq);
+        bump_and_wake(word(map, seq));
     }
+}
+
+/// Bumps a sequence word and wakes its sleeper (out of the hot path: only for a sleeper).
+#[cold]
+fn bump_and_wake(seq: &AtomicU32) {
+    seq.fetch_add(1, Ordering::SeqCst);
+    wake(seq);
 }
 
 fn corrupted(why: &str) -> Error {

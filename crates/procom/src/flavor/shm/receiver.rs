@@ -197,7 +197,8 @@ impl ShmReceiver {
         wait: Wait,
         f: impl FnOnce(&procom_ring::Message<'_, MappedRing>) -> T,
     ) -> Result<T, Error> {
-        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        // The deadline is read only once the first attempt found nothing to do.
+        let is_try = wait.is_try();
         if self.broken {
             return Err(corrupted(
                 "the channel was found corrupted earlier and is no longer read",
@@ -266,7 +267,7 @@ impl ShmReceiver {
             if is_try {
                 return Err(Error::new(ErrorKind::Empty));
             }
-            if deadline.is_some_and(|d| now >= d) {
+            if wait.deadline().is_some_and(|d| now >= d) {
                 return Err(
                     Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
                 );
@@ -279,7 +280,7 @@ impl ShmReceiver {
                 continue;
             }
             if let Some(sleep) = self.arm()? {
-                sleep.take(deadline);
+                sleep.take(wait.deadline());
             }
             self.disarm();
         }

@@ -175,7 +175,8 @@ impl ShmSender {
         wait: Wait,
         fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>),
     ) -> Result<(), Error> {
-        let (deadline, is_try) = (wait.deadline(), wait.is_try());
+        // The deadline is read only once the first attempt found nothing to do.
+        let is_try = wait.is_try();
         if self.broken {
             return Err(corrupted(
                 "the channel was found corrupted earlier and is no longer written",
@@ -264,7 +265,7 @@ impl ShmSender {
                 return Err(Error::new(ErrorKind::Full));
             }
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if wait.deadline().is_some_and(|d| now >= d) {
                 return Err(Error::new(ErrorKind::Timeout)
                     .detail("the receiver did not make room before the deadline"));
             }
@@ -279,7 +280,7 @@ impl ShmSender {
                 continue;
             }
             if let Some(sleep) = self.arm(len)? {
-                sleep.take(deadline);
+                sleep.take(wait.deadline());
                 waited = true;
             }
             self.disarm();
