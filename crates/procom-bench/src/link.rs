@@ -27,7 +27,10 @@ pub(crate) fn spin_param(mode: Mode) -> String {
 pub(crate) trait Link {
     /// Sends `msg`: the payload is written into the transport.
     fn send(&mut self, msg: &[u8]) -> Result<(), Error>;
-    /// Receives one message and returns its length (the payload is received, not copied out).
+    /// Receives one message, reads its payload as the mechanism's raw loop does, and returns
+    /// its length: a kernel transport's receive call copies the payload out of the kernel; a
+    /// shared-memory link copies it out of the mapping into a buffer it keeps (as the raw
+    /// mailbox loop does), so that no side skips the reading.
     fn recv_len(&mut self) -> Result<usize, Error>;
     /// Receives one message into an owned buffer and sends that buffer back (the echo side).
     fn echo(&mut self) -> Result<(), Error>;
@@ -149,6 +152,8 @@ impl Link for ProcomLink {
     fn recv_len(&mut self) -> Result<usize, Error> {
         if self.udp.is_some() {
             Ok(self.rx.recv_timeout(Duration::from_secs(10))?.len())
+        } else if self.rx.endpoint().starts_with("shm:") {
+            self.rx.recv_into(&mut self.buf)
         } else {
             self.rx.recv_with(|b| b.len())
         }

@@ -536,7 +536,16 @@ mod iox {
             Ok(())
         }
         fn recv_len(&mut self) -> Result<usize, Error> {
-            self.wait(Duration::from_secs(10), <[u8]>::len)
+            // The payload is copied out of the sample, as procom's shm link and the raw
+            // mailbox loop copy theirs out of the mapping.
+            let mut buf = std::mem::take(&mut self.buf);
+            let n = self.wait(Duration::from_secs(10), |p| {
+                buf.clear();
+                buf.extend_from_slice(p);
+                p.len()
+            });
+            self.buf = buf;
+            n
         }
         fn echo(&mut self) -> Result<(), Error> {
             let mut buf = std::mem::take(&mut self.buf);
