@@ -95,6 +95,8 @@ impl Subscription {
         let tid = gettid();
         // Loaded before the registration: every wake-up queued for it comes after.
         let pokes = slot.pokes.load(Ordering::SeqCst);
+        // Wake-ups taken that came without their siginfo.
+        let mut bare_taken = 0;
         slot.waiter
             .store(((tid as u64) << 8) | poke_with as u64, Ordering::SeqCst);
         let result = if self.unread() {
@@ -110,6 +112,11 @@ impl Subscription {
                 // SAFETY: the kernel filled `info` in for `sig`.
                 Ok((sig, info)) => match unsafe { Record::from_siginfo(sig, &info) } {
                     r if r.is_poke() => Ok(Waited::Woken),
+                    // A wake-up queued without its siginfo (see the module docs).
+                    r if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
+                        bare_taken = 1;
+                        Ok(Waited::Woken)
+                    }
                     r => Ok(Waited::Taken(r)),
                 },
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(Waited::TimedOut),
@@ -123,7 +130,10 @@ impl Subscription {
         while slot.busy.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();
         }
-        if slot.pokes.load(Ordering::SeqCst) != pokes {
+        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
+        if queued != 0 {
+            // Those of the wake-ups still queued that may come without their siginfo.
+            let mut bare_left = queued.saturating_sub(bare_taken);
             let now = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
@@ -133,7 +143,9 @@ impl Subscription {
                     Ok((sig, info)) => {
                         // SAFETY: the kernel filled `info` in for `sig`.
                         let r = unsafe { Record::from_siginfo(sig, &info) };
-                        if !r.is_poke() {
+                        if r.is_bare(poke_with) && bare_left > 0 {
+                            bare_left -= 1;
+                        } else if !r.is_poke() {
                             // A real delivery queued since: into every pipe, this one's too.
                             deliver(&r, None, std::ptr::null_mut());
                         }

@@ -18,6 +18,7 @@ pub const ROLES: &[Role] = &[
     Role { name: "signal_wait::burst", run: burst },
     Role { name: "signal_wait::waiter_thread", run: waiter_thread },
     Role { name: "signal_wait::blocked_here", run: blocked_here },
+    Role { name: "signal_wait::no_queue_room", run: no_queue_room },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -26,7 +27,8 @@ pub fn trials() -> Vec<Trial> {
             a_burst_of_queued_signals_arrives_once_each,
             a_signal_taken_by_another_thread_wakes_the_waiter,
             two_waiting_catchers_each_receive_every_delivery,
-            a_wait_leaves_a_signal_its_thread_blocks_pending;
+            a_wait_leaves_a_signal_its_thread_blocks_pending,
+            a_wake_up_without_queue_room_is_not_a_delivery;
     ]
 }
 
@@ -178,6 +180,60 @@ fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
     let mut stdin = child.child().stdin.take().ok_or("stdin")?;
     check!(writeln!(stdin, "sent"));
     child.expect_line("held, then delivered")?;
+    child.success(STEP)?;
+    Ok(())
+}
+
+/// With RLIMIT_SIGPENDING at 0 (no siginfo can be queued but a `kill`'s), a thread catches
+/// SIGUSR1 and waits while the main thread, which catches nothing and blocks nothing, takes
+/// each signal (the kernel prefers it) and its handler wakes the waiter: the kernel queues
+/// that wake-up without its siginfo, and it must not be taken for a second delivery. Prints
+/// `PID CODE` per delivery; ends after the third.
+fn no_queue_room(_: &[String]) -> Outcome {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::Sigpending,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: limit.maximum,
+        }
+    ));
+    let mut caught = check!(Signals::catch([Signal::USR1]));
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let (flag, waker) = (done.clone(), main.clone());
+    let waiter = std::thread::spawn(move || -> Outcome {
+        let result = (|| {
+            for _ in 0..3 {
+                let d = check!(caught.wait_timeout(STEP));
+                say(&format!("{}", d.sender_pid));
+            }
+            Ok(())
+        })();
+        flag.store(true, Ordering::SeqCst);
+        waker.unpark();
+        result
+    });
+    say("ready");
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    waiter.join().map_err(|_| "the waiter panicked")??;
+    Ok(())
+}
+
+fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
+    let mut child = Proc::spawn(
+        "catcher without queue room",
+        &mut role("signal_wait::no_queue_room", &[]),
+    )?;
+    child.expect_line("ready")?;
+    let me = std::process::id().to_string();
+    for _ in 0..3 {
+        check!(signal::send(child.pid() as i32, Signal::USR1));
+        let line = child.line(STEP)?;
+        ensure!(line == me, "a delivery from pid {line}, not from {me}");
+    }
     child.success(STEP)?;
     Ok(())
 }
