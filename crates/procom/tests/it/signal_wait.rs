@@ -188,7 +188,7 @@ fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
 /// SIGUSR1 and waits while the main thread, which catches nothing and blocks nothing, takes
 /// each signal (the kernel prefers it) and its handler wakes the waiter: the kernel queues
 /// that wake-up without its siginfo, and it must not be taken for a second delivery. Prints
-/// `PID CODE` per delivery; ends after the third.
+/// the sender's pid per delivery; ends after `ROUNDS`.
 fn no_queue_room(_: &[String]) -> Outcome {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
     check!(rustix::process::setrlimit(
@@ -204,7 +204,7 @@ fn no_queue_room(_: &[String]) -> Outcome {
     let (flag, waker) = (done.clone(), main.clone());
     let waiter = std::thread::spawn(move || -> Outcome {
         let result = (|| {
-            for _ in 0..3 {
+            for _ in 0..ROUNDS {
                 let d = check!(caught.wait_timeout(STEP));
                 say(&format!("{}", d.sender_pid));
             }
@@ -222,6 +222,10 @@ fn no_queue_room(_: &[String]) -> Outcome {
     Ok(())
 }
 
+/// Signals sent one at a time, each once the one before was reported: most find the waiter
+/// asleep.
+const ROUNDS: usize = 20;
+
 fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
     let mut child = Proc::spawn(
         "catcher without queue room",
@@ -229,7 +233,7 @@ fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
     )?;
     child.expect_line("ready")?;
     let me = std::process::id().to_string();
-    for _ in 0..3 {
+    for _ in 0..ROUNDS {
         check!(signal::send(child.pid() as i32, Signal::USR1));
         let line = child.line(STEP)?;
         ensure!(line == me, "a delivery from pid {line}, not from {me}");
