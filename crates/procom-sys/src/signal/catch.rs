@@ -51,8 +51,9 @@
 //!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
 //! - A process with more than `RLIMIT_SIGPENDING` signals queued cannot queue the wake-up's
-//!   siginfo. A real-time wake-up is then refused: the waiter sleeps until its timeout or its
-//!   next signal, with the record in its pipe. A standard one is queued bare, as a signal from
+//!   siginfo. A real-time wake-up is then refused: so a waiter woken by a real-time signal
+//!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
+//!   worst, only then). A standard one is queued bare, as a signal from
 //!   pid 0 with `SI_USER` and no uid ([`Record::is_bare`]); the waiter (or the handler, in the
 //!   waiting thread) takes such a one for a wake-up while wake-ups are queued for it, so a
 //!   genuine signal of that shape arriving in the same moment (from a sender outside the pid

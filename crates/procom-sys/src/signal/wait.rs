@@ -14,13 +14,18 @@ use super::sigset;
 pub enum Waited {
     /// A signal taken from the kernel's queue, already handed to the other subscribers.
     Taken(Record),
-    /// Records may be waiting in the pipe, or the wait was interrupted: read the pipe.
+    /// Records may be waiting in the pipe, or the wait was interrupted or cut short: read the
+    /// pipe, then wait again for what is left of the timeout.
     Woken,
     /// The timeout passed with nothing delivered.
     TimedOut,
     /// The calling thread blocks every signal of the subscription: wait on the pipe instead.
     Blocked,
 }
+
+/// The longest sleep of a waiter whose wake-up is a real-time signal, which the kernel refuses
+/// to queue past `RLIMIT_SIGPENDING`: how late a record in its pipe may be noticed then.
+const REFUSABLE_SLICE: Duration = Duration::from_secs(1);
 
 /// `sigtimedwait` on `set`, EINTR included: the signal and its siginfo, or the error.
 fn sigtimedwait(
@@ -104,7 +109,12 @@ impl Subscription {
         } else {
             #[cfg(test)]
             tests::IN_WINDOW.with(|f| f.get().map(|f| f()));
-            let ts = timeout.map(|t| libc::timespec {
+            // A real-time wake-up can be refused (see the module docs): then the sleep ends
+            // after a slice at most, and the caller checks the pipe and sleeps again.
+            let slice = (poke_with >= super::sigrtmin())
+                .then_some(REFUSABLE_SLICE)
+                .filter(|s| timeout.is_none_or(|t| t > *s));
+            let ts = slice.or(timeout).map(|t| libc::timespec {
                 tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
                 tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
             });
@@ -119,6 +129,9 @@ impl Subscription {
                     }
                     r => Ok(Waited::Taken(r)),
                 },
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && slice.is_some() => {
+                    Ok(Waited::Woken)
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(Waited::TimedOut),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(Waited::Woken),
                 Err(e) => Err(e),

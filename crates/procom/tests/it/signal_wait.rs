@@ -28,7 +28,8 @@ pub fn trials() -> Vec<Trial> {
             a_signal_taken_by_another_thread_wakes_the_waiter,
             two_waiting_catchers_each_receive_every_delivery,
             a_wait_leaves_a_signal_its_thread_blocks_pending,
-            a_wake_up_without_queue_room_is_not_a_delivery;
+            a_wake_up_without_queue_room_is_not_a_delivery,
+            a_real_time_signal_without_queue_room_still_wakes_the_waiter;
     ]
 }
 
@@ -184,12 +185,18 @@ fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
     Ok(())
 }
 
-/// With RLIMIT_SIGPENDING at 0 (no siginfo can be queued but a `kill`'s), a thread catches
-/// SIGUSR1 and waits while the main thread, which catches nothing and blocks nothing, takes
-/// each signal (the kernel prefers it) and its handler wakes the waiter: the kernel queues
-/// that wake-up without its siginfo, and it must not be taken for a second delivery. Prints
-/// the sender's pid per delivery; ends after `ROUNDS`.
-fn no_queue_room(_: &[String]) -> Outcome {
+/// With RLIMIT_SIGPENDING at 0 (no siginfo can be queued but that of a standard signal sent
+/// with `kill`), a thread catches `args[0]` and waits while the main thread, which catches
+/// nothing and blocks nothing, takes each signal (the kernel prefers it) and its handler wakes
+/// the waiter: the kernel queues a standard wake-up without its siginfo, which must not be
+/// taken for a second delivery, and refuses a real-time one, which must not leave the waiter
+/// asleep. Prints the sender's pid per delivery; ends after `args[1]`.
+fn no_queue_room(args: &[String]) -> Outcome {
+    let [caught_sig, rounds] = args else {
+        return Err("args: SIGNAL ROUNDS".into());
+    };
+    let caught_sig: Signal = check!(caught_sig.parse());
+    let rounds: usize = check!(rounds.parse());
     let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
     check!(rustix::process::setrlimit(
         rustix::process::Resource::Sigpending,
@@ -198,13 +205,13 @@ fn no_queue_room(_: &[String]) -> Outcome {
             maximum: limit.maximum,
         }
     ));
-    let mut caught = check!(Signals::catch([Signal::USR1]));
+    let mut caught = check!(Signals::catch([caught_sig]));
     let done = Arc::new(AtomicBool::new(false));
     let main = std::thread::current();
     let (flag, waker) = (done.clone(), main.clone());
     let waiter = std::thread::spawn(move || -> Outcome {
         let result = (|| {
-            for _ in 0..ROUNDS {
+            for _ in 0..rounds {
                 let d = check!(caught.wait_timeout(STEP));
                 say(&format!("{}", d.sender_pid));
             }
@@ -222,21 +229,32 @@ fn no_queue_room(_: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Signals sent one at a time, each once the one before was reported: most find the waiter
-/// asleep.
-const ROUNDS: usize = 20;
-
 fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
+    let me = std::process::id().to_string();
+    wake_ups_without_queue_room(Signal::USR1, &me, 20)
+}
+
+/// A real-time signal sent with `kill` past the limit arrives without its siginfo (as from
+/// pid 0), and so would the wake-up, which the kernel refuses instead: the waiter must wake
+/// all the same (a second later at most, so few rounds).
+fn a_real_time_signal_without_queue_room_still_wakes_the_waiter() -> Outcome {
+    wake_ups_without_queue_room(sig()?, "0", 3)
+}
+
+/// Sends `caught` `rounds` times to a `no_queue_room` child, each once the one before was
+/// reported (so most find the waiter asleep) from the sender pid `from`.
+fn wake_ups_without_queue_room(caught: Signal, from: &str, rounds: usize) -> Outcome {
+    let name = caught.to_string();
+    let count = rounds.to_string();
     let mut child = Proc::spawn(
         "catcher without queue room",
-        &mut role("signal_wait::no_queue_room", &[]),
+        &mut role("signal_wait::no_queue_room", &[&name, &count]),
     )?;
     child.expect_line("ready")?;
-    let me = std::process::id().to_string();
-    for _ in 0..ROUNDS {
-        check!(signal::send(child.pid() as i32, Signal::USR1));
+    for _ in 0..rounds {
+        check!(signal::send(child.pid() as i32, caught));
         let line = child.line(STEP)?;
-        ensure!(line == me, "a delivery from pid {line}, not from {me}");
+        ensure!(line == from, "a delivery from pid {line}, not from {from}");
     }
     child.success(STEP)?;
     Ok(())
