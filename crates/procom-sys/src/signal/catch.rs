@@ -51,13 +51,13 @@
 //!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
 //! - A process with more than `RLIMIT_SIGPENDING` signals queued cannot queue the wake-up's
-//!   siginfo. A real-time wake-up is then refused: so a waiter woken by a real-time signal
+//!   siginfo. A real-time wake-up is then refused, so a waiter woken by a real-time signal
 //!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
-//!   worst, only then). A standard one is queued bare, as a signal from
-//!   pid 0 with `SI_USER` and no uid ([`Record::is_bare`]); the waiter (or the handler, in the
-//!   waiting thread) takes such a one for a wake-up while wake-ups are queued for it, so a
-//!   genuine signal of that shape arriving in the same moment (from a sender outside the pid
-//!   namespace, or bare itself) may be taken for one.
+//!   worst, and only then). A standard one is queued bare, as a signal from pid 0 with
+//!   `SI_USER` and no uid ([`Record::is_bare`]): the waiter takes such a one for a wake-up
+//!   while wake-ups are queued for it, and the handler does in the waiting thread while the
+//!   waiter is registered. A genuine signal of that shape (from a sender outside the pid
+//!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
 //! - A signal that another process crafts with `rt_sigqueueinfo` to carry [`POKE_CODE`] and
 //!   this process's pid (only a process allowed to signal this one can) is taken for a
 //!   wake-up and not delivered.
@@ -218,13 +218,17 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo for `sig` to an SA_SIGINFO handler.
     let rec = unsafe { Record::from_siginfo(sig, &*info) };
     let ctx = ctx.cast::<libc::ucontext_t>();
-    let here = SLOTS.iter().find_map(|s| {
-        let waiter = s.waiter.load(Ordering::SeqCst);
-        waits_here(waiter).then_some((s, waiter))
-    });
-    // A wake-up queued without its siginfo is recognised only in a waiting thread (see the
-    // module docs).
-    let poke = rec.is_poke() || here.is_some_and(|(_, waiter)| rec.is_bare((waiter & 0xff) as i32));
+    // The waiter registered in this thread, looked for only when the signal may be a wake-up:
+    // one of procom's, or one the kernel queued without its siginfo (see the module docs).
+    let here = (rec.is_poke() || rec.is_bare(sig))
+        .then(|| {
+            SLOTS.iter().find_map(|s| {
+                let waiter = s.waiter.load(Ordering::SeqCst);
+                waits_here(waiter).then_some((s, waiter))
+            })
+        })
+        .flatten();
+    let poke = rec.is_poke() || here.is_some_and(|(_, w)| rec.is_bare((w & 0xff) as i32));
     if !poke {
         deliver(&rec, None, ctx);
     } else if let Some((slot, waiter)) = here {
