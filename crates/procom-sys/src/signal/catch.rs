@@ -54,9 +54,8 @@
 //!   siginfo. A real-time wake-up is then refused, so a waiter woken by a real-time signal
 //!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
 //!   worst, and only then). A standard one is queued bare, as a signal from pid 0 with
-//!   `SI_USER` and no uid ([`Record::is_bare`]): the waiter takes such a one for a wake-up
-//!   while wake-ups are queued for it, and the handler does in the waiting thread while the
-//!   waiter is registered. A genuine signal of that shape (from a sender outside the pid
+//!   `SI_USER` and no uid: the waiter takes such a one for a wake-up while wake-ups are
+//!   queued for it, and the handler does in the waiting thread while the waiter is registered. A genuine signal of that shape (from a sender outside the pid
 //!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
 //! - A signal that another process crafts with `rt_sigqueueinfo` to carry [`POKE_CODE`] and
 //!   this process's pid (only a process allowed to signal this one can) is taken for a
