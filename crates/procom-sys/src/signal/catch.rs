@@ -50,6 +50,9 @@
 //! - Signals that the calling thread blocks are not waited for this way: they stay pending as
 //!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
+//! - SIGCONT is never the wake-up: sending it, even to one thread, discards every stop signal
+//!   pending in the process. A waiter whose only signal its thread does not block is SIGCONT
+//!   waits on the pipe ([`super::Waited::Blocked`]), where the handler's record wakes it.
 //! - A process with more than `RLIMIT_SIGPENDING` signals queued cannot queue the wake-up's
 //!   siginfo. A real-time wake-up is then refused, so a waiter woken by a real-time signal
 //!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at

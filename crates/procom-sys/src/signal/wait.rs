@@ -19,7 +19,9 @@ pub enum Waited {
     Woken,
     /// The timeout passed with nothing delivered.
     TimedOut,
-    /// The calling thread blocks every signal of the subscription: wait on the pipe instead.
+    /// No signal of the subscription can wake the calling thread from `sigtimedwait`: it
+    /// blocks them all, or all but SIGCONT (never a wake-up, see the module docs). Wait on
+    /// the pipe instead.
     Blocked,
 }
 
@@ -67,7 +69,7 @@ impl Subscription {
             if unsafe { libc::sigismember(&old, *s) } == 0 {
                 // SAFETY: as above.
                 unsafe { libc::sigaddset(&mut wanted, *s) };
-                if poke_with == 0 {
+                if poke_with == 0 && *s != libc::SIGCONT {
                     poke_with = *s;
                 }
             }

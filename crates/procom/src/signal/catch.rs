@@ -191,8 +191,9 @@ impl Signals {
                 }
                 Waited::Woken => {}
                 Waited::TimedOut => return Err(timed_out()),
-                // Every signal of ours is blocked in this thread: whatever arrives comes
-                // through the pipe, once another thread (or this one, later) takes it.
+                // Every signal of ours is blocked in this thread (or all but SIGCONT, which
+                // cannot wake it): whatever arrives comes through the pipe, once a handler in
+                // another thread (or this one) takes it.
                 // `wait` retries EINTR against the same deadline.
                 Waited::Blocked => {
                     if !wait(self.sub.fd(), PollFlags::IN, deadline)

@@ -19,6 +19,7 @@ pub const ROLES: &[Role] = &[
     Role { name: "signal_wait::waiter_thread", run: waiter_thread },
     Role { name: "signal_wait::blocked_here", run: blocked_here },
     Role { name: "signal_wait::no_queue_room", run: no_queue_room },
+    Role { name: "signal_wait::cont_first", run: cont_first },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -29,7 +30,8 @@ pub fn trials() -> Vec<Trial> {
             two_waiting_catchers_each_receive_every_delivery,
             a_wait_leaves_a_signal_its_thread_blocks_pending,
             a_wake_up_without_queue_room_is_not_a_delivery,
-            a_real_time_signal_without_queue_room_still_wakes_the_waiter;
+            a_real_time_signal_without_queue_room_still_wakes_the_waiter,
+            a_wake_up_never_discards_a_pending_stop_signal;
     ]
 }
 
@@ -256,6 +258,57 @@ fn wake_ups_without_queue_room(caught: Signal, from: &str, rounds: usize) -> Out
         let line = child.line(STEP)?;
         ensure!(line == from, "a delivery from pid {line}, not from {from}");
     }
+    child.success(STEP)?;
+    Ok(())
+}
+
+/// Blocks SIGTSTP in every thread, catches SIGCONT and SIGUSR1 in a waiting thread while the
+/// main thread, which catches nothing else, takes SIGUSR1 (the kernel prefers it) and wakes
+/// the waiter. A SIGTSTP sent before must still be pending once the waiter has its SIGUSR1:
+/// sending SIGCONT discards every pending stop signal, so a wake-up must not be one.
+fn cont_first(_: &[String]) -> Outcome {
+    let held = check!(signal::block(&[Signal::TSTP]));
+    let mut caught = check!(Signals::catch([Signal::CONT, Signal::USR1]));
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let (flag, waker) = (done.clone(), main.clone());
+    let waiter = std::thread::spawn(move || -> Outcome {
+        let result = (|| {
+            let d = check!(caught.wait_timeout(STEP));
+            ensure!(d.signal == Signal::USR1, "got {d:?}");
+            Ok(())
+        })();
+        flag.store(true, Ordering::SeqCst);
+        waker.unpark();
+        result
+    });
+    say("ready");
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    waiter.join().map_err(|_| "the waiter panicked")??;
+    // Unblocked, a pending SIGTSTP reaches this catcher's handler at once.
+    let mut stop = check!(Signals::catch([Signal::TSTP]));
+    drop(held);
+    let d = stop.try_wait();
+    ensure!(
+        d.as_ref().map(|d| d.signal).ok() == Some(Signal::TSTP),
+        "the SIGTSTP sent before is no longer pending: {d:?}"
+    );
+    say("still pending");
+    Ok(())
+}
+
+fn a_wake_up_never_discards_a_pending_stop_signal() -> Outcome {
+    let mut child = Proc::spawn(
+        "catcher of SIGCONT",
+        &mut role("signal_wait::cont_first", &[]),
+    )?;
+    child.expect_line("ready")?;
+    let pid = child.pid() as i32;
+    check!(signal::send(pid, Signal::TSTP));
+    check!(signal::send(pid, Signal::USR1));
+    child.expect_line("still pending")?;
     child.success(STEP)?;
     Ok(())
 }
