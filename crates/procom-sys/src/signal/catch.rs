@@ -50,9 +50,16 @@
 //! - Signals that the calling thread blocks are not waited for this way: they stay pending as
 //!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
-//! - A process with more than `RLIMIT_SIGPENDING` real-time signals queued cannot queue the
-//!   wake-up: the waiter then sleeps until its timeout or its next signal, with the record in
-//!   its pipe.
+//! - SIGCONT is never the wake-up: sending it, even to one thread, discards every stop signal
+//!   pending in the process. A waiter whose only signal its thread does not block is SIGCONT
+//!   waits on the pipe ([`super::Waited::Blocked`]), where the handler's record wakes it.
+//! - A process with more than `RLIMIT_SIGPENDING` signals queued cannot queue the wake-up's
+//!   siginfo. A real-time wake-up is then refused, so a waiter woken by a real-time signal
+//!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
+//!   worst, and only then). A standard one is queued bare, as a signal from pid 0 with
+//!   `SI_USER` and no uid: the waiter takes such a one for a wake-up while wake-ups are
+//!   queued for it, and the handler does in the waiting thread while the waiter is registered. A genuine signal of that shape (from a sender outside the pid
+//!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
 //! - A signal that another process crafts with `rt_sigqueueinfo` to carry [`POKE_CODE`] and
 //!   this process's pid (only a process allowed to signal this one can) is taken for a
 //!   wake-up and not delivered.
@@ -146,6 +153,12 @@ impl Record {
         // SAFETY: getpid takes nothing and cannot fail; it is async-signal-safe.
         self.code == POKE_CODE && self.pid == unsafe { libc::getpid() }
     }
+
+    /// A signal `sig` the kernel queued without its siginfo (over `RLIMIT_SIGPENDING`): what
+    /// a standard signal's wake-up arrives as when the process has no room for its record.
+    pub(super) fn is_bare(&self, sig: i32) -> bool {
+        self.signo == sig && self.code == libc::SI_USER && self.pid == 0 && self.uid == 0
+    }
 }
 
 const SUBSCRIBERS: usize = 32;
@@ -207,15 +220,23 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo for `sig` to an SA_SIGINFO handler.
     let rec = unsafe { Record::from_siginfo(sig, &*info) };
     let ctx = ctx.cast::<libc::ucontext_t>();
-    if !rec.is_poke() {
+    // The waiter registered in this thread, looked for only when the signal may be a wake-up:
+    // one of procom's, or one the kernel queued without its siginfo (see the module docs).
+    let here = (rec.is_poke() || rec.is_bare(sig))
+        .then(|| {
+            SLOTS.iter().find_map(|s| {
+                let waiter = s.waiter.load(Ordering::SeqCst);
+                waits_here(waiter).then_some((s, waiter))
+            })
+        })
+        .flatten();
+    let poke = rec.is_poke() || here.is_some_and(|(_, w)| rec.is_bare((w & 0xff) as i32));
+    if !poke {
         deliver(&rec, None, ctx);
-    } else if let Some(slot) = SLOTS
-        .iter()
-        .find(|s| waits_here(s.waiter.load(Ordering::SeqCst)))
-    {
+    } else if let Some((slot, waiter)) = here {
         // A wake-up sent to this thread while it was not yet (or no longer) asleep in
         // `sigtimedwait`: queue it again for `sigtimedwait` to take.
-        wake_here(slot, slot.waiter.load(Ordering::SeqCst), ctx);
+        wake_here(slot, waiter, ctx);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };

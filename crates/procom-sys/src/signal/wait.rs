@@ -14,13 +14,20 @@ use super::sigset;
 pub enum Waited {
     /// A signal taken from the kernel's queue, already handed to the other subscribers.
     Taken(Record),
-    /// Records may be waiting in the pipe, or the wait was interrupted: read the pipe.
+    /// Records may be waiting in the pipe, or the wait was interrupted or cut short: read the
+    /// pipe, then wait again for what is left of the timeout.
     Woken,
     /// The timeout passed with nothing delivered.
     TimedOut,
-    /// The calling thread blocks every signal of the subscription: wait on the pipe instead.
+    /// No signal of the subscription can wake the calling thread from `sigtimedwait`: it
+    /// blocks them all, or all but SIGCONT (never a wake-up, see the module docs). Wait on
+    /// the pipe instead.
     Blocked,
 }
+
+/// The longest sleep of a waiter whose wake-up is a real-time signal, which the kernel refuses
+/// to queue past `RLIMIT_SIGPENDING`: how late a record in its pipe may be noticed then.
+const REFUSABLE_SLICE: Duration = Duration::from_secs(1);
 
 /// `sigtimedwait` on `set`, EINTR included: the signal and its siginfo, or the error.
 fn sigtimedwait(
@@ -62,7 +69,7 @@ impl Subscription {
             if unsafe { libc::sigismember(&old, *s) } == 0 {
                 // SAFETY: as above.
                 unsafe { libc::sigaddset(&mut wanted, *s) };
-                if poke_with == 0 {
+                if poke_with == 0 && *s != libc::SIGCONT {
                     poke_with = *s;
                 }
             }
@@ -95,6 +102,8 @@ impl Subscription {
         let tid = gettid();
         // Loaded before the registration: every wake-up queued for it comes after.
         let pokes = slot.pokes.load(Ordering::SeqCst);
+        // Wake-ups taken that came without their siginfo.
+        let mut bare_taken = 0;
         slot.waiter
             .store(((tid as u64) << 8) | poke_with as u64, Ordering::SeqCst);
         let result = if self.unread() {
@@ -102,7 +111,12 @@ impl Subscription {
         } else {
             #[cfg(test)]
             tests::IN_WINDOW.with(|f| f.get().map(|f| f()));
-            let ts = timeout.map(|t| libc::timespec {
+            // A real-time wake-up can be refused (see the module docs): then the sleep ends
+            // after a slice at most, and the caller checks the pipe and sleeps again.
+            let slice = (poke_with >= super::sigrtmin())
+                .then_some(REFUSABLE_SLICE)
+                .filter(|s| timeout.is_none_or(|t| t > *s));
+            let ts = slice.or(timeout).map(|t| libc::timespec {
                 tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
                 tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
             });
@@ -110,8 +124,16 @@ impl Subscription {
                 // SAFETY: the kernel filled `info` in for `sig`.
                 Ok((sig, info)) => match unsafe { Record::from_siginfo(sig, &info) } {
                     r if r.is_poke() => Ok(Waited::Woken),
+                    // A wake-up queued without its siginfo (see the module docs).
+                    r if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
+                        bare_taken = 1;
+                        Ok(Waited::Woken)
+                    }
                     r => Ok(Waited::Taken(r)),
                 },
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && slice.is_some() => {
+                    Ok(Waited::Woken)
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(Waited::TimedOut),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(Waited::Woken),
                 Err(e) => Err(e),
@@ -123,7 +145,10 @@ impl Subscription {
         while slot.busy.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();
         }
-        if slot.pokes.load(Ordering::SeqCst) != pokes {
+        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
+        if queued != 0 {
+            // Those of the wake-ups still queued that may come without their siginfo.
+            let mut bare_left = queued.saturating_sub(bare_taken);
             let now = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
@@ -133,7 +158,9 @@ impl Subscription {
                     Ok((sig, info)) => {
                         // SAFETY: the kernel filled `info` in for `sig`.
                         let r = unsafe { Record::from_siginfo(sig, &info) };
-                        if !r.is_poke() {
+                        if r.is_bare(poke_with) && bare_left > 0 {
+                            bare_left -= 1;
+                        } else if !r.is_poke() {
                             // A real delivery queued since: into every pipe, this one's too.
                             deliver(&r, None, std::ptr::null_mut());
                         }

@@ -147,6 +147,9 @@ impl Signals {
         is_try: bool,
     ) -> Result<Delivery, Error> {
         use procom_sys::signal::{RECORD_SIZE, Record, Waited};
+        // The pipe polled readable: read it whatever the count says (a forked child's handler
+        // may have written into it, counting in its own copy).
+        let mut readable = false;
         loop {
             if self.pending.len() >= RECORD_SIZE {
                 let mut r = [0u8; RECORD_SIZE];
@@ -159,7 +162,7 @@ impl Signals {
             }
             // A waiting thread knows without a read whether the pipe holds anything; a
             // `try_wait` after the pipe polled readable must read it whatever the count says.
-            if is_try || self.sub.unread() {
+            if is_try || std::mem::take(&mut readable) || self.sub.unread() {
                 let mut buf = [0u8; RECORD_SIZE * 64];
                 match self.sub.read(&mut buf) {
                     Ok(n) if n > 0 => {
@@ -191,8 +194,9 @@ impl Signals {
                 }
                 Waited::Woken => {}
                 Waited::TimedOut => return Err(timed_out()),
-                // Every signal of ours is blocked in this thread: whatever arrives comes
-                // through the pipe, once another thread (or this one, later) takes it.
+                // Every signal of ours is blocked in this thread (or all but SIGCONT, which
+                // cannot wake it): whatever arrives comes through the pipe, once a handler in
+                // another thread (or this one) takes it.
                 // `wait` retries EINTR against the same deadline.
                 Waited::Blocked => {
                     if !wait(self.sub.fd(), PollFlags::IN, deadline)
@@ -200,6 +204,7 @@ impl Signals {
                     {
                         return Err(timed_out());
                     }
+                    readable = true;
                 }
             }
         }

@@ -18,6 +18,8 @@ pub const ROLES: &[Role] = &[
     Role { name: "signal_wait::burst", run: burst },
     Role { name: "signal_wait::waiter_thread", run: waiter_thread },
     Role { name: "signal_wait::blocked_here", run: blocked_here },
+    Role { name: "signal_wait::no_queue_room", run: no_queue_room },
+    Role { name: "signal_wait::cont_first", run: cont_first },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -26,7 +28,10 @@ pub fn trials() -> Vec<Trial> {
             a_burst_of_queued_signals_arrives_once_each,
             a_signal_taken_by_another_thread_wakes_the_waiter,
             two_waiting_catchers_each_receive_every_delivery,
-            a_wait_leaves_a_signal_its_thread_blocks_pending;
+            a_wait_leaves_a_signal_its_thread_blocks_pending,
+            a_wake_up_without_queue_room_is_not_a_delivery,
+            a_real_time_signal_without_queue_room_still_wakes_the_waiter,
+            a_wake_up_never_discards_a_pending_stop_signal;
     ]
 }
 
@@ -178,6 +183,132 @@ fn a_wait_leaves_a_signal_its_thread_blocks_pending() -> Outcome {
     let mut stdin = child.child().stdin.take().ok_or("stdin")?;
     check!(writeln!(stdin, "sent"));
     child.expect_line("held, then delivered")?;
+    child.success(STEP)?;
+    Ok(())
+}
+
+/// With RLIMIT_SIGPENDING at 0 (no siginfo can be queued but that of a standard signal sent
+/// with `kill`), a thread catches `args[0]` and waits while the main thread, which catches
+/// nothing and blocks nothing, takes each signal (the kernel prefers it) and its handler wakes
+/// the waiter: the kernel queues a standard wake-up without its siginfo, which must not be
+/// taken for a second delivery, and refuses a real-time one, which must not leave the waiter
+/// asleep. Prints the sender's pid per delivery; ends after `args[1]`.
+fn no_queue_room(args: &[String]) -> Outcome {
+    let [caught_sig, rounds] = args else {
+        return Err("args: SIGNAL ROUNDS".into());
+    };
+    let caught_sig: Signal = check!(caught_sig.parse());
+    let rounds: usize = check!(rounds.parse());
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::Sigpending,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: limit.maximum,
+        }
+    ));
+    let mut caught = check!(Signals::catch([caught_sig]));
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let (flag, waker) = (done.clone(), main.clone());
+    let waiter = std::thread::spawn(move || -> Outcome {
+        let result = (|| {
+            for _ in 0..rounds {
+                let d = check!(caught.wait_timeout(STEP));
+                say(&format!("{}", d.sender_pid));
+            }
+            Ok(())
+        })();
+        flag.store(true, Ordering::SeqCst);
+        waker.unpark();
+        result
+    });
+    say("ready");
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    waiter.join().map_err(|_| "the waiter panicked")??;
+    Ok(())
+}
+
+fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
+    let me = std::process::id().to_string();
+    wake_ups_without_queue_room(Signal::USR1, &me, 20)
+}
+
+/// A real-time signal sent with `kill` past the limit arrives without its siginfo (as from
+/// pid 0), and so would the wake-up, which the kernel refuses instead: the waiter must wake
+/// all the same (a second later at most, so few rounds).
+fn a_real_time_signal_without_queue_room_still_wakes_the_waiter() -> Outcome {
+    wake_ups_without_queue_room(sig()?, "0", 3)
+}
+
+/// Sends `caught` `rounds` times to a `no_queue_room` child, each once the one before was
+/// reported (so most find the waiter asleep) from the sender pid `from`.
+fn wake_ups_without_queue_room(caught: Signal, from: &str, rounds: usize) -> Outcome {
+    let name = caught.to_string();
+    let count = rounds.to_string();
+    let mut child = Proc::spawn(
+        "catcher without queue room",
+        &mut role("signal_wait::no_queue_room", &[&name, &count]),
+    )?;
+    child.expect_line("ready")?;
+    for _ in 0..rounds {
+        check!(signal::send(child.pid() as i32, caught));
+        let line = child.line(STEP)?;
+        ensure!(line == from, "a delivery from pid {line}, not from {from}");
+    }
+    child.success(STEP)?;
+    Ok(())
+}
+
+/// Blocks SIGTSTP in every thread, catches SIGCONT and SIGUSR1 in a waiting thread while the
+/// main thread, which catches nothing else, takes SIGUSR1 (the kernel prefers it) and wakes
+/// the waiter. A SIGTSTP sent before must still be pending once the waiter has its SIGUSR1:
+/// sending SIGCONT discards every pending stop signal, so a wake-up must not be one.
+fn cont_first(_: &[String]) -> Outcome {
+    let held = check!(signal::block(&[Signal::TSTP]));
+    let mut caught = check!(Signals::catch([Signal::CONT, Signal::USR1]));
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let (flag, waker) = (done.clone(), main.clone());
+    let waiter = std::thread::spawn(move || -> Outcome {
+        let result = (|| {
+            let d = check!(caught.wait_timeout(STEP));
+            ensure!(d.signal == Signal::USR1, "got {d:?}");
+            Ok(())
+        })();
+        flag.store(true, Ordering::SeqCst);
+        waker.unpark();
+        result
+    });
+    say("ready");
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    waiter.join().map_err(|_| "the waiter panicked")??;
+    // Unblocked, a pending SIGTSTP reaches this catcher's handler at once.
+    let mut stop = check!(Signals::catch([Signal::TSTP]));
+    drop(held);
+    let d = stop.try_wait();
+    ensure!(
+        d.as_ref().map(|d| d.signal).ok() == Some(Signal::TSTP),
+        "the SIGTSTP sent before is no longer pending: {d:?}"
+    );
+    say("still pending");
+    Ok(())
+}
+
+fn a_wake_up_never_discards_a_pending_stop_signal() -> Outcome {
+    let mut child = Proc::spawn(
+        "catcher of SIGCONT",
+        &mut role("signal_wait::cont_first", &[]),
+    )?;
+    child.expect_line("ready")?;
+    let pid = child.pid() as i32;
+    check!(signal::send(pid, Signal::TSTP));
+    check!(signal::send(pid, Signal::USR1));
+    child.expect_line("still pending")?;
     child.success(STEP)?;
     Ok(())
 }
