@@ -200,6 +200,9 @@ pub(crate) struct PacketReceiver {
     /// Give the buffer back after a message over [`KEPT`] (a server's connections, which
     /// share a memory budget: many idle clients must not each pin their largest message).
     shrink: bool,
+    /// A large message was lent from `buf` ([`RecvFlavor::recv_lent`]) with `shrink` on: the
+    /// buffer is given back by the next receive, once the view is gone.
+    give_back: bool,
 }
 
 /// The most of a large message's pages a receiver with a budget keeps between messages.
@@ -215,6 +218,7 @@ impl PacketReceiver {
             lines: framing == Framing::Lines,
             buf: Vec::new(),
             shrink: false,
+            give_back: false,
         }
     }
 
@@ -237,6 +241,9 @@ impl PacketReceiver {
 
     /// Receives the next message into the kept buffer; returns its length.
     fn recv_packet(&mut self, wait: Wait) -> Result<usize, Error> {
+        if std::mem::take(&mut self.give_back) {
+            self.buf = Vec::new();
+        }
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         // A line may come with its newline.
         let limit = self.max.saturating_add(usize::from(self.lines));
@@ -340,14 +347,11 @@ impl RecvFlavor for PacketReceiver {
         Ok(self.lend(n, |m| f(m)))
     }
 
-    /// Lent from the kept buffer until the next receive, unless that buffer is given back
-    /// after a large message (then received into `spare`).
-    fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
-        if self.shrink {
-            let n = self.recv_into(wait, spare)?;
-            return Ok(&spare[..n]);
-        }
+    /// Lent from the kept buffer until the next receive (which gives a large one back, when
+    /// the receiver shares a budget).
+    fn recv_lent<'a>(&'a mut self, wait: Wait, _spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         let n = self.recv_packet(wait)?;
+        self.give_back = self.shrink && n > KEPT;
         Ok(&self.buf[..n])
     }
 
@@ -385,6 +389,25 @@ mod tests {
             let n = rx.recv_bytes(Wait::Forever, |m| m.len()).unwrap();
             assert_eq!(n, 512 << 10);
             assert_eq!(rx.buf.is_empty(), shrink);
+        }
+    }
+
+    /// A large message lent with a budget stays where it lies until the next receive, which
+    /// gives its buffer back; without a budget the buffer is kept.
+    #[test]
+    fn a_budgeted_receiver_gives_a_lent_large_buffer_back_on_the_next_receive() {
+        for shrink in [true, false] {
+            let (a, b) = crate::socket::packet_socketpair().unwrap();
+            let mut tx = PacketSender::new(a, Framing::Length, 1 << 20);
+            let mut rx = PacketReceiver::new(b, Framing::Length, 1 << 20).shrinking(shrink);
+            let mut spare = Vec::new();
+            tx.send(&[2; 512 << 10], Wait::Forever).unwrap();
+            tx.send(&[3; 16], Wait::Forever).unwrap();
+            let m = rx.recv_lent(Wait::Forever, &mut spare).unwrap();
+            assert!(m.len() == 512 << 10 && m.iter().all(|&x| x == 2));
+            assert!(spare.is_empty(), "a view was copied");
+            assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![3; 16]);
+            assert_eq!(rx.buf.len() < 512 << 10, shrink);
         }
     }
 

@@ -189,6 +189,10 @@ pub(crate) struct StreamReceiver {
     /// Set after a framing error: what was wrong, repeated to every later call.
     pub(crate) broken: Option<String>,
     pub(crate) owner: Option<Fifo>,
+    /// Bytes at the front of the reader's buffer that hold a message lent by
+    /// [`RecvFlavor::recv_lent`] on a budgeted reader: consumed by the next receive, so the
+    /// view stays in memory the budget is charged for.
+    lent: usize,
 }
 
 impl StreamReceiver {
@@ -206,11 +210,31 @@ impl StreamReceiver {
             max,
             broken: None,
             owner: None,
+            lent: 0,
+        }
+    }
+
+    /// Drops the message lent by the last receive, if it is still in the reader's buffer.
+    fn settle(&mut self) {
+        let lent = std::mem::take(&mut self.lent);
+        if lent > 0 {
+            self.r.consume(lent);
         }
     }
 
     /// Hands the next message to `f` in the reader's own buffer (no allocation, no copy).
     fn recv_in_place<T>(&mut self, wait: Wait, f: impl FnOnce(&mut [u8]) -> T) -> Result<T, Error> {
+        let (start, end, consumed) = self.next_frame(wait)?;
+        let out = f(&mut self.r.pending_mut()[start..end]);
+        self.r.consume(consumed);
+        Ok(out)
+    }
+
+    /// Reads until the reader's buffer holds the next whole message: its payload's range in
+    /// [`StreamReader::pending`] and the bytes of the buffer it takes (for the caller to
+    /// consume).
+    fn next_frame(&mut self, wait: Wait) -> Result<(usize, usize, usize), Error> {
+        self.settle();
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         if let Some(why) = &self.broken {
             return Err(Error::new(ErrorKind::Malformed)
@@ -226,22 +250,21 @@ impl StreamReceiver {
                     start,
                     end,
                     consumed,
-                }) => {
-                    let out = f(&mut self.r.pending_mut()[start..end]);
-                    self.r.consume(consumed);
-                    return Ok(out);
-                }
+                }) => return Ok((start, end, consumed)),
                 Ok(Frame::Incomplete { frame_len }) => {
                     if self.r.eof {
                         let pending = self.r.pending().len();
-                        let last = framing::at_end_of_stream(self.r.pending(), self.framing);
-                        let out = match last {
-                            Ok(Some((start, end))) => Ok(f(&mut self.r.pending_mut()[start..end])),
-                            Ok(None) => Err(Error::new(ErrorKind::PeerGone)),
-                            Err(e) => Err(e),
-                        };
-                        self.r.consume(pending);
-                        return out;
+                        match framing::at_end_of_stream(self.r.pending(), self.framing) {
+                            Ok(Some((start, end))) => return Ok((start, end, pending)),
+                            Ok(None) => {
+                                self.r.consume(pending);
+                                return Err(Error::new(ErrorKind::PeerGone));
+                            }
+                            Err(e) => {
+                                self.r.consume(pending);
+                                return Err(e);
+                            }
+                        }
                     }
                     let want = frame_len.unwrap_or(0);
                     self.r.make_room(want, deadline)?;
@@ -375,6 +398,7 @@ impl StreamReceiver {
 
 impl RecvFlavor for StreamReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        self.settle();
         if let Some(n) = self.recv_large_into(wait, buf)? {
             return Ok(n);
         }
@@ -406,14 +430,21 @@ impl RecvFlavor for StreamReceiver {
         self.recv_in_place(wait, |m| f(m))
     }
 
-    /// A large message read straight into `spare`; one that is all the reader holds is lent
-    /// by handing the reader's buffer over for `spare`'s (nothing copied); otherwise copied
-    /// into `spare`.
+    /// With a budget, lent where it lies in the reader's own buffer (charged to the budget)
+    /// and consumed by the next receive. Without one, a large message is read straight into
+    /// `spare`; one that is all the reader holds is lent by handing the reader's buffer over
+    /// for `spare`'s (nothing copied); otherwise copied into `spare`.
     fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        self.settle();
+        if !self.r.unbudgeted() {
+            let (start, end, consumed) = self.next_frame(wait)?;
+            self.lent = consumed;
+            return Ok(&self.r.pending()[start..end]);
+        }
         if let Some(n) = self.recv_large_into(wait, spare)? {
             return Ok(&spare[..n]);
         }
-        if self.broken.is_none() && self.r.unbudgeted() {
+        if self.broken.is_none() {
             let pending = self.r.pending();
             if let Ok(Frame::Complete {
                 start,
@@ -439,7 +470,7 @@ impl RecvFlavor for StreamReceiver {
 
     #[cfg(feature = "tokio")]
     fn has_buffered(&self) -> bool {
-        !self.r.pending().is_empty() || self.r.eof
+        self.r.pending().len() > self.lent || self.r.eof
     }
 
     #[cfg(feature = "tokio")]

@@ -99,8 +99,10 @@ impl<T> Receiver<T> {
     /// Receives the next message as a view `V`, waiting as long as it takes. `V` must decode
     /// as a `T` does, borrowing what it can from the message, which stays in the receiver's
     /// buffer until the view is dropped: on sequenced packets in the buffer the packet was
-    /// received into, elsewhere in one the receiver keeps (into which a Unix stream reads a
-    /// large message straight from the socket). Nothing is copied out of the message.
+    /// received into; on a byte stream with a memory budget ([`Options::budget`]) in the
+    /// reader's own buffer, charged to the budget until the next receive; on a Unix stream
+    /// in a buffer the receiver keeps, into which a large message is read straight from the
+    /// socket (or which the reader hands over); elsewhere copied once into that buffer.
     ///
     /// ```
     /// # fn main() -> Result<(), procom::Error> {

@@ -54,7 +54,8 @@ pub fn trials() -> Vec<Trial> {
             a_value_whose_encoding_changes_is_refused,
             a_receive_deadline_mid_message_keeps_it_whole,
             a_send_deadline_mid_message_leaves_no_torn_value,
-            views_report_garbage_and_huge_lengths;
+            views_report_garbage_and_huge_lengths,
+            a_budgeted_view_lies_in_charged_memory;
     ]
 }
 
@@ -449,5 +450,78 @@ fn views_report_garbage_and_huge_lengths() -> Outcome {
     tell(&mut tx, "go")?;
     tx.success(STEP)?;
     drop(rx);
+    scratch.finish()
+}
+
+/// A receiver with a memory budget lends a view where the message lies in its own charged
+/// buffer, not in memory outside the budget: while the view lives the budget holds it, and the
+/// next receive gives it back. The frames come from another process (`sh`), the second only
+/// once the first view has been checked, so the first is all the receiver holds meanwhile.
+fn a_budgeted_view_lies_in_charged_memory() -> Outcome {
+    const N: usize = 300_000;
+    let scratch = Scratch::new("typed::budgeted_view")?;
+    let mut frames = Vec::new();
+    let mut first = 0;
+    for (c, n) in [(b'a', N), (b'b', 16)] {
+        let body = check!(postcard::to_allocvec(&ByteBuf::from(vec![c; n])));
+        frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&body);
+        if first == 0 {
+            first = frames.len();
+        }
+    }
+    let file = scratch.join("frames");
+    check!(std::fs::write(&file, &frames));
+    let (a, b) = check!(std::os::unix::net::UnixStream::pair());
+    let budget = procom::Budget::new(1 << 20);
+    let opts = Options::default()
+        .max_message(1 << 20)
+        .budget(budget.clone());
+    let mut rx =
+        Receiver::<ByteBuf>::from_untyped(procom::Receiver::from_fd(b, "unix:pair", &opts));
+    let mut writer = check!(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#"head -c "$1" "$2"; read go; tail -c +"$(($1 + 1))" "$2""#,
+                "sh"
+            ])
+            .arg(first.to_string())
+            .arg(&file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(a)))
+            .spawn()
+    );
+    let view: &Bytes = check!(rx.recv_view_timeout(STEP));
+    ensure!(
+        view.len() == N && view.iter().all(|&x| x == b'a'),
+        "message a: {} bytes",
+        view.len()
+    );
+    // Each stream receiver holds its first 128 KiB without charge; the rest of the view's
+    // buffer is charged.
+    ensure!(
+        budget.in_use() >= N - (128 << 10),
+        "a {N}-byte view lies outside the budget ({} bytes charged)",
+        budget.in_use()
+    );
+    let mut go = writer.stdin.take().ok_or("no stdin for the writer")?;
+    check!(go.write_all(b"go\n"));
+    drop(go);
+    let small: &Bytes = check!(rx.recv_view_timeout(STEP));
+    ensure!(small.as_ref() == [b'b'; 16], "message b: {small:?}");
+    ensure!(
+        budget.in_use() < N,
+        "the first view's {N} bytes are still charged after the next receive ({} bytes)",
+        budget.in_use()
+    );
+    ensure!(check!(writer.wait()).success(), "the writer failed");
+    check!(std::fs::remove_file(&file));
+    drop(rx);
+    ensure!(
+        budget.in_use() == 0,
+        "{} bytes charged after the receiver went",
+        budget.in_use()
+    );
     scratch.finish()
 }
