@@ -60,6 +60,10 @@
 //!   `SI_USER` and no uid: the waiter takes such a one for a wake-up while wake-ups are
 //!   queued for it, and the handler does in the waiting thread while the waiter is registered. A genuine signal of that shape (from a sender outside the pid
 //!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
+//! - A standard signal sent to the waiting thread alone (`pthread_kill`, `tgkill`) while a
+//!   wake-up of the same signal is still queued for that thread is merged with it by the
+//!   kernel (standard signals do not queue) and taken for the wake-up: that one delivery is
+//!   lost. Signals sent to the process, and real-time signals, are not affected.
 //! - A signal that another process crafts with `rt_sigqueueinfo` to carry [`POKE_CODE`] and
 //!   this process's pid (only a process allowed to signal this one can) is taken for a
 //!   wake-up and not delivered.
