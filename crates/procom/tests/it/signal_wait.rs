@@ -80,6 +80,35 @@ fn a_burst_of_queued_signals_arrives_once_each() -> Outcome {
     Ok(())
 }
 
+/// Runs each of `waiters` in a thread of its own while the main thread, which catches nothing
+/// and blocks nothing, is parked (an interruptible sleep, restarted after each handler) until
+/// one of them ends, so the kernel hands the main thread the signals it prefers to give it and
+/// its handler must wake the waiters; then joins them all. Says `ready` once they run.
+fn with_parked_main(waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>>) -> Outcome {
+    let done = Arc::new(AtomicBool::new(false));
+    let main = std::thread::current();
+    let threads: Vec<_> = waiters
+        .into_iter()
+        .map(|wait| {
+            let (done, main) = (done.clone(), main.clone());
+            std::thread::spawn(move || -> Outcome {
+                let result = wait();
+                done.store(true, Ordering::SeqCst);
+                main.unpark();
+                result
+            })
+        })
+        .collect();
+    say("ready");
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+    for t in threads {
+        t.join().map_err(|_| "a waiter panicked")??;
+    }
+    Ok(())
+}
+
 /// `args[0]` threads each catch RTMIN+5 and wait, printing `T VALUE` per delivery, until the
 /// value -1; the main thread, which catches nothing and blocks nothing, sleeps meanwhile, so
 /// the kernel hands it each signal (it prefers the main thread) and its handler must wake the
@@ -87,34 +116,21 @@ fn a_burst_of_queued_signals_arrives_once_each() -> Outcome {
 fn waiter_thread(args: &[String]) -> Outcome {
     let n: usize = check!(args.first().ok_or("no thread count")?.parse());
     let rt = sig()?;
-    let done = Arc::new(AtomicBool::new(false));
-    let main = std::thread::current();
-    let mut waiters = Vec::new();
+    let mut waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>> = Vec::new();
     for t in 0..n {
         let mut caught = check!(Signals::catch([rt]));
-        let (done, main) = (done.clone(), main.clone());
-        waiters.push(std::thread::spawn(move || -> Outcome {
-            let result = (|| loop {
+        waiters.push(Box::new(move || {
+            loop {
                 let d = check!(caught.wait_timeout(STEP));
                 match d.value {
                     Some(-1) => return Ok(()),
                     Some(v) => say(&format!("{t} {v}")),
                     None => return Err(format!("no value in {d:?}")),
                 }
-            })();
-            done.store(true, Ordering::SeqCst);
-            main.unpark();
-            result
+            }
         }));
     }
-    say("ready");
-    // Parked (an interruptible sleep, restarted after each handler) until a waiter ends.
-    while !done.load(Ordering::SeqCst) {
-        std::thread::park();
-    }
-    for w in waiters {
-        w.join().map_err(|_| "a waiter panicked")??;
-    }
+    with_parked_main(waiters)?;
     say("ended");
     Ok(())
 }
@@ -208,27 +224,13 @@ fn no_queue_room(args: &[String]) -> Outcome {
         }
     ));
     let mut caught = check!(Signals::catch([caught_sig]));
-    let done = Arc::new(AtomicBool::new(false));
-    let main = std::thread::current();
-    let (flag, waker) = (done.clone(), main.clone());
-    let waiter = std::thread::spawn(move || -> Outcome {
-        let result = (|| {
-            for _ in 0..rounds {
-                let d = check!(caught.wait_timeout(STEP));
-                say(&format!("{}", d.sender_pid));
-            }
-            Ok(())
-        })();
-        flag.store(true, Ordering::SeqCst);
-        waker.unpark();
-        result
-    });
-    say("ready");
-    while !done.load(Ordering::SeqCst) {
-        std::thread::park();
-    }
-    waiter.join().map_err(|_| "the waiter panicked")??;
-    Ok(())
+    with_parked_main(vec![Box::new(move || {
+        for _ in 0..rounds {
+            let d = check!(caught.wait_timeout(STEP));
+            say(&format!("{}", d.sender_pid));
+        }
+        Ok(())
+    })])
 }
 
 fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
@@ -269,24 +271,11 @@ fn wake_ups_without_queue_room(caught: Signal, from: &str, rounds: usize) -> Out
 fn cont_first(_: &[String]) -> Outcome {
     let held = check!(signal::block(&[Signal::TSTP]));
     let mut caught = check!(Signals::catch([Signal::CONT, Signal::USR1]));
-    let done = Arc::new(AtomicBool::new(false));
-    let main = std::thread::current();
-    let (flag, waker) = (done.clone(), main.clone());
-    let waiter = std::thread::spawn(move || -> Outcome {
-        let result = (|| {
-            let d = check!(caught.wait_timeout(STEP));
-            ensure!(d.signal == Signal::USR1, "got {d:?}");
-            Ok(())
-        })();
-        flag.store(true, Ordering::SeqCst);
-        waker.unpark();
-        result
-    });
-    say("ready");
-    while !done.load(Ordering::SeqCst) {
-        std::thread::park();
-    }
-    waiter.join().map_err(|_| "the waiter panicked")??;
+    with_parked_main(vec![Box::new(move || {
+        let d = check!(caught.wait_timeout(STEP));
+        ensure!(d.signal == Signal::USR1, "got {d:?}");
+        Ok(())
+    })])?;
     // Unblocked, a pending SIGTSTP reaches this catcher's handler at once.
     let mut stop = check!(Signals::catch([Signal::TSTP]));
     drop(held);
