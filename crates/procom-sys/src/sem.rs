@@ -294,25 +294,28 @@ impl OwnedUnnamedSemaphore {
         &self.mapping
     }
 
+    /// The semaphore as one borrowing the mapping this value keeps alive (a mapping's address
+    /// never changes while it is mapped).
+    fn borrowed(&self) -> UnnamedSemaphore<'_> {
+        UnnamedSemaphore {
+            sem: self.sem,
+            _mapping: &self.mapping,
+        }
+    }
+
     /// P: decrements, waiting per `timeout`.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<Waited> {
-        // SAFETY: the semaphore lies in the mapping this value keeps alive; a mapping's
-        // address never changes while it is mapped.
-        unsafe { wait_raw(self.sem.as_ptr(), timeout) }
+        self.borrowed().wait(timeout)
     }
 
     /// V: increments, waking one waiter.
     pub fn post(&self) -> io::Result<()> {
-        // SAFETY: as for `wait`.
-        cvt(unsafe { libc::sem_post(self.sem.as_ptr()) }).map(drop)
+        self.borrowed().post()
     }
 
     /// The current value.
     pub fn value(&self) -> io::Result<i32> {
-        let mut v = 0;
-        // SAFETY: as for `wait`; `v` is writable.
-        cvt(unsafe { libc::sem_getvalue(self.sem.as_ptr(), &mut v) })?;
-        Ok(v)
+        self.borrowed().value()
     }
 }
 
