@@ -197,18 +197,31 @@ fn connection(
 /// on the same connection.
 pub fn connect(endpoint: &Endpoint, opts: &Options) -> Result<(Sender, Receiver), Error> {
     let fd = crate::net::connect_stream(endpoint, opts.open_timeout)?;
-    let c = connection(
-        fd,
-        endpoint,
-        opts,
-        Peer {
-            addr: String::new(),
-            pid: None,
-            uid: None,
-            gid: None,
-        },
-    )?;
+    let c = connection(fd, endpoint, opts, unknown_peer())?;
     Ok((c.sender, c.receiver))
+}
+
+/// The peer of a connection this process made itself (connected, or one of a pair): none of
+/// it is asked.
+fn unknown_peer() -> Peer {
+    Peer {
+        addr: String::new(),
+        pid: None,
+        uid: None,
+        gid: None,
+    }
+}
+
+/// Both ends of a socket pair, each as channels in both directions, named by `ep`.
+fn duplex_pair(
+    a: OwnedFd,
+    b: OwnedFd,
+    ep: &Endpoint,
+    opts: &Options,
+) -> Result<(Duplex, Duplex), Error> {
+    let ca = connection(a, ep, opts, unknown_peer())?;
+    let cb = connection(b, ep, opts, unknown_peer())?;
+    Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
 }
 
 /// Both directions of one connection.
@@ -222,15 +235,7 @@ pub fn pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
     let ep = Endpoint::Unix {
         addr: UnixAddr::Abstract("socketpair".into()),
     };
-    let none = || Peer {
-        addr: String::new(),
-        pid: None,
-        uid: None,
-        gid: None,
-    };
-    let ca = connection(a.into(), &ep, opts, none())?;
-    let cb = connection(b.into(), &ep, opts, none())?;
-    Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
+    duplex_pair(a.into(), b.into(), &ep, opts)
 }
 
 /// A connected pair of Unix sequenced-packet sockets (`socketpair` with `SOCK_SEQPACKET`), as
@@ -242,15 +247,7 @@ pub fn packet_pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
     let ep = Endpoint::UnixPacket {
         addr: UnixAddr::Abstract("socketpair".into()),
     };
-    let none = || Peer {
-        addr: String::new(),
-        pid: None,
-        uid: None,
-        gid: None,
-    };
-    let ca = connection(a, &ep, opts, none())?;
-    let cb = connection(b, &ep, opts, none())?;
-    Ok(((ca.sender, ca.receiver), (cb.sender, cb.receiver)))
+    duplex_pair(a, b, &ep, opts)
 }
 
 /// Two connected sequenced-packet sockets, close-on-exec.
