@@ -210,15 +210,7 @@ impl Registered {
         cx: &mut Context<'_>,
         op: impl FnOnce() -> (Result<T, Error>, bool),
     ) -> Poll<io::Result<Option<Result<T, Error>>>> {
-        let Some((afd, _)) = &self.fd else {
-            return Poll::Ready(Err(io::Error::other("not registered")));
-        };
-        let ready = if self.interest.is_readable() {
-            afd.poll_read_ready(cx)
-        } else {
-            afd.poll_write_ready(cx)
-        };
-        let mut guard = match ready {
+        let mut guard = match self.poll_interest(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(guard)) => guard,
@@ -237,6 +229,21 @@ impl Registered {
         }
     }
 
+    /// The registered descriptor's readiness for this registration's interest.
+    fn poll_interest(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>>> {
+        let Some((afd, _)) = &self.fd else {
+            return Poll::Ready(Err(io::Error::other("not registered")));
+        };
+        if self.interest.is_readable() {
+            afd.poll_read_ready(cx)
+        } else {
+            afd.poll_write_ready(cx)
+        }
+    }
+
     /// Waits until `fd` may be ready again (readiness is then cleared: the caller tries its
     /// operation, and a failure waits for the next edge).
     pub(crate) fn poll_ready(
@@ -245,15 +252,7 @@ impl Registered {
         fd: BorrowedFd<'_>,
     ) -> Poll<io::Result<()>> {
         self.ensure(fd)?;
-        let Some((afd, _)) = &self.fd else {
-            return Poll::Ready(Err(io::Error::other("not registered")));
-        };
-        let ready = if self.interest.is_readable() {
-            afd.poll_read_ready(cx)
-        } else {
-            afd.poll_write_ready(cx)
-        };
-        match ready {
+        match self.poll_interest(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(mut guard)) => {
