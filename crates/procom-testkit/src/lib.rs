@@ -68,7 +68,7 @@ pub use harness::{
     Role, fds_of, main, open_fds, role, role_unshared, role_within, test, test_needing, test_within,
 };
 pub use objects::{Seen, Sysv, path_seen, queue_seen, sysv_seen};
-pub use proc::{Finished, Proc, as_nobody, wait_pid};
+pub use proc::{Finished, Proc, address_space, as_nobody, wait_pid};
 pub use scratch::{PLANTED, Plant, Planted, Scratch, plant, unique_name};
 pub use sockets::{
     Socket, refusing_tcp_port, sockets_of, tcp_listening, udp_bound, unix_listening,

@@ -207,3 +207,15 @@ fn stderr_of(collected: mpsc::Receiver<String>) -> String {
 pub fn wait_pid(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
     procom::child::wait_timeout(child, timeout).map_err(std::io::Error::from)
 }
+
+/// The address space process `pid` uses, in bytes (`VmSize` in its `/proc` status).
+pub fn address_space(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading the status of process {pid}: {e}"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmSize")?;
+    Ok(kib * 1024)
+}

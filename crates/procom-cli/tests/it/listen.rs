@@ -259,17 +259,6 @@ fn errors_name_the_peer_once() -> Outcome {
     Ok(())
 }
 
-/// The listener's address space in use, in bytes.
-fn address_space(pid: u32) -> Result<u64, String> {
-    let status = check!(std::fs::read_to_string(format!("/proc/{pid}/status")));
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or("no VmSize")?;
-    Ok(kib * 1024)
-}
-
 /// Sets the listener's RLIMIT_AS (`None`: no limit).
 fn limit_address_space(pid: u32, bytes: Option<u64>) -> Outcome {
     let pid = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
@@ -290,7 +279,7 @@ fn limit_address_space(pid: u32, bytes: Option<u64>) -> Outcome {
 fn starve_one_client(server: &Proc, path: &std::path::Path) -> Outcome {
     limit_address_space(
         server.pid(),
-        Some(address_space(server.pid())? + (256 << 10)),
+        Some(procom_testkit::address_space(server.pid())? + (256 << 10)),
     )?;
     use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
     let mut first = check!(UnixStream::connect(path));

@@ -241,17 +241,6 @@ fn socat_is_a_server_for_a_packet_sender() -> Outcome {
 /// Clients served by [`serve_in_little_room`].
 const CLIENTS: usize = 16;
 
-/// The address space this process uses, in bytes.
-fn address_space() -> Result<u64, String> {
-    let status = check!(std::fs::read_to_string("/proc/self/status"));
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or("no VmSize")?;
-    Ok(kib * 1024)
-}
-
 /// A server with a memory budget (as `procom listen` has) and the default 64 MiB message
 /// limit, in an address space with 48 MiB to spare: it accepts [`CLIENTS`] clients, then
 /// receives one small message from each, holding every connection open.
@@ -260,7 +249,7 @@ fn serve_in_little_room(args: &[String]) -> Outcome {
     let opts = Options::default().budget(procom::Budget::new(64 << 20));
     let listener = check!(Listener::bind(&ep, &opts));
     let room = rustix::process::Rlimit {
-        current: Some(address_space()? + (48 << 20)),
+        current: Some(procom_testkit::address_space(std::process::id())? + (48 << 20)),
         maximum: None,
     };
     check!(rustix::process::setrlimit(
