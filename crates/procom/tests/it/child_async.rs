@@ -64,20 +64,29 @@ fn pending<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> bool {
     )
 }
 
-fn wait_async_returns_the_exit_status() -> Outcome {
-    let mut p = spawn()?;
+/// Polls an async wait of the running child once (it must be pending) and drops it, ends the
+/// child with `end`, then returns what a second async wait says.
+fn status_after(
+    p: &mut Proc,
+    end: impl FnOnce(&mut Proc) -> Outcome,
+) -> Result<std::process::ExitStatus, String> {
     let rt = runtime()?;
     let status = rt.block_on(async {
         {
             let mut fut = pin!(procom::child::wait_async(p.child()));
             ensure!(pending(fut.as_mut()), "a running child's wait completed");
         } // dropped
-        tell(&mut p, 7)?;
+        end(p)?;
         Ok(check!(
             tokio::time::timeout(STEP, procom::child::wait_async(p.child())).await
         ))
     })?;
-    let status = check!(status);
+    Ok(check!(status))
+}
+
+fn wait_async_returns_the_exit_status() -> Outcome {
+    let mut p = spawn()?;
+    let status = status_after(&mut p, |p| tell(p, 7))?;
     ensure!(status.code() == Some(7), "status {status}");
     // Reaped: the blocking form returns the same status std kept.
     let again = check!(procom::child::wait_timeout(p.child(), STEP));
@@ -87,18 +96,10 @@ fn wait_async_returns_the_exit_status() -> Outcome {
 
 fn wait_async_reports_death_by_signal() -> Outcome {
     let mut p = spawn()?;
-    let rt = runtime()?;
-    let status = rt.block_on(async {
-        {
-            let mut fut = pin!(procom::child::wait_async(p.child()));
-            ensure!(pending(fut.as_mut()), "a running child's wait completed");
-        } // dropped
+    let status = status_after(&mut p, |p| {
         check!(p.child().kill());
-        Ok(check!(
-            tokio::time::timeout(STEP, procom::child::wait_async(p.child())).await
-        ))
+        Ok(())
     })?;
-    let status = check!(status);
     ensure!(
         status.signal() == Some(9) && status.code().is_none(),
         "status {status}"
