@@ -125,12 +125,15 @@ pub(crate) struct ProcomLink {
     udp: Option<udp::Batches>,
     /// The echo side's buffer, reused for every message (as the peers' links do).
     buf: Vec<u8>,
+    /// Shared memory: a received payload is copied out into `buf` (see [`Link::recv_len`]).
+    copy_out: bool,
 }
 
 impl ProcomLink {
     pub(crate) fn new(tx: Sender, rx: Receiver) -> ProcomLink {
         ProcomLink {
             udp: udp::Batches::for_endpoint(rx.endpoint()),
+            copy_out: rx.endpoint().starts_with("shm:"),
             tx,
             rx,
             buf: Vec::new(),
@@ -152,7 +155,7 @@ impl Link for ProcomLink {
     fn recv_len(&mut self) -> Result<usize, Error> {
         if self.udp.is_some() {
             Ok(self.rx.recv_timeout(Duration::from_secs(10))?.len())
-        } else if self.rx.endpoint().starts_with("shm:") {
+        } else if self.copy_out {
             self.rx.recv_into(&mut self.buf)
         } else {
             self.rx.recv_with(|b| b.len())
