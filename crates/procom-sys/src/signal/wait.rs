@@ -29,11 +29,11 @@ pub enum Waited {
 /// to queue past `RLIMIT_SIGPENDING`: how late a record in its pipe may be noticed then.
 const REFUSABLE_SLICE: Duration = Duration::from_secs(1);
 
-/// `sigtimedwait` on `set`, EINTR included: the signal and its siginfo, or the error.
-fn sigtimedwait(
+/// `sigtimedwait` on `set`, EINTR included: the signal taken, as a record, or the error.
+pub(super) fn sigtimedwait(
     set: &libc::sigset_t,
     timeout: Option<&libc::timespec>,
-) -> io::Result<(i32, libc::siginfo_t)> {
+) -> io::Result<Record> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `set` is initialised, `ts` is null or a valid timespec, `info` is writable.
@@ -41,8 +41,16 @@ fn sigtimedwait(
     if sig < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: sigtimedwait succeeded, so it filled `info` in (it was zeroed before).
-    Ok((sig, unsafe { info.assume_init() }))
+    // SAFETY: sigtimedwait succeeded, so the kernel filled `info` in for `sig`.
+    Ok(unsafe { Record::from_siginfo(sig, info.assume_init_ref()) })
+}
+
+/// `d` as a `timespec` (seconds saturated).
+pub(super) fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    }
 }
 
 impl Subscription {
@@ -116,21 +124,15 @@ impl Subscription {
             let slice = (poke_with >= super::sigrtmin())
                 .then_some(REFUSABLE_SLICE)
                 .filter(|s| timeout.is_none_or(|t| t > *s));
-            let ts = slice.or(timeout).map(|t| libc::timespec {
-                tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
-            });
+            let ts = slice.or(timeout).map(timespec);
             match sigtimedwait(wanted, ts.as_ref()) {
-                // SAFETY: the kernel filled `info` in for `sig`.
-                Ok((sig, info)) => match unsafe { Record::from_siginfo(sig, &info) } {
-                    r if r.is_poke() => Ok(Waited::Woken),
-                    // A wake-up queued without its siginfo (see the module docs).
-                    r if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
-                        bare_taken = 1;
-                        Ok(Waited::Woken)
-                    }
-                    r => Ok(Waited::Taken(r)),
-                },
+                Ok(r) if r.is_poke() => Ok(Waited::Woken),
+                // A wake-up queued without its siginfo (see the module docs).
+                Ok(r) if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
+                    bare_taken = 1;
+                    Ok(Waited::Woken)
+                }
+                Ok(r) => Ok(Waited::Taken(r)),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && slice.is_some() => {
                     Ok(Waited::Woken)
                 }
@@ -149,15 +151,10 @@ impl Subscription {
         if queued != 0 {
             // Those of the wake-ups still queued that may come without their siginfo.
             let mut bare_left = queued.saturating_sub(bare_taken);
-            let now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
+            let now = timespec(Duration::ZERO);
             loop {
                 match sigtimedwait(wanted, Some(&now)) {
-                    Ok((sig, info)) => {
-                        // SAFETY: the kernel filled `info` in for `sig`.
-                        let r = unsafe { Record::from_siginfo(sig, &info) };
+                    Ok(r) => {
                         if r.is_bare(poke_with) && bare_left > 0 {
                             bare_left -= 1;
                         } else if !r.is_poke() {
