@@ -304,4 +304,37 @@ mod tests {
         assert_eq!(describe(libc::SIGINT), "Interrupt");
         assert_eq!(describe(sigrtmin() + 3), "Real-time signal 3");
     }
+
+    /// A blocked signal sent to this thread alone is taken with its sender, once; then the
+    /// wait times out.
+    #[test]
+    fn timed_wait_takes_a_blocked_signal_once() {
+        let sig = sigrtmin() + 11;
+        let _held = block(&[sig]).unwrap();
+        // SAFETY: getpid, gettid and tgkill take plain integers; the thread is this one.
+        let (pid, rc) = unsafe {
+            let pid = libc::getpid();
+            (
+                pid,
+                libc::syscall(libc::SYS_tgkill, pid, libc::gettid(), sig),
+            )
+        };
+        assert_eq!(rc, 0, "tgkill: {}", io::Error::last_os_error());
+        let rec = timed_wait(&[sig], std::time::Duration::from_secs(20))
+            .unwrap()
+            .expect("the pending signal");
+        // SAFETY: getuid takes nothing and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!((rec.signo, rec.pid, rec.uid), (sig, pid, uid));
+        // glibc's sigtimedwait reports tgkill's SI_TKILL as SI_USER.
+        assert!(
+            matches!(rec.code, libc::SI_TKILL | libc::SI_USER),
+            "code {}",
+            rec.code
+        );
+        assert_eq!(
+            timed_wait(&[sig], std::time::Duration::from_millis(1)).unwrap(),
+            None
+        );
+    }
 }
