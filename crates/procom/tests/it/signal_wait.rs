@@ -92,10 +92,9 @@ fn with_parked_main(waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>>) -> Outcom
         .map(|wait| {
             let (done, main) = (done.clone(), main.clone());
             std::thread::spawn(move || -> Outcome {
-                let result = wait();
-                done.store(true, Ordering::SeqCst);
-                main.unpark();
-                result
+                // Set on the way out, a panic included, so the main thread never parks on.
+                let _done = Done(done, main);
+                wait()
             })
         })
         .collect();
@@ -107,6 +106,16 @@ fn with_parked_main(waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>>) -> Outcom
         t.join().map_err(|_| "a waiter panicked")??;
     }
     Ok(())
+}
+
+/// Tells the parked main thread, when dropped, that a waiter has ended.
+struct Done(Arc<AtomicBool>, std::thread::Thread);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.unpark();
+    }
 }
 
 /// `args[0]` threads each catch RTMIN+5 and wait, printing `T VALUE` per delivery, until the
