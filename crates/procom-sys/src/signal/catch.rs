@@ -58,8 +58,9 @@
 //!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
 //!   worst, and only then). A standard one is queued bare, as a signal from pid 0 with
 //!   `SI_USER` and no uid: the waiter takes such a one for a wake-up while wake-ups are
-//!   queued for it, and the handler does in the waiting thread while the waiter is registered. A genuine signal of that shape (from a sender outside the pid
-//!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
+//!   queued for it, and the handler does in the waiting thread while the waiter is
+//!   registered. A genuine signal of that shape (from a sender outside the pid namespace, or
+//!   itself bare) arriving at that moment may be taken for a wake-up.
 //! - A standard signal sent to the waiting thread alone (`pthread_kill`, `tgkill`) while a
 //!   wake-up of the same signal is still queued for that thread is merged with it by the
 //!   kernel (standard signals do not queue) and taken for the wake-up: that one delivery is
