@@ -88,10 +88,10 @@ impl Subscription {
         let result = self.sleep(&wanted, poke_with, timeout);
         if SLOTS[self.slot].masked.swap(0, Ordering::SeqCst) != 0 {
             // A handler in this thread blocked the wake-up signal (see `wake_here`); its
-            // wake-ups are taken, so it goes back to what the caller had.
-            let set = sigset(&[poke_with])?;
-            // SAFETY: `set` is initialised; no old mask is asked for.
-            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+            // wake-ups are taken, so it goes back to what the caller had: unblocked, as every
+            // signal of `wanted` was (and nothing here can fail and lose a record taken).
+            // SAFETY: `wanted` is initialised; no old mask is asked for.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &wanted, std::ptr::null_mut()) };
         }
         if let Ok(Waited::Taken(rec)) = &result {
             deliver(rec, Some(self.slot), std::ptr::null_mut());
