@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::catch::{Record, SLOTS, Subscription, deliver, gettid};
+use super::catch::{Record, SLOTS, Subscription, WITHDRAWN, deliver, gettid};
 use super::sigset;
 
 /// How a [`Subscription::wait`] ended.
@@ -112,8 +112,8 @@ impl Subscription {
         let pokes = slot.pokes.load(Ordering::SeqCst);
         // Wake-ups taken that came without their siginfo.
         let mut bare_taken = 0;
-        slot.waiter
-            .store(((tid as u64) << 8) | poke_with as u64, Ordering::SeqCst);
+        let registration = ((tid as u64) << 8) | poke_with as u64;
+        slot.waiter.store(registration, Ordering::SeqCst);
         let result = if self.unread() {
             Ok(Waited::Woken)
         } else {
@@ -141,22 +141,26 @@ impl Subscription {
                 Err(e) => Err(e),
             }
         };
-        // Withdraw, let every handler that may have seen the registration finish, and take
-        // the wake-ups they queued.
-        slot.waiter.store(0, Ordering::SeqCst);
+        // Withdraw, let every handler that may have seen the registration finish, take the
+        // wake-ups they queued (the handler here queues again, blocked, one that reaches it
+        // meanwhile), then clear the registration.
+        slot.waiter
+            .store(registration | WITHDRAWN, Ordering::SeqCst);
         while slot.busy.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();
         }
-        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
-        if queued != 0 {
-            // Those of the wake-ups still queued that may come without their siginfo.
-            let mut bare_left = queued.saturating_sub(bare_taken);
+        if slot.pokes.load(Ordering::SeqCst) != pokes {
+            // Wake-ups without their siginfo taken here.
+            let mut bare_dropped = 0;
             let now = timespec(Duration::ZERO);
             loop {
                 match sigtimedwait(wanted, Some(&now)) {
                     Ok(r) => {
-                        if r.is_bare(poke_with) && bare_left > 0 {
-                            bare_left -= 1;
+                        // Those of the wake-ups queued so far that may come without their
+                        // siginfo and are not taken yet.
+                        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
+                        if r.is_bare(poke_with) && queued > bare_taken + bare_dropped {
+                            bare_dropped += 1;
                         } else if !r.is_poke() {
                             // A real delivery queued since: into every pipe, this one's too.
                             deliver(&r, None, std::ptr::null_mut());
@@ -167,6 +171,7 @@ impl Subscription {
                 }
             }
         }
+        slot.waiter.store(0, Ordering::SeqCst);
         result
     }
 }
