@@ -134,39 +134,13 @@ pub fn queue(pid: i32, sig: i32, value: i32) -> io::Result<()> {
 #[doc(alias = "sigtimedwait")]
 pub fn timed_wait(signals: &[i32], timeout: std::time::Duration) -> io::Result<Option<Record>> {
     let set = sigset(signals)?;
-    let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    let ts = wait::timespec(timeout);
     loop {
-        // SAFETY: `set` and `ts` are initialised; `info` is writable and receives the siginfo.
-        let sig = unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) };
-        if sig >= 0 {
-            // SAFETY: sigtimedwait succeeded, so it filled `info` in (it was zeroed before).
-            let i = unsafe { info.assume_init() };
-            // SAFETY: the kernel's siginfo for a queued signal carries these fields; for the
-            // codes that carry no sender they read as zero.
-            let (pid, uid, value) = unsafe {
-                (
-                    i.si_pid(),
-                    i.si_uid(),
-                    i.si_value().sival_ptr as isize as i32,
-                )
-            };
-            return Ok(Some(Record {
-                signo: sig,
-                pid,
-                uid,
-                value,
-                code: i.si_code,
-            }));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN) => return Ok(None),
-            Some(libc::EINTR) => {}
-            _ => return Err(e),
+        match wait::sigtimedwait(&set, Some(&ts)) {
+            Ok(rec) => return Ok(Some(rec)),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -329,5 +303,38 @@ mod tests {
     fn describe_uses_the_c_library() {
         assert_eq!(describe(libc::SIGINT), "Interrupt");
         assert_eq!(describe(sigrtmin() + 3), "Real-time signal 3");
+    }
+
+    /// A blocked signal sent to this thread alone is taken with its sender, once; then the
+    /// wait times out.
+    #[test]
+    fn timed_wait_takes_a_blocked_signal_once() {
+        let sig = sigrtmin() + 11;
+        let _held = block(&[sig]).unwrap();
+        // SAFETY: getpid, gettid and tgkill take plain integers; the thread is this one.
+        let (pid, rc) = unsafe {
+            let pid = libc::getpid();
+            (
+                pid,
+                libc::syscall(libc::SYS_tgkill, pid, libc::gettid(), sig),
+            )
+        };
+        assert_eq!(rc, 0, "tgkill: {}", io::Error::last_os_error());
+        let rec = timed_wait(&[sig], std::time::Duration::from_secs(20))
+            .unwrap()
+            .expect("the pending signal");
+        // SAFETY: getuid takes nothing and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!((rec.signo, rec.pid, rec.uid), (sig, pid, uid));
+        // glibc's sigtimedwait reports tgkill's SI_TKILL as SI_USER.
+        assert!(
+            matches!(rec.code, libc::SI_TKILL | libc::SI_USER),
+            "code {}",
+            rec.code
+        );
+        assert_eq!(
+            timed_wait(&[sig], std::time::Duration::from_millis(1)).unwrap(),
+            None
+        );
     }
 }

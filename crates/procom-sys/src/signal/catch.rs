@@ -42,11 +42,14 @@
 //!   sleep runs the handler there. The handler blocks the wake-up signal in the context it
 //!   returns to (its `sa_mask` blocks everything while it runs) and queues the wake-up to its
 //!   own thread, so `sigtimedwait` returns at once; the waiter unblocks it afterwards.
-//! - When it is done the waiter withdraws its registration, waits until no handler is running,
-//!   and takes every wake-up still queued for it (`sigtimedwait` with a zero timeout), so none
+//! - When it is done the waiter marks its registration withdrawn (no handler wakes it any
+//!   more), waits until no handler is running, takes every wake-up still queued for it
+//!   (`sigtimedwait` with a zero timeout), and only then clears the registration, so no wake-up
 //!   outlives the wait to reach a handler later or, once the catcher is gone, the signal's
-//!   default action; a wake-up that reaches a handler anyway, with no waiter registered, is
-//!   dropped there. A real signal taken that way goes to every subscriber's pipe.
+//!   default action. A wake-up that reaches the handler in the waiting thread meanwhile (the
+//!   kernel interrupts the thread for it at once) is queued again, blocked, as in the window
+//!   before the sleep; one that reaches a handler with no waiter registered is dropped there.
+//!   A real signal taken that way goes to every subscriber's pipe.
 //! - Signals that the calling thread blocks are not waited for this way: they stay pending as
 //!   the caller asked, and if it blocks all of them [`super::Waited::Blocked`] says to wait on the
 //!   pipe instead.
@@ -58,8 +61,9 @@
 //!   sleeps a second at most at a time, then looks at its pipe (a record waits that long at
 //!   worst, and only then). A standard one is queued bare, as a signal from pid 0 with
 //!   `SI_USER` and no uid: the waiter takes such a one for a wake-up while wake-ups are
-//!   queued for it, and the handler does in the waiting thread while the waiter is registered. A genuine signal of that shape (from a sender outside the pid
-//!   namespace, or itself bare) arriving at that moment may be taken for a wake-up.
+//!   queued for it, and the handler does in the waiting thread while the waiter is
+//!   registered. A genuine signal of that shape (from a sender outside the pid namespace, or
+//!   itself bare) arriving at that moment may be taken for a wake-up.
 //! - A standard signal sent to the waiting thread alone (`pthread_kill`, `tgkill`) while a
 //!   wake-up of the same signal is still queued for that thread is merged with it by the
 //!   kernel (standard signals do not queue) and taken for the wake-up: that one delivery is
@@ -179,7 +183,7 @@ pub(super) struct Slot {
     /// Records written into the pipe.
     pub(super) written: AtomicU64,
     /// The thread sleeping in [`Subscription::wait`] (its tid, shifted left 8 bits, or'ed with
-    /// the signal to wake it with), 0 when none.
+    /// the signal to wake it with and, once it stops sleeping, [`WITHDRAWN`]), 0 when none.
     pub(super) waiter: AtomicU64,
     /// Wake-ups queued for the waiter.
     pub(super) pokes: AtomicU64,
@@ -234,7 +238,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             })
         })
         .flatten();
-    let poke = rec.is_poke() || here.is_some_and(|(_, w)| rec.is_bare((w & 0xff) as i32));
+    let poke = rec.is_poke() || here.is_some_and(|(_, w)| rec.is_bare(wake_signal(w)));
     if !poke {
         deliver(&rec, None, ctx);
     } else if let Some((slot, waiter)) = here {
@@ -246,9 +250,18 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Whether the registration `waiter` names the calling thread.
+/// The bit of a waiter's registration that says it no longer sleeps: handlers stop waking it,
+/// and the handler in its own thread still knows its wake-ups while it takes those queued.
+pub(super) const WITHDRAWN: u64 = 0x80;
+
+/// Whether the registration `waiter` names the calling thread (withdrawn or not).
 fn waits_here(waiter: u64) -> bool {
     waiter != 0 && (waiter >> 8) as libc::pid_t == gettid()
+}
+
+/// The signal that wakes the waiter a registration names.
+fn wake_signal(waiter: u64) -> i32 {
+    (waiter & (WITHDRAWN - 1)) as i32
 }
 
 /// Wakes a waiter whose own thread runs this handler, between its check for records and its
@@ -261,7 +274,7 @@ fn wake_here(slot: &Slot, waiter: u64, ctx: *mut libc::ucontext_t) {
     slot.masked.store(1, Ordering::SeqCst);
     // SAFETY: `ctx` is the ucontext the kernel passed to this SA_SIGINFO handler; its signal
     // mask is the one `rt_sigreturn` installs; sigaddset is async-signal-safe.
-    unsafe { libc::sigaddset(&mut (*ctx).uc_sigmask, (waiter & 0xff) as i32) };
+    unsafe { libc::sigaddset(&mut (*ctx).uc_sigmask, wake_signal(waiter)) };
     poke(waiter);
 }
 
@@ -292,9 +305,11 @@ pub(super) fn deliver(rec: &Record, skip: Option<usize>, ctx: *mut libc::ucontex
                 slot.lost.fetch_add(1, Ordering::Relaxed);
             }
             let waiter = slot.waiter.load(Ordering::SeqCst);
-            if !ctx.is_null() && waits_here(waiter) {
+            if waiter == 0 || waiter & WITHDRAWN != 0 {
+                // No waiter sleeps: the record waits in the pipe.
+            } else if !ctx.is_null() && waits_here(waiter) {
                 wake_here(slot, waiter, ctx);
-            } else if waiter != 0 {
+            } else {
                 slot.pokes.fetch_add(1, Ordering::SeqCst);
                 poke(waiter);
             }
@@ -323,7 +338,7 @@ const _: () = assert!(std::mem::size_of::<PokeInfo>() == std::mem::size_of::<lib
 
 /// Queues a wake-up to the thread `waiter` names (tid << 8 | signal). Async-signal-safe.
 fn poke(waiter: u64) {
-    let (tid, sig) = ((waiter >> 8) as libc::pid_t, (waiter & 0xff) as i32);
+    let (tid, sig) = ((waiter >> 8) as libc::pid_t, wake_signal(waiter));
     // SAFETY: getpid and getuid take nothing and cannot fail.
     let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
     // SAFETY: PokeInfo is plain integers, for which all-zero is a value.

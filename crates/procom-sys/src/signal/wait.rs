@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::catch::{Record, SLOTS, Subscription, deliver, gettid};
+use super::catch::{Record, SLOTS, Subscription, WITHDRAWN, deliver, gettid};
 use super::sigset;
 
 /// How a [`Subscription::wait`] ended.
@@ -29,11 +29,11 @@ pub enum Waited {
 /// to queue past `RLIMIT_SIGPENDING`: how late a record in its pipe may be noticed then.
 const REFUSABLE_SLICE: Duration = Duration::from_secs(1);
 
-/// `sigtimedwait` on `set`, EINTR included: the signal and its siginfo, or the error.
-fn sigtimedwait(
+/// `sigtimedwait` on `set`, EINTR included: the signal taken, as a record, or the error.
+pub(super) fn sigtimedwait(
     set: &libc::sigset_t,
     timeout: Option<&libc::timespec>,
-) -> io::Result<(i32, libc::siginfo_t)> {
+) -> io::Result<Record> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     let ts = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `set` is initialised, `ts` is null or a valid timespec, `info` is writable.
@@ -41,8 +41,16 @@ fn sigtimedwait(
     if sig < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: sigtimedwait succeeded, so it filled `info` in (it was zeroed before).
-    Ok((sig, unsafe { info.assume_init() }))
+    // SAFETY: sigtimedwait succeeded, so the kernel filled `info` in for `sig`.
+    Ok(unsafe { Record::from_siginfo(sig, info.assume_init_ref()) })
+}
+
+/// `d` as a `timespec` (seconds saturated).
+pub(super) fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    }
 }
 
 impl Subscription {
@@ -80,10 +88,10 @@ impl Subscription {
         let result = self.sleep(&wanted, poke_with, timeout);
         if SLOTS[self.slot].masked.swap(0, Ordering::SeqCst) != 0 {
             // A handler in this thread blocked the wake-up signal (see `wake_here`); its
-            // wake-ups are taken, so it goes back to what the caller had.
-            let set = sigset(&[poke_with])?;
-            // SAFETY: `set` is initialised; no old mask is asked for.
-            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+            // wake-ups are taken, so it goes back to what the caller had: unblocked, as every
+            // signal of `wanted` was (and nothing here can fail and lose a record taken).
+            // SAFETY: `wanted` is initialised; no old mask is asked for.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &wanted, std::ptr::null_mut()) };
         }
         if let Ok(Waited::Taken(rec)) = &result {
             deliver(rec, Some(self.slot), std::ptr::null_mut());
@@ -104,8 +112,8 @@ impl Subscription {
         let pokes = slot.pokes.load(Ordering::SeqCst);
         // Wake-ups taken that came without their siginfo.
         let mut bare_taken = 0;
-        slot.waiter
-            .store(((tid as u64) << 8) | poke_with as u64, Ordering::SeqCst);
+        let registration = ((tid as u64) << 8) | poke_with as u64;
+        slot.waiter.store(registration, Ordering::SeqCst);
         let result = if self.unread() {
             Ok(Waited::Woken)
         } else {
@@ -116,21 +124,15 @@ impl Subscription {
             let slice = (poke_with >= super::sigrtmin())
                 .then_some(REFUSABLE_SLICE)
                 .filter(|s| timeout.is_none_or(|t| t > *s));
-            let ts = slice.or(timeout).map(|t| libc::timespec {
-                tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
-            });
+            let ts = slice.or(timeout).map(timespec);
             match sigtimedwait(wanted, ts.as_ref()) {
-                // SAFETY: the kernel filled `info` in for `sig`.
-                Ok((sig, info)) => match unsafe { Record::from_siginfo(sig, &info) } {
-                    r if r.is_poke() => Ok(Waited::Woken),
-                    // A wake-up queued without its siginfo (see the module docs).
-                    r if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
-                        bare_taken = 1;
-                        Ok(Waited::Woken)
-                    }
-                    r => Ok(Waited::Taken(r)),
-                },
+                Ok(r) if r.is_poke() => Ok(Waited::Woken),
+                // A wake-up queued without its siginfo (see the module docs).
+                Ok(r) if r.is_bare(poke_with) && slot.pokes.load(Ordering::SeqCst) != pokes => {
+                    bare_taken = 1;
+                    Ok(Waited::Woken)
+                }
+                Ok(r) => Ok(Waited::Taken(r)),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && slice.is_some() => {
                     Ok(Waited::Woken)
                 }
@@ -139,27 +141,26 @@ impl Subscription {
                 Err(e) => Err(e),
             }
         };
-        // Withdraw, let every handler that may have seen the registration finish, and take
-        // the wake-ups they queued.
-        slot.waiter.store(0, Ordering::SeqCst);
+        // Withdraw, let every handler that may have seen the registration finish, take the
+        // wake-ups they queued (the handler here queues again, blocked, one that reaches it
+        // meanwhile), then clear the registration.
+        slot.waiter
+            .store(registration | WITHDRAWN, Ordering::SeqCst);
         while slot.busy.load(Ordering::SeqCst) != 0 {
             std::hint::spin_loop();
         }
-        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
-        if queued != 0 {
-            // Those of the wake-ups still queued that may come without their siginfo.
-            let mut bare_left = queued.saturating_sub(bare_taken);
-            let now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
+        if slot.pokes.load(Ordering::SeqCst) != pokes {
+            // Wake-ups without their siginfo taken here.
+            let mut bare_dropped = 0;
+            let now = timespec(Duration::ZERO);
             loop {
                 match sigtimedwait(wanted, Some(&now)) {
-                    Ok((sig, info)) => {
-                        // SAFETY: the kernel filled `info` in for `sig`.
-                        let r = unsafe { Record::from_siginfo(sig, &info) };
-                        if r.is_bare(poke_with) && bare_left > 0 {
-                            bare_left -= 1;
+                    Ok(r) => {
+                        // Those of the wake-ups queued so far that may come without their
+                        // siginfo and are not taken yet.
+                        let queued = slot.pokes.load(Ordering::SeqCst).wrapping_sub(pokes);
+                        if r.is_bare(poke_with) && queued > bare_taken + bare_dropped {
+                            bare_dropped += 1;
                         } else if !r.is_poke() {
                             // A real delivery queued since: into every pipe, this one's too.
                             deliver(&r, None, std::ptr::null_mut());
@@ -170,6 +171,7 @@ impl Subscription {
                 }
             }
         }
+        slot.waiter.store(0, Ordering::SeqCst);
         result
     }
 }

@@ -20,6 +20,7 @@ pub const ROLES: &[Role] = &[
     Role { name: "signal_wait::blocked_here", run: blocked_here },
     Role { name: "signal_wait::no_queue_room", run: no_queue_room },
     Role { name: "signal_wait::cont_first", run: cont_first },
+    Role { name: "signal_wait::pairs_without_room", run: pairs_without_room },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -31,7 +32,8 @@ pub fn trials() -> Vec<Trial> {
             a_wait_leaves_a_signal_its_thread_blocks_pending,
             a_wake_up_without_queue_room_is_not_a_delivery,
             a_real_time_signal_without_queue_room_still_wakes_the_waiter,
-            a_wake_up_never_discards_a_pending_stop_signal;
+            a_wake_up_never_discards_a_pending_stop_signal,
+            a_wake_up_reaching_a_withdrawing_waiter_is_not_a_delivery;
     ]
 }
 
@@ -92,10 +94,9 @@ fn with_parked_main(waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>>) -> Outcom
         .map(|wait| {
             let (done, main) = (done.clone(), main.clone());
             std::thread::spawn(move || -> Outcome {
-                let result = wait();
-                done.store(true, Ordering::SeqCst);
-                main.unpark();
-                result
+                // Set on the way out, a panic included, so the main thread never parks on.
+                let _done = Done(done, main);
+                wait()
             })
         })
         .collect();
@@ -107,6 +108,16 @@ fn with_parked_main(waiters: Vec<Box<dyn FnOnce() -> Outcome + Send>>) -> Outcom
         t.join().map_err(|_| "a waiter panicked")??;
     }
     Ok(())
+}
+
+/// Tells the parked main thread, when dropped, that a waiter has ended.
+struct Done(Arc<AtomicBool>, std::thread::Thread);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.unpark();
+    }
 }
 
 /// `args[0]` threads each catch RTMIN+5 and wait, printing `T VALUE` per delivery, until the
@@ -215,14 +226,7 @@ fn no_queue_room(args: &[String]) -> Outcome {
     };
     let caught_sig: Signal = check!(caught_sig.parse());
     let rounds: usize = check!(rounds.parse());
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
-    check!(rustix::process::setrlimit(
-        rustix::process::Resource::Sigpending,
-        rustix::process::Rlimit {
-            current: Some(0),
-            maximum: limit.maximum,
-        }
-    ));
+    no_siginfo_room()?;
     let mut caught = check!(Signals::catch([caught_sig]));
     with_parked_main(vec![Box::new(move || {
         for _ in 0..rounds {
@@ -231,6 +235,20 @@ fn no_queue_room(args: &[String]) -> Outcome {
         }
         Ok(())
     })])
+}
+
+/// Sets RLIMIT_SIGPENDING to 0: no siginfo can be queued but that of a standard signal sent
+/// with `kill`.
+fn no_siginfo_room() -> Outcome {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Sigpending);
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::Sigpending,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: limit.maximum,
+        }
+    ));
+    Ok(())
 }
 
 fn a_wake_up_without_queue_room_is_not_a_delivery() -> Outcome {
@@ -299,5 +317,65 @@ fn a_wake_up_never_discards_a_pending_stop_signal() -> Outcome {
     check!(signal::send(pid, Signal::USR1));
     child.expect_line("still pending")?;
     child.success(STEP)?;
+    Ok(())
+}
+
+/// With RLIMIT_SIGPENDING at 0, a thread catches SIGUSR1 and SIGUSR2 and waits while the main
+/// thread, which catches nothing and blocks nothing, takes each signal (the kernel prefers it)
+/// and its handler wakes the waiter. Prints the sender's pid per SIGUSR1, `end` at SIGUSR2.
+fn pairs_without_room(_: &[String]) -> Outcome {
+    no_siginfo_room()?;
+    let mut caught = check!(Signals::catch([Signal::USR1, Signal::USR2]));
+    with_parked_main(vec![Box::new(move || {
+        loop {
+            let d = check!(caught.wait_timeout(STEP));
+            if d.signal == Signal::USR2 {
+                say("end");
+                return Ok(());
+            }
+            say(&format!("{}", d.sender_pid));
+        }
+    })])
+}
+
+/// SIGUSR1 sent twice in a row, many times, to a `pairs_without_room` child: the second often
+/// reaches the main thread's handler while the waiter, woken by the first, is withdrawing, so
+/// its wake-up (queued without its siginfo, as from pid 0) reaches the handler of the waiting
+/// thread itself. It must not arrive as a delivery from pid 0.
+fn a_wake_up_reaching_a_withdrawing_waiter_is_not_a_delivery() -> Outcome {
+    let mut child = Proc::spawn(
+        "catcher of pairs without queue room",
+        &mut role("signal_wait::pairs_without_room", &[]),
+    )?;
+    child.expect_line("ready")?;
+    let pid = child.pid() as i32;
+    let me = std::process::id().to_string();
+    let mut heard = Vec::new();
+    for _ in 0..10_000 {
+        check!(signal::send(pid, Signal::USR1));
+        check!(signal::send(pid, Signal::USR1));
+        // Each pair is delivered at least once (standard signals merge): a line per pair
+        // keeps the pairs coming as fast as the waiter takes them.
+        heard.push(child.line(STEP)?);
+    }
+    check!(signal::send(pid, Signal::USR2));
+    loop {
+        match child.line(STEP)? {
+            l if l == "end" => break,
+            l => heard.push(l),
+        }
+    }
+    child.success(STEP)?;
+    let strangers = heard.iter().filter(|l| **l != me).count();
+    ensure!(
+        strangers == 0,
+        "{strangers} of {} deliveries not from pid {me}: {:?}",
+        heard.len(),
+        heard
+            .iter()
+            .filter(|l| **l != me)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }
