@@ -84,13 +84,7 @@ fn packets_fit(max: usize) -> bool {
 /// Decodes one message as `T`: anything that is not a `T` is `Malformed`, never a panic, and
 /// what is allocated is bounded by the message's size.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes::<T>(bytes).map_err(|e| {
-        Error::new(ErrorKind::Malformed).detail(format!(
-            "a {}-byte message does not decode as {}: {e}",
-            bytes.len(),
-            std::any::type_name::<T>()
-        ))
-    })
+    decode_view::<T>(bytes)
 }
 
 /// Decodes one message as a view `V` borrowing from it: anything that is not a `V` is
