@@ -383,7 +383,7 @@ impl StreamReceiver {
             self.r.unread(&buf[len..got]);
             buf.truncate(len);
         } else {
-            buf.resize(len, 0);
+            crate::stream::resize_zeroed(buf, len);
             let read = self.r.read_rest(buf, got);
             self.end_of_message(read)?;
         }
