@@ -5,9 +5,8 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::flavor::Wait;
-use crate::flavor::stream::StreamSender;
+use crate::flavor::stream::{StreamSender, write_stopped};
 use crate::framing::{self, Framing};
-use crate::stream::FdKind;
 
 /// A piece of a streamed message at least this large goes to the stream where it lies (with
 /// the bytes gathered before it, in one `writev`); smaller ones are gathered.
@@ -68,16 +67,7 @@ impl Streamer<'_> {
             }
             Err(stop) => {
                 self.written += stop.written;
-                Err(match stop.error {
-                    Some(e) => Error::os("write to it", e),
-                    None if self.written == 0 && self.is_try => Error::new(ErrorKind::Full),
-                    None if self.written == 0 => Error::new(ErrorKind::Timeout)
-                        .detail("the deadline passed before the peer made room for the message"),
-                    None => Error::new(ErrorKind::Timeout).detail(format!(
-                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
-                        self.written
-                    )),
-                })
+                Err(write_stopped(stop.error, self.written, total, self.is_try))
             }
         }
     }
@@ -128,22 +118,9 @@ impl StreamSender {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("only a length-prefixed stream carries a message piece by piece"));
         }
-        let (mut deadline, is_try) = (wait.deadline(), wait.is_try());
         self.finish_unsent(wait)?;
         let header = framing::header(len, self.framing, self.max)?;
-        let total = len + framing::header_len(self.framing);
-        self.w.fit_pipe(total);
-        if is_try && self.w.kind() == FdKind::Pipe {
-            // As a whole message: only start one that can be finished.
-            if let Some((free, cap)) = self.w.pipe_space() {
-                if free < total.min(cap) {
-                    return Err(Error::new(ErrorKind::Full));
-                }
-                if total > cap {
-                    deadline = None;
-                }
-            }
-        }
+        let deadline = self.frame_deadline(len + framing::header_len(self.framing), wait)?;
         // The rest of any started frame is written: its buffer gathers this frame's small
         // pieces, and is left empty again whatever happens.
         self.unsent.clear();
@@ -152,7 +129,7 @@ impl StreamSender {
         let mut out = Streamer {
             sender: self,
             deadline,
-            is_try,
+            is_try: wait.is_try(),
             len,
             put: 0,
             written: 0,
