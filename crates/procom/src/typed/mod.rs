@@ -265,6 +265,25 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::Empty);
     }
 
+    /// On a pipe, a `try_` send of a value sent whole starts, as a streamed one does, only if
+    /// the pipe has room for all of its frame: otherwise `Full`, with nothing written.
+    #[test]
+    fn a_whole_try_send_on_a_full_pipe_writes_nothing() {
+        let (tx, rx) = crate::pipe::channel().unwrap();
+        let (mut tx, mut rx) = (
+            Sender::<String>::from_untyped(tx),
+            Receiver::<String>::from_untyped(rx),
+        );
+        let (a, b) = ("a".repeat(40 << 10), "b".repeat(30 << 10));
+        tx.try_send_view(a.as_str()).unwrap();
+        let e = tx.try_send_view(b.as_str()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+        assert_eq!(rx.recv_view::<&str>().unwrap(), a);
+        tx.try_send_view(b.as_str()).unwrap();
+        assert_eq!(rx.recv_view::<&str>().unwrap(), b);
+        assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+    }
+
     /// A view that does not decode is `Malformed`, and the next message is received.
     #[test]
     fn a_view_that_does_not_decode_is_malformed() {
