@@ -488,8 +488,8 @@ impl StreamReader {
     /// all there. `Ok(false)`: the stream ended first (what was read is gone with it).
     pub(crate) fn read_exact_into(&mut self, out: &mut Vec<u8>, len: usize) -> io::Result<bool> {
         let have = self.pending().len().min(len);
-        // Only the bytes past the old length are zeroed, and a reused buffer has them already.
-        out.resize(len, 0);
+        out.clear();
+        resize_zeroed(out, len);
         out[..have].copy_from_slice(&self.pending()[..have]);
         self.consume(have);
         self.read_rest(out, have)
@@ -507,7 +507,7 @@ impl StreamReader {
         out: &mut Vec<u8>,
         room: usize,
     ) -> io::Result<Option<usize>> {
-        out.resize(room, 0);
+        resize_zeroed(out, room);
         let n = loop {
             let mut bufs = [IoSliceMut::new(head), IoSliceMut::new(out)];
             match rustix::io::readv(self.fd.as_fd(), &mut bufs) {
@@ -570,6 +570,23 @@ impl StreamReader {
     /// charged to no budget.
     pub(crate) fn unbudgeted(&self) -> bool {
         self.budget.is_none()
+    }
+}
+
+/// Sets `out`'s length to `len`, keeping its bytes, for reads to fill the rest. A buffer
+/// too small is replaced by freshly zeroed memory (`calloc`, whose large blocks are pages
+/// mapped on first touch) rather than grown and written with zeros: the pages are then
+/// touched only as bytes arrive, so a length prefix alone, from a peer that sends nothing
+/// after it, costs address space and not memory, as on the buffered path. A reused buffer
+/// large enough has only the bytes past its old length zeroed.
+pub(crate) fn resize_zeroed(out: &mut Vec<u8>, len: usize) {
+    if out.capacity() < len {
+        let mut fresh = vec![0; len];
+        let keep = out.len().min(len);
+        fresh[..keep].copy_from_slice(&out[..keep]);
+        *out = fresh;
+    } else {
+        out.resize(len, 0);
     }
 }
 

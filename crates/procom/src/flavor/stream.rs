@@ -69,7 +69,6 @@ impl StreamSender {
     }
 
     pub(crate) fn send_framed(&mut self, payload: &[u8], wait: Wait) -> Result<(), Error> {
-        let (mut deadline, is_try) = (wait.deadline(), wait.is_try());
         if self.poisoned {
             return Err(Error::new(ErrorKind::Io).detail(
                 "an earlier send stopped part-way through a message, so this stream can no longer carry whole messages; open it again",
@@ -81,38 +80,65 @@ impl StreamSender {
         let header = framing::header(payload.len(), self.framing, self.max)?;
         let parts = self.frame(payload, &header[..framing::header_len(self.framing)]);
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        self.w.fit_pipe(total);
-        if is_try && self.w.kind() == FdKind::Pipe {
-            // Only start a message that can be finished: never leave half a frame behind.
-            if let Some((free, cap)) = self.w.pipe_space() {
-                if total <= cap {
-                    if free < total {
-                        return Err(Error::new(ErrorKind::Full));
-                    }
-                } else if free < cap {
-                    return Err(Error::new(ErrorKind::Full));
-                } else {
-                    deadline = None; // larger than the pipe: once started, finish it
-                }
-            }
-        }
+        let deadline = self.frame_deadline(total, wait)?;
         match self.w.write_all(&parts, deadline) {
             Ok(()) => Ok(()),
             Err(stop) => {
                 if stop.written > 0 && stop.written < total {
                     self.poisoned = true;
                 }
-                match stop.error {
-                    Some(e) => Err(Error::os("write to it", e)),
-                    None if stop.written == 0 && is_try => Err(Error::new(ErrorKind::Full)),
-                    None if stop.written == 0 => Err(Error::new(ErrorKind::Timeout).detail("the deadline passed before the peer made room for the message")),
-                    None => Err(Error::new(ErrorKind::Timeout).detail(format!(
-                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
-                        stop.written
-                    ))),
-                }
+                Err(write_stopped(
+                    stop.error,
+                    stop.written,
+                    total,
+                    wait.is_try(),
+                ))
             }
         }
+    }
+
+    /// Readies the stream for a frame of `total` bytes and says by when to write it: `wait`'s
+    /// deadline, except that a try on a pipe starts only a frame it can finish (`Full` if
+    /// the pipe has no room for it now) and, for a frame larger than the pipe, once started
+    /// finishes it without a deadline, so that no half frame is left behind.
+    pub(crate) fn frame_deadline(
+        &mut self,
+        total: usize,
+        wait: Wait,
+    ) -> Result<Option<std::time::Instant>, Error> {
+        self.w.fit_pipe(total);
+        if wait.is_try()
+            && self.w.kind() == FdKind::Pipe
+            && let Some((free, cap)) = self.w.pipe_space()
+        {
+            if free < total.min(cap) {
+                return Err(Error::new(ErrorKind::Full));
+            }
+            if total > cap {
+                return Ok(None);
+            }
+        }
+        Ok(wait.deadline())
+    }
+}
+
+/// The error for a frame of `total` bytes whose writing stopped after `written` of them: an
+/// OS error, or a deadline (`error` is `None`) that passed before anything was written (for a
+/// try, `Full`) or part-way (the sender can no longer be used).
+pub(crate) fn write_stopped(
+    error: Option<std::io::Error>,
+    written: usize,
+    total: usize,
+    is_try: bool,
+) -> Error {
+    match error {
+        Some(e) => Error::os("write to it", e),
+        None if written == 0 && is_try => Error::new(ErrorKind::Full),
+        None if written == 0 => Error::new(ErrorKind::Timeout)
+            .detail("the deadline passed before the peer made room for the message"),
+        None => Error::new(ErrorKind::Timeout).detail(format!(
+            "the deadline passed after {written} of the message's {total} bytes were written; this sender can no longer be used"
+        )),
     }
 }
 
@@ -383,7 +409,7 @@ impl StreamReceiver {
             self.r.unread(&buf[len..got]);
             buf.truncate(len);
         } else {
-            buf.resize(len, 0);
+            crate::stream::resize_zeroed(buf, len);
             let read = self.r.read_rest(buf, got);
             self.end_of_message(read)?;
         }

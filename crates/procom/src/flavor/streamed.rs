@@ -5,9 +5,8 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::flavor::Wait;
-use crate::flavor::stream::StreamSender;
+use crate::flavor::stream::{StreamSender, write_stopped};
 use crate::framing::{self, Framing};
-use crate::stream::FdKind;
 
 /// A piece of a streamed message at least this large goes to the stream where it lies (with
 /// the bytes gathered before it, in one `writev`); smaller ones are gathered.
@@ -41,64 +40,48 @@ impl Streamer<'_> {
         }
         self.put = after;
         if bytes.len() >= STREAMED_PIECE {
-            let gathered = std::mem::take(&mut self.sender.unsent);
-            let result = self.write(&[&gathered, bytes]);
-            self.sender.unsent = gathered;
-            self.sender.unsent.clear();
-            return result;
+            return self.write_gathered_and(bytes);
         }
         self.sender.unsent.extend_from_slice(bytes);
         if self.sender.unsent.len() >= STREAMED_GATHER {
-            return self.write_gathered();
+            return self.write_gathered_and(&[]);
         }
         Ok(())
     }
 
-    fn write_gathered(&mut self) -> Result<(), Error> {
-        let gathered = std::mem::take(&mut self.sender.unsent);
-        let result = self.write(&[&gathered]);
+    /// Writes the bytes gathered so far and then `piece`, the next bytes of the frame, in one
+    /// `writev`, as the sender's wait says; the gathering buffer is left empty (and kept).
+    /// (A failure is turned into the sender being poisoned by
+    /// [`StreamSender::send_streamed`], once `written` shows part of the frame went out.)
+    fn write_gathered_and(&mut self, piece: &[u8]) -> Result<(), Error> {
+        let mut gathered = std::mem::take(&mut self.sender.unsent);
+        let result = self.sender.w.write_all(&[&gathered, piece], self.deadline);
+        let len = gathered.len() + piece.len();
+        gathered.clear();
         self.sender.unsent = gathered;
-        self.sender.unsent.clear();
-        result
-    }
-
-    /// Writes `parts`, the next bytes of the frame, as the sender's wait says.
-    fn write(&mut self, parts: &[&[u8]]) -> Result<(), Error> {
         let total = self.len + framing::header_len(Framing::Length);
-        match self.sender.w.write_all(parts, self.deadline) {
+        match result {
             Ok(()) => {
-                self.written += parts.iter().map(|p| p.len()).sum::<usize>();
+                self.written += len;
                 Ok(())
             }
             Err(stop) => {
                 self.written += stop.written;
-                if self.written > 0 {
-                    self.sender.poisoned = true;
-                }
-                Err(match stop.error {
-                    Some(e) => Error::os("write to it", e),
-                    None if self.written == 0 && self.is_try => Error::new(ErrorKind::Full),
-                    None if self.written == 0 => Error::new(ErrorKind::Timeout)
-                        .detail("the deadline passed before the peer made room for the message"),
-                    None => Error::new(ErrorKind::Timeout).detail(format!(
-                        "the deadline passed after {} of the message's {total} bytes were written; this sender can no longer be used",
-                        self.written
-                    )),
-                })
+                Err(write_stopped(stop.error, self.written, total, self.is_try))
             }
         }
     }
 
     /// The error for an encoding that came out at `got` bytes instead of the announced
-    /// length; the stream can no longer be framed once any of the message went out.
-    fn mismatch(&mut self, got: usize) -> Error {
+    /// length; the stream can no longer be framed once any of the message went out (the
+    /// sender is poisoned by [`StreamSender::send_streamed`]).
+    fn mismatch(&self, got: usize) -> Error {
         let mut why = format!(
             "the value encoded to {} bytes when measured and to {}{got} bytes when sent (its Serialize is not deterministic)",
             self.len,
             if got > self.len { "at least " } else { "" },
         );
         if self.written > 0 {
-            self.sender.poisoned = true;
             why.push_str(
                 "; part of the message was already written, so this sender can no longer be used and its receiver reports the message as malformed",
             );
@@ -135,22 +118,9 @@ impl StreamSender {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .detail("only a length-prefixed stream carries a message piece by piece"));
         }
-        let (mut deadline, is_try) = (wait.deadline(), wait.is_try());
         self.finish_unsent(wait)?;
         let header = framing::header(len, self.framing, self.max)?;
-        let total = len + framing::header_len(self.framing);
-        self.w.fit_pipe(total);
-        if is_try && self.w.kind() == FdKind::Pipe {
-            // As a whole message: only start one that can be finished.
-            if let Some((free, cap)) = self.w.pipe_space() {
-                if free < total.min(cap) {
-                    return Err(Error::new(ErrorKind::Full));
-                }
-                if total > cap {
-                    deadline = None;
-                }
-            }
-        }
+        let deadline = self.frame_deadline(len + framing::header_len(self.framing), wait)?;
         // The rest of any started frame is written: its buffer gathers this frame's small
         // pieces, and is left empty again whatever happens.
         self.unsent.clear();
@@ -159,7 +129,7 @@ impl StreamSender {
         let mut out = Streamer {
             sender: self,
             deadline,
-            is_try,
+            is_try: wait.is_try(),
             len,
             put: 0,
             written: 0,
@@ -168,7 +138,7 @@ impl StreamSender {
             if out.put != len {
                 return Err(out.mismatch(out.put));
             }
-            out.write_gathered()
+            out.write_gathered_and(&[])
         });
         // However the encoder failed, a frame begun on the stream cannot be finished.
         if result.is_err() && out.written > 0 {

@@ -84,13 +84,7 @@ fn packets_fit(max: usize) -> bool {
 /// Decodes one message as `T`: anything that is not a `T` is `Malformed`, never a panic, and
 /// what is allocated is bounded by the message's size.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes::<T>(bytes).map_err(|e| {
-        Error::new(ErrorKind::Malformed).detail(format!(
-            "a {}-byte message does not decode as {}: {e}",
-            bytes.len(),
-            std::any::type_name::<T>()
-        ))
-    })
+    decode_view::<T>(bytes)
 }
 
 /// Decodes one message as a view `V` borrowing from it: anything that is not a `V` is
@@ -262,6 +256,25 @@ mod tests {
             Receiver::<String>::from_untyped(rx),
         );
         let (a, b) = ("a".repeat(40 << 10), "b".repeat(40 << 10));
+        tx.try_send_view(a.as_str()).unwrap();
+        let e = tx.try_send_view(b.as_str()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+        assert_eq!(rx.recv_view::<&str>().unwrap(), a);
+        tx.try_send_view(b.as_str()).unwrap();
+        assert_eq!(rx.recv_view::<&str>().unwrap(), b);
+        assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::Empty);
+    }
+
+    /// On a pipe, a `try_` send of a value sent whole starts, as a streamed one does, only if
+    /// the pipe has room for all of its frame: otherwise `Full`, with nothing written.
+    #[test]
+    fn a_whole_try_send_on_a_full_pipe_writes_nothing() {
+        let (tx, rx) = crate::pipe::channel().unwrap();
+        let (mut tx, mut rx) = (
+            Sender::<String>::from_untyped(tx),
+            Receiver::<String>::from_untyped(rx),
+        );
+        let (a, b) = ("a".repeat(40 << 10), "b".repeat(30 << 10));
         tx.try_send_view(a.as_str()).unwrap();
         let e = tx.try_send_view(b.as_str()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Full, "{e}");
