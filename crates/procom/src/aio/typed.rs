@@ -60,9 +60,7 @@ impl<T: Serialize> AsyncSender<T> {
         let bytes = match postcard::to_extend(&value, std::mem::take(&mut self.buf)) {
             Ok(b) => b,
             Err(e) => {
-                let err = Error::new(ErrorKind::InvalidInput)
-                    .detail(format!("could not encode the value: {e}"))
-                    .object(self.inner.endpoint());
+                let err = crate::typed::encode_error(e).object(self.inner.endpoint());
                 return Err(SendError::new(value, err));
             }
         };

@@ -33,6 +33,8 @@ mod sender;
 
 pub use receiver::Receiver;
 pub use sender::Sender;
+#[cfg(feature = "tokio")]
+pub(crate) use sender::encode_error;
 
 #[cfg(feature = "tokio")]
 pub use crate::aio::typed::{AsyncReceiver, AsyncSender};

@@ -240,7 +240,8 @@ impl<T> Sender<T> {
     }
 }
 
-fn encode_error(e: postcard::Error) -> Error {
+/// The error for a value postcard could not encode (the async typed sender's too).
+pub(crate) fn encode_error(e: postcard::Error) -> Error {
     Error::new(ErrorKind::InvalidInput).detail(format!("could not encode the value: {e}"))
 }
 
