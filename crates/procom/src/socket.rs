@@ -68,7 +68,7 @@
 //! - [`tcp(7)`](https://man7.org/linux/man-pages/man7/tcp.7.html)
 //! - [`udp(7)`](https://man7.org/linux/man-pages/man7/udp.7.html)
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -248,6 +248,23 @@ pub fn packet_pair(opts: &Options) -> Result<(Duplex, Duplex), Error> {
         addr: UnixAddr::Abstract("socketpair".into()),
     };
     duplex_pair(a, b, &ep, opts)
+}
+
+/// A [`packet_pair`] if one packet here holds a whole message of `opts.max_message` bytes
+/// (asked of the pair's own socket, its send buffer grown as a packet sender's is); `None` if
+/// not, or if no sequenced-packet pair can be made.
+pub(crate) fn packet_pair_holding(opts: &Options) -> Result<Option<(Duplex, Duplex)>, Error> {
+    let Ok((a, b)) = packet_socketpair() else {
+        return Ok(None);
+    };
+    let max = opts.max_message;
+    if crate::flavor::packet::room(a.as_fd(), max) < max {
+        return Ok(None);
+    }
+    let ep = Endpoint::UnixPacket {
+        addr: UnixAddr::Abstract("socketpair".into()),
+    };
+    duplex_pair(a, b, &ep, opts).map(Some)
 }
 
 /// Two connected sequenced-packet sockets, close-on-exec.

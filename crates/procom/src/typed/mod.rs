@@ -65,22 +65,19 @@ where
     // A zero-sized type (`()`, a unit struct) encodes to no bytes, which no sequenced packet
     // can carry (its receiver would take it for the peer leaving).
     let empty = std::mem::size_of::<A>() == 0 || std::mem::size_of::<B>() == 0;
-    let ((tx_a, rx_a), (tx_b, rx_b)) = if !empty && packets_fit(opts.max_message) {
-        crate::socket::packet_pair(opts)?
+    let packets = if empty {
+        None
     } else {
-        crate::socket::pair(opts)?
+        crate::socket::packet_pair_holding(opts)?
+    };
+    let ((tx_a, rx_a), (tx_b, rx_b)) = match packets {
+        Some(ends) => ends,
+        None => crate::socket::pair(opts)?,
     };
     Ok((
         (Sender::from_untyped(tx_a), Receiver::from_untyped(rx_a)),
         (Sender::from_untyped(tx_b), Receiver::from_untyped(rx_b)),
     ))
-}
-
-/// Whether a sequenced packet here holds a message of `max` bytes (asked of a socket whose
-/// send buffer is grown as a packet sender's is).
-fn packets_fit(max: usize) -> bool {
-    crate::socket::packet_socketpair()
-        .is_ok_and(|(a, _)| crate::flavor::packet::room(std::os::fd::AsFd::as_fd(&a), max) >= max)
 }
 
 /// Decodes one message as `T`: anything that is not a `T` is `Malformed`, never a panic, and
