@@ -27,6 +27,9 @@ pub(crate) struct Streamer<'s> {
     put: usize,
     /// Bytes of the frame (header included) written to the stream so far.
     written: usize,
+    /// A write failed: nothing more of the message is taken, even from an encoder that
+    /// ignored the error and went on.
+    failed: bool,
 }
 
 impl Streamer<'_> {
@@ -34,6 +37,10 @@ impl Streamer<'_> {
     /// `bytes`, with what was gathered before it; a small one is gathered. Fails, writing
     /// nothing of `bytes`, when they would run past the announced length.
     pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::new(ErrorKind::Io)
+                .detail("a write of this message failed earlier; nothing more of it is sent"));
+        }
         let after = self.put.saturating_add(bytes.len());
         if after > self.len {
             return Err(self.mismatch(after));
@@ -67,6 +74,7 @@ impl Streamer<'_> {
             }
             Err(stop) => {
                 self.written += stop.written;
+                self.failed = true;
                 Err(write_stopped(stop.error, self.written, total, self.is_try))
             }
         }
@@ -133,8 +141,14 @@ impl StreamSender {
             len,
             put: 0,
             written: 0,
+            failed: false,
         };
         let result = encode(&mut out).and_then(|()| {
+            if out.failed {
+                return Err(Error::new(ErrorKind::Io).detail(
+                    "a write of this message failed, and its encoder went on as if it had not",
+                ));
+            }
             if out.put != len {
                 return Err(out.mismatch(out.put));
             }

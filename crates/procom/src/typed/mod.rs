@@ -283,6 +283,37 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::Empty);
     }
 
+    /// An encoder that ignores a failed write and goes on puts nothing more on the stream:
+    /// the send fails as such, and the sender, which had begun the frame, is poisoned.
+    #[test]
+    fn a_streamed_send_takes_nothing_after_a_failed_write() {
+        /// Two large byte strings; the error of the first is ignored.
+        struct Careless;
+        impl Serialize for Careless {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut t = s.serialize_tuple(2)?;
+                let _ = t.serialize_element(serde_bytes::Bytes::new(&[1; 4 << 20]));
+                t.serialize_element(serde_bytes::Bytes::new(&[2; 64 << 10]))?;
+                t.end()
+            }
+        }
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let opts = Options::default().max_message(8 << 20);
+        let mut tx = Sender::<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>::from_untyped(
+            crate::channel::Sender::from_fd(a, "unix:pair", &opts),
+        );
+        // Nobody reads `b`: the first string fills the socket and its write times out.
+        let e = tx
+            .send_view_timeout(&Careless, Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("failed earlier"), "{e}");
+        let e = tx.send_ref(&Default::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        drop(b);
+    }
+
     /// A view that does not decode is `Malformed`, and the next message is received.
     #[test]
     fn a_view_that_does_not_decode_is_malformed() {
