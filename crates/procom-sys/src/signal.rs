@@ -127,19 +127,26 @@ pub fn queue(pid: i32, sig: i32, value: i32) -> io::Result<()> {
 }
 
 /// Waits up to `timeout` for one of `signals` (which must be blocked in this thread, see
-/// [`block`]) and takes it without running a handler: its record, or `None` on timeout.
+/// [`block`]) and takes it without running a handler: its record, or `None` on timeout. A
+/// handler of another signal that interrupts the wait does not start the timeout over.
 ///
 /// # References
 /// - [`sigtimedwait(2)`](https://man7.org/linux/man-pages/man2/sigtimedwait.2.html)
 #[doc(alias = "sigtimedwait")]
 pub fn timed_wait(signals: &[i32], timeout: std::time::Duration) -> io::Result<Option<Record>> {
     let set = sigset(signals)?;
-    let ts = wait::timespec(timeout);
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let mut left = timeout;
     loop {
-        match wait::sigtimedwait(&set, Some(&ts)) {
+        match wait::sigtimedwait(&set, Some(&wait::timespec(left))) {
             Ok(rec) => return Ok(Some(rec)),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                // A deadline too far to represent: the whole timeout again (it is that long).
+                if let Some(d) = deadline {
+                    left = d.saturating_duration_since(std::time::Instant::now());
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -303,6 +310,50 @@ mod tests {
     fn describe_uses_the_c_library() {
         assert_eq!(describe(libc::SIGINT), "Interrupt");
         assert_eq!(describe(sigrtmin() + 3), "Real-time signal 3");
+    }
+
+    /// A handled signal that interrupts the wait does not start its timeout over: interrupted
+    /// every few milliseconds from another thread, the wait still ends when its timeout passes.
+    #[test]
+    fn timed_wait_keeps_its_timeout_through_interruptions() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (waited, interrupting) = (sigrtmin() + 12, sigrtmin() + 13);
+        // A handler for the interrupting signal (not blocked here): it ends each sigtimedwait
+        // with EINTR.
+        let _caught = subscribe(&[interrupting]).unwrap();
+        let _held = block(&[waited]).unwrap();
+        // SAFETY: getpid and gettid take nothing and cannot fail.
+        let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+        let done = Arc::new(AtomicBool::new(false));
+        let interrupter = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                // Far more interruptions than the timeout spans: a wait that starts over at
+                // each one outlasts them all.
+                for sent in 0..500 {
+                    if done.load(Ordering::SeqCst) {
+                        return Ok(sent);
+                    }
+                    // SAFETY: tgkill takes plain integers; the thread waits until `done`.
+                    if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, interrupting) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(io::Error::other(
+                    "the wait outlasted 500 interruptions 10 ms apart",
+                ))
+            }
+        });
+        let got = timed_wait(&[waited], std::time::Duration::from_millis(200));
+        done.store(true, Ordering::SeqCst);
+        assert_eq!(got.unwrap(), None);
+        let sent = interrupter.join().unwrap().unwrap();
+        assert!(
+            sent >= 2,
+            "only {sent} interruptions: the wait was not interrupted"
+        );
     }
 
     /// A blocked signal sent to this thread alone is taken with its sender, once; then the
