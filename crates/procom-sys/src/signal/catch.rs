@@ -192,6 +192,23 @@ pub(super) struct Slot {
     pub(super) masked: AtomicU32,
 }
 
+impl Slot {
+    /// Returns once no handler is using the slot (`busy` is zero): after a few polls, with the
+    /// CPU given up between polls, so a handler that was descheduled mid-delivery on a busy
+    /// machine gets to finish instead of competing with a spinning thread.
+    pub(super) fn wait_out_handlers(&self) {
+        let mut polls = 0u32;
+        while self.busy.load(Ordering::SeqCst) != 0 {
+            if polls < 64 {
+                polls += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 #[allow(clippy::declare_interior_mutable_const)]
 const FREE: Slot = Slot {
     mask: AtomicU64::new(0),
@@ -514,9 +531,7 @@ impl Drop for Subscription {
         // Unpublish the descriptor, then wait out any handler that loaded it before: only then
         // may it close (when `self.write` drops, after this).
         SLOTS[self.slot].fd.store(-1, Ordering::SeqCst);
-        while SLOTS[self.slot].busy.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
+        SLOTS[self.slot].wait_out_handlers();
         let _ = &self.write;
     }
 }

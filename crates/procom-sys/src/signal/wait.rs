@@ -146,9 +146,7 @@ impl Subscription {
         // meanwhile), then clear the registration.
         slot.waiter
             .store(registration | WITHDRAWN, Ordering::SeqCst);
-        while slot.busy.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
+        slot.wait_out_handlers();
         if slot.pokes.load(Ordering::SeqCst) != pokes {
             // Wake-ups without their siginfo taken here.
             let mut bare_dropped = 0;
