@@ -4,6 +4,7 @@
 //! through a message is poisoned (the stream can no longer be framed); a receiver lends each
 //! message from its own buffer.
 
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU8;
 
@@ -311,15 +312,21 @@ impl StreamReceiver {
 
 impl StreamReceiver {
     /// A large length-prefixed message, waited for without a deadline, read from the socket
-    /// straight into `buf` instead of through the reader's buffer: one copy fewer. `None`
+    /// straight into `buf` instead of through the reader's buffer: one copy fewer. Where in
+    /// `buf` it lies: from 0, or with `mid_page` where [`crate::stream::place`] puts it. `None`
     /// when the next message is not such a one (the caller takes the usual path).
-    fn recv_large_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<Option<usize>, Error> {
+    fn recv_large_into(
+        &mut self,
+        wait: Wait,
+        buf: &mut Vec<u8>,
+        mid_page: bool,
+    ) -> Result<Option<Range<usize>>, Error> {
         if self.broken.is_some() || self.framing != Framing::Length || wait.is_try() {
             return Ok(None);
         }
         let header = framing::header_len(self.framing);
-        if let Some(n) = self.recv_expected_into(wait, buf)? {
-            return Ok(Some(n));
+        if let Some(at) = self.recv_expected_into(wait, buf, mid_page)? {
+            return Ok(Some(at..buf.len()));
         }
         let mut frame = framing::decode(self.r.pending(), self.framing, self.max);
         if matches!(frame, Ok(Frame::Incomplete { frame_len: None }))
@@ -342,10 +349,11 @@ impl StreamReceiver {
             return Ok(None);
         }
         self.r.consume(header);
-        let read = self.r.read_exact_into(buf, len);
+        let at = crate::stream::place(buf, len, mid_page);
+        let read = self.r.read_exact_into(buf, at);
         self.end_of_message(read)?;
         self.r.expect = len;
-        Ok(Some(len))
+        Ok(Some(at..at + len))
     }
 
     /// The outcome of reading the rest of a message that was begun: the stream is broken when
@@ -364,19 +372,20 @@ impl StreamReceiver {
             }
         }
     }
-}
 
-impl StreamReceiver {
     /// After a large message read straight into the caller's buffer, the next one expected the
     /// same size: its header and payload come in one `readv`, the header into a small array
-    /// and the payload straight into `buf`; bytes read past it (the next frames) are put back
-    /// in front of the stream. `None` (nothing consumed) when that cannot be done: nothing
-    /// expected, bytes already buffered, a deadline or a budget, a header that did not come
-    /// whole, or a frame the usual path must judge (an empty message, a bad length).
+    /// and the payload straight into `buf` (placed as [`crate::stream::place`] says); bytes
+    /// read past it (the next frames) are put back in front of the stream. Where the message
+    /// starts in `buf` (it ends at `buf.len()`), or `None` (nothing consumed) when that cannot
+    /// be done: nothing expected, bytes already buffered, a deadline or a budget, a header that
+    /// did not come whole, or a frame the usual path must judge (an empty message, a bad
+    /// length).
     fn recv_expected_into(
         &mut self,
         wait: Wait,
         buf: &mut Vec<u8>,
+        mid_page: bool,
     ) -> Result<Option<usize>, Error> {
         let expect = self.r.expect;
         if expect == 0
@@ -387,7 +396,8 @@ impl StreamReceiver {
             return Ok(None);
         }
         let mut head = [0u8; framing::HEADER_LEN];
-        let got = match self.r.read_split(&mut head, buf, expect) {
+        let at = crate::stream::place(buf, expect, mid_page);
+        let got = match self.r.read_split(&mut head, buf, at) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(None),
             Err(e) => return Err(Error::os("read from it", e)),
@@ -399,18 +409,18 @@ impl StreamReceiver {
             _ => {
                 // The usual path decides, from the same bytes in the same order.
                 self.r.unread(&head);
-                self.r.unread(&buf[..got]);
+                self.r.unread(&buf[at..at + got]);
                 buf.clear();
                 self.r.expect = 0;
                 return Ok(None);
             }
         };
         if got >= len {
-            self.r.unread(&buf[len..got]);
-            buf.truncate(len);
+            self.r.unread(&buf[at + len..at + got]);
+            buf.truncate(at + len);
         } else {
-            crate::stream::resize_zeroed(buf, len);
-            let read = self.r.read_rest(buf, got);
+            crate::stream::resize_zeroed(buf, at + len);
+            let read = self.r.read_rest(buf, at + got);
             self.end_of_message(read)?;
         }
         self.r.expect = if self.r.can_read_direct(len, None) {
@@ -418,15 +428,15 @@ impl StreamReceiver {
         } else {
             0
         };
-        Ok(Some(len))
+        Ok(Some(at))
     }
 }
 
 impl RecvFlavor for StreamReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         self.settle();
-        if let Some(n) = self.recv_large_into(wait, buf)? {
-            return Ok(n);
+        if let Some(m) = self.recv_large_into(wait, buf, false)? {
+            return Ok(m.len());
         }
         let n = self.recv_in_place(wait, |m| {
             buf.clear();
@@ -458,8 +468,9 @@ impl RecvFlavor for StreamReceiver {
 
     /// With a budget, lent where it lies in the reader's own buffer (charged to the budget)
     /// and consumed by the next receive. Without one, a large message is read straight into
-    /// `spare`; one that is all the reader holds is lent by handing the reader's buffer over
-    /// for `spare`'s (nothing copied); otherwise copied into `spare`.
+    /// `spare`, half a page from a page boundary ([`crate::stream::place`]); one that is all
+    /// the reader holds is lent by handing the reader's buffer over for `spare`'s (nothing
+    /// copied); otherwise copied into `spare`.
     fn recv_lent<'a>(&'a mut self, wait: Wait, spare: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         self.settle();
         if !self.r.unbudgeted() {
@@ -467,8 +478,8 @@ impl RecvFlavor for StreamReceiver {
             self.lent = consumed;
             return Ok(&self.r.pending()[start..end]);
         }
-        if let Some(n) = self.recv_large_into(wait, spare)? {
-            return Ok(&spare[..n]);
+        if let Some(m) = self.recv_large_into(wait, spare, true)? {
+            return Ok(&spare[m]);
         }
         if self.broken.is_none() {
             let pending = self.r.pending();

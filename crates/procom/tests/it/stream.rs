@@ -1,8 +1,9 @@
-//! Length-framed reads on a Unix stream socket into one reused buffer (`recv_into`), with a
-//! writer in another process: messages of the size the receiver expects, larger and smaller
-//! ones, several frames arriving in one read, empty messages, a stream that ends inside a
-//! message and a length over the limit. Every message must arrive whole, in order, with
-//! nothing of its neighbours in it.
+//! Length-framed reads on a Unix stream socket, with a writer in another process: into one
+//! reused buffer (`recv_into`), and as typed views lent from the receiver's own buffer
+//! (`recv_view`). Messages of the size the receiver expects, larger and smaller ones, several
+//! frames arriving in one read, empty messages, a stream that ends inside a message and a
+//! length over the limit. Every message must arrive whole, in order, with nothing of its
+//! neighbours in it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,7 +22,8 @@ pub fn trials() -> Vec<Trial> {
     trials![
         "stream":
             recv_into_keeps_every_boundary_then_reports_a_cut_message,
-            recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit;
+            recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit,
+            recv_view_keeps_every_boundary_then_reports_a_cut_message;
     ]
 }
 
@@ -54,13 +56,30 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Writes [`GROUPS`] as raw frames on the socket that is its standard input, each after the
-/// reader's one-byte go-ahead, then the ending its argument names: `cut` (a header for 33,000
-/// bytes and 10 of them, then the end of the stream) or `oversize` (a header announcing more
-/// than the reader's limit, and bytes after it).
+/// `payload` as the typed channel encodes a byte string (postcard): its length as a varint,
+/// then its bytes.
+fn byte_string(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = payload.len();
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Writes [`GROUPS`] as frames on the socket that is its standard input, each after the
+/// reader's one-byte go-ahead, then the ending its first argument names: `cut` (a header for
+/// 33,000 bytes and 10 of them, then the end of the stream) or `oversize` (a header announcing
+/// more than the reader's limit, and bytes after it). With a second argument `typed`, each
+/// payload travels as a typed byte string.
 fn scripted_frames(args: &[String]) -> Outcome {
-    let [ending] = args else {
-        return Err("args".into());
+    let (ending, typed) = match args {
+        [ending] => (ending, false),
+        [ending, t] if t == "typed" => (ending, true),
+        _ => return Err("args".into()),
     };
     let fd = check!(std::io::stdin().as_fd().try_clone_to_owned());
     let mut sock = UnixStream::from(fd);
@@ -72,7 +91,12 @@ fn scripted_frames(args: &[String]) -> Outcome {
         }
         let mut bytes = Vec::new();
         for size in *group {
-            bytes.extend(frame(&pattern(*size, k)));
+            let payload = pattern(*size, k);
+            bytes.extend(frame(&if typed {
+                byte_string(&payload)
+            } else {
+                payload
+            }));
             k += 1;
         }
         check!(sock.write_all(&bytes));
@@ -96,38 +120,52 @@ fn scripted_frames(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Runs the script against a receiver over a socket pair; returns the receiver, the writer
-/// and the error of the receive after the last group.
-fn run_script(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> {
+/// Runs the script (`args`) against a receiver `make` builds over a socket pair: `take`
+/// receives and checks message `k` of `size` bytes. Returns the receiver and the writer.
+fn run_script<R>(
+    args: &[&str],
+    make: impl FnOnce(OwnedFd) -> R,
+    mut take: impl FnMut(&mut R, usize, usize) -> Outcome,
+) -> Result<(R, Proc), String> {
     let (mine, theirs) = check!(UnixStream::pair());
-    let mut cmd = role("stream::scripted_frames", &[ending]);
+    let mut cmd = role("stream::scripted_frames", args);
     cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
     let writer = Proc::spawn("writer", &mut cmd)?;
     drop(cmd); // its copy of the writer's end: the stream ends when the writer exits
     let mut acks = check!(mine.try_clone());
-    let mut rx = Receiver::from_fd(
-        OwnedFd::from(mine),
-        "unix socketpair",
-        &Options::default().max_message(MAX),
-    );
-    let mut reused = vec![0xeeu8; 3];
+    let mut rx = make(OwnedFd::from(mine));
     let mut k = 0;
     for (g, group) in GROUPS.iter().enumerate() {
         for size in *group {
-            let n = check!(rx.recv_into(&mut reused));
-            ensure!(
-                n == *size && reused.len() == *size,
-                "message {k} (group {g}): {size} bytes sent, recv_into gave {n} in a buffer of {}",
-                reused.len()
-            );
-            ensure!(
-                reused == pattern(*size, k),
-                "message {k} (group {g}, {size} bytes) has the wrong contents"
-            );
+            take(&mut rx, k, *size).map_err(|e| format!("message {k} (group {g}): {e}"))?;
             k += 1;
         }
         check!(acks.write_all(b"g"));
     }
+    Ok((rx, writer))
+}
+
+/// The script received with `recv_into` into one reused buffer; the error of the receive
+/// after the last group.
+fn into_reused(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> {
+    let mut reused = vec![0xeeu8; 3];
+    let (mut rx, writer) = run_script(
+        &[ending],
+        |fd| Receiver::from_fd(fd, "unix socketpair", &Options::default().max_message(MAX)),
+        |rx, k, size| {
+            let n = check!(rx.recv_into(&mut reused));
+            ensure!(
+                n == size && reused.len() == size,
+                "{size} bytes sent, recv_into gave {n} in a buffer of {}",
+                reused.len()
+            );
+            ensure!(
+                reused == pattern(size, k),
+                "{size} bytes with the wrong contents"
+            );
+            Ok(())
+        },
+    )?;
     let e = match rx.recv_into(&mut reused) {
         Ok(n) => return Err(format!("after the last group, a {n}-byte message arrived")),
         Err(e) => e,
@@ -136,7 +174,7 @@ fn run_script(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> {
 }
 
 fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
-    let (mut rx, writer, e) = run_script("cut")?;
+    let (mut rx, writer, e) = into_reused("cut")?;
     writer.success(STEP)?;
     ensure!(
         e.kind() == ErrorKind::Malformed,
@@ -151,7 +189,7 @@ fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
 }
 
 fn recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit() -> Outcome {
-    let (mut rx, writer, e) = run_script("oversize")?;
+    let (mut rx, writer, e) = into_reused("oversize")?;
     writer.success(STEP)?;
     ensure!(
         e.kind() == ErrorKind::TooLarge,
@@ -161,6 +199,42 @@ fn recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit() -> Outc
     ensure!(
         again == Some(ErrorKind::Malformed),
         "the receive after a length over the limit gave {again:?}"
+    );
+    Ok(())
+}
+
+/// Typed byte strings received as views with no deadline (lent from the receiver's own
+/// buffer: a large message read straight into it, or the reader's buffer handed over) keep
+/// every boundary; the cut message at the end is `Malformed`.
+fn recv_view_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
+    type Rx = procom::typed::Receiver<serde_bytes::ByteBuf>;
+    let (mut rx, writer) = run_script(
+        &["cut", "typed"],
+        |fd| {
+            Rx::from_untyped(Receiver::from_fd(
+                fd,
+                "unix socketpair",
+                &Options::default().max_message(MAX),
+            ))
+        },
+        |rx, k, size| {
+            let v: &serde_bytes::Bytes = check!(rx.recv_view());
+            ensure!(v.len() == size, "{size} bytes sent, {} received", v.len());
+            ensure!(
+                **v == pattern(size, k)[..],
+                "{size} bytes with the wrong contents"
+            );
+            Ok(())
+        },
+    )?;
+    writer.success(STEP)?;
+    let e = rx
+        .recv_view::<&serde_bytes::Bytes>()
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Malformed),
+        "a stream that ended inside a message gave {e:?}"
     );
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! and `_timeout` forms are that function with no deadline, a deadline of now, and a deadline
 //! of now + timeout. `EINTR` is retried against the original deadline.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,10 @@ use rustix::io::{Errno, ReadWriteFlags};
 
 use crate::budget::{Budget, Charge, FREE_BYTES};
 use crate::error::Error;
+
+mod direct;
+
+pub(crate) use direct::{place, resize_zeroed};
 
 /// What kind of file a descriptor is, which decides how it can be written without blocking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,135 +469,6 @@ impl StreamReader {
         }
     }
 }
-
-impl StreamReader {
-    /// Whether a message of `len` more bytes may be read straight into the caller's buffer
-    /// by [`read_exact_into`](Self::read_exact_into): a Unix socket read without a deadline or
-    /// a budget, and a message large enough that the copy out of our buffer would cost more than
-    /// the extra system call.
-    pub(crate) fn can_read_direct(&self, len: usize, deadline: Option<Instant>) -> bool {
-        self.unix && deadline.is_none() && self.budget.is_none() && len >= DIRECT_MIN
-    }
-
-    /// Whether reading ahead for a frame's header with one blocking read is what the usual
-    /// path would do anyway, on a reader that reads large messages straight into the caller's
-    /// buffer: a Unix socket read without a deadline or a budget.
-    pub(crate) fn blocks_plainly(&self, deadline: Option<Instant>) -> bool {
-        self.unix && deadline.is_none() && self.budget.is_none() && !self.eof
-    }
-
-    /// Moves the `len` bytes that come next in the stream into `out` (resized to `len`): first
-    /// those already buffered here, then the rest read from the socket straight into `out`,
-    /// never past them (the next message's bytes stay in the stream). Blocks until they are
-    /// all there. `Ok(false)`: the stream ended first (what was read is gone with it).
-    pub(crate) fn read_exact_into(&mut self, out: &mut Vec<u8>, len: usize) -> io::Result<bool> {
-        let have = self.pending().len().min(len);
-        out.clear();
-        resize_zeroed(out, len);
-        out[..have].copy_from_slice(&self.pending()[..have]);
-        self.consume(have);
-        self.read_rest(out, have)
-    }
-
-    /// With nothing buffered here, one blocking read (`readv`) of a frame's header into `head`
-    /// and, in the same system call, of up to `room` bytes after it straight into `out`
-    /// (resized to `room`): a message of the size expected arrives without passing through
-    /// our buffer and without a read of its own for the header. Returns how many bytes went
-    /// into `out`; `None` when the header did not arrive whole (the bytes that did are
-    /// buffered here, as [`fill`](Self::fill) would have left them) or the stream ended.
-    pub(crate) fn read_split(
-        &mut self,
-        head: &mut [u8],
-        out: &mut Vec<u8>,
-        room: usize,
-    ) -> io::Result<Option<usize>> {
-        resize_zeroed(out, room);
-        let n = loop {
-            let mut bufs = [IoSliceMut::new(head), IoSliceMut::new(out)];
-            match rustix::io::readv(self.fd.as_fd(), &mut bufs) {
-                Ok(n) => break n,
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    // A non-blocking socket: wait for it (no deadline on this path).
-                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        self.drained = n < head.len() + room;
-        if n == 0 {
-            self.eof = true;
-            return Ok(None);
-        }
-        if n < head.len() {
-            self.buf.extend_from_slice(&head[..n]);
-            return Ok(None);
-        }
-        Ok(Some(n - head.len()))
-    }
-
-    /// Puts bytes read past a message back in front of whatever comes next: they are the
-    /// start of the next frames. Only after [`read_split`](Self::read_split), which reads
-    /// with nothing buffered.
-    pub(crate) fn unread(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Reads from the socket into `out[got..]` until it is full; blocks until it is.
-    /// `Ok(false)`: the stream ended first.
-    pub(crate) fn read_rest(&mut self, out: &mut [u8], mut got: usize) -> io::Result<bool> {
-        let len = out.len();
-        while got < len {
-            match rustix::io::read(self.fd.as_fd(), &mut out[got..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    got += n;
-                    self.drained = false; // read exactly what was asked: more may be there
-                }
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    // A non-blocking socket: wait for it (no deadline on this path).
-                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl StreamReader {
-    /// Whether the buffer may leave the reader (see `StreamReceiver::recv_lent`): it is
-    /// charged to no budget.
-    pub(crate) fn unbudgeted(&self) -> bool {
-        self.budget.is_none()
-    }
-}
-
-/// Sets `out`'s length to `len`, keeping its bytes, for reads to fill the rest. A buffer
-/// too small is replaced by freshly zeroed memory (`calloc`, whose large blocks are pages
-/// mapped on first touch) rather than grown and written with zeros: the pages are then
-/// touched only as bytes arrive, so a length prefix alone, from a peer that sends nothing
-/// after it, costs address space and not memory, as on the buffered path. A reused buffer
-/// large enough has only the bytes past its old length zeroed.
-pub(crate) fn resize_zeroed(out: &mut Vec<u8>, len: usize) {
-    if out.capacity() < len {
-        let mut fresh = vec![0; len];
-        let keep = out.len().min(len);
-        fresh[..keep].copy_from_slice(&out[..keep]);
-        *out = fresh;
-    } else {
-        out.resize(len, 0);
-    }
-}
-
-/// The smallest message read straight into the caller's buffer (see
-/// [`StreamReader::read_exact_into`]): below it, one read into our buffer and a copy out
-/// is cheaper than a second system call.
-const DIRECT_MIN: usize = 32 * 1024;
 
 impl AsFd for StreamReader {
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -1,0 +1,206 @@
+//! Reading large messages from a Unix stream socket straight into a buffer outside the
+//! reader's own (the caller's, or the one a typed view is lent from), and where in it they go.
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+
+use super::{StreamReader, wait};
+
+impl StreamReader {
+    /// Whether a message of `len` more bytes may be read straight into the caller's buffer
+    /// by [`read_exact_into`](Self::read_exact_into): a Unix socket read without a deadline or
+    /// a budget, and a message large enough that the copy out of our buffer would cost more than
+    /// the extra system call.
+    pub(crate) fn can_read_direct(&self, len: usize, deadline: Option<Instant>) -> bool {
+        self.unix && deadline.is_none() && self.budget.is_none() && len >= DIRECT_MIN
+    }
+
+    /// Whether reading ahead for a frame's header with one blocking read is what the usual
+    /// path would do anyway, on a reader that reads large messages straight into the caller's
+    /// buffer: a Unix socket read without a deadline or a budget.
+    pub(crate) fn blocks_plainly(&self, deadline: Option<Instant>) -> bool {
+        self.unix && deadline.is_none() && self.budget.is_none() && !self.eof
+    }
+
+    /// Moves the bytes that come next in the stream into `out[at..]` (which [`place`] sized
+    /// for them): first those already buffered here, then the rest read from the socket
+    /// straight into `out`, never past them (the next message's bytes stay in the stream).
+    /// Blocks until they are all there. `Ok(false)`: the stream ended first (what was read is
+    /// gone with it).
+    pub(crate) fn read_exact_into(&mut self, out: &mut [u8], at: usize) -> io::Result<bool> {
+        let have = self.pending().len().min(out.len() - at);
+        out[at..at + have].copy_from_slice(&self.pending()[..have]);
+        self.consume(have);
+        self.read_rest(out, at + have)
+    }
+
+    /// With nothing buffered here, one blocking read (`readv`) of a frame's header into `head`
+    /// and, in the same system call, of the bytes after it straight into `out[at..]` (which
+    /// [`place`] sized for the message expected): a message of the size expected arrives
+    /// without passing through our buffer and without a read of its own for the header.
+    /// Returns how many bytes went into `out[at..]`; `None` when the header did not arrive
+    /// whole (the bytes that did are buffered here, as [`fill`](Self::fill) would have left
+    /// them) or the stream ended.
+    pub(crate) fn read_split(
+        &mut self,
+        head: &mut [u8],
+        out: &mut [u8],
+        at: usize,
+    ) -> io::Result<Option<usize>> {
+        let room = out.len() - at;
+        let n = loop {
+            let mut bufs = [IoSliceMut::new(head), IoSliceMut::new(&mut out[at..])];
+            match rustix::io::readv(self.fd.as_fd(), &mut bufs) {
+                Ok(n) => break n,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    // A non-blocking socket: wait for it (no deadline on this path).
+                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.drained = n < head.len() + room;
+        if n == 0 {
+            self.eof = true;
+            return Ok(None);
+        }
+        if n < head.len() {
+            self.buf.extend_from_slice(&head[..n]);
+            return Ok(None);
+        }
+        Ok(Some(n - head.len()))
+    }
+
+    /// Puts bytes read past a message back in front of whatever comes next: they are the
+    /// start of the next frames. Only after [`read_split`](Self::read_split), which reads
+    /// with nothing buffered.
+    pub(crate) fn unread(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Reads from the socket into `out[got..]` until it is full; blocks until it is.
+    /// `Ok(false)`: the stream ended first.
+    pub(crate) fn read_rest(&mut self, out: &mut [u8], mut got: usize) -> io::Result<bool> {
+        let len = out.len();
+        while got < len {
+            match rustix::io::read(self.fd.as_fd(), &mut out[got..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    got += n;
+                    self.drained = false; // read exactly what was asked: more may be there
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    // A non-blocking socket: wait for it (no deadline on this path).
+                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl StreamReader {
+    /// Whether the buffer may leave the reader (see `StreamReceiver::recv_lent`): it is
+    /// charged to no budget.
+    pub(crate) fn unbudgeted(&self) -> bool {
+        self.budget.is_none()
+    }
+}
+
+/// Where in `out` a message of `len` bytes read straight from a socket starts, with `out`
+/// sized to hold it there (its bytes are then the read's to write): at 0, or with `mid_page`
+/// wherever puts it half a page away from a page boundary.
+///
+/// The kernel copies a large Unix-stream message out of page-sized buffers, and the CPU's copy
+/// (`rep movsb`) ran 20–40% slower on the project's reference machine (AMD EPYC) when the
+/// destination lay 1–15 bytes past the source's offset within a page: a receive buffer that
+/// happened to start at such an offset made every large message slow for the life of the
+/// buffer. Those pages begin near the frame's own header, so a message that starts half a
+/// page from a page boundary keeps clear of that window. Used where the message is lent out
+/// of our own buffer; a caller's buffer takes the message at 0.
+pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> usize {
+    // The span within which the copy compares addresses: the low 12 bits, 4 KiB (x86-64's
+    // page size too), whatever the system's page size.
+    let page = 4096;
+    let need = if mid_page {
+        len.saturating_add(page - 1)
+    } else {
+        len
+    };
+    if out.capacity() < need {
+        // Its bytes are not wanted: do not copy them into the new buffer.
+        out.clear();
+        resize_zeroed(out, need);
+    }
+    let at = if mid_page {
+        (page + page / 2 - out.as_ptr() as usize % page) % page
+    } else {
+        0
+    };
+    resize_zeroed(out, at + len);
+    at
+}
+
+/// Sets `out`'s length to `len`, keeping its bytes, for reads to fill the rest. A buffer
+/// too small is replaced by freshly zeroed memory (`calloc`, whose large blocks are pages
+/// mapped on first touch) rather than grown and written with zeros: the pages are then
+/// touched only as bytes arrive, so a length prefix alone, from a peer that sends nothing
+/// after it, costs address space and not memory, as on the buffered path. A reused buffer
+/// large enough has only the bytes past its old length zeroed.
+pub(crate) fn resize_zeroed(out: &mut Vec<u8>, len: usize) {
+    if out.capacity() < len {
+        let mut fresh = vec![0; len];
+        let keep = out.len().min(len);
+        fresh[..keep].copy_from_slice(&out[..keep]);
+        *out = fresh;
+    } else {
+        out.resize(len, 0);
+    }
+}
+
+/// The smallest message read straight into the caller's buffer (see
+/// [`StreamReader::read_exact_into`]): below it, one read into our buffer and a copy out
+/// is cheaper than a second system call.
+const DIRECT_MIN: usize = 32 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Half a page in: the message starts 2 KiB past a 4 KiB boundary, stays there while the
+    /// buffer is reused for messages of the same size or smaller, and a buffer that must grow
+    /// is replaced, with the message placed again.
+    #[test]
+    fn place_puts_a_lent_message_half_a_page_in() {
+        let mut buf = Vec::new();
+        for len in [40_000, 40_000, 1000, 1 << 20] {
+            let at = place(&mut buf, len, true);
+            assert_eq!(buf.len(), at + len);
+            assert_eq!(
+                (buf.as_ptr() as usize + at) % 4096,
+                2048,
+                "{len} bytes at {at}"
+            );
+        }
+    }
+
+    /// A caller's buffer takes the message at 0, sized to it, keeping nothing it must not.
+    #[test]
+    fn place_puts_a_callers_message_at_the_start() {
+        let mut buf = vec![7u8; 10];
+        assert_eq!(place(&mut buf, 100, false), 0);
+        assert_eq!(buf.len(), 100);
+        assert_eq!(place(&mut buf, 5, false), 0);
+        assert_eq!(buf.len(), 5);
+    }
+}
