@@ -114,9 +114,9 @@ pub const STREAM_MIN: usize = 8 * 1024;
 /// The largest record that goes on through the ring (see [`STREAM_MIN`]).
 pub const STREAM_MAX: usize = 256 * 1024;
 
-/// Whether a record of `size` bytes may start over at offset 0 (see [`STREAM_MIN`]).
-const fn starts_over(size: usize) -> bool {
-    size < STREAM_MIN || size > STREAM_MAX
+/// Whether a message of `len` payload bytes may start over at offset 0 (see [`STREAM_MIN`]).
+const fn starts_over(len: usize) -> bool {
+    len < STREAM_MIN || len > STREAM_MAX
 }
 
 /// Bytes a record carrying `len` payload bytes occupies.
@@ -484,7 +484,7 @@ impl<R: Region> Producer<R> {
             // is), where no rewind is due (inside the hot window, or rewinding is off).
             let seen_free =
                 (self.capacity as u64).saturating_sub(self.tail.wrapping_sub(self.seen_head));
-            let may_rewind = self.rewind && starts_over(need);
+            let may_rewind = self.rewind && starts_over(len);
             if (off < HOT_WINDOW || !may_rewind || !self.caught_up)
                 && need <= to_end
                 && (need + END_MARK) as u64 <= seen_free
@@ -900,6 +900,40 @@ mod tests {
             let mut c = Consumer::attach(r).unwrap();
             let mut furthest = 0;
             for i in 0..40u32 {
+                let msg = vec![i as u8; len];
+                p.push(&msg).unwrap();
+                furthest = furthest.max((p.position() % cap as u64) as usize);
+                assert_eq!(pop(&mut c).unwrap(), msg);
+            }
+            // Starting over, it alternates between the front and the slot after it.
+            let slots = furthest.div_ceil(record_size(len));
+            assert_eq!(
+                slots <= 2,
+                rewinds,
+                "{len}-byte messages reached {furthest}"
+            );
+        }
+    }
+
+    /// The bounds are message sizes, as documented and measured: a message of exactly
+    /// [`STREAM_MIN`] or [`STREAM_MAX`] bytes goes on through the ring (its record, with its
+    /// header, is a little larger), one a byte shorter or longer than the range starts over.
+    #[test]
+    fn messages_of_the_range_bounds_go_on_and_those_just_outside_start_over() {
+        let cap = 4 << 20;
+        for (len, rewinds) in [
+            (STREAM_MIN - 1, true),
+            (STREAM_MIN, false),
+            (STREAM_MAX, false),
+            (STREAM_MAX + 1, true),
+        ] {
+            let mut heap = Heap::new(cap);
+            let r = heap.region();
+            init(&r);
+            let mut p = Producer::attach(r).unwrap();
+            let mut c = Consumer::attach(r).unwrap();
+            let mut furthest = 0;
+            for i in 0..6u32 {
                 let msg = vec![i as u8; len];
                 p.push(&msg).unwrap();
                 furthest = furthest.max((p.position() % cap as u64) as usize);
