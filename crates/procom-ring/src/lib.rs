@@ -102,16 +102,16 @@ pub enum Error {
 /// do not start over: see there.
 pub const HOT_WINDOW: usize = 256;
 
-/// The smallest record that goes on through the ring instead of starting over at offset 0
-/// when the ring is empty, and ([`STREAM_MAX`]) the largest. Between the two, writing into
-/// lines the other side has not touched for a while costs less than taking back the ones it
-/// just read: a spinning ping-pong through a 4 MiB ring took 18–50% less time than the same
+/// The shortest message (in payload bytes) that goes on through the ring instead of starting
+/// over at offset 0 when the ring is empty, and ([`STREAM_MAX`]) the longest. Between the
+/// two, writing into lines the other side has not touched for a while costs less than taking
+/// back the ones it just read: a spinning ping-pong through a 4 MiB ring took 18–50% less time than the same
 /// ring starting over (and than a single reused mailbox) from 8 KiB to 256 KiB messages, on
 /// a 2-core AMD EPYC virtual machine. Below, the few hot lines win (4 KiB messages took 1.3
 /// times as long going on through the ring); above, two slots that stay in the caches win
 /// (512 KiB and 1 MiB messages took 1.1–1.25 times as long going on).
 pub const STREAM_MIN: usize = 8 * 1024;
-/// The largest record that goes on through the ring (see [`STREAM_MIN`]).
+/// The longest message that goes on through the ring (see [`STREAM_MIN`]).
 pub const STREAM_MAX: usize = 256 * 1024;
 
 /// Whether a message of `len` payload bytes may start over at offset 0 (see [`STREAM_MIN`]).
@@ -459,11 +459,12 @@ impl<R: Region> Producer<R> {
     }
 
     /// Allows or forbids starting over at offset 0 when the ring is found empty past
-    /// [`HOT_WINDOW`] (allowed by default). Starting over pads the rest of the ring, and until
-    /// the consumer has skipped that padding the producer can use only the bytes before it:
-    /// worth it for a consumer that keeps up (the ring's working set stays in the caches), a
-    /// trap for one that is asleep (a 64 KiB message just past the window leaves room for one
-    /// more message, and the producer waits for a wake-up). A caller that knows the consumer
+    /// [`HOT_WINDOW`] (allowed by default; messages from [`STREAM_MIN`] to [`STREAM_MAX`] bytes
+    /// never start over). Starting over pads the rest of the ring, and until the consumer has
+    /// skipped that padding the producer can use only the bytes before it: worth it for a
+    /// consumer that keeps up (the ring's working set stays in the caches), a trap for one that
+    /// is asleep (a 1 MiB message just past the window leaves room for one more message, and
+    /// the producer waits for a wake-up). A caller that knows the consumer
     /// sleeps forbids it for that send.
     pub fn set_rewind(&mut self, allowed: bool) {
         self.rewind = allowed;
