@@ -131,9 +131,9 @@ impl StreamReader {
 pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> usize {
     // The span within which the copy compares addresses: the low 12 bits, 4 KiB (x86-64's
     // page size too), whatever the system's page size.
-    let page = 4096;
+    let page = MID_PAGE_SLACK + 1;
     let need = if mid_page {
-        len.saturating_add(page - 1)
+        len.saturating_add(MID_PAGE_SLACK)
     } else {
         len
     };
@@ -150,6 +150,10 @@ pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> usize {
     resize_zeroed(out, at + len);
     at
 }
+
+/// How many bytes more than the message [`place`] may ask of a buffer to put it half a page
+/// in: a buffer kept for messages up to some size must allow for them.
+pub(crate) const MID_PAGE_SLACK: usize = 4096 - 1;
 
 /// Sets `out`'s length to `len`, keeping its bytes, for reads to fill the rest. A buffer
 /// too small is replaced by freshly zeroed memory (`calloc`, whose large blocks are pages

@@ -18,7 +18,7 @@ use crate::error::Error;
 
 mod direct;
 
-pub(crate) use direct::{place, resize_zeroed};
+pub(crate) use direct::{MID_PAGE_SLACK, place, resize_zeroed};
 
 /// What kind of file a descriptor is, which decides how it can be written without blocking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

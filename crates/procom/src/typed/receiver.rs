@@ -142,9 +142,75 @@ impl<T> Receiver<T> {
     }
 
     fn recv_view_waiting<'a, V: Deserialize<'a>>(&'a mut self, wait: Wait) -> Result<V, Error> {
-        if self.buf.capacity() > KEPT {
+        // A message of up to KEPT bytes may have been placed half a page in (see
+        // `crate::stream::place`): its buffer is kept too.
+        if self.buf.capacity() > KEPT + crate::stream::MID_PAGE_SLACK {
             self.buf = Vec::new(); // one rare huge message must not pin its memory
         }
         self.inner.recv_lent(wait, &mut self.buf, decode_view::<V>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// A message of [`KEPT`] bytes, lent from the receiver's buffer where a Unix stream read
+    /// it straight in (half a page in, `crate::stream::place`), leaves a buffer the next view
+    /// reuses: the bytes before the message are still the ones left there, not fresh zeros.
+    #[test]
+    fn a_view_of_the_largest_kept_size_keeps_its_buffer() {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        // The typed encoding of a byte string of `KEPT - 4` bytes (a 4-byte varint length
+        // first), framed with its 4-byte length prefix: each message is KEPT bytes.
+        let payload = KEPT - 4;
+        let mut frame = (KEPT as u32).to_be_bytes().to_vec();
+        let mut n = payload;
+        while n >= 0x80 {
+            frame.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        frame.push(n as u8);
+        assert_eq!(frame.len(), 8, "a 4-byte varint");
+        frame.resize(4 + KEPT, 7);
+        let writer = std::thread::spawn(move || {
+            let mut s = theirs;
+            for _ in 0..3 {
+                s.write_all(&frame).unwrap();
+            }
+        });
+        let mut rx = Receiver::<serde_bytes::ByteBuf>::from_untyped(channel::Receiver::from_fd(
+            OwnedFd::from(mine),
+            "unix socketpair",
+            &Options::default(),
+        ));
+        let mut marked = None;
+        for i in 0..3 {
+            let v: &serde_bytes::Bytes = rx.recv_view().unwrap();
+            assert!(
+                v.len() == payload && v.iter().all(|&b| b == 7),
+                "message {i}"
+            );
+            let at = v.as_ptr() as usize - 4 - rx.buf.as_ptr() as usize;
+            if let Some((ptr, at_before)) = marked {
+                assert_eq!(
+                    (rx.buf.as_ptr(), at),
+                    (ptr, at_before),
+                    "message {i}: moved"
+                );
+                if at > 0 {
+                    assert_eq!(rx.buf[at - 1], 0xa5, "message {i}: a fresh buffer");
+                }
+            }
+            if at > 0 {
+                rx.buf[at - 1] = 0xa5;
+            }
+            marked = Some((rx.buf.as_ptr(), at));
+        }
+        writer.join().unwrap();
     }
 }
