@@ -482,7 +482,8 @@ impl<R: Region> Producer<R> {
             let off = wrap(self.tail, self.capacity);
             let to_end = self.capacity - off;
             // The fast path: the room the last head we read leaves (never more than there
-            // is), where no rewind is due (inside the hot window, or rewinding is off).
+            // is), where no rewind is due (inside the hot window, rewinding off, a message
+            // from STREAM_MIN to STREAM_MAX bytes, or a consumer that lagged at our last look).
             let seen_free =
                 (self.capacity as u64).saturating_sub(self.tail.wrapping_sub(self.seen_head));
             let may_rewind = self.rewind && starts_over(len);
@@ -508,7 +509,8 @@ impl<R: Region> Producer<R> {
             let free = self.capacity - used as usize;
             // An empty ring past the hot window goes back to the start (through a padding
             // record, as at the end), so a channel whose consumer keeps up touches the same
-            // few lines again and again instead of streaming through the whole ring.
+            // few lines again and again instead of streaming through the whole ring (not for
+            // a message from STREAM_MIN to STREAM_MAX bytes, see there).
             // Only when the record then fits before where we are: otherwise it would wait for
             // the consumer to skip the padding first.
             let rewind = may_rewind && used == 0 && off >= HOT_WINDOW && need + END_MARK <= off;
