@@ -432,11 +432,18 @@ impl StreamReceiver {
     }
 }
 
-impl RecvFlavor for StreamReceiver {
-    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+impl StreamReceiver {
+    /// The next message into `buf`: where it lies there (read straight into it, placed as
+    /// `recv_large_into` says for `mid_page`, or copied to its start).
+    fn recv_placed(
+        &mut self,
+        wait: Wait,
+        buf: &mut Vec<u8>,
+        mid_page: bool,
+    ) -> Result<Range<usize>, Error> {
         self.settle();
-        if let Some(m) = self.recv_large_into(wait, buf, false)? {
-            return Ok(m.len());
+        if let Some(m) = self.recv_large_into(wait, buf, mid_page)? {
+            return Ok(m);
         }
         let n = self.recv_in_place(wait, |m| {
             buf.clear();
@@ -450,7 +457,13 @@ impl RecvFlavor for StreamReceiver {
         } else {
             0
         };
-        Ok(n)
+        Ok(0..n)
+    }
+}
+
+impl RecvFlavor for StreamReceiver {
+    fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        self.recv_placed(wait, buf, false).map(|m| m.len())
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
@@ -497,8 +510,8 @@ impl RecvFlavor for StreamReceiver {
                 return Ok(&spare[at + start..at + end]);
             }
         }
-        let n = self.recv_into(wait, spare)?;
-        Ok(&spare[..n])
+        let m = self.recv_placed(wait, spare, true)?;
+        Ok(&spare[m])
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
