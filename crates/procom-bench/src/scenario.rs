@@ -166,7 +166,7 @@ impl Mode {
 /// How many samples a run takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// A few seconds in all.
+    /// About ten seconds in all.
     Quick,
     /// Well within a minute on two cores.
     Default,
