@@ -7,7 +7,7 @@
 //! and System V semaphores ([`sem`]), POSIX and System V message queues ([`mq`], [`msg`]), and
 //! the peer credentials of a Unix socket ([`peercred`]), which rustix reads into a type that
 //! cannot hold the pid 0 the kernel may report.
-//! Group names ([`ids`]).
+//! Group names ([`ids`]). Zeroed buffers whose allocation may fail ([`zeroed`]).
 //! Signals ([`signal`]): sending by pid, group, `sigqueue` or pidfd, and catching through a
 //! handler that only writes a record to a pipe.
 //! Every function returns `io::Result` and never panics.
@@ -27,6 +27,7 @@ pub mod peercred;
 pub mod sem;
 pub mod signal;
 pub mod sigpipe;
+pub mod zeroed;
 
 use std::io;
 

@@ -268,6 +268,8 @@ pub(crate) fn sysv_removal(e: io::Error, what: &str) -> Error {
 fn limit_sentence(what: &str, err: &io::Error) -> String {
     let errno = err.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
     match errno {
+        // An allocation refused: its error says for what, and what to do.
+        None => format!("could not {what}: {err}"),
         Some(rustix::io::Errno::MFILE) => {
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
             let limit = limit.map_or("its limit".to_string(), |n| n.to_string());
@@ -304,6 +306,7 @@ pub(crate) fn kind_of(err: &io::Error) -> ErrorKind {
             _ => ErrorKind::Io,
         },
         None => match err.kind() {
+            io::ErrorKind::OutOfMemory => ErrorKind::LimitReached,
             io::ErrorKind::NotFound => ErrorKind::NotFound,
             io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,

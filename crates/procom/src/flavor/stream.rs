@@ -348,8 +348,10 @@ impl StreamReceiver {
         if !self.r.can_read_direct(len, wait.deadline()) {
             return Ok(None);
         }
+        // Room first: a message no memory can be found for stays in the stream, whole.
+        let at =
+            crate::stream::place(buf, len, mid_page).map_err(|e| Error::os("read from it", e))?;
         self.r.consume(header);
-        let at = crate::stream::place(buf, len, mid_page);
         let read = self.r.read_exact_into(buf, at);
         self.end_of_message(read)?;
         self.r.expect = len;
@@ -396,7 +398,8 @@ impl StreamReceiver {
             return Ok(None);
         }
         let mut head = [0u8; framing::HEADER_LEN];
-        let at = crate::stream::place(buf, expect, mid_page);
+        let at = crate::stream::place(buf, expect, mid_page)
+            .map_err(|e| Error::os("read from it", e))?;
         let got = match self.r.read_split(&mut head, buf, at) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(None),
@@ -419,7 +422,15 @@ impl StreamReceiver {
             self.r.unread(&buf[at + len..at + got]);
             buf.truncate(at + len);
         } else {
-            crate::stream::resize_zeroed(buf, at + len);
+            if crate::stream::resize_zeroed(buf, at + len).is_err() {
+                // A larger message than expected, and no memory for it: what was read goes
+                // back in front of the stream, as it came.
+                self.r.unread(&head);
+                self.r.unread(&buf[at..at + got]);
+                buf.clear();
+                self.r.expect = 0;
+                return Err(Error::os("read from it", crate::stream::no_room(len)));
+            }
             let read = self.r.read_rest(buf, at + got);
             self.end_of_message(read)?;
         }

@@ -128,7 +128,10 @@ impl StreamReader {
 /// buffer. Those pages begin near the frame's own header, so a message that starts half a
 /// page from a page boundary keeps clear of that window. Used where the message is lent out
 /// of our own buffer; a caller's buffer takes the message at 0.
-pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> usize {
+///
+/// A buffer the allocator refuses is an `OutOfMemory` error naming the bytes ([`no_room`]),
+/// never an abort: `len` is a length a peer announced.
+pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> io::Result<usize> {
     // The span within which the copy compares addresses: the low 12 bits, 4 KiB (x86-64's
     // page size too), whatever the system's page size.
     let page = MID_PAGE_SLACK + 1;
@@ -140,15 +143,26 @@ pub(crate) fn place(out: &mut Vec<u8>, len: usize, mid_page: bool) -> usize {
     if out.capacity() < need {
         // Its bytes are not wanted: do not copy them into the new buffer.
         out.clear();
-        resize_zeroed(out, need);
+        resize_zeroed(out, need).map_err(|_| no_room(len))?;
     }
     let at = if mid_page {
         (page + page / 2 - out.as_ptr() as usize % page) % page
     } else {
         0
     };
-    resize_zeroed(out, at + len);
-    at
+    resize_zeroed(out, at + len).map_err(|_| no_room(len))?;
+    Ok(at)
+}
+
+/// The error for the `bytes` a message needs (its frame's, or its own) when no buffer could
+/// be allocated for them.
+pub(crate) fn no_room(bytes: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "no memory for the {bytes} bytes of a message: this process's address space (RLIMIT_AS, ulimit -v) or the system's memory has no room for them; raise the limit, or lower the receiver's max_message"
+        ),
+    )
 }
 
 /// How many bytes more than the message [`place`] may ask of a buffer to put it half a page
@@ -160,16 +174,18 @@ pub(crate) const MID_PAGE_SLACK: usize = 4096 - 1;
 /// mapped on first touch) rather than grown and written with zeros: the pages are then
 /// touched only as bytes arrive, so a length prefix alone, from a peer that sends nothing
 /// after it, costs address space and not memory, as on the buffered path. A reused buffer
-/// large enough has only the bytes past its old length zeroed.
-pub(crate) fn resize_zeroed(out: &mut Vec<u8>, len: usize) {
+/// large enough has only the bytes past its old length zeroed. `OutOfMemory` (and `out`
+/// unchanged) when the allocator refuses the new buffer.
+pub(crate) fn resize_zeroed(out: &mut Vec<u8>, len: usize) -> io::Result<()> {
     if out.capacity() < len {
-        let mut fresh = vec![0; len];
+        let mut fresh = procom_sys::zeroed::try_zeroed(len)?;
         let keep = out.len().min(len);
         fresh[..keep].copy_from_slice(&out[..keep]);
         *out = fresh;
     } else {
         out.resize(len, 0);
     }
+    Ok(())
 }
 
 /// The smallest message read straight into the caller's buffer (see
@@ -188,7 +204,7 @@ mod tests {
     fn place_puts_a_lent_message_half_a_page_in() {
         let mut buf = Vec::new();
         for len in [40_000, 40_000, 1000, 1 << 20] {
-            let at = place(&mut buf, len, true);
+            let at = place(&mut buf, len, true).unwrap();
             assert_eq!(buf.len(), at + len);
             assert_eq!(
                 (buf.as_ptr() as usize + at) % 4096,
@@ -202,9 +218,9 @@ mod tests {
     #[test]
     fn place_puts_a_callers_message_at_the_start() {
         let mut buf = vec![7u8; 10];
-        assert_eq!(place(&mut buf, 100, false), 0);
+        assert_eq!(place(&mut buf, 100, false).unwrap(), 0);
         assert_eq!(buf.len(), 100);
-        assert_eq!(place(&mut buf, 5, false), 0);
+        assert_eq!(place(&mut buf, 5, false).unwrap(), 0);
         assert_eq!(buf.len(), 5);
     }
 }

@@ -18,7 +18,7 @@ use crate::error::Error;
 
 mod direct;
 
-pub(crate) use direct::{MID_PAGE_SLACK, place, resize_zeroed};
+pub(crate) use direct::{MID_PAGE_SLACK, no_room, place, resize_zeroed};
 
 /// What kind of file a descriptor is, which decides how it can be written without blocking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,10 +408,13 @@ impl StreamReader {
             self.start = 0;
         }
         let ask = self.ask(want);
+        // A peer's length prefix decides `ask`: a refused allocation is an error, not an abort.
+        let refused = |_| no_room(want.max(ask));
         if self.budget.is_some() {
-            self.buf.reserve_exact(ask); // what `make_room` charged, not a doubling
+            // What `make_room` charged, not a doubling.
+            self.buf.try_reserve_exact(ask).map_err(refused)?;
         } else {
-            self.buf.reserve(ask);
+            self.buf.try_reserve(ask).map_err(refused)?;
         }
         let mut direct = self.direct && deadline.is_none();
         // A socket with a deadline is first read without waiting (MSG_DONTWAIT): bytes that are

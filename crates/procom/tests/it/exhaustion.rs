@@ -3,7 +3,8 @@
 //! The limits are lowered in IPC and mount namespaces of the child's own (`unshare`), never on
 //! the machine: `fs.mqueue.queues_max`, `kernel.msgmni`, `kernel.shmmni`, `kernel.sem`'s
 //! SEMMNI and a small tmpfs over /dev/shm; RLIMIT_NOFILE and RLIMIT_AS are the child's own.
-//! RLIMIT_MSGQUEUE is `mq::rlimit_msgqueue_is_named`.
+//! RLIMIT_MSGQUEUE is `mq::rlimit_msgqueue_is_named`. A message whose announced length finds no
+//! memory is `LimitReached` too, and stays in the stream for when there is room.
 
 use std::os::fd::OwnedFd;
 
@@ -44,6 +45,10 @@ pub const ROLES: &[Role] = &[
         name: "exhaustion::no_address_space",
         run: no_address_space,
     },
+    Role {
+        name: "exhaustion::message_without_memory",
+        run: message_without_memory,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -54,6 +59,7 @@ pub fn trials() -> Vec<Trial> {
             a_full_dev_shm_is_named_and_leaves_nothing [needs::ipc_mount_ns()],
             rlimit_nofile_is_named_and_leaves_nothing,
             a_channel_that_cannot_be_mapped_leaves_no_segment,
+            a_message_without_memory_is_named_and_kept,
             a_refused_group_leaves_no_object [needs::root()];
     ]
 }
@@ -448,23 +454,34 @@ fn a_refused_group_leaves_no_object() -> Outcome {
     dir.finish()
 }
 
-/// With RLIMIT_AS leaving no room for the ring's mapping, a channel's segment is created,
-/// sized and locked, and then cannot be mapped: the error says so, and the segment is gone.
-fn no_address_space(_: &[String]) -> Outcome {
+/// This process's address space now, in bytes.
+fn vm_size() -> Result<u64, String> {
     let status = check!(std::fs::read_to_string("/proc/self/status"));
-    let vm_kib: u64 = status
+    let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmSize:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or("no VmSize")?;
-    let limit = (vm_kib + 32 * 1024) * 1024;
+    Ok(kib * 1024)
+}
+
+/// Sets RLIMIT_AS's soft limit (and, with `hard`, its hard one) to `limit` bytes.
+fn limit_address_space(limit: Option<u64>, hard: bool) -> Outcome {
+    let now = rustix::process::getrlimit(rustix::process::Resource::As);
     check!(rustix::process::setrlimit(
         rustix::process::Resource::As,
         rustix::process::Rlimit {
-            current: Some(limit),
-            maximum: Some(limit)
+            current: limit,
+            maximum: if hard { limit } else { now.maximum },
         }
     ));
+    Ok(())
+}
+
+/// With RLIMIT_AS leaving no room for the ring's mapping, a channel's segment is created,
+/// sized and locked, and then cannot be mapped: the error says so, and the segment is gone.
+fn no_address_space(_: &[String]) -> Outcome {
+    limit_address_space(Some(vm_size()? + (32 << 20)), true)?;
     let name = format!("/{}", unique_name("procom-exh"));
     let e = Receiver::bind(format!("shm:{name}?capacity=64MiB").as_str()).err();
     is_limit(
@@ -476,6 +493,80 @@ fn no_address_space(_: &[String]) -> Outcome {
         !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
         "the segment of the channel that could not be mapped was left behind"
     );
+    Ok(())
+}
+
+/// The byte at `i` of the large message.
+fn pattern_at(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// A 64 MiB message announced on a Unix stream while the address space has room for 16 MiB
+/// more: every way of receiving it (read straight into the caller's buffer, twice; through
+/// the reader's buffer, with a deadline; as a typed view) is `LimitReached`, naming the limit
+/// and `max_message`, and nothing of it is consumed: once the limit is lifted, the same
+/// message arrives whole.
+fn message_without_memory(_: &[String]) -> Outcome {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    const LEN: usize = 64 << 20;
+    let opts = Options::default().max_message(1 << 30);
+    let announce = |w: &mut UnixStream| -> Outcome {
+        check!(w.write_all(&(LEN as u32).to_be_bytes()));
+        check!(w.write_all(&(0..10).map(pattern_at).collect::<Vec<u8>>()));
+        Ok(())
+    };
+    let (mut w, r) = check!(UnixStream::pair());
+    announce(&mut w)?;
+    let mut rx = Receiver::from_fd(OwnedFd::from(r), "unix socketpair", &opts);
+    let (mut tw, tr) = check!(UnixStream::pair());
+    announce(&mut tw)?;
+    let mut typed = procom::typed::Receiver::<Vec<u8>>::from_untyped(Receiver::from_fd(
+        OwnedFd::from(tr),
+        "unix socketpair",
+        &opts,
+    ));
+    // The message's 64 MiB, or its frame's 4 bytes more.
+    let words = [
+        "no memory for the 671088",
+        "RLIMIT_AS",
+        "ulimit -v",
+        "max_message",
+    ];
+    let mut buf = Vec::new();
+    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    let straight = [rx.recv_into(&mut buf).err(), rx.recv_into(&mut buf).err()];
+    let buffered = rx.recv_timeout(STEP).err();
+    let view = typed.recv_view::<&[u8]>().err();
+    limit_address_space(None, false)?;
+    for (e, how) in straight
+        .into_iter()
+        .map(|e| (e, "straight into the buffer"))
+    {
+        is_limit(e, how, &words)?;
+    }
+    is_limit(buffered, "through the reader's buffer", &words)?;
+    is_limit(view, "as a typed view", &words)?;
+    let writer = std::thread::spawn(move || {
+        let rest: Vec<u8> = (10..LEN).map(pattern_at).collect();
+        w.write_all(&rest)
+    });
+    let n = check!(rx.recv_into(&mut buf));
+    check!(writer.join().map_err(|_| "the writer panicked")?);
+    ensure!(
+        n == LEN && buf.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        "after the limit was lifted, {n} bytes arrived, not the {LEN} announced intact"
+    );
+    drop(tw);
+    Ok(())
+}
+
+fn a_message_without_memory_is_named_and_kept() -> Outcome {
+    Proc::spawn(
+        "no memory for a message",
+        &mut role("exhaustion::message_without_memory", &[]),
+    )?
+    .success(STEP)?;
     Ok(())
 }
 
