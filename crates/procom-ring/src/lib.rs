@@ -890,31 +890,32 @@ mod tests {
         assert!(furthest > 2 * HOT_WINDOW, "{furthest}");
     }
 
-    /// Ping-pong with the ring empty before every push: a 4 KiB message starts over at the
-    /// front, a 16 KiB one goes on through the ring, a 300 KiB one starts over again.
+    /// Whether `rounds` of ping-pong with `len`-byte messages (the ring empty before every
+    /// push) kept starting over: starting over, the messages alternate between the front and
+    /// the slot after it.
+    fn starts_over_in_ping_pong(len: usize, rounds: u32) -> bool {
+        let cap = 4 << 20;
+        let mut heap = Heap::new(cap);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        let mut furthest = 0;
+        for i in 0..rounds {
+            let msg = vec![i as u8; len];
+            p.push(&msg).unwrap();
+            furthest = furthest.max((p.position() % cap as u64) as usize);
+            assert_eq!(pop(&mut c).unwrap(), msg);
+        }
+        furthest.div_ceil(record_size(len)) <= 2
+    }
+
+    /// A 4 KiB message starts over at the front, a 16 KiB one goes on through the ring, a
+    /// 300 KiB one starts over again.
     #[test]
     fn only_small_and_huge_messages_start_over() {
-        let cap = 4 << 20;
         for (len, rewinds) in [(4 << 10, true), (16 << 10, false), (300 << 10, true)] {
-            let mut heap = Heap::new(cap);
-            let r = heap.region();
-            init(&r);
-            let mut p = Producer::attach(r).unwrap();
-            let mut c = Consumer::attach(r).unwrap();
-            let mut furthest = 0;
-            for i in 0..40u32 {
-                let msg = vec![i as u8; len];
-                p.push(&msg).unwrap();
-                furthest = furthest.max((p.position() % cap as u64) as usize);
-                assert_eq!(pop(&mut c).unwrap(), msg);
-            }
-            // Starting over, it alternates between the front and the slot after it.
-            let slots = furthest.div_ceil(record_size(len));
-            assert_eq!(
-                slots <= 2,
-                rewinds,
-                "{len}-byte messages reached {furthest}"
-            );
+            assert_eq!(starts_over_in_ping_pong(len, 40), rewinds, "{len} bytes");
         }
     }
 
@@ -923,32 +924,13 @@ mod tests {
     /// header, is a little larger), one a byte shorter or longer than the range starts over.
     #[test]
     fn messages_of_the_range_bounds_go_on_and_those_just_outside_start_over() {
-        let cap = 4 << 20;
         for (len, rewinds) in [
             (STREAM_MIN - 1, true),
             (STREAM_MIN, false),
             (STREAM_MAX, false),
             (STREAM_MAX + 1, true),
         ] {
-            let mut heap = Heap::new(cap);
-            let r = heap.region();
-            init(&r);
-            let mut p = Producer::attach(r).unwrap();
-            let mut c = Consumer::attach(r).unwrap();
-            let mut furthest = 0;
-            for i in 0..6u32 {
-                let msg = vec![i as u8; len];
-                p.push(&msg).unwrap();
-                furthest = furthest.max((p.position() % cap as u64) as usize);
-                assert_eq!(pop(&mut c).unwrap(), msg);
-            }
-            // Starting over, it alternates between the front and the slot after it.
-            let slots = furthest.div_ceil(record_size(len));
-            assert_eq!(
-                slots <= 2,
-                rewinds,
-                "{len}-byte messages reached {furthest}"
-            );
+            assert_eq!(starts_over_in_ping_pong(len, 6), rewinds, "{len} bytes");
         }
     }
 
