@@ -251,8 +251,19 @@ impl StreamReceiver {
 
     /// Hands the next message to `f` in the reader's own buffer (no allocation, no copy).
     fn recv_in_place<T>(&mut self, wait: Wait, f: impl FnOnce(&mut [u8]) -> T) -> Result<T, Error> {
+        self.recv_copied(wait, |m| Ok(f(m)))
+    }
+
+    /// Hands the next message to `f` in the reader's own buffer, as
+    /// [`recv_in_place`](Self::recv_in_place); a message `f` fails on (no memory for its
+    /// copy) stays there, whole, for the next receive.
+    fn recv_copied<T>(
+        &mut self,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let (start, end, consumed) = self.next_frame(wait)?;
-        let out = f(&mut self.r.pending_mut()[start..end]);
+        let out = f(&mut self.r.pending_mut()[start..end])?;
         self.r.consume(consumed);
         Ok(out)
     }
@@ -456,10 +467,10 @@ impl StreamReceiver {
         if let Some(m) = self.recv_large_into(wait, buf, mid_page)? {
             return Ok(m);
         }
-        let n = self.recv_in_place(wait, |m| {
+        let n = self.recv_copied(wait, |m| {
             buf.clear();
-            buf.extend_from_slice(m);
-            m.len()
+            copy_out(buf, m, false)?;
+            Ok(m.len())
         })?;
         // A large message that came whole through the buffer (sent before it was asked for)
         // keeps the expectation: the next one may be read straight into `buf`.
@@ -472,13 +483,31 @@ impl StreamReceiver {
     }
 }
 
+/// Appends `m` to `out` (growing it exactly with `exact`, as `to_vec` does, or as
+/// `extend_from_slice` does otherwise): `LimitReached` when no memory can be found for the
+/// message's copy, whose size a peer chose, instead of an abort.
+fn copy_out(out: &mut Vec<u8>, m: &[u8], exact: bool) -> Result<(), Error> {
+    let grown = if exact {
+        out.try_reserve_exact(m.len())
+    } else {
+        out.try_reserve(m.len())
+    };
+    grown.map_err(|_| Error::os("read from it", crate::stream::no_room(m.len())))?;
+    out.extend_from_slice(m);
+    Ok(())
+}
+
 impl RecvFlavor for StreamReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         self.recv_placed(wait, buf, false).map(|m| m.len())
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        self.recv_in_place(wait, |m| m.to_vec())
+        self.recv_copied(wait, |m| {
+            let mut v = Vec::new();
+            copy_out(&mut v, m, true)?;
+            Ok(v)
+        })
     }
 
     /// Lent from the reader's buffer: no allocation and no copy per message.
