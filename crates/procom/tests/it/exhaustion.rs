@@ -49,10 +49,6 @@ pub const ROLES: &[Role] = &[
         name: "exhaustion::message_without_memory",
         run: message_without_memory,
     },
-    Role {
-        name: "exhaustion::copy_without_memory",
-        run: copy_without_memory,
-    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -64,13 +60,12 @@ pub fn trials() -> Vec<Trial> {
             rlimit_nofile_is_named_and_leaves_nothing,
             a_channel_that_cannot_be_mapped_leaves_no_segment,
             a_message_without_memory_is_named_and_kept,
-            a_message_without_memory_for_its_copy_is_kept,
             a_refused_group_leaves_no_object [needs::root()];
     ]
 }
 
 /// The error is `LimitReached`, one line, naming every one of `words`.
-fn is_limit(e: Option<Error>, what: &str, words: &[&str]) -> Outcome {
+pub(crate) fn is_limit(e: Option<Error>, what: &str, words: &[&str]) -> Outcome {
     let e = e.ok_or_else(|| format!("{what} succeeded past the limit"))?;
     let text = e.to_string();
     ensure!(
@@ -460,7 +455,7 @@ fn a_refused_group_leaves_no_object() -> Outcome {
 }
 
 /// This process's address space now, in bytes.
-fn vm_size() -> Result<u64, String> {
+pub(crate) fn vm_size() -> Result<u64, String> {
     let status = check!(std::fs::read_to_string("/proc/self/status"));
     let kib: u64 = status
         .lines()
@@ -471,7 +466,7 @@ fn vm_size() -> Result<u64, String> {
 }
 
 /// Sets RLIMIT_AS's soft limit (and, with `hard`, its hard one) to `limit` bytes.
-fn limit_address_space(limit: Option<u64>, hard: bool) -> Outcome {
+pub(crate) fn limit_address_space(limit: Option<u64>, hard: bool) -> Outcome {
     let now = rustix::process::getrlimit(rustix::process::Resource::As);
     check!(rustix::process::setrlimit(
         rustix::process::Resource::As,
@@ -502,7 +497,7 @@ fn no_address_space(_: &[String]) -> Outcome {
 }
 
 /// The byte at `i` of the large message.
-fn pattern_at(i: usize) -> u8 {
+pub(crate) fn pattern_at(i: usize) -> u8 {
     (i % 251) as u8
 }
 
@@ -570,60 +565,6 @@ fn a_message_without_memory_is_named_and_kept() -> Outcome {
     Proc::spawn(
         "no memory for a message",
         &mut role("exhaustion::message_without_memory", &[]),
-    )?
-    .success(STEP)?;
-    Ok(())
-}
-
-/// A 64 MiB message that arrived whole in the reader's buffer, while the address space has
-/// room for 96 MiB more: the copy handed out (`recv`, and `recv_into` a buffer too small)
-/// finds no memory and is `LimitReached`, and the message stays buffered: once the limit is
-/// lifted, the same message is received whole.
-fn copy_without_memory(_: &[String]) -> Outcome {
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
-    // 64 MiB: more than the heap of a glibc thread arena, whose address space is held
-    // already, could give (a smaller copy may come from there despite the limit).
-    const LEN: usize = 64 << 20;
-    let opts = Options::default().max_message(1 << 30);
-    let (mut w, r) = check!(UnixStream::pair());
-    let mut rx = Receiver::from_fd(OwnedFd::from(r), "unix socketpair", &opts);
-    let mut frame = (LEN as u32).to_be_bytes().to_vec();
-    frame.extend((0..LEN).map(pattern_at));
-    // Running before the limit is lowered, with its stack and its bytes (address space the
-    // limit must not leave out).
-    let (ready, started) = std::sync::mpsc::channel();
-    let writer = std::thread::spawn(move || {
-        let _ = ready.send(());
-        // The bytes stay until joined: their address space is not given back midway.
-        w.write_all(&frame).map(|()| (w, frame))
-    });
-    check!(started.recv());
-    let words = ["no memory for the 67108864", "RLIMIT_AS", "max_message"];
-    let mut buf = Vec::new();
-    limit_address_space(Some(vm_size()? + (96 << 20)), false)?;
-    let copied = rx.recv().err();
-    let into = rx.recv_into(&mut buf).err();
-    limit_address_space(None, false)?;
-    is_limit(copied, "recv's copy", &words)?;
-    is_limit(into, "recv_into's copy", &words)?;
-    let got = check!(rx.recv());
-    let _sent = check!(writer.join().map_err(|_| "the writer panicked")?);
-    ensure!(
-        got.len() == LEN && got.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
-        "after the limit was lifted, {} bytes arrived, not the {LEN} sent intact",
-        got.len()
-    );
-    Ok(())
-}
-
-fn a_message_without_memory_for_its_copy_is_kept() -> Outcome {
-    Proc::spawn(
-        "no memory for a message's copy",
-        // One malloc arena: a thread's arena would hold 64 MiB of address space, taken
-        // whenever that thread first allocates (the watchdog's may come after the limit is
-        // set), and could hand out memory the limit then no longer bounds.
-        role("exhaustion::copy_without_memory", &[]).env("MALLOC_ARENA_MAX", "1"),
     )?
     .success(STEP)?;
     Ok(())
