@@ -392,8 +392,8 @@ impl StreamReceiver {
     /// read past it (the next frames) are put back in front of the stream. Where the message
     /// starts in `buf` (it ends at `buf.len()`), or `None` (nothing consumed) when that cannot
     /// be done: nothing expected, bytes already buffered, a deadline or a budget, a header that
-    /// did not come whole, or a frame the usual path must judge (an empty message, a bad
-    /// length).
+    /// did not come whole, no memory for a buffer of the size expected, or a frame the usual
+    /// path must judge (an empty message, a bad length).
     fn recv_expected_into(
         &mut self,
         wait: Wait,
@@ -409,8 +409,12 @@ impl StreamReceiver {
             return Ok(None);
         }
         let mut head = [0u8; framing::HEADER_LEN];
-        let at = crate::stream::place(buf, expect, mid_page)
-            .map_err(|e| Error::os("read from it", e))?;
+        let Ok(at) = crate::stream::place(buf, expect, mid_page) else {
+            // No memory for the size only guessed: the usual path allocates for the length
+            // the next message announces, whatever it is.
+            self.r.expect = 0;
+            return Ok(None);
+        };
         let got = match self.r.read_split(&mut head, buf, at) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(None),

@@ -21,13 +21,18 @@ pub const ROLES: &[Role] = &[
         name: "memory::larger_than_expected",
         run: larger_than_expected,
     },
+    Role {
+        name: "memory::small_after_large",
+        run: small_after_large,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
     trials![
         "memory":
             a_message_without_memory_for_its_copy_is_kept,
-            a_larger_message_than_expected_without_memory_is_kept;
+            a_larger_message_than_expected_without_memory_is_kept,
+            a_small_message_needs_no_memory_for_the_large_one_before;
     ]
 }
 
@@ -144,5 +149,46 @@ fn a_larger_message_than_expected_without_memory_is_kept() -> Outcome {
     spawn(
         "no memory for a larger message than expected",
         "memory::larger_than_expected",
+    )
+}
+
+/// After a 64 MiB message read straight into the caller's buffer, the next is expected the
+/// same size; the caller's buffer is a new one and the address space has room for 16 MiB
+/// more: a 5-byte message still arrives (the room made for a size only guessed is not a
+/// message's), and so does one of 64 MiB once the limit is lifted.
+fn small_after_large(_: &[String]) -> Outcome {
+    const LEN: usize = 64 << 20;
+    let opts = Options::default().max_message(1 << 30);
+    let (mut w, r) = check!(UnixStream::pair());
+    let mut rx = Receiver::from_fd(OwnedFd::from(r), "unix socketpair", &opts);
+    let mut frame = (LEN as u32).to_be_bytes().to_vec();
+    frame.extend((0..LEN).map(pattern_at));
+    let writer = std::thread::spawn(move || w.write_all(&frame).map(|()| (w, frame)));
+    let mut buf = Vec::new();
+    let n = check!(rx.recv_into(&mut buf));
+    let (mut w, frame) = check!(writer.join().map_err(|_| "the writer panicked")?);
+    ensure!(n == LEN, "the first message: {n} bytes");
+    drop(buf);
+    check!(w.write_all(b"\0\0\0\x05small"));
+    let mut buf = Vec::new();
+    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    let small = rx.recv_into(&mut buf);
+    limit_address_space(None, false)?;
+    let n = check!(small);
+    ensure!(buf[..n] == *b"small", "the small message: {:?}", &buf[..n]);
+    let writer = std::thread::spawn(move || w.write_all(&frame).map(|()| w));
+    let n = check!(rx.recv_into(&mut buf));
+    let _w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    ensure!(
+        n == LEN && buf.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        "then {n} bytes arrived, not the {LEN} sent intact"
+    );
+    Ok(())
+}
+
+fn a_small_message_needs_no_memory_for_the_large_one_before() -> Outcome {
+    spawn(
+        "a small message after a large one, without memory for another",
+        "memory::small_after_large",
     )
 }
