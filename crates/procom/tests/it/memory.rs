@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
-use procom::{Options, Receiver};
+use procom::{Budget, Options, Receiver};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
 
 use crate::exhaustion::{is_limit, limit_address_space, pattern_at, vm_size};
@@ -25,6 +25,10 @@ pub const ROLES: &[Role] = &[
         name: "memory::small_after_large",
         run: small_after_large,
     },
+    Role {
+        name: "memory::budgeted",
+        run: budgeted,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -32,7 +36,8 @@ pub fn trials() -> Vec<Trial> {
         "memory":
             a_message_without_memory_for_its_copy_is_kept,
             a_larger_message_than_expected_without_memory_is_kept,
-            a_small_message_needs_no_memory_for_the_large_one_before;
+            a_small_message_needs_no_memory_for_the_large_one_before,
+            a_budgeted_message_without_memory_is_charged_once;
     ]
 }
 
@@ -191,4 +196,58 @@ fn a_small_message_needs_no_memory_for_the_large_one_before() -> Outcome {
         "a small message after a large one, without memory for another",
         "memory::small_after_large",
     )
+}
+
+/// A budgeted receiver: a 64 MiB message announced while the address space has room for 16 MiB
+/// more is `LimitReached`, twice, and as a typed view; the budget holds the message's charge
+/// once, not once per attempt, and all of it is back once the message has arrived whole.
+fn budgeted(_: &[String]) -> Outcome {
+    const LEN: usize = 64 << 20;
+    let budget = Budget::new(256 << 20);
+    let opts = Options::default()
+        .max_message(1 << 30)
+        .budget(budget.clone());
+    let (mut w, r) = check!(UnixStream::pair());
+    check!(w.write_all(&(LEN as u32).to_be_bytes()));
+    check!(w.write_all(&(0..10).map(pattern_at).collect::<Vec<u8>>()));
+    let mut typed = procom::typed::Receiver::<Vec<u8>>::from_untyped(Receiver::from_fd(
+        OwnedFd::from(r),
+        "unix socketpair",
+        &opts,
+    ));
+    let words = ["no memory for the 671088", "RLIMIT_AS", "max_message"];
+    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    let first = typed.recv_view_timeout::<&[u8]>(STEP).err();
+    let charged = budget.in_use();
+    let again = typed.recv_view_timeout::<&[u8]>(STEP).err();
+    let charged_again = budget.in_use();
+    limit_address_space(None, false)?;
+    is_limit(first, "a budgeted view", &words)?;
+    is_limit(again, "the same view again", &words)?;
+    ensure!(
+        charged > 0 && charged <= LEN + 4 && charged_again == charged,
+        "the budget held {charged} bytes after the first refusal, {charged_again} after the second"
+    );
+    let writer = std::thread::spawn(move || {
+        let rest: Vec<u8> = (10..LEN).map(pattern_at).collect();
+        w.write_all(&rest).map(|()| w)
+    });
+    let mut rx = typed.into_untyped();
+    let got = check!(rx.recv_timeout(std::time::Duration::from_secs(60)));
+    let _w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    ensure!(
+        got.len() == LEN && got.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        "after the limit was lifted, {} bytes arrived, not the {LEN} announced intact",
+        got.len()
+    );
+    ensure!(
+        budget.in_use() == 0,
+        "{} bytes still charged after the message arrived",
+        budget.in_use()
+    );
+    Ok(())
+}
+
+fn a_budgeted_message_without_memory_is_charged_once() -> Outcome {
+    spawn("a budgeted message without memory", "memory::budgeted")
 }
