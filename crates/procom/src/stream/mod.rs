@@ -410,11 +410,19 @@ impl StreamReader {
         let ask = self.ask(want);
         // A peer's length prefix decides `ask`: a refused allocation is an error, not an abort.
         let refused = |_| no_room(want.max(ask));
-        if self.budget.is_some() || want > self.buf.len() - self.start {
-            // What `make_room` charged; or the rest of a frame whose length is known, and a
-            // chunk at most past it: not a doubling, which near the end of a large frame
-            // asked for twice its size.
+        let len = self.buf.len();
+        if self.budget.is_some() {
+            // What `make_room` charged, not a doubling.
             self.buf.try_reserve_exact(ask).map_err(refused)?;
+        } else if want > len - self.start {
+            // The rest of a frame whose length is known: grown as `reserve` would (doubling),
+            // but never past the frame's end and a chunk. A doubling near the end of a large
+            // frame asked for twice its size.
+            if self.buf.capacity() - len < ask {
+                let end = (self.start + want).saturating_add(READ_CHUNK);
+                let target = (len + ask).max(self.buf.capacity().saturating_mul(2).min(end));
+                self.buf.try_reserve_exact(target - len).map_err(refused)?;
+            }
         } else {
             self.buf.try_reserve(ask).map_err(refused)?;
         }
