@@ -1,7 +1,8 @@
 //! Memory for a message a peer announced on a byte stream: a copy, or a message larger than
 //! the one expected, that finds no memory under the process's RLIMIT_AS is `LimitReached`,
-//! and the stream keeps every byte of it, in order. (The buffer a message is read into is
-//! `exhaustion::a_message_without_memory_is_named_and_kept`.)
+//! and the stream keeps every byte of it, in order; a budgeted receiver's charge for it is
+//! taken once; a small message needs no room for the size the last large one had. (The buffer
+//! a message is read into is `exhaustion::a_message_without_memory_is_named_and_kept`.)
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
