@@ -44,7 +44,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// A kernel or per-user limit leaves no room for what was asked (the sentence names the
     /// limit and how to raise it): not a mistake in the request, which may succeed elsewhere
-    /// or later.
+    /// or later. Also a message a peer announced on a byte stream that no memory can be found
+    /// for (the process's RLIMIT_AS, or the system's memory): it stays in the stream, whole,
+    /// for the next receive.
     LimitReached,
     /// Any other operating-system error; [`std::error::Error::source`] has it.
     Io,

@@ -251,8 +251,19 @@ impl StreamReceiver {
 
     /// Hands the next message to `f` in the reader's own buffer (no allocation, no copy).
     fn recv_in_place<T>(&mut self, wait: Wait, f: impl FnOnce(&mut [u8]) -> T) -> Result<T, Error> {
+        self.recv_copied(wait, |m| Ok(f(m)))
+    }
+
+    /// Hands the next message to `f` in the reader's own buffer, as
+    /// [`recv_in_place`](Self::recv_in_place); a message `f` fails on (no memory for its
+    /// copy) stays there, whole, for the next receive.
+    fn recv_copied<T>(
+        &mut self,
+        wait: Wait,
+        f: impl FnOnce(&mut [u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let (start, end, consumed) = self.next_frame(wait)?;
-        let out = f(&mut self.r.pending_mut()[start..end]);
+        let out = f(&mut self.r.pending_mut()[start..end])?;
         self.r.consume(consumed);
         Ok(out)
     }
@@ -381,8 +392,8 @@ impl StreamReceiver {
     /// read past it (the next frames) are put back in front of the stream. Where the message
     /// starts in `buf` (it ends at `buf.len()`), or `None` (nothing consumed) when that cannot
     /// be done: nothing expected, bytes already buffered, a deadline or a budget, a header that
-    /// did not come whole, or a frame the usual path must judge (an empty message, a bad
-    /// length).
+    /// did not come whole, no memory for a buffer of the size expected, or a frame the usual
+    /// path must judge (an empty message, a bad length).
     fn recv_expected_into(
         &mut self,
         wait: Wait,
@@ -398,8 +409,12 @@ impl StreamReceiver {
             return Ok(None);
         }
         let mut head = [0u8; framing::HEADER_LEN];
-        let at = crate::stream::place(buf, expect, mid_page)
-            .map_err(|e| Error::os("read from it", e))?;
+        let Ok(at) = crate::stream::place(buf, expect, mid_page) else {
+            // No memory for the size only guessed: the usual path allocates for the length
+            // the next message announces, whatever it is.
+            self.r.expect = 0;
+            return Ok(None);
+        };
         let got = match self.r.read_split(&mut head, buf, at) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(None),
@@ -456,10 +471,10 @@ impl StreamReceiver {
         if let Some(m) = self.recv_large_into(wait, buf, mid_page)? {
             return Ok(m);
         }
-        let n = self.recv_in_place(wait, |m| {
+        let n = self.recv_copied(wait, |m| {
             buf.clear();
-            buf.extend_from_slice(m);
-            m.len()
+            copy_out(buf, m, false)?;
+            Ok(m.len())
         })?;
         // A large message that came whole through the buffer (sent before it was asked for)
         // keeps the expectation: the next one may be read straight into `buf`.
@@ -472,13 +487,31 @@ impl StreamReceiver {
     }
 }
 
+/// Appends `m` to `out` (growing it exactly with `exact`, as `to_vec` does, or as
+/// `extend_from_slice` does otherwise): `LimitReached` when no memory can be found for the
+/// message's copy, whose size a peer chose, instead of an abort.
+fn copy_out(out: &mut Vec<u8>, m: &[u8], exact: bool) -> Result<(), Error> {
+    let grown = if exact {
+        out.try_reserve_exact(m.len())
+    } else {
+        out.try_reserve(m.len())
+    };
+    grown.map_err(|_| Error::os("read from it", crate::stream::no_room(m.len())))?;
+    out.extend_from_slice(m);
+    Ok(())
+}
+
 impl RecvFlavor for StreamReceiver {
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         self.recv_placed(wait, buf, false).map(|m| m.len())
     }
 
     fn recv(&mut self, wait: Wait) -> Result<Vec<u8>, Error> {
-        self.recv_in_place(wait, |m| m.to_vec())
+        self.recv_copied(wait, |m| {
+            let mut v = Vec::new();
+            copy_out(&mut v, m, true)?;
+            Ok(v)
+        })
     }
 
     /// Lent from the reader's buffer: no allocation and no copy per message.

@@ -410,9 +410,19 @@ impl StreamReader {
         let ask = self.ask(want);
         // A peer's length prefix decides `ask`: a refused allocation is an error, not an abort.
         let refused = |_| no_room(want.max(ask));
+        let len = self.buf.len();
         if self.budget.is_some() {
             // What `make_room` charged, not a doubling.
             self.buf.try_reserve_exact(ask).map_err(refused)?;
+        } else if want > len - self.start {
+            // The rest of a frame whose length is known: grown as `reserve` would (doubling),
+            // but never past the frame's end and a chunk. A doubling near the end of a large
+            // frame asked for twice its size.
+            if self.buf.capacity() - len < ask {
+                let end = (self.start + want).saturating_add(READ_CHUNK);
+                let target = (len + ask).max(self.buf.capacity().saturating_mul(2).min(end));
+                self.buf.try_reserve_exact(target - len).map_err(refused)?;
+            }
         } else {
             self.buf.try_reserve(ask).map_err(refused)?;
         }
@@ -476,5 +486,40 @@ impl StreamReader {
 impl AsFd for StreamReader {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last bytes of a large frame, fewer than a read chunk, are read into the room
+    /// the frame's reservation left and a chunk past it, not into a buffer twice the frame's
+    /// size (amortised growth doubled it: 8 MiB of address space for a 4 MiB message).
+    #[test]
+    fn the_end_of_a_large_frame_does_not_double_the_buffer() {
+        use std::io::Write;
+        const WANT: usize = 4 << 20;
+        let (mut w, r) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut r = StreamReader::new(OwnedFd::from(r));
+        let (go, tail) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            w.write_all(&vec![1; WANT - 100]).unwrap();
+            tail.recv().unwrap();
+            w.write_all(&[2; 100]).unwrap();
+        });
+        while r.pending().len() < WANT - 100 {
+            assert!(r.fill(WANT, None).unwrap());
+        }
+        go.send(()).unwrap();
+        while r.pending().len() < WANT {
+            assert!(r.fill(WANT, None).unwrap());
+        }
+        writer.join().unwrap();
+        assert!(
+            r.buf.capacity() <= WANT + READ_CHUNK,
+            "{} bytes of buffer for a {WANT}-byte frame",
+            r.buf.capacity()
+        );
     }
 }

@@ -35,6 +35,7 @@ mod fifo;
 // The flavors chaos and soak run: no trials of its own.
 mod flavors;
 mod garbage;
+mod memory;
 mod mq;
 mod msg;
 mod packet;
@@ -60,7 +61,7 @@ mod sem_async;
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
-    soak, async_contract, chaos, contract, exhaustion, fifo, garbage, mq, msg, packet, pipe,
+    soak, async_contract, chaos, contract, exhaustion, fifo, garbage, memory, mq, msg, packet, pipe,
     removal, security, sem, shm, signal, signal_wait, socket, stream, typed;
     tokio: child_async, sem_async
 ];

@@ -6,7 +6,8 @@
 //! differs in length is refused with the documented outcome; a receive deadline that passes
 //! mid-message keeps the message whole for the next receive; a send deadline that passes
 //! mid-message leaves the sender unusable and its receiver with no torn value; garbage inside a
-//! frame and a huge length are reported, never decoded.
+//! frame and a huge length are reported, never decoded; a large view whose frame header came
+//! in pieces still lies half a page in.
 
 use std::cell::Cell;
 use std::io::Write;
@@ -55,7 +56,8 @@ pub fn trials() -> Vec<Trial> {
             a_receive_deadline_mid_message_keeps_it_whole,
             a_send_deadline_mid_message_leaves_no_torn_value,
             views_report_garbage_and_huge_lengths,
-            a_budgeted_view_lies_in_charged_memory;
+            a_budgeted_view_lies_in_charged_memory,
+            a_large_view_whose_header_came_in_pieces_lies_half_a_page_in;
     ]
 }
 
@@ -523,5 +525,72 @@ fn a_budgeted_view_lies_in_charged_memory() -> Outcome {
         "{} bytes charged after the receiver went",
         budget.in_use()
     );
+    scratch.finish()
+}
+
+/// A large view lies half a page from a page boundary (where the kernel's copy out of a Unix
+/// stream is not slowed), also when its frame's header came in two pieces: the first two bytes
+/// alone, consumed by the receiver, then the rest (a writer in another process, `sh`, let go
+/// once the receiver's socket holds nothing).
+fn a_large_view_whose_header_came_in_pieces_lies_half_a_page_in() -> Outcome {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsFd;
+    const N: usize = 100_000;
+    let scratch = Scratch::new("typed::view_in_pieces")?;
+    let body = check!(postcard::to_allocvec(&ByteBuf::from(vec![b'v'; N])));
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let file = scratch.join("frame");
+    check!(std::fs::write(&file, &frame));
+    let (a, b) = check!(std::os::unix::net::UnixStream::pair());
+    let watch = check!(b.as_fd().try_clone_to_owned());
+    let opts = Options::default().max_message(1 << 20);
+    let mut rx =
+        Receiver::<ByteBuf>::from_untyped(procom::Receiver::from_fd(b, "unix:pair", &opts));
+    let mut writer = check!(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#"head -c 2 "$1"; echo written >&2; read go; tail -c +3 "$1""#,
+                "sh"
+            ])
+            .arg(&file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(a)))
+            .stderr(Stdio::piped())
+            .spawn()
+    );
+    let mut go = writer.stdin.take().ok_or("no stdin for the writer")?;
+    let written = writer.stderr.take().ok_or("no stderr for the writer")?;
+    // Lets the writer go on once the header's first two bytes are in the socket and the
+    // receiver has taken them (a wait on the socket's state, not on time).
+    let release = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut line = String::new();
+        BufReader::new(written).read_line(&mut line)?;
+        while rustix::io::ioctl_fionread(&watch)? > 0 {
+            std::thread::yield_now();
+        }
+        go.write_all(b"go\n")
+    });
+    let view: &Bytes = check!(rx.recv_view());
+    ensure!(
+        view.len() == N && view.iter().all(|&x| x == b'v'),
+        "the view: {} bytes",
+        view.len()
+    );
+    // The message starts at its byte string's length (a 3-byte varint), before the view.
+    let start = view.as_ptr() as usize - 3;
+    ensure!(
+        start % 4096 == 2048,
+        "a {N}-byte view lies {} bytes past a page boundary, not half a page",
+        start % 4096
+    );
+    check!(
+        release
+            .join()
+            .map_err(|_| "the releasing thread panicked")?
+    );
+    ensure!(check!(writer.wait()).success(), "the writer failed");
+    check!(std::fs::remove_file(&file));
     scratch.finish()
 }
