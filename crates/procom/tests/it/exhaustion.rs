@@ -501,6 +501,25 @@ pub(crate) fn pattern_at(i: usize) -> u8 {
     (i % 251) as u8
 }
 
+/// Whether `got` is the first `len` bytes of [`pattern_at`]'s pattern.
+pub(crate) fn is_pattern(got: &[u8], len: usize) -> bool {
+    got.len() == len && got.iter().enumerate().all(|(i, b)| *b == pattern_at(i))
+}
+
+/// Writes `bytes` on `w` from another thread while `receive` runs (a message larger than the
+/// socket holds); returns what it received, and `w`.
+pub(crate) fn while_writing<T>(
+    mut w: std::os::unix::net::UnixStream,
+    bytes: Vec<u8>,
+    receive: impl FnOnce() -> Result<T, Error>,
+) -> Result<(T, std::os::unix::net::UnixStream), String> {
+    use std::io::Write;
+    let writer = std::thread::spawn(move || w.write_all(&bytes).map(|()| w));
+    let got = check!(receive());
+    let w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    Ok((got, w))
+}
+
 /// A 64 MiB message announced on a Unix stream while the address space has room for 16 MiB
 /// more: every way of receiving it (read straight into the caller's buffer, twice; through
 /// the reader's buffer, with a deadline; as a typed view) is `LimitReached`, naming the limit
@@ -547,14 +566,10 @@ fn message_without_memory(_: &[String]) -> Outcome {
     }
     is_limit(buffered, "through the reader's buffer", &words)?;
     is_limit(view, "as a typed view", &words)?;
-    let writer = std::thread::spawn(move || {
-        let rest: Vec<u8> = (10..LEN).map(pattern_at).collect();
-        w.write_all(&rest)
-    });
-    let n = check!(rx.recv_into(&mut buf));
-    check!(writer.join().map_err(|_| "the writer panicked")?);
+    let rest = (10..LEN).map(pattern_at).collect();
+    let (n, _w) = while_writing(w, rest, || rx.recv_into(&mut buf))?;
     ensure!(
-        n == LEN && buf.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        n == LEN && is_pattern(&buf, LEN),
         "after the limit was lifted, {n} bytes arrived, not the {LEN} announced intact"
     );
     drop(tw);

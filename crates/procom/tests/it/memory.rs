@@ -11,7 +11,9 @@ use std::os::unix::net::UnixStream;
 use procom::{Budget, Options, Receiver};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
 
-use crate::exhaustion::{is_limit, limit_address_space, pattern_at, vm_size};
+use crate::exhaustion::{
+    is_limit, is_pattern, limit_address_space, pattern_at, vm_size, while_writing,
+};
 
 pub const ROLES: &[Role] = &[
     Role {
@@ -83,7 +85,7 @@ fn copy_without_memory(_: &[String]) -> Outcome {
     let got = check!(rx.recv());
     let _sent = check!(writer.join().map_err(|_| "the writer panicked")?);
     ensure!(
-        got.len() == LEN && got.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        is_pattern(&got, LEN),
         "after the limit was lifted, {} bytes arrived, not the {LEN} sent intact",
         got.len()
     );
@@ -139,11 +141,9 @@ fn larger_than_expected(_: &[String]) -> Outcome {
         "the same, through the reader's buffer",
         &["RLIMIT_AS"],
     )?;
-    let writer = std::thread::spawn(move || w.write_all(&rest).map(|()| w));
-    let n = check!(rx.recv_into(&mut buf));
-    let _w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    let (n, _w) = while_writing(w, rest, || rx.recv_into(&mut buf))?;
     ensure!(
-        n == LEN && buf.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        n == LEN && is_pattern(&buf, LEN),
         "after the limit was lifted, {n} bytes arrived, not the {LEN} announced intact"
     );
     let next = check!(rx.recv());
@@ -182,11 +182,9 @@ fn small_after_large(_: &[String]) -> Outcome {
     limit_address_space(None, false)?;
     let n = check!(small);
     ensure!(buf[..n] == *b"small", "the small message: {:?}", &buf[..n]);
-    let writer = std::thread::spawn(move || w.write_all(&frame).map(|()| w));
-    let n = check!(rx.recv_into(&mut buf));
-    let _w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    let (n, _w) = while_writing(w, frame, || rx.recv_into(&mut buf))?;
     ensure!(
-        n == LEN && buf.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        n == LEN && is_pattern(&buf, LEN),
         "then {n} bytes arrived, not the {LEN} sent intact"
     );
     Ok(())
@@ -229,15 +227,13 @@ fn budgeted(_: &[String]) -> Outcome {
         charged > 0 && charged <= LEN + 4 && charged_again == charged,
         "the budget held {charged} bytes after the first refusal, {charged_again} after the second"
     );
-    let writer = std::thread::spawn(move || {
-        let rest: Vec<u8> = (10..LEN).map(pattern_at).collect();
-        w.write_all(&rest).map(|()| w)
-    });
     let mut rx = typed.into_untyped();
-    let got = check!(rx.recv_timeout(std::time::Duration::from_secs(60)));
-    let _w = check!(writer.join().map_err(|_| "the writer panicked")?);
+    let rest = (10..LEN).map(pattern_at).collect();
+    let (got, _w) = while_writing(w, rest, || {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+    })?;
     ensure!(
-        got.len() == LEN && got.iter().enumerate().all(|(i, b)| *b == pattern_at(i)),
+        is_pattern(&got, LEN),
         "after the limit was lifted, {} bytes arrived, not the {LEN} announced intact",
         got.len()
     );
