@@ -16,8 +16,8 @@ use procom::shm::Segment;
 use procom::socket::Listener;
 use procom::{Endpoint, Error, ErrorKind, Options, Receiver};
 use procom_testkit::{
-    Outcome, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, role,
-    role_unshared, trials, unique_name,
+    Outcome, Proc, Role, STEP, Scratch, Trial, address_space, as_nobody, check, ensure, needs,
+    role, role_unshared, trials, unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -454,19 +454,13 @@ fn a_refused_group_leaves_no_object() -> Outcome {
     dir.finish()
 }
 
-/// This process's address space now, in bytes.
-pub(crate) fn vm_size() -> Result<u64, String> {
-    let status = check!(std::fs::read_to_string("/proc/self/status"));
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or("no VmSize")?;
-    Ok(kib * 1024)
-}
-
-/// Sets RLIMIT_AS's soft limit (and, with `hard`, its hard one) to `limit` bytes.
-pub(crate) fn limit_address_space(limit: Option<u64>, hard: bool) -> Outcome {
+/// Sets RLIMIT_AS's soft limit (and, with `hard`, its hard one) to `room` bytes more than
+/// this process's address space now; `None` lifts it.
+pub(crate) fn limit_address_space(room: Option<u64>, hard: bool) -> Outcome {
+    let limit = match room {
+        Some(room) => Some(address_space(std::process::id())? + room),
+        None => None,
+    };
     let now = rustix::process::getrlimit(rustix::process::Resource::As);
     check!(rustix::process::setrlimit(
         rustix::process::Resource::As,
@@ -481,7 +475,7 @@ pub(crate) fn limit_address_space(limit: Option<u64>, hard: bool) -> Outcome {
 /// With RLIMIT_AS leaving no room for the ring's mapping, a channel's segment is created,
 /// sized and locked, and then cannot be mapped: the error says so, and the segment is gone.
 fn no_address_space(_: &[String]) -> Outcome {
-    limit_address_space(Some(vm_size()? + (32 << 20)), true)?;
+    limit_address_space(Some(32 << 20), true)?;
     let name = format!("/{}", unique_name("procom-exh"));
     let e = Receiver::bind(format!("shm:{name}?capacity=64MiB").as_str()).err();
     is_limit(
@@ -553,7 +547,7 @@ fn message_without_memory(_: &[String]) -> Outcome {
         "max_message",
     ];
     let mut buf = Vec::new();
-    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    limit_address_space(Some(16 << 20), false)?;
     let straight = [rx.recv_into(&mut buf).err(), rx.recv_into(&mut buf).err()];
     let buffered = rx.recv_timeout(STEP).err();
     let view = typed.recv_view::<&[u8]>().err();

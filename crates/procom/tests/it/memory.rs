@@ -11,9 +11,7 @@ use std::os::unix::net::UnixStream;
 use procom::{Budget, Options, Receiver};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
 
-use crate::exhaustion::{
-    is_limit, is_pattern, limit_address_space, pattern_at, vm_size, while_writing,
-};
+use crate::exhaustion::{is_limit, is_pattern, limit_address_space, pattern_at, while_writing};
 
 pub const ROLES: &[Role] = &[
     Role {
@@ -76,7 +74,7 @@ fn copy_without_memory(_: &[String]) -> Outcome {
     check!(started.recv());
     let words = ["no memory for the 67108864", "RLIMIT_AS", "max_message"];
     let mut buf = Vec::new();
-    limit_address_space(Some(vm_size()? + (96 << 20)), false)?;
+    limit_address_space(Some(96 << 20), false)?;
     let copied = rx.recv().err();
     let into = rx.recv_into(&mut buf).err();
     limit_address_space(None, false)?;
@@ -131,7 +129,7 @@ fn larger_than_expected(_: &[String]) -> Outcome {
         .chain(*b"\0\0\0\x05after")
         .collect();
     let words = ["no memory for the 67108864", "RLIMIT_AS", "max_message"];
-    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    limit_address_space(Some(16 << 20), false)?;
     let larger = rx.recv_into(&mut buf).err();
     let buffered = rx.recv_timeout(STEP).err();
     limit_address_space(None, false)?;
@@ -177,7 +175,7 @@ fn small_after_large(_: &[String]) -> Outcome {
     drop(buf);
     check!(w.write_all(b"\0\0\0\x05small"));
     let mut buf = Vec::new();
-    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    limit_address_space(Some(16 << 20), false)?;
     let small = rx.recv_into(&mut buf);
     limit_address_space(None, false)?;
     let n = check!(small);
@@ -215,7 +213,7 @@ fn budgeted(_: &[String]) -> Outcome {
         &opts,
     ));
     let words = ["no memory for the 671088", "RLIMIT_AS", "max_message"];
-    limit_address_space(Some(vm_size()? + (16 << 20)), false)?;
+    limit_address_space(Some(16 << 20), false)?;
     let first = typed.recv_view_timeout::<&[u8]>(STEP).err();
     let charged = budget.in_use();
     let again = typed.recv_view_timeout::<&[u8]>(STEP).err();
