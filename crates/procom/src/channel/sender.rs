@@ -403,8 +403,7 @@ impl Sender {
         self.check_size(len)
             .and_then(|()| match &mut self.flavor {
                 SenderFlavor::Stream(f) => f.send_streamed(len, wait, encode),
-                _ => Err(Error::new(ErrorKind::InvalidInput)
-                    .detail("only a length-prefixed stream carries a message piece by piece")),
+                _ => Err(crate::flavor::streamed::not_streamed()),
             })
             .map_err(|e| e.object_of(self.kind, &self.endpoint))
     }

@@ -98,6 +98,12 @@ impl Streamer<'_> {
     }
 }
 
+/// The refusal of a message piece by piece where the framing cannot carry one.
+pub(crate) fn not_streamed() -> Error {
+    Error::new(ErrorKind::InvalidInput)
+        .detail("only a length-prefixed stream carries a message piece by piece")
+}
+
 impl StreamSender {
     /// Whether [`StreamSender::send_streamed`] can carry messages: a length prefix is the one
     /// framing whose header a sender can write before it has the payload.
@@ -123,8 +129,7 @@ impl StreamSender {
             return self.send_framed(&[], wait); // says why it cannot
         }
         if !self.streams() {
-            return Err(Error::new(ErrorKind::InvalidInput)
-                .detail("only a length-prefixed stream carries a message piece by piece"));
+            return Err(not_streamed());
         }
         self.finish_unsent(wait)?;
         let header = framing::header(len, self.framing, self.max)?;
