@@ -426,10 +426,7 @@ impl StreamReceiver {
             }) => total - head.len(),
             _ => {
                 // The usual path decides, from the same bytes in the same order.
-                self.r.unread(&head);
-                self.r.unread(&buf[at..at + got]);
-                buf.clear();
-                self.r.expect = 0;
+                self.put_back(&head, buf, at..at + got);
                 return Ok(None);
             }
         };
@@ -438,12 +435,8 @@ impl StreamReceiver {
             buf.truncate(at + len);
         } else {
             if crate::stream::resize_zeroed(buf, at + len).is_err() {
-                // A larger message than expected, and no memory for it: what was read goes
-                // back in front of the stream, as it came.
-                self.r.unread(&head);
-                self.r.unread(&buf[at..at + got]);
-                buf.clear();
-                self.r.expect = 0;
+                // A larger message than expected, and no memory for it.
+                self.put_back(&head, buf, at..at + got);
                 return Err(Error::os("read from it", crate::stream::no_room(len)));
             }
             let read = self.r.read_rest(buf, at + got);
@@ -455,6 +448,15 @@ impl StreamReceiver {
             0
         };
         Ok(Some(at))
+    }
+
+    /// Puts a frame's `head` and the bytes of it read into `buf[body]` back in front of the
+    /// stream, as they came, and expects nothing: the usual path takes them next.
+    fn put_back(&mut self, head: &[u8], buf: &mut Vec<u8>, body: Range<usize>) {
+        self.r.unread(head);
+        self.r.unread(&buf[body]);
+        buf.clear();
+        self.r.expect = 0;
     }
 }
 
