@@ -173,34 +173,31 @@ fn into_reused(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> 
     Ok((rx, writer, e))
 }
 
-fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
-    let (mut rx, writer, e) = into_reused("cut")?;
+/// The script with `ending`, received with `recv_into`: the receive after the last group is
+/// `first` (the ending, `what`), and the one after that `Malformed` (the stream can no longer
+/// be framed).
+fn into_reused_ends_with(ending: &str, first: ErrorKind, what: &str) -> Outcome {
+    let (mut rx, writer, e) = into_reused(ending)?;
     writer.success(STEP)?;
-    ensure!(
-        e.kind() == ErrorKind::Malformed,
-        "a stream that ended inside a message gave {e}"
-    );
+    ensure!(e.kind() == first, "{what} gave {e}");
     let again = rx.recv_into(&mut Vec::new()).err().map(|e| e.kind());
     ensure!(
         again == Some(ErrorKind::Malformed),
-        "the receive after a cut message gave {again:?}"
+        "the receive after {what} gave {again:?}"
     );
     Ok(())
 }
 
+fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
+    into_reused_ends_with(
+        "cut",
+        ErrorKind::Malformed,
+        "a stream that ended inside a message",
+    )
+}
+
 fn recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit() -> Outcome {
-    let (mut rx, writer, e) = into_reused("oversize")?;
-    writer.success(STEP)?;
-    ensure!(
-        e.kind() == ErrorKind::TooLarge,
-        "a length over the limit gave {e}"
-    );
-    let again = rx.recv_into(&mut Vec::new()).err().map(|e| e.kind());
-    ensure!(
-        again == Some(ErrorKind::Malformed),
-        "the receive after a length over the limit gave {again:?}"
-    );
-    Ok(())
+    into_reused_ends_with("oversize", ErrorKind::TooLarge, "a length over the limit")
 }
 
 /// Typed byte strings received as views with no deadline (lent from the receiver's own
