@@ -481,19 +481,12 @@ fn a_budgeted_view_lies_in_charged_memory() -> Outcome {
         .budget(budget.clone());
     let mut rx =
         Receiver::<ByteBuf>::from_untyped(procom::Receiver::from_fd(b, "unix:pair", &opts));
-    let mut writer = check!(
-        std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#"head -c "$1" "$2"; read go; tail -c +"$(($1 + 1))" "$2""#,
-                "sh"
-            ])
-            .arg(first.to_string())
-            .arg(&file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(a)))
-            .spawn()
-    );
+    let mut writer = sh_writer(
+        r#"head -c "$1" "$2"; read go; tail -c +"$(($1 + 1))" "$2""#,
+        &[first.to_string().as_ref(), file.as_os_str()],
+        a,
+        false,
+    )?;
     let view: &Bytes = check!(rx.recv_view_timeout(STEP));
     ensure!(
         view.len() == N && view.iter().all(|&x| x == b'a'),
@@ -547,19 +540,12 @@ fn a_large_view_whose_header_came_in_pieces_lies_half_a_page_in() -> Outcome {
     let opts = Options::default().max_message(1 << 20);
     let mut rx =
         Receiver::<ByteBuf>::from_untyped(procom::Receiver::from_fd(b, "unix:pair", &opts));
-    let mut writer = check!(
-        std::process::Command::new("sh")
-            .args([
-                "-c",
-                r#"head -c 2 "$1"; echo written >&2; read go; tail -c +3 "$1""#,
-                "sh"
-            ])
-            .arg(&file)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(a)))
-            .stderr(Stdio::piped())
-            .spawn()
-    );
+    let mut writer = sh_writer(
+        r#"head -c 2 "$1"; echo written >&2; read go; tail -c +3 "$1""#,
+        &[file.as_os_str()],
+        a,
+        true,
+    )?;
     let mut go = writer.stdin.take().ok_or("no stdin for the writer")?;
     let written = writer.stderr.take().ok_or("no stderr for the writer")?;
     // Lets the writer go on once the header's first two bytes are in the socket and the
@@ -593,4 +579,24 @@ fn a_large_view_whose_header_came_in_pieces_lies_half_a_page_in() -> Outcome {
     ensure!(check!(writer.wait()).success(), "the writer failed");
     check!(std::fs::remove_file(&file));
     scratch.finish()
+}
+
+/// `sh -c script sh args...` writing to `out` (one end of a socket pair), with its standard
+/// input a pipe the test lets it go on through, and (with `report`) its standard error a pipe
+/// it says how far it got on.
+fn sh_writer(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    out: std::os::unix::net::UnixStream,
+    report: bool,
+) -> Result<std::process::Child, String> {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", script, "sh"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(out)));
+    if report {
+        cmd.stderr(Stdio::piped());
+    }
+    Ok(check!(cmd.spawn()))
 }
