@@ -83,10 +83,7 @@ impl Link for AsyncLink {
 
 /// Whether `--async` measures `m` (every channel; not the hand-offs, nor the typed rows).
 pub fn has_async(m: Mechanism) -> bool {
-    !matches!(
-        m,
-        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped | Mechanism::UnixPacketTyped
-    )
+    !m.is_typed() && !matches!(m, Mechanism::Sem | Mechanism::Signal)
 }
 
 /// Runs blocking scenario `s` with its async counterpart in turns beside it: a second peer

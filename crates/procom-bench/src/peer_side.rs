@@ -68,7 +68,7 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         let tx = Sender::connect_with(b2a.as_str(), &opts)?;
         (rx, tx)
     };
-    if mech == "unix-typed" || mech == "unixpacket-typed" {
+    if Mechanism::parse(mech).is_some_and(Mechanism::is_typed) {
         let mut link = TypedLink {
             tx: procom::typed::Sender::from_untyped(tx),
             rx: procom::typed::Receiver::from_untyped(rx),

@@ -14,7 +14,8 @@
 //!   `send` and `recv` make.
 //! - **ipc-channel**: typed `IpcSender<ByteBuf>`/`IpcReceiver<ByteBuf>` (postcard over a Unix
 //!   socket), compared with procom's `unixpacket-typed` (postcard over a Unix sequenced-packet socket,
-//!   as ipc-channel's own). procom sends a view of the payload and receives views (see
+//!   as ipc-channel's own), and also with `shm-typed` (procom's typed channel over shared
+//!   memory) from the same run. procom sends a view of the payload and receives views (see
 //!   `TypedLink`); ipc-channel, whose API takes and gives only owned values, a `ByteBuf`.
 //! - **interprocess**: a local socket stream (a Unix stream socket) carrying the same 4-byte
 //!   big-endian length prefix procom's `unix` writes, so that messages keep their boundaries.
@@ -80,13 +81,23 @@ impl Peer {
         }
     }
 
-    /// The procom row this peer is compared with.
+    /// The procom row this peer is measured in turns with, and compared with.
     pub fn counterpart(self) -> (&'static str, Mode) {
         match self {
             Peer::Iceoryx2 => ("shm", Mode::Spin),
             Peer::Iceoryx2Block => ("shm", Mode::Block),
             Peer::IpcChannel => ("unixpacket-typed", Mode::Block),
             Peer::Interprocess => ("unix", Mode::Block),
+        }
+    }
+
+    /// A procom row this peer's rows are compared with too, in the same run but not in turns
+    /// with it: ipc-channel's typed channel against procom's typed channel over shared memory,
+    /// the other local typed channel procom offers.
+    pub fn also_compared(self) -> Option<(&'static str, Mode)> {
+        match self {
+            Peer::IpcChannel => Some(("shm-typed", Mode::Block)),
+            Peer::Iceoryx2 | Peer::Iceoryx2Block | Peer::Interprocess => None,
         }
     }
 }

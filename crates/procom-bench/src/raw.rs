@@ -259,12 +259,8 @@ fn accept_nodelay(l: &std::net::TcpListener) -> Result<OwnedFd, Error> {
 /// The raw ping-pong for a kernel mechanism: the payload sent and read back with the plain
 /// system calls, in the same topology as procom's channel (one object each way), nothing else.
 pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawSide, Error> {
-    // A typed channel runs over a Unix socket pair: its raw baseline is that pair's.
-    let mech = match s.mechanism {
-        Mechanism::UnixTyped => Mechanism::Unix,
-        Mechanism::UnixPacketTyped => Mechanism::UnixPacket,
-        m => m,
-    };
+    // A typed channel's raw baseline is its carrier's.
+    let mech = s.mechanism.carrier();
     let raw = match (mech, s.mode) {
         (Mechanism::Shm, Mode::Block) => "raw-shm-block".to_string(),
         _ => format!("raw-{}", mech.name()),

@@ -18,6 +18,9 @@ pub enum Mechanism {
     Fifo,
     /// Two shared-memory ring channels.
     Shm,
+    /// Two shared-memory ring channels carrying typed messages (`procom::typed`, postcard):
+    /// the typed channel over `shm:` endpoints.
+    ShmTyped,
     /// A Unix stream socket pair.
     Unix,
     /// A Unix stream socket pair carrying typed messages (`procom::typed`, postcard): the
@@ -46,8 +49,9 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, in table order.
-    pub const ALL: [Mechanism; 14] = [
+    pub const ALL: [Mechanism; 15] = [
         Mechanism::Shm,
+        Mechanism::ShmTyped,
         Mechanism::Unix,
         Mechanism::UnixTyped,
         Mechanism::UnixGram,
@@ -69,6 +73,7 @@ impl Mechanism {
             Mechanism::Pipe => "pipe",
             Mechanism::Fifo => "fifo",
             Mechanism::Shm => "shm",
+            Mechanism::ShmTyped => "shm-typed",
             Mechanism::Unix => "unix",
             Mechanism::UnixTyped => "unix-typed",
             Mechanism::UnixGram => "unixgram",
@@ -83,16 +88,30 @@ impl Mechanism {
         }
     }
 
+    /// Whether the payload travels as a typed message (`procom::typed`).
+    pub fn is_typed(self) -> bool {
+        self.carrier() != self
+    }
+
+    /// The byte channel a typed mechanism rides on (itself for the others): its wiring, its
+    /// limits and its raw baseline are that channel's.
+    pub fn carrier(self) -> Mechanism {
+        match self {
+            Mechanism::ShmTyped => Mechanism::Shm,
+            Mechanism::UnixTyped => Mechanism::Unix,
+            Mechanism::UnixPacketTyped => Mechanism::UnixPacket,
+            m => m,
+        }
+    }
+
     /// Whether the mechanism carries `size`-byte messages, and why not.
     pub fn supports(self, size: usize) -> Result<(), &'static str> {
-        match self {
+        match self.carrier() {
             Mechanism::Udp if size > 4096 => {
                 Err("over one UDP datagram (65,507 bytes, less procom's 16-byte header)")
             }
             Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
-            Mechanism::UnixPacket | Mechanism::UnixPacketTyped
-                if size >= procom::socket::packet_limit() =>
-            {
+            Mechanism::UnixPacket if size >= procom::socket::packet_limit() => {
                 Err("over one packet here (twice net.core.wmem_max, at most 4 MiB)")
             }
             Mechanism::Mq if size as i64 > procom::mq::limits().msgsize_max => {
@@ -114,12 +133,10 @@ impl Mechanism {
     /// Whether the peer binds its own receiving end (named kernel objects and sockets).
     pub(crate) fn peer_binds(self) -> bool {
         !matches!(
-            self,
+            self.carrier(),
             Mechanism::Pipe
                 | Mechanism::Unix
-                | Mechanism::UnixTyped
                 | Mechanism::UnixPacket
-                | Mechanism::UnixPacketTyped
                 | Mechanism::Fifo
                 | Mechanism::Sem
                 | Mechanism::Signal

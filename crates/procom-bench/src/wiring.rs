@@ -27,8 +27,15 @@ pub(crate) struct Wired {
 
 pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options();
-    let mut w = match s.mechanism {
-        Mechanism::Sem | Mechanism::Signal | Mechanism::UnixTyped | Mechanism::UnixPacketTyped => {
+    if s.mechanism.is_typed() && s.mechanism.carrier() != Mechanism::Shm {
+        return Err(bench_error("not wired here"));
+    }
+    let mut w = match s.mechanism.carrier() {
+        Mechanism::Sem
+        | Mechanism::Signal
+        | Mechanism::ShmTyped
+        | Mechanism::UnixTyped
+        | Mechanism::UnixPacketTyped => {
             return Err(bench_error("not wired here"));
         }
         Mechanism::Pipe => {
@@ -106,8 +113,7 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             let mut child = spawn(cmd)?;
             // The peer binds its receiver and says where (`at ENDPOINT`) over ours, then ready.
-            let wait = Duration::from_secs(10);
-            let tx = match rx.recv_timeout(wait) {
+            let tx = match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(m) => match std::str::from_utf8(&m)
                     .ok()
                     .and_then(|m| m.strip_prefix("at "))
@@ -116,12 +122,7 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
                     None => Err(bench_error("the peer did not say where it listens")),
                 },
                 Err(e) => Err(e),
-            }
-            .and_then(|tx| match rx.recv_timeout(wait) {
-                Ok(m) if m == b"ready" => Ok(tx),
-                Ok(_) => Err(bench_error("the peer did not say ready")),
-                Err(e) => Err(e),
-            });
+            };
             let tx = match tx {
                 Ok(tx) => tx,
                 Err(e) => {
@@ -130,18 +131,24 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
                     return Err(e);
                 }
             };
-            return Ok(Wired {
+            Wired {
                 link: ProcomLink::new(tx, rx),
                 child,
                 _cleanup: None,
                 _cleanup2: None,
-            });
+            }
         }
     };
-    let ready = w.link.recv_control(Duration::from_secs(10))?;
-    if ready != b"ready" {
-        let _ = w.child.kill();
-        return Err(bench_error("the peer did not say ready"));
+    // A typed peer says it is ready in its own encoding: its caller reads that.
+    if !s.mechanism.is_typed() {
+        let ready = w.link.recv_control(Duration::from_secs(10));
+        if !matches!(&ready, Ok(m) if m == b"ready") {
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+            return Err(ready
+                .err()
+                .unwrap_or_else(|| bench_error("the peer did not say ready")));
+        }
     }
     Ok(w)
 }
@@ -149,7 +156,7 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
 /// The two endpoints (peer's receiver, ours) for a mechanism whose receivers bind.
 fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Error> {
     let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
-    Ok(match s.mechanism {
+    Ok(match s.mechanism.carrier() {
         Mechanism::Shm => (
             format!(
                 "shm:{}?capacity=4MiB{}",
@@ -219,8 +226,19 @@ pub(crate) fn run_beside(
         unix_typed(exe, s, raw.as_mut(), peer)?
     } else {
         let mut w = wire(exe, scratch, s)?;
-        let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut(), peer);
-        drop(w.link);
+        let name = s.mechanism.name();
+        let result = if s.mechanism.is_typed() {
+            let (tx, rx) = w.link.into_ends();
+            let mut link = TypedLink {
+                tx: procom::typed::Sender::from_untyped(tx),
+                rx: procom::typed::Receiver::from_untyped(rx),
+            };
+            ready_then_measure(&mut link, s, raw.as_mut(), peer)
+        } else {
+            let result = measure(&mut w.link, s, name, raw.as_mut(), peer);
+            drop(w.link);
+            result
+        };
         // On failure the peer is killed: a datagram peer would otherwise wait for ever.
         finish(child_result(&mut w.child, result.is_err()), result)?
     };
@@ -249,11 +267,21 @@ fn unix_typed(
         tx: procom::typed::Sender::from_untyped(Sender::from_fd(tx, "unix socketpair", &opts)),
         rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(rx, "unix socketpair", &opts)),
     };
-    let result = match link.recv_control(Duration::from_secs(10)) {
-        Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw, peer),
-        Ok(_) => Err(bench_error("the peer did not say ready")),
-        Err(e) => Err(e),
-    };
+    let result = ready_then_measure(&mut link, s, raw, peer);
     drop(link);
     finish(child_result(&mut child, result.is_err()), result)
+}
+
+/// Waits for a typed peer to say it is ready, then measures scenario `s` over `link`.
+fn ready_then_measure(
+    link: &mut TypedLink,
+    s: &Scenario,
+    raw: Option<&mut RawSide>,
+    peer: Beside<'_>,
+) -> Result<(Measurement, Option<Measurement>), Error> {
+    match link.recv_control(Duration::from_secs(10)) {
+        Ok(m) if m == b"ready" => measure(link, s, s.mechanism.name(), raw, peer),
+        Ok(_) => Err(bench_error("the peer did not say ready")),
+        Err(e) => Err(e),
+    }
 }

@@ -313,7 +313,7 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Only these mechanisms (shm, unix, unix-typed, unixgram, unixpacket, unixpacket-typed, pipe, fifo, tcp, udp, mq, msg,
+    /// Only these mechanisms (shm, shm-typed, unix, unix-typed, unixgram, unixpacket, unixpacket-typed, pipe, fifo, tcp, udp, mq, msg,
     /// sem, signal) and, in a build with `--features peers`, peers (iceoryx2, iceoryx2-block,
     /// ipc-channel, interprocess); repeatable.
     #[arg(long, value_name = "NAME")]

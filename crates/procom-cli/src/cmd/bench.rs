@@ -319,7 +319,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     table(&report.results, &limits)?;
     async_ratios(&report.results)?;
     super::outln!(
-        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv); shm with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, or sleep on it with futex wait and wake, copy out); sem with sem_post/sem_wait on two POSIX semaphores; signal with sigqueue/sigtimedwait (the signal blocked, no handler); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
+        "\nraw p50: the same ping-pong as a plain loop of the mechanism's system calls (write/read, send/recv, mq_send/mq_receive, msgsnd/msgrcv) with no procom layer, in the same run; unix-typed is compared with the raw Unix socket pair, unixpacket-typed with the raw sequenced-packet pair (send/recv), shm-typed with shm's raw loop; shm with two mailboxes in one shared mapping (copy in, publish a sequence number; spin on it, or sleep on it with futex wait and wake, copy out); sem with sem_post/sem_wait on two POSIX semaphores; signal with sigqueue/sigtimedwait (the signal blocked, no handler); procom grows a pipe's or FIFO's buffer to hold a whole message (up to 1 MiB), where the raw loop keeps the default 64 KiB."
     )?;
     super::outln!(
         "typed rows: the payload travels as a serde_bytes::ByteBuf through procom's borrowing forms (the sender sends a view of its buffer, the echo side receives a view and sends it back, the initiator receives a view and reads its length); ipc-channel's API takes and gives only owned values, so its link makes a ByteBuf of the payload and receives one."
@@ -332,7 +332,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     }
     if !report.peers.is_empty() {
         super::outln!(
-            "\npeers, same run, same work (payload written and read, process to process), in alternating batches with the procom row they are compared with:"
+            "\npeers, same run, same work (payload written and read, process to process), in alternating batches with the procom row they are compared with (ipc-channel's rows are compared with shm-typed's too, from the same run but not in turns):"
         )?;
         table(&report.peers, &limits)?;
         compare(&report)?;
@@ -425,44 +425,54 @@ fn compare(report: &Report) -> anyhow::Result<()> {
     super::outln!(
         "\nprocom vs peers (procom ÷ peer; p50 below 1 and msgs/s above 1 favour procom):"
     )?;
-    for p in &report.peers {
-        let Some((mech, mode)) = counterpart(&p.mechanism) else {
-            continue;
-        };
-        let Some(r) = report
-            .results
-            .iter()
-            .find(|r| r.mechanism == mech && r.mode == mode && r.size == p.size)
-        else {
-            continue;
-        };
-        let (Some(ours), Some(theirs)) = (r.msgs_per_s, p.msgs_per_s) else {
-            continue;
-        };
-        super::outln!(
-            "  {mech} {mode} vs {} {} at {}: p50 {} vs {} ({:.2}x), msgs/s {:.0} vs {:.0} ({:.2}x)",
-            p.mechanism,
-            p.mode,
-            size(p.size),
-            ns(r.p50_ns),
-            ns(p.p50_ns),
-            r.p50_ns / p.p50_ns,
-            ours,
-            theirs,
-            ours / theirs
-        )?;
+    // The rows measured in turns first, then those compared from the same run.
+    for also in [false, true] {
+        for p in &report.peers {
+            let Some((mech, mode)) = compared_with(&p.mechanism, also) else {
+                continue;
+            };
+            let Some(r) = report
+                .results
+                .iter()
+                .find(|r| r.mechanism == mech && r.mode == mode && r.size == p.size)
+            else {
+                continue;
+            };
+            let (Some(ours), Some(theirs)) = (r.msgs_per_s, p.msgs_per_s) else {
+                continue;
+            };
+            super::outln!(
+                "  {mech} {mode} vs {} {} at {}: p50 {} vs {} ({:.2}x), msgs/s {:.0} vs {:.0} ({:.2}x)",
+                p.mechanism,
+                p.mode,
+                size(p.size),
+                ns(r.p50_ns),
+                ns(p.p50_ns),
+                r.p50_ns / p.p50_ns,
+                ours,
+                theirs,
+                ours / theirs
+            )?;
+        }
     }
     Ok(())
 }
 
+/// The procom row the peer `name` is compared with: its counterpart, or (`also`) the row it
+/// is compared with from the same run, not in turns.
 #[cfg(feature = "peers")]
-fn counterpart(name: &str) -> Option<(&'static str, &'static str)> {
-    let (m, mode) = Peer::parse(name)?.counterpart();
+fn compared_with(name: &str, also: bool) -> Option<(&'static str, &'static str)> {
+    let peer = Peer::parse(name)?;
+    let (m, mode) = if also {
+        peer.also_compared()?
+    } else {
+        peer.counterpart()
+    };
     Some((m, mode.name()))
 }
 
 #[cfg(not(feature = "peers"))]
-fn counterpart(_: &str) -> Option<(&'static str, &'static str)> {
+fn compared_with(_: &str, _: bool) -> Option<(&'static str, &'static str)> {
     None
 }
 

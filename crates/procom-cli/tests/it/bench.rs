@@ -34,8 +34,8 @@ fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
 }
 
 /// Every row carries the raw loop of the same run: each kernel mechanism's system calls, the
-/// mailboxes for shared memory (spun on, or slept on with a futex), sem_post/sem_wait for
-/// semaphores and sigqueue/sigtimedwait for signals.
+/// mailboxes for shared memory (spun on, or slept on with a futex; typed too), sem_post/sem_wait
+/// for semaphores and sigqueue/sigtimedwait for signals.
 fn every_mechanism_has_a_raw_baseline() -> Outcome {
     let names = [
         "tcp",
@@ -45,6 +45,7 @@ fn every_mechanism_has_a_raw_baseline() -> Outcome {
         "msg",
         "unix-typed",
         "shm",
+        "shm-typed",
         "sem",
         "signal",
     ];
