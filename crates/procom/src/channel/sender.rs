@@ -14,7 +14,7 @@ use crate::flavor::msg::MsgSender;
 use crate::flavor::packet::{PacketSender, is_packet_socket};
 use crate::flavor::shm::ShmSender;
 use crate::flavor::stream::StreamSender;
-use crate::flavor::streamed::Streamer;
+use crate::flavor::streamed::Pieces;
 use crate::flavor::{SendFlavor, Wait};
 use crate::kind::kind_of;
 use crate::mq::Queue;
@@ -386,23 +386,29 @@ impl Sender {
     }
 
     /// Whether [`Sender::send_streamed`] carries this channel's messages: a byte stream with
-    /// a length prefix.
+    /// a length prefix, or a shared-memory ring.
     pub(crate) fn streams(&self) -> bool {
-        matches!(&self.flavor, SenderFlavor::Stream(f) if f.streams())
+        match &self.flavor {
+            SenderFlavor::Stream(f) => f.streams(),
+            SenderFlavor::Shm(_) => true,
+            _ => false,
+        }
     }
 
-    /// Sends a `len`-byte message that `encode` hands over piece by piece, a large piece
-    /// going to the stream from where it lies (see `StreamSender::send_streamed`); only
-    /// where [`Sender::streams`], [`ErrorKind::InvalidInput`] elsewhere.
+    /// Sends a `len`-byte message that `encode` hands over piece by piece: a large piece
+    /// goes to the stream from where it lies (see `StreamSender::send_streamed`), every piece
+    /// straight to its place in a shared-memory ring (`ShmSender::send_streamed`); only where
+    /// [`Sender::streams`], [`ErrorKind::InvalidInput`] elsewhere.
     pub(crate) fn send_streamed(
         &mut self,
         len: usize,
         wait: Wait,
-        encode: &mut dyn FnMut(&mut Streamer<'_>) -> Result<(), Error>,
+        encode: &mut dyn FnMut(&mut dyn Pieces) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.check_size(len)
             .and_then(|()| match &mut self.flavor {
-                SenderFlavor::Stream(f) => f.send_streamed(len, wait, encode),
+                SenderFlavor::Stream(f) => f.send_streamed(len, wait, &mut |out| encode(out)),
+                SenderFlavor::Shm(f) => f.send_streamed(len, wait, encode),
                 _ => Err(crate::flavor::streamed::not_streamed()),
             })
             .map_err(|e| e.object_of(self.kind, &self.endpoint))

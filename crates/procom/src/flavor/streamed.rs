@@ -1,7 +1,9 @@
-//! The byte-stream flavor's piece-by-piece send ([`StreamSender::send_streamed`]): a
-//! length-prefixed message whose encoder hands its bytes over as it makes them, small pieces
-//! gathered and large ones written to the stream from where they lie, so a large payload is
-//! never copied in this process. (Typed channels send large values this way.)
+//! The piece-by-piece send ([`Pieces`]): a message whose encoder hands its bytes over as it
+//! makes them. On a length-prefixed byte stream ([`StreamSender::send_streamed`]) small pieces
+//! are gathered and large ones written to the stream from where they lie; in a shared-memory
+//! ring each piece is copied straight to its place in the reserved record. Either way a large
+//! payload is copied once, by the kernel or into the ring. (Typed channels send large values
+//! this way.)
 
 use crate::error::{Error, ErrorKind};
 use crate::flavor::Wait;
@@ -14,6 +16,13 @@ const STREAMED_PIECE: usize = 4096;
 
 /// The most bytes a streamed message gathers before it writes them.
 const STREAMED_GATHER: usize = 64 << 10;
+
+/// Where a piece-by-piece send's encoder puts a message's bytes, in order.
+pub(crate) trait Pieces {
+    /// Adds the next bytes of the message. Fails, taking nothing of `bytes`, when they would
+    /// run past the announced length.
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Error>;
+}
 
 /// Where [`StreamSender::send_streamed`]'s encoder puts a message's bytes, in order
 /// ([`Streamer::put`]).
@@ -32,11 +41,11 @@ pub(crate) struct Streamer<'s> {
     failed: bool,
 }
 
-impl Streamer<'_> {
+impl Pieces for Streamer<'_> {
     /// Adds the next bytes of the message: a large piece is written at once, straight from
     /// `bytes`, with what was gathered before it; a small one is gathered. Fails, writing
     /// nothing of `bytes`, when they would run past the announced length.
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.failed {
             return Err(Error::new(ErrorKind::Io)
                 .detail("a write of this message failed earlier; nothing more of it is sent"));
@@ -55,7 +64,9 @@ impl Streamer<'_> {
         }
         Ok(())
     }
+}
 
+impl Streamer<'_> {
     /// Writes the bytes gathered so far and then `piece`, the next bytes of the frame, in one
     /// `writev`, as the sender's wait says; the gathering buffer is left empty (and kept).
     /// (A failure is turned into the sender being poisoned by
@@ -84,11 +95,7 @@ impl Streamer<'_> {
     /// length; the stream can no longer be framed once any of the message went out (the
     /// sender is poisoned by [`StreamSender::send_streamed`]).
     fn mismatch(&self, got: usize) -> Error {
-        let mut why = format!(
-            "the value encoded to {} bytes when measured and to {}{got} bytes when sent (its Serialize is not deterministic)",
-            self.len,
-            if got > self.len { "at least " } else { "" },
-        );
+        let mut why = mismatch_why(self.len, got);
         if self.written > 0 {
             why.push_str(
                 "; part of the message was already written, so this sender can no longer be used and its receiver reports the message as malformed",
@@ -98,10 +105,19 @@ impl Streamer<'_> {
     }
 }
 
+/// Why a value that measured `len` bytes and encoded to `got` when sent was refused.
+pub(crate) fn mismatch_why(len: usize, got: usize) -> String {
+    format!(
+        "the value encoded to {len} bytes when measured and to {}{got} bytes when sent (its Serialize is not deterministic)",
+        if got > len { "at least " } else { "" },
+    )
+}
+
 /// The refusal of a message piece by piece where the framing cannot carry one.
 pub(crate) fn not_streamed() -> Error {
-    Error::new(ErrorKind::InvalidInput)
-        .detail("only a length-prefixed stream carries a message piece by piece")
+    Error::new(ErrorKind::InvalidInput).detail(
+        "only a length-prefixed stream or a shared-memory ring carries a message piece by piece",
+    )
 }
 
 impl StreamSender {

@@ -1,5 +1,5 @@
 //! [`Sender`]: encodes values (owned, borrowed, or a view that encodes as one) and sends them,
-//! a large one over a byte stream piece by piece.
+//! a large one piece by piece over a byte stream or into a shared-memory ring.
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::channel::{self, Options, ToEndpoint};
 use crate::error::{Error, ErrorKind, SendError};
-use crate::flavor::streamed::Streamer;
+use crate::flavor::streamed::Pieces;
 use crate::wait::Wait;
 
 /// Sends values of `T`.
@@ -20,17 +20,19 @@ use crate::wait::Wait;
 /// a `T`: one that does not reaches the receiver as a message that does not decode,
 /// [`ErrorKind::Malformed`], or decodes as another value.)
 ///
-/// How a value travels: encoded into a buffer the sender keeps and sent in one call; or, over
-/// a byte stream with length framing (`unix:`, `tcp:`, pipes, FIFOs) when it encodes to at
-/// least 32 KiB, measured first and then written piece by piece: the frame's header and
-/// small pieces are gathered, and each large piece (a byte string or string of 4 KiB or more)
-/// goes to the stream from where it lies, with what was gathered before it, in one `writev`.
-/// A large payload is then never copied in this process.
+/// How a value travels: encoded into a buffer the sender keeps and sent in one call; or, when
+/// it encodes to at least 32 KiB, measured first and then encoded piece by piece where it
+/// goes. Over a byte stream with length framing (`unix:`, `tcp:`, pipes, FIFOs) the frame's
+/// header and small pieces are gathered, and each large piece (a byte string or string of 4
+/// KiB or more) goes to the stream from where it lies, with what was gathered before it, in
+/// one `writev`. Over shared memory (`shm:`) every piece is copied straight to its place in
+/// the ring. A large payload is then copied once, by the kernel or into the ring.
 ///
 /// A value is encoded twice on that path, so its `Serialize` must give the same bytes both
 /// times (every derived and standard implementation does). One whose second encoding differs
-/// in length fails with [`ErrorKind::InvalidInput`]: if the difference shows before anything
-/// was written, nothing was, and the sender stays usable; otherwise the sender is left
+/// in length fails with [`ErrorKind::InvalidInput`]: in a shared-memory ring nothing of it is
+/// ever published, and the sender stays usable; on a byte stream, if the difference shows
+/// before anything was written, nothing was, and the sender stays usable; otherwise it is left
 /// unusable, as after a deadline that passed mid-message (every later send fails with
 /// [`ErrorKind::Io`]), and its receiver reports the unfinished message as
 /// [`ErrorKind::Malformed`] once the sender is closed (or, where the frame was completed
@@ -42,7 +44,7 @@ pub struct Sender<T> {
     _t: PhantomData<fn(T)>,
 }
 
-/// A value encoding to at least this many bytes goes over a byte stream piece by piece.
+/// A value encoding to at least this many bytes goes piece by piece (see [`Sender`]).
 const STREAMED_MIN: usize = 32 << 10;
 
 /// The largest encoding buffer a sender keeps between sends (one rare huge value must not pin
@@ -189,7 +191,7 @@ impl<T: Serialize> Sender<T> {
 }
 
 impl<T> Sender<T> {
-    /// Encodes `value` and sends it as `wait` says: piece by piece over a byte stream when it
+    /// Encodes `value` and sends it as `wait` says: piece by piece where it goes when it
     /// is large, else from the kept buffer in one call.
     fn send_encoded<V: Serialize + ?Sized>(&mut self, value: &V, wait: Wait) -> Result<(), Error> {
         if self.inner.streams() {
@@ -245,10 +247,10 @@ pub(crate) fn encode_error(e: postcard::Error) -> Error {
     Error::new(ErrorKind::InvalidInput).detail(format!("could not encode the value: {e}"))
 }
 
-/// postcard's output on a byte stream: every piece goes to [`Streamer::put`]; the first error
+/// postcard's output piece by piece: every piece goes to [`Pieces::put`]; the first error
 /// is kept for the caller (postcard's own errors cannot carry it).
 struct ToStream<'a, 's> {
-    out: &'a mut Streamer<'s>,
+    out: &'a mut (dyn Pieces + 's),
     failed: &'a mut Option<Error>,
 }
 

@@ -14,6 +14,7 @@ use super::{
     validate, wake, wake_receiver, word,
 };
 use crate::error::{Error, ErrorKind};
+use crate::flavor::streamed::{Pieces, mismatch_why};
 use crate::flavor::{SendFlavor, Wait};
 use crate::shm::{Mapping, Segment};
 
@@ -168,12 +169,13 @@ impl ShmSender {
         e
     }
 
-    /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits.
+    /// Reserves `len` bytes in the ring, lets `fill` write them in place, and commits; if
+    /// `fill` fails, nothing is published and its error is returned.
     fn send_in_ring(
         &mut self,
         len: usize,
         wait: Wait,
-        fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>),
+        fill: impl FnOnce(&mut procom_ring::Slot<'_, MappedRing>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         // The deadline is read only once the first attempt found nothing to do.
         let is_try = wait.is_try();
@@ -215,7 +217,9 @@ impl ShmSender {
             match self.producer.reserve(len) {
                 Ok(mut slot) => {
                     if let Some(f) = fill.take() {
-                        f(&mut slot);
+                        // A reserved record that is not committed was never published: the
+                        // ring is as it was.
+                        f(&mut slot)?;
                     }
                     slot.commit(); // publishes tail (Release)
                     // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot
@@ -343,14 +347,63 @@ impl Drop for ShmSender {
     }
 }
 
+impl ShmSender {
+    /// Sends one `len`-byte message that `encode` hands over piece by piece, each piece copied
+    /// straight to its place in the reserved record (no buffer in between). If `encode` fails,
+    /// or puts another number of bytes than `len`, nothing is published and the sender stays
+    /// usable.
+    pub(crate) fn send_streamed(
+        &mut self,
+        len: usize,
+        wait: Wait,
+        encode: &mut dyn FnMut(&mut dyn Pieces) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.send_in_ring(len, wait, |slot| {
+            let mut out = InRing { slot, put: 0 };
+            encode(&mut out)?;
+            if out.put != len {
+                return Err(Error::new(ErrorKind::InvalidInput).detail(mismatch_why(len, out.put)));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A reserved record filled piece by piece ([`ShmSender::send_streamed`]).
+struct InRing<'a, 'r> {
+    slot: &'a mut procom_ring::Slot<'r, MappedRing>,
+    /// Payload bytes put so far.
+    put: usize,
+}
+
+impl Pieces for InRing<'_, '_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let after = self.put.saturating_add(bytes.len());
+        if after > self.slot.len() {
+            return Err(
+                Error::new(ErrorKind::InvalidInput).detail(mismatch_why(self.slot.len(), after))
+            );
+        }
+        self.slot.write(self.put, bytes);
+        self.put = after;
+        Ok(())
+    }
+}
+
 impl SendFlavor for ShmSender {
     fn send(&mut self, msg: &[u8], wait: Wait) -> Result<(), Error> {
-        self.send_in_ring(msg.len(), wait, |slot| slot.write(0, msg))
+        self.send_in_ring(msg.len(), wait, |slot| {
+            slot.write(0, msg);
+            Ok(())
+        })
     }
 
     /// Straight into the ring: the zero-copy path.
     fn send_with(&mut self, len: usize, fill: &mut dyn FnMut(&[AtomicU8])) -> Result<(), Error> {
-        self.send_in_ring(len, Wait::Forever, |slot| fill(slot.as_atomic_bytes()))
+        self.send_in_ring(len, Wait::Forever, |slot| {
+            fill(slot.as_atomic_bytes());
+            Ok(())
+        })
     }
 
     fn set_max(&mut self, max: usize) {
