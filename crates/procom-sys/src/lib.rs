@@ -7,6 +7,7 @@
 //! and System V semaphores ([`sem`]), POSIX and System V message queues ([`mq`], [`msg`]), and
 //! the peer credentials of a Unix socket ([`peercred`]), which rustix reads into a type that
 //! cannot hold the pid 0 the kernel may report.
+//! Byte locks held by an open file, not a process ([`ofd_lock`]), which rustix does not take.
 //! Group names ([`ids`]). Zeroed buffers whose allocation may fail ([`zeroed`]).
 //! Signals ([`signal`]): sending by pid, group, `sigqueue` or pidfd, and catching through a
 //! handler that only writes a record to a pipe.
@@ -23,6 +24,7 @@ pub mod ids;
 pub mod mapping;
 pub mod mq;
 pub mod msg;
+pub mod ofd_lock;
 pub mod peercred;
 pub mod sem;
 pub mod signal;

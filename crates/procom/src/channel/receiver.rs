@@ -232,6 +232,26 @@ impl Receiver {
         Receiver::any_fd(fd.into(), name.into(), ObjectKind::Descriptor, opts)
     }
 
+    /// The receiving end of an anonymous shared-memory channel (see [`crate::shm::channel`]).
+    pub(crate) fn shm_anonymous(rx: ShmReceiver) -> Receiver {
+        Receiver {
+            endpoint: crate::shm::ANONYMOUS.to_string(),
+            kind: ObjectKind::ShmChannel,
+            flavor: ReceiverFlavor::Shm(rx),
+        }
+    }
+
+    /// Attaches the receiving end of an anonymous shared-memory channel that was handed over
+    /// as `fd` (the descriptor [`Receiver::into_fd`] gave in another process, or this one; see
+    /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the sending
+    /// end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses the end
+    /// already; [`ErrorKind::PeerGone`] if the end was closed.
+    pub fn from_shm_fd(fd: impl Into<OwnedFd>, opts: &Options) -> Result<Receiver, Error> {
+        ShmReceiver::from_fd(fd.into(), opts.max_message, Duration::ZERO)
+            .map(Receiver::shm_anonymous)
+            .map_err(|e| e.object_of(ObjectKind::ShmChannel, crate::shm::ANONYMOUS))
+    }
+
     /// A sequenced-packet receiver over the connected socket `fd` for an object of `kind`.
     pub(crate) fn packet(
         fd: OwnedFd,
@@ -284,7 +304,11 @@ impl Receiver {
     }
 
     /// Gives up the receiver and returns its descriptor. Bytes it had read but not yet
-    /// delivered are lost; an object it owned is kept, no longer removed on drop.
+    /// delivered are lost; an object it owned is kept, no longer removed on drop. `None` for
+    /// mechanisms without one (a named shared-memory channel). The end of an anonymous
+    /// shared-memory channel ([`crate::shm::channel`]) is handed over whole, its messages
+    /// staying in the ring: another process (or this one) takes it up with
+    /// [`Receiver::from_shm_fd`].
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_recv!(self.flavor, f => f.into_fd())
     }

@@ -75,6 +75,27 @@ impl Sender {
         }
     }
 
+    /// The sending end of an anonymous shared-memory channel (see [`crate::shm::channel`]).
+    pub(crate) fn shm_anonymous(tx: ShmSender, opts: &Options) -> Sender {
+        Sender::with_flavor(
+            crate::shm::ANONYMOUS.to_string(),
+            ObjectKind::ShmChannel,
+            opts,
+            SenderFlavor::Shm(tx),
+        )
+    }
+
+    /// Attaches the sending end of an anonymous shared-memory channel that was handed over
+    /// as `fd` (the descriptor [`Sender::into_fd`] gave in another process, or this one; see
+    /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the
+    /// receiving end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses
+    /// the end already; [`ErrorKind::PeerGone`] if the end was closed.
+    pub fn from_shm_fd(fd: impl Into<OwnedFd>, opts: &Options) -> Result<Sender, Error> {
+        ShmSender::from_fd(fd.into(), opts.max_message, Duration::ZERO)
+            .map(|tx| Sender::shm_anonymous(tx, opts))
+            .map_err(|e| e.object_of(ObjectKind::ShmChannel, crate::shm::ANONYMOUS))
+    }
+
     /// A byte-stream sender over `fd` for an object of `kind`.
     pub(crate) fn stream(
         fd: OwnedFd,
@@ -250,8 +271,10 @@ impl Sender {
     }
 
     /// Gives up the sender and returns its descriptor (for example to hand it to a child);
-    /// `None` for mechanisms without one (shared memory). An object the sender owned is kept,
-    /// no longer removed on drop.
+    /// `None` for mechanisms without one (a named shared-memory channel). An object the sender
+    /// owned is kept, no longer removed on drop. The end of an anonymous shared-memory channel
+    /// ([`crate::shm::channel`]) is handed over whole: another process (or this one) takes it
+    /// up with [`Sender::from_shm_fd`].
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_send!(self.flavor, f => f.into_fd())
     }

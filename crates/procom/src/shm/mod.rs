@@ -29,6 +29,9 @@
 //! code. Structures procom itself keeps in a segment start with a [`Header`] that is validated
 //! on open.
 //!
+//! [`channel`] makes an anonymous channel: the ring of a `shm:` channel in a memfd, whose ends
+//! can be handed to other processes as descriptors.
+//!
 //! Named segments are created with mode 0600 whatever the umask, exclusively (an existing one
 //! is never adopted); the creator removes the name on drop unless told to [`Segment::keep`] it.
 //! /dev/shm is world-writable, so every open of a name refuses a symbolic link and anything
@@ -44,8 +47,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, SealFlags};
 
+use crate::channel::{Options, Receiver, Sender};
 use crate::endpoint::SysvKey;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, ObjectKind};
 
 mod names;
 mod region;
@@ -57,6 +61,48 @@ pub use region::{HEADER_SIZE, Header, TypedRegion};
 
 /// The mode named segments get unless asked otherwise.
 pub const DEFAULT_MODE: u32 = 0o600;
+
+/// What the ends of an anonymous channel ([`channel`]) say for their endpoint: it has no name.
+pub const ANONYMOUS: &str = "shm:(anonymous)";
+
+/// A new anonymous shared-memory channel: the ring of a `shm:` channel (the fastest way to
+/// move a message between two processes here) in a memfd that has no name anywhere, so no
+/// other process can find it, and nothing is left behind when its ends are gone.
+///
+/// The ring holds `capacity` bytes (rounded up to a power of two, at least 64; a message can
+/// be up to 16 bytes less), allocated and mapped at once up to 16 MiB (a ring's first lap
+/// through pages not yet there costs more than its copies), the rest of a larger one as it is
+/// first used.
+/// The receiver sleeps when the ring is empty (as a `shm:` endpoint without `?spin=`).
+///
+/// Both ends start in this process: use them in two threads, or hand either to another
+/// process as a descriptor with [`Sender::into_fd`] or [`Receiver::into_fd`] (inherited by a
+/// child, or sent over a Unix socket), where [`Sender::from_shm_fd`] or
+/// [`Receiver::from_shm_fd`] takes it up again. Each end watches the other through the
+/// kernel: an end handed to a process that exits or is killed, even before it used the end,
+/// is seen gone (the other side reports [`ErrorKind::PeerGone`] within 50 ms, once the
+/// messages already in the ring are read), and not while any process still holds its
+/// descriptor (close the parent's copy once the child has it, as with a pipe). An end that
+/// was closed (dropped) is not taken up again.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// let (mut tx, rx) = procom::shm::channel(1 << 20, &procom::Options::default())?;
+/// // Hand the receiving end over (here to this very process; a child would inherit it).
+/// let fd = rx.into_fd().expect("an anonymous end has a descriptor");
+/// let mut rx = procom::Receiver::from_shm_fd(fd, &procom::Options::default())?;
+/// tx.send(b"hello").map_err(|e| e.into_error())?;
+/// assert_eq!(rx.recv()?, b"hello");
+/// drop(tx);
+/// assert_eq!(rx.recv().unwrap_err().kind(), procom::ErrorKind::PeerGone);
+/// # Ok(()) }
+/// ```
+pub fn channel(capacity: u64, opts: &Options) -> Result<(Sender, Receiver), Error> {
+    let (tx, rx) =
+        crate::flavor::shm::anonymous(capacity, opts.max_message, std::time::Duration::ZERO)
+            .map_err(|e| e.object_of(ObjectKind::ShmChannel, ANONYMOUS))?;
+    Ok((Sender::shm_anonymous(tx, opts), Receiver::shm_anonymous(rx)))
+}
 
 /// Which kernel object backs a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

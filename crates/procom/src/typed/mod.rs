@@ -8,6 +8,8 @@
 //! For two local processes, [`pair`] picks the fastest kernel channel that carries every
 //! message the options allow: a Unix sequenced-packet pair (one system call per message, no
 //! framing) when a whole message fits in one packet here, else a Unix stream pair.
+//! [`shm_pair`] goes faster still over shared memory, with no system call for a message that
+//! finds its receiver awake.
 //!
 //! ```
 //! # fn main() -> Result<(), procom::Error> {
@@ -74,6 +76,43 @@ where
         Some(ends) => ends,
         None => crate::socket::pair(opts)?,
     };
+    Ok((
+        (Sender::from_untyped(tx_a), Receiver::from_untyped(rx_a)),
+        (Sender::from_untyped(tx_b), Receiver::from_untyped(rx_b)),
+    ))
+}
+
+/// A connected pair of local typed channels over shared memory: two anonymous channels
+/// ([`crate::shm::channel`]), one each way, each a ring of `capacity` bytes (a message encodes
+/// to at most 16 bytes less). The first end sends `A` and receives `B`, the second the
+/// reverse. Between two processes of one machine this streams the most messages a second of
+/// any typed channel here, an order of magnitude more than a socket pair at small sizes (see
+/// the benchmark's `shm-typed` rows), because a message that finds its receiver awake costs
+/// no system call; an empty receiver sleeps on a futex. What it costs: the memory of two rings
+/// (allocated at creation, up to 16 MiB each), no descriptor to poll ([`crate::Receiver::as_fd`] is `None`; the async
+/// forms work), and a peer that dies is noticed within 50 ms rather than at once.
+///
+/// Hand one end to a child as descriptors: [`Sender::into_untyped`] then
+/// [`crate::Sender::into_fd`] (and the same for the receiver); the child takes them up with
+/// [`crate::Sender::from_shm_fd`] and [`crate::Receiver::from_shm_fd`], then
+/// [`Sender::from_untyped`]. Either side sees the other gone ([`ErrorKind::PeerGone`]) when
+/// the process holding it exits or is killed, even before it took its end up.
+///
+/// ```
+/// # fn main() -> Result<(), procom::Error> {
+/// let opts = procom::Options::default();
+/// let ((mut tx, _), (_, mut rx)) = procom::typed::shm_pair::<String, u64>(1 << 20, &opts)?;
+/// tx.send_view("over shared memory")?;
+/// assert_eq!(rx.recv()?, "over shared memory");
+/// # Ok(()) }
+/// ```
+pub fn shm_pair<A, B>(capacity: u64, opts: &Options) -> Result<Ends<A, B>, Error>
+where
+    A: Serialize + DeserializeOwned,
+    B: Serialize + DeserializeOwned,
+{
+    let (tx_a, rx_b) = crate::shm::channel(capacity, opts)?;
+    let (tx_b, rx_a) = crate::shm::channel(capacity, opts)?;
     Ok((
         (Sender::from_untyped(tx_a), Receiver::from_untyped(rx_a)),
         (Sender::from_untyped(tx_b), Receiver::from_untyped(rx_b)),

@@ -44,6 +44,7 @@ mod removal;
 mod security;
 mod sem;
 mod shm;
+mod shm_anon;
 mod signal;
 mod signal_wait;
 mod soak;
@@ -62,6 +63,6 @@ mod sem_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, memory, mq, msg, packet, pipe,
-    removal, security, sem, shm, signal, signal_wait, socket, stream, typed;
+    removal, security, sem, shm, shm_anon, signal, signal_wait, socket, stream, typed;
     tokio: child_async, sem_async
 ];

@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 
 use procom_ring::{Consumer, Producer};
 
-use super::{Fixed, OFF_RECEIVER, RING_OFFSET, load_sender, load_state, ring, validate, word};
+use super::{
+    Fixed, OFF_FLAGS, OFF_RECEIVER, RING_OFFSET, load_sender, load_state, ring, validate, word,
+};
 use crate::shm::Mapping;
 
 /// Segments larger than this are checked on their first bytes only.
@@ -42,7 +44,8 @@ pub(crate) fn check_segment(bytes: &[u8]) {
     let fixed = Fixed {
         layout_size: map.len() as u64,
         capacity: capacity as u64,
-        receiver: word(&map, OFF_RECEIVER).load(Ordering::Relaxed),
+        receiver: Some(word(&map, OFF_RECEIVER).load(Ordering::Relaxed)),
+        flags: word(&map, OFF_FLAGS).load(Ordering::Relaxed),
     };
     if fixed.check(&map).is_ok() {
         assert!(load_state(&map, Ordering::Relaxed).is_ok());

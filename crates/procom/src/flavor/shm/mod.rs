@@ -66,10 +66,13 @@ use rustix::thread::futex;
 use crate::error::{Error, ErrorKind};
 use crate::shm::{Header, Mapping};
 
+mod anon;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod check;
 mod receiver;
 mod sender;
+
+pub(crate) use anon::channel as anonymous;
 
 pub(crate) use receiver::{Probe, ShmReceiver, probe, release, remove_stale};
 pub(crate) use sender::ShmSender;
@@ -88,6 +91,8 @@ const OFF_RX_WAITING: usize = 48;
 const OFF_TX_WAITING: usize = 52;
 const OFF_STATE: usize = 56;
 const RING_OFFSET: usize = 128;
+/// The flags word of an anonymous channel's segment (see `anon`); a named one's is 0.
+const FLAG_ANONYMOUS: u32 = 1;
 const STATE_RECEIVER_CLOSED: u32 = 1;
 const STATE_SENDER_CLOSED: u32 = 2;
 /// The largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit systems; `kernel.pid_max` can
@@ -111,11 +116,11 @@ fn me() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// A process we watch through a pidfd, so a recycled pid can never fool us.
+/// The other side of a channel, watched for its end: a process through a pidfd (so a recycled
+/// pid can never fool us), or, for an anonymous channel, the other end's byte lock.
 #[derive(Debug)]
 struct Watched {
-    pid: u32,
-    pidfd: Option<OwnedFd>,
+    target: Target,
     /// When `dead` was last asked of the kernel ([`coarse_now`]), and its answer: a busy
     /// sender or a spinning receiver asks at most every [`RECHECK`], not once per message.
     /// Nanoseconds of the coarse clock at that moment; 0: never. Relaxed: a cache read and
@@ -166,15 +171,63 @@ fn coarse_now() -> Duration {
     )
 }
 
+/// What a [`Watched`] watches.
+#[derive(Debug)]
+enum Target {
+    /// A process, by pid and (where one could be opened) pidfd.
+    Process { pid: u32, pidfd: Option<OwnedFd> },
+    /// The other end of an anonymous channel (see `anon`): alive while its open file holds the
+    /// lock on `byte`, as seen from our own open file of the segment, `ours`.
+    Lock { ours: OwnedFd, byte: u64 },
+}
+
 impl Watched {
     fn new(pid: u32) -> Watched {
         let pidfd =
             pid_of(pid).and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
+        Watched::of(Target::Process { pid, pidfd })
+    }
+
+    /// The other end of an anonymous channel, whose open file holds the lock on `byte`, seen
+    /// from our open file `ours` (which the watch keeps).
+    fn lock(ours: OwnedFd, byte: u64) -> Watched {
+        Watched::of(Target::Lock { ours, byte })
+    }
+
+    fn of(target: Target) -> Watched {
         Watched {
-            pid,
-            pidfd,
+            target,
             checked: AtomicU64::new(0),
             was_dead: AtomicBool::new(false),
+        }
+    }
+
+    /// A watch of nothing, left behind where a watch was taken apart.
+    fn nobody() -> Watched {
+        Watched::of(Target::Process {
+            pid: 0,
+            pidfd: None,
+        })
+    }
+
+    /// Whether this watches the other end of an anonymous channel.
+    fn is_lock(&self) -> bool {
+        matches!(self.target, Target::Lock { .. })
+    }
+
+    /// Our open file, for an anonymous channel's watch.
+    fn into_lock_fd(self) -> Option<OwnedFd> {
+        match self.target {
+            Target::Lock { ours, .. } => Some(ours),
+            Target::Process { .. } => None,
+        }
+    }
+
+    /// The pid watched, for a process.
+    fn pid(&self) -> Option<u32> {
+        match &self.target {
+            Target::Process { pid, .. } => Some(*pid),
+            Target::Lock { .. } => None,
         }
     }
 
@@ -206,20 +259,68 @@ impl Watched {
         Ok(dead)
     }
 
-    /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone).
+    /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone),
+    /// or the other end's open file was closed everywhere (its lock is gone).
     fn dead(&self) -> bool {
-        match &self.pidfd {
+        match &self.target {
             // No pidfd: only "no such process" means dead; another failure (EMFILE, a sandbox
             // refusing pidfd_open) must not make a live peer look gone.
-            None => pid_of(self.pid).is_none_or(|p| {
+            Target::Process { pid, pidfd: None } => pid_of(*pid).is_none_or(|p| {
                 rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
             }),
-            Some(fd) => {
+            Target::Process {
+                pidfd: Some(fd), ..
+            } => {
                 let mut fds = [PollFd::new(fd, PollFlags::IN)];
                 matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
             }
+            // A failure to ask must not make a live peer look gone either.
+            Target::Lock { ours, byte } => {
+                matches!(
+                    procom_sys::ofd_lock::byte_locked_elsewhere(ours, *byte),
+                    Ok(false)
+                )
+            }
         }
     }
+}
+
+/// Claims the pid slot at `off` (the `role` end's) for this process: free (0), or held by a
+/// process that died without letting go.
+fn claim_slot(map: &Mapping, off: usize, role: &str) -> Result<(), Error> {
+    let slot = word(map, off);
+    let mine = me();
+    loop {
+        match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(other) if pid_of(other).is_none() => {
+                return Err(header_corrupted(&format!(
+                    "its {role} pid is {other}, which is not a pid"
+                )));
+            }
+            // Our own pid: another end in this process already holds the slot (one producer
+            // and one consumer per ring), never a stale one.
+            Err(other) if other == mine || alive(other) => {
+                return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+                    "already has a {role} (pid {other}); a shared-memory channel has one {role} at a time"
+                )));
+            }
+            Err(other) => {
+                // The previous holder died without letting go: take its place.
+                if slot
+                    .compare_exchange(other, mine, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Lets go of the pid slot at `off` if this process holds it.
+fn release_slot(map: &Mapping, off: usize) {
+    let _ = word(map, off).compare_exchange(me(), 0, Ordering::AcqRel, Ordering::Relaxed);
 }
 
 fn alive(pid: u32) -> bool {
@@ -283,17 +384,22 @@ fn bad_sender(pid: u32) -> Error {
 struct Fixed {
     layout_size: u64,
     capacity: u64,
-    receiver: u32,
+    /// The receiver's pid, fixed at set-up; `None` for an anonymous channel, whose receiver
+    /// slot is claimed like the sender's (0, or the pid of the process using that end).
+    receiver: Option<u32>,
+    /// The flags word: 0, or [`FLAG_ANONYMOUS`].
+    flags: u32,
 }
 
 impl Fixed {
     fn check(&self, map: &Mapping) -> Result<(), Error> {
         let r = Ordering::Relaxed;
         let magic = map.load_u64(0, r).map(u64::to_ne_bytes);
+        let receiver = map.load_u32(OFF_RECEIVER, r);
         let fields = [
             ("magic", magic == Some(MAGIC)),
             ("version", map.load_u32(OFF_VERSION, r) == Some(VERSION)),
-            ("flags", map.load_u32(OFF_FLAGS, r) == Some(0)),
+            ("flags", map.load_u32(OFF_FLAGS, r) == Some(self.flags)),
             (
                 "layout size",
                 map.load_u64(OFF_LAYOUT, r) == Some(self.layout_size),
@@ -304,7 +410,10 @@ impl Fixed {
             ),
             (
                 "receiver pid",
-                map.load_u32(OFF_RECEIVER, r) == Some(self.receiver),
+                match self.receiver {
+                    Some(pid) => receiver == Some(pid),
+                    None => receiver.is_some_and(|p| p == 0 || pid_of(p).is_some()),
+                },
             ),
             (
                 "receiver-waiting flag",

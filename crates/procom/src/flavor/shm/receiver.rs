@@ -1,5 +1,6 @@
 //! The receiving side of the shm channel: creates and owns the segment, reclaims a stale one.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -7,18 +8,19 @@ use std::time::{Duration, Instant};
 use procom_ring::Consumer;
 use procom_sys::mapping::MappedRing;
 
+use super::anon::{self, Role};
 use super::{
     DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
     OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, SPIN_BURST,
     STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, VERSION, Watched, corrupted, load_sender,
-    load_state, me, ring, ring_error, spin_burst, validate, wake, wake_sender, word,
+    load_state, me, release_slot, ring, ring_error, spin_burst, validate, wake, wake_sender, word,
 };
 use crate::access::Access;
 use crate::error::{Error, ErrorKind};
 use crate::flavor::{RecvFlavor, Wait};
 use crate::shm::{Header, Mapping, Segment};
 
-fn capacity_for(requested: u64) -> Result<usize, Error> {
+pub(super) fn capacity_for(requested: u64) -> Result<usize, Error> {
     let c = requested
         .max(procom_ring::MIN_CAPACITY as u64)
         .checked_next_power_of_two();
@@ -69,15 +71,19 @@ fn reserve(segment: &Segment, len: u64) -> Result<(), Error> {
     }
 }
 
-/// The receiving side: creates and owns the segment.
+/// The receiving side: creates and owns the segment, or is one end of an anonymous channel.
 #[derive(Debug)]
 pub(crate) struct ShmReceiver {
     consumer: Consumer<MappedRing>,
     map: Arc<Mapping>,
-    /// Holds the owner's lock (an exclusive `flock`) until dropped.
-    segment: Segment,
+    /// A named channel's segment: holds the owner's lock (an exclusive `flock`) until dropped.
+    /// (An anonymous channel's open file is the sender's watch, `Target::Lock`.)
+    segment: Option<Segment>,
     fixed: Fixed,
+    /// The sender watched: by the pid in its slot (named), or by its lock (anonymous).
     sender: Option<Watched>,
+    /// Handed over (`into_fd`): dropping it then closes nothing.
+    handed_over: bool,
     spin: Duration,
     max: usize,
     broken: bool,
@@ -139,9 +145,10 @@ impl ShmReceiver {
         let fixed = Fixed {
             layout_size: len,
             capacity: cap as u64,
-            receiver: me(),
+            receiver: Some(me()),
+            flags: 0,
         };
-        word(&map, OFF_RECEIVER).store(fixed.receiver, Ordering::Relaxed);
+        word(&map, OFF_RECEIVER).store(me(), Ordering::Relaxed);
         procom_ring::init(&region);
         // Release: everything above is visible to whoever sees the version.
         word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
@@ -149,13 +156,45 @@ impl ShmReceiver {
         Ok(ShmReceiver {
             consumer,
             map,
-            segment,
+            segment: Some(segment),
             fixed,
             sender: None,
+            handed_over: false,
             spin,
             max,
             broken: false,
         })
+    }
+
+    /// The receiving end of an anonymous channel mapped at `map`, whose open file `ours` holds
+    /// the receiver's lock and whose pid slot this process holds.
+    pub(super) fn anonymous(
+        map: Arc<Mapping>,
+        ours: OwnedFd,
+        fixed: Fixed,
+        spin: Duration,
+        max: usize,
+    ) -> Result<ShmReceiver, Error> {
+        let consumer = Consumer::attach(ring(&map)?).map_err(ring_error)?;
+        Ok(ShmReceiver {
+            consumer,
+            map,
+            segment: None,
+            fixed,
+            sender: Some(Watched::lock(ours, Role::Receiver.peer_lock())),
+            handed_over: false,
+            spin,
+            max,
+            broken: false,
+        })
+    }
+
+    /// Attaches the receiving end of an anonymous channel handed over as `fd`.
+    pub(crate) fn from_fd(fd: OwnedFd, max: usize, spin: Duration) -> Result<ShmReceiver, Error> {
+        let (map, fixed) = anon::attach(&fd, Role::Receiver)?;
+        let claimed = Arc::clone(&map);
+        ShmReceiver::anonymous(map, fd, fixed, spin, max)
+            .inspect_err(|_| release_slot(&claimed, OFF_RECEIVER))
     }
 
     /// Whether the sender has gone: closed cleanly, or its process is dead. `Corrupted` if
@@ -163,14 +202,20 @@ impl ShmReceiver {
     /// kernel, on every `fresh` call, and before the sender is reported gone.
     fn sender_gone(&mut self, fresh: bool) -> Result<bool, Error> {
         let pid = load_sender(&self.map, Ordering::Acquire)?;
-        let gone = if pid == 0 {
+        let gone = if let Some(w) = self.sender.as_ref().filter(|w| w.is_lock()) {
+            // Anonymous: the sender's open file decides, whichever process holds it (its pid
+            // slot is 0 while it is handed over).
+            let (map, fixed) = (&self.map, self.fixed);
+            load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
+                || w.dead_within(fresh, || fixed.check(map))?
+        } else if pid == 0 {
             self.sender = None;
             if fresh {
                 self.fixed.check(&self.map)?;
             }
             load_state(&self.map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
         } else {
-            if self.sender.as_ref().is_none_or(|w| w.pid != pid) {
+            if self.sender.as_ref().is_none_or(|w| w.pid() != Some(pid)) {
                 self.sender = Some(Watched::new(pid));
             }
             let (map, fixed) = (&self.map, self.fixed);
@@ -334,11 +379,16 @@ fn lock_owner(segment: &Segment) -> Result<bool, Error> {
 
 impl Drop for ShmReceiver {
     fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
         // The name goes first, while we still hold the owner's lock: a new receiver can only
         // reclaim a segment whose lock it gets, so it never finds ours half-closed and never
         // has its own name removed by us. (The removal checks the name still refers to our
         // segment, in case someone removed it and made a new one.)
-        let _ = self.segment.remove_name_now();
+        if let Some(segment) = &mut self.segment {
+            let _ = segment.remove_name_now();
+        }
         word(&self.map, OFF_STATE).fetch_or(STATE_RECEIVER_CLOSED, Ordering::SeqCst);
         let space = word(&self.map, OFF_SPACE_SEQ);
         space.fetch_add(1, Ordering::SeqCst);
@@ -449,6 +499,17 @@ impl RecvFlavor for ShmReceiver {
     }
 
     fn cleanup(&self) -> Option<crate::Cleanup> {
-        self.segment.cleanup()
+        self.segment.as_ref().and_then(Segment::cleanup)
+    }
+
+    /// An anonymous channel's end: its open file, the end released for another process to
+    /// attach (its lock stays with the descriptor). A named channel's receiver has none.
+    fn into_fd(mut self) -> Option<OwnedFd> {
+        if !self.sender.as_ref().is_some_and(Watched::is_lock) {
+            return None;
+        }
+        release_slot(&self.map, OFF_RECEIVER);
+        self.handed_over = true;
+        self.sender.take().and_then(Watched::into_lock_fd)
     }
 }

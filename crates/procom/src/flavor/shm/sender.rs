@@ -1,5 +1,6 @@
 //! The sending side of the shm channel: attaches to a receiver's segment, one sender at a time.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -7,11 +8,12 @@ use std::time::{Duration, Instant};
 use procom_ring::Producer;
 use procom_sys::mapping::MappedRing;
 
+use super::anon::{self, Role};
 use super::{
     Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ, OFF_STATE,
     OFF_TX_WAITING, POPULATE_MAX, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, Watched,
-    alive, corrupted, header_corrupted, load_state, me, pid_of, ring, ring_error, spin_burst,
-    validate, wake, wake_receiver, word,
+    claim_slot, corrupted, header_corrupted, load_state, me, pid_of, release_slot, ring,
+    ring_error, spin_burst, validate, wake, wake_receiver, word,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flavor::streamed::{Pieces, mismatch_why};
@@ -50,14 +52,18 @@ fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
     }
 }
 
-/// The sending side: attaches to a receiver's segment.
+/// The sending side: attaches to a receiver's segment, or is one end of an anonymous channel.
 #[derive(Debug)]
 pub(crate) struct ShmSender {
     producer: Producer<MappedRing>,
     map: Arc<Mapping>,
-    _segment: Segment,
+    /// A named channel's segment, kept open while attached (an anonymous channel's open file
+    /// is the receiver's watch, `Target::Lock`).
+    _segment: Option<Segment>,
     fixed: Fixed,
     receiver: Watched,
+    /// Handed over (`into_fd`): dropping it then closes nothing.
+    handed_over: bool,
     max: usize,
     broken: bool,
     /// How long a send facing a full ring busy-polls before it sleeps (the endpoint's `?spin=`).
@@ -80,7 +86,8 @@ impl ShmSender {
         let fixed = Fixed {
             layout_size: map.len() as u64,
             capacity: capacity as u64,
-            receiver: receiver_pid,
+            receiver: Some(receiver_pid),
+            flags: 0,
         };
         fixed.check(&map)?;
         let receiver = Watched::new(receiver_pid);
@@ -88,33 +95,8 @@ impl ShmSender {
             return Err(Error::new(ErrorKind::PeerGone)
                 .detail("its receiver is gone (the segment is stale)"));
         }
+        claim_slot(&map, OFF_SENDER, "sender")?;
         let slot = word(&map, OFF_SENDER);
-        let mine = me();
-        loop {
-            match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                // Our own pid: another sender in this process already holds the slot (one
-                // producer per ring), never a stale one.
-                Err(other) if pid_of(other).is_none() => {
-                    return Err(header_corrupted(&format!(
-                        "its sender pid is {other}, which is not a pid"
-                    )));
-                }
-                Err(other) if other == mine || alive(other) => {
-                    return Err(Error::new(ErrorKind::AlreadyExists)
-                        .detail(format!("already has a sender (pid {other}); a shared-memory channel has one sender at a time")));
-                }
-                Err(other) => {
-                    // The previous sender died without letting go: take its place.
-                    if slot
-                        .compare_exchange(other, mine, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        break;
-                    }
-                }
-            }
-        }
         word(&map, OFF_STATE).fetch_and(!STATE_SENDER_CLOSED, Ordering::SeqCst);
         let producer = match ring(&map).and_then(|r| Producer::attach(r).map_err(ring_error)) {
             Ok(p) => p,
@@ -126,13 +108,45 @@ impl ShmSender {
         Ok(ShmSender {
             producer,
             map,
-            _segment: segment,
+            _segment: Some(segment),
             fixed,
             receiver,
+            handed_over: false,
             max,
             broken: false,
             spin,
         })
+    }
+
+    /// The sending end of an anonymous channel mapped at `map`, whose open file `ours` holds
+    /// the sender's lock and whose pid slot this process holds.
+    pub(super) fn anonymous(
+        map: Arc<Mapping>,
+        ours: OwnedFd,
+        fixed: Fixed,
+        spin: Duration,
+        max: usize,
+    ) -> Result<ShmSender, Error> {
+        let producer = ring(&map).and_then(|r| Producer::attach(r).map_err(ring_error))?;
+        Ok(ShmSender {
+            producer,
+            map,
+            _segment: None,
+            fixed,
+            receiver: Watched::lock(ours, Role::Sender.peer_lock()),
+            handed_over: false,
+            max,
+            broken: false,
+            spin,
+        })
+    }
+
+    /// Attaches the sending end of an anonymous channel handed over as `fd`.
+    pub(crate) fn from_fd(fd: OwnedFd, max: usize, spin: Duration) -> Result<ShmSender, Error> {
+        let (map, fixed) = anon::attach(&fd, Role::Sender)?;
+        let claimed = Arc::clone(&map);
+        ShmSender::anonymous(map, fd, fixed, spin, max)
+            .inspect_err(|_| release_slot(&claimed, OFF_SENDER))
     }
 
     /// Whether the receiver closed or died; `fresh` asks the kernel now, otherwise the answer
@@ -334,6 +348,9 @@ impl ShmSender {
 
 impl Drop for ShmSender {
     fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
         word(&self.map, OFF_STATE).fetch_or(STATE_SENDER_CLOSED, Ordering::SeqCst);
         let _ = word(&self.map, OFF_SENDER).compare_exchange(
             me(),
@@ -408,5 +425,16 @@ impl SendFlavor for ShmSender {
 
     fn set_max(&mut self, max: usize) {
         self.max = max;
+    }
+
+    /// An anonymous channel's end: its open file, the end released for another process to
+    /// attach (its lock stays with the descriptor). A named channel's sender has none.
+    fn into_fd(mut self) -> Option<OwnedFd> {
+        if !self.receiver.is_lock() {
+            return None;
+        }
+        release_slot(&self.map, OFF_SENDER);
+        self.handed_over = true;
+        std::mem::replace(&mut self.receiver, Watched::nobody()).into_lock_fd()
     }
 }

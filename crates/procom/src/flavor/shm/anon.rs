@@ -1,0 +1,246 @@
+//! Anonymous shared-memory channels: the ring of a `shm:` channel in a memfd that has no name
+//! anywhere, its two ends held by two open files of it, so either end can be handed to
+//! another process as a descriptor.
+//!
+//! The segment is laid out as a named channel's, with [`FLAG_ANONYMOUS`] in its flags word,
+//! sealed at its size (no process can shrink or grow it). The creator opens the memfd twice
+//! (the second time through `/proc/self/fd`): the receiving end's open file holds a lock on
+//! byte [`RX_LOCK`] of it, the sending end's on byte [`TX_LOCK`] (open-file-description locks,
+//! `procom_sys::ofd_lock`). Each end watches the other by asking, from its own open file,
+//! whether the other byte is still locked: the kernel releases a lock when the last descriptor
+//! of its open file is closed, in whichever process that was, so an end handed to a child is
+//! seen gone when the child exits or is killed, even before it ever used the end, and not while
+//! any process still holds the descriptor. (A mapping holds the open file it was made through,
+//! so each end maps the segment through its own.) Each end also claims its pid slot in the header (0:
+//! handed over, not in use), so one open file is never used by two ends at once.
+//!
+//! An end handed over with `into_fd` releases its slot and keeps its lock (the descriptor
+//! carries it); an end attached from a descriptor checks that the descriptor's open file holds
+//! its role's lock (or that no other does), then claims the slot. Closing an end (dropping it)
+//! sets its closed flag for good: a closed end is not attached again.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::receiver::capacity_for;
+use super::{
+    FLAG_ANONYMOUS, Fixed, MAGIC, OFF_CAPACITY, OFF_FLAGS, OFF_RECEIVER, OFF_SENDER, OFF_VERSION,
+    POPULATE_MAX, RING_OFFSET, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, ShmReceiver, ShmSender,
+    VERSION, claim_slot, load_state, me, validate, word,
+};
+use crate::error::{Error, ErrorKind};
+use crate::shm::{Header, Mapping};
+
+/// The byte of the memfd whose lock the receiving end's open file holds.
+pub(super) const RX_LOCK: u64 = 0;
+/// The byte whose lock the sending end's open file holds.
+pub(super) const TX_LOCK: u64 = 1;
+
+/// One end of an anonymous channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Sender,
+    Receiver,
+}
+
+impl Role {
+    /// The byte whose lock this end's open file holds.
+    pub(super) fn lock(self) -> u64 {
+        match self {
+            Role::Sender => TX_LOCK,
+            Role::Receiver => RX_LOCK,
+        }
+    }
+
+    /// The other end's byte.
+    pub(super) fn peer_lock(self) -> u64 {
+        match self {
+            Role::Sender => RX_LOCK,
+            Role::Receiver => TX_LOCK,
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            Role::Sender => OFF_SENDER,
+            Role::Receiver => OFF_RECEIVER,
+        }
+    }
+
+    fn closed(self) -> u32 {
+        match self {
+            Role::Sender => STATE_SENDER_CLOSED,
+            Role::Receiver => STATE_RECEIVER_CLOSED,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        }
+    }
+}
+
+/// The memfd of a new channel of `len` bytes, sealed at that size.
+fn create(len: usize) -> Result<OwnedFd, Error> {
+    let err = |what: &str, e: rustix::io::Errno| Error::os(what, e.into());
+    let fd = rustix::fs::memfd_create(
+        "procom-channel",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| err("create its memfd", e))?;
+    rustix::fs::ftruncate(&fd, len as u64).map_err(|e| match e {
+        rustix::io::Errno::NOSPC | rustix::io::Errno::FBIG => Error::new(ErrorKind::LimitReached)
+            .detail(format!(
+                "no room for its {len}-byte ring (the memory of shared files, or RLIMIT_FSIZE); ask for a smaller capacity"
+            )),
+        e => err("size its memfd", e),
+    })?;
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW | rustix::fs::SealFlags::SEAL,
+    )
+    .map_err(|e| err("seal its memfd", e))?;
+    Ok(fd)
+}
+
+/// A second open file of the memfd `fd` (through `/proc/self/fd`), checked to be the same file.
+fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Error> {
+    use std::os::fd::AsRawFd;
+    let err = |e: rustix::io::Errno| {
+        Error::os(
+            "open its memfd a second time through /proc/self/fd (is /proc mounted?)",
+            e.into(),
+        )
+    };
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let again = rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(err)?;
+    let (a, b) = (
+        rustix::fs::fstat(fd).map_err(err)?,
+        rustix::fs::fstat(&again).map_err(err)?,
+    );
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(Error::new(ErrorKind::Io)
+            .detail("/proc/self/fd gave another file than its memfd; no anonymous channel here"));
+    }
+    Ok(again)
+}
+
+/// Takes `role`'s lock for the open file `fd`: `Ok(false)` if another open file holds it.
+fn lock(fd: &OwnedFd, role: Role) -> Result<bool, Error> {
+    procom_sys::ofd_lock::lock_byte(fd, role.lock())
+        .map_err(|e| Error::os(&format!("lock its {} byte", role.name()), e))
+}
+
+/// A new anonymous channel whose ring holds `capacity` bytes (rounded up to a power of two):
+/// its two ends, in this process.
+pub(crate) fn channel(
+    capacity: u64,
+    max: usize,
+    spin: Duration,
+) -> Result<(ShmSender, ShmReceiver), Error> {
+    let cap = capacity_for(capacity)?;
+    let len = RING_OFFSET + procom_ring::bytes_needed(cap);
+    let rx_fd = create(len)?;
+    let tx_fd = reopen(&rx_fd)?;
+    if !lock(&rx_fd, Role::Receiver)? || !lock(&tx_fd, Role::Sender)? {
+        return Err(Error::new(ErrorKind::Io)
+            .detail("another open file locked the memfd this channel just created"));
+    }
+    let map = Arc::new(
+        Mapping::map_fd(rx_fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
+    );
+    let _ = map.populate_prefix(POPULATE_MAX);
+    let header = Header {
+        magic: MAGIC,
+        version: 0,
+        flags: 0,
+        layout_size: len as u64,
+    };
+    let io = |e| Error::os("write its header", e);
+    map.write(0, bytemuck::bytes_of(&header)).map_err(io)?;
+    map.write(OFF_CAPACITY, &(cap as u64).to_le_bytes())
+        .map_err(io)?;
+    word(&map, OFF_FLAGS).store(FLAG_ANONYMOUS, Ordering::Relaxed);
+    word(&map, OFF_RECEIVER).store(me(), Ordering::Relaxed);
+    word(&map, OFF_SENDER).store(me(), Ordering::Relaxed);
+    let region = super::ring(&map)?;
+    procom_ring::init(&region);
+    // Release: everything above is visible to whoever sees the version.
+    word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
+    let fixed = fixed(&map, cap);
+    // Each end maps the segment through its own open file: a mapping holds its open file
+    // (and so the lock) as long as it lasts, so an end handed over and dropped here must leave
+    // no mapping of its open file behind.
+    let tx_map = Arc::new(
+        Mapping::map_fd(tx_fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
+    );
+    let rx = ShmReceiver::anonymous(map, rx_fd, fixed, spin, max)?;
+    let tx = ShmSender::anonymous(tx_map, tx_fd, fixed, spin, max)?;
+    Ok((tx, rx))
+}
+
+fn fixed(map: &Mapping, cap: usize) -> Fixed {
+    Fixed {
+        layout_size: map.len() as u64,
+        capacity: cap as u64,
+        receiver: None,
+        flags: FLAG_ANONYMOUS,
+    }
+}
+
+/// The error for a descriptor that is not `role`'s end of an anonymous channel.
+fn not_an_end(role: Role, why: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::WrongType).detail(format!(
+        "is not the {} end of an anonymous procom channel: {why}",
+        role.name()
+    ))
+}
+
+/// Maps the end `fd` of an anonymous channel handed over as `role`, checks it, and claims the
+/// end for this process: the mapping and the channel's fixed header words.
+pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), Error> {
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::os("read its status", e.into()))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(not_an_end(role, "it is not a memfd"));
+    }
+    let len = usize::try_from(st.st_size)
+        .ok()
+        .filter(|&n| n > RING_OFFSET)
+        .ok_or_else(|| not_an_end(role, format!("it holds {} bytes", st.st_size)))?;
+    let map = Arc::new(
+        Mapping::map_fd(fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
+    );
+    let cap = validate(&map).map_err(|e| not_an_end(role, e))?;
+    if map.load_u32(OFF_FLAGS, Ordering::Relaxed) != Some(FLAG_ANONYMOUS) {
+        return Err(not_an_end(role, "it is a named channel's segment"));
+    }
+    let fixed = fixed(&map, cap);
+    fixed.check(&map)?;
+    if !lock(fd, role)? {
+        return Err(not_an_end(
+            role,
+            format!(
+                "another open file holds the {} end (is this the other end's descriptor?)",
+                role.name()
+            ),
+        ));
+    }
+    if load_state(&map, Ordering::Acquire)? & role.closed() != 0 {
+        return Err(Error::new(ErrorKind::PeerGone).detail(format!(
+            "its {} end was closed, and a closed end is not reopened",
+            role.name()
+        )));
+    }
+    claim_slot(&map, role.slot(), role.name())?;
+    let _ = map.populate_prefix(POPULATE_MAX);
+    Ok((map, fixed))
+}

@@ -1,0 +1,317 @@
+//! Anonymous shared-memory channels (`procom::shm::channel`, `procom::typed::shm_pair`) across
+//! real processes: ends handed to a child as descriptors carry messages both ways, from empty
+//! to 1 MiB, and keep what was already in the ring; an end handed to a child that is killed,
+//! before or after it took the end up, is reported gone (and every message it sent before is
+//! delivered whole); a descriptor that is not the end asked for, an end taken up twice and an
+//! end that was closed are refused.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Command;
+
+use procom::{ErrorKind, Options, Receiver, Sender};
+use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
+
+pub const ROLES: &[Role] = &[
+    Role {
+        name: "shm_anon::echo",
+        run: echo,
+    },
+    Role {
+        name: "shm_anon::holder",
+        run: holder,
+    },
+    Role {
+        name: "shm_anon::streamer",
+        run: streamer,
+    },
+    Role {
+        name: "shm_anon::typed_echo",
+        run: typed_echo,
+    },
+];
+
+pub fn trials() -> Vec<Trial> {
+    trials![
+        "shm::anonymous":
+            ends_handed_to_a_child_carry_messages_both_ways,
+            a_typed_pair_crosses_into_a_child,
+            an_end_whose_child_is_killed_before_taking_it_up_is_gone,
+            a_receiving_end_whose_child_is_killed_is_gone_for_the_sender,
+            a_child_killed_mid_stream_leaves_only_whole_messages,
+            descriptors_that_are_not_the_end_are_refused;
+    ]
+}
+
+/// The ring capacity of every channel here.
+const CAPACITY: u64 = 4 << 20;
+
+/// Message `i` of `len` bytes: different for every message and position.
+fn msg(i: u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (k as u32).wrapping_mul(131).wrapping_add(i.wrapping_mul(7)) as u8)
+        .collect()
+}
+
+/// A duplicate of this process's descriptor `fd` (standard input or output), owned.
+fn taken(fd: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, String> {
+    Ok(check!(fd.try_clone_to_owned()))
+}
+
+/// The ends handed to this role: the receiving end on standard input, the sending end on
+/// standard output.
+fn handed_ends() -> Result<(Receiver, Sender), String> {
+    let opts = Options::default();
+    let rx = check!(Receiver::from_shm_fd(
+        taken(std::io::stdin().as_fd())?,
+        &opts
+    ));
+    let tx = check!(Sender::from_shm_fd(
+        taken(std::io::stdout().as_fd())?,
+        &opts
+    ));
+    Ok((rx, tx))
+}
+
+/// Sends back every message until the sender is gone.
+fn echo(_: &[String]) -> Outcome {
+    let (mut rx, mut tx) = handed_ends()?;
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => check!(tx.send(m).map_err(|e| e.into_error())),
+            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
+            Err(e) => return Err(format!("echo: {e}")),
+        }
+    }
+}
+
+/// Holds the end handed on standard input without taking it up, until killed (or ended by
+/// the role's time limit).
+fn holder(_: &[String]) -> Outcome {
+    println!("holding");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Takes up the sending end handed on standard input and sends numbered 1000-byte messages
+/// until killed.
+fn streamer(_: &[String]) -> Outcome {
+    let mut tx = check!(Sender::from_shm_fd(
+        taken(std::io::stdin().as_fd())?,
+        &Options::default()
+    ));
+    for i in 0u32.. {
+        check!(tx.send(msg(i, 1000)).map_err(|e| e.into_error()));
+    }
+    Ok(())
+}
+
+/// A typed echo: takes up the typed ends, receives strings and answers each with its length.
+fn typed_echo(_: &[String]) -> Outcome {
+    let (rx, tx) = handed_ends()?;
+    let mut rx = procom::typed::Receiver::<String>::from_untyped(rx);
+    let mut tx = procom::typed::Sender::<u64>::from_untyped(tx);
+    loop {
+        match rx.recv_view_timeout::<&str>(STEP) {
+            Ok(s) => {
+                let n = s.len() as u64;
+                check!(tx.send(n).map_err(|e| e.into_error()));
+            }
+            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
+            Err(e) => return Err(format!("typed echo: {e}")),
+        }
+    }
+}
+
+/// `role` with `rx` on its standard input and `tx` (if any) on its standard output, started;
+/// this process's copies of the handed descriptors are closed once it runs.
+fn hand_over(name: &str, rx: OwnedFd, tx: Option<OwnedFd>) -> Result<Proc, String> {
+    let mut cmd: Command = role(name, &[]);
+    cmd.stdin(rx);
+    let p = match tx {
+        Some(tx) => {
+            cmd.stdout(tx);
+            Proc::spawn_keep_stdout(name, &mut cmd)?
+        }
+        None => Proc::spawn(name, &mut cmd)?,
+    };
+    drop(cmd);
+    Ok(p)
+}
+
+fn fd_of(end: Option<OwnedFd>) -> Result<OwnedFd, String> {
+    end.ok_or_else(|| "an anonymous end gave no descriptor".to_string())
+}
+
+fn ends_handed_to_a_child_carry_messages_both_ways() -> Outcome {
+    let opts = Options::default();
+    let (mut to_child, child_rx) = check!(procom::shm::channel(CAPACITY, &opts));
+    let (child_tx, mut from_child) = check!(procom::shm::channel(CAPACITY, &opts));
+    ensure!(
+        to_child.endpoint() == procom::shm::ANONYMOUS,
+        "{}",
+        to_child.endpoint()
+    );
+    // A message in the ring before the hand-over stays there for the child.
+    check!(to_child.send(msg(0, 100)).map_err(|e| e.into_error()));
+    let child = hand_over(
+        "shm_anon::echo",
+        fd_of(child_rx.into_fd())?,
+        Some(fd_of(child_tx.into_fd())?),
+    )?;
+    let first = check!(from_child.recv_timeout(STEP));
+    ensure!(
+        first == msg(0, 100),
+        "the message sent before the hand-over"
+    );
+    for (i, len) in [0usize, 1, 64, 4096, 100_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let m = msg(i as u32 + 1, len);
+        check!(to_child.send(&m).map_err(|e| e.into_error()));
+        let back = check!(from_child.recv_timeout(STEP));
+        ensure!(
+            back == m,
+            "message of {len} bytes came back as {} bytes",
+            back.len()
+        );
+    }
+    // Closing our sending end ends the child, whose end then closes ours.
+    drop(to_child);
+    child.success(STEP)?;
+    let end = from_child.recv_timeout(STEP);
+    ensure!(
+        matches!(&end, Err(e) if e.kind() == ErrorKind::PeerGone),
+        "after the child's exit: {end:?}"
+    );
+    Ok(())
+}
+
+fn a_typed_pair_crosses_into_a_child() -> Outcome {
+    let opts = Options::default();
+    let ((mut tx, mut rx), (child_tx, child_rx)) =
+        check!(procom::typed::shm_pair::<String, u64>(CAPACITY, &opts));
+    let child = hand_over(
+        "shm_anon::typed_echo",
+        fd_of(child_rx.into_untyped().into_fd())?,
+        Some(fd_of(child_tx.into_untyped().into_fd())?),
+    )?;
+    for len in [0usize, 10, 100_000, 1 << 20] {
+        let s = "x".repeat(len);
+        check!(tx.send_view(s.as_str()));
+        let n = check!(rx.recv_timeout(STEP));
+        ensure!(n == len as u64, "a {len}-byte string came back as {n}");
+    }
+    drop(tx);
+    child.success(STEP)?;
+    Ok(())
+}
+
+fn an_end_whose_child_is_killed_before_taking_it_up_is_gone() -> Outcome {
+    let (tx, mut rx) = check!(procom::shm::channel(64 << 10, &Options::default()));
+    let mut child = hand_over("shm_anon::holder", fd_of(tx.into_fd())?, None)?;
+    child.expect_line("holding")?;
+    // Alive and holding the end: nothing arrives, and the end is not reported gone.
+    let e = rx
+        .try_recv()
+        .err()
+        .ok_or("a message arrived from a child that never sent")?;
+    ensure!(
+        e.kind() == ErrorKind::Empty,
+        "while the child holds it: {e}"
+    );
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    let e = rx
+        .recv_timeout(STEP)
+        .err()
+        .ok_or("a message arrived from a killed child")?;
+    ensure!(e.kind() == ErrorKind::PeerGone, "after the kill: {e}");
+    Ok(())
+}
+
+fn a_receiving_end_whose_child_is_killed_is_gone_for_the_sender() -> Outcome {
+    let (mut tx, rx) = check!(procom::shm::channel(64 << 10, &Options::default()));
+    let mut child = hand_over("shm_anon::holder", fd_of(rx.into_fd())?, None)?;
+    child.expect_line("holding")?;
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    // The ring fills (nobody reads it), then the sender finds its receiver gone.
+    for i in 0u32..100_000 {
+        match tx.send_timeout(msg(i, 64), STEP) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
+            Err(e) => return Err(format!("send {i}: {}", e.into_error())),
+        }
+    }
+    Err("100,000 sends went to a receiver whose child was killed".into())
+}
+
+fn a_child_killed_mid_stream_leaves_only_whole_messages() -> Outcome {
+    let (tx, mut rx) = check!(procom::shm::channel(64 << 10, &Options::default()));
+    let mut child = hand_over("shm_anon::streamer", fd_of(tx.into_fd())?, None)?;
+    let mut i = 0u32;
+    while i < 100 {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(
+            m == msg(i, 1000),
+            "message {i} arrived torn or out of order"
+        );
+        i += 1;
+    }
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => {
+                ensure!(
+                    m == msg(i, 1000),
+                    "message {i} arrived torn or out of order"
+                );
+                i += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::PeerGone => return Ok(()),
+            Err(e) => return Err(format!("after {i} messages: {e}")),
+        }
+    }
+}
+
+fn descriptors_that_are_not_the_end_are_refused() -> Outcome {
+    let opts = Options::default();
+    let kind = |r: Result<Sender, procom::Error>| r.err().map(|e| e.kind());
+    let rkind = |r: Result<Receiver, procom::Error>| r.err().map(|e| e.kind());
+    let (tx, rx) = check!(procom::shm::channel(64 << 10, &opts));
+    let rx_fd = fd_of(rx.into_fd())?;
+    // The receiving end's descriptor, as a sender (the sending end is alive: here).
+    let got = kind(Sender::from_shm_fd(check!(rx_fd.try_clone()), &opts));
+    ensure!(
+        got == Some(ErrorKind::WrongType),
+        "the other end's: {got:?}"
+    );
+    // A pipe, and a memfd that holds no channel.
+    let (r, _w) = check!(procom::pipe::pipe());
+    let got = rkind(Receiver::from_shm_fd(OwnedFd::from(r), &opts));
+    ensure!(got == Some(ErrorKind::WrongType), "a pipe: {got:?}");
+    let junk = check!(procom::shm::Segment::memfd("junk", 1 << 16, false));
+    let junk_fd = check!(junk.fd().ok_or("no descriptor")?.try_clone_to_owned());
+    let got = rkind(Receiver::from_shm_fd(junk_fd, &opts));
+    ensure!(
+        got == Some(ErrorKind::WrongType),
+        "a memfd of zeros: {got:?}"
+    );
+    // Taken up once: a second take-up of the same end is refused while the first lives.
+    let again = check!(rx_fd.try_clone());
+    let first = check!(Receiver::from_shm_fd(rx_fd, &opts));
+    let got = rkind(Receiver::from_shm_fd(check!(again.try_clone()), &opts));
+    ensure!(
+        got == Some(ErrorKind::AlreadyExists),
+        "taken up twice: {got:?}"
+    );
+    // Closed: not taken up again, even from a descriptor still open.
+    drop(first);
+    let got = rkind(Receiver::from_shm_fd(again, &opts));
+    ensure!(got == Some(ErrorKind::PeerGone), "a closed end: {got:?}");
+    drop(tx);
+    Ok(())
+}
