@@ -139,11 +139,6 @@ impl ProcomLink {
             buf: Vec::new(),
         }
     }
-
-    /// The two channels, for a typed link over them.
-    pub(crate) fn into_ends(self) -> (Sender, Receiver) {
-        (self.tx, self.rx)
-    }
 }
 
 impl ProcomLink {

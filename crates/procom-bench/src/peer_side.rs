@@ -1,6 +1,8 @@
 //! The peer's own side (`peer`): what `procom __bench-peer` runs for every scenario, procom's
 //! channels, the raw loops, the hand-offs, the cache line and the peer libraries.
 
+use std::os::fd::AsFd;
+
 use procom::{Error, Receiver, Sender};
 
 use crate::async_rows::AsyncLink;
@@ -55,8 +57,18 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
     // The endpoints carry the mode (a spinning shared-memory endpoint says `spin=`).
     let opts = options();
     let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
-    let bound = Mechanism::parse(mech).is_some_and(Mechanism::peer_binds);
-    let (rx, tx) = if bound {
+    let mechanism = Mechanism::parse(mech);
+    let bound = mechanism.is_some_and(Mechanism::peer_binds);
+    let (rx, tx) = if mechanism == Some(Mechanism::ShmTyped) {
+        // Anonymous shared-memory ends, handed over on standard input and output.
+        let fd = |f: std::os::fd::BorrowedFd<'_>| {
+            f.try_clone_to_owned()
+                .map_err(|e| Error::os("duplicate a handed-over end", e))
+        };
+        let rx = Receiver::from_shm_fd(fd(std::io::stdin().as_fd())?, &opts)?;
+        let tx = Sender::from_shm_fd(fd(std::io::stdout().as_fd())?, &opts)?;
+        (rx, tx)
+    } else if bound {
         let rx = Receiver::bind_with(a2b.as_str(), &opts)?;
         let mut tx = Sender::connect_with(b2a.as_str(), &opts)?;
         // Where this receiver is (the real port when port 0 was asked for).

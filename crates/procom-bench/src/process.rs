@@ -114,6 +114,29 @@ pub(crate) fn packet_pair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Ch
     Ok((a, a2, child))
 }
 
+/// The ring capacity of every shared-memory channel the benchmark makes (it holds a 1 MiB
+/// message).
+pub(crate) const SHM_CAPACITY: u64 = 4 << 20;
+
+/// Starts `cmd` as a peer with the receiving end of one anonymous shared-memory channel on
+/// its standard input and the sending end of another on its standard output
+/// (`procom::shm::channel`); returns our ends and the peer.
+pub(crate) fn shm_pair_peer(
+    mut cmd: Command,
+    capacity: u64,
+    opts: &procom::Options,
+) -> Result<(procom::Sender, procom::Receiver, Child), Error> {
+    let (to_peer, peer_rx) = procom::shm::channel(capacity, opts)?;
+    let (peer_tx, from_peer) = procom::shm::channel(capacity, opts)?;
+    let handed = |fd: Option<OwnedFd>| {
+        fd.ok_or_else(|| bench_error("an anonymous shared-memory end gave no descriptor"))
+    };
+    cmd.stdin(handed(peer_rx.into_fd())?)
+        .stdout(handed(peer_tx.into_fd())?);
+    let child = spawn(cmd)?;
+    Ok((to_peer, from_peer, child))
+}
+
 /// Waits for the peer; kills it first when the run failed (it may be waiting for ever).
 pub(crate) fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
     if failed {

@@ -18,8 +18,9 @@ pub enum Mechanism {
     Fifo,
     /// Two shared-memory ring channels.
     Shm,
-    /// Two shared-memory ring channels carrying typed messages (`procom::typed`, postcard):
-    /// the typed channel over `shm:` endpoints.
+    /// Two anonymous shared-memory channels carrying typed messages (`procom::typed`,
+    /// postcard), as `procom::typed::shm_pair` makes, the peer's ends handed to it as
+    /// descriptors.
     ShmTyped,
     /// A Unix stream socket pair.
     Unix,
@@ -132,15 +133,16 @@ impl Mechanism {
 
     /// Whether the peer binds its own receiving end (named kernel objects and sockets).
     pub(crate) fn peer_binds(self) -> bool {
-        !matches!(
-            self.carrier(),
-            Mechanism::Pipe
-                | Mechanism::Unix
-                | Mechanism::UnixPacket
-                | Mechanism::Fifo
-                | Mechanism::Sem
-                | Mechanism::Signal
-        )
+        !self.is_typed()
+            && !matches!(
+                self,
+                Mechanism::Pipe
+                    | Mechanism::Unix
+                    | Mechanism::UnixPacket
+                    | Mechanism::Fifo
+                    | Mechanism::Sem
+                    | Mechanism::Signal
+            )
     }
 
     /// Parses a name.

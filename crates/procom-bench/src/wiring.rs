@@ -12,7 +12,8 @@ use crate::handoff::handoff;
 use crate::link::{Link, ProcomLink, TypedLink, options, spin_param};
 use crate::measure::{Beside, Measurement, measure};
 use crate::process::{
-    child_result, finish, packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn,
+    SHM_CAPACITY, child_result, finish, packet_pair_peer, peer_command, pipe_peer, shm_pair_peer,
+    socketpair_peer, spawn,
 };
 use crate::raw::{RawSide, raw_setup};
 use crate::scenario::{Mechanism, Scenario, bench_error, unique};
@@ -27,10 +28,7 @@ pub(crate) struct Wired {
 
 pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
     let opts = options();
-    if s.mechanism.is_typed() && s.mechanism.carrier() != Mechanism::Shm {
-        return Err(bench_error("not wired here"));
-    }
-    let mut w = match s.mechanism.carrier() {
+    let mut w = match s.mechanism {
         Mechanism::Sem
         | Mechanism::Signal
         | Mechanism::ShmTyped
@@ -113,7 +111,8 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             let mut child = spawn(cmd)?;
             // The peer binds its receiver and says where (`at ENDPOINT`) over ours, then ready.
-            let tx = match rx.recv_timeout(Duration::from_secs(10)) {
+            let wait = Duration::from_secs(10);
+            let tx = match rx.recv_timeout(wait) {
                 Ok(m) => match std::str::from_utf8(&m)
                     .ok()
                     .and_then(|m| m.strip_prefix("at "))
@@ -122,7 +121,12 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
                     None => Err(bench_error("the peer did not say where it listens")),
                 },
                 Err(e) => Err(e),
-            };
+            }
+            .and_then(|tx| match rx.recv_timeout(wait) {
+                Ok(m) if m == b"ready" => Ok(tx),
+                Ok(_) => Err(bench_error("the peer did not say ready")),
+                Err(e) => Err(e),
+            });
             let tx = match tx {
                 Ok(tx) => tx,
                 Err(e) => {
@@ -131,24 +135,18 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
                     return Err(e);
                 }
             };
-            Wired {
+            return Ok(Wired {
                 link: ProcomLink::new(tx, rx),
                 child,
                 _cleanup: None,
                 _cleanup2: None,
-            }
+            });
         }
     };
-    // A typed peer says it is ready in its own encoding: its caller reads that.
-    if !s.mechanism.is_typed() {
-        let ready = w.link.recv_control(Duration::from_secs(10));
-        if !matches!(&ready, Ok(m) if m == b"ready") {
-            let _ = w.child.kill();
-            let _ = w.child.wait();
-            return Err(ready
-                .err()
-                .unwrap_or_else(|| bench_error("the peer did not say ready")));
-        }
+    let ready = w.link.recv_control(Duration::from_secs(10))?;
+    if ready != b"ready" {
+        let _ = w.child.kill();
+        return Err(bench_error("the peer did not say ready"));
     }
     Ok(w)
 }
@@ -156,15 +154,15 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
 /// The two endpoints (peer's receiver, ours) for a mechanism whose receivers bind.
 fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Error> {
     let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
-    Ok(match s.mechanism.carrier() {
+    Ok(match s.mechanism {
         Mechanism::Shm => (
             format!(
-                "shm:{}?capacity=4MiB{}",
+                "shm:{}?capacity={SHM_CAPACITY}{}",
                 unique("/procom-bench-a2b"),
                 spin_param(s.mode)
             ),
             format!(
-                "shm:{}?capacity=4MiB{}",
+                "shm:{}?capacity={SHM_CAPACITY}{}",
                 unique("/procom-bench-b2a"),
                 spin_param(s.mode)
             ),
@@ -219,26 +217,12 @@ pub(crate) fn run_beside(
 ) -> Result<(Measurement, Option<Measurement>), Error> {
     // The raw loop of the same mechanism, alive beside procom's.
     let mut raw = Some(raw_setup(exe, scratch, s)?);
-    let m = if matches!(
-        s.mechanism,
-        Mechanism::UnixTyped | Mechanism::UnixPacketTyped
-    ) {
-        unix_typed(exe, s, raw.as_mut(), peer)?
+    let m = if s.mechanism.is_typed() {
+        typed(exe, s, raw.as_mut(), peer)?
     } else {
         let mut w = wire(exe, scratch, s)?;
-        let name = s.mechanism.name();
-        let result = if s.mechanism.is_typed() {
-            let (tx, rx) = w.link.into_ends();
-            let mut link = TypedLink {
-                tx: procom::typed::Sender::from_untyped(tx),
-                rx: procom::typed::Receiver::from_untyped(rx),
-            };
-            ready_then_measure(&mut link, s, raw.as_mut(), peer)
-        } else {
-            let result = measure(&mut w.link, s, name, raw.as_mut(), peer);
-            drop(w.link);
-            result
-        };
+        let result = measure(&mut w.link, s, s.mechanism.name(), raw.as_mut(), peer);
+        drop(w.link);
         // On failure the peer is killed: a datagram peer would otherwise wait for ever.
         finish(child_result(&mut w.child, result.is_err()), result)?
     };
@@ -248,40 +232,42 @@ pub(crate) fn run_beside(
     Ok(m)
 }
 
-/// The typed Unix-socket channel: a socket pair (stream, or sequenced packets), the peer on its
-/// standard input and output.
-fn unix_typed(
+/// The typed channel between two local processes: a Unix socket pair (stream, or sequenced
+/// packets), or two anonymous shared-memory channels, the peer's ends on its standard input
+/// and output.
+fn typed(
     exe: &Path,
     s: &Scenario,
     raw: Option<&mut RawSide>,
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
     let opts = options();
-    let start = if s.mechanism == Mechanism::UnixPacketTyped {
-        packet_pair_peer
-    } else {
-        socketpair_peer
+    let cmd = peer_command(exe, s, "-", "-");
+    let (tx, rx, mut child) = match s.mechanism {
+        Mechanism::ShmTyped => shm_pair_peer(cmd, SHM_CAPACITY, &opts)?,
+        m => {
+            let start = if m == Mechanism::UnixPacketTyped {
+                packet_pair_peer
+            } else {
+                socketpair_peer
+            };
+            let (tx, rx, child) = start(cmd)?;
+            (
+                Sender::from_fd(tx, "unix socketpair", &opts),
+                Receiver::from_fd(rx, "unix socketpair", &opts),
+                child,
+            )
+        }
     };
-    let (tx, rx, mut child) = start(peer_command(exe, s, "-", "-"))?;
     let mut link = TypedLink {
-        tx: procom::typed::Sender::from_untyped(Sender::from_fd(tx, "unix socketpair", &opts)),
-        rx: procom::typed::Receiver::from_untyped(Receiver::from_fd(rx, "unix socketpair", &opts)),
+        tx: procom::typed::Sender::from_untyped(tx),
+        rx: procom::typed::Receiver::from_untyped(rx),
     };
-    let result = ready_then_measure(&mut link, s, raw, peer);
-    drop(link);
-    finish(child_result(&mut child, result.is_err()), result)
-}
-
-/// Waits for a typed peer to say it is ready, then measures scenario `s` over `link`.
-fn ready_then_measure(
-    link: &mut TypedLink,
-    s: &Scenario,
-    raw: Option<&mut RawSide>,
-    peer: Beside<'_>,
-) -> Result<(Measurement, Option<Measurement>), Error> {
-    match link.recv_control(Duration::from_secs(10)) {
-        Ok(m) if m == b"ready" => measure(link, s, s.mechanism.name(), raw, peer),
+    let result = match link.recv_control(Duration::from_secs(10)) {
+        Ok(m) if m == b"ready" => measure(&mut link, s, s.mechanism.name(), raw, peer),
         Ok(_) => Err(bench_error("the peer did not say ready")),
         Err(e) => Err(e),
-    }
+    };
+    drop(link);
+    finish(child_result(&mut child, result.is_err()), result)
 }
