@@ -45,6 +45,7 @@ mod security;
 mod sem;
 mod shm;
 mod shm_anon;
+mod shm_anon_hostile;
 mod signal;
 mod signal_wait;
 mod soak;
@@ -63,6 +64,6 @@ mod sem_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, memory, mq, msg, packet, pipe,
-    removal, security, sem, shm, shm_anon, signal, signal_wait, socket, stream, typed;
+    removal, security, sem, shm, shm_anon, shm_anon_hostile, signal, signal_wait, socket, stream, typed;
     tokio: child_async, sem_async
 ];
