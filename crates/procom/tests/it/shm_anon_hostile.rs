@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use procom::signal::Signal;
 use procom::{ErrorKind, Options, Receiver, Sender};
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
+use procom_testkit::{Outcome, Proc, Role, STEP, Scratch, Trial, check, ensure, role, trials};
 
 pub const ROLES: &[Role] = &[
     Role {
@@ -206,6 +206,21 @@ fn crafted_descriptors_are_refused() -> Outcome {
     check!(holder.child().kill());
     let _ = holder.child().wait();
 
+    // Not sealed: another holder could shrink it under the mapping. A regular file likewise.
+    let unsealed = crafted(&genuine, &free, false)?;
+    let got = skind(Sender::from_shm_fd(check!(unsealed.try_clone()), &opts));
+    ensure!(
+        got == Some(ErrorKind::WrongType),
+        "an unsealed memfd: {got:?}"
+    );
+    check!(File::from(unsealed).set_len(0));
+    let scratch = Scratch::new("procom-it-anon")?;
+    let path = scratch.join("channel");
+    check!(std::fs::write(&path, &genuine));
+    let file = check!(File::options().read(true).write(true).open(&path));
+    let got = rkind(Receiver::from_shm_fd(file, &opts));
+    ensure!(got == Some(ErrorKind::WrongType), "a regular file: {got:?}");
+    check!(std::fs::remove_file(&path));
     // A socket, garbage, an empty memfd and a huge one (sparse).
     let (a, _b) = check!(std::os::unix::net::UnixStream::pair());
     let got = rkind(Receiver::from_shm_fd(a, &opts));
@@ -240,7 +255,7 @@ fn crafted_descriptors_are_refused() -> Outcome {
         "a named segment: {got:?}"
     );
     drop(named);
-    Ok(())
+    scratch.finish()
 }
 
 /// Spawns a `shm_anon::holder` grandchild holding the end on standard input (from the moment

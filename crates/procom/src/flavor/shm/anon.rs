@@ -15,7 +15,8 @@
 //! handed over, not in use), so one open file is never used by two ends at once.
 //!
 //! An end handed over with `into_fd` releases its slot and keeps its lock (the descriptor
-//! carries it); an end attached from a descriptor checks that the descriptor's open file holds
+//! carries it); an end attached from a descriptor checks that it is a memfd sealed as a
+//! channel's is (its size fixed, no seal to be added), that the descriptor's open file holds
 //! its role's lock (or that no other does), then claims the slot. Closing an end (dropping it)
 //! sets its closed flag for good: a closed end is not attached again.
 
@@ -211,6 +212,16 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), 
     let st = rustix::fs::fstat(fd).map_err(|e| Error::os("read its status", e.into()))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(not_an_end(role, "it is not a memfd"));
+    }
+    // Only a memfd sealed as `create` seals it: a file another holder could shrink would take
+    // memory out from under the mapping (reads of zeros, then `Corrupted`), and one on a disk
+    // would write every message to it.
+    let sealed =
+        rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW | rustix::fs::SealFlags::SEAL;
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) if seals.contains(sealed) => {}
+        Ok(_) => return Err(not_an_end(role, "its size is not sealed")),
+        Err(_) => return Err(not_an_end(role, "it is not a memfd")),
     }
     let len = usize::try_from(st.st_size)
         .ok()
