@@ -221,7 +221,8 @@ fn crafted_descriptors_are_refused() -> Outcome {
     let got = rkind(Receiver::from_shm_fd(file, &opts));
     ensure!(got == Some(ErrorKind::WrongType), "a regular file: {got:?}");
     check!(std::fs::remove_file(&path));
-    // A socket, garbage, an empty memfd and a huge one (sparse).
+    // A socket, garbage, an empty memfd, a huge one (sparse, not mapped) and one of a
+    // channel's size plus a page.
     let (a, _b) = check!(std::os::unix::net::UnixStream::pair());
     let got = rkind(Receiver::from_shm_fd(a, &opts));
     ensure!(got == Some(ErrorKind::WrongType), "a socket: {got:?}");
@@ -240,6 +241,12 @@ fn crafted_descriptors_are_refused() -> Outcome {
         &opts,
     ));
     ensure!(got == Some(ErrorKind::WrongType), "a 1 TiB memfd: {got:?}");
+    let longer = [genuine.as_slice(), &[0u8; 4096]].concat();
+    let got = rkind(Receiver::from_shm_fd(crafted(&longer, &free, true)?, &opts));
+    ensure!(
+        got == Some(ErrorKind::WrongType),
+        "a page too long: {got:?}"
+    );
     // A named channel's segment, opened by its path.
     let name = procom_testkit::unique_name("procom-it-anon");
     let named = check!(Receiver::bind(format!("shm:/{name}")));

@@ -223,10 +223,20 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), 
         Ok(_) => return Err(not_an_end(role, "its size is not sealed")),
         Err(_) => return Err(not_an_end(role, "it is not a memfd")),
     }
+    // A channel's size, checked before anything is mapped: a ring of a power of two bytes
+    // after the header (a huge file of another size is not mapped at all).
     let len = usize::try_from(st.st_size)
         .ok()
-        .filter(|&n| n > RING_OFFSET)
-        .ok_or_else(|| not_an_end(role, format!("it holds {} bytes", st.st_size)))?;
+        .filter(|&n| {
+            n.checked_sub(RING_OFFSET + procom_ring::bytes_needed(0))
+                .is_some_and(|c| c.is_power_of_two() && c >= procom_ring::MIN_CAPACITY)
+        })
+        .ok_or_else(|| {
+            not_an_end(
+                role,
+                format!("it holds {} bytes, which no channel does", st.st_size),
+            )
+        })?;
     let map = Arc::new(
         Mapping::map_fd(fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
     );
