@@ -26,6 +26,10 @@ pub const ROLES: &[Role] = &[
         name: "shm_anon_hostile::churn",
         run: churn,
     },
+    Role {
+        name: "shm_anon_hostile::failing_encoder",
+        run: failing_encoder,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -35,7 +39,8 @@ pub fn trials() -> Vec<Trial> {
             crafted_descriptors_are_refused,
             an_end_held_by_a_grandchild_lives_until_it_is_killed,
             a_copy_kept_by_the_parent_keeps_the_end_alive,
-            many_channels_leave_no_descriptor_or_mapping;
+            many_channels_leave_no_descriptor_or_mapping,
+            a_value_failing_to_encode_in_the_ring_leaves_no_stall;
     ]
 }
 
@@ -381,5 +386,104 @@ fn churn(_: &[String]) -> Outcome {
 
 fn many_channels_leave_no_descriptor_or_mapping() -> Outcome {
     Proc::spawn("churn", &mut role("shm_anon_hostile::churn", &[]))?.success(STEP)?;
+    Ok(())
+}
+
+/// A value whose encoding (a pair of byte strings, `first` and `second` bytes long) fails
+/// after its first byte string from the second time on: measured whole, then refused
+/// midway through being written into the ring.
+struct FailsMidway {
+    first: usize,
+    second: usize,
+    calls: std::cell::Cell<u32>,
+}
+
+impl serde::Serialize for FailsMidway {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeTuple};
+        let calls = self.calls.get();
+        self.calls.set(calls + 1);
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(serde_bytes::Bytes::new(&vec![1u8; self.first]))?;
+        if calls > 0 {
+            return Err(S::Error::custom("failing midway on purpose"));
+        }
+        t.serialize_element(serde_bytes::Bytes::new(&vec![2u8; self.second]))?;
+        t.end()
+    }
+}
+
+/// Whether the thread `tid` of this process is asleep on a futex.
+fn asleep_on_futex(tid: &str) -> bool {
+    let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"));
+    wchan.is_ok_and(|w| w.contains("futex"))
+}
+
+/// Both ends of a 64 KiB channel, with a liveness period far longer than any scheduling
+/// hiccup: a receiver thread takes a 40 KiB value and falls asleep on the empty ring; a value
+/// that then fails to encode midway is reserved after padding (it does not fit before the
+/// ring's end) and refused; the next 40 KiB value needs the room the padding holds. Neither
+/// side may wait for the liveness period.
+fn failing_encoder(_: &[String]) -> Outcome {
+    procom::test_hooks::set_liveness_period(Duration::from_secs(5));
+    let (tx, rx) = check!(procom::shm::channel(CAPACITY, &Options::default()));
+    let mut tx = procom::typed::Sender::<serde_bytes::ByteBuf>::from_untyped(tx);
+    let mut rx = procom::typed::Receiver::<serde_bytes::ByteBuf>::from_untyped(rx);
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || -> Outcome {
+        let tid = check!(std::fs::read_link("/proc/thread-self"));
+        let tid = tid
+            .file_name()
+            .and_then(|t| t.to_str())
+            .unwrap_or("")
+            .to_string();
+        let first = check!(rx.recv_timeout(STEP));
+        ensure!(first.len() == 40_000, "first value: {} bytes", first.len());
+        check!(tid_tx.send(tid));
+        let second = check!(rx.recv_timeout(STEP));
+        ensure!(
+            second.len() == 40_000 && second.iter().all(|&b| b == 3),
+            "second value"
+        );
+        Ok(())
+    });
+    check!(tx.send(serde_bytes::ByteBuf::from(vec![3u8; 40_000])));
+    let tid = check!(tid_rx.recv_timeout(STEP));
+    let start = std::time::Instant::now();
+    while !asleep_on_futex(&tid) {
+        ensure!(
+            start.elapsed() < STEP,
+            "the receiver thread never fell asleep"
+        );
+        std::thread::yield_now();
+    }
+    let failing = FailsMidway {
+        first: 20_000,
+        second: 15_000,
+        calls: std::cell::Cell::new(0),
+    };
+    let e = tx.send_view(&failing).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::InvalidInput),
+        "a value failing midway: {e:?}"
+    );
+    check!(tx.send(serde_bytes::ByteBuf::from(vec![3u8; 40_000])));
+    receiver
+        .join()
+        .map_err(|_| "the receiver thread panicked")??;
+    let ticks = procom::test_hooks::liveness_ticks();
+    ensure!(
+        ticks == 0,
+        "{ticks} sleeps lasted the liveness period: a wake-up was lost after the refused value"
+    );
+    Ok(())
+}
+
+fn a_value_failing_to_encode_in_the_ring_leaves_no_stall() -> Outcome {
+    let p = Proc::spawn(
+        "failing encoder",
+        &mut role("shm_anon_hostile::failing_encoder", &[]),
+    )?;
+    p.success(STEP)?;
     Ok(())
 }
