@@ -40,7 +40,8 @@ pub fn trials() -> Vec<Trial> {
             an_end_held_by_a_grandchild_lives_until_it_is_killed,
             a_copy_kept_by_the_parent_keeps_the_end_alive,
             many_channels_leave_no_descriptor_or_mapping,
-            a_value_failing_to_encode_in_the_ring_leaves_no_stall;
+            a_value_failing_to_encode_in_the_ring_leaves_no_stall,
+            large_typed_values_that_do_not_fit_are_refused_whole;
     ]
 }
 
@@ -485,5 +486,70 @@ fn a_value_failing_to_encode_in_the_ring_leaves_no_stall() -> Outcome {
         &mut role("shm_anon_hostile::failing_encoder", &[]),
     )?;
     p.success(STEP)?;
+    Ok(())
+}
+
+/// Typed values encoded piece by piece into a 64 KiB ring: one larger than the ring is
+/// `TooLarge`, one facing a full ring is handed back as `Full` by `try_send` and times out with
+/// `send_timeout`, a value that fails midway is refused; none leaves anything in the ring, and
+/// the values sent around them arrive whole and in order.
+fn large_typed_values_that_do_not_fit_are_refused_whole() -> Outcome {
+    use serde_bytes::ByteBuf;
+    let (tx, rx) = check!(procom::shm::channel(CAPACITY, &Options::default()));
+    let mut tx = procom::typed::Sender::<ByteBuf>::from_untyped(tx);
+    let mut rx = procom::typed::Receiver::<ByteBuf>::from_untyped(rx);
+    let value = |byte: u8| ByteBuf::from(vec![byte; 40_000]);
+    let e = tx.send(ByteBuf::from(vec![0u8; 100_000])).err();
+    ensure!(
+        e.as_ref().map(|e| e.kind()) == Some(ErrorKind::TooLarge),
+        "a value larger than the ring: {e:?}"
+    );
+    check!(tx.try_send(value(1)));
+    let full = tx
+        .try_send(value(2))
+        .err()
+        .ok_or("a second 40 KB value fit")?;
+    ensure!(
+        full.kind() == ErrorKind::Full,
+        "a full ring: {:?}",
+        full.kind()
+    );
+    ensure!(
+        full.into_message() == value(2),
+        "the value was not handed back"
+    );
+    let e = tx
+        .send_timeout(value(2), Duration::from_millis(20))
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Timeout),
+        "send_timeout on a full ring: {e:?}"
+    );
+    let failing = FailsMidway {
+        first: 30_000,
+        second: 5_000,
+        calls: std::cell::Cell::new(0),
+    };
+    let e = tx.try_send_view(&failing).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Full),
+        "a failing value facing a full ring: {e:?}"
+    );
+    ensure!(check!(rx.recv_timeout(STEP)) == value(1), "value 1");
+    // Measured whole again, then failing midway (after the padding its record needs).
+    failing.calls.set(0);
+    let e = tx.try_send_view(&failing).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::InvalidInput),
+        "a value failing midway: {e:?}"
+    );
+    // Nothing of it was published (the receive skips the padding it was reserved after).
+    let e = rx.try_recv().err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::Empty), "after the refused value: {e:?}");
+    check!(tx.try_send(value(3)));
+    ensure!(check!(rx.recv_timeout(STEP)) == value(3), "value 3");
+    let e = rx.try_recv().err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::Empty), "after the last value: {e:?}");
     Ok(())
 }
