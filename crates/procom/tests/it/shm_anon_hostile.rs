@@ -41,7 +41,8 @@ pub fn trials() -> Vec<Trial> {
             a_copy_kept_by_the_parent_keeps_the_end_alive,
             many_channels_leave_no_descriptor_or_mapping,
             a_value_failing_to_encode_in_the_ring_leaves_no_stall,
-            large_typed_values_that_do_not_fit_are_refused_whole;
+            large_typed_values_that_do_not_fit_are_refused_whole,
+            the_other_ends_descriptor_is_refused_after_its_end_died;
     ]
 }
 
@@ -546,10 +547,38 @@ fn large_typed_values_that_do_not_fit_are_refused_whole() -> Outcome {
     );
     // Nothing of it was published (the receive skips the padding it was reserved after).
     let e = rx.try_recv().err().map(|e| e.kind());
-    ensure!(e == Some(ErrorKind::Empty), "after the refused value: {e:?}");
+    ensure!(
+        e == Some(ErrorKind::Empty),
+        "after the refused value: {e:?}"
+    );
     check!(tx.try_send(value(3)));
     ensure!(check!(rx.recv_timeout(STEP)) == value(3), "value 3");
     let e = rx.try_recv().err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::Empty), "after the last value: {e:?}");
+    Ok(())
+}
+
+/// The receiving end's descriptor taken up as a sender once the sending end's process was
+/// killed (its lock gone, so the lock does not refuse it): refused all the same, and the
+/// receiving end taken up from it then finds its sender gone.
+fn the_other_ends_descriptor_is_refused_after_its_end_died() -> Outcome {
+    let opts = Options::default();
+    let (tx, rx) = check!(procom::shm::channel(CAPACITY, &opts));
+    let rx_fd = fd_of(rx.into_fd())?;
+    let mut cmd = role("shm_anon::holder", &[]);
+    cmd.stdin(fd_of(tx.into_fd())?);
+    let mut child = Proc::spawn("holder", &mut cmd)?;
+    drop(cmd);
+    child.expect_line("holding")?;
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    let got = skind(Sender::from_shm_fd(check!(rx_fd.try_clone()), &opts));
+    ensure!(
+        got == Some(ErrorKind::WrongType),
+        "the receiving end's descriptor as a sender: {got:?}"
+    );
+    let mut rx = check!(Receiver::from_shm_fd(rx_fd, &opts));
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "the receiver: {e:?}");
     Ok(())
 }
