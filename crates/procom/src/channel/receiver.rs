@@ -246,6 +246,13 @@ impl Receiver {
     /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the sending
     /// end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses the end
     /// already; [`ErrorKind::PeerGone`] if the end was closed.
+    /// [`ErrorKind::Corrupted`] if its header holds what no procom process writes.
+    ///
+    /// Only a memfd sealed as [`crate::shm::channel`] seals it is taken up (anything else is
+    /// [`ErrorKind::WrongType`]), so no process can shrink it under this end. `fd` is
+    /// consumed, also on failure. The process that handed it over is trusted as any peer of
+    /// a channel is: a header it forged is caught, messages it writes are delivered as
+    /// written.
     pub fn from_shm_fd(fd: impl Into<OwnedFd>, opts: &Options) -> Result<Receiver, Error> {
         ShmReceiver::from_fd(fd.into(), opts.max_message, Duration::ZERO)
             .map(Receiver::shm_anonymous)
