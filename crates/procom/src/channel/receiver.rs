@@ -315,7 +315,8 @@ impl Receiver {
     /// mechanisms without one (a named shared-memory channel). The end of an anonymous
     /// shared-memory channel ([`crate::shm::channel`]) is handed over whole, its messages
     /// staying in the ring: another process (or this one) takes it up with
-    /// [`Receiver::from_shm_fd`].
+    /// [`Receiver::from_shm_fd`]. Every copy of that descriptor keeps the end alive for its
+    /// sender; once the last is closed, taken up or not, the sender finds it gone.
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_recv!(self.flavor, f => f.into_fd())
     }

@@ -281,7 +281,9 @@ impl Sender {
     /// `None` for mechanisms without one (a named shared-memory channel). An object the sender
     /// owned is kept, no longer removed on drop. The end of an anonymous shared-memory channel
     /// ([`crate::shm::channel`]) is handed over whole: another process (or this one) takes it
-    /// up with [`Sender::from_shm_fd`].
+    /// up with [`Sender::from_shm_fd`]. Every copy of that descriptor keeps the end alive for
+    /// its receiver; once the last is closed, taken up or not, the receiver finds it gone
+    /// (after the messages already sent).
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_send!(self.flavor, f => f.into_fd())
     }
