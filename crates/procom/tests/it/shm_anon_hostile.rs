@@ -111,6 +111,9 @@ fn an_end_handed_over_and_back_twice_keeps_its_messages() -> Outcome {
     Ok(())
 }
 
+/// Words written over a genuine header: (offset, value).
+type Patches = Vec<(u64, u32)>;
+
 /// A new memfd holding `bytes` with the 32-bit words `patches` written over them (at their
 /// offsets), its size sealed if `sealed` (as a channel's is).
 fn crafted(bytes: &[u8], patches: &[(u64, u32)], sealed: bool) -> Result<OwnedFd, String> {
@@ -163,7 +166,7 @@ fn crafted_descriptors_are_refused() -> Outcome {
     holder.expect_line("holding")?;
     let live = holder.pid();
     let dead = dead_pid()?;
-    let cases: Vec<(&str, Vec<(u64, u32)>, Option<ErrorKind>)> = vec![
+    let cases: Vec<(&str, Patches, Option<ErrorKind>)> = vec![
         (
             "a named channel's flags",
             vec![(OFF_FLAGS, 0)],

@@ -237,7 +237,6 @@ impl ShmSender {
                         // `reserve` may have published padding before it: a receiver asleep
                         // on an empty ring must skip it, or a later send waiting for the room
                         // it holds would wait for the liveness period.
-                        drop(slot);
                         if self.producer.position() != before {
                             wake_receiver(&self.map);
                         }
