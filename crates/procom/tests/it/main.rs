@@ -46,6 +46,7 @@ mod sem;
 mod shm;
 mod shm_anon;
 mod shm_anon_hostile;
+mod shm_anon_typed;
 mod signal;
 mod signal_wait;
 mod soak;
@@ -66,6 +67,6 @@ mod shm_anon_async;
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, memory, mq, msg, packet, pipe,
-    removal, security, sem, shm, shm_anon, shm_anon_hostile, signal, signal_wait, socket, stream, typed;
+    removal, security, sem, shm, shm_anon, shm_anon_hostile, shm_anon_typed, signal, signal_wait, socket, stream, typed;
     tokio: child_async, sem_async, shm_anon_async
 ];
