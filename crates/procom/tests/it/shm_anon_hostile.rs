@@ -349,6 +349,23 @@ fn channel_mappings() -> Result<usize, String> {
 /// left (the harness fails it if a descriptor is).
 fn churn(_: &[String]) -> Outcome {
     let opts = Options::default();
+    // An end handed over keeps no mapping here: its descriptor alone holds its open file
+    // (and so its lock), and closing it ends the end.
+    let (tx, rx) = check!(procom::shm::channel(CAPACITY, &opts));
+    ensure!(channel_mappings()? == 2, "{} mappings", channel_mappings()?);
+    let rx_fd = fd_of(rx.into_fd())?;
+    ensure!(
+        channel_mappings()? == 1,
+        "{} mappings after one into_fd",
+        channel_mappings()?
+    );
+    let tx_fd = fd_of(tx.into_fd())?;
+    ensure!(
+        channel_mappings()? == 0,
+        "{} mappings after both",
+        channel_mappings()?
+    );
+    drop((tx_fd, rx_fd));
     for i in 0u32..100 {
         let (tx, rx) = check!(procom::shm::channel(CAPACITY, &opts));
         let (mut tx, mut rx) = if i % 2 == 0 {
