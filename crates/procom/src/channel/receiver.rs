@@ -246,6 +246,13 @@ impl Receiver {
     /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the sending
     /// end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses the end
     /// already; [`ErrorKind::PeerGone`] if the end was closed.
+    /// [`ErrorKind::Corrupted`] if its header holds what no procom process writes.
+    ///
+    /// Only a memfd sealed as [`crate::shm::channel`] seals it is taken up (anything else is
+    /// [`ErrorKind::WrongType`]), so no process can shrink it under this end. `fd` is
+    /// consumed, also on failure. The process that handed it over is trusted as any peer of
+    /// a channel is: a header it forged is caught, messages it writes are delivered as
+    /// written.
     pub fn from_shm_fd(fd: impl Into<OwnedFd>, opts: &Options) -> Result<Receiver, Error> {
         ShmReceiver::from_fd(fd.into(), opts.max_message, Duration::ZERO)
             .map(Receiver::shm_anonymous)
@@ -308,7 +315,8 @@ impl Receiver {
     /// mechanisms without one (a named shared-memory channel). The end of an anonymous
     /// shared-memory channel ([`crate::shm::channel`]) is handed over whole, its messages
     /// staying in the ring: another process (or this one) takes it up with
-    /// [`Receiver::from_shm_fd`].
+    /// [`Receiver::from_shm_fd`]. Every copy of that descriptor keeps the end alive for its
+    /// sender; once the last is closed, taken up or not, the sender finds it gone.
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_recv!(self.flavor, f => f.into_fd())
     }

@@ -90,6 +90,13 @@ impl Sender {
     /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the
     /// receiving end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses
     /// the end already; [`ErrorKind::PeerGone`] if the end was closed.
+    /// [`ErrorKind::Corrupted`] if its header holds what no procom process writes.
+    ///
+    /// Only a memfd sealed as [`crate::shm::channel`] seals it is taken up (anything else is
+    /// [`ErrorKind::WrongType`]), so no process can shrink it under this end. `fd` is
+    /// consumed, also on failure. The process that handed it over is trusted as any peer of
+    /// a channel is: a header it forged is caught, messages it writes are delivered as
+    /// written.
     pub fn from_shm_fd(fd: impl Into<OwnedFd>, opts: &Options) -> Result<Sender, Error> {
         ShmSender::from_fd(fd.into(), opts.max_message, Duration::ZERO)
             .map(|tx| Sender::shm_anonymous(tx, opts))
@@ -274,7 +281,9 @@ impl Sender {
     /// `None` for mechanisms without one (a named shared-memory channel). An object the sender
     /// owned is kept, no longer removed on drop. The end of an anonymous shared-memory channel
     /// ([`crate::shm::channel`]) is handed over whole: another process (or this one) takes it
-    /// up with [`Sender::from_shm_fd`].
+    /// up with [`Sender::from_shm_fd`]. Every copy of that descriptor keeps the end alive for
+    /// its receiver; once the last is closed, taken up or not, the receiver finds it gone
+    /// (after the messages already sent).
     pub fn into_fd(self) -> Option<OwnedFd> {
         dispatch_send!(self.flavor, f => f.into_fd())
     }

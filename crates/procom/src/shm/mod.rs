@@ -76,14 +76,25 @@ pub const ANONYMOUS: &str = "shm:(anonymous)";
 /// The receiver sleeps when the ring is empty (as a `shm:` endpoint without `?spin=`).
 ///
 /// Both ends start in this process: use them in two threads, or hand either to another
-/// process as a descriptor with [`Sender::into_fd`] or [`Receiver::into_fd`] (inherited by a
-/// child, or sent over a Unix socket), where [`Sender::from_shm_fd`] or
-/// [`Receiver::from_shm_fd`] takes it up again. Each end watches the other through the
-/// kernel: an end handed to a process that exits or is killed, even before it used the end,
-/// is seen gone (the other side reports [`ErrorKind::PeerGone`] within 50 ms, once the
-/// messages already in the ring are read), and not while any process still holds its
-/// descriptor (close the parent's copy once the child has it, as with a pipe). An end that
-/// was closed (dropped) is not taken up again.
+/// process as a descriptor with [`Sender::into_fd`] or [`Receiver::into_fd`], where
+/// [`Sender::from_shm_fd`] or [`Receiver::from_shm_fd`] takes it up again. The descriptor is
+/// close-on-exec: give it to a child as one of its standard streams (`Command::stdin` and
+/// the like), or send it over a Unix socket.
+///
+/// Each end watches the other through the kernel: the other end is alive while any
+/// descriptor of it is open, in whichever process, and gone once the last is closed. So an
+/// end handed to a process that exits or is killed, even before it took the end up, is seen
+/// gone (the other side reports [`ErrorKind::PeerGone`] within 50 ms, once the messages
+/// already in the ring are read), but only if no other process still holds a copy of its
+/// descriptor:
+/// - close the parent's copy once the child has it, as with a pipe (a `Command` keeps the
+///   descriptors given to it until it is dropped);
+/// - a child made by `fork` without `exec` inherits every descriptor and mapping of both
+///   ends as the parent held them then (close-on-exec does not apply), and keeps each of
+///   them alive until it exits or execs, even an end it never uses.
+///
+/// A copy kept on purpose lets this process take the end up again once the process that
+/// used it is gone. An end that was closed (dropped) is not taken up again.
 ///
 /// ```
 /// # fn main() -> Result<(), procom::Error> {

@@ -96,7 +96,9 @@ where
 /// [`crate::Sender::into_fd`] (and the same for the receiver); the child takes them up with
 /// [`crate::Sender::from_shm_fd`] and [`crate::Receiver::from_shm_fd`], then
 /// [`Sender::from_untyped`]. Either side sees the other gone ([`ErrorKind::PeerGone`]) when
-/// the process holding it exits or is killed, even before it took its end up.
+/// the process holding it exits or is killed, even before it took its end up, once no other
+/// process holds a copy of its descriptors (close the parent's copies; see
+/// [`crate::shm::channel`] for what else keeps an end alive).
 ///
 /// ```
 /// # fn main() -> Result<(), procom::Error> {

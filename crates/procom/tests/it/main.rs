@@ -45,6 +45,8 @@ mod security;
 mod sem;
 mod shm;
 mod shm_anon;
+mod shm_anon_hostile;
+mod shm_anon_typed;
 mod signal;
 mod signal_wait;
 mod soak;
@@ -58,11 +60,13 @@ mod typed;
 mod child_async;
 #[cfg(feature = "tokio")]
 mod sem_async;
+#[cfg(feature = "tokio")]
+mod shm_anon_async;
 
 // Trials start in this order: the soak, the longest and mostly waiting, first, so that the
 // rest of the suite runs beside it rather than after it.
 main_of![
     soak, async_contract, chaos, contract, exhaustion, fifo, garbage, memory, mq, msg, packet, pipe,
-    removal, security, sem, shm, shm_anon, signal, signal_wait, socket, stream, typed;
-    tokio: child_async, sem_async
+    removal, security, sem, shm, shm_anon, shm_anon_hostile, shm_anon_typed, signal, signal_wait, socket, stream, typed;
+    tokio: child_async, sem_async, shm_anon_async
 ];

@@ -38,7 +38,8 @@ pub fn trials() -> Vec<Trial> {
             an_end_whose_child_is_killed_before_taking_it_up_is_gone,
             a_receiving_end_whose_child_is_killed_is_gone_for_the_sender,
             a_child_killed_mid_stream_leaves_only_whole_messages,
-            descriptors_that_are_not_the_end_are_refused;
+            descriptors_that_are_not_the_end_are_refused,
+            zero_copy_sends_and_receives_cross_into_a_child;
     ]
 }
 
@@ -313,5 +314,39 @@ fn descriptors_that_are_not_the_end_are_refused() -> Outcome {
     let got = rkind(Receiver::from_shm_fd(again, &opts));
     ensure!(got == Some(ErrorKind::PeerGone), "a closed end: {got:?}");
     drop(tx);
+    Ok(())
+}
+
+/// `send_with` writes straight into the ring of an end handed over, `recv_with` reads straight
+/// from the other; a child echoes between them.
+fn zero_copy_sends_and_receives_cross_into_a_child() -> Outcome {
+    use std::sync::atomic::Ordering::Relaxed;
+    let opts = Options::default();
+    let (mut to_child, child_rx) = check!(procom::shm::channel(CAPACITY, &opts));
+    let (child_tx, mut from_child) = check!(procom::shm::channel(CAPACITY, &opts));
+    let child = hand_over(
+        "shm_anon::echo",
+        fd_of(child_rx.into_fd())?,
+        Some(fd_of(child_tx.into_fd())?),
+    )?;
+    for (i, len) in [0usize, 7, 4096, 1 << 20].into_iter().enumerate() {
+        let m = msg(i as u32, len);
+        check!(to_child.send_with(len, |buf| {
+            for (b, v) in buf.iter().zip(&m) {
+                b.store(*v, Relaxed);
+            }
+        }));
+        let same = check!(from_child.recv_with(|buf| {
+            buf.len() == len && buf.iter().zip(&m).all(|(b, v)| b.load(Relaxed) == *v)
+        }));
+        ensure!(same, "a {len}-byte message came back changed");
+    }
+    drop(to_child);
+    child.success(STEP)?;
+    let end = from_child.recv_with(|buf| buf.len());
+    ensure!(
+        matches!(&end, Err(e) if e.kind() == ErrorKind::PeerGone),
+        "after the child's exit: {end:?}"
+    );
     Ok(())
 }

@@ -15,7 +15,9 @@
 //! handed over, not in use), so one open file is never used by two ends at once.
 //!
 //! An end handed over with `into_fd` releases its slot and keeps its lock (the descriptor
-//! carries it); an end attached from a descriptor checks that the descriptor's open file holds
+//! carries it); an end attached from a descriptor checks that it is a memfd sealed as a
+//! channel's is (its size fixed, no seal to be added), that its open file does not hold the
+//! other end's lock (it would be that end's descriptor), that the descriptor's open file holds
 //! its role's lock (or that no other does), then claims the slot. Closing an end (dropping it)
 //! sets its closed flag for good: a closed end is not attached again.
 
@@ -80,6 +82,14 @@ impl Role {
         match self {
             Role::Sender => "sender",
             Role::Receiver => "receiver",
+        }
+    }
+
+    /// The other end's name.
+    fn peer_name(self) -> &'static str {
+        match self {
+            Role::Sender => "receiver",
+            Role::Receiver => "sender",
         }
     }
 }
@@ -197,6 +207,26 @@ fn fixed(map: &Mapping, cap: usize) -> Fixed {
     }
 }
 
+/// Whether the open file behind `fd` holds the other end's lock: it is that end's, whether
+/// or not the end `role` is open anywhere. An open file never sees its own lock, so this asks
+/// from `fd` and from a fresh open file of the memfd. `false` where no fresh one can be opened
+/// (no /proc): the check only tells a mix-up of the two ends apart once `role`'s end is gone
+/// (while it lives, its lock refuses the descriptor anyway).
+fn holds_peer_lock(fd: &OwnedFd, role: Role) -> bool {
+    let byte = role.peer_lock();
+    let seen_from_fd = procom_sys::ofd_lock::byte_locked_elsewhere(fd, byte);
+    let Ok(fresh) = reopen(fd) else {
+        return false;
+    };
+    matches!(
+        (
+            seen_from_fd,
+            procom_sys::ofd_lock::byte_locked_elsewhere(&fresh, byte)
+        ),
+        (Ok(false), Ok(true))
+    )
+}
+
 /// The error for a descriptor that is not `role`'s end of an anonymous channel.
 fn not_an_end(role: Role, why: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::WrongType).detail(format!(
@@ -212,10 +242,30 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), 
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(not_an_end(role, "it is not a memfd"));
     }
+    // Only a memfd sealed as `create` seals it: a file another holder could shrink would take
+    // memory out from under the mapping (reads of zeros, then `Corrupted`), and one on a disk
+    // would write every message to it.
+    let sealed =
+        rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW | rustix::fs::SealFlags::SEAL;
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) if seals.contains(sealed) => {}
+        Ok(_) => return Err(not_an_end(role, "its size is not sealed")),
+        Err(_) => return Err(not_an_end(role, "it is not a memfd")),
+    }
+    // A channel's size, checked before anything is mapped: a ring of a power of two bytes
+    // after the header (a huge file of another size is not mapped at all).
     let len = usize::try_from(st.st_size)
         .ok()
-        .filter(|&n| n > RING_OFFSET)
-        .ok_or_else(|| not_an_end(role, format!("it holds {} bytes", st.st_size)))?;
+        .filter(|&n| {
+            n.checked_sub(RING_OFFSET + procom_ring::bytes_needed(0))
+                .is_some_and(|c| c.is_power_of_two() && c >= procom_ring::MIN_CAPACITY)
+        })
+        .ok_or_else(|| {
+            not_an_end(
+                role,
+                format!("it holds {} bytes, which no channel does", st.st_size),
+            )
+        })?;
     let map = Arc::new(
         Mapping::map_fd(fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
     );
@@ -225,6 +275,12 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), 
     }
     let fixed = fixed(&map, cap);
     fixed.check(&map)?;
+    if holds_peer_lock(fd, role) {
+        return Err(not_an_end(
+            role,
+            format!("it is the {} end's descriptor", role.peer_name()),
+        ));
+    }
     if !lock(fd, role)? {
         return Err(not_an_end(
             role,

@@ -230,10 +230,17 @@ impl ShmSender {
             self.producer.set_rewind(!receiver_asleep);
             match self.producer.reserve(len) {
                 Ok(mut slot) => {
-                    if let Some(f) = fill.take() {
-                        // A reserved record that is not committed was never published: the
-                        // ring is as it was.
-                        f(&mut slot)?;
+                    if let Some(f) = fill.take()
+                        && let Err(e) = f(&mut slot)
+                    {
+                        // A reserved record that is not committed was never published. But
+                        // `reserve` may have published padding before it: a receiver asleep
+                        // on an empty ring must skip it, or a later send waiting for the room
+                        // it holds would wait for the liveness period.
+                        if self.producer.position() != before {
+                            wake_receiver(&self.map);
+                        }
+                        return Err(e);
                     }
                     slot.commit(); // publishes tail (Release)
                     // Only a sleeping receiver needs data_seq bumped and a wake-up, so the hot
