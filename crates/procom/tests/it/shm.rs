@@ -68,6 +68,8 @@ pub fn trials() -> Vec<Trial> {
             foreign_segment_is_refused,
             channel_sender_killed_then_replaced,
             channel_receiver_killed_is_stale_and_reclaimed,
+            channel_receiver_killed_is_gone_though_its_pid_lives_on,
+            channel_sender_killed_is_gone_though_its_pid_lives_on,
             channel_one_sender_at_a_time,
             channel_hostile_scribbler,
             channel_truncated_under_the_receiver,
@@ -290,9 +292,10 @@ fn foreign_segment_is_refused() -> Outcome {
         e.kind() == ErrorKind::AlreadyExists && e.to_string().contains("not a procom channel"),
         "got {e}"
     );
-    // A procom header of another version (1: the ring whose consumer polled the shared tail,
-    // whose peers cannot work with today's), and one whose size does not match, are refused.
-    for version in [1u32, 9] {
+    // A procom header of another version (1: the ring whose consumer polled the shared tail;
+    // 2: ends watched by pid, whose peers would take today's for dead), and one whose size
+    // does not match, are refused.
+    for version in [1u32, 2, 9] {
         let header = Header {
             magic: *b"PROCOMCH",
             version,
@@ -312,7 +315,7 @@ fn foreign_segment_is_refused() -> Outcome {
     }
     let header = Header {
         magic: *b"PROCOMCH",
-        version: 2,
+        version: 3,
         flags: 0,
         layout_size: 999,
     };
@@ -449,6 +452,91 @@ fn channel_receiver_killed_is_stale_and_reclaimed() -> Outcome {
     // The next receiver detects the stale segment and reclaims the name.
     let rx = check!(Receiver::bind(&ep));
     drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// The header's pid slots: the receiver's, then the sender's.
+const RECEIVER_SLOT: usize = 32;
+const SENDER_SLOT: usize = 36;
+
+/// A process that lives until the test ends (killed when dropped), to stand for one the
+/// kernel gave a dead end's pid to: pids are reused once the kernel has gone round its pid
+/// space (`kernel.pid_max`, 32768 on many machines), so a killed end's pid may belong to any
+/// process later.
+fn unrelated_process() -> Result<Proc, String> {
+    Proc::spawn(
+        "an unrelated process",
+        std::process::Command::new("sleep").arg("600"),
+    )
+}
+
+/// Writes `pid` into the pid slot at `off` of the channel `name`'s header, as if the process
+/// that left it there had died and the kernel had handed its pid to `pid`.
+fn reuse_pid(name: &str, off: usize, pid: u32) -> Outcome {
+    let seg = check!(Segment::open(name));
+    let map = check!(seg.map());
+    map.atomic_u32(off)
+        .ok_or("no pid slot")?
+        .store(pid, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+fn channel_receiver_killed_is_gone_though_its_pid_lives_on() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut owner = receiver_child(&ep, &[])?;
+    check!(owner.child().kill());
+    owner.finish(STEP)?;
+    let other = unrelated_process()?;
+    reuse_pid(&name, RECEIVER_SLOT, other.pid())?;
+    let e = Sender::connect(&ep).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::PeerGone),
+        "connecting to a killed receiver whose pid another process has: {e:?}"
+    );
+    // A new receiver takes the name over, and is heard.
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = check!(Sender::connect(&ep));
+    check!(tx.send(b"to the new one").map_err(|e| e.into_error()));
+    ensure!(
+        check!(rx.recv_timeout(STEP)) == b"to the new one",
+        "message"
+    );
+    drop((tx, rx));
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+fn channel_sender_killed_is_gone_though_its_pid_lives_on() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=256KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut tx = Proc::spawn("sender", &mut role("shm::sender", &[&ep, "forever"]))?;
+    tx.expect_line("sent")?;
+    check!(tx.child().kill());
+    tx.finish(STEP)?;
+    let other = unrelated_process()?;
+    reuse_pid(&name, SENDER_SLOT, other.pid())?;
+    // What it committed arrives, then PeerGone: not a wait for a sender that is not there.
+    loop {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => ensure!(
+                m == b"first" || is_whole_big(&m),
+                "a partial {}-byte message was delivered",
+                m.len()
+            ),
+            Err(e) if e.kind() == ErrorKind::PeerGone => break,
+            Err(e) => return Err(format!("after the kill: {e}")),
+        }
+    }
+    // A new sender takes the killed one's place.
+    Proc::spawn("second sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
+    for want in [&b"a"[..], b"b", b"c"] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {m:?}");
+    }
+    drop((rx, other));
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }

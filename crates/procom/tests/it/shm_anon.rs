@@ -2,8 +2,9 @@
 //! real processes: ends handed to a child as descriptors carry messages both ways, from empty
 //! to 1 MiB, and keep what was already in the ring; an end handed to a child that is killed,
 //! before or after it took the end up, is reported gone (and every message it sent before is
-//! delivered whole); a descriptor that is not the end asked for, an end taken up twice and an
-//! end that was closed are refused.
+//! delivered whole); an end whose taker was killed is taken up again from a copy of its
+//! descriptor, whoever has the taker's pid by then; a descriptor that is not the end asked
+//! for, an end taken up twice and an end that was closed are refused.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
@@ -38,6 +39,7 @@ pub fn trials() -> Vec<Trial> {
             an_end_whose_child_is_killed_before_taking_it_up_is_gone,
             a_receiving_end_whose_child_is_killed_is_gone_for_the_sender,
             a_child_killed_mid_stream_leaves_only_whole_messages,
+            an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy,
             descriptors_that_are_not_the_end_are_refused,
             zero_copy_sends_and_receives_cross_into_a_child;
     ]
@@ -276,6 +278,59 @@ fn a_child_killed_mid_stream_leaves_only_whole_messages() -> Outcome {
             Err(e) => return Err(format!("after {i} messages: {e}")),
         }
     }
+}
+
+/// The header's sender pid slot.
+const SENDER_SLOT: u64 = 36;
+
+fn an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy() -> Outcome {
+    use std::os::unix::fs::FileExt;
+    let opts = Options::default();
+    let (tx, mut rx) = check!(procom::shm::channel(64 << 10, &opts));
+    let fd = fd_of(tx.into_fd())?;
+    let kept = check!(fd.try_clone());
+    let mut child = hand_over("shm_anon::streamer", fd, None)?;
+    ensure!(
+        check!(rx.recv_timeout(STEP)) == msg(0, 1000),
+        "the child's first message"
+    );
+    // The child took the end up: this process's copy does not take it up beside it.
+    let got = Sender::from_shm_fd(check!(kept.try_clone()), &opts)
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        got == Some(ErrorKind::AlreadyExists),
+        "taken up beside the child: {got:?}"
+    );
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    // Its pid may belong to any process by now (pids are reused): here, a live one is written
+    // in the slot the child left.
+    let other = Proc::spawn("an unrelated process", Command::new("sleep").arg("600"))?;
+    let file = std::fs::File::from(check!(kept.try_clone()));
+    check!(file.write_all_at(&other.pid().to_ne_bytes(), SENDER_SLOT));
+    let mut tx = check!(Sender::from_shm_fd(kept, &opts));
+    check!(tx.send(b"again").map_err(|e| e.into_error()));
+    drop(tx);
+    let mut i = 1u32;
+    loop {
+        let m = check!(rx.recv_timeout(STEP));
+        if m == b"again" {
+            break;
+        }
+        ensure!(
+            m == msg(i, 1000),
+            "message {i} arrived torn or out of order"
+        );
+        i += 1;
+    }
+    let end = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(
+        end == Some(ErrorKind::PeerGone),
+        "after the second sender closed: {end:?}"
+    );
+    drop(other);
+    Ok(())
 }
 
 fn descriptors_that_are_not_the_end_are_refused() -> Outcome {

@@ -4,22 +4,25 @@
 //!
 //! The segment is laid out as a named channel's, with [`FLAG_ANONYMOUS`] in its flags word,
 //! sealed at its size (no process can shrink or grow it). The creator opens the memfd twice
-//! (the second time through `/proc/self/fd`): the receiving end's open file holds a lock on
-//! byte [`RX_LOCK`] of it, the sending end's on byte [`TX_LOCK`] (open-file-description locks,
-//! `procom_sys::ofd_lock`). Each end watches the other by asking, from its own open file,
-//! whether the other byte is still locked: the kernel releases a lock when the last descriptor
-//! of its open file is closed, in whichever process that was, so an end handed to a child is
-//! seen gone when the child exits or is killed, even before it ever used the end, and not while
-//! any process still holds the descriptor. (A mapping holds the open file it was made through,
-//! so each end maps the segment through its own.) Each end also claims its pid slot in the header (0:
-//! handed over, not in use), so one open file is never used by two ends at once.
+//! (the second time through `/proc/self/fd`): the receiving end's open file holds the lock on
+//! byte [`RX_LOCK`] of it, the sending end's on byte [`TX_LOCK`], and each end watches the
+//! other's as a named channel's ends do (see the parent module): an end handed to a child is
+//! seen gone when the child exits or is killed, even before it ever used the end, and not
+//! while any process still holds the descriptor. (A mapping holds the open file it was made
+//! through, so each end maps the segment through its own.)
 //!
-//! An end handed over with `into_fd` releases its slot and keeps its lock (the descriptor
-//! carries it); an end attached from a descriptor checks that it is a memfd sealed as a
-//! channel's is (its size fixed, no seal to be added), that its open file does not hold the
-//! other end's lock (it would be that end's descriptor), that the descriptor's open file holds
-//! its role's lock (or that no other does), then claims the slot. Closing an end (dropping it)
-//! sets its closed flag for good: a closed end is not attached again.
+//! The process using an end holds a third open file of the memfd, private to it, with the lock
+//! on the end's use byte ([`RX_USE`], [`TX_USE`]): one process at a time takes an end up,
+//! whoever holds copies of its descriptor, and an end whose user died can be taken up again
+//! from a copy (its private open file, and the lock, went with it). The pid slot in the header
+//! says which process that is.
+//!
+//! An end handed over with `into_fd` closes its private open file and keeps its lock (the
+//! descriptor carries it); an end attached from a descriptor checks that it is a memfd sealed
+//! as a channel's is (its size fixed, no seal to be added), that its open file does not hold
+//! the other end's lock (it would be that end's descriptor), that the descriptor's open file
+//! holds its role's lock (or that no other does), then takes the use lock. Closing an end
+//! (dropping it) sets its closed flag for good: a closed end is not attached again.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -29,16 +32,17 @@ use std::time::Duration;
 use super::receiver::capacity_for;
 use super::{
     FLAG_ANONYMOUS, Fixed, MAGIC, OFF_CAPACITY, OFF_FLAGS, OFF_RECEIVER, OFF_SENDER, OFF_VERSION,
-    POPULATE_MAX, RING_OFFSET, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, ShmReceiver, ShmSender,
-    VERSION, claim_slot, load_state, me, validate, word,
+    POPULATE_MAX, RING_OFFSET, RX_LOCK, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, ShmReceiver,
+    ShmSender, TX_LOCK, VERSION, load_state, lock_byte, take_slot, validate, word,
 };
 use crate::error::{Error, ErrorKind};
 use crate::shm::{Header, Mapping};
 
-/// The byte of the memfd whose lock the receiving end's open file holds.
-pub(super) const RX_LOCK: u64 = 0;
-/// The byte whose lock the sending end's open file holds.
-pub(super) const TX_LOCK: u64 = 1;
+/// The byte whose lock a private open file of the process using the receiving end holds:
+/// one process at a time takes an end up, whoever holds copies of its descriptor.
+const RX_USE: u64 = 2;
+/// The same for the sending end.
+const TX_USE: u64 = 3;
 
 /// One end of an anonymous channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,14 @@ impl Role {
         match self {
             Role::Sender => RX_LOCK,
             Role::Receiver => TX_LOCK,
+        }
+    }
+
+    /// The byte whose lock the process using this end holds (see [`RX_USE`]).
+    fn use_byte(self) -> u64 {
+        match self {
+            Role::Sender => TX_USE,
+            Role::Receiver => RX_USE,
         }
     }
 
@@ -146,8 +158,29 @@ fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Error> {
 
 /// Takes `role`'s lock for the open file `fd`: `Ok(false)` if another open file holds it.
 fn lock(fd: &OwnedFd, role: Role) -> Result<bool, Error> {
-    procom_sys::ofd_lock::lock_byte(fd, role.lock())
-        .map_err(|e| Error::os(&format!("lock its {} byte", role.name()), e))
+    lock_byte(fd, role.lock(), &format!("its {} byte", role.name()))
+}
+
+/// Takes the end `role` of the channel mapped at `map` (whose memfd `fd` is) up for this
+/// process: a private open file of the memfd that holds `role`'s use lock, kept by the end
+/// until it is closed or handed over; then this process's pid in the end's slot (which says
+/// who holds it). `AlreadyExists` if another process (or another end here) uses it: its open
+/// file holds the lock whatever became of pids since.
+pub(super) fn take_up(fd: &OwnedFd, role: Role, map: &Mapping) -> Result<OwnedFd, Error> {
+    let private = reopen(fd)?;
+    if !lock_byte(
+        &private,
+        role.use_byte(),
+        &format!("its {} use byte", role.name()),
+    )? {
+        let pid = map.load_u32(role.slot(), Ordering::Acquire).unwrap_or(0);
+        return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+            "already has a {} (pid {pid}); an end of a shared-memory channel is used by one process at a time",
+            role.name()
+        )));
+    }
+    take_slot(map, role.slot());
+    Ok(private)
 }
 
 /// A new anonymous channel whose ring holds `capacity` bytes (rounded up to a power of two):
@@ -180,21 +213,21 @@ pub(crate) fn channel(
     map.write(OFF_CAPACITY, &(cap as u64).to_le_bytes())
         .map_err(io)?;
     word(&map, OFF_FLAGS).store(FLAG_ANONYMOUS, Ordering::Relaxed);
-    word(&map, OFF_RECEIVER).store(me(), Ordering::Relaxed);
-    word(&map, OFF_SENDER).store(me(), Ordering::Relaxed);
     let region = super::ring(&map)?;
     procom_ring::init(&region);
     // Release: everything above is visible to whoever sees the version.
     word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
     let fixed = fixed(&map, cap);
+    let rx_use = take_up(&rx_fd, Role::Receiver, &map)?;
+    let tx_use = take_up(&tx_fd, Role::Sender, &map)?;
     // Each end maps the segment through its own open file: a mapping holds its open file
     // (and so the lock) as long as it lasts, so an end handed over and dropped here must leave
     // no mapping of its open file behind.
     let tx_map = Arc::new(
         Mapping::map_fd(tx_fd.as_fd(), len, true).map_err(|e| Error::os("map its memfd", e))?,
     );
-    let rx = ShmReceiver::anonymous(map, rx_fd, fixed, spin, max)?;
-    let tx = ShmSender::anonymous(tx_map, tx_fd, fixed, spin, max)?;
+    let rx = ShmReceiver::anonymous(map, rx_fd, rx_use, fixed, spin, max)?;
+    let tx = ShmSender::anonymous(tx_map, tx_fd, tx_use, fixed, spin, max)?;
     Ok((tx, rx))
 }
 
@@ -235,9 +268,10 @@ fn not_an_end(role: Role, why: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// Maps the end `fd` of an anonymous channel handed over as `role`, checks it, and claims the
-/// end for this process: the mapping and the channel's fixed header words.
-pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), Error> {
+/// Maps the end `fd` of an anonymous channel handed over as `role`, checks it, and takes the
+/// end up for this process: the mapping, the channel's fixed header words, and the private
+/// open file that holds the end's use lock ([`take_up`]).
+pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed, OwnedFd), Error> {
     let st = rustix::fs::fstat(fd).map_err(|e| Error::os("read its status", e.into()))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(not_an_end(role, "it is not a memfd"));
@@ -296,7 +330,7 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed), 
             role.name()
         )));
     }
-    claim_slot(&map, role.slot(), role.name())?;
+    let private = take_up(fd, role, &map)?;
     let _ = map.populate_prefix(POPULATE_MAX);
-    Ok((map, fixed))
+    Ok((map, fixed, private))
 }

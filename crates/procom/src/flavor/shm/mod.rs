@@ -1,7 +1,7 @@
 //! The shared-memory channel (`shm:/NAME`): the ring of `procom-ring` in a POSIX segment, with
-//! futex wake-ups and pidfd peer-death detection around it.
+//! futex wake-ups and byte-lock peer-death detection around it.
 //!
-//! # Segment layout (version 2)
+//! # Segment layout (version 3)
 //!
 //! ```text
 //!   0  magic "PROCOMCH"        8  version u32 (written last, Release: the header is complete)
@@ -12,9 +12,23 @@
 //! 128  the ring: head u64 @0, tail u64 @64, data @128 (capacity bytes, a power of two)
 //! ```
 //!
-//! Version 2 is the ring whose consumer polls the next record's header and whose producer
-//! writes an end mark after each record (see `procom-ring`); a version 1 peer polled the
-//! shared tail, so the two refuse each other's segments (`Corrupted`, naming the version).
+//! Version 3 is the ring whose consumer polls the next record's header and whose producer
+//! writes an end mark after each record (see `procom-ring`), with each end's liveness in a
+//! byte lock (below). Version 1 polled the shared tail; version 2 watched the ends by pid.
+//! Peers of different versions refuse each other's segments (`Corrupted`, naming the version).
+//!
+//! # Liveness
+//!
+//! Each end is watched by an open-file-description lock (`F_OFD_SETLK`, `procom_sys::ofd_lock`)
+//! that its open file of the segment holds: the receiver's on byte 0 ([`RX_LOCK`]), the
+//! sender's on byte 1 ([`TX_LOCK`]). The other end asks, from its own open file, whether the
+//! byte is still locked (`F_OFD_GETLK`). The kernel releases such a lock when the last
+//! descriptor or mapping of its open file goes, in whichever process: a killed end is seen
+//! gone whatever became of its pid (pids are reused once the kernel has gone round its pid
+//! space, 32768 by default), and an end is alive while any process holds a descriptor of its
+//! open file (a child forked without executing a program, say). The sender's lock is also
+//! what makes it the only one: a second sender's open file cannot take it. The pid slots
+//! only say which process holds an end (and, for the sender, that one is attached).
 //!
 //! The receiver creates and owns the segment (mode 0600, exclusive) and removes its name on
 //! drop. It holds an exclusive `flock` on the segment (the owner lock) from before its header is
@@ -24,8 +38,8 @@
 //! closing receiver removes its name *before* letting the lock go (and only if the name is
 //! still its segment's), a new receiver can never reclaim a segment that is half-closed, and an
 //! old receiver can never remove the name of the segment that replaced its own. One sender
-//! attaches at a time by claiming the sender-pid slot; a slot whose process is dead is
-//! reclaimed, so a new sender can attach after one was killed.
+//! attaches at a time by taking the sender byte's lock; a killed sender's goes with it, so a
+//! new sender can attach after one was killed.
 //!
 //! Waiting: an empty receiver spins for its endpoint's `?spin=` (0 by default; a sender facing a full
 //! ring spins as long before it sleeps the same way), then announces itself
@@ -41,7 +55,7 @@
 //! position moves: a released message, and also padding skipped by a `peek` that then finds
 //! the ring empty. Closing either side sets its flag, then bumps the other side's sequence
 //! word and wakes it. Sleeps last at most 50 ms, after which the sleeper checks the peer's
-//! pidfd: a SIGKILLed peer is noticed within 50 ms, and a message it had not committed is
+//! lock: a SIGKILLed peer is noticed within 50 ms, and a message it had not committed is
 //! never seen. No wake-up depends on that period (a test sets it to seconds and counts the
 //! sleeps that end by it: `crate::shm::debug`).
 //!
@@ -53,14 +67,14 @@
 //! Anything else is `Corrupted` on either side, never `PeerGone` (which would end a receiving
 //! program as cleanly as a sender that closed). The sequence words may hold any value.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use procom_sys::mapping::MappedRing;
-use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::process::{Pid, PidfdFlags};
+use rustix::event::Timespec;
+use rustix::process::Pid;
 use rustix::thread::futex;
 
 use crate::error::{Error, ErrorKind};
@@ -78,7 +92,7 @@ pub(crate) use receiver::{Probe, ShmReceiver, probe, release, remove_stale};
 pub(crate) use sender::ShmSender;
 
 const MAGIC: [u8; 8] = *b"PROCOMCH";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const OFF_VERSION: usize = 8;
 const OFF_FLAGS: usize = 12;
 const OFF_LAYOUT: usize = 16;
@@ -116,19 +130,28 @@ fn me() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// The other side of a channel, watched for its end: a process through a pidfd (so a recycled
-/// pid can never fool us), or, for an anonymous channel, the other end's byte lock.
+/// The other side of a channel, watched for its end: alive while its open file holds the lock
+/// on its byte of the segment (see [`RX_LOCK`]). The kernel releases the lock when the last
+/// descriptor (or mapping) of that open file goes, in whichever process that is, so a recycled
+/// pid can never make a dead end look alive.
 #[derive(Debug)]
 struct Watched {
-    target: Target,
-    /// When `dead` was last asked of the kernel ([`coarse_now`]), and its answer: a busy
-    /// sender or a spinning receiver asks at most every [`RECHECK`], not once per message.
-    /// Nanoseconds of the coarse clock at that moment; 0: never. Relaxed: a cache read and
-    /// written by the one thread using the endpoint (atomic only so the endpoint is `Sync`).
+    ours: OwnedFd,
+    byte: u64,
+    /// When `dead` was last asked of the kernel ([`coarse_now`]): a busy sender or a spinning
+    /// receiver asks at most every [`RECHECK`], not once per message. Nanoseconds of the
+    /// coarse clock at that moment; 0: never. Relaxed: a cache read and written by the one
+    /// thread using the endpoint (atomic only so the endpoint is `Sync`).
     checked: AtomicU64,
-    /// Relaxed, as `checked`.
-    was_dead: AtomicBool,
+    /// The answer then. Relaxed, as `checked`.
+    dead: AtomicBool,
 }
+
+/// The byte of a segment whose lock the receiving end's open file holds, from creation (a
+/// named channel's receiver) or hand-over (an anonymous channel's end) until it is closed.
+const RX_LOCK: u64 = 0;
+/// The byte whose lock the sending end's open file holds.
+const TX_LOCK: u64 = 1;
 
 /// How much of a ring is allocated and mapped when a channel is created or attached.
 const POPULATE_MAX: usize = 16 << 20;
@@ -171,64 +194,32 @@ fn coarse_now() -> Duration {
     )
 }
 
-/// What a [`Watched`] watches.
-#[derive(Debug)]
-enum Target {
-    /// A process, by pid and (where one could be opened) pidfd.
-    Process { pid: u32, pidfd: Option<OwnedFd> },
-    /// The other end of an anonymous channel (see `anon`): alive while its open file holds the
-    /// lock on `byte`, as seen from our own open file of the segment, `ours`.
-    Lock { ours: OwnedFd, byte: u64 },
-}
-
 impl Watched {
-    fn new(pid: u32) -> Watched {
-        let pidfd =
-            pid_of(pid).and_then(|p| rustix::process::pidfd_open(p, PidfdFlags::empty()).ok());
-        Watched::of(Target::Process { pid, pidfd })
-    }
-
-    /// The other end of an anonymous channel, whose open file holds the lock on `byte`, seen
-    /// from our open file `ours` (which the watch keeps).
+    /// The end whose open file holds the lock on `byte`, seen from our own open file of the
+    /// segment, `ours` (which the watch keeps).
     fn lock(ours: OwnedFd, byte: u64) -> Watched {
-        Watched::of(Target::Lock { ours, byte })
-    }
-
-    fn of(target: Target) -> Watched {
         Watched {
-            target,
+            ours,
+            byte,
             checked: AtomicU64::new(0),
-            was_dead: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
         }
     }
 
-    /// A watch of nothing, left behind where a watch was taken apart.
-    fn nobody() -> Watched {
-        Watched::of(Target::Process {
-            pid: 0,
-            pidfd: None,
-        })
+    /// Our open file (an anonymous channel's end, handed over).
+    fn into_fd(self) -> OwnedFd {
+        self.ours
     }
 
-    /// Whether this watches the other end of an anonymous channel.
-    fn is_lock(&self) -> bool {
-        matches!(self.target, Target::Lock { .. })
+    /// What the last check found, without asking again.
+    fn known_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
     }
 
-    /// Our open file, for an anonymous channel's watch.
-    fn into_lock_fd(self) -> Option<OwnedFd> {
-        match self.target {
-            Target::Lock { ours, .. } => Some(ours),
-            Target::Process { .. } => None,
-        }
-    }
-
-    /// The pid watched, for a process.
-    fn pid(&self) -> Option<u32> {
-        match &self.target {
-            Target::Process { pid, .. } => Some(*pid),
-            Target::Lock { .. } => None,
-        }
+    /// Forgets the cached answer: the next `dead_within` asks the kernel (a new end may hold
+    /// the lock now).
+    fn forget(&self) {
+        self.checked.store(0, Ordering::Relaxed);
     }
 
     /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`. Whenever the
@@ -239,92 +230,52 @@ impl Watched {
         fresh: bool,
         check: impl FnOnce() -> Result<(), Error>,
     ) -> Result<bool, Error> {
-        if self.was_dead.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
         let checked = self.checked.load(Ordering::Relaxed);
         if !fresh
             && checked != 0
             && coarse_now().saturating_sub(Duration::from_nanos(checked)) < RECHECK
         {
-            return Ok(false);
+            return Ok(self.dead.load(Ordering::Relaxed));
         }
         check()?;
         let dead = self.dead();
         let now = u64::try_from(coarse_now().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
+        self.dead.store(dead, Ordering::Relaxed);
         self.checked.store(now, Ordering::Relaxed);
-        self.was_dead.store(dead, Ordering::Relaxed);
         Ok(dead)
     }
 
-    /// Whether the process has exited (a pidfd becomes readable then; no pidfd: it was gone),
-    /// or the other end's open file was closed everywhere (its lock is gone).
+    /// Whether the other end's open file was closed everywhere (its lock is gone). A failure
+    /// to ask must not make a live peer look gone.
     fn dead(&self) -> bool {
-        match &self.target {
-            // No pidfd: only "no such process" means dead; another failure (EMFILE, a sandbox
-            // refusing pidfd_open) must not make a live peer look gone.
-            Target::Process { pid, pidfd: None } => pid_of(*pid).is_none_or(|p| {
-                rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
-            }),
-            Target::Process {
-                pidfd: Some(fd), ..
-            } => {
-                let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-            }
-            // A failure to ask must not make a live peer look gone either.
-            Target::Lock { ours, byte } => {
-                matches!(
-                    procom_sys::ofd_lock::byte_locked_elsewhere(ours, *byte),
-                    Ok(false)
-                )
-            }
-        }
+        matches!(
+            procom_sys::ofd_lock::byte_locked_elsewhere(&self.ours, self.byte),
+            Ok(false)
+        )
     }
 }
 
-/// Claims the pid slot at `off` (the `role` end's) for this process: free (0), or held by a
-/// process that died without letting go.
-fn claim_slot(map: &Mapping, off: usize, role: &str) -> Result<(), Error> {
-    let slot = word(map, off);
-    let mine = me();
-    loop {
-        match slot.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(()),
-            Err(other) if pid_of(other).is_none() => {
-                return Err(header_corrupted(&format!(
-                    "its {role} pid is {other}, which is not a pid"
-                )));
-            }
-            // Our own pid: another end in this process already holds the slot (one producer
-            // and one consumer per ring), never a stale one.
-            Err(other) if other == mine || alive(other) => {
-                return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
-                    "already has a {role} (pid {other}); a shared-memory channel has one {role} at a time"
-                )));
-            }
-            Err(other) => {
-                // The previous holder died without letting go: take its place.
-                if slot
-                    .compare_exchange(other, mine, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Ok(());
-                }
-            }
-        }
-    }
+/// Takes the lock on `byte` for the open file `fd`: `Ok(false)` if another open file holds it.
+fn lock_byte(fd: impl AsFd, byte: u64, what: &str) -> Result<bool, Error> {
+    procom_sys::ofd_lock::lock_byte(fd, byte).map_err(|e| Error::os(&format!("lock {what}"), e))
+}
+
+/// A descriptor of the open file `fd` (the same open file, so the same locks), ours to keep.
+fn own(fd: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
+    fd.try_clone_to_owned()
+        .map_err(|e| Error::os("duplicate its descriptor", e))
+}
+
+/// Writes this process's pid into the slot at `off`: the end is ours (its lock decided that).
+fn take_slot(map: &Mapping, off: usize) {
+    word(map, off).store(me(), Ordering::Release);
 }
 
 /// Lets go of the pid slot at `off` if this process holds it.
 fn release_slot(map: &Mapping, off: usize) {
     let _ = word(map, off).compare_exchange(me(), 0, Ordering::AcqRel, Ordering::Relaxed);
-}
-
-fn alive(pid: u32) -> bool {
-    pid != 0 && !Watched::new(pid).dead()
 }
 
 /// `raw` as a pid, if Linux could have handed it out (1 to [`PID_MAX_LIMIT`]): a pid slot
@@ -385,7 +336,7 @@ struct Fixed {
     layout_size: u64,
     capacity: u64,
     /// The receiver's pid, fixed at set-up; `None` for an anonymous channel, whose receiver
-    /// slot is claimed like the sender's (0, or the pid of the process using that end).
+    /// slot names the process using that end, like the sender's (0 while it is handed over).
     receiver: Option<u32>,
     /// The flags word: 0, or [`FLAG_ANONYMOUS`].
     flags: u32,

@@ -10,10 +10,11 @@ use procom_sys::mapping::MappedRing;
 
 use super::anon::{self, Role};
 use super::{
-    DEFAULT_CAPACITY, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING,
-    OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, SPIN_BURST,
-    STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, VERSION, Watched, corrupted, load_sender,
-    load_state, me, release_slot, ring, ring_error, spin_burst, validate, wake, wake_sender, word,
+    DEFAULT_CAPACITY, FLAG_ANONYMOUS, Fixed, MAGIC, OFF_CAPACITY, OFF_DATA_SEQ, OFF_RECEIVER,
+    OFF_RX_WAITING, OFF_SPACE_SEQ, OFF_STATE, OFF_VERSION, POPULATE_MAX, RING_OFFSET, RX_LOCK,
+    SPIN_BURST, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, TX_LOCK, VERSION, Watched,
+    corrupted, load_sender, load_state, lock_byte, me, own, release_slot, ring, ring_error,
+    spin_burst, validate, wake, wake_sender, word,
 };
 use crate::access::Access;
 use crate::error::{Error, ErrorKind};
@@ -80,8 +81,14 @@ pub(crate) struct ShmReceiver {
     /// (An anonymous channel's open file is the sender's watch, `Target::Lock`.)
     segment: Option<Segment>,
     fixed: Fixed,
-    /// The sender watched: by the pid in its slot (named), or by its lock (anonymous).
+    /// The sender watched, by its lock, from our own open file (`None` once handed over).
     sender: Option<Watched>,
+    /// The sender slot's value when the sender was last asked about: a new one there (a
+    /// sender that replaced a dead one) is asked about afresh.
+    sender_seen: u32,
+    /// An anonymous channel's end: the private open file holding its use lock (see
+    /// `anon::take_up`), kept until the end is closed or handed over.
+    claim: Option<OwnedFd>,
     /// Handed over (`into_fd`): dropping it then closes nothing.
     handed_over: bool,
     spin: Duration,
@@ -119,10 +126,18 @@ impl ShmReceiver {
         // docs). Taken before the version is published, so whoever sees a complete header
         // either finds the lock held or the owner gone; nobody else takes a lock on a segment
         // whose header is incomplete, so this never waits for a procom process.
-        lock_owner(&segment)?.then_some(()).ok_or_else(|| {
-            Error::new(ErrorKind::AlreadyExists)
-                .detail("another process locked the segment this receiver just created")
-        })?;
+        // The receiver's byte lock, which senders watch (a pid can be handed to another
+        // process once this one is dead; the lock goes with the last descriptor of our open
+        // file). Taken before the version is published, as the owner's lock is.
+        let fd = segment
+            .fd()
+            .ok_or_else(|| Error::new(ErrorKind::Io).detail("has no descriptor to lock"))?;
+        let locked = lock_owner(&segment)? && lock_byte(fd, RX_LOCK, "its receiver byte")?;
+        if !locked {
+            return Err(Error::new(ErrorKind::AlreadyExists)
+                .detail("another process locked the segment this receiver just created"));
+        }
+        let watch = Watched::lock(own(fd)?, TX_LOCK);
         reserve(&segment, len)?;
         let map = Arc::new(segment.map()?);
         // The ring's pages allocated and mapped now rather than by faults during the first lap
@@ -158,7 +173,9 @@ impl ShmReceiver {
             map,
             segment: Some(segment),
             fixed,
-            sender: None,
+            sender: Some(watch),
+            sender_seen: 0,
+            claim: None,
             handed_over: false,
             spin,
             max,
@@ -167,10 +184,11 @@ impl ShmReceiver {
     }
 
     /// The receiving end of an anonymous channel mapped at `map`, whose open file `ours` holds
-    /// the receiver's lock and whose pid slot this process holds.
+    /// the receiver's lock and which this process took up (`claim`, see `anon::take_up`).
     pub(super) fn anonymous(
         map: Arc<Mapping>,
         ours: OwnedFd,
+        claim: OwnedFd,
         fixed: Fixed,
         spin: Duration,
         max: usize,
@@ -182,6 +200,8 @@ impl ShmReceiver {
             segment: None,
             fixed,
             sender: Some(Watched::lock(ours, Role::Receiver.peer_lock())),
+            sender_seen: 0,
+            claim: Some(claim),
             handed_over: false,
             spin,
             max,
@@ -191,9 +211,9 @@ impl ShmReceiver {
 
     /// Attaches the receiving end of an anonymous channel handed over as `fd`.
     pub(crate) fn from_fd(fd: OwnedFd, max: usize, spin: Duration) -> Result<ShmReceiver, Error> {
-        let (map, fixed) = anon::attach(&fd, Role::Receiver)?;
+        let (map, fixed, claim) = anon::attach(&fd, Role::Receiver)?;
         let claimed = Arc::clone(&map);
-        ShmReceiver::anonymous(map, fd, fixed, spin, max)
+        ShmReceiver::anonymous(map, fd, claim, fixed, spin, max)
             .inspect_err(|_| release_slot(&claimed, OFF_RECEIVER))
     }
 
@@ -202,28 +222,30 @@ impl ShmReceiver {
     /// kernel, on every `fresh` call, and before the sender is reported gone.
     fn sender_gone(&mut self, fresh: bool) -> Result<bool, Error> {
         let pid = load_sender(&self.map, Ordering::Acquire)?;
-        let gone = if let Some(w) = self.sender.as_ref().filter(|w| w.is_lock()) {
-            // Anonymous: the sender's open file decides, whichever process holds it (its pid
-            // slot is 0 while it is handed over).
-            let (map, fixed) = (&self.map, self.fixed);
-            load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
-                || w.dead_within(fresh, || fixed.check(map))?
-        } else if pid == 0 {
-            self.sender = None;
+        let (map, fixed) = (&self.map, self.fixed);
+        let gone = if load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0 {
+            true
+        } else if pid == 0 && fixed.flags & FLAG_ANONYMOUS == 0 {
+            // A named channel no sender is attached to (yet, or again): wait for one.
             if fresh {
-                self.fixed.check(&self.map)?;
+                fixed.check(map)?;
             }
-            load_state(&self.map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0
+            false
         } else {
-            if self.sender.as_ref().is_none_or(|w| w.pid() != Some(pid)) {
-                self.sender = Some(Watched::new(pid));
-            }
-            let (map, fixed) = (&self.map, self.fixed);
+            // The sender's open file decides, whichever process holds it (an anonymous end's
+            // slot is 0 while it is handed over). A new pid in the slot is a new sender,
+            // asked about afresh.
             match &self.sender {
-                Some(w) => w.dead_within(fresh, || fixed.check(map))?,
+                Some(w) => {
+                    if pid != self.sender_seen {
+                        w.forget();
+                    }
+                    w.dead_within(fresh, || fixed.check(map))?
+                }
                 None => false,
             }
         };
+        self.sender_seen = pid;
         if gone {
             self.fixed.check(&self.map)?;
         }
@@ -505,11 +527,13 @@ impl RecvFlavor for ShmReceiver {
     /// An anonymous channel's end: its open file, the end released for another process to
     /// attach (its lock stays with the descriptor). A named channel's receiver has none.
     fn into_fd(mut self) -> Option<OwnedFd> {
-        if !self.sender.as_ref().is_some_and(Watched::is_lock) {
+        if self.fixed.flags & FLAG_ANONYMOUS == 0 {
             return None;
         }
         release_slot(&self.map, OFF_RECEIVER);
+        // The use lock goes with the private open file: another process may take the end up.
+        self.claim = None;
         self.handed_over = true;
-        self.sender.take().and_then(Watched::into_lock_fd)
+        self.sender.take().map(Watched::into_fd)
     }
 }

@@ -10,10 +10,10 @@ use procom_sys::mapping::MappedRing;
 
 use super::anon::{self, Role};
 use super::{
-    Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ, OFF_STATE,
-    OFF_TX_WAITING, POPULATE_MAX, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, Sleep, Watched,
-    claim_slot, corrupted, header_corrupted, load_state, me, pid_of, release_slot, ring,
-    ring_error, spin_burst, validate, wake, wake_receiver, word,
+    FLAG_ANONYMOUS, Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ,
+    OFF_STATE, OFF_TX_WAITING, POPULATE_MAX, RX_LOCK, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED,
+    Sleep, TX_LOCK, Watched, corrupted, header_corrupted, load_state, lock_byte, me, own, pid_of,
+    release_slot, ring, ring_error, spin_burst, take_slot, validate, wake, wake_receiver, word,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flavor::streamed::{Pieces, mismatch_why};
@@ -61,7 +61,11 @@ pub(crate) struct ShmSender {
     /// is the receiver's watch, `Target::Lock`).
     _segment: Option<Segment>,
     fixed: Fixed,
-    receiver: Watched,
+    /// The receiver watched, by its lock, from our own open file (`None` once handed over).
+    receiver: Option<Watched>,
+    /// An anonymous channel's end: the private open file holding its use lock (see
+    /// `anon::take_up`), kept until the end is closed or handed over.
+    claim: Option<OwnedFd>,
     /// Handed over (`into_fd`): dropping it then closes nothing.
     handed_over: bool,
     max: usize,
@@ -90,14 +94,29 @@ impl ShmSender {
             flags: 0,
         };
         fixed.check(&map)?;
-        let receiver = Watched::new(receiver_pid);
+        // The receiver is watched by its byte lock, not its pid: a dead receiver's pid may
+        // belong to another process by now.
+        let fd = segment
+            .fd()
+            .ok_or_else(|| Error::new(ErrorKind::Io).detail("has no descriptor to lock"))?;
+        let receiver = Watched::lock(own(fd)?, RX_LOCK);
         if receiver.dead() || load_state(&map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0 {
             return Err(Error::new(ErrorKind::PeerGone)
                 .detail("its receiver is gone (the segment is stale)"));
         }
-        claim_slot(&map, OFF_SENDER, "sender")?;
-        let slot = word(&map, OFF_SENDER);
+        // One sender at a time: the sender byte's lock, which our open file holds until its
+        // last descriptor closes (a killed sender's goes with it, whoever has its pid now).
+        if !lock_byte(fd, TX_LOCK, "its sender byte")? {
+            let pid = word(&map, OFF_SENDER).load(Ordering::Acquire);
+            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+                "already has a sender (pid {pid}); a shared-memory channel has one sender at a time"
+            )));
+        }
+        // The closed flag cleared before the slot names us: a receiver that sees our pid
+        // does not take the last sender's close for ours.
         word(&map, OFF_STATE).fetch_and(!STATE_SENDER_CLOSED, Ordering::SeqCst);
+        take_slot(&map, OFF_SENDER);
+        let slot = word(&map, OFF_SENDER);
         let producer = match ring(&map).and_then(|r| Producer::attach(r).map_err(ring_error)) {
             Ok(p) => p,
             Err(e) => {
@@ -110,7 +129,8 @@ impl ShmSender {
             map,
             _segment: Some(segment),
             fixed,
-            receiver,
+            receiver: Some(receiver),
+            claim: None,
             handed_over: false,
             max,
             broken: false,
@@ -119,10 +139,11 @@ impl ShmSender {
     }
 
     /// The sending end of an anonymous channel mapped at `map`, whose open file `ours` holds
-    /// the sender's lock and whose pid slot this process holds.
+    /// the sender's lock and which this process took up (`claim`, see `anon::take_up`).
     pub(super) fn anonymous(
         map: Arc<Mapping>,
         ours: OwnedFd,
+        claim: OwnedFd,
         fixed: Fixed,
         spin: Duration,
         max: usize,
@@ -133,7 +154,8 @@ impl ShmSender {
             map,
             _segment: None,
             fixed,
-            receiver: Watched::lock(ours, Role::Sender.peer_lock()),
+            receiver: Some(Watched::lock(ours, Role::Sender.peer_lock())),
+            claim: Some(claim),
             handed_over: false,
             max,
             broken: false,
@@ -143,9 +165,9 @@ impl ShmSender {
 
     /// Attaches the sending end of an anonymous channel handed over as `fd`.
     pub(crate) fn from_fd(fd: OwnedFd, max: usize, spin: Duration) -> Result<ShmSender, Error> {
-        let (map, fixed) = anon::attach(&fd, Role::Sender)?;
+        let (map, fixed, claim) = anon::attach(&fd, Role::Sender)?;
         let claimed = Arc::clone(&map);
-        ShmSender::anonymous(map, fd, fixed, spin, max)
+        ShmSender::anonymous(map, fd, claim, fixed, spin, max)
             .inspect_err(|_| release_slot(&claimed, OFF_SENDER))
     }
 
@@ -156,9 +178,10 @@ impl ShmSender {
     fn receiver_gone(&self, fresh: bool) -> Result<bool, Error> {
         let closed = load_state(&self.map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0;
         let gone = closed
-            || self
-                .receiver
-                .dead_within(fresh, || self.fixed.check(&self.map))?;
+            || match &self.receiver {
+                Some(w) => w.dead_within(fresh, || self.fixed.check(&self.map))?,
+                None => false,
+            };
         if gone {
             self.fixed.check(&self.map)?;
         }
@@ -170,7 +193,7 @@ impl ShmSender {
     /// `Corrupted` if the header was overwritten, checked before the receiver is reported gone.
     fn receiver_known_gone(&self) -> Result<bool, Error> {
         let gone = load_state(&self.map, Ordering::Acquire)? & STATE_RECEIVER_CLOSED != 0
-            || self.receiver.was_dead.load(Ordering::Relaxed);
+            || self.receiver.as_ref().is_some_and(Watched::known_dead);
         if gone {
             self.fixed.check(&self.map)?;
         }
@@ -256,10 +279,9 @@ impl ShmSender {
                     // may already have read this message, so one found dead now is reported by
                     // the next call (a cached answer may be RECHECK old either way). A header
                     // found overwritten breaks the channel and fails this call, as before.
-                    if first {
+                    if first && let Some(w) = &self.receiver {
                         let (map, fixed) = (&self.map, self.fixed);
-                        self.receiver
-                            .dead_within(false, || fixed.check(map))
+                        w.dead_within(false, || fixed.check(map))
                             .map_err(|e| self.broke(e))?;
                     }
                     return Ok(());
@@ -437,11 +459,13 @@ impl SendFlavor for ShmSender {
     /// An anonymous channel's end: its open file, the end released for another process to
     /// attach (its lock stays with the descriptor). A named channel's sender has none.
     fn into_fd(mut self) -> Option<OwnedFd> {
-        if !self.receiver.is_lock() {
+        if self.fixed.flags & FLAG_ANONYMOUS == 0 {
             return None;
         }
         release_slot(&self.map, OFF_SENDER);
+        // The use lock goes with the private open file: another process may take the end up.
+        self.claim = None;
         self.handed_over = true;
-        std::mem::replace(&mut self.receiver, Watched::nobody()).into_lock_fd()
+        self.receiver.take().map(Watched::into_fd)
     }
 }
