@@ -225,6 +225,10 @@ impl Watched {
     /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`. Whenever the
     /// kernel is asked, `check` (the header check) runs first, so a busy endpoint checks the
     /// header at the pace it checks its peer, with no clock read of its own.
+    ///
+    /// Only a live answer is cached: a dead one is asked again every time. A named channel's
+    /// sender can be replaced by a new one from the same process (the same pid in the slot), and
+    /// a dead answer cached just before it attached must not report it gone.
     fn dead_within(
         &self,
         fresh: bool,
@@ -233,9 +237,10 @@ impl Watched {
         let checked = self.checked.load(Ordering::Relaxed);
         if !fresh
             && checked != 0
+            && !self.dead.load(Ordering::Relaxed)
             && coarse_now().saturating_sub(Duration::from_nanos(checked)) < RECHECK
         {
-            return Ok(self.dead.load(Ordering::Relaxed));
+            return Ok(false);
         }
         check()?;
         let dead = self.dead();
