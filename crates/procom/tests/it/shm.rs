@@ -54,6 +54,14 @@ pub const ROLES: &[Role] = &[
         name: "shm::header_scribbler",
         run: header_scribbler,
     },
+    Role {
+        name: "shm::sender_outlived",
+        run: sender_outlived,
+    },
+    Role {
+        name: "shm::sender_again",
+        run: sender_again,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -71,6 +79,8 @@ pub fn trials() -> Vec<Trial> {
             channel_receiver_killed_is_gone_though_its_pid_lives_on,
             channel_sender_killed_is_gone_though_its_pid_lives_on,
             channel_one_sender_at_a_time,
+            channel_a_closed_senders_open_file_held_elsewhere_is_named_then_replaced,
+            channel_senders_of_one_process_follow_each_other,
             channel_hostile_scribbler,
             channel_truncated_under_the_receiver,
             channel_zero_copy_paths,
@@ -537,6 +547,159 @@ fn channel_sender_killed_is_gone_though_its_pid_lives_on() -> Outcome {
         ensure!(m == want, "got {m:?}");
     }
     drop((rx, other));
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// The descriptors of this process whose file is the segment `name`.
+fn fds_of_segment(name: &str) -> Result<Vec<i32>, String> {
+    let target = dev_shm(name);
+    let mut fds = Vec::new();
+    for entry in check!(std::fs::read_dir("/proc/self/fd")) {
+        let entry = check!(entry);
+        if std::fs::read_link(entry.path()).is_ok_and(|t| t == target)
+            && let Some(fd) = entry.file_name().to_str().and_then(|f| f.parse().ok())
+        {
+            fds.push(fd);
+        }
+    }
+    Ok(fds)
+}
+
+/// Connects a sender and prints the descriptors of its open file ("fds N M"); once told
+/// (a line on standard input) that another process holds copies of them, drops it and
+/// connects again, printing what that gave ("refused: ERROR" or "connected"); once told the
+/// copies are gone, connects a third time and sends "after".
+fn sender_outlived(args: &[String]) -> Outcome {
+    let [ep, name] = args else {
+        return Err("args".into());
+    };
+    let mut stdin = std::io::stdin().lines();
+    let mut next_line = || -> Outcome {
+        match stdin.next() {
+            Some(Ok(_)) => Ok(()),
+            other => Err(format!("standard input: {other:?}")),
+        }
+    };
+    let tx = check!(Sender::connect(ep.as_str()));
+    let fds = fds_of_segment(name)?;
+    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    println!("fds {}", fds.join(" "));
+    next_line()?;
+    drop(tx);
+    match Sender::connect(ep.as_str()) {
+        Ok(_) => println!("connected"),
+        Err(e) => println!("refused: {e}"),
+    }
+    next_line()?;
+    let mut tx = check!(Sender::connect(ep.as_str()));
+    check!(tx.send(b"after").map_err(|e| e.into_error()));
+    Ok(())
+}
+
+/// A sender that closed while another process still holds its open file (a child its process
+/// forked, before that child executes a program) still holds the sender lock: the next sender
+/// is refused with that said, not with a sender "pid 0" that does not exist, and attaches once
+/// the copy is gone.
+fn channel_a_closed_senders_open_file_held_elsewhere_is_named_then_replaced() -> Outcome {
+    use std::io::Write;
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut cmd = role("shm::sender_outlived", &[&ep, &name]);
+    cmd.stdin(Stdio::piped());
+    let mut child = Proc::spawn("sender", &mut cmd)?;
+    let line = child.line(STEP)?;
+    let fds: Vec<i32> = line
+        .strip_prefix("fds ")
+        .ok_or_else(|| format!("got {line:?}"))?
+        .split(' ')
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    ensure!(!fds.is_empty(), "the sender has no descriptor of {name}");
+    // Copies of the sender's open file, in this process (as a forked child would hold them).
+    let pidfd = check!(rustix::process::pidfd_open(
+        check!(rustix::process::Pid::from_raw(child.pid() as i32).ok_or("pid")),
+        rustix::process::PidfdFlags::empty()
+    ));
+    let mut copies = Vec::new();
+    for fd in fds {
+        copies.push(check!(rustix::process::pidfd_getfd(
+            &pidfd,
+            fd,
+            rustix::process::PidfdGetfdFlags::empty()
+        )));
+    }
+    drop(pidfd);
+    let mut stdin = child.child().stdin.take().ok_or("stdin")?;
+    check!(writeln!(stdin, "held"));
+    let line = child.line(STEP)?;
+    ensure!(
+        line.starts_with("refused: ")
+            && line.contains("its last sender closed")
+            && !line.contains("pid 0"),
+        "a sender while the closed one's open file is held elsewhere: {line:?}"
+    );
+    drop(copies);
+    check!(writeln!(stdin, "released"));
+    drop(stdin);
+    child.success(STEP)?;
+    // The closed sender's end, then the third sender's message.
+    let e = rx.recv_timeout(STEP);
+    let m = match e {
+        Err(e) if e.kind() == ErrorKind::PeerGone => check!(rx.recv_timeout(STEP)),
+        other => check!(other),
+    };
+    ensure!(m == b"after", "got {m:?}");
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// Connects, sends its round's number and drops the sender, `rounds` times over: senders of
+/// one process (one pid) following each other.
+fn sender_again(args: &[String]) -> Outcome {
+    let [ep, rounds] = args else {
+        return Err("args".into());
+    };
+    let rounds: u32 = check!(rounds.parse());
+    for i in 0..rounds {
+        let mut tx = check!(Sender::connect(ep.as_str()));
+        check!(tx.send(i.to_le_bytes()).map_err(|e| e.into_error()));
+    }
+    Ok(())
+}
+
+/// Senders of one process, one after the other: each is heard, the end of one is not taken
+/// for the end of the next (the same pid in the slot), and the last one's close ends it all.
+fn channel_senders_of_one_process_follow_each_other() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut rx = check!(Receiver::bind(&ep));
+    let rounds = 200u32;
+    let child = Proc::spawn(
+        "senders",
+        &mut role("shm::sender_again", &[&ep, &rounds.to_string()]),
+    )?;
+    let mut next = 0u32;
+    while next < rounds {
+        match rx.recv_timeout(STEP) {
+            Ok(m) => {
+                ensure!(m == next.to_le_bytes(), "message {next}: got {m:?}");
+                next += 1;
+            }
+            // One sender closed; the next may not have attached yet.
+            Err(e) if e.kind() == ErrorKind::PeerGone => {}
+            Err(e) => return Err(format!("after {next} messages: {e}")),
+        }
+    }
+    child.success(STEP)?;
+    let end = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(
+        end == Some(ErrorKind::PeerGone),
+        "after the last sender: {end:?}"
+    );
+    drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The sending side of the shm channel: attaches to a receiver's segment, one sender at a time.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -49,6 +49,42 @@ fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Takes the sender byte's lock for our open file `fd` of the channel mapped at `map`, or says
+/// who holds it.
+///
+/// A sender attached (its pid in the slot, its closed flag clear) is refused at once. A lock
+/// held while no sender is attached is one that is about to go, in a well-behaved program: the
+/// open file of a sender that closed, still held by a child another thread of its process was
+/// forking (until that child executes its program), or a sender between taking the lock and
+/// writing its pid. So the lock is asked for again, 1 to 10 ms apart, for up to
+/// [`SETUP_GRACE`], before the holder is reported.
+fn take_sender_lock(fd: BorrowedFd<'_>, map: &Mapping) -> Result<(), Error> {
+    let give_up = Instant::now() + SETUP_GRACE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if lock_byte(fd, TX_LOCK, "its sender byte")? {
+            return Ok(());
+        }
+        let pid = word(map, OFF_SENDER).load(Ordering::Acquire);
+        let closed = load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0;
+        let attached = pid != 0 && !closed;
+        if attached || Instant::now() >= give_up {
+            let why = if attached {
+                format!("already has a sender (pid {pid})")
+            } else if closed {
+                "its last sender closed, but another process still holds that sender's open file of the segment (a child forked without executing a program, say)".to_string()
+            } else {
+                "another process holds its sender lock without having attached as a sender (a process that is not procom's, or one that died attaching and left its open file to a child)".to_string()
+            };
+            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+                "{why}; a shared-memory channel has one sender at a time"
+            )));
+        }
+        std::thread::sleep(pause); // no notification exists for "a lock was released"
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -106,12 +142,7 @@ impl ShmSender {
         }
         // One sender at a time: the sender byte's lock, which our open file holds until its
         // last descriptor closes (a killed sender's goes with it, whoever has its pid now).
-        if !lock_byte(fd, TX_LOCK, "its sender byte")? {
-            let pid = word(&map, OFF_SENDER).load(Ordering::Acquire);
-            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
-                "already has a sender (pid {pid}); a shared-memory channel has one sender at a time"
-            )));
-        }
+        take_sender_lock(fd, &map)?;
         // The closed flag cleared before the slot names us: a receiver that sees our pid
         // does not take the last sender's close for ours.
         word(&map, OFF_STATE).fetch_and(!STATE_SENDER_CLOSED, Ordering::SeqCst);
