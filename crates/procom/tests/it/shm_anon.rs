@@ -22,6 +22,10 @@ pub const ROLES: &[Role] = &[
         run: holder,
     },
     Role {
+        name: "shm_anon::retaker",
+        run: retaker,
+    },
+    Role {
         name: "shm_anon::streamer",
         run: streamer,
     },
@@ -40,6 +44,7 @@ pub fn trials() -> Vec<Trial> {
             a_receiving_end_whose_child_is_killed_is_gone_for_the_sender,
             a_child_killed_mid_stream_leaves_only_whole_messages,
             an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy,
+            an_end_handed_over_while_its_use_lock_is_held_elsewhere_is_named_then_taken,
             descriptors_that_are_not_the_end_are_refused,
             zero_copy_sends_and_receives_cross_into_a_child;
     ]
@@ -330,6 +335,80 @@ fn an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy() -> Outcome
         "after the second sender closed: {end:?}"
     );
     drop(other);
+    Ok(())
+}
+
+/// Copies, in this very process, of every descriptor here of the memfd behind `fd` (the same
+/// open files, as a child this process forked would hold them until it executes a program).
+fn copies_of_open_files_of(fd: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
+    let ours = check!(rustix::fs::fstat(fd));
+    let pidfd = check!(rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty()
+    ));
+    let mut copies = Vec::new();
+    for entry in check!(std::fs::read_dir("/proc/self/fd")) {
+        let entry = check!(entry);
+        let Some(n) = entry.file_name().to_str().and_then(|f| f.parse().ok()) else {
+            continue;
+        };
+        let Ok(copy) =
+            rustix::process::pidfd_getfd(&pidfd, n, rustix::process::PidfdGetfdFlags::empty())
+        else {
+            continue; // closed since it was listed (the directory's own descriptor)
+        };
+        if rustix::fs::fstat(&copy)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
+        {
+            copies.push(copy);
+        }
+    }
+    Ok(copies)
+}
+
+/// Takes up the receiving end handed on standard input and receives "first"; then, while
+/// copies of its open files are held in this process (see `copies_of_open_files_of`), hands it
+/// over and takes it up again from a kept copy of its descriptor, printing what that gave
+/// ("refused: ERROR" or "taken"); then, with the copies gone, takes it up once more and prints
+/// the next message.
+fn retaker(_: &[String]) -> Outcome {
+    let opts = Options::default();
+    let fd = taken(std::io::stdin().as_fd())?;
+    let kept = check!(fd.try_clone());
+    let mut rx = check!(Receiver::from_shm_fd(fd, &opts));
+    let m = check!(rx.recv_timeout(STEP));
+    ensure!(m == b"first", "got {m:?}");
+    let copies = copies_of_open_files_of(&kept)?;
+    let handed = fd_of(rx.into_fd())?;
+    match Receiver::from_shm_fd(check!(kept.try_clone()), &opts) {
+        Ok(_) => println!("taken"),
+        Err(e) => println!("refused: {e}"),
+    }
+    drop((copies, handed));
+    let mut rx = check!(Receiver::from_shm_fd(kept, &opts));
+    let m = check!(rx.recv_timeout(STEP));
+    println!("{}", String::from_utf8_lossy(&m));
+    Ok(())
+}
+
+/// An end handed over while another process still holds the private open file through which
+/// it was used (a child its process was forking): taking it up again waits for that a moment,
+/// then says so, not that a receiver with pid 0 has it; once that copy is gone it is taken up.
+fn an_end_handed_over_while_its_use_lock_is_held_elsewhere_is_named_then_taken() -> Outcome {
+    let opts = Options::default();
+    let (mut tx, rx) = check!(procom::shm::channel(64 << 10, &opts));
+    check!(tx.send(b"first").map_err(|e| e.into_error()));
+    let mut child = hand_over("shm_anon::retaker", fd_of(rx.into_fd())?, None)?;
+    let line = child.line(STEP)?;
+    ensure!(
+        line.starts_with("refused: ")
+            && line.contains("still holds the receiver end's use lock")
+            && !line.contains("pid 0"),
+        "taken up again while its use lock is held elsewhere: {line:?}"
+    );
+    check!(tx.send(b"second").map_err(|e| e.into_error()));
+    child.expect_line("second")?;
+    child.success(STEP)?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::receiver::capacity_for;
 use super::{
@@ -132,19 +132,21 @@ fn create(len: usize) -> Result<OwnedFd, Error> {
 /// A second open file of the memfd `fd` (through `/proc/self/fd`), checked to be the same file.
 fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Error> {
     use std::os::fd::AsRawFd;
-    let err = |e: rustix::io::Errno| {
-        Error::os(
-            "open its memfd a second time through /proc/self/fd (is /proc mounted?)",
-            e.into(),
-        )
-    };
+    let what = "open its memfd a second time through /proc/self/fd";
+    let err = |e: rustix::io::Errno| Error::os(what, e.into());
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let again = rustix::fs::open(
         path.as_str(),
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(err)?;
+    .map_err(|e| match e {
+        // Not "does not exist": the memfd does; the path to it does not.
+        rustix::io::Errno::NOENT => Error::new(ErrorKind::Io).detail(format!(
+            "could not {what}: /proc is not mounted in this process"
+        )),
+        e => err(e),
+    })?;
     let (a, b) = (
         rustix::fs::fstat(fd).map_err(err)?,
         rustix::fs::fstat(&again).map_err(err)?,
@@ -161,27 +163,47 @@ fn lock(fd: &OwnedFd, role: Role) -> Result<bool, Error> {
     lock_byte(fd, role.lock(), &format!("its {} byte", role.name()))
 }
 
-/// Takes the end `role` of the channel mapped at `map` (whose memfd `fd` is) up for this
-/// process: a private open file of the memfd that holds `role`'s use lock, kept by the end
-/// until it is closed or handed over; then this process's pid in the end's slot (which says
-/// who holds it). `AlreadyExists` if another process (or another end here) uses it: its open
-/// file holds the lock whatever became of pids since.
-pub(super) fn take_up(fd: &OwnedFd, role: Role, map: &Mapping) -> Result<OwnedFd, Error> {
-    let private = reopen(fd)?;
-    if !lock_byte(
-        &private,
-        role.use_byte(),
-        &format!("its {} use byte", role.name()),
-    )? {
+/// Takes the end `role` of the channel mapped at `map` up for this process: `private`, a
+/// fresh open file of its memfd (see [`reopen`]), takes `role`'s use lock and is kept by the
+/// end until it is closed or handed over; then this process's pid goes in the end's slot
+/// (which says who holds it). `AlreadyExists` if another process (or another end here) uses
+/// it: its open file holds the lock whatever became of pids since. (The caller opens `private`
+/// before it changes anything, so that running out of descriptors fails with nothing taken.)
+///
+/// A use lock held while the slot names nobody is one about to go, in a well-behaved program:
+/// the private open file of an end just handed over, still held by a child another thread of
+/// its process was forking (until that child executes its program), or a taker between taking
+/// the lock and writing its pid. It is asked for again, 1 to 10 ms apart, for up to
+/// [`TAKE_UP_GRACE`], before the holder is reported.
+pub(super) fn take_up(private: OwnedFd, role: Role, map: &Mapping) -> Result<OwnedFd, Error> {
+    let give_up = Instant::now() + TAKE_UP_GRACE;
+    let mut pause = Duration::from_millis(1);
+    let what = format!("its {} use byte", role.name());
+    while !lock_byte(&private, role.use_byte(), &what)? {
         let pid = map.load_u32(role.slot(), Ordering::Acquire).unwrap_or(0);
-        return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
-            "already has a {} (pid {pid}); an end of a shared-memory channel is used by one process at a time",
-            role.name()
-        )));
+        if pid != 0 || Instant::now() >= give_up {
+            let who = if pid != 0 {
+                format!("already has a {} (pid {pid})", role.name())
+            } else {
+                format!(
+                    "another process still holds the {} end's use lock though none is named in its header (a child forked without executing a program, say, by the process that used the end last)",
+                    role.name()
+                )
+            };
+            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+                "{who}; an end of a shared-memory channel is used by one process at a time"
+            )));
+        }
+        std::thread::sleep(pause); // no notification exists for "a lock was released"
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
     take_slot(map, role.slot());
     Ok(private)
 }
+
+/// How long taking an end up waits for a use lock that no process named in the header holds
+/// (see [`take_up`]).
+const TAKE_UP_GRACE: Duration = Duration::from_secs(1);
 
 /// A new anonymous channel whose ring holds `capacity` bytes (rounded up to a power of two):
 /// its two ends, in this process.
@@ -218,8 +240,8 @@ pub(crate) fn channel(
     // Release: everything above is visible to whoever sees the version.
     word(&map, OFF_VERSION).store(VERSION, Ordering::Release);
     let fixed = fixed(&map, cap);
-    let rx_use = take_up(&rx_fd, Role::Receiver, &map)?;
-    let tx_use = take_up(&tx_fd, Role::Sender, &map)?;
+    let rx_use = take_up(reopen(&rx_fd)?, Role::Receiver, &map)?;
+    let tx_use = take_up(reopen(&tx_fd)?, Role::Sender, &map)?;
     // Each end maps the segment through its own open file: a mapping holds its open file
     // (and so the lock) as long as it lasts, so an end handed over and dropped here must leave
     // no mapping of its open file behind.
@@ -242,15 +264,10 @@ fn fixed(map: &Mapping, cap: usize) -> Fixed {
 
 /// Whether the open file behind `fd` holds the other end's lock: it is that end's, whether
 /// or not the end `role` is open anywhere. An open file never sees its own lock, so this asks
-/// from `fd` and from a fresh open file of the memfd. `false` where no fresh one can be opened
-/// (no /proc): the check only tells a mix-up of the two ends apart once `role`'s end is gone
-/// (while it lives, its lock refuses the descriptor anyway).
-fn holds_peer_lock(fd: &OwnedFd, role: Role) -> bool {
+/// from `fd` and from `fresh`, another open file of the memfd that holds no lock yet.
+fn holds_peer_lock(fd: &OwnedFd, fresh: &OwnedFd, role: Role) -> bool {
     let byte = role.peer_lock();
     let seen_from_fd = procom_sys::ofd_lock::byte_locked_elsewhere(fd, byte);
-    let Ok(fresh) = reopen(fd) else {
-        return false;
-    };
     matches!(
         (
             seen_from_fd,
@@ -309,7 +326,10 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed, O
     }
     let fixed = fixed(&map, cap);
     fixed.check(&map)?;
-    if holds_peer_lock(fd, role) {
+    // The private open file this process will use the end through, opened before any lock is
+    // taken: a process out of descriptors is refused with nothing changed.
+    let private = reopen(fd)?;
+    if holds_peer_lock(fd, &private, role) {
         return Err(not_an_end(
             role,
             format!("it is the {} end's descriptor", role.peer_name()),
@@ -330,7 +350,7 @@ pub(crate) fn attach(fd: &OwnedFd, role: Role) -> Result<(Arc<Mapping>, Fixed, O
             role.name()
         )));
     }
-    let private = take_up(fd, role, &map)?;
+    let private = take_up(private, role, &map)?;
     let _ = map.populate_prefix(POPULATE_MAX);
     Ok((map, fixed, private))
 }
