@@ -38,6 +38,10 @@ pub const ROLES: &[Role] = &[
         run: nofile,
     },
     Role {
+        name: "exhaustion::nofile_shm_ends",
+        run: nofile_shm_ends,
+    },
+    Role {
         name: "exhaustion::group_refused",
         run: group_refused,
     },
@@ -58,6 +62,7 @@ pub fn trials() -> Vec<Trial> {
             sysv_id_exhaustion_is_named [needs::ipc_mount_ns()],
             a_full_dev_shm_is_named_and_leaves_nothing [needs::ipc_mount_ns()],
             rlimit_nofile_is_named_and_leaves_nothing,
+            rlimit_nofile_at_shm_connect_and_take_up_claims_nothing,
             a_channel_that_cannot_be_mapped_leaves_no_segment,
             a_message_without_memory_is_named_and_kept,
             a_refused_group_leaves_no_object [needs::root()];
@@ -393,6 +398,117 @@ fn rlimit_nofile_is_named_and_leaves_nothing() -> Outcome {
         "{outcomes}"
     );
     dir.finish()
+}
+
+/// Opens /dev/null until RLIMIT_NOFILE refuses, then closes `left` of them again.
+fn fill_descriptors(left: usize) -> Result<Vec<OwnedFd>, String> {
+    let mut fill: Vec<OwnedFd> = Vec::new();
+    loop {
+        match rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fill.push(fd),
+            Err(rustix::io::Errno::MFILE) => break,
+            Err(e) => return Err(format!("open: {e}")),
+        }
+    }
+    fill.truncate(fill.len().saturating_sub(left));
+    Ok(fill)
+}
+
+/// With RLIMIT_NOFILE at 64 and 0 to 8 descriptors left: a sender connecting to a named
+/// channel, an anonymous channel made, and an anonymous end taken up from a descriptor either
+/// work or are refused naming the limit (and nothing else: not /proc); a refused connect or take-up claims nothing (with
+/// descriptors again, the next one works and is heard), and a refused channel leaves nothing.
+fn nofile_shm_ends(_: &[String]) -> Outcome {
+    check!(rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(64),
+            maximum: Some(64)
+        }
+    ));
+    let words = ["RLIMIT_NOFILE allows (64)", "ulimit -n"];
+    let opts = Options::default();
+    let mut outcomes = Vec::new();
+    for left in 0..9 {
+        let name = format!("/{}", unique_name("procom-exh"));
+        let ep = format!("shm:{name}?capacity=4KiB");
+        let mut rx = check!(Receiver::bind(ep.as_str()));
+        let (anon_tx, mut anon_rx) = check!(procom::shm::channel(4096, &opts));
+        let handed = anon_tx.into_fd().ok_or("no descriptor")?;
+        let kept = check!(handed.try_clone());
+        let fill = fill_descriptors(left)?;
+        let connected = procom::Sender::connect(ep.as_str());
+        let taken = procom::Sender::from_shm_fd(handed, &opts);
+        let made = procom::shm::channel(4096, &opts).map(drop);
+        for (what, r) in [
+            ("connect", connected.as_ref().map(drop).err()),
+            ("take-up", taken.as_ref().map(drop).err()),
+            ("channel", made.err().as_ref()),
+        ] {
+            match r {
+                None => outcomes.push(format!("{left}:{what}:ok")),
+                Some(e) => {
+                    let text = e.to_string();
+                    ensure!(
+                        e.kind() == ErrorKind::LimitReached
+                            && !text.contains('\n')
+                            && !text.contains("mounted")
+                            && words.iter().all(|w| text.contains(w)),
+                        "{what} with {left} descriptors left: {:?}: {text}",
+                        e.kind()
+                    );
+                    outcomes.push(format!("{left}:{what}:refused"));
+                }
+            }
+        }
+        drop(fill);
+        // A sender refused for want of descriptors holds nothing: the next one attaches.
+        let mut tx = match connected {
+            Ok(tx) => tx,
+            Err(_) => check!(procom::Sender::connect(ep.as_str())),
+        };
+        check!(tx.send(b"named").map_err(|e| e.into_error()));
+        ensure!(check!(rx.recv_timeout(STEP)) == b"named", "named message");
+        // An end refused for want of descriptors is not held: a copy takes it up.
+        let mut anon_tx = match taken {
+            Ok(tx) => {
+                drop(kept);
+                tx
+            }
+            Err(_) => check!(procom::Sender::from_shm_fd(kept, &opts)),
+        };
+        check!(anon_tx.send(b"anonymous").map_err(|e| e.into_error()));
+        ensure!(
+            check!(anon_rx.recv_timeout(STEP)) == b"anonymous",
+            "anonymous message"
+        );
+        drop((tx, rx));
+        ensure!(
+            !std::path::Path::new(&format!("/dev/shm{name}")).exists(),
+            "{name} was left behind"
+        );
+    }
+    println!("{}", outcomes.join(" "));
+    Ok(())
+}
+
+fn rlimit_nofile_at_shm_connect_and_take_up_claims_nothing() -> Outcome {
+    let fin =
+        Proc::spawn("nofile", &mut role("exhaustion::nofile_shm_ends", &[]))?.success(STEP)?;
+    let outcomes = fin.stdout.join(" ");
+    // With no descriptor left, none of them can be done.
+    ensure!(
+        outcomes
+            .split_whitespace()
+            .filter(|o| o.starts_with("0:"))
+            .all(|o| o.ends_with(":refused")),
+        "{outcomes}"
+    );
+    Ok(())
 }
 
 /// As uid 65534: each object made for a group it is not in (root's, 0) is refused after it was
