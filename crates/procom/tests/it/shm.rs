@@ -81,6 +81,7 @@ pub fn trials() -> Vec<Trial> {
             channel_one_sender_at_a_time,
             channel_a_closed_senders_open_file_held_elsewhere_is_named_then_replaced,
             channel_senders_of_one_process_follow_each_other,
+            channel_locks_planted_by_another_open_file_are_named_never_peer_gone,
             channel_hostile_scribbler,
             channel_truncated_under_the_receiver,
             channel_zero_copy_paths,
@@ -667,6 +668,51 @@ fn sender_again(args: &[String]) -> Outcome {
         let mut tx = check!(Sender::connect(ep.as_str()));
         check!(tx.send(i.to_le_bytes()).map_err(|e| e.into_error()));
     }
+    Ok(())
+}
+
+/// A process with the segment open that locks the bytes whose locks stand for the ends (0:
+/// the receiver's, 1: the sender's, 2 and 3: an anonymous channel's use bytes): it cannot take
+/// a live end's; one it takes while no sender is attached keeps senders out with that said,
+/// and the receiver goes on waiting for a sender, never told it is gone.
+fn channel_locks_planted_by_another_open_file_are_named_never_peer_gone() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}");
+    let mut rx = check!(Receiver::bind(&ep));
+    let planter = check!(Segment::open(&name));
+    let fd = planter.fd().ok_or("no descriptor")?;
+    let planted: Vec<bool> = (0..4)
+        .map(|b| procom_sys::ofd_lock::lock_byte(fd, b))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("lock: {e}"))?;
+    ensure!(
+        planted == [false, true, true, true],
+        "took the live receiver's lock, or not the others: {planted:?}"
+    );
+    let fin = Proc::spawn("sender", &mut role("shm::sender", &[&ep, "three"]))?.finish(STEP)?;
+    ensure!(
+        !fin.status.success()
+            && fin.stderr.contains("holds its sender lock")
+            && !fin.stderr.contains("pid 0"),
+        "a sender while another open file holds the sender lock: {fin:?}"
+    );
+    let e = rx
+        .recv_timeout(Duration::from_millis(100))
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::Timeout),
+        "the receiver while no sender is attached: {e:?}"
+    );
+    // Its locks go with its open file: the next sender attaches and is heard.
+    drop(planter);
+    Proc::spawn("sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
+    for want in [&b"a"[..], b"b", b"c"] {
+        let m = check!(rx.recv_timeout(STEP));
+        ensure!(m == want, "got {m:?}");
+    }
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }
 
