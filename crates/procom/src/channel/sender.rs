@@ -90,6 +90,11 @@ impl Sender {
     /// [`crate::shm::channel`]). [`ErrorKind::WrongType`] if `fd` is not that end (the
     /// receiving end's descriptor, say); [`ErrorKind::AlreadyExists`] if a live process uses
     /// the end already; [`ErrorKind::PeerGone`] if the end was closed.
+    /// Using the end takes a descriptor of its own (a private open file of the memfd, whose
+    /// lock says which process uses the end): [`ErrorKind::LimitReached`] if the process has
+    /// none left, with nothing taken. An end whose last user's private open file outlives it
+    /// for a moment (a child that user's process was forking, until the child executes its
+    /// program) is asked for again for up to a second before `AlreadyExists` says so.
     /// [`ErrorKind::Corrupted`] if its header holds what no procom process writes.
     ///
     /// Only a memfd sealed as [`crate::shm::channel`] seals it is taken up (anything else is

@@ -15,13 +15,17 @@
 //! on the end's use byte ([`RX_USE`], [`TX_USE`]): one process at a time takes an end up,
 //! whoever holds copies of its descriptor, and an end whose user died can be taken up again
 //! from a copy (its private open file, and the lock, went with it). The pid slot in the header
-//! says which process that is.
+//! says which process that is. A use lock held while the slot is empty (an end just handed
+//! over whose private open file a forking child still holds, until it executes its program)
+//! is asked for again for up to a second before the end is refused as in use.
 //!
 //! An end handed over with `into_fd` closes its private open file and keeps its lock (the
 //! descriptor carries it); an end attached from a descriptor checks that it is a memfd sealed
 //! as a channel's is (its size fixed, no seal to be added), that its open file does not hold
 //! the other end's lock (it would be that end's descriptor), that the descriptor's open file
-//! holds its role's lock (or that no other does), then takes the use lock. Closing an end
+//! holds its role's lock (or that no other does), then takes the use lock. (The private open
+//! file is opened first, and serves as the fresh open file of the mix-up check: a process out
+//! of descriptors is refused before anything is locked.) Closing an end
 //! (dropping it) sets its closed flag for good: a closed end is not attached again.
 
 use std::os::fd::{AsFd, OwnedFd};

@@ -30,6 +30,17 @@
 //! what makes it the only one: a second sender's open file cannot take it. The pid slots
 //! only say which process holds an end (and, for the sender, that one is attached).
 //!
+//! An open file can outlive the end that closed it for a moment: a child that another thread
+//! of its process was forking holds copies of every descriptor until it executes its program.
+//! So a sender that finds the sender lock held while no sender is attached (the slot empty,
+//! or the closed flag set) asks again, 1 to 10 ms apart, for up to a second (`SETUP_GRACE`),
+//! and then says that another process holds the lock, not that a sender is attached.
+//! A process that can open the segment (its owner's, mode 0600 by default) can also lock
+//! these bytes itself and pass for an end, as it could by attaching as one: a sender is then
+//! refused with that said, and a sender whose receiver died waits as if it lived (its sends
+//! time out or block, as towards a receiver that does not read); a planted lock never makes
+//! anyone report `PeerGone`.
+//!
 //! The receiver creates and owns the segment (mode 0600, exclusive) and removes its name on
 //! drop. It holds an exclusive `flock` on the segment (the owner lock) from before its header is
 //! complete until after it has removed its name; the kernel releases it if the receiver dies.
@@ -39,7 +50,9 @@
 //! still its segment's), a new receiver can never reclaim a segment that is half-closed, and an
 //! old receiver can never remove the name of the segment that replaced its own. One sender
 //! attaches at a time by taking the sender byte's lock; a killed sender's goes with it, so a
-//! new sender can attach after one was killed.
+//! new sender can attach after one was killed, and a closed one's once its open file is
+//! closed everywhere (a new sender of the same process included: the closed flag is cleared
+//! before the slot names it, and a dead answer is never taken from the liveness cache).
 //!
 //! Waiting: an empty receiver spins for its endpoint's `?spin=` (0 by default; a sender facing a full
 //! ring spins as long before it sleeps the same way), then announces itself
