@@ -275,7 +275,7 @@ fn holds_peer_lock(fd: &OwnedFd, fresh: &OwnedFd, role: Role) -> bool {
     matches!(
         (
             seen_from_fd,
-            procom_sys::ofd_lock::byte_locked_elsewhere(&fresh, byte)
+            procom_sys::ofd_lock::byte_locked_elsewhere(fresh, byte)
         ),
         (Ok(false), Ok(true))
     )
