@@ -311,19 +311,7 @@ fn nofile(args: &[String]) -> Outcome {
     ));
     let mut outcomes = Vec::new();
     for left in 0..4 {
-        let mut fill: Vec<OwnedFd> = Vec::new();
-        loop {
-            match rustix::fs::open(
-                "/dev/null",
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) {
-                Ok(fd) => fill.push(fd),
-                Err(rustix::io::Errno::MFILE) => break,
-                Err(e) => return Err(format!("open: {e}")),
-            }
-        }
-        fill.truncate(fill.len().saturating_sub(left));
+        let fill = fill_descriptors(left)?;
         let tag = unique_name("procom-exh");
         let endpoints = [
             format!("fifo:{}", dir.join(format!("{tag}.fifo")).display()),

@@ -378,11 +378,23 @@ fn channel_sender_killed_then_replaced() -> Outcome {
     ensure!(check!(rx.recv_timeout(STEP)) == b"first", "first message");
     check!(tx.child().kill());
     tx.finish(STEP)?;
-    // Everything committed before the kill arrives whole, then PeerGone; never a torn message.
+    whole_then_gone_then_replaced(rx, &ep, is_whole_big)?;
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// After a `shm::sender forever` child was killed: everything it committed arrives whole
+/// (`whole` says so of each message), then PeerGone, never a torn message; then a new sender
+/// attaches to the same endpoint `ep` and is heard. Drops `rx`.
+fn whole_then_gone_then_replaced(
+    mut rx: Receiver,
+    ep: &str,
+    whole: impl Fn(&[u8]) -> bool,
+) -> Outcome {
     loop {
         match rx.recv_timeout(STEP) {
             Ok(m) => ensure!(
-                is_whole_big(&m),
+                whole(&m),
                 "a partial {}-byte message was delivered",
                 m.len()
             ),
@@ -390,14 +402,11 @@ fn channel_sender_killed_then_replaced() -> Outcome {
             Err(e) => return Err(format!("after the kill: {e}")),
         }
     }
-    // A new sender attaches to the same name and is heard.
-    Proc::spawn("second sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
+    Proc::spawn("second sender", &mut role("shm::sender", &[ep, "three"]))?.success(STEP)?;
     for want in [&b"a"[..], b"b", b"c"] {
         let m = check!(rx.recv_timeout(STEP));
         ensure!(m == want, "got {m:?}");
     }
-    drop(rx);
-    ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }
 
@@ -522,32 +531,16 @@ fn channel_receiver_killed_is_gone_though_its_pid_lives_on() -> Outcome {
 fn channel_sender_killed_is_gone_though_its_pid_lives_on() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=256KiB");
-    let mut rx = check!(Receiver::bind(&ep));
+    let rx = check!(Receiver::bind(&ep));
     let mut tx = Proc::spawn("sender", &mut role("shm::sender", &[&ep, "forever"]))?;
     tx.expect_line("sent")?;
     check!(tx.child().kill());
     tx.finish(STEP)?;
     let other = unrelated_process()?;
     reuse_pid(&name, SENDER_SLOT, other.pid())?;
-    // What it committed arrives, then PeerGone: not a wait for a sender that is not there.
-    loop {
-        match rx.recv_timeout(STEP) {
-            Ok(m) => ensure!(
-                m == b"first" || is_whole_big(&m),
-                "a partial {}-byte message was delivered",
-                m.len()
-            ),
-            Err(e) if e.kind() == ErrorKind::PeerGone => break,
-            Err(e) => return Err(format!("after the kill: {e}")),
-        }
-    }
-    // A new sender takes the killed one's place.
-    Proc::spawn("second sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
-    for want in [&b"a"[..], b"b", b"c"] {
-        let m = check!(rx.recv_timeout(STEP));
-        ensure!(m == want, "got {m:?}");
-    }
-    drop((rx, other));
+    // Not a wait for a sender that is not there; and a new sender takes its place.
+    whole_then_gone_then_replaced(rx, &ep, |m| m == b"first" || is_whole_big(m))?;
+    drop(other);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
 }
