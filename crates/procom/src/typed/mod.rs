@@ -86,7 +86,7 @@ where
 /// ([`crate::shm::channel`]), one each way, each a ring of `capacity` bytes (a message encodes
 /// to at most 16 bytes less). The first end sends `A` and receives `B`, the second the
 /// reverse. Between two processes of one machine this streams the most messages a second of
-/// any typed channel here, four to nine times a sequenced-packet pair's at 64 bytes on the
+/// any typed channel here, four to eleven times a sequenced-packet pair's at 64 bytes on the
 /// reference machine (see the benchmark's `shm-typed` rows), because a message that finds its receiver awake costs
 /// no system call; an empty receiver sleeps on a futex. What it costs: the memory of two rings
 /// (allocated at creation, up to 16 MiB each), no descriptor to poll ([`crate::Receiver::as_fd`] is `None`; the async
