@@ -31,13 +31,13 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::receiver::capacity_for;
 use super::{
     FLAG_ANONYMOUS, Fixed, MAGIC, OFF_CAPACITY, OFF_FLAGS, OFF_RECEIVER, OFF_SENDER, OFF_VERSION,
     POPULATE_MAX, RING_OFFSET, RX_LOCK, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED, ShmReceiver,
-    ShmSender, TX_LOCK, VERSION, load_state, lock_byte, take_slot, validate, word,
+    ShmSender, TX_LOCK, VERSION, load_state, lock_byte, take_end_lock, take_slot, validate, word,
 };
 use crate::error::{Error, ErrorKind};
 use crate::shm::{Header, Mapping};
@@ -171,43 +171,34 @@ fn lock(fd: &OwnedFd, role: Role) -> Result<bool, Error> {
 /// fresh open file of its memfd (see [`reopen`]), takes `role`'s use lock and is kept by the
 /// end until it is closed or handed over; then this process's pid goes in the end's slot
 /// (which says who holds it). `AlreadyExists` if another process (or another end here) uses
-/// it: its open file holds the lock whatever became of pids since. (The caller opens `private`
-/// before it changes anything, so that running out of descriptors fails with nothing taken.)
-///
-/// A use lock held while the slot names nobody is one about to go, in a well-behaved program:
-/// the private open file of an end just handed over, still held by a child another thread of
-/// its process was forking (until that child executes its program), or a taker between taking
-/// the lock and writing its pid. It is asked for again, 1 to 10 ms apart, for up to
-/// [`TAKE_UP_GRACE`], before the holder is reported.
+/// it: its open file holds the lock whatever became of pids since; a lock held while the slot
+/// names nobody is waited for a moment ([`take_end_lock`]). (The caller opens `private` before
+/// it changes anything, so that running out of descriptors fails with nothing taken.)
 pub(super) fn take_up(private: OwnedFd, role: Role, map: &Mapping) -> Result<OwnedFd, Error> {
-    let give_up = Instant::now() + TAKE_UP_GRACE;
-    let mut pause = Duration::from_millis(1);
-    let what = format!("its {} use byte", role.name());
-    while !lock_byte(&private, role.use_byte(), &what)? {
-        let pid = map.load_u32(role.slot(), Ordering::Acquire).unwrap_or(0);
-        if pid != 0 || Instant::now() >= give_up {
-            let who = if pid != 0 {
-                format!("already has a {} (pid {pid})", role.name())
-            } else {
-                format!(
+    take_end_lock(
+        &private,
+        role.use_byte(),
+        &format!("its {} use byte", role.name()),
+        || {
+            let pid = map.load_u32(role.slot(), Ordering::Acquire).unwrap_or(0);
+            Ok((pid != 0).then_some(pid))
+        },
+        |pid| {
+            let who = match pid {
+                Some(pid) => format!("already has a {} (pid {pid})", role.name()),
+                None => format!(
                     "another process still holds the {} end's use lock though none is named in its header (a child forked without executing a program, say, by the process that used the end last)",
                     role.name()
-                )
+                ),
             };
-            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+            Error::new(ErrorKind::AlreadyExists).detail(format!(
                 "{who}; an end of a shared-memory channel is used by one process at a time"
-            )));
-        }
-        std::thread::sleep(pause); // no notification exists for "a lock was released"
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
+            ))
+        },
+    )?;
     take_slot(map, role.slot());
     Ok(private)
 }
-
-/// How long taking an end up waits for a use lock that no process named in the header holds
-/// (see [`take_up`]).
-const TAKE_UP_GRACE: Duration = Duration::from_secs(1);
 
 /// A new anonymous channel whose ring holds `capacity` bytes (rounded up to a power of two):
 /// its two ends, in this process.

@@ -33,7 +33,7 @@
 //! An open file can outlive the end that closed it for a moment: a child that another thread
 //! of its process was forking holds copies of every descriptor until it executes its program.
 //! So a sender that finds the sender lock held while no sender is attached (the slot empty,
-//! or the closed flag set) asks again, 1 to 10 ms apart, for up to a second (`SETUP_GRACE`),
+//! or the closed flag set) asks again, 1 to 10 ms apart, for up to a second (`LINGER_GRACE`),
 //! and then says that another process holds the lock, not that a sender is attached.
 //! A process that can open the segment (its owner's, mode 0600 by default) can also lock
 //! these bytes itself and pass for an end, as it could by attaching as one: a sender is then
@@ -284,6 +284,64 @@ fn lock_byte(fd: impl AsFd, byte: u64, what: &str) -> Result<bool, Error> {
 fn own(fd: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
     fd.try_clone_to_owned()
         .map_err(|e| Error::os("duplicate its descriptor", e))
+}
+
+/// Pauses between the attempts of a wait that has no notification to wait for: 1 ms, doubling
+/// up to 10 ms, until a deadline.
+struct Backoff {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Backoff {
+    /// A wait of up to `within` from now.
+    fn within(within: Duration) -> Backoff {
+        Backoff {
+            deadline: Instant::now() + within,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// Pauses before the next attempt; `false` (at once) once the deadline has passed.
+    fn pause(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_millis(10));
+        true
+    }
+}
+
+/// How long taking an end's lock waits for one held while no process is named as that end
+/// (see [`take_end_lock`]).
+const LINGER_GRACE: Duration = Duration::from_secs(1);
+
+/// Takes the lock on an end's `byte` for the open file `fd`. While another open file holds
+/// it, `named()` says which process the header names as that end, if any: a named one is
+/// refused at once. A lock held while none is named is one about to go, in a well-behaved
+/// program: the open file of an end that was closed or handed over, still held by a child
+/// another thread of its process was forking (until that child executes its program), or a
+/// taker between taking the lock and writing its pid. So it is asked for again, 1 to 10 ms
+/// apart (no notification exists for "a lock was released"), for up to [`LINGER_GRACE`].
+/// `refused(pid)` is the error either way, `pid` the one named (`None`: none).
+fn take_end_lock(
+    fd: impl AsFd,
+    byte: u64,
+    what: &str,
+    named: impl Fn() -> Result<Option<u32>, Error>,
+    refused: impl FnOnce(Option<u32>) -> Error,
+) -> Result<(), Error> {
+    let mut patience = Backoff::within(LINGER_GRACE);
+    loop {
+        if lock_byte(&fd, byte, what)? {
+            return Ok(());
+        }
+        let holder = named()?;
+        if holder.is_some() || !patience.pause() {
+            return Err(refused(holder));
+        }
+    }
 }
 
 /// Writes this process's pid into the slot at `off`: the end is ours (its lock decided that).

@@ -10,10 +10,11 @@ use procom_sys::mapping::MappedRing;
 
 use super::anon::{self, Role};
 use super::{
-    FLAG_ANONYMOUS, Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER, OFF_SPACE_SEQ,
-    OFF_STATE, OFF_TX_WAITING, POPULATE_MAX, RX_LOCK, STATE_RECEIVER_CLOSED, STATE_SENDER_CLOSED,
-    Sleep, TX_LOCK, Watched, corrupted, header_corrupted, load_state, lock_byte, me, own, pid_of,
-    release_slot, ring, ring_error, spin_burst, take_slot, validate, wake, wake_receiver, word,
+    Backoff, FLAG_ANONYMOUS, Fixed, OFF_DATA_SEQ, OFF_RECEIVER, OFF_RX_WAITING, OFF_SENDER,
+    OFF_SPACE_SEQ, OFF_STATE, OFF_TX_WAITING, POPULATE_MAX, RX_LOCK, STATE_RECEIVER_CLOSED,
+    STATE_SENDER_CLOSED, Sleep, TX_LOCK, Watched, corrupted, header_corrupted, load_state, me, own,
+    pid_of, release_slot, ring, ring_error, spin_burst, take_end_lock, take_slot, validate, wake,
+    wake_receiver, word,
 };
 use crate::error::{Error, ErrorKind};
 use crate::flavor::streamed::{Pieces, mismatch_why};
@@ -28,8 +29,7 @@ const SETUP_GRACE: Duration = Duration::from_secs(1);
 /// sender that comes in between tries again, 1 to 10 ms apart, for up to [`SETUP_GRACE`] before
 /// it reports what it found (a segment abandoned half-made, or one that is no channel).
 fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
-    let give_up = Instant::now() + SETUP_GRACE;
-    let mut pause = Duration::from_millis(1);
+    let mut patience = Backoff::within(SETUP_GRACE);
     loop {
         let segment = Segment::open(name).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
@@ -42,50 +42,41 @@ fn open_ready(name: &str) -> Result<(Segment, Mapping, usize), Error> {
             .and_then(|map| validate(&map).map(|capacity| (map, capacity)));
         match ready {
             Ok((map, capacity)) => return Ok((segment, map, capacity)),
-            Err(_) if Instant::now() < give_up => {
+            Err(e) => {
                 drop(segment);
-                std::thread::sleep(pause); // no notification exists for "set up"
-                pause = (pause * 2).min(Duration::from_millis(10));
+                // No notification exists for "set up".
+                if !patience.pause() {
+                    return Err(e);
+                }
             }
-            Err(e) => return Err(e),
         }
     }
 }
 
 /// Takes the sender byte's lock for our open file `fd` of the channel mapped at `map`, or says
-/// who holds it.
-///
-/// A sender attached (its pid in the slot, its closed flag clear) is refused at once. A lock
-/// held while no sender is attached is one that is about to go, in a well-behaved program: the
-/// open file of a sender that closed, still held by a child another thread of its process was
-/// forking (until that child executes its program), or a sender between taking the lock and
-/// writing its pid. So the lock is asked for again, 1 to 10 ms apart, for up to
-/// [`SETUP_GRACE`], before the holder is reported.
+/// who holds it ([`take_end_lock`]): a sender is named as attached while its pid is in the slot
+/// and its closed flag is clear.
 fn take_sender_lock(fd: BorrowedFd<'_>, map: &Mapping) -> Result<(), Error> {
-    let give_up = Instant::now() + SETUP_GRACE;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if lock_byte(fd, TX_LOCK, "its sender byte")? {
-            return Ok(());
-        }
-        let pid = word(map, OFF_SENDER).load(Ordering::Acquire);
-        let closed = load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0;
-        let attached = pid != 0 && !closed;
-        if attached || Instant::now() >= give_up {
-            let why = if attached {
-                format!("already has a sender (pid {pid})")
-            } else if closed {
-                "its last sender closed, but another process still holds that sender's open file of the segment (a child forked without executing a program, say)".to_string()
-            } else {
-                "another process holds its sender lock without having attached as a sender (a process that is not procom's, or one that died attaching and left its open file to a child)".to_string()
+    let closed = || Ok::<_, Error>(load_state(map, Ordering::Acquire)? & STATE_SENDER_CLOSED != 0);
+    take_end_lock(
+        fd,
+        TX_LOCK,
+        "its sender byte",
+        || {
+            let pid = word(map, OFF_SENDER).load(Ordering::Acquire);
+            Ok((pid != 0 && !closed()?).then_some(pid))
+        },
+        |pid| {
+            let why = match pid {
+                Some(pid) => format!("already has a sender (pid {pid})"),
+                None if closed().unwrap_or(false) => "its last sender closed, but another process still holds that sender's open file of the segment (a child forked without executing a program, say)".to_string(),
+                None => "another process holds its sender lock without having attached as a sender (a process that is not procom's, or one that died attaching and left its open file to a child)".to_string(),
             };
-            return Err(Error::new(ErrorKind::AlreadyExists).detail(format!(
+            Error::new(ErrorKind::AlreadyExists).detail(format!(
                 "{why}; a shared-memory channel has one sender at a time"
-            )));
-        }
-        std::thread::sleep(pause); // no notification exists for "a lock was released"
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
+            ))
+        },
+    )
 }
 
 /// The sending side: attaches to a receiver's segment, or is one end of an anonymous channel.
