@@ -229,12 +229,6 @@ impl Watched {
         self.dead.load(Ordering::Relaxed)
     }
 
-    /// Forgets the cached answer: the next `dead_within` asks the kernel (a new end may hold
-    /// the lock now).
-    fn forget(&self) {
-        self.checked.store(0, Ordering::Relaxed);
-    }
-
     /// `dead`, answered from a cache no older than [`RECHECK`] unless `fresh`. Whenever the
     /// kernel is asked, `check` (the header check) runs first, so a busy endpoint checks the
     /// header at the pace it checks its peer, with no clock read of its own.

@@ -83,9 +83,6 @@ pub(crate) struct ShmReceiver {
     fixed: Fixed,
     /// The sender watched, by its lock, from our own open file (`None` once handed over).
     sender: Option<Watched>,
-    /// The sender slot's value when the sender was last asked about: a new one there (a
-    /// sender that replaced a dead one) is asked about afresh.
-    sender_seen: u32,
     /// An anonymous channel's end: the private open file holding its use lock (see
     /// `anon::take_up`), kept until the end is closed or handed over.
     claim: Option<OwnedFd>,
@@ -174,7 +171,6 @@ impl ShmReceiver {
             segment: Some(segment),
             fixed,
             sender: Some(watch),
-            sender_seen: 0,
             claim: None,
             handed_over: false,
             spin,
@@ -200,7 +196,6 @@ impl ShmReceiver {
             segment: None,
             fixed,
             sender: Some(Watched::lock(ours, Role::Receiver.peer_lock())),
-            sender_seen: 0,
             claim: Some(claim),
             handed_over: false,
             spin,
@@ -233,19 +228,13 @@ impl ShmReceiver {
             false
         } else {
             // The sender's open file decides, whichever process holds it (an anonymous end's
-            // slot is 0 while it is handed over). A new pid in the slot is a new sender,
-            // asked about afresh.
+            // slot is 0 while it is handed over). Only a live answer is cached, so a sender
+            // that replaced a dead one (from the same pid, even) is never taken for it.
             match &self.sender {
-                Some(w) => {
-                    if pid != self.sender_seen {
-                        w.forget();
-                    }
-                    w.dead_within(fresh, || fixed.check(map))?
-                }
+                Some(w) => w.dead_within(fresh, || fixed.check(map))?,
                 None => false,
             }
         };
-        self.sender_seen = pid;
         if gone {
             self.fixed.check(&self.map)?;
         }
