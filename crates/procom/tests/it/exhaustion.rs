@@ -376,15 +376,8 @@ fn rlimit_nofile_is_named_and_leaves_nothing() -> Outcome {
         &mut role("exhaustion::nofile", &[&dir.path().display().to_string()]),
     )?
     .success(STEP)?;
-    let outcomes = fin.stdout.join(" ");
     // With no descriptor left, nothing can be made: every endpoint was refused then.
-    ensure!(
-        outcomes
-            .split_whitespace()
-            .filter(|o| o.starts_with("0:"))
-            .all(|o| o.ends_with(":refused")),
-        "{outcomes}"
-    );
+    none_done_with_no_descriptor_left(&fin.stdout)?;
     dir.finish()
 }
 
@@ -487,8 +480,14 @@ fn nofile_shm_ends(_: &[String]) -> Outcome {
 fn rlimit_nofile_at_shm_connect_and_take_up_claims_nothing() -> Outcome {
     let fin =
         Proc::spawn("nofile", &mut role("exhaustion::nofile_shm_ends", &[]))?.success(STEP)?;
-    let outcomes = fin.stdout.join(" ");
     // With no descriptor left, none of them can be done.
+    none_done_with_no_descriptor_left(&fin.stdout)
+}
+
+/// A descriptor-exhaustion role's outcomes (`LEFT:WHAT:ok|refused`, printed on `stdout`):
+/// everything tried with no descriptor left was refused.
+fn none_done_with_no_descriptor_left(stdout: &[String]) -> Outcome {
+    let outcomes = stdout.join(" ");
     ensure!(
         outcomes
             .split_whitespace()

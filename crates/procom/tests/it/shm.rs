@@ -402,7 +402,12 @@ fn whole_then_gone_then_replaced(
             Err(e) => return Err(format!("after the kill: {e}")),
         }
     }
-    Proc::spawn("second sender", &mut role("shm::sender", &[ep, "three"]))?.success(STEP)?;
+    a_new_sender_is_heard(&mut rx, ep)
+}
+
+/// A `shm::sender three` child attaches to `ep`: its three messages arrive in order.
+fn a_new_sender_is_heard(rx: &mut Receiver, ep: &str) -> Outcome {
+    Proc::spawn("sender", &mut role("shm::sender", &[ep, "three"]))?.success(STEP)?;
     for want in [&b"a"[..], b"b", b"c"] {
         let m = check!(rx.recv_timeout(STEP));
         ensure!(m == want, "got {m:?}");
@@ -699,11 +704,7 @@ fn channel_locks_planted_by_another_open_file_are_named_never_peer_gone() -> Out
     );
     // Its locks go with its open file: the next sender attaches and is heard.
     drop(planter);
-    Proc::spawn("sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
-    for want in [&b"a"[..], b"b", b"c"] {
-        let m = check!(rx.recv_timeout(STEP));
-        ensure!(m == want, "got {m:?}");
-    }
+    a_new_sender_is_heard(&mut rx, &ep)?;
     drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
@@ -1095,11 +1096,7 @@ fn channel_closing_receiver_never_removes_a_successor() -> Outcome {
         dev_shm(&name).exists(),
         "the old receiver removed the name of the segment that replaced its own"
     );
-    Proc::spawn("sender", &mut role("shm::sender", &[&ep, "three"]))?.success(STEP)?;
-    for want in [&b"a"[..], b"b", b"c"] {
-        let m = check!(rx.recv_timeout(STEP));
-        ensure!(m == want, "got {m:?}");
-    }
+    a_new_sender_is_heard(&mut rx, &ep)?;
     drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
