@@ -1,6 +1,7 @@
 //! The test binary's `main`: the harness, child roles, trial registration and the watchdog.
 
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::mpsc;
@@ -105,6 +106,29 @@ pub fn fds_of(pid: u32) -> Result<BTreeSet<i32>, String> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
         .collect())
+}
+
+/// Copies, in this process, of every descriptor process `pid` holds of the file `file` (its
+/// device and inode): the same open files, as a child `pid` forked would hold them until it
+/// executes a program. Taken with `pidfd_getfd`, which needs the right to trace `pid` (its
+/// parent's, or root's).
+pub fn copies_of_open_files(pid: u32, file: (u64, u64)) -> Result<Vec<OwnedFd>, String> {
+    let target = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
+    let pidfd = rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open({pid}): {e}"))?;
+    let mut copies = Vec::new();
+    for fd in fds_of(pid)? {
+        // Gone since it was listed (the listing's own descriptor, in this process): skipped.
+        let Ok(copy) =
+            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        else {
+            continue;
+        };
+        if rustix::fs::fstat(&copy).is_ok_and(|st| (st.st_dev, st.st_ino) == file) {
+            copies.push(copy);
+        }
+    }
+    Ok(copies)
 }
 
 /// Registers test functions as trials named `PREFIX::function`. The name is made from the

@@ -65,7 +65,8 @@ mod scratch;
 mod sockets;
 
 pub use harness::{
-    Role, fds_of, main, open_fds, role, role_unshared, role_within, test, test_needing, test_within,
+    Role, copies_of_open_files, fds_of, main, open_fds, role, role_unshared, role_within, test,
+    test_needing, test_within,
 };
 pub use objects::{Seen, Sysv, path_seen, queue_seen, sysv_seen};
 pub use proc::{Finished, Proc, address_space, as_nobody, wait_pid};

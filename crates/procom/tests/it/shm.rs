@@ -2,6 +2,7 @@
 //! headers that refuse foreign segments, and the shm: channel against dying, returning and
 //! hostile peers.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use procom::endpoint::SysvKey;
 use procom::shm::{Header, Kind, Segment, TypedRegion};
 use procom::{ErrorKind, Options, Receiver, Sender};
 use procom_testkit::{
-    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, ensure, needs, plant, role,
-    trials, unique_name,
+    Outcome, Plant, Proc, Role, STEP, Scratch, Trial, as_nobody, check, copies_of_open_files,
+    ensure, needs, plant, role, trials, unique_name,
 };
 
 pub const ROLES: &[Role] = &[
@@ -550,27 +551,12 @@ fn channel_sender_killed_is_gone_though_its_pid_lives_on() -> Outcome {
     Ok(())
 }
 
-/// The descriptors of this process whose file is the segment `name`.
-fn fds_of_segment(name: &str) -> Result<Vec<i32>, String> {
-    let target = dev_shm(name);
-    let mut fds = Vec::new();
-    for entry in check!(std::fs::read_dir("/proc/self/fd")) {
-        let entry = check!(entry);
-        if std::fs::read_link(entry.path()).is_ok_and(|t| t == target)
-            && let Some(fd) = entry.file_name().to_str().and_then(|f| f.parse().ok())
-        {
-            fds.push(fd);
-        }
-    }
-    Ok(fds)
-}
-
-/// Connects a sender and prints the descriptors of its open file ("fds N M"); once told
-/// (a line on standard input) that another process holds copies of them, drops it and
-/// connects again, printing what that gave ("refused: ERROR" or "connected"); once told the
-/// copies are gone, connects a third time and sends "after".
+/// Connects a sender and says "attached"; once told (a line on standard input) that another
+/// process holds copies of its open file, drops it and connects again, printing what that
+/// gave ("refused: ERROR" or "connected"); once told the copies are gone, connects a third
+/// time and sends "after".
 fn sender_outlived(args: &[String]) -> Outcome {
-    let [ep, name] = args else {
+    let [ep] = args else {
         return Err("args".into());
     };
     let mut stdin = std::io::stdin().lines();
@@ -581,9 +567,7 @@ fn sender_outlived(args: &[String]) -> Outcome {
         }
     };
     let tx = check!(Sender::connect(ep.as_str()));
-    let fds = fds_of_segment(name)?;
-    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
-    println!("fds {}", fds.join(" "));
+    println!("attached");
     next_line()?;
     drop(tx);
     match Sender::connect(ep.as_str()) {
@@ -605,31 +589,14 @@ fn channel_a_closed_senders_open_file_held_elsewhere_is_named_then_replaced() ->
     let name = shm_name();
     let ep = format!("shm:{name}");
     let mut rx = check!(Receiver::bind(&ep));
-    let mut cmd = role("shm::sender_outlived", &[&ep, &name]);
+    let mut cmd = role("shm::sender_outlived", &[&ep]);
     cmd.stdin(Stdio::piped());
     let mut child = Proc::spawn("sender", &mut cmd)?;
-    let line = child.line(STEP)?;
-    let fds: Vec<i32> = line
-        .strip_prefix("fds ")
-        .ok_or_else(|| format!("got {line:?}"))?
-        .split(' ')
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    ensure!(!fds.is_empty(), "the sender has no descriptor of {name}");
+    child.expect_line("attached")?;
     // Copies of the sender's open file, in this process (as a forked child would hold them).
-    let pidfd = check!(rustix::process::pidfd_open(
-        check!(rustix::process::Pid::from_raw(child.pid() as i32).ok_or("pid")),
-        rustix::process::PidfdFlags::empty()
-    ));
-    let mut copies = Vec::new();
-    for fd in fds {
-        copies.push(check!(rustix::process::pidfd_getfd(
-            &pidfd,
-            fd,
-            rustix::process::PidfdGetfdFlags::empty()
-        )));
-    }
-    drop(pidfd);
+    let segment = check!(std::fs::metadata(dev_shm(&name)));
+    let copies = copies_of_open_files(child.pid(), (segment.dev(), segment.ino()))?;
+    ensure!(!copies.is_empty(), "the sender has no descriptor of {name}");
     let mut stdin = child.child().stdin.take().ok_or("stdin")?;
     check!(writeln!(stdin, "held"));
     let line = child.line(STEP)?;

@@ -10,7 +10,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
 
 use procom::{ErrorKind, Options, Receiver, Sender};
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
+use procom_testkit::{
+    Outcome, Proc, Role, STEP, Trial, check, copies_of_open_files, ensure, role, trials,
+};
 
 pub const ROLES: &[Role] = &[
     Role {
@@ -341,29 +343,8 @@ fn an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy() -> Outcome
 /// Copies, in this very process, of every descriptor here of the memfd behind `fd` (the same
 /// open files, as a child this process forked would hold them until it executes a program).
 fn copies_of_open_files_of(fd: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
-    let ours = check!(rustix::fs::fstat(fd));
-    let pidfd = check!(rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty()
-    ));
-    let mut copies = Vec::new();
-    for entry in check!(std::fs::read_dir("/proc/self/fd")) {
-        let entry = check!(entry);
-        let Some(n) = entry.file_name().to_str().and_then(|f| f.parse().ok()) else {
-            continue;
-        };
-        let Ok(copy) =
-            rustix::process::pidfd_getfd(&pidfd, n, rustix::process::PidfdGetfdFlags::empty())
-        else {
-            continue; // closed since it was listed (the directory's own descriptor)
-        };
-        if rustix::fs::fstat(&copy)
-            .is_ok_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
-        {
-            copies.push(copy);
-        }
-    }
-    Ok(copies)
+    let st = check!(rustix::fs::fstat(fd));
+    copies_of_open_files(std::process::id(), (st.st_dev, st.st_ino))
 }
 
 /// Takes up the receiving end handed on standard input and receives "first"; then, while
