@@ -10,8 +10,9 @@
 //! # Layout
 //!
 //! ```text
-//! offset 0    head: u64   bytes consumed so far (written by the consumer only)
-//! offset 64   tail: u64   bytes produced so far (written by the producer only)
+//! offset 0    head: u64     bytes consumed so far (written by the consumer only)
+//! offset 8    waiting: u64  nonzero while the consumer waits for a message (consumer only)
+//! offset 64   tail: u64     bytes produced so far (written by the producer only)
 //! offset 128  data: capacity bytes (a power of two, at least 64)
 //! ```
 //!
@@ -62,6 +63,9 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// Offset of `head` in the ring's memory.
 pub const HEAD_OFFSET: usize = 0;
+/// Offset of the consumer's `waiting` word (in `head`'s cache line: the producer reads it
+/// only when it reads `head` anyway).
+pub const WAITING_OFFSET: usize = 8;
 /// Offset of `tail` in the ring's memory (its own cache line, away from `head`).
 pub const TAIL_OFFSET: usize = 64;
 /// Bytes before the data area.
@@ -157,6 +161,8 @@ pub unsafe trait Region {
     fn head(&self) -> &AtomicU64;
     /// The producer's position.
     fn tail(&self) -> &AtomicU64;
+    /// The consumer's `waiting` word: nonzero while it waits for a message.
+    fn waiting(&self) -> &AtomicU64;
     /// The data word at `off`, a multiple of 8 below `capacity()`: a record header.
     fn word(&self, off: usize) -> &AtomicU64;
     /// Data bytes; a power of two.
@@ -238,6 +244,11 @@ unsafe impl Region for RawRegion {
         unsafe { &*(self.base.add(TAIL_OFFSET) as *const AtomicU64) }
     }
     #[inline]
+    fn waiting(&self) -> &AtomicU64 {
+        // SAFETY: as for `head`.
+        unsafe { &*(self.base.add(WAITING_OFFSET) as *const AtomicU64) }
+    }
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         // Clamped into the data area, so even a caller's mistake cannot leave it.
         let off = (off & !7).min(self.capacity - 8);
@@ -287,6 +298,7 @@ unsafe impl InPlace for RawRegion {}
 /// calls this, before any peer attaches.
 pub fn init<R: Region>(region: &R) {
     region.head().store(0, Ordering::Relaxed);
+    region.waiting().store(0, Ordering::Relaxed);
     region.word(0).store(0, Ordering::Relaxed);
     region.tail().store(0, Ordering::Release);
 }
@@ -325,6 +337,8 @@ pub struct Consumer<R: Region> {
     capacity: usize,
     /// Our authoritative head; the shared one is only ever written from it.
     head: u64,
+    /// What we last wrote into the shared `waiting` word.
+    waiting: bool,
 }
 
 /// The data offset of `position` in a ring of `capacity` bytes (a power of two, checked when
@@ -460,12 +474,13 @@ impl<R: Region> Producer<R> {
 
     /// Allows or forbids starting over at offset 0 when the ring is found empty past
     /// [`HOT_WINDOW`] (allowed by default; messages from [`STREAM_MIN`] to [`STREAM_MAX`] bytes
-    /// never start over). Starting over pads the rest of the ring, and until the consumer has
-    /// skipped that padding the producer can use only the bytes before it: worth it for a
-    /// consumer that keeps up (the ring's working set stays in the caches), a trap for one that
-    /// is asleep (a 1 MiB message just past the window leaves room for one more message, and
-    /// the producer waits for a wake-up). A caller that knows the consumer
-    /// sleeps forbids it for that send.
+    /// never start over, and neither does anything while the consumer does not say it waits,
+    /// [`Consumer::set_waiting`]). Starting over pads the rest of the ring, and until the
+    /// consumer has skipped that padding the producer can use only the bytes before it: worth
+    /// it for a consumer that keeps up (the ring's working set stays in the caches), a trap for
+    /// one that is away (three 64-byte messages, then `Full` until it looks again) or asleep (a
+    /// 1 MiB message just past the window leaves room for one more message, and the producer
+    /// waits for a wake-up). A caller that knows the consumer sleeps forbids it for that send.
     pub fn set_rewind(&mut self, allowed: bool) {
         self.rewind = allowed;
     }
@@ -513,7 +528,11 @@ impl<R: Region> Producer<R> {
             // a message from STREAM_MIN to STREAM_MAX bytes, see there).
             // Only when the record then fits before where we are: otherwise it would wait for
             // the consumer to skip the padding first.
-            let rewind = may_rewind && used == 0 && off >= HOT_WINDOW && need + END_MARK <= off;
+            let rewind = may_rewind
+                && used == 0
+                && off >= HOT_WINDOW
+                && need + END_MARK <= off
+                && self.region.waiting().load(Ordering::Relaxed) != 0;
             if need <= to_end && !rewind {
                 if need + END_MARK > free {
                     return Err(Error::Full);
@@ -632,11 +651,32 @@ impl<R: Region> Consumer<R> {
         if !head.is_multiple_of(8) {
             return Err(Error::Corrupted);
         }
+        // What a consumer before us left there (one handed over or killed while waiting):
+        // ours to clear when we do not wait.
+        let waiting = region.waiting().load(Ordering::Relaxed) != 0;
         Ok(Consumer {
             region,
             capacity,
             head,
+            waiting,
         })
+    }
+
+    /// Says whether this consumer is waiting for a message (polling or asleep until one comes)
+    /// or away (it returned, or only looks now and then): the producer starts over at the
+    /// front of an empty ring only for a consumer that waits, because until the consumer
+    /// skips the padding that starting over leaves, the producer can use only the bytes before
+    /// it (a few messages). A consumer that never says so is never started over for: the
+    /// producer goes on through the whole ring. Writes the shared word only when the answer
+    /// changes.
+    pub fn set_waiting(&mut self, waiting: bool) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            // Relaxed: a hint; the room the producer counts on comes from `head` alone.
+            self.region
+                .waiting()
+                .store(u64::from(waiting), Ordering::Relaxed);
+        }
     }
 
     /// Bytes consumed so far (messages and padding): the position the producer waits on. It
@@ -867,6 +907,7 @@ mod tests {
         init(&r);
         let mut p = Producer::attach(r).unwrap();
         let mut c = Consumer::attach(r).unwrap();
+        c.set_waiting(true);
         // Ping-pong: the ring is empty before every push, so no message ends past the hot
         // window plus one record.
         for i in 0..64u32 {
@@ -900,6 +941,7 @@ mod tests {
         init(&r);
         let mut p = Producer::attach(r).unwrap();
         let mut c = Consumer::attach(r).unwrap();
+        c.set_waiting(true);
         let mut furthest = 0;
         for i in 0..rounds {
             let msg = vec![i as u8; len];
@@ -942,6 +984,7 @@ mod tests {
         init(&r);
         let mut p = Producer::attach(r).unwrap();
         let mut c = Consumer::attach(r).unwrap();
+        c.set_waiting(true);
         p.set_rewind(false);
         let mut furthest = 0;
         for i in 0..24u32 {
@@ -956,6 +999,44 @@ mod tests {
         p.set_rewind(true);
         p.push(&[1; 64]).unwrap();
         assert_eq!(p.position() % cap as u64, record_size(64) as u64, "rewound");
+    }
+
+    /// A consumer that caught up and then went away (it does not wait for the next message)
+    /// is not started over for: the producer keeps the whole ring, where starting over would
+    /// have left it the few bytes before the padding until the consumer looks again.
+    #[test]
+    fn a_consumer_that_does_not_wait_leaves_the_producer_the_whole_ring() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let r = heap.region();
+        init(&r);
+        let mut p = Producer::attach(r).unwrap();
+        let mut c = Consumer::attach(r).unwrap();
+        let fill = |p: &mut Producer<RawRegion>| {
+            let mut n = 0;
+            while p.push(&[5; 64]).is_ok() {
+                n += 1;
+            }
+            n
+        };
+        let whole = (cap - END_MARK) / record_size(64);
+        for waiting in [false, true] {
+            c.set_waiting(waiting);
+            // Caught up past the hot window, and then not taking anything.
+            while (p.position() % cap as u64) < HOT_WINDOW as u64 {
+                p.push(&[6; 64]).unwrap();
+                pop(&mut c).unwrap();
+            }
+            let n = fill(&mut p);
+            if waiting {
+                // A consumer that says it waits is started over for, and until it skips the
+                // padding only the bytes before it are left (it would, being there to wait).
+                assert!(n < whole / 4, "{n} of {whole}");
+            } else {
+                assert!(n >= whole - 1, "{n} of {whole}");
+            }
+            while pop(&mut c).is_ok() {}
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use procom_ring::{Consumer, Error, Producer, Region, init};
 struct Model {
     head: AtomicU64,
     tail: AtomicU64,
+    waiting: AtomicU64,
     data: Vec<UnsafeCell<u8>>,
     words: Vec<AtomicU64>,
 }
@@ -29,6 +30,7 @@ impl Shared {
         Shared(Arc::new(Model {
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             data: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
             words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
         }))
@@ -43,6 +45,9 @@ unsafe impl Region for Shared {
     }
     fn tail(&self) -> &AtomicU64 {
         &self.0.tail
+    }
+    fn waiting(&self) -> &AtomicU64 {
+        &self.0.waiting
     }
     fn word(&self, off: usize) -> &AtomicU64 {
         &self.0.words[off / 8]

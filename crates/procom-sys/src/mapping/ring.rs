@@ -44,6 +44,10 @@ unsafe impl procom_ring::Region for MappedRing {
         self.raw.tail()
     }
     #[inline]
+    fn waiting(&self) -> &AtomicU64 {
+        self.raw.waiting()
+    }
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU64 {
         self.raw.word(off)
     }

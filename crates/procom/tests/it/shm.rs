@@ -63,6 +63,10 @@ pub const ROLES: &[Role] = &[
         name: "shm::sender_again",
         run: sender_again,
     },
+    Role {
+        name: "shm::burst",
+        run: burst,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -87,6 +91,7 @@ pub fn trials() -> Vec<Trial> {
             channel_truncated_under_the_receiver,
             channel_zero_copy_paths,
             channel_full_ring,
+            channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring,
             channel_receiver_marked_closed_keeps_its_name,
             channel_closing_receiver_never_removes_a_successor,
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
@@ -834,6 +839,70 @@ fn channel_zero_copy_paths() -> Outcome {
     ensure!(got == b"in-place!!!", "read in place {got:?}");
     let n = got.len();
     ensure!(n == 11, "len {n}");
+    Ok(())
+}
+
+/// Sends four 64-byte messages, each once standard input says the last was taken, then as
+/// many as fit without waiting; prints how many.
+fn burst(args: &[String]) -> Outcome {
+    let [ep] = args else {
+        return Err("args".into());
+    };
+    let mut tx = check!(Sender::connect(ep.as_str()));
+    let mut lines = std::io::stdin().lines();
+    for i in 0..4u8 {
+        check!(tx.send([i; 64]).map_err(|e| e.into_error()));
+        match lines.next() {
+            Some(Ok(l)) if l == "taken" => {}
+            other => return Err(format!("standard input: {other:?}")),
+        }
+    }
+    let mut n = 0usize;
+    loop {
+        match tx.try_send([9u8; 64]) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == ErrorKind::Full => break,
+            Err(e) => return Err(e.to_string()),
+        }
+        ensure!(n <= 1 << 20, "a 64 KiB ring took {n} messages");
+    }
+    println!("{n}");
+    Ok(())
+}
+
+/// A receiver that took every message (past the ring's hot window) and then stops receiving
+/// leaves the sender the whole ring: the sender does not start over at the front for it, which
+/// would leave only the few bytes before the padding until the receiver looked again.
+fn channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=64KiB");
+    let mut rx = check!(Receiver::bind(&ep));
+    let mut cmd = role("shm::burst", &[&ep]);
+    cmd.stdin(Stdio::piped());
+    let mut tx = Proc::spawn("burst", &mut cmd)?;
+    let mut stdin = tx.child().stdin.take().ok_or("no standard input")?;
+    for i in 0..4u8 {
+        ensure!(check!(rx.recv_timeout(STEP)) == [i; 64], "message {i}");
+        check!(std::io::Write::write_all(&mut stdin, b"taken\n"));
+    }
+    let line = tx.line(STEP)?;
+    let n: usize = line.parse().map_err(|e| format!("{line:?}: {e}"))?;
+    // 72-byte records (64 bytes and the header) in 64 KiB, less the 8 bytes kept for the end
+    // mark and the padding at the end of the ring.
+    let whole = (64 << 10) / 72;
+    ensure!(
+        n + 2 >= whole,
+        "{n} messages fit in the 64 KiB ring, not {whole}"
+    );
+    for i in 0..n {
+        ensure!(
+            check!(rx.recv_timeout(STEP)) == [9; 64],
+            "burst message {i}"
+        );
+    }
+    tx.success(STEP)?;
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "after the burst: {e:?}");
     Ok(())
 }
 

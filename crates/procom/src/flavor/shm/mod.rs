@@ -9,13 +9,17 @@
 //!  24  capacity u64           32  receiver pid u32      36  sender pid u32
 //!  40  data_seq u32 (futex: bumped after each message)  44  space_seq u32 (futex: after each release)
 //!  48  receiver waiting u32   52  sender waiting u32    56  state u32 (1: receiver closed, 2: sender closed)
-//! 128  the ring: head u64 @0, tail u64 @64, data @128 (capacity bytes, a power of two)
+//! 128  the ring: head u64 @0, consumer waiting u64 @8, tail u64 @64, data @128 (capacity
+//!      bytes, a power of two)
 //! ```
 //!
 //! Version 3 is the ring whose consumer polls the next record's header and whose producer
 //! writes an end mark after each record (see `procom-ring`), with each end's liveness in a
 //! byte lock (below). Version 1 polled the shared tail; version 2 watched the ends by pid.
 //! Peers of different versions refuse each other's segments (`Corrupted`, naming the version).
+//! The ring's consumer-waiting word (ring offset 8, 0 from creation) only decides whether the
+//! sender starts over at the front of an empty ring (see `procom_ring::Consumer::set_waiting`):
+//! a receiver that never writes it is never started over for, and nothing else reads it.
 //!
 //! # Liveness
 //!

@@ -247,7 +247,9 @@ impl ShmReceiver {
         e
     }
 
-    /// Hands the next message to `f` where it lies in the ring, and releases it after.
+    /// Hands the next message to `f` where it lies in the ring, and releases it after. While
+    /// it waits for one (not `try_recv`), it says so in the ring (`Consumer::set_waiting`),
+    /// and unsays it on every way out.
     fn recv_in_ring<T>(
         &mut self,
         wait: Wait,
@@ -266,17 +268,37 @@ impl ShmReceiver {
         // A spin too long to represent spins until the deadline, if any (never overflows).
         let mut spin: Option<(Instant, Option<Instant>)> = None;
         let mut polled = false;
+        let mut f = Some(f);
+        // Returns from the call, no longer waiting.
+        macro_rules! leave {
+            ($r:expr) => {{
+                self.consumer.set_waiting(false);
+                return $r;
+            }};
+        }
         loop {
             if self.map.faulted() {
                 self.broken = true;
-                return Err(corrupted("the segment was truncated under the receiver"));
+                leave!(Err(corrupted(
+                    "the segment was truncated under the receiver"
+                )));
             }
             let before = self.consumer.position();
-            match self.consumer.peek() {
+            let taken = match self.consumer.peek() {
                 Ok(msg) => {
                     let len = msg.len();
-                    let out = (len <= self.max).then(|| f(&msg));
+                    // `f` is taken once: this arm always returns below.
+                    let out = (len <= self.max)
+                        .then(|| f.take().map(|f| f(&msg)))
+                        .flatten();
                     drop(msg); // releases the record (head, Release)
+                    Ok((len, out))
+                }
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok((len, out)) => {
+                    self.consumer.set_waiting(false);
                     wake_sender(&self.map);
                     if self.map.faulted() {
                         self.broken = true;
@@ -287,13 +309,18 @@ impl ShmReceiver {
                 Err(procom_ring::Error::Empty) => {}
                 Err(e) => {
                     self.broken = true;
-                    return Err(ring_error(e));
+                    leave!(Err(ring_error(e)));
                 }
             }
             // Empty, but skipping padding releases room too: a sender may be asleep waiting
             // for exactly that.
             if self.consumer.position() != before {
                 wake_sender(&self.map);
+            }
+            // Waiting for the next message from here on: a sender that finds the ring empty
+            // may start over at its front, as this side will skip the padding at once.
+            if !is_try {
+                self.consumer.set_waiting(true);
             }
             if !polled && !is_try && !self.spin.is_zero() {
                 polled = true;
@@ -314,19 +341,20 @@ impl ShmReceiver {
             let spinning = spinning_since.is_some();
             // Asking the kernel whether the sender lives costs a system call: while spinning
             // (or polling with try_recv) the answer may be a couple of milliseconds old.
-            let gone = self
-                .sender_gone(!spinning && !is_try)
-                .map_err(|e| self.broke(e))?;
+            let gone = match self.sender_gone(!spinning && !is_try) {
+                Ok(gone) => gone,
+                Err(e) => leave!(Err(self.broke(e))),
+            };
             if gone && self.consumer.is_empty() {
-                return Err(Error::new(ErrorKind::PeerGone));
+                leave!(Err(Error::new(ErrorKind::PeerGone)));
             }
             if is_try {
                 return Err(Error::new(ErrorKind::Empty));
             }
             if wait.deadline().is_some_and(|d| now >= d) {
-                return Err(
+                leave!(Err(
                     Error::new(ErrorKind::Timeout).detail("no message arrived before the deadline")
-                );
+                ));
             }
             if let Some(start) = spinning_since {
                 // Poll the ring alone for a while before the next clock and liveness check:
@@ -335,7 +363,11 @@ impl ShmReceiver {
                 spin_burst(now, start, || !self.consumer.is_empty());
                 continue;
             }
-            if let Some(sleep) = self.arm()? {
+            let sleep = match self.arm() {
+                Ok(sleep) => sleep,
+                Err(e) => leave!(Err(e)),
+            };
+            if let Some(sleep) = sleep {
                 sleep.take(wait.deadline());
             }
             self.disarm();
