@@ -888,6 +888,12 @@ mod tests {
             }
             .unwrap()
         }
+        /// A fresh ring here, with a producer and a consumer attached.
+        fn ends(&mut self) -> (Producer<RawRegion>, Consumer<RawRegion>) {
+            let r = self.region();
+            init(&r);
+            (Producer::attach(r).unwrap(), Consumer::attach(r).unwrap())
+        }
     }
 
     fn pop(c: &mut Consumer<RawRegion>) -> Result<Vec<u8>, Error> {
@@ -937,10 +943,7 @@ mod tests {
     fn starts_over_in_ping_pong(len: usize, rounds: u32) -> bool {
         let cap = 4 << 20;
         let mut heap = Heap::new(cap);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         c.set_waiting(true);
         let mut furthest = 0;
         for i in 0..rounds {
@@ -980,10 +983,7 @@ mod tests {
     fn a_producer_told_not_to_rewind_goes_on_past_the_hot_window() {
         let cap = 16 * HOT_WINDOW;
         let mut heap = Heap::new(cap);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         c.set_waiting(true);
         p.set_rewind(false);
         let mut furthest = 0;
@@ -1008,10 +1008,7 @@ mod tests {
     fn a_consumer_that_does_not_wait_leaves_the_producer_the_whole_ring() {
         let cap = 16 * HOT_WINDOW;
         let mut heap = Heap::new(cap);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         let fill = |p: &mut Producer<RawRegion>| {
             let mut n = 0;
             while p.push(&[5; 64]).is_ok() {
@@ -1091,10 +1088,7 @@ mod tests {
     #[test]
     fn largest_message_fits_after_wrap() {
         let mut heap = Heap::new(256);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         p.push(&[1; 40]).unwrap();
         assert_eq!(pop(&mut c).unwrap(), vec![1; 40]);
         // Position 48: the largest message needs the whole ring but its end mark. The producer
@@ -1108,10 +1102,8 @@ mod tests {
     #[test]
     fn hostile_control_words_are_corrupted_not_ub() {
         let mut heap = Heap::new(256);
+        let (mut p, mut c) = heap.ends();
         let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
         p.push(b"hello").unwrap();
         // The consumer never reads the shared tail on its way to a message.
         r.tail().store(1 << 40, Ordering::Release);
@@ -1164,10 +1156,8 @@ mod tests {
     #[test]
     fn a_new_producer_resumes_after_a_record_published_behind_the_shared_tail() {
         let mut heap = Heap::new(256);
+        let (mut p, mut c) = heap.ends();
         let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
         p.push(b"one").unwrap();
         let before = p.position();
         p.push(&[2; 40]).unwrap();
@@ -1188,10 +1178,7 @@ mod tests {
         // Lengths that shift the record boundaries on every lap, so the word the consumer
         // polls has often held a header (or payload bytes shaped like one) on an earlier lap.
         let mut heap = Heap::new(256);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         let rounds = if cfg!(miri) { 100 } else { 2000 };
         for i in 0..rounds {
             let len = (i * 13) % 120;
@@ -1272,10 +1259,7 @@ mod tests {
     #[test]
     fn positions_move_on_padding_even_when_full_or_empty() {
         let mut heap = Heap::new(256);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         p.push(&[1; 64]).unwrap(); // record 72: tail 72
         p.push(&[2; 64]).unwrap(); // tail 144
         assert_eq!(pop(&mut c).unwrap(), vec![1; 64]); // head 72
@@ -1315,10 +1299,7 @@ mod tests {
     #[test]
     fn threads_stream_in_order() {
         let mut heap = Heap::new(256);
-        let r = heap.region();
-        init(&r);
-        let mut p = Producer::attach(r).unwrap();
-        let mut c = Consumer::attach(r).unwrap();
+        let (mut p, mut c) = heap.ends();
         let n: u32 = if cfg!(miri) { 200 } else { 20_000 };
         std::thread::scope(|s| {
             s.spawn(move || {
