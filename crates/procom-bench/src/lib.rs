@@ -41,5 +41,5 @@ pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;
 pub use process::pin;
-pub use scenario::{Mechanism, Mode, Profile, SIZES, Scenario};
+pub use scenario::{MAX_SIZE, Mechanism, Mode, Profile, SIZES, Scenario};
 pub use wiring::run;

@@ -7,8 +7,15 @@ use procom::{Error, Options, Receiver, Sender};
 
 use crate::scenario::{Mode, bench_error};
 
-pub(crate) fn options() -> Options {
-    Options::default().max_message(2 << 20)
+/// The largest message the benchmark's endpoints accept when its payloads are `size` bytes:
+/// procom's 2 MiB default, or the payload with room for a typed message's length prefix.
+pub(crate) fn max_message(size: usize) -> usize {
+    (2 << 20).max(size.saturating_add(64))
+}
+
+/// The options of every endpoint the benchmark makes for `size`-byte payloads.
+pub(crate) fn options(size: usize) -> Options {
+    Options::default().max_message(max_message(size))
 }
 
 /// The `spin=` parameter a spinning shared-memory endpoint carries: long enough that a

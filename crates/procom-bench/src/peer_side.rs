@@ -55,8 +55,8 @@ pub fn peer(args: &[String]) -> Result<(), Error> {
         return handoff_peer(mech, None, num(iterations)?, a2b, b2a);
     }
     // The endpoints carry the mode (a spinning shared-memory endpoint says `spin=`).
-    let opts = options();
     let (size, iterations, stream) = (num(size)?, num(iterations)?, num(stream)?);
+    let opts = options(size);
     let mechanism = Mechanism::parse(mech);
     let bound = mechanism.is_some_and(Mechanism::peer_binds);
     let (rx, tx) = if mechanism == Some(Mechanism::ShmTyped) {

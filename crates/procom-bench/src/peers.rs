@@ -199,7 +199,7 @@ fn with_link<T>(
                     .map_err(|e| Error::os("accept a local socket", e))
             });
             let result = accepted.and_then(|stream| {
-                let mut link = StreamLink::new(stream);
+                let mut link = StreamLink::new(stream, s.size);
                 ready(&mut link, timeout).and_then(|()| f(&mut link))
             });
             let _ = std::fs::remove_file(&path);
@@ -249,7 +249,7 @@ pub(crate) fn peer_main(
                 .map_err(|e| Error::os("name a local socket", e))?;
             let conn =
                 Stream::connect(name).map_err(|e| Error::os("connect to a local socket", e))?;
-            serve(&mut StreamLink::new(conn), size, iterations, stream)
+            serve(&mut StreamLink::new(conn, size), size, iterations, stream)
         }
         None => Err(bench_error(format!("`{name}` is not a peer"))),
     }
@@ -320,14 +320,17 @@ struct StreamLink {
     stream: interprocess::local_socket::Stream,
     out: Vec<u8>,
     buf: Vec<u8>,
+    /// The longest frame accepted (the benchmark's limit for its payload size).
+    max: usize,
 }
 
 impl StreamLink {
-    fn new(stream: interprocess::local_socket::Stream) -> StreamLink {
+    fn new(stream: interprocess::local_socket::Stream, size: usize) -> StreamLink {
         StreamLink {
             stream,
             out: Vec::new(),
             buf: Vec::new(),
+            max: crate::link::max_message(size),
         }
     }
 
@@ -337,7 +340,7 @@ impl StreamLink {
             .read_exact(&mut len)
             .map_err(|e| Error::os("read a local socket", e))?;
         let n = u32::from_be_bytes(len) as usize;
-        if n > 2 << 20 {
+        if n > self.max {
             return Err(bench_error(format!("a {n}-byte frame")));
         }
         self.buf.resize(n, 0);

@@ -114,9 +114,15 @@ pub(crate) fn packet_pair_peer(mut cmd: Command) -> Result<(OwnedFd, OwnedFd, Ch
     Ok((a, a2, child))
 }
 
-/// The ring capacity of every shared-memory channel the benchmark makes (it holds a 1 MiB
-/// message).
-pub(crate) const SHM_CAPACITY: u64 = 4 << 20;
+/// The ring capacity of the shared-memory channels the benchmark makes for `size`-byte
+/// payloads: 4 MiB (three 1 MiB messages), or room for two or three messages when they are
+/// larger.
+pub(crate) fn shm_capacity(size: usize) -> u64 {
+    (size as u64 + 4096)
+        .next_power_of_two()
+        .saturating_mul(2)
+        .max(4 << 20)
+}
 
 /// Starts `cmd` as a peer with the receiving end of one anonymous shared-memory channel on
 /// its standard input and the sending end of another on its standard output

@@ -72,8 +72,8 @@ impl RawIo for RawDgram {
 /// Gives a sequenced-packet socket the send buffer procom's sender asks for with the
 /// benchmark's limit (a packet must fit in it whole): what any program sending packets that
 /// large must do.
-fn packet_send_buffer(fd: &OwnedFd) -> Result<(), Error> {
-    let want = crate::link::options().max_message + 32;
+fn packet_send_buffer(fd: &OwnedFd, size: usize) -> Result<(), Error> {
+    let want = crate::link::max_message(size) + 32;
     rustix::net::sockopt::set_socket_send_buffer_size(fd, want.div_ceil(2))
         .map_err(|e| Error::os("size a socket's send buffer", e.into()))
 }
@@ -151,9 +151,9 @@ struct RawShm {
 /// A mailbox: its sequence number and length in one cache line, then the payload.
 const MAILBOX_HEAD: usize = 64;
 
-/// Bytes of one mailbox for payloads of `size` bytes.
+/// Bytes of one mailbox for payloads of `size` bytes (and for the peer's 1-byte hello).
 fn mailbox(size: usize) -> usize {
-    MAILBOX_HEAD + size.div_ceil(64) * 64
+    MAILBOX_HEAD + size.max(1).div_ceil(64) * 64
 }
 
 impl RawShm {
@@ -292,7 +292,7 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
         Mechanism::UnixPacket => {
             let (tx, _, child) = packet_pair_peer(command("-", "-"))?;
             peer_proc.0 = Some(child);
-            packet_send_buffer(&tx)?;
+            packet_send_buffer(&tx, s.size)?;
             Box::new(RawDgram(tx))
         }
         Mechanism::Fifo => {
@@ -493,7 +493,7 @@ pub(crate) fn raw_peer(
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::os("duplicate stdin", e))?;
-            packet_send_buffer(&fd)?;
+            packet_send_buffer(&fd, size)?;
             Box::new(RawDgram(fd))
         }
         "raw-shm" | "raw-shm-block" => {

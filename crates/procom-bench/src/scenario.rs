@@ -9,6 +9,11 @@ use procom::{Error, ErrorKind};
 /// The message sizes every mechanism is measured at, where it allows them.
 pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
 
+/// The largest message size a run measures (`--size`): every scenario holds a few messages at
+/// once in each process and in the channels between them, and takes at least a few hundred
+/// round trips.
+pub const MAX_SIZE: usize = 64 << 20;
+
 /// A mechanism the benchmark can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
@@ -105,13 +110,17 @@ impl Mechanism {
         }
     }
 
-    /// Whether the mechanism carries `size`-byte messages, and why not.
-    pub fn supports(self, size: usize) -> Result<(), &'static str> {
+    /// Whether the mechanism carries `size`-byte messages in a run whose smallest size is
+    /// `smallest`, and why not.
+    pub fn supports(self, size: usize, smallest: usize) -> Result<(), &'static str> {
         match self.carrier() {
             Mechanism::Udp if size > 4096 => {
                 Err("over one UDP datagram (65,507 bytes, less procom's 16-byte header)")
             }
             Mechanism::UnixGram if size > 64 << 10 => Err("over a Unix datagram socket's buffer"),
+            Mechanism::UnixPacket if size == 0 && self == Mechanism::UnixPacket => {
+                Err("an empty packet reads as the sender leaving, so the channel carries none")
+            }
             Mechanism::UnixPacket if size >= procom::socket::packet_limit() => {
                 Err("over one packet here (twice net.core.wmem_max, at most 4 MiB)")
             }
@@ -124,11 +133,22 @@ impl Mechanism {
             Mechanism::Msg if size as i64 > procom::msg::limits().msgmax => {
                 Err("over kernel.msgmax on this machine")
             }
-            Mechanism::Sem | Mechanism::Signal if size != SIZES[0] => {
+            Mechanism::Sem | Mechanism::Signal if size != smallest => {
                 Err("carries no payload: one row, at the smallest size")
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether the raw loop crosses between the processes at `size`: a byte stream carries no
+    /// empty message, so at 0 bytes its raw write and read would move nothing and a `vs raw`
+    /// would compare procom with no work at all.
+    pub fn has_raw(self, size: usize) -> bool {
+        size > 0
+            || !matches!(
+                self.carrier(),
+                Mechanism::Pipe | Mechanism::Fifo | Mechanism::Unix | Mechanism::Tcp
+            )
     }
 
     /// Whether the peer binds its own receiving end (named kernel objects and sockets).

@@ -12,7 +12,7 @@ use crate::handoff::handoff;
 use crate::link::{Link, ProcomLink, TypedLink, options, spin_param};
 use crate::measure::{Beside, Measurement, measure};
 use crate::process::{
-    SHM_CAPACITY, child_result, finish, packet_pair_peer, peer_command, pipe_peer, shm_pair_peer,
+    child_result, finish, packet_pair_peer, peer_command, pipe_peer, shm_capacity, shm_pair_peer,
     socketpair_peer, spawn,
 };
 use crate::raw::{RawSide, raw_setup};
@@ -27,7 +27,7 @@ pub(crate) struct Wired {
 }
 
 pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Error> {
-    let opts = options();
+    let opts = options(s.size);
     let mut w = match s.mechanism {
         Mechanism::Sem
         | Mechanism::Signal
@@ -157,13 +157,15 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
     Ok(match s.mechanism {
         Mechanism::Shm => (
             format!(
-                "shm:{}?capacity={SHM_CAPACITY}{}",
+                "shm:{}?capacity={}{}",
                 unique("/procom-bench-a2b"),
+                shm_capacity(s.size),
                 spin_param(s.mode)
             ),
             format!(
-                "shm:{}?capacity={SHM_CAPACITY}{}",
+                "shm:{}?capacity={}{}",
                 unique("/procom-bench-b2a"),
+                shm_capacity(s.size),
                 spin_param(s.mode)
             ),
         ),
@@ -216,7 +218,11 @@ pub(crate) fn run_beside(
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
     // The raw loop of the same mechanism, alive beside procom's.
-    let mut raw = Some(raw_setup(exe, scratch, s)?);
+    let mut raw = if s.mechanism.has_raw(s.size) {
+        Some(raw_setup(exe, scratch, s)?)
+    } else {
+        None
+    };
     let m = if s.mechanism.is_typed() {
         typed(exe, s, raw.as_mut(), peer)?
     } else {
@@ -241,10 +247,10 @@ fn typed(
     raw: Option<&mut RawSide>,
     peer: Beside<'_>,
 ) -> Result<(Measurement, Option<Measurement>), Error> {
-    let opts = options();
+    let opts = options(s.size);
     let cmd = peer_command(exe, s, "-", "-");
     let (tx, rx, mut child) = match s.mechanism {
-        Mechanism::ShmTyped => shm_pair_peer(cmd, SHM_CAPACITY, &opts)?,
+        Mechanism::ShmTyped => shm_pair_peer(cmd, shm_capacity(s.size), &opts)?,
         m => {
             let start = if m == Mechanism::UnixPacketTyped {
                 packet_pair_peer

@@ -321,7 +321,7 @@ pub struct BenchArgs {
     /// Also draw latency and throughput against message size into this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB); repeatable.
+    /// Only these message sizes (default 64, 4KiB, 64KiB, 1MiB; at most 64MiB); repeatable.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub size: Vec<u64>,
     /// Also run every channel's ping-pong and streaming through the async API (tokio, a

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use procom_bench::{Limits, Measurement, Mechanism, Mode, Profile, SIZES, Scenario};
+use procom_bench::{Limits, MAX_SIZE, Measurement, Mechanism, Mode, Profile, SIZES, Scenario};
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
@@ -189,11 +189,25 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             ));
         }
     }
-    let sizes: Vec<usize> = if args.size.is_empty() {
-        SIZES.to_vec()
-    } else {
-        args.size.iter().map(|s| *s as usize).collect()
-    };
+    let mut sizes: Vec<usize> = Vec::new();
+    for &s in &args.size {
+        let s = usize::try_from(s)
+            .ok()
+            .filter(|s| *s <= MAX_SIZE)
+            .ok_or_else(|| {
+                super::usage!(
+                    "--size {s}: the benchmark measures messages of at most {}",
+                    size(MAX_SIZE)
+                )
+            })?;
+        if !sizes.contains(&s) {
+            sizes.push(s);
+        }
+    }
+    if sizes.is_empty() {
+        sizes = SIZES.to_vec();
+    }
+    let smallest = sizes.iter().copied().min().unwrap_or(SIZES[0]);
     // Counted before pinning, which narrows what this process may use to one CPU.
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -214,7 +228,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     for m in &mechanisms {
         for mode in m.modes() {
             for s in &sizes {
-                match m.supports(*s) {
+                match m.supports(*s, smallest) {
                     Ok(()) => scenarios.push(Scenario::sized(*m, *mode, *s, profile)),
                     Err(why) if *mode == Mode::Block => {
                         match skipped
@@ -327,6 +341,20 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
     super::outln!(
         "udp msgs/s, MB/s: datagrams delivered while the sender streams as fast as it can; lost: the share of those sent that never arrived (a receiver that falls behind loses them)."
     )?;
+    let no_raw: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| {
+            r.mode == "block" && !Mechanism::parse(&r.mechanism).is_none_or(|m| m.has_raw(r.size))
+        })
+        .map(|r| r.mechanism.as_str())
+        .collect();
+    if !no_raw.is_empty() {
+        super::outln!(
+            "raw p50 at 0 B: not measured for {}: a byte stream carries no empty message, so the raw loop would move nothing (procom's empty message is its frame header)",
+            no_raw.join(", ")
+        )?;
+    }
     for (mech, why, sizes) in &skipped {
         super::outln!("not measured: {mech} at {}: {why}", sizes.join(", "))?;
     }

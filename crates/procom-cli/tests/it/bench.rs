@@ -17,6 +17,8 @@ pub fn trials() -> Vec<Trial> {
             packet_rows_have_a_raw_baseline,
             unmeasured_is_null_and_udp_reports_its_loss,
             async_rows_beside_the_blocking_ones,
+            empty_and_large_messages_are_measured,
+            a_size_over_the_limit_is_a_usage_error,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -25,8 +27,14 @@ pub fn trials() -> Vec<Trial> {
 }
 
 fn bench_json(args: &[&str]) -> Result<serde_json::Value, String> {
+    bench_json_sized(&["--size", "64"], args)
+}
+
+/// `procom bench --quick --json` with these `--size` arguments and then `args`.
+fn bench_json_sized(sizes: &[&str], args: &[&str]) -> Result<serde_json::Value, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-    cmd.args(["bench", "--quick", "--json", "--size", "64"])
+    cmd.args(["bench", "--quick", "--json"])
+        .args(sizes)
         .args(args)
         .stdin(Stdio::null());
     let fin = Proc::spawn("procom bench", &mut cmd)?.success(STEP)?;
@@ -127,6 +135,90 @@ fn unmeasured_is_null_and_udp_reports_its_loss() -> Outcome {
             }
             other => return Err(format!("unexpected row {other}")),
         }
+    }
+    Ok(())
+}
+
+/// Sizes beyond the default four are measured too: empty messages (shared memory's raw
+/// mailboxes and procom's frames cross; a byte stream's raw loop would move nothing, so its
+/// baseline is null, not a ratio to no work), messages over procom's 2 MiB default limit (the
+/// benchmark's endpoints and rings are sized for them), and semaphores at the smallest size
+/// asked for.
+fn empty_and_large_messages_are_measured() -> Outcome {
+    let v = bench_json_sized(
+        &["--size", "0", "--size", "3MiB", "--size", "0"],
+        &[
+            "--mechanism",
+            "shm",
+            "--mechanism",
+            "unix",
+            "--mechanism",
+            "sem",
+        ],
+    )?;
+    let results = v["results"].as_array().ok_or("no results")?;
+    let rows: Vec<(&str, &str, u64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["mechanism"].as_str().unwrap_or("?"),
+                r["mode"].as_str().unwrap_or("?"),
+                r["size"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let three = 3 << 20;
+    for want in [
+        ("shm", "spin", 0),
+        ("shm", "block", 0),
+        ("shm", "spin", three),
+        ("shm", "block", three),
+        ("unix", "block", 0),
+        ("unix", "block", three),
+        ("sem", "block", 0),
+    ] {
+        ensure!(
+            rows.iter().filter(|r| **r == want).count() == 1,
+            "one row {want:?} in {rows:?}"
+        );
+    }
+    ensure!(rows.len() == 7, "rows {rows:?}");
+    for r in results {
+        ensure!(
+            r["msgs_per_s"].as_f64().is_some_and(|x| x > 0.0),
+            "msgs/s in {r}"
+        );
+        let raw = &r["baseline_p50_ns"];
+        if r["mechanism"] == "unix" && r["size"] == 0 {
+            ensure!(
+                raw.is_null(),
+                "raw baseline of an empty stream message in {r}"
+            );
+        } else {
+            ensure!(raw.as_f64().is_some_and(|x| x > 0.0), "raw baseline in {r}");
+        }
+    }
+    Ok(())
+}
+
+/// A size the benchmark cannot hold is refused before anything runs, as a usage error.
+fn a_size_over_the_limit_is_a_usage_error() -> Outcome {
+    for size in ["65MiB", "5GiB", "18446744073709551615"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+        cmd.args(["bench", "--quick", "--mechanism", "shm", "--size", size])
+            .stdin(Stdio::null());
+        let fin = Proc::spawn("procom bench --size", &mut cmd)?.finish(STEP)?;
+        ensure!(
+            fin.status.code() == Some(2),
+            "--size {size}: {:?}",
+            fin.status
+        );
+        ensure!(
+            fin.stderr.contains("at most 64 MiB") && fin.stdout.is_empty(),
+            "--size {size}: stderr {:?}, stdout {:?}",
+            fin.stderr,
+            fin.stdout
+        );
     }
     Ok(())
 }
