@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use procom::Error;
 
+use crate::leftovers::Registry;
 use crate::measure::Measurement;
 use crate::process::{peer_command, spawn};
 use crate::scenario::{BATCHES, Mechanism, Scenario, batch_len, bench_error, unique};
@@ -161,15 +162,19 @@ pub(crate) fn handoff(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
     let (ours_peer, raw_peer);
     if s.mechanism == Mechanism::Sem {
         use procom::sem::Semaphore;
-        let (ping, pong) = (unique("/procom-bench-ping"), unique("/procom-bench-pong"));
+        let mut registry = Registry::hold();
+        let ping = registry.sem(unique("/procom-bench-ping"));
+        let pong = registry.sem(unique("/procom-bench-pong"));
         let a = Semaphore::create(&ping, 0)?;
         let b = Semaphore::create(&pong, 0)?;
+        drop(registry);
         ours_peer = peer(&ping, &pong, None)?;
         b.wait()?; // the peer is ready
         ours = Box::new(ProcomSem(a, b));
+        let mut registry = Registry::hold();
         let names = [
-            unique("/procom-bench-raw-ping"),
-            unique("/procom-bench-raw-pong"),
+            registry.sem(unique("/procom-bench-raw-ping")),
+            registry.sem(unique("/procom-bench-raw-pong")),
         ];
         let create = |n: &str| procom_sys::sem::NamedSemaphore::create(n, 0o600, 0);
         let sems = create(&names[0]).and_then(|p| Ok((p, create(&names[1])?)));
@@ -181,6 +186,7 @@ pub(crate) fn handoff(exe: &Path, s: &Scenario) -> Result<Measurement, Error> {
                 return Err(raw_error(e));
             }
         };
+        drop(registry);
         let r = RawSem { ping, pong, names };
         raw_peer = peer(&r.names[0], &r.names[1], Some("raw-sem"))?;
         raw_sem_wait(&r.pong, Some(TURN))?; // ready

@@ -24,6 +24,7 @@
 // peers (feature `peers`); peer_side.
 mod async_rows;
 mod handoff;
+mod leftovers;
 mod link;
 mod machine;
 mod measure;
@@ -37,6 +38,7 @@ mod wiring;
 
 pub use async_rows::{has_async, run_async};
 pub use handoff::block_raw_signal;
+pub use leftovers::{abandon, tidy};
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;

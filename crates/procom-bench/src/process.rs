@@ -39,6 +39,7 @@ pub(crate) fn spawn(mut cmd: Command) -> Result<Child, Error> {
         .env(PARENT_VAR, std::process::id().to_string())
         .spawn()
         .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))?;
+    crate::leftovers::peer_started(child.id());
     if let (Some((_, peer_cpu)), Some(pid)) = (
         PINNED.get().copied().flatten(),
         rustix::process::Pid::from_raw(child.id() as i32),

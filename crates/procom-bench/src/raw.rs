@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use procom::Error;
 use rustix::thread::futex;
 
+use crate::leftovers::Registry;
 use crate::link::poll_politely;
 use crate::process::{packet_pair_peer, peer_command, pipe_peer, socketpair_peer, spawn};
 use crate::scenario::{Mechanism, Mode, Scenario, bench_error, round_trips, unique};
@@ -361,7 +362,9 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
             Box::new(RawDgram(sock.into()))
         }
         Mechanism::Mq => {
-            let (a2b, b2a) = (unique("/procom-raw-a2b"), unique("/procom-raw-b2a"));
+            let mut registry = Registry::hold();
+            let a2b = registry.mq(unique("/procom-raw-a2b"));
+            let b2a = registry.mq(unique("/procom-raw-b2a"));
             let size = s.size.max(64) as i64;
             let tx = procom_sys::mq::create(&a2b, 10, size, 0o600)
                 .map_err(|e| Error::os("create a POSIX queue", e))?;
@@ -369,18 +372,21 @@ pub(crate) fn raw_setup(exe: &Path, scratch: &Path, s: &Scenario) -> Result<RawS
             let rx = procom_sys::mq::create(&b2a, 10, size, 0o600)
                 .map_err(|e| Error::os("create a POSIX queue", e))?;
             cleanup.mq.push(b2a.clone());
+            drop(registry);
             let mut cmd = command(&a2b, &b2a);
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             peer_proc.0 = Some(spawn(cmd)?);
             Box::new(RawMq::new(tx, rx).map_err(raw_error)?)
         }
         Mechanism::Msg => {
+            let mut registry = Registry::hold();
             let tx = procom_sys::msg::create(0, 0o600)
                 .map_err(|e| Error::os("create a System V queue", e))?;
-            cleanup.msg.push(tx);
+            cleanup.msg.push(registry.msg_id(tx));
             let rx = procom_sys::msg::create(0, 0o600)
                 .map_err(|e| Error::os("create a System V queue", e))?;
-            cleanup.msg.push(rx);
+            cleanup.msg.push(registry.msg_id(rx));
+            drop(registry);
             let mut cmd = command(&tx.to_string(), &rx.to_string());
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             peer_proc.0 = Some(spawn(cmd)?);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use procom::{Error, Receiver, Sender};
 
 use crate::handoff::handoff;
+use crate::leftovers::Registry;
 use crate::link::{Link, ProcomLink, TypedLink, options, spin_param};
 use crate::measure::{Beside, Measurement, measure};
 use crate::process::{
@@ -102,10 +103,12 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
         | Mechanism::Udp
         | Mechanism::Mq
         | Mechanism::Msg => {
-            let (e1, e2) = bound_endpoints(s, scratch)?;
             // Port 0 (TCP, UDP): each side binds its own receiver and learns its port there,
             // so no port is chosen by binding and releasing it first.
+            let mut registry = Registry::hold();
+            let (e1, e2) = bound_endpoints(&mut registry, s, scratch)?;
             let mut rx = Receiver::bind_with(&e2, &opts)?;
+            drop(registry);
             let e2 = rx.endpoint().to_string();
             let mut cmd = peer_command(exe, s, &e1, &e2);
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
@@ -152,19 +155,23 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
 }
 
 /// The two endpoints (peer's receiver, ours) for a mechanism whose receivers bind.
-fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Error> {
+fn bound_endpoints(
+    registry: &mut Registry,
+    s: &Scenario,
+    scratch: &Path,
+) -> Result<(String, String), Error> {
     let key = || 0x4200_0000 | ((std::process::id() & 0xfff) << 12) as i32;
     Ok(match s.mechanism {
         Mechanism::Shm => (
             format!(
                 "shm:{}?capacity={}{}",
-                unique("/procom-bench-a2b"),
+                registry.shm(unique("/procom-bench-a2b")),
                 shm_capacity(s.size),
                 spin_param(s.mode)
             ),
             format!(
                 "shm:{}?capacity={}{}",
-                unique("/procom-bench-b2a"),
+                registry.shm(unique("/procom-bench-b2a")),
                 shm_capacity(s.size),
                 spin_param(s.mode)
             ),
@@ -181,11 +188,11 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
             (
                 format!(
                     "mq:{}?capacity={cap}&msgsize={size}",
-                    unique("/procom-bench-a2b")
+                    registry.mq(unique("/procom-bench-a2b"))
                 ),
                 format!(
                     "mq:{}?capacity={cap}&msgsize={size}",
-                    unique("/procom-bench-b2a")
+                    registry.mq(unique("/procom-bench-b2a"))
                 ),
             )
         }
@@ -193,8 +200,8 @@ fn bound_endpoints(s: &Scenario, scratch: &Path) -> Result<(String, String), Err
             static N: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
             let n = N.fetch_add(2, Ordering::Relaxed) & 0xffe;
             (
-                format!("msg:{:#x}", key() | n),
-                format!("msg:{:#x}", key() | (n + 1)),
+                format!("msg:{:#x}", registry.msg_key(key() | n)),
+                format!("msg:{:#x}", registry.msg_key(key() | (n + 1))),
             )
         }
         _ => return Err(bench_error("not a bound mechanism")),

@@ -75,7 +75,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("could not find the procom executable to run as the peer")?;
     // A fresh directory only this user may enter, created exclusively (a name planted in
     // the shared temporary directory is an error, never adopted), removed however the bench
-    // ends: an interrupt's exit hook, or the return.
+    // ends: an interrupt's exit hook (which also kills the peers and removes the named objects
+    // of the scenario in progress), or the return.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -89,11 +90,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _remove_on_exit = {
         let scratch = scratch.clone();
         crate::interrupt::on_exit(move || {
+            procom_bench::abandon();
             let _ = std::fs::remove_dir_all(&scratch);
         })
     };
     drop(creating);
     let result = bench(&args, &exe, &scratch);
+    procom_bench::tidy();
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
@@ -290,6 +293,8 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
             }
             None => results.push(procom_bench::run(exe, scratch, s)?),
         }
+        // What a failed scenario's killed peer owned (a normal end leaves nothing).
+        procom_bench::tidy();
         bar.inc(1);
     }
     peer_results.extend(run_peers(&alone, profile, exe, scratch, &bar)?);

@@ -19,6 +19,7 @@ pub fn trials() -> Vec<Trial> {
             async_rows_beside_the_blocking_ones,
             empty_and_large_messages_are_measured,
             a_size_over_the_limit_is_a_usage_error,
+            an_interrupted_run_leaves_no_object_and_no_peer,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -219,6 +220,132 @@ fn a_size_over_the_limit_is_a_usage_error() -> Outcome {
             fin.stderr,
             fin.stdout
         );
+    }
+    Ok(())
+}
+
+/// What a run with pid `bench` has left: its shared-memory segments and POSIX semaphores
+/// (named with its pid), the POSIX queues it names (`/procom-bench-*` and `/procom-raw-*`,
+/// probed by name), its System V queues (its key range, and private queues it owns), and
+/// processes it started (they carry its pid in `PROCOM_BENCH_PARENT`).
+fn left_by(bench: u32) -> Result<Vec<String>, String> {
+    let mut left = Vec::new();
+    let mark = format!("-{bench}-");
+    for e in check!(std::fs::read_dir("/dev/shm")) {
+        let name = check!(e).file_name().to_string_lossy().into_owned();
+        if name.contains("procom-") && name.contains(&mark) {
+            left.push(format!("/dev/shm/{name}"));
+        }
+    }
+    for prefix in [
+        "/procom-bench-a2b",
+        "/procom-bench-b2a",
+        "/procom-raw-a2b",
+        "/procom-raw-b2a",
+    ] {
+        for n in 0..64 {
+            let name = format!("{prefix}{mark}{n}");
+            if procom::mq::Queue::open(&name).is_ok() {
+                left.push(format!("mq {name}"));
+            }
+        }
+    }
+    // key, msqid, perms, cbytes, qnum, lspid, lrpid, uid, ...: the bench's keys are
+    // 0x42000000 | (pid & 0xfff) << 12 | n, and its raw loop's queues are private ones the
+    // bench or its peer last touched.
+    let keys = 0x4200_0000 | ((bench & 0xfff) << 12);
+    let queues = check!(std::fs::read_to_string("/proc/sysvipc/msg"));
+    for line in queues.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(key), Some(id)) = (f.first(), f.get(1)) else {
+            continue;
+        };
+        let key: i64 = key.parse().unwrap_or(-1);
+        if key >= 0 && (key as u32) & !0xfff == keys {
+            left.push(format!("System V queue {id} (key {key:#x})"));
+        }
+    }
+    for e in check!(std::fs::read_dir("/proc")) {
+        let path = check!(e).path();
+        let Ok(env) = std::fs::read(path.join("environ")) else {
+            continue;
+        };
+        let mine = format!("PROCOM_BENCH_PARENT={bench}");
+        if env.split(|b| *b == 0).any(|v| v == mine.as_bytes()) {
+            left.push(format!("peer {}", path.display()));
+        }
+    }
+    Ok(left)
+}
+
+/// Whether the run with this pid holds a scenario's named objects now.
+type Holds = fn(u32) -> Result<bool, String>;
+
+/// A run ended by SIGTERM or Ctrl-C while a scenario holds named kernel objects (a shared-memory
+/// channel, a semaphore pair, System V queues, POSIX queues) kills its peers and removes every
+/// one of them before it exits with status 1.
+fn an_interrupted_run_leaves_no_object_and_no_peer() -> Outcome {
+    use rustix::process::Signal;
+    // (mechanism, signal, a name that shows the scenario holds its objects)
+    let cases: [(&str, Signal, Holds); 4] = [
+        ("shm", Signal::TERM, |pid| {
+            Ok(check!(std::fs::read_dir("/dev/shm")).flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("procom-bench-b2a-{pid}-"))
+            }))
+        }),
+        ("sem", Signal::INT, |pid| {
+            Ok(check!(std::fs::read_dir("/dev/shm")).flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("sem.procom-bench-raw-pong-{pid}-"))
+            }))
+        }),
+        ("msg", Signal::TERM, |pid| {
+            let keys = 0x4200_0000 | ((pid & 0xfff) << 12);
+            let queues = check!(std::fs::read_to_string("/proc/sysvipc/msg"));
+            Ok(queues.lines().skip(1).any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .and_then(|k| k.parse::<i64>().ok())
+                    .is_some_and(|k| k >= 0 && (k as u32) & !0xfff == keys)
+            }))
+        }),
+        ("mq", Signal::INT, |pid| {
+            Ok((0..8)
+                .any(|n| procom::mq::Queue::open(&format!("/procom-bench-b2a-{pid}-{n}")).is_ok()))
+        }),
+    ];
+    for (mech, sig, holds) in cases {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+        cmd.args(["bench", "--mechanism", mech])
+            .stdin(Stdio::null());
+        let mut p = Proc::spawn("procom bench", &mut cmd)?;
+        let pid = p.pid();
+        let deadline = std::time::Instant::now() + STEP;
+        while !holds(pid)? {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{mech}: the run never held its objects"
+            );
+            if p.exits_within(std::time::Duration::from_millis(1))?
+                .is_some()
+            {
+                return Err(format!("{mech}: the run ended before it was interrupted"));
+            }
+        }
+        let target = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
+        check!(rustix::process::kill_process(target, sig));
+        let fin = p.finish(STEP)?;
+        ensure!(fin.status.code() == Some(1), "{mech}: {:?}", fin.status);
+        ensure!(
+            fin.stderr.contains("interrupted by"),
+            "{mech}: stderr {}",
+            fin.stderr
+        );
+        let left = left_by(pid)?;
+        ensure!(left.is_empty(), "{mech}: left behind: {left:?}");
     }
     Ok(())
 }

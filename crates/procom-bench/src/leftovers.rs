@@ -1,0 +1,185 @@
+//! What a run leaves if it ends early: the named kernel objects its scenarios create here and
+//! in their peers (shared-memory segments, POSIX semaphores and message queues, System V
+//! queues), and the peer processes themselves.
+//!
+//! Each object is recorded when its name (or key, or id) is taken, before it exists. A
+//! scenario that ends normally removes its objects through their owners; one that fails may
+//! have killed a peer that owned one, so [`tidy`] removes whatever is still there after every
+//! scenario. A run ended by a signal cannot unwind: its exit hook calls [`abandon`], which
+//! kills the live peers (each by its pidfd, so never a process that took a dead peer's pid),
+//! waits for them to die, and then removes every recorded object. Objects are created in this
+//! process only while the registry is held ([`Registry::hold`]), and `abandon` keeps it once
+//! it has it, so nothing is created between its removal and the program's end.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A named kernel object a run creates.
+#[derive(Debug)]
+enum Object {
+    /// A shared-memory segment (`/dev/shm`), by name.
+    Shm(String),
+    /// A named POSIX semaphore, by name.
+    Sem(String),
+    /// A POSIX message queue, by name.
+    Mq(String),
+    /// A System V queue, by key (created by whichever process binds it).
+    MsgKey(i32),
+    /// A private System V queue, by id.
+    MsgId(i32),
+}
+
+impl Object {
+    /// Removes the object if it is still there (and, for a System V queue, still ours).
+    fn remove(&self) {
+        match self {
+            Object::Shm(name) => {
+                let _ = rustix::shm::unlink(name.as_str());
+            }
+            Object::Sem(name) => {
+                let _ = procom_sys::sem::sem_unlink(name);
+            }
+            Object::Mq(name) => {
+                let _ = procom_sys::mq::unlink(name);
+            }
+            Object::MsgKey(key) => {
+                if let Ok(id) = procom_sys::msg::open(*key, false, false) {
+                    remove_own_queue(id, Some(*key));
+                }
+            }
+            Object::MsgId(id) => remove_own_queue(*id, None),
+        }
+    }
+}
+
+/// Removes System V queue `id` if this user owns it and it still has `key` (0, private, when
+/// `None`): an id or key reused by someone else's queue since is left alone.
+fn remove_own_queue(id: i32, key: Option<i32>) {
+    let Ok(st) = procom_sys::msg::stat(id) else {
+        return;
+    };
+    if st.uid == rustix::process::geteuid().as_raw() && st.key == key.unwrap_or(0) {
+        let _ = procom_sys::msg::remove(id);
+    }
+}
+
+/// The objects recorded since the last [`tidy`].
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    objects: Vec<Object>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    objects: Vec::new(),
+});
+
+/// Pidfds of the peers started since the last [`tidy`]. Taken after [`REGISTRY`] when both
+/// are needed.
+static PEERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// The registry, held while names are taken and their objects created in this process
+    /// (the peers create theirs after they start, and die before `abandon` removes anything).
+    pub(crate) fn hold() -> MutexGuard<'static, Registry> {
+        lock(&REGISTRY)
+    }
+
+    /// Records shared-memory segment `name` (as given to `shm_open`); returns it.
+    pub(crate) fn shm(&mut self, name: String) -> String {
+        self.objects.push(Object::Shm(name.clone()));
+        name
+    }
+
+    /// Records POSIX semaphore `name`; returns it.
+    pub(crate) fn sem(&mut self, name: String) -> String {
+        self.objects.push(Object::Sem(name.clone()));
+        name
+    }
+
+    /// Records POSIX message queue `name`; returns it.
+    pub(crate) fn mq(&mut self, name: String) -> String {
+        self.objects.push(Object::Mq(name.clone()));
+        name
+    }
+
+    /// Records the System V queue of `key`; returns the key.
+    pub(crate) fn msg_key(&mut self, key: i32) -> i32 {
+        self.objects.push(Object::MsgKey(key));
+        key
+    }
+
+    /// Records the private System V queue `id`; returns it.
+    pub(crate) fn msg_id(&mut self, id: i32) -> i32 {
+        self.objects.push(Object::MsgId(id));
+        id
+    }
+}
+
+/// Records a peer just started, by a pidfd of it. A peer whose pidfd cannot be had (a kernel
+/// before 5.3) is not recorded: it still dies with the bench (its parent-death signal), only
+/// perhaps after its objects were removed.
+pub(crate) fn peer_started(pid: u32) {
+    let pidfd = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    if let Some(fd) = pidfd {
+        lock(&PEERS).push(fd);
+    }
+}
+
+/// Removes whatever the scenarios since the last call left behind, and forgets their peers
+/// (each is reaped by then). Called between scenarios.
+pub fn tidy() {
+    let mut registry = lock(&REGISTRY);
+    for object in registry.objects.drain(..) {
+        object.remove();
+    }
+    lock(&PEERS).clear();
+}
+
+/// For a run ended by a signal, from its exit hook: kills every live peer, waits (up to a
+/// second) for them to die, and removes every recorded object. Keeps the registry, so no
+/// object is created in this process after it, and the program is expected to end at once.
+pub fn abandon() {
+    // Whoever holds the registry is creating an object: a moment, unless stuck; then the
+    // objects are removed without it (none of its creations can be recorded after this).
+    let give_up = Instant::now() + Duration::from_secs(1);
+    let registry = loop {
+        match REGISTRY.try_lock() {
+            Ok(g) => break Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(2)); // waiting out a creation
+            }
+            Err(std::sync::TryLockError::WouldBlock) => break None,
+        }
+    };
+    let peers = std::mem::take(&mut *lock(&PEERS));
+    for p in &peers {
+        let _ = rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL);
+    }
+    // A pidfd is readable once its process has ended.
+    for p in &peers {
+        let left = give_up.saturating_duration_since(Instant::now());
+        let timeout = rustix::time::Timespec::try_from(left.max(Duration::from_millis(100)))
+            .unwrap_or(rustix::time::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+        let mut fds = [rustix::event::PollFd::new(p, rustix::event::PollFlags::IN)];
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+    }
+    if let Some(mut registry) = registry {
+        for object in registry.objects.drain(..) {
+            object.remove();
+        }
+        // Kept: nothing is created after this.
+        std::mem::forget(registry);
+    }
+}
