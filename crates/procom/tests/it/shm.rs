@@ -92,6 +92,7 @@ pub fn trials() -> Vec<Trial> {
             channel_zero_copy_paths,
             channel_full_ring,
             channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring,
+            channel_a_receiver_whose_handler_panicked_leaves_the_sender_the_whole_ring,
             channel_receiver_marked_closed_keeps_its_name,
             channel_closing_receiver_never_removes_a_successor,
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
@@ -842,20 +843,42 @@ fn channel_zero_copy_paths() -> Outcome {
     Ok(())
 }
 
-/// Sends four 64-byte messages, each once standard input says the last was taken, then as
-/// many as fit without waiting; prints how many.
+/// The ring's consumer-waiting word in a channel segment: the ring starts 128 bytes in, and
+/// the word lies 8 bytes into it (`procom_ring::WAITING_OFFSET`).
+const RING_WAITING: usize = 128 + 8;
+
+/// Sends four 64-byte messages, each once standard input says the last was taken; given a
+/// segment name as well, then waits until the receiver says in the ring that it waits for the
+/// next message, and sends a fifth, once more until it is taken. Then sends as many as fit
+/// without waiting, and prints how many.
 fn burst(args: &[String]) -> Outcome {
-    let [ep] = args else {
-        return Err("args".into());
+    let (ep, waited) = match args {
+        [ep] => (ep, None),
+        [ep, name] => (ep, Some(name)),
+        _ => return Err("args".into()),
     };
     let mut tx = check!(Sender::connect(ep.as_str()));
     let mut lines = std::io::stdin().lines();
+    let mut taken = || match lines.next() {
+        Some(Ok(l)) if l == "taken" => Ok(()),
+        other => Err(format!("standard input: {other:?}")),
+    };
     for i in 0..4u8 {
         check!(tx.send([i; 64]).map_err(|e| e.into_error()));
-        match lines.next() {
-            Some(Ok(l)) if l == "taken" => {}
-            other => return Err(format!("standard input: {other:?}")),
+        taken()?;
+    }
+    if let Some(name) = waited {
+        let map = check!(check!(Segment::open_read_only(name)).map_read_only());
+        let deadline = std::time::Instant::now() + STEP;
+        while map.load_u64(RING_WAITING, std::sync::atomic::Ordering::Relaxed) == Some(0) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the receiver never said it waits"
+            );
+            std::thread::yield_now();
         }
+        check!(tx.send([4u8; 64]).map_err(|e| e.into_error()));
+        taken()?;
     }
     let mut n = 0usize;
     loop {
@@ -874,15 +897,51 @@ fn burst(args: &[String]) -> Outcome {
 /// leaves the sender the whole ring: the sender does not start over at the front for it, which
 /// would leave only the few bytes before the padding until the receiver looked again.
 fn channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring() -> Outcome {
+    away_after_catching_up(false)
+}
+
+/// The same when the receiver's last receive waited for its message and the closure it gave
+/// `recv_with` panicked on it: the panic goes through the receive, which still unsays its
+/// wait in the ring, and the message counts as taken.
+fn channel_a_receiver_whose_handler_panicked_leaves_the_sender_the_whole_ring() -> Outcome {
+    away_after_catching_up(true)
+}
+
+/// The burst role's run against a receiver here that takes four messages and (`panicking`)
+/// a fifth it waited for, in a `recv_with` whose closure panics; then looks away while the
+/// sender fills the ring.
+fn away_after_catching_up(panicking: bool) -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=64KiB");
     let mut rx = check!(Receiver::bind(&ep));
-    let mut cmd = role("shm::burst", &[&ep]);
+    let args: &[&str] = if panicking { &[&ep, &name] } else { &[&ep] };
+    let mut cmd = role("shm::burst", args);
     cmd.stdin(Stdio::piped());
     let mut tx = Proc::spawn("burst", &mut cmd)?;
     let mut stdin = tx.child().stdin.take().ok_or("no standard input")?;
     for i in 0..4u8 {
         ensure!(check!(rx.recv_timeout(STEP)) == [i; 64], "message {i}");
+        check!(std::io::Write::write_all(&mut stdin, b"taken\n"));
+    }
+    if panicking {
+        // The sender sends once it sees this receive waiting. `resume_unwind` unwinds without
+        // the panic hook's report.
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.recv_with(|m| {
+                let first = m
+                    .first()
+                    .map(|b| b.load(std::sync::atomic::Ordering::Relaxed));
+                std::panic::resume_unwind(Box::new((m.len(), first)))
+            })
+        }));
+        let payload = match got {
+            Err(p) => p.downcast::<(usize, Option<u8>)>().ok().map(|b| *b),
+            Ok(r) => return Err(format!("the closure returned: {r:?}")),
+        };
+        ensure!(
+            payload == Some((64, Some(4))),
+            "the closure panicked on {payload:?}"
+        );
         check!(std::io::Write::write_all(&mut stdin, b"taken\n"));
     }
     let line = tx.line(STEP)?;
