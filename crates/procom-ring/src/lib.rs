@@ -651,14 +651,17 @@ impl<R: Region> Consumer<R> {
         if !head.is_multiple_of(8) {
             return Err(Error::Corrupted);
         }
-        // What a consumer before us left there (one handed over or killed while waiting):
-        // ours to clear when we do not wait.
-        let waiting = region.waiting().load(Ordering::Relaxed) != 0;
+        // A consumer before us (killed while it waited) may have left its `waiting` word set:
+        // we are not waiting yet, and a consumer that never says so (one that only polls now
+        // and then) must not be started over for.
+        if region.waiting().load(Ordering::Relaxed) != 0 {
+            region.waiting().store(0, Ordering::Relaxed);
+        }
         Ok(Consumer {
             region,
             capacity,
             head,
-            waiting,
+            waiting: false,
         })
     }
 
@@ -1033,6 +1036,36 @@ mod tests {
                 assert!(n >= whole - 1, "{n} of {whole}");
             }
             while pop(&mut c).is_ok() {}
+        }
+    }
+
+    /// A consumer that attaches where one before it was killed while it waited (or where a
+    /// peer wrote the word) is not waiting: the producer keeps the whole ring for it.
+    #[test]
+    fn a_consumer_attached_over_a_waiting_word_left_set_does_not_wait() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let (mut p, mut c) = heap.ends();
+        c.set_waiting(true);
+        while (p.position() % cap as u64) < HOT_WINDOW as u64 {
+            p.push(&[6; 64]).unwrap();
+            pop(&mut c).unwrap();
+        }
+        let whole = (cap - END_MARK) / record_size(64);
+        for left in [1, u64::MAX] {
+            let r = heap.region();
+            r.waiting().store(left, Ordering::Relaxed);
+            let mut c = Consumer::attach(r).unwrap();
+            assert_eq!(r.waiting().load(Ordering::Relaxed), 0, "{left:#x} left set");
+            let mut n = 0;
+            while p.push(&[5; 64]).is_ok() {
+                n += 1;
+            }
+            assert!(n >= whole - 1, "{n} of {whole}");
+            for _ in 0..n {
+                assert_eq!(pop(&mut c).unwrap(), [5; 64]);
+            }
+            assert_eq!(pop(&mut c), Err(Error::Empty));
         }
     }
 
