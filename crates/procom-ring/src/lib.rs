@@ -1069,6 +1069,80 @@ mod tests {
         }
     }
 
+    /// The `waiting` word lies in memory the other side can write: whatever it holds (flipped
+    /// between every send and receive), it decides only whether a message that finds the
+    /// ring empty past the hot window starts over at the front (never while the word is 0);
+    /// every message arrives once, whole and in order.
+    #[test]
+    fn any_waiting_word_decides_only_where_messages_go() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let (mut p, mut c) = heap.ends();
+        let r = heap.region();
+        let values = [0, 1, u64::MAX, 1 << 63, 0x5555_5555_5555_5555, 2, 0];
+        let sizes = [64, 0, 300, 8, 1000, 64, 2000, 64];
+        let msg = |i: u32| {
+            let len = sizes[i as usize % sizes.len()];
+            (0..len)
+                .map(|k| (k as u32 * 31 + i * 7) as u8)
+                .collect::<Vec<u8>>()
+        };
+        let (mut sent, mut got, mut flips) = (0u32, 0u32, 0usize);
+        let mut flip = || {
+            flips += 1;
+            let v = values[flips % values.len()];
+            r.waiting().store(v, Ordering::Relaxed);
+            v
+        };
+        let (mut started_over, mut went_on) = (0, 0);
+        for round in 0..3000usize {
+            for _ in 0..=round % 3 {
+                let word = flip();
+                let m = msg(sent);
+                let off = (p.position() % cap as u64) as usize;
+                let empty = p.position() == c.position();
+                match p.push(&m) {
+                    Ok(()) => sent += 1,
+                    Err(Error::Full) => break,
+                    Err(e) => panic!("push {sent}: {e:?}"),
+                }
+                let need = record_size(m.len());
+                if empty && off >= HOT_WINDOW && need <= cap - off {
+                    let end = (p.position() % cap as u64) as usize;
+                    if end == need && off + need != cap {
+                        assert!(word != 0 && need + END_MARK <= off, "message {}", sent - 1);
+                        started_over += 1;
+                    } else {
+                        assert_eq!(end, (off + need) % cap, "message {} moved", sent - 1);
+                        went_on += 1;
+                    }
+                }
+            }
+            // Now and then the consumer lags; otherwise it takes everything.
+            let take = if round % 5 == 4 { 1 } else { usize::MAX };
+            for _ in 0..take {
+                flip();
+                match pop(&mut c) {
+                    Ok(m) => {
+                        assert_eq!(m, msg(got), "message {got}");
+                        got += 1;
+                    }
+                    Err(Error::Empty) => break,
+                    Err(e) => panic!("pop {got}: {e:?}"),
+                }
+            }
+        }
+        while let Ok(m) = pop(&mut c) {
+            assert_eq!(m, msg(got), "message {got}");
+            got += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(
+            started_over > 100 && went_on > 100,
+            "{started_over} {went_on}"
+        );
+    }
+
     #[test]
     fn a_stream_past_the_hot_window_does_not_ask_a_lagging_consumer_on_every_send() {
         let cap = 16 * HOT_WINDOW;

@@ -67,6 +67,14 @@ pub const ROLES: &[Role] = &[
         name: "shm::burst",
         run: burst,
     },
+    Role {
+        name: "shm::waiting_flipper",
+        run: waiting_flipper,
+    },
+    Role {
+        name: "shm::mixed_sender",
+        run: mixed_sender,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -88,6 +96,7 @@ pub fn trials() -> Vec<Trial> {
             channel_senders_of_one_process_follow_each_other,
             channel_locks_planted_by_another_open_file_are_named_never_peer_gone,
             channel_hostile_scribbler,
+            channel_a_peer_flipping_the_waiting_word_loses_and_breaks_nothing,
             channel_truncated_under_the_receiver,
             channel_zero_copy_paths,
             channel_full_ring,
@@ -790,6 +799,92 @@ fn channel_hostile_scribbler() -> Outcome {
         again == Some(ErrorKind::Corrupted),
         "after corruption: {again:?}"
     );
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
+/// Writes the ring's consumer-waiting word over and over (all ones, 0, 1, the top bit alone,
+/// pseudo-random values) until killed.
+fn waiting_flipper(args: &[String]) -> Outcome {
+    let seg = check!(Segment::open(&args[0]));
+    let map = check!(seg.map());
+    let word = map
+        .atomic_u64(RING_WAITING)
+        .ok_or("no ring in the segment")?;
+    println!("flipping");
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for v in [u64::MAX, 0, 1, 1 << 63, x, 0] {
+            word.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The sizes `mixed_message` cycles through: inside the hot window and past it, empty, from
+/// `STREAM_MIN` to `STREAM_MAX` (never started over for) and above.
+const MIXED_SIZES: [usize; 11] = [64, 0, 300, 64, 5000, 64, 20_000, 8, 100_000, 64, 300_000];
+const MIXED_MESSAGES: u32 = 440;
+
+/// Message `i` of the mixed stream: its size from `MIXED_SIZES`, bytes that differ with `i`.
+fn mixed_message(i: u32) -> Vec<u8> {
+    let len = MIXED_SIZES[i as usize % MIXED_SIZES.len()];
+    (0..len)
+        .map(|k| {
+            (k as u32)
+                .wrapping_mul(197)
+                .wrapping_add(i.wrapping_mul(13)) as u8
+        })
+        .collect()
+}
+
+/// Sends the mixed stream with blocking sends, then exits.
+fn mixed_sender(args: &[String]) -> Outcome {
+    let mut tx = check!(Sender::connect(args[0].as_str()));
+    for i in 0..MIXED_MESSAGES {
+        check!(tx.send(mixed_message(i)).map_err(|e| e.into_error()));
+    }
+    Ok(())
+}
+
+/// A peer that writes the ring's consumer-waiting word with any value, all the time, decides
+/// at most where the sender puts its messages: a spinning receiver (which says it waits) and
+/// a sender streaming messages of every size lose, duplicate, tear or reorder none, see no
+/// corruption and no peer gone until the sender has closed.
+fn channel_a_peer_flipping_the_waiting_word_loses_and_breaks_nothing() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=1MiB");
+    let mut rx = check!(Receiver::bind(with_spin(&ep, "50us")));
+    let mut hostile = Proc::spawn("flipper", &mut role("shm::waiting_flipper", &[&name]))?;
+    hostile.expect_line("flipping")?;
+    let tx = Proc::spawn("sender", &mut role("shm::mixed_sender", &[&ep]))?;
+    let mut buf = Vec::new();
+    for i in 0..MIXED_MESSAGES {
+        let want = mixed_message(i);
+        let ok = match i % 3 {
+            0 => check!(rx.recv_timeout(STEP)) == want,
+            1 => {
+                check!(rx.recv_into(&mut buf));
+                buf == want
+            }
+            _ => check!(rx.recv_with(|m| {
+                m.len() == want.len()
+                    && m.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.load(std::sync::atomic::Ordering::Relaxed) == *b)
+            })),
+        };
+        ensure!(ok, "message {i} arrived wrong");
+    }
+    tx.success(STEP)?;
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "after the stream: {e:?}");
+    check!(hostile.child().kill());
+    hostile.finish(STEP)?;
     drop(rx);
     ensure!(!dev_shm(&name).exists(), "leaked {name}");
     Ok(())
