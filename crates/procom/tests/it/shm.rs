@@ -102,6 +102,7 @@ pub fn trials() -> Vec<Trial> {
             channel_full_ring,
             channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring,
             channel_a_receiver_whose_handler_panicked_leaves_the_sender_the_whole_ring,
+            channel_one_thread_sends_a_batch_then_receives_it_through_the_whole_ring,
             channel_receiver_marked_closed_keeps_its_name,
             channel_closing_receiver_never_removes_a_successor,
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
@@ -1057,6 +1058,77 @@ fn away_after_catching_up(panicking: bool) -> Outcome {
     tx.success(STEP)?;
     let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::PeerGone), "after the burst: {e:?}");
+    Ok(())
+}
+
+/// One thread sends a batch with blocking sends, then receives it with blocking receives,
+/// round after round, the ring left empty part of the way through (past its hot window):
+/// every batch that fits in the ring is sent without waiting (a wait would never end: nobody
+/// else receives), and after each batch the ring takes as many messages as its whole capacity
+/// holds before `Full`. Between rounds, an empty `try_recv` and an empty timed receive (which
+/// waits, and says so in the ring).
+fn channel_one_thread_sends_a_batch_then_receives_it_through_the_whole_ring() -> Outcome {
+    // (capacity, message size, batch sent with blocking sends)
+    for (cap, len, batch) in [
+        (64usize << 10, 64usize, 500usize),
+        (64 << 10, 1000, 40),
+        (1 << 20, 300_000, 2),
+    ] {
+        let name = shm_name();
+        let ep = format!("shm:{name}?capacity={cap}");
+        let mut rx = check!(Receiver::bind(&ep));
+        let mut tx = check!(Sender::connect(&ep));
+        // Records of the message and its 8-byte header, in the ring less the 8 bytes kept for
+        // the end mark; one fewer where the padding at the end of the ring takes its room.
+        let record = 8 + len.div_ceil(8) * 8;
+        let whole = (cap - 8) / record;
+        let what = |round: u8| format!("{cap}-byte ring, {len}-byte messages, round {round}");
+        for round in 0..4u8 {
+            for i in 0..batch {
+                check!(
+                    tx.send(vec![round ^ i as u8; len])
+                        .map_err(|e| e.into_error())
+                );
+            }
+            for i in 0..batch {
+                ensure!(
+                    check!(rx.recv()) == vec![round ^ i as u8; len],
+                    "{}: message {i}",
+                    what(round)
+                );
+            }
+            let mut n = 0;
+            loop {
+                match tx.try_send(vec![!round ^ n as u8; len]) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == ErrorKind::Full => break,
+                    Err(e) => return Err(format!("{}: {e}", what(round))),
+                }
+                ensure!(n <= whole, "{}: {n} messages, not {whole}", what(round));
+            }
+            ensure!(
+                n + 1 >= whole,
+                "{}: Full after {n} messages, not {whole}",
+                what(round)
+            );
+            for i in 0..n {
+                ensure!(
+                    check!(rx.recv()) == vec![!round ^ i as u8; len],
+                    "{}: filling message {i}",
+                    what(round)
+                );
+            }
+            let e = rx.try_recv().err().map(|e| e.kind());
+            ensure!(e == Some(ErrorKind::Empty), "{}: {e:?}", what(round));
+            let e = rx
+                .recv_timeout(Duration::from_millis(1))
+                .err()
+                .map(|e| e.kind());
+            ensure!(e == Some(ErrorKind::Timeout), "{}: {e:?}", what(round));
+        }
+        drop((tx, rx));
+        ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    }
     Ok(())
 }
 
