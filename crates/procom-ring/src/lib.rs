@@ -51,7 +51,9 @@
 //! inside the ring, known tags), and only then used; anything inconsistent is
 //! [`Error::Corrupted`], never an out-of-bounds access or a panic. The producer rereads the
 //! consumer's position only when the room it last saw is not enough (or a rewind may be due),
-//! so a hostile `head` is reported then, not on every send.
+//! so a hostile `head` is reported then, not on every send. The consumer's `waiting` word is a
+//! hint, never validated: whatever it holds decides only whether the producer starts over at
+//! the front of an empty ring (nonzero: it may), never what the consumer receives.
 
 #![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
@@ -643,7 +645,8 @@ pub struct Message<'a, R: Region> {
 }
 
 impl<R: Region> Consumer<R> {
-    /// Takes the consumer role over a ring whose positions are already initialised.
+    /// Takes the consumer role over a ring whose positions are already initialised, not
+    /// waiting (it clears the `waiting` word, see [`Consumer::set_waiting`]).
     pub fn attach(region: R) -> Result<Consumer<R>, Error> {
         let capacity = check_capacity(&region)?;
         let head = region.head().load(Ordering::Acquire);
