@@ -51,7 +51,9 @@
 //! inside the ring, known tags), and only then used; anything inconsistent is
 //! [`Error::Corrupted`], never an out-of-bounds access or a panic. The producer rereads the
 //! consumer's position only when the room it last saw is not enough (or a rewind may be due),
-//! so a hostile `head` is reported then, not on every send.
+//! so a hostile `head` is reported then, not on every send. The consumer's `waiting` word is a
+//! hint, never validated: whatever it holds decides only whether the producer starts over at
+//! the front of an empty ring (nonzero: it may), never what the consumer receives.
 
 #![warn(missing_docs)]
 #![cfg_attr(not(test), no_std)]
@@ -643,7 +645,8 @@ pub struct Message<'a, R: Region> {
 }
 
 impl<R: Region> Consumer<R> {
-    /// Takes the consumer role over a ring whose positions are already initialised.
+    /// Takes the consumer role over a ring whose positions are already initialised, not
+    /// waiting (it clears the `waiting` word, see [`Consumer::set_waiting`]).
     pub fn attach(region: R) -> Result<Consumer<R>, Error> {
         let capacity = check_capacity(&region)?;
         let head = region.head().load(Ordering::Acquire);
@@ -651,14 +654,17 @@ impl<R: Region> Consumer<R> {
         if !head.is_multiple_of(8) {
             return Err(Error::Corrupted);
         }
-        // What a consumer before us left there (one handed over or killed while waiting):
-        // ours to clear when we do not wait.
-        let waiting = region.waiting().load(Ordering::Relaxed) != 0;
+        // A consumer before us (killed while it waited) may have left its `waiting` word set:
+        // we are not waiting yet, and a consumer that never says so (one that only polls now
+        // and then) must not be started over for.
+        if region.waiting().load(Ordering::Relaxed) != 0 {
+            region.waiting().store(0, Ordering::Relaxed);
+        }
         Ok(Consumer {
             region,
             capacity,
             head,
-            waiting,
+            waiting: false,
         })
     }
 
@@ -1034,6 +1040,110 @@ mod tests {
             }
             while pop(&mut c).is_ok() {}
         }
+    }
+
+    /// A consumer that attaches where one before it was killed while it waited (or where a
+    /// peer wrote the word) is not waiting: the producer keeps the whole ring for it.
+    #[test]
+    fn a_consumer_attached_over_a_waiting_word_left_set_does_not_wait() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let (mut p, mut c) = heap.ends();
+        c.set_waiting(true);
+        while (p.position() % cap as u64) < HOT_WINDOW as u64 {
+            p.push(&[6; 64]).unwrap();
+            pop(&mut c).unwrap();
+        }
+        let whole = (cap - END_MARK) / record_size(64);
+        for left in [1, u64::MAX] {
+            let r = heap.region();
+            r.waiting().store(left, Ordering::Relaxed);
+            let mut c = Consumer::attach(r).unwrap();
+            assert_eq!(r.waiting().load(Ordering::Relaxed), 0, "{left:#x} left set");
+            let mut n = 0;
+            while p.push(&[5; 64]).is_ok() {
+                n += 1;
+            }
+            assert!(n >= whole - 1, "{n} of {whole}");
+            for _ in 0..n {
+                assert_eq!(pop(&mut c).unwrap(), [5; 64]);
+            }
+            assert_eq!(pop(&mut c), Err(Error::Empty));
+        }
+    }
+
+    /// The `waiting` word lies in memory the other side can write: whatever it holds (flipped
+    /// between every send and receive), it decides only whether a message that finds the
+    /// ring empty past the hot window starts over at the front (never while the word is 0);
+    /// every message arrives once, whole and in order.
+    #[test]
+    fn any_waiting_word_decides_only_where_messages_go() {
+        let cap = 16 * HOT_WINDOW;
+        let mut heap = Heap::new(cap);
+        let (mut p, mut c) = heap.ends();
+        let r = heap.region();
+        let values = [0, 1, u64::MAX, 1 << 63, 0x5555_5555_5555_5555, 2, 0];
+        let sizes = [64, 0, 300, 8, 1000, 64, 2000, 64];
+        let msg = |i: u32| {
+            let len = sizes[i as usize % sizes.len()];
+            (0..len)
+                .map(|k| (k as u32 * 31 + i * 7) as u8)
+                .collect::<Vec<u8>>()
+        };
+        let (mut sent, mut got, mut flips) = (0u32, 0u32, 0usize);
+        let mut flip = || {
+            flips += 1;
+            let v = values[flips % values.len()];
+            r.waiting().store(v, Ordering::Relaxed);
+            v
+        };
+        let (mut started_over, mut went_on) = (0, 0);
+        for round in 0..3000usize {
+            for _ in 0..=round % 3 {
+                let word = flip();
+                let m = msg(sent);
+                let off = (p.position() % cap as u64) as usize;
+                let empty = p.position() == c.position();
+                match p.push(&m) {
+                    Ok(()) => sent += 1,
+                    Err(Error::Full) => break,
+                    Err(e) => panic!("push {sent}: {e:?}"),
+                }
+                let need = record_size(m.len());
+                if empty && off >= HOT_WINDOW && need <= cap - off {
+                    let end = (p.position() % cap as u64) as usize;
+                    if end == need && off + need != cap {
+                        assert!(word != 0 && need + END_MARK <= off, "message {}", sent - 1);
+                        started_over += 1;
+                    } else {
+                        assert_eq!(end, (off + need) % cap, "message {} moved", sent - 1);
+                        went_on += 1;
+                    }
+                }
+            }
+            // Now and then the consumer lags; otherwise it takes everything.
+            let take = if round % 5 == 4 { 1 } else { usize::MAX };
+            for _ in 0..take {
+                flip();
+                match pop(&mut c) {
+                    Ok(m) => {
+                        assert_eq!(m, msg(got), "message {got}");
+                        got += 1;
+                    }
+                    Err(Error::Empty) => break,
+                    Err(e) => panic!("pop {got}: {e:?}"),
+                }
+            }
+        }
+        while let Ok(m) = pop(&mut c) {
+            assert_eq!(m, msg(got), "message {got}");
+            got += 1;
+        }
+        assert_eq!(got, sent);
+        assert!(
+            started_over > 100 && went_on > 100,
+            "{started_over} {went_on}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
-use procom_ring::{Consumer, Error, Producer, Region, init};
+use procom_ring::{Consumer, Error, HOT_WINDOW, Producer, Region, init, record_size};
 
 struct Model {
     head: AtomicU64,
@@ -78,22 +78,35 @@ fn msg(i: usize, len: usize) -> Vec<u8> {
 
 /// Pushes each message, yielding while the ring is full; pops them all in the other thread.
 fn stream(capacity: usize, lens: &'static [usize]) {
-    stream_with(capacity, lens, false)
+    stream_with(capacity, lens, false, false);
 }
 
 /// As `stream`; with `wait_on_would_block`, a producer that finds the ring full waits until
 /// `would_block` says `reserve` can make progress again, the condition the shared-memory
 /// channel sleeps on: it must become false once the consumer has released (or skipped
-/// padding) enough, never stay true while the consumer is done.
-fn stream_with(capacity: usize, lens: &'static [usize], wait_on_would_block: bool) {
+/// padding) enough, never stay true while the consumer is done. With `consumer_waits`, the
+/// consumer says it waits for messages (`Consumer::set_waiting`), so a producer that finds the
+/// ring empty past the hot window starts over at the front; without, it never does. Returns
+/// in how many of the interleavings explored a message started over.
+fn stream_with(
+    capacity: usize,
+    lens: &'static [usize],
+    wait_on_would_block: bool,
+    consumer_waits: bool,
+) -> usize {
+    let started_over = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&started_over);
     loom::model(move || {
+        let counted = std::sync::Arc::clone(&counted);
         let shared = Shared::new(capacity);
         init(&shared);
         let mut p = Producer::attach(shared.clone()).unwrap();
         let mut c = Consumer::attach(shared).unwrap();
+        c.set_waiting(consumer_waits);
         let producer = loom::thread::spawn(move || {
             for (i, len) in lens.iter().enumerate() {
                 let m = msg(i, *len);
+                let before = p.position();
                 loop {
                     match p.push(&m) {
                         Ok(()) => break,
@@ -105,6 +118,18 @@ fn stream_with(capacity: usize, lens: &'static [usize], wait_on_would_block: boo
                         Err(Error::Full) => loom::thread::yield_now(),
                         Err(e) => panic!("push: {e:?}"),
                     }
+                }
+                // Padded to the end though the record fitted before it: started over.
+                let off = (before % capacity as u64) as usize;
+                let need = record_size(*len);
+                if need <= capacity - off && p.position() - before == (capacity - off + need) as u64
+                {
+                    assert!(off >= HOT_WINDOW, "message {i} started over at {off}");
+                    assert!(
+                        consumer_waits,
+                        "message {i} started over for a consumer away"
+                    );
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         });
@@ -125,6 +150,7 @@ fn stream_with(capacity: usize, lens: &'static [usize], wait_on_would_block: boo
         producer.join().unwrap();
         assert!(c.is_empty());
     });
+    started_over.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]
@@ -154,5 +180,16 @@ fn producer_waits_on_would_block_across_padding() {
     // A 32-byte record, then a 56-byte one: it does not fit before the end, so the producer
     // pads the last 32 bytes and waits until the consumer has released the first record and
     // skipped the padding.
-    stream_with(64, &[20, 48], true);
+    stream_with(64, &[20, 48], true, false);
+}
+
+#[test]
+fn starting_over_at_the_front_of_an_empty_ring() {
+    // Records of 208 and 72 bytes leave the producer at 280, past the 256-byte hot window, in
+    // a 512-byte ring: the 16-byte record after them starts over at the front (padding the
+    // last 232 bytes) if the producer finds the ring empty, and goes on at 280 otherwise; the
+    // 48-byte one after it goes where that leaves it.
+    stream(512, &[200, 60, 5, 40]);
+    let n = stream_with(512, &[200, 60, 5, 40], false, true);
+    assert!(n > 0, "no interleaving started over");
 }

@@ -67,6 +67,14 @@ pub const ROLES: &[Role] = &[
         name: "shm::burst",
         run: burst,
     },
+    Role {
+        name: "shm::waiting_flipper",
+        run: waiting_flipper,
+    },
+    Role {
+        name: "shm::mixed_sender",
+        run: mixed_sender,
+    },
 ];
 
 pub fn trials() -> Vec<Trial> {
@@ -88,10 +96,13 @@ pub fn trials() -> Vec<Trial> {
             channel_senders_of_one_process_follow_each_other,
             channel_locks_planted_by_another_open_file_are_named_never_peer_gone,
             channel_hostile_scribbler,
+            channel_a_peer_flipping_the_waiting_word_loses_and_breaks_nothing,
             channel_truncated_under_the_receiver,
             channel_zero_copy_paths,
             channel_full_ring,
             channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring,
+            channel_a_receiver_whose_handler_panicked_leaves_the_sender_the_whole_ring,
+            channel_one_thread_sends_a_batch_then_receives_it_through_the_whole_ring,
             channel_receiver_marked_closed_keeps_its_name,
             channel_closing_receiver_never_removes_a_successor,
             channel_wrapping_sends_never_wait_for_the_liveness_tick,
@@ -794,6 +805,92 @@ fn channel_hostile_scribbler() -> Outcome {
     Ok(())
 }
 
+/// Writes the ring's consumer-waiting word over and over (all ones, 0, 1, the top bit alone,
+/// pseudo-random values) until killed.
+fn waiting_flipper(args: &[String]) -> Outcome {
+    let seg = check!(Segment::open(&args[0]));
+    let map = check!(seg.map());
+    let word = map
+        .atomic_u64(RING_WAITING)
+        .ok_or("no ring in the segment")?;
+    println!("flipping");
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for v in [u64::MAX, 0, 1, 1 << 63, x, 0] {
+            word.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The sizes `mixed_message` cycles through: inside the hot window and past it, empty, from
+/// `STREAM_MIN` to `STREAM_MAX` (never started over for) and above.
+const MIXED_SIZES: [usize; 11] = [64, 0, 300, 64, 5000, 64, 20_000, 8, 100_000, 64, 300_000];
+const MIXED_MESSAGES: u32 = 440;
+
+/// Message `i` of the mixed stream: its size from `MIXED_SIZES`, bytes that differ with `i`.
+fn mixed_message(i: u32) -> Vec<u8> {
+    let len = MIXED_SIZES[i as usize % MIXED_SIZES.len()];
+    (0..len)
+        .map(|k| {
+            (k as u32)
+                .wrapping_mul(197)
+                .wrapping_add(i.wrapping_mul(13)) as u8
+        })
+        .collect()
+}
+
+/// Sends the mixed stream with blocking sends, then exits.
+fn mixed_sender(args: &[String]) -> Outcome {
+    let mut tx = check!(Sender::connect(args[0].as_str()));
+    for i in 0..MIXED_MESSAGES {
+        check!(tx.send(mixed_message(i)).map_err(|e| e.into_error()));
+    }
+    Ok(())
+}
+
+/// A peer that writes the ring's consumer-waiting word with any value, all the time, decides
+/// at most where the sender puts its messages: a spinning receiver (which says it waits) and
+/// a sender streaming messages of every size lose, duplicate, tear or reorder none, see no
+/// corruption and no peer gone until the sender has closed.
+fn channel_a_peer_flipping_the_waiting_word_loses_and_breaks_nothing() -> Outcome {
+    let name = shm_name();
+    let ep = format!("shm:{name}?capacity=1MiB");
+    let mut rx = check!(Receiver::bind(with_spin(&ep, "50us")));
+    let mut hostile = Proc::spawn("flipper", &mut role("shm::waiting_flipper", &[&name]))?;
+    hostile.expect_line("flipping")?;
+    let tx = Proc::spawn("sender", &mut role("shm::mixed_sender", &[&ep]))?;
+    let mut buf = Vec::new();
+    for i in 0..MIXED_MESSAGES {
+        let want = mixed_message(i);
+        let ok = match i % 3 {
+            0 => check!(rx.recv_timeout(STEP)) == want,
+            1 => {
+                check!(rx.recv_into(&mut buf));
+                buf == want
+            }
+            _ => check!(rx.recv_with(|m| {
+                m.len() == want.len()
+                    && m.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.load(std::sync::atomic::Ordering::Relaxed) == *b)
+            })),
+        };
+        ensure!(ok, "message {i} arrived wrong");
+    }
+    tx.success(STEP)?;
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(e == Some(ErrorKind::PeerGone), "after the stream: {e:?}");
+    check!(hostile.child().kill());
+    hostile.finish(STEP)?;
+    drop(rx);
+    ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    Ok(())
+}
+
 fn channel_truncated_under_the_receiver() -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=64KiB");
@@ -842,20 +939,42 @@ fn channel_zero_copy_paths() -> Outcome {
     Ok(())
 }
 
-/// Sends four 64-byte messages, each once standard input says the last was taken, then as
-/// many as fit without waiting; prints how many.
+/// The ring's consumer-waiting word in a channel segment: the ring starts 128 bytes in, and
+/// the word lies 8 bytes into it (`procom_ring::WAITING_OFFSET`).
+const RING_WAITING: usize = 128 + 8;
+
+/// Sends four 64-byte messages, each once standard input says the last was taken; given a
+/// segment name as well, then waits until the receiver says in the ring that it waits for the
+/// next message, and sends a fifth, once more until it is taken. Then sends as many as fit
+/// without waiting, and prints how many.
 fn burst(args: &[String]) -> Outcome {
-    let [ep] = args else {
-        return Err("args".into());
+    let (ep, waited) = match args {
+        [ep] => (ep, None),
+        [ep, name] => (ep, Some(name)),
+        _ => return Err("args".into()),
     };
     let mut tx = check!(Sender::connect(ep.as_str()));
     let mut lines = std::io::stdin().lines();
+    let mut taken = || match lines.next() {
+        Some(Ok(l)) if l == "taken" => Ok(()),
+        other => Err(format!("standard input: {other:?}")),
+    };
     for i in 0..4u8 {
         check!(tx.send([i; 64]).map_err(|e| e.into_error()));
-        match lines.next() {
-            Some(Ok(l)) if l == "taken" => {}
-            other => return Err(format!("standard input: {other:?}")),
+        taken()?;
+    }
+    if let Some(name) = waited {
+        let map = check!(check!(Segment::open_read_only(name)).map_read_only());
+        let deadline = std::time::Instant::now() + STEP;
+        while map.load_u64(RING_WAITING, std::sync::atomic::Ordering::Relaxed) == Some(0) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the receiver never said it waits"
+            );
+            std::thread::yield_now();
         }
+        check!(tx.send([4u8; 64]).map_err(|e| e.into_error()));
+        taken()?;
     }
     let mut n = 0usize;
     loop {
@@ -874,15 +993,51 @@ fn burst(args: &[String]) -> Outcome {
 /// leaves the sender the whole ring: the sender does not start over at the front for it, which
 /// would leave only the few bytes before the padding until the receiver looked again.
 fn channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring() -> Outcome {
+    away_after_catching_up(false)
+}
+
+/// The same when the receiver's last receive waited for its message and the closure it gave
+/// `recv_with` panicked on it: the panic goes through the receive, which still unsays its
+/// wait in the ring, and the message counts as taken.
+fn channel_a_receiver_whose_handler_panicked_leaves_the_sender_the_whole_ring() -> Outcome {
+    away_after_catching_up(true)
+}
+
+/// The burst role's run against a receiver here that takes four messages and (`panicking`)
+/// a fifth it waited for, in a `recv_with` whose closure panics; then looks away while the
+/// sender fills the ring.
+fn away_after_catching_up(panicking: bool) -> Outcome {
     let name = shm_name();
     let ep = format!("shm:{name}?capacity=64KiB");
     let mut rx = check!(Receiver::bind(&ep));
-    let mut cmd = role("shm::burst", &[&ep]);
+    let args: &[&str] = if panicking { &[&ep, &name] } else { &[&ep] };
+    let mut cmd = role("shm::burst", args);
     cmd.stdin(Stdio::piped());
     let mut tx = Proc::spawn("burst", &mut cmd)?;
     let mut stdin = tx.child().stdin.take().ok_or("no standard input")?;
     for i in 0..4u8 {
         ensure!(check!(rx.recv_timeout(STEP)) == [i; 64], "message {i}");
+        check!(std::io::Write::write_all(&mut stdin, b"taken\n"));
+    }
+    if panicking {
+        // The sender sends once it sees this receive waiting. `resume_unwind` unwinds without
+        // the panic hook's report.
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.recv_with(|m| {
+                let first = m
+                    .first()
+                    .map(|b| b.load(std::sync::atomic::Ordering::Relaxed));
+                std::panic::resume_unwind(Box::new((m.len(), first)))
+            })
+        }));
+        let payload = match got {
+            Err(p) => p.downcast::<(usize, Option<u8>)>().ok().map(|b| *b),
+            Ok(r) => return Err(format!("the closure returned: {r:?}")),
+        };
+        ensure!(
+            payload == Some((64, Some(4))),
+            "the closure panicked on {payload:?}"
+        );
         check!(std::io::Write::write_all(&mut stdin, b"taken\n"));
     }
     let line = tx.line(STEP)?;
@@ -903,6 +1058,77 @@ fn channel_a_receiver_away_after_catching_up_leaves_the_sender_the_whole_ring() 
     tx.success(STEP)?;
     let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
     ensure!(e == Some(ErrorKind::PeerGone), "after the burst: {e:?}");
+    Ok(())
+}
+
+/// One thread sends a batch with blocking sends, then receives it with blocking receives,
+/// round after round, the ring left empty part of the way through (past its hot window):
+/// every batch that fits in the ring is sent without waiting (a wait would never end: nobody
+/// else receives), and after each batch the ring takes as many messages as its whole capacity
+/// holds before `Full`. Between rounds, an empty `try_recv` and an empty timed receive (which
+/// waits, and says so in the ring).
+fn channel_one_thread_sends_a_batch_then_receives_it_through_the_whole_ring() -> Outcome {
+    // (capacity, message size, batch sent with blocking sends)
+    for (cap, len, batch) in [
+        (64usize << 10, 64usize, 500usize),
+        (64 << 10, 1000, 40),
+        (1 << 20, 300_000, 2),
+    ] {
+        let name = shm_name();
+        let ep = format!("shm:{name}?capacity={cap}");
+        let mut rx = check!(Receiver::bind(&ep));
+        let mut tx = check!(Sender::connect(&ep));
+        // Records of the message and its 8-byte header, in the ring less the 8 bytes kept for
+        // the end mark; one fewer where the padding at the end of the ring takes its room.
+        let record = 8 + len.div_ceil(8) * 8;
+        let whole = (cap - 8) / record;
+        let what = |round: u8| format!("{cap}-byte ring, {len}-byte messages, round {round}");
+        for round in 0..4u8 {
+            for i in 0..batch {
+                check!(
+                    tx.send(vec![round ^ i as u8; len])
+                        .map_err(|e| e.into_error())
+                );
+            }
+            for i in 0..batch {
+                ensure!(
+                    check!(rx.recv()) == vec![round ^ i as u8; len],
+                    "{}: message {i}",
+                    what(round)
+                );
+            }
+            let mut n = 0;
+            loop {
+                match tx.try_send(vec![!round ^ n as u8; len]) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == ErrorKind::Full => break,
+                    Err(e) => return Err(format!("{}: {e}", what(round))),
+                }
+                ensure!(n <= whole, "{}: {n} messages, not {whole}", what(round));
+            }
+            ensure!(
+                n + 1 >= whole,
+                "{}: Full after {n} messages, not {whole}",
+                what(round)
+            );
+            for i in 0..n {
+                ensure!(
+                    check!(rx.recv()) == vec![!round ^ i as u8; len],
+                    "{}: filling message {i}",
+                    what(round)
+                );
+            }
+            let e = rx.try_recv().err().map(|e| e.kind());
+            ensure!(e == Some(ErrorKind::Empty), "{}: {e:?}", what(round));
+            let e = rx
+                .recv_timeout(Duration::from_millis(1))
+                .err()
+                .map(|e| e.kind());
+            ensure!(e == Some(ErrorKind::Timeout), "{}: {e:?}", what(round));
+        }
+        drop((tx, rx));
+        ensure!(!dev_shm(&name).exists(), "leaked {name}");
+    }
     Ok(())
 }
 

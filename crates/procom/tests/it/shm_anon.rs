@@ -3,8 +3,9 @@
 //! to 1 MiB, and keep what was already in the ring; an end handed to a child that is killed,
 //! before or after it took the end up, is reported gone (and every message it sent before is
 //! delivered whole); an end whose taker was killed is taken up again from a copy of its
-//! descriptor, whoever has the taker's pid by then; a descriptor that is not the end asked
-//! for, an end taken up twice and an end that was closed are refused.
+//! descriptor, whoever has the taker's pid by then, and a receiving end taken up so after its
+//! taker was killed waiting for a message leaves the sender the whole ring; a descriptor that
+//! is not the end asked for, an end taken up twice and an end that was closed are refused.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
@@ -32,6 +33,10 @@ pub const ROLES: &[Role] = &[
         run: streamer,
     },
     Role {
+        name: "shm_anon::waiter",
+        run: waiter,
+    },
+    Role {
         name: "shm_anon::typed_echo",
         run: typed_echo,
     },
@@ -46,6 +51,7 @@ pub fn trials() -> Vec<Trial> {
             a_receiving_end_whose_child_is_killed_is_gone_for_the_sender,
             a_child_killed_mid_stream_leaves_only_whole_messages,
             an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy,
+            a_receiving_end_taken_up_after_its_taker_was_killed_waiting_leaves_the_sender_the_whole_ring,
             an_end_handed_over_while_its_use_lock_is_held_elsewhere_is_named_then_taken,
             descriptors_that_are_not_the_end_are_refused,
             zero_copy_sends_and_receives_cross_into_a_child;
@@ -337,6 +343,90 @@ fn an_end_whose_taker_was_killed_is_taken_up_again_from_a_kept_copy() -> Outcome
         "after the second sender closed: {end:?}"
     );
     drop(other);
+    Ok(())
+}
+
+/// The ring's consumer-waiting word in a channel segment: the ring starts 128 bytes in, and
+/// the word lies 8 bytes into it (`procom_ring::WAITING_OFFSET`).
+const RING_WAITING: u64 = 128 + 8;
+
+/// Takes up the receiving end handed on standard input, receives the four 64-byte messages
+/// already in the ring, then waits for a fifth until killed (or ended by the role's time
+/// limit).
+fn waiter(_: &[String]) -> Outcome {
+    let mut rx = check!(Receiver::from_shm_fd(
+        taken(std::io::stdin().as_fd())?,
+        &Options::default()
+    ));
+    for i in 0..4u8 {
+        ensure!(check!(rx.recv_timeout(STEP)) == [i; 64], "message {i}");
+    }
+    let m = check!(rx.recv());
+    Err(format!("a fifth message arrived: {} bytes", m.len()))
+}
+
+/// A receiving end whose taker was killed while it waited for a message (having taken
+/// everything up to past the ring's hot window) is taken up again from a kept copy of its
+/// descriptor: the new receiver, which does not wait, leaves the sender the whole ring, and
+/// every message arrives.
+fn a_receiving_end_taken_up_after_its_taker_was_killed_waiting_leaves_the_sender_the_whole_ring()
+-> Outcome {
+    use std::os::unix::fs::FileExt;
+    let opts = Options::default();
+    let (mut tx, rx) = check!(procom::shm::channel(64 << 10, &opts));
+    for i in 0..4u8 {
+        check!(tx.send([i; 64]).map_err(|e| e.into_error()));
+    }
+    let fd = fd_of(rx.into_fd())?;
+    let kept = check!(fd.try_clone());
+    let file = std::fs::File::from(check!(kept.try_clone()));
+    let mut child = hand_over("shm_anon::waiter", fd, None)?;
+    // The child says it waits in the ring once it has taken the four messages and found the
+    // ring empty.
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let mut word = [0u8; 8];
+        check!(file.read_exact_at(&mut word, RING_WAITING));
+        if word != [0; 8] {
+            break;
+        }
+        if let Some(status) = child.exits_within(std::time::Duration::ZERO)? {
+            return Err(format!("the child ended before it waited: {status}"));
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the child never said it waits"
+        );
+        std::thread::yield_now();
+    }
+    check!(child.child().kill());
+    let _ = child.child().wait();
+    let mut rx = check!(Receiver::from_shm_fd(kept, &opts));
+    let mut n = 0usize;
+    loop {
+        match tx.try_send([9u8; 64]) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == ErrorKind::Full => break,
+            Err(e) => return Err(e.into_error().to_string()),
+        }
+        ensure!(n <= 1 << 20, "a 64 KiB ring took {n} messages");
+    }
+    // 72-byte records (64 bytes and the header) in 64 KiB, less the 8 bytes kept for the end
+    // mark and the padding at the end of the ring.
+    let whole = (64 << 10) / 72;
+    ensure!(
+        n + 2 >= whole,
+        "{n} messages fit in the 64 KiB ring, not {whole}"
+    );
+    for i in 0..n {
+        ensure!(check!(rx.try_recv()) == [9; 64], "message {i}");
+    }
+    drop(tx);
+    let e = rx.recv_timeout(STEP).err().map(|e| e.kind());
+    ensure!(
+        e == Some(ErrorKind::PeerGone),
+        "after the sender closed: {e:?}"
+    );
     Ok(())
 }
 

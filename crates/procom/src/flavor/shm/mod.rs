@@ -18,8 +18,10 @@
 //! byte lock (below). Version 1 polled the shared tail; version 2 watched the ends by pid.
 //! Peers of different versions refuse each other's segments (`Corrupted`, naming the version).
 //! The ring's consumer-waiting word (ring offset 8, 0 from creation) only decides whether the
-//! sender starts over at the front of an empty ring (see `procom_ring::Consumer::set_waiting`):
-//! a receiver that never writes it is never started over for, and nothing else reads it.
+//! sender starts over at the front of an empty ring (see `procom_ring::Consumer::set_waiting`),
+//! and nothing else reads it. A receiver clears it when it takes the ring up (one killed while
+//! it waited may have left it set), so a receiver that never says it waits (one that only
+//! polls: `try_recv`, the async receiver) is never started over for.
 //!
 //! # Liveness
 //!

@@ -287,9 +287,14 @@ impl ShmReceiver {
             let taken = match self.consumer.peek() {
                 Ok(msg) => {
                     let len = msg.len();
-                    // `f` is taken once: this arm always returns below.
+                    // `f` is taken once: this arm always returns below. A panic in it goes on
+                    // once the message is released and the wait unsaid, as any return does.
                     let out = (len <= self.max)
-                        .then(|| f.take().map(|f| f(&msg)))
+                        .then(|| {
+                            f.take().map(|f| {
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&msg)))
+                            })
+                        })
                         .flatten();
                     drop(msg); // releases the record (head, Release)
                     Ok((len, out))
@@ -300,6 +305,11 @@ impl ShmReceiver {
                 Ok((len, out)) => {
                     self.consumer.set_waiting(false);
                     wake_sender(&self.map);
+                    let out = match out {
+                        Some(Err(panic)) => std::panic::resume_unwind(panic),
+                        Some(Ok(out)) => Some(out),
+                        None => None,
+                    };
                     if self.map.faulted() {
                         self.broken = true;
                         return Err(corrupted("the segment was truncated under the receiver"));
