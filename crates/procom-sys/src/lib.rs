@@ -8,7 +8,8 @@
 //! the peer credentials of a Unix socket ([`peercred`]), which rustix reads into a type that
 //! cannot hold the pid 0 the kernel may report.
 //! Byte locks held by an open file, not a process ([`ofd_lock`]), which rustix does not take.
-//! Group names ([`ids`]). Zeroed buffers whose allocation may fail ([`zeroed`]).
+//! Group names ([`ids`]). Zeroed buffers whose allocation may fail ([`zeroed`]). Large blocks
+//! the C allocator gives back to the system when freed ([`alloc`]).
 //! Signals ([`signal`]): sending by pid, group, `sigqueue` or pidfd, and catching through a
 //! handler that only writes a record to a pipe.
 //! Every function returns `io::Result` and never panics.
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 #[cfg(feature = "tokio")]
 pub mod async_fd;
 pub mod ids;

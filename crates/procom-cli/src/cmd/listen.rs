@@ -76,6 +76,10 @@ pub fn listen(args: ListenArgs) -> anyhow::Result<()> {
             "{ep}: --allow-uid admits clients by the uid a Unix socket reports; a TCP client has no uid to check (use a firewall, or a unix: endpoint)"
         ));
     }
+    // The budget bounds what the receivers buffer; message buffers over 256 KiB also go back
+    // to the system when freed, so it bounds what the process holds as well (the allocator
+    // would otherwise keep freed large buffers resident, several times the budget).
+    procom_sys::alloc::map_blocks_from(256 << 10);
     let budget = usize::try_from(args.memory).unwrap_or(usize::MAX);
     let mut opts = super::options(&args.stream, false)?.budget(procom::Budget::new(budget));
     if super::sharing(&args.share) {
