@@ -42,6 +42,21 @@ pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> FdKind {
     }
 }
 
+/// Whether a pipe is anonymous (made by `pipe(2)`, on the kernel's pipe file system), not a
+/// FIFO with a name.
+fn anonymous_pipe(fd: BorrowedFd<'_>) -> bool {
+    /// `PIPEFS_MAGIC`: the file system of anonymous pipes.
+    const PIPEFS: i64 = 0x5049_5045;
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as i64 == PIPEFS)
+}
+
+/// Whether reads on `fd` block (its open file is not `O_NONBLOCK`).
+fn blocking(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_getfl(fd).is_ok_and(|f| !f.contains(rustix::fs::OFlags::NONBLOCK))
+}
+
 /// The deadline `timeout` from now; a timeout too large to represent means no deadline.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
@@ -273,10 +288,14 @@ impl AsFd for StreamWriter {
 #[derive(Debug)]
 pub(crate) struct StreamReader {
     fd: OwnedFd,
-    /// A socket may be read with one blocking call when there is no deadline: poll + read
-    /// would cost two system calls per message. (Not a FIFO: read returns end-of-file on a
-    /// FIFO no writer has opened yet, which only poll tells apart.)
+    /// A socket, or an anonymous pipe in blocking mode, may be read with one blocking call
+    /// when there is no deadline: poll + read would cost two system calls per message. (Not a
+    /// FIFO: read returns end-of-file on a FIFO no writer has opened yet, which only poll tells
+    /// apart; and procom's own FIFO ends are non-blocking. An anonymous pipe had its writer
+    /// from the start, so end-of-file is the end.)
     direct: bool,
+    /// A socket: a read with a deadline first asks without waiting (`MSG_DONTWAIT`).
+    socket: bool,
     /// A Unix stream socket: a large message is read straight into the caller's buffer (see
     /// [`StreamReader::read_exact_into`]). Not TCP, where it measured slower than reading
     /// through our buffer and copying out (1 MiB round trips took a third to half as long
@@ -306,12 +325,18 @@ const READ_CHUNK: usize = 64 * 1024 + 64;
 
 impl StreamReader {
     pub(crate) fn new(fd: OwnedFd) -> StreamReader {
-        let direct = fd_kind(fd.as_fd()) == FdKind::Socket;
-        let unix = direct
+        let kind = fd_kind(fd.as_fd());
+        let direct = match kind {
+            FdKind::Socket => true,
+            FdKind::Pipe => anonymous_pipe(fd.as_fd()) && blocking(fd.as_fd()),
+            FdKind::Other => false,
+        };
+        let unix = kind == FdKind::Socket
             && rustix::net::getsockname(&fd)
                 .is_ok_and(|a| a.address_family() == rustix::net::AddressFamily::UNIX);
         StreamReader {
             direct,
+            socket: kind == FdKind::Socket,
             unix,
             fd,
             buf: Vec::new(),
@@ -430,7 +455,7 @@ impl StreamReader {
         // A socket with a deadline is first read without waiting (MSG_DONTWAIT): bytes that are
         // there cost one system call instead of poll + read, and so does a try on an empty
         // socket (the async face reads this way after every wake-up).
-        if self.direct && deadline.is_some() {
+        if self.socket && deadline.is_some() {
             loop {
                 let room = self.buf.capacity() - self.buf.len();
                 match rustix::net::recv(
