@@ -8,8 +8,10 @@
 //! scenario. A run ended by a signal cannot unwind: its exit hook calls [`abandon`], which
 //! kills the live peers (each by its pidfd, so never a process that took a dead peer's pid),
 //! waits for them to die, and then removes every recorded object. Objects are created in this
-//! process only while the registry is held ([`Registry::hold`]), and `abandon` keeps it once
-//! it has it, so nothing is created between its removal and the program's end.
+//! process only while the registry is held ([`Registry::hold`]) and peers started only while
+//! their list is ([`start_peer`]); `abandon` keeps both once it has them, so no object is
+//! created and no peer (which would create its own) started between its removal and the
+//! program's end.
 
 use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard};
@@ -120,17 +122,22 @@ impl Registry {
     }
 }
 
-/// Records a peer just started, by a pidfd of it. A peer whose pidfd cannot be had (a kernel
-/// before 5.3) is not recorded: it still dies with the bench (its parent-death signal), only
-/// perhaps after its objects were removed.
-pub(crate) fn peer_started(pid: u32) {
-    let pidfd = i32::try_from(pid)
+/// Starts a peer and records it by a pidfd, with [`PEERS`] held throughout: an early end
+/// ([`abandon`]) either finds the peer recorded and kills it, or holds `PEERS` first, and then
+/// no peer starts at all. A peer whose pidfd cannot be had (a kernel before 5.3) is not
+/// recorded: it still dies with the bench (its parent-death signal), only perhaps after its
+/// objects were removed.
+pub(crate) fn start_peer(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut peers = lock(&PEERS);
+    let child = cmd.spawn()?;
+    let pidfd = i32::try_from(child.id())
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     if let Some(fd) = pidfd {
-        lock(&PEERS).push(fd);
+        peers.push(fd);
     }
+    Ok(child)
 }
 
 /// Removes whatever the scenarios since the last call left behind, and forgets their peers
@@ -143,43 +150,52 @@ pub fn tidy() {
     lock(&PEERS).clear();
 }
 
-/// For a run ended by a signal, from its exit hook: kills every live peer, waits (up to a
-/// second) for them to die, and removes every recorded object. Keeps the registry, so no
-/// object is created in this process after it, and the program is expected to end at once.
-pub fn abandon() {
-    // Whoever holds the registry is creating an object: a moment, unless stuck; then the
-    // objects are removed without it (none of its creations can be recorded after this).
-    let give_up = Instant::now() + Duration::from_secs(1);
-    let registry = loop {
-        match REGISTRY.try_lock() {
-            Ok(g) => break Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(2)); // waiting out a creation
+/// Takes `m`, waiting until `until` for whoever holds it; `None` if they still do.
+fn take_by<T>(m: &'static Mutex<T>, until: Instant) -> Option<MutexGuard<'static, T>> {
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(2)); // waiting out a creation or a start
             }
-            Err(std::sync::TryLockError::WouldBlock) => break None,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         }
-    };
-    let peers = std::mem::take(&mut *lock(&PEERS));
-    for p in &peers {
-        let _ = rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL);
     }
-    // A pidfd is readable once its process has ended.
-    for p in &peers {
-        let left = give_up.saturating_duration_since(Instant::now());
-        let timeout = rustix::time::Timespec::try_from(left.max(Duration::from_millis(100)))
-            .unwrap_or(rustix::time::Timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            });
-        let mut fds = [rustix::event::PollFd::new(p, rustix::event::PollFlags::IN)];
-        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+}
+
+/// For a run ended by a signal, from its exit hook: kills every live peer, waits (up to a
+/// second) for them to die, and removes every recorded object. Keeps the registry and the
+/// peers' list, so no object is created and no peer started in this process after it; the
+/// program is expected to end at once.
+pub fn abandon() {
+    // Whoever holds either is creating an object or starting a peer: a moment, unless stuck.
+    let give_up = Instant::now() + Duration::from_secs(1);
+    let registry = take_by(&REGISTRY, give_up);
+    let peers = take_by(&PEERS, give_up);
+    if let Some(peers) = &peers {
+        for p in peers.iter() {
+            let _ = rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL);
+        }
+        // A pidfd is readable once its process has ended.
+        for p in peers.iter() {
+            let left = give_up.saturating_duration_since(Instant::now());
+            let timeout = rustix::time::Timespec::try_from(left.max(Duration::from_millis(100)))
+                .unwrap_or(rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                });
+            let mut fds = [rustix::event::PollFd::new(p, rustix::event::PollFlags::IN)];
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        }
     }
     if let Some(mut registry) = registry {
         for object in registry.objects.drain(..) {
             object.remove();
         }
-        // Kept: nothing is created after this.
         std::mem::forget(registry);
+    }
+    if let Some(peers) = peers {
+        std::mem::forget(peers);
     }
 }

@@ -35,11 +35,9 @@ pub(crate) fn peer_command(exe: &Path, s: &Scenario, a2b: &str, b2a: &str) -> Co
 pub(crate) const PARENT_VAR: &str = "PROCOM_BENCH_PARENT";
 
 pub(crate) fn spawn(mut cmd: Command) -> Result<Child, Error> {
-    let child = cmd
-        .env(PARENT_VAR, std::process::id().to_string())
-        .spawn()
+    cmd.env(PARENT_VAR, std::process::id().to_string());
+    let child = crate::leftovers::start_peer(&mut cmd)
         .map_err(|e| Error::os("start the benchmark peer", e).object("bench"))?;
-    crate::leftovers::peer_started(child.id());
     if let (Some((_, peer_cpu)), Some(pid)) = (
         PINNED.get().copied().flatten(),
         rustix::process::Pid::from_raw(child.id() as i32),
