@@ -52,6 +52,29 @@ fn anonymous_pipe(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as i64 == PIPEFS)
 }
 
+/// A second open file of the FIFO open at `fd`, in blocking mode, reached through
+/// `/proc/self/fd` (the same FIFO whatever its name refers to now). Opened without waiting,
+/// then made blocking; `None` if either step fails (no `/proc`, no descriptor left, the FIFO's
+/// mode no longer lets us read it).
+fn blocking_twin(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let twin = rustix::fs::open(
+        path.as_str(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // Still the same FIFO (a descriptor number is ours alone, but check what was opened).
+    let (a, b) = (rustix::fs::fstat(fd).ok()?, rustix::fs::fstat(&twin).ok()?);
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return None;
+    }
+    let flags = rustix::fs::fcntl_getfl(&twin).ok()?;
+    rustix::fs::fcntl_setfl(&twin, flags - OFlags::NONBLOCK).ok()?;
+    Some(twin)
+}
+
 /// Whether reads on `fd` block (its open file is not `O_NONBLOCK`).
 fn blocking(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_getfl(fd).is_ok_and(|f| !f.contains(rustix::fs::OFlags::NONBLOCK))
@@ -296,6 +319,12 @@ pub(crate) struct StreamReader {
     direct: bool,
     /// A socket: a read with a deadline first asks without waiting (`MSG_DONTWAIT`).
     socket: bool,
+    /// A FIFO with a name, read through a non-blocking open file: once a writer has been seen
+    /// (bytes arrived), a second, blocking open file of the same FIFO ([`Self::twin`]) serves
+    /// the reads without a deadline, one system call each instead of poll + read.
+    fifo: bool,
+    /// That blocking open file, once made (`None` before, or if it could not be).
+    twin: Option<OwnedFd>,
     /// A Unix stream socket: a large message is read straight into the caller's buffer (see
     /// [`StreamReader::read_exact_into`]). Not TCP, where it measured slower than reading
     /// through our buffer and copying out (1 MiB round trips took a third to half as long
@@ -337,6 +366,8 @@ impl StreamReader {
         StreamReader {
             direct,
             socket: kind == FdKind::Socket,
+            fifo: kind == FdKind::Pipe && !direct && !anonymous_pipe(fd.as_fd()),
+            twin: None,
             unix,
             fd,
             buf: Vec::new(),
@@ -451,7 +482,7 @@ impl StreamReader {
         } else {
             self.buf.try_reserve(ask).map_err(refused)?;
         }
-        let mut direct = self.direct && deadline.is_none();
+        let mut direct = (self.direct || self.twin.is_some()) && deadline.is_none();
         // A socket with a deadline is first read without waiting (MSG_DONTWAIT): bytes that are
         // there cost one system call instead of poll + read, and so does a try on an empty
         // socket (the async face reads this way after every wake-up).
@@ -488,16 +519,21 @@ impl StreamReader {
                 return Ok(false);
             }
             let room = self.buf.capacity() - self.buf.len();
-            match rustix::io::read(
-                self.fd.as_fd(),
-                rustix::buffer::spare_capacity(&mut self.buf),
-            ) {
+            let from = match &self.twin {
+                Some(twin) if direct => twin.as_fd(),
+                _ => self.fd.as_fd(),
+            };
+            match rustix::io::read(from, rustix::buffer::spare_capacity(&mut self.buf)) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(true);
                 }
                 Ok(n) => {
                     self.drained = n < room;
+                    if self.fifo {
+                        self.fifo = false; // asked once
+                        self.twin = blocking_twin(self.fd.as_fd());
+                    }
                     return Ok(true);
                 }
                 Err(Errno::INTR) => continue,
