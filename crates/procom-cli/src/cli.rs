@@ -304,7 +304,7 @@ pub enum MsgCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Fewer samples per scenario (the whole run in about ten seconds).
+    /// Fewer samples per scenario (the whole run in under ten seconds on a 2-core machine).
     #[arg(long)]
     pub quick: bool,
     /// Several times the samples (steadier tails; takes a few minutes).
