@@ -228,6 +228,20 @@ fn pipeline_has_no_stray_ends() -> Outcome {
     // this process holds none of the pipes between children. (Descriptors other than pipes
     // may be inherited from whoever started the tests; they are not ours to judge.)
     let pids = running.pids();
+    // A child looked at before it runs `cat` still holds what the spawn itself uses (the
+    // descriptor that reports a failed exec); its ends are judged once it runs `cat`.
+    for pid in &pids {
+        let deadline = std::time::Instant::now() + STEP;
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map_or(true, |c| c.trim() != "cat")
+        {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "child {pid} never ran cat"
+            );
+            std::thread::yield_now();
+        }
+    }
     let ends: Vec<(String, String)> = pids
         .iter()
         .map(|p| Ok((link(*p, 0)?, link(*p, 1)?)))
