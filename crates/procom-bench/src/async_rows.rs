@@ -106,7 +106,7 @@ pub fn run_async(
     let mut link = match AsyncLink::new(tx, rx) {
         Ok(l) => l,
         Err(e) => {
-            let _ = w.child.kill();
+            crate::leftovers::end_peer(&mut w.child);
             let _ = w.child.wait();
             return Err(e);
         }

@@ -139,7 +139,7 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
+            crate::leftovers::end_peer(&mut c);
             let _ = c.wait();
         }
     }

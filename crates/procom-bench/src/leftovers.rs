@@ -12,9 +12,17 @@
 //! their list is ([`start_peer`]); `abandon` keeps both once it has them, so no object is
 //! created and no peer (which would create its own) started between its removal and the
 //! program's end.
+//!
+//! A peer can also end in the middle of its work without being asked: killed from outside
+//! (SIGKILL, the OOM killer) or by a crash. The bench may then wait for it where nothing else
+//! will ever wake it (a POSIX or System V queue, a semaphore, a spinning cache line), so each
+//! peer is watched through its pidfd: one killed by a signal the bench did not send it
+//! ([`end_peer`], [`abandon`]) is reported to the hook set by [`on_peer_killed`], which ends
+//! the program.
 
-use std::os::fd::OwnedFd;
-use std::sync::{Mutex, MutexGuard};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A named kernel object a run creates.
@@ -80,6 +88,98 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// are needed.
 static PEERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
+/// The live peers' pids, each with whether the bench ended it itself (then its death by a
+/// signal is expected, not a failure to report). An entry whose pid a later peer takes is
+/// replaced.
+static RELEASED: Mutex<Vec<(u32, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+
+/// What reports a peer killed by a signal the bench did not send it (see [`on_peer_killed`]).
+type KilledHook = Box<dyn Fn(&dyn Fn() -> Option<String>) + Send + Sync>;
+
+static ON_KILLED: OnceLock<KilledHook> = OnceLock::new();
+
+/// Sets what happens when a peer is killed by a signal the bench did not send it: `hook` is
+/// called with a function that gives the one-line reason, or `None` if the bench has ended
+/// the peer itself by the time it is called (the hook calls it while holding whatever
+/// serialises its output, and ends the program when it gets a reason). Without a hook, peers
+/// are not watched. Set once, before the first peer starts.
+pub fn on_peer_killed(hook: impl Fn(&dyn Fn() -> Option<String>) + Send + Sync + 'static) {
+    let _ = ON_KILLED.set(Box::new(hook));
+}
+
+/// Marks peer `pid` as ended by the bench: its death by a signal is not reported.
+fn release(pid: u32) {
+    if let Some((_, ended)) = lock(&RELEASED).iter().find(|(p, _)| *p == pid) {
+        ended.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Kills `child`, a peer the bench no longer wants, without reporting its death.
+pub(crate) fn end_peer(child: &mut std::process::Child) {
+    release(child.id());
+    let _ = child.kill();
+}
+
+/// Watches peer `pid` through `pidfd` until it ends; reports it to the hook if a signal the
+/// bench did not send it killed it. A peer already reaped by the bench is not reported.
+fn watch(pid: u32, pidfd: OwnedFd, ended: Arc<AtomicBool>) {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    loop {
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+    }
+    // WNOWAIT: the bench reaps its own children.
+    let status = loop {
+        match waitid(
+            WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(Some(status)) => break status,
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    };
+    let Some(sig) = status.terminating_signal() else {
+        return; // it exited: the bench sees its status when it reaps it
+    };
+    if let Some(hook) = ON_KILLED.get() {
+        hook(&|| {
+            (!ended.load(Ordering::SeqCst)).then(|| {
+                format!(
+                    "bench: the benchmark peer (pid {pid}) was killed by {} in the middle of the run",
+                    signal_name(sig)
+                )
+            })
+        });
+    }
+}
+
+/// `SIGKILL` for 9, and so on; `signal N` for one without a name here.
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -135,6 +235,20 @@ pub(crate) fn start_peer(cmd: &mut std::process::Command) -> std::io::Result<std
         .and_then(rustix::process::Pid::from_raw)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     if let Some(fd) = pidfd {
+        if ON_KILLED.get().is_some()
+            && let Ok(watched) = fd.try_clone()
+        {
+            let ended = Arc::new(AtomicBool::new(false));
+            let pid = child.id();
+            {
+                let mut released = lock(&RELEASED);
+                released.retain(|(p, _)| *p != pid);
+                released.push((pid, ended.clone()));
+            }
+            let _ = std::thread::Builder::new()
+                .name("procom-bench-peer".into())
+                .spawn(move || watch(pid, watched, ended));
+        }
         peers.push(fd);
     }
     Ok(child)
@@ -174,6 +288,9 @@ pub fn abandon() {
     let registry = take_by(&REGISTRY, give_up);
     let peers = take_by(&PEERS, give_up);
     if let Some(peers) = &peers {
+        for (_, ended) in lock(&RELEASED).iter() {
+            ended.store(true, Ordering::SeqCst);
+        }
         for p in peers.iter() {
             let _ = rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL);
         }

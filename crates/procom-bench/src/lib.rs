@@ -38,7 +38,7 @@ mod wiring;
 
 pub use async_rows::{has_async, run_async};
 pub use handoff::block_raw_signal;
-pub use leftovers::{abandon, tidy};
+pub use leftovers::{abandon, on_peer_killed, tidy};
 pub use machine::{Limits, limits};
 pub use measure::Measurement;
 pub use peer_side::peer;

@@ -145,7 +145,7 @@ pub(crate) fn shm_pair_peer(
 /// Waits for the peer; kills it first when the run failed (it may be waiting for ever).
 pub(crate) fn child_result(child: &mut Child, failed: bool) -> Result<(), Error> {
     if failed {
-        let _ = child.kill();
+        crate::leftovers::end_peer(child);
     }
     let status = child
         .wait()

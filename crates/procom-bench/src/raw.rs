@@ -467,7 +467,7 @@ struct PeerGuard(Option<Child>);
 impl Drop for PeerGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
+            crate::leftovers::end_peer(&mut child);
             let _ = child.wait();
         }
     }

@@ -133,7 +133,7 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
             let tx = match tx {
                 Ok(tx) => tx,
                 Err(e) => {
-                    let _ = child.kill();
+                    crate::leftovers::end_peer(&mut child);
                     let _ = child.wait();
                     return Err(e);
                 }
@@ -148,7 +148,7 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
     };
     let ready = w.link.recv_control(Duration::from_secs(10))?;
     if ready != b"ready" {
-        let _ = w.child.kill();
+        crate::leftovers::end_peer(&mut w.child);
         return Err(bench_error("the peer did not say ready"));
     }
     Ok(w)

@@ -95,6 +95,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
     };
     drop(creating);
+    // A peer killed in the middle of its work may leave this process waiting where nothing
+    // will wake it: the run ends there, with one line, through the exit hook above.
+    procom_bench::on_peer_killed(|reason| {
+        let _whole = crate::interrupt::output_lock();
+        if let Some(why) = reason() {
+            crate::interrupt::warn(format_args!("{why}"));
+            crate::interrupt::exit(1);
+        }
+    });
     let result = bench(&args, &exe, &scratch);
     procom_bench::tidy();
     let _ = std::fs::remove_dir_all(&scratch);

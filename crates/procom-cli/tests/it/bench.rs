@@ -20,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
             empty_and_large_messages_are_measured,
             a_size_over_the_limit_is_a_usage_error,
             an_interrupted_run_leaves_no_object_and_no_peer,
+            a_killed_peer_fails_the_run_and_leaves_nothing,
             #[cfg(feature = "peers")]
             peers_do_the_same_work,
             #[cfg(not(feature = "peers"))]
@@ -342,6 +343,103 @@ fn an_interrupted_run_leaves_no_object_and_no_peer() -> Outcome {
         ensure!(
             fin.stderr.contains("interrupted by"),
             "{mech}: stderr {}",
+            fin.stderr
+        );
+        let left = left_by(pid)?;
+        ensure!(left.is_empty(), "{mech}: left behind: {left:?}");
+    }
+    Ok(())
+}
+
+/// The peers of the run with pid `bench` (started by it, not yet reaped) that serve `mech`'s
+/// scenario (`__bench-peer MECH ...`; not the one that measures the machine's cache line).
+fn peers_of(bench: u32, mech: &str) -> Result<Vec<u32>, String> {
+    let mine = format!("PROCOM_BENCH_PARENT={bench}");
+    let mut peers = Vec::new();
+    for e in check!(std::fs::read_dir("/proc")) {
+        let path = check!(e).path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(path.join("environ")) else {
+            continue;
+        };
+        let args = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
+        if env.split(|b| *b == 0).any(|v| v == mine.as_bytes())
+            && args.get(2) == Some(&mech.as_bytes())
+        {
+            peers.push(pid);
+        }
+    }
+    Ok(peers)
+}
+
+/// The state letter of process `pid` in /proc/PID/stat (after the parenthesised name).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// A peer killed (SIGKILL) in the middle of a run, while the bench waits for it in a kernel
+/// queue or on a semaphore that no peer will ever touch again: the run fails at once with
+/// status 1 and one line naming the peer and the signal, kills its other peers and removes
+/// every named object.
+fn a_killed_peer_fails_the_run_and_leaves_nothing() -> Outcome {
+    use rustix::process::{Pid, Signal, kill_process};
+    for mech in ["mq", "msg", "sem"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+        cmd.args(["bench", "--mechanism", mech])
+            .stdin(Stdio::null());
+        let mut p = Proc::spawn("procom bench", &mut cmd)?;
+        let pid = p.pid();
+        let deadline = std::time::Instant::now() + STEP;
+        // A peer stopped while it is still running cannot end on its own: the SIGKILL that
+        // follows is what ends it, in the middle of its work.
+        let victim = loop {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{mech}: no peer of the scenario could be caught running"
+            );
+            if p.exits_within(std::time::Duration::from_millis(1))?
+                .is_some()
+            {
+                return Err(format!("{mech}: the run ended before a peer was killed"));
+            }
+            let caught = peers_of(pid, mech)?.into_iter().find(|&peer| {
+                let Some(target) = Pid::from_raw(peer as i32) else {
+                    return false;
+                };
+                if kill_process(target, Signal::STOP).is_err() {
+                    return false;
+                }
+                // The kernel's view of the peer: stopped, or ended before the stop took.
+                loop {
+                    match state(peer) {
+                        Some('T') => return true,
+                        Some('Z' | 'X') | None => return false,
+                        Some(_) if std::time::Instant::now() < deadline => {}
+                        Some(_) => return false,
+                    }
+                }
+            });
+            if let Some(peer) = caught {
+                break peer;
+            }
+        };
+        let target = Pid::from_raw(victim as i32).ok_or("pid 0")?;
+        check!(kill_process(target, Signal::KILL));
+        let fin = p.finish(STEP)?;
+        ensure!(fin.status.code() == Some(1), "{mech}: {:?}", fin.status);
+        ensure!(
+            fin.stderr.lines().count() == 1
+                && fin.stderr.contains(&format!("peer (pid {victim})"))
+                && fin.stderr.contains("SIGKILL"),
+            "{mech}: stderr {:?}",
             fin.stderr
         );
         let left = left_by(pid)?;
