@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, trials};
+use procom_testkit::{Finished, Outcome, Proc, Role, STEP, Trial, check, ensure, trials};
 
 pub const ROLES: &[Role] = &[];
 
@@ -319,36 +319,55 @@ fn an_interrupted_run_leaves_no_object_and_no_peer() -> Outcome {
         }),
     ];
     for (mech, sig, holds) in cases {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-        cmd.args(["bench", "--mechanism", mech])
-            .stdin(Stdio::null());
-        let mut p = Proc::spawn("procom bench", &mut cmd)?;
-        let pid = p.pid();
-        let deadline = std::time::Instant::now() + STEP;
-        while !holds(pid)? {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "{mech}: the run never held its objects"
-            );
-            if p.exits_within(std::time::Duration::from_millis(1))?
-                .is_some()
-            {
-                return Err(format!("{mech}: the run ended before it was interrupted"));
-            }
-        }
+        let (p, pid, ()) = bench_once(mech, "it held its objects", |pid| {
+            Ok(holds(pid)?.then_some(()))
+        })?;
         let target = rustix::process::Pid::from_raw(pid as i32).ok_or("pid 0")?;
         check!(rustix::process::kill_process(target, sig));
-        let fin = p.finish(STEP)?;
-        ensure!(fin.status.code() == Some(1), "{mech}: {:?}", fin.status);
+        let fin = failed_leaving_nothing(p, pid, mech)?;
         ensure!(
             fin.stderr.contains("interrupted by"),
             "{mech}: stderr {}",
             fin.stderr
         );
-        let left = left_by(pid)?;
-        ensure!(left.is_empty(), "{mech}: left behind: {left:?}");
     }
     Ok(())
+}
+
+/// Starts `procom bench --mechanism MECH` and asks `now` about it (given its pid) until it
+/// answers, within the step, the run still going: returns the run, its pid and the answer.
+fn bench_once<T>(
+    mech: &str,
+    what: &str,
+    mut now: impl FnMut(u32) -> Result<Option<T>, String>,
+) -> Result<(Proc, u32, T), String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
+    cmd.args(["bench", "--mechanism", mech])
+        .stdin(Stdio::null());
+    let mut p = Proc::spawn("procom bench", &mut cmd)?;
+    let pid = p.pid();
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        if let Some(answer) = now(pid)? {
+            return Ok((p, pid, answer));
+        }
+        ensure!(std::time::Instant::now() < deadline, "{mech}: never {what}");
+        if p.exits_within(std::time::Duration::from_millis(1))?
+            .is_some()
+        {
+            return Err(format!("{mech}: the run ended before {what}"));
+        }
+    }
+}
+
+/// Waits for run `p` (pid `pid`) to end: with status 1, and nothing of it left (see
+/// [`left_by`]). Returns how it ended.
+fn failed_leaving_nothing(p: Proc, pid: u32, mech: &str) -> Result<Finished, String> {
+    let fin = p.finish(STEP)?;
+    ensure!(fin.status.code() == Some(1), "{mech}: {:?}", fin.status);
+    let left = left_by(pid)?;
+    ensure!(left.is_empty(), "{mech}: left behind: {left:?}");
+    Ok(fin)
 }
 
 /// The peers of the run with pid `bench` (started by it, not yet reaped) that serve `mech`'s
@@ -392,49 +411,32 @@ fn state(pid: u32) -> Option<char> {
 fn a_killed_peer_fails_the_run_and_leaves_nothing() -> Outcome {
     use rustix::process::{Pid, Signal, kill_process};
     for mech in ["mq", "msg", "sem"] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procom"));
-        cmd.args(["bench", "--mechanism", mech])
-            .stdin(Stdio::null());
-        let mut p = Proc::spawn("procom bench", &mut cmd)?;
-        let pid = p.pid();
         let deadline = std::time::Instant::now() + STEP;
         // A peer stopped while it is still running cannot end on its own: the SIGKILL that
         // follows is what ends it, in the middle of its work.
-        let victim = loop {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "{mech}: no peer of the scenario could be caught running"
-            );
-            if p.exits_within(std::time::Duration::from_millis(1))?
-                .is_some()
-            {
-                return Err(format!("{mech}: the run ended before a peer was killed"));
-            }
-            let caught = peers_of(pid, mech)?.into_iter().find(|&peer| {
-                let Some(target) = Pid::from_raw(peer as i32) else {
-                    return false;
-                };
-                if kill_process(target, Signal::STOP).is_err() {
-                    return false;
-                }
-                // The kernel's view of the peer: stopped, or ended before the stop took.
-                loop {
-                    match state(peer) {
-                        Some('T') => return true,
-                        Some('Z' | 'X') | None => return false,
-                        Some(_) if std::time::Instant::now() < deadline => {}
-                        Some(_) => return false,
+        let (p, pid, victim) =
+            bench_once(mech, "a peer of the scenario was caught running", |pid| {
+                Ok(peers_of(pid, mech)?.into_iter().find(|&peer| {
+                    let Some(target) = Pid::from_raw(peer as i32) else {
+                        return false;
+                    };
+                    if kill_process(target, Signal::STOP).is_err() {
+                        return false;
                     }
-                }
-            });
-            if let Some(peer) = caught {
-                break peer;
-            }
-        };
+                    // The kernel's view of the peer: stopped, or ended before the stop took.
+                    loop {
+                        match state(peer) {
+                            Some('T') => return true,
+                            Some('Z' | 'X') | None => return false,
+                            Some(_) if std::time::Instant::now() < deadline => {}
+                            Some(_) => return false,
+                        }
+                    }
+                }))
+            })?;
         let target = Pid::from_raw(victim as i32).ok_or("pid 0")?;
         check!(kill_process(target, Signal::KILL));
-        let fin = p.finish(STEP)?;
-        ensure!(fin.status.code() == Some(1), "{mech}: {:?}", fin.status);
+        let fin = failed_leaving_nothing(p, pid, mech)?;
         ensure!(
             fin.stderr.lines().count() == 1
                 && fin.stderr.contains(&format!("peer (pid {victim})"))
@@ -442,8 +444,6 @@ fn a_killed_peer_fails_the_run_and_leaves_nothing() -> Outcome {
             "{mech}: stderr {:?}",
             fin.stderr
         );
-        let left = left_by(pid)?;
-        ensure!(left.is_empty(), "{mech}: left behind: {left:?}");
     }
     Ok(())
 }
