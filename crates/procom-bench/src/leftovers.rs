@@ -88,9 +88,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// are needed.
 static PEERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
-/// The live peers' pids, each with whether the bench ended it itself (then its death by a
-/// signal is expected, not a failure to report). An entry whose pid a later peer takes is
-/// replaced.
+/// The peers' pids since the last [`tidy`], each with whether the bench ended it itself (then
+/// its death by a signal is expected, not a failure to report). An entry whose pid a later
+/// peer takes is replaced.
 static RELEASED: Mutex<Vec<(u32, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
 
 /// What reports a peer killed by a signal the bench did not send it (see [`on_peer_killed`]).
@@ -262,6 +262,7 @@ pub fn tidy() {
         object.remove();
     }
     lock(&PEERS).clear();
+    lock(&RELEASED).clear();
 }
 
 /// Takes `m`, waiting until `until` for whoever holds it; `None` if they still do.
