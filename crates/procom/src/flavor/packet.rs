@@ -208,6 +208,12 @@ pub(crate) struct PacketReceiver {
 /// The most of a large message's pages a receiver with a budget keeps between messages.
 const KEPT: usize = 128 << 10;
 
+/// From this size a message received into a caller's buffer makes that buffer room for the
+/// largest message, so the next ones are received straight into it (see
+/// [`RecvFlavor::recv_into`] for [`PacketReceiver`]): below it, the copy out of the kept
+/// buffer costs less than the room a caller's buffer would hold.
+const DIRECT_FROM: usize = 64 << 10;
+
 impl PacketReceiver {
     /// Receives from the connected sequenced-packet socket `fd` messages of at most `max`
     /// bytes.
@@ -239,21 +245,40 @@ impl PacketReceiver {
         out
     }
 
+    /// Room for the largest message this receiver accepts (a line with its newline), as far
+    /// as a packet can be that large.
+    fn room(&self) -> usize {
+        self.max
+            .saturating_add(usize::from(self.lines))
+            .min(PACKET_CEILING.saturating_mul(2))
+    }
+
     /// Receives the next message into the kept buffer; returns its length.
     fn recv_packet(&mut self, wait: Wait) -> Result<usize, Error> {
+        self.recv_packet_to(wait, None)
+    }
+
+    /// Receives the next message into the kept buffer, or, with `caller` (a buffer with
+    /// [`room`](Self::room) spare, on a receiver without a budget), straight into that
+    /// buffer's spare room, which then holds the message; returns its length.
+    fn recv_packet_to(
+        &mut self,
+        wait: Wait,
+        mut caller: Option<&mut Vec<u8>>,
+    ) -> Result<usize, Error> {
         if std::mem::take(&mut self.give_back) {
             self.buf = Vec::new();
         }
         let (deadline, is_try) = (wait.deadline(), wait.is_try());
         // A line may come with its newline.
         let limit = self.max.saturating_add(usize::from(self.lines));
-        let room = limit.min(PACKET_CEILING.saturating_mul(2));
+        let room = self.room();
         // A receiver with a budget (one of a server's many connections) learns each packet's
         // length first and keeps room only for what arrives: room for the limit, reserved by
         // every connection, would exhaust the address space (or, under strict overcommit,
         // the memory) with clients that each send one byte. Others keep room for the limit
         // and take a message in one system call.
-        if !self.shrink && self.buf.len() != room {
+        if !self.shrink && self.buf.len() != room && caller.is_none() {
             self.buf = vec![0; room];
         }
         let mut flags = RecvFlags::TRUNC;
@@ -273,9 +298,14 @@ impl PacketReceiver {
                     }
                     Err(e) => Err(e),
                 }
+            } else if let Some(out) = caller.as_deref_mut() {
+                out.clear();
+                // The kernel writes what arrives into the spare room, nothing else.
+                rustix::net::recv(&self.fd, rustix::buffer::spare_capacity(out), flags)
             } else {
                 rustix::net::recv(&self.fd, &mut self.buf[..], flags)
             };
+            let held = caller.as_deref().map_or(self.buf.len(), Vec::len);
             match got {
                 Ok((_, 0)) => {
                     return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
@@ -286,13 +316,21 @@ impl PacketReceiver {
                         self.max
                     )));
                 }
-                Ok((_, n)) if n > self.buf.len() => {
+                Ok((_, n)) if n > held => {
                     return Err(Error::new(ErrorKind::Malformed).detail(format!(
-                        "a {n}-byte packet is larger than the {} bytes made ready for it (larger than any the kernel is known to carry, or it changed after its length was read); it was cut short and discarded",
-                        self.buf.len()
+                        "a {n}-byte packet is larger than the {held} bytes made ready for it (larger than any the kernel is known to carry, or it changed after its length was read); it was cut short and discarded"
                     )));
                 }
-                Ok((_, n)) if self.lines && self.buf[n - 1] == b'\n' => return Ok(n - 1),
+                Ok((_, n))
+                    if self.lines
+                        && caller
+                            .as_deref()
+                            .map_or(&self.buf[..], |b| &b[..])
+                            .get(n - 1)
+                            == Some(&b'\n') =>
+                {
+                    return Ok(n - 1);
+                }
                 Ok((_, n)) if n > self.max => {
                     // A line of `max + 1` bytes without its newline.
                     return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
@@ -322,10 +360,29 @@ impl PacketReceiver {
 }
 
 impl RecvFlavor for PacketReceiver {
+    /// Straight into `buf` when it has room for the largest message (a buffer reused from
+    /// the last large message does): no copy out of the kept buffer. Otherwise through the
+    /// kept buffer, and `buf` is given that room after a message of [`DIRECT_FROM`] bytes or
+    /// more, so the next ones go straight in. Not with a budget, whose receivers keep room
+    /// only for what arrives.
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let room = self.room();
+        if !self.shrink && buf.capacity() >= room {
+            let got = self.recv_packet_to(wait, Some(buf));
+            match got {
+                Ok(n) => buf.truncate(n),
+                Err(_) => buf.clear(),
+            }
+            return got;
+        }
         let n = self.recv_packet(wait)?;
+        let shrink = self.shrink;
         self.lend(n, |m| {
             buf.clear();
+            if n >= DIRECT_FROM && !shrink {
+                // Best effort: without it the message is copied as before.
+                let _ = buf.try_reserve_exact(room);
+            }
             buf.extend_from_slice(m);
         });
         Ok(n)
@@ -408,6 +465,47 @@ mod tests {
             assert!(spare.is_empty(), "a view was copied");
             assert_eq!(rx.recv(Wait::Forever).unwrap(), vec![3; 16]);
             assert_eq!(rx.buf.len() < 512 << 10, shrink);
+        }
+    }
+
+    /// A large message gives the caller's buffer room for the largest message; the next ones
+    /// are received straight into it (the kept buffer is never made), whole, with a line's
+    /// newline dropped, and one over the limit leaves the buffer empty.
+    #[test]
+    fn a_reused_buffer_with_room_receives_straight_into_it() {
+        for framing in [Framing::Length, Framing::Lines] {
+            let (a, b) = crate::socket::packet_socketpair().unwrap();
+            let mut tx = PacketSender::new(a, Framing::Length, 1 << 20);
+            let mut rx = PacketReceiver::new(b, framing, 256 << 10);
+            let mut buf = Vec::new();
+            let msg =
+                |k: usize, len: usize| (0..len).map(|i| (i * 7 + k) as u8).collect::<Vec<_>>();
+            tx.send(&msg(0, 100 << 10), Wait::Forever).unwrap();
+            assert_eq!(rx.recv_into(Wait::Forever, &mut buf).unwrap(), 100 << 10);
+            assert_eq!(buf, msg(0, 100 << 10));
+            assert!(buf.capacity() >= rx.room(), "{}", buf.capacity());
+            rx.buf = Vec::new();
+            for (k, len) in [(1, 200 << 10), (2, 5), (3, 100 << 10)] {
+                tx.send(&msg(k, len), Wait::Forever).unwrap();
+                assert_eq!(rx.recv_into(Wait::Forever, &mut buf).unwrap(), len);
+                assert_eq!(buf, msg(k, len), "message {k}");
+                assert!(
+                    rx.buf.is_empty(),
+                    "message {k} went through the kept buffer"
+                );
+            }
+            if framing == Framing::Lines {
+                tx.send(b"a line\n", Wait::Forever).unwrap();
+                assert_eq!(rx.recv_into(Wait::Forever, &mut buf).unwrap(), 6);
+                assert_eq!(buf, b"a line");
+            }
+            tx.send(&msg(4, 300 << 10), Wait::Forever).unwrap();
+            let e = rx.recv_into(Wait::Forever, &mut buf).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TooLarge);
+            assert!(buf.is_empty());
+            tx.send(&msg(5, 7), Wait::Forever).unwrap();
+            assert_eq!(rx.recv_into(Wait::Forever, &mut buf).unwrap(), 7);
+            assert_eq!(buf, msg(5, 7));
         }
     }
 
