@@ -367,7 +367,9 @@ impl RecvFlavor for PacketReceiver {
     /// only for what arrives.
     fn recv_into(&mut self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, Error> {
         let room = self.room();
-        if !self.shrink && buf.capacity() >= room {
+        // A try (the async receiver's, again and again) leaves `buf` as it was when nothing
+        // is there: it goes through the kept buffer.
+        if !self.shrink && !wait.is_try() && buf.capacity() >= room {
             let got = self.recv_packet_to(wait, Some(buf));
             match got {
                 Ok(n) => buf.truncate(n),
