@@ -152,32 +152,14 @@ fn watch(pid: u32, pidfd: OwnedFd, ended: Arc<AtomicBool>) {
     if let Some(hook) = ON_KILLED.get() {
         hook(&|| {
             (!ended.load(Ordering::SeqCst)).then(|| {
+                let name = procom::signal::Signal::from_number(sig)
+                    .map_or_else(|_| format!("signal {sig}"), |s| format!("SIG{}", s.name()));
                 format!(
-                    "bench: the benchmark peer (pid {pid}) was killed by {} in the middle of the run",
-                    signal_name(sig)
+                    "bench: the benchmark peer (pid {pid}) was killed by {name} in the middle of the run"
                 )
             })
         });
     }
-}
-
-/// `SIGKILL` for 9, and so on; `signal N` for one without a name here.
-fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        15 => "SIGTERM",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_string()
 }
 
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
