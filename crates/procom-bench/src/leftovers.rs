@@ -84,14 +84,18 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     objects: Vec::new(),
 });
 
-/// Pidfds of the peers started since the last [`tidy`]. Taken after [`REGISTRY`] when both
-/// are needed.
-static PEERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+/// A peer started since the last [`tidy`].
+#[derive(Debug)]
+struct Peer {
+    pid: u32,
+    pidfd: OwnedFd,
+    /// Whether the bench ended it itself (then its death by a signal is expected, not a
+    /// failure to report); shared with its watcher.
+    ended: Arc<AtomicBool>,
+}
 
-/// The peers' pids since the last [`tidy`], each with whether the bench ended it itself (then
-/// its death by a signal is expected, not a failure to report). An entry whose pid a later
-/// peer takes is replaced.
-static RELEASED: Mutex<Vec<(u32, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+/// The peers started since the last [`tidy`]. Taken after [`REGISTRY`] when both are needed.
+static PEERS: Mutex<Vec<Peer>> = Mutex::new(Vec::new());
 
 /// What reports a peer killed by a signal the bench did not send it (see [`on_peer_killed`]).
 type KilledHook = Box<dyn Fn(&dyn Fn() -> Option<String>) + Send + Sync>;
@@ -109,8 +113,8 @@ pub fn on_peer_killed(hook: impl Fn(&dyn Fn() -> Option<String>) + Send + Sync +
 
 /// Marks peer `pid` as ended by the bench: its death by a signal is not reported.
 fn release(pid: u32) {
-    if let Some((_, ended)) = lock(&RELEASED).iter().find(|(p, _)| *p == pid) {
-        ended.store(true, Ordering::SeqCst);
+    if let Some(peer) = lock(&PEERS).iter().rev().find(|p| p.pid == pid) {
+        peer.ended.store(true, Ordering::SeqCst);
     }
 }
 
@@ -216,22 +220,17 @@ pub(crate) fn start_peer(cmd: &mut std::process::Command) -> std::io::Result<std
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    if let Some(fd) = pidfd {
+    if let Some(pidfd) = pidfd {
+        let (pid, ended) = (child.id(), Arc::new(AtomicBool::new(false)));
         if ON_KILLED.get().is_some()
-            && let Ok(watched) = fd.try_clone()
+            && let Ok(watched) = pidfd.try_clone()
         {
-            let ended = Arc::new(AtomicBool::new(false));
-            let pid = child.id();
-            {
-                let mut released = lock(&RELEASED);
-                released.retain(|(p, _)| *p != pid);
-                released.push((pid, ended.clone()));
-            }
+            let ended = Arc::clone(&ended);
             let _ = std::thread::Builder::new()
                 .name("procom-bench-peer".into())
                 .spawn(move || watch(pid, watched, ended));
         }
-        peers.push(fd);
+        peers.push(Peer { pid, pidfd, ended });
     }
     Ok(child)
 }
@@ -244,7 +243,6 @@ pub fn tidy() {
         object.remove();
     }
     lock(&PEERS).clear();
-    lock(&RELEASED).clear();
 }
 
 /// Takes `m`, waiting until `until` for whoever holds it; `None` if they still do.
@@ -271,11 +269,9 @@ pub fn abandon() {
     let registry = take_by(&REGISTRY, give_up);
     let peers = take_by(&PEERS, give_up);
     if let Some(peers) = &peers {
-        for (_, ended) in lock(&RELEASED).iter() {
-            ended.store(true, Ordering::SeqCst);
-        }
         for p in peers.iter() {
-            let _ = rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL);
+            p.ended.store(true, Ordering::SeqCst);
+            let _ = rustix::process::pidfd_send_signal(&p.pidfd, rustix::process::Signal::KILL);
         }
         // A pidfd is readable once its process has ended.
         for p in peers.iter() {
@@ -285,7 +281,10 @@ pub fn abandon() {
                     tv_sec: 1,
                     tv_nsec: 0,
                 });
-            let mut fds = [rustix::event::PollFd::new(p, rustix::event::PollFlags::IN)];
+            let mut fds = [rustix::event::PollFd::new(
+                &p.pidfd,
+                rustix::event::PollFlags::IN,
+            )];
             let _ = rustix::event::poll(&mut fds, Some(&timeout));
         }
     }
