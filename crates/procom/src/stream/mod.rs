@@ -311,11 +311,12 @@ impl AsFd for StreamWriter {
 #[derive(Debug)]
 pub(crate) struct StreamReader {
     fd: OwnedFd,
-    /// A socket, or an anonymous pipe in blocking mode, may be read with one blocking call
-    /// when there is no deadline: poll + read would cost two system calls per message. (Not a
-    /// FIFO: read returns end-of-file on a FIFO no writer has opened yet, which only poll tells
-    /// apart; and procom's own FIFO ends are non-blocking. An anonymous pipe had its writer
-    /// from the start, so end-of-file is the end.)
+    /// A socket, an anonymous pipe in blocking mode, or a FIFO once it has its [`Self::twin`]
+    /// may be read with one blocking call when there is no deadline: poll + read would cost
+    /// two system calls per message. (Not a FIFO before that: read returns end-of-file on a
+    /// FIFO no writer has opened yet, which only poll tells apart; and procom's own FIFO ends
+    /// are non-blocking. An anonymous pipe had its writer from the start, so end-of-file is
+    /// the end.)
     direct: bool,
     /// A socket: a read with a deadline first asks without waiting (`MSG_DONTWAIT`).
     socket: bool,
@@ -323,7 +324,8 @@ pub(crate) struct StreamReader {
     /// (bytes arrived), a second, blocking open file of the same FIFO ([`Self::twin`]) serves
     /// the reads without a deadline, one system call each instead of poll + read.
     fifo: bool,
-    /// That blocking open file, once made (`None` before, or if it could not be).
+    /// That blocking open file, once made (`None` before, or if it could not be): the reads
+    /// without a deadline go to it.
     twin: Option<OwnedFd>,
     /// A Unix stream socket: a large message is read straight into the caller's buffer (see
     /// [`StreamReader::read_exact_into`]). Not TCP, where it measured slower than reading
@@ -355,9 +357,10 @@ const READ_CHUNK: usize = 64 * 1024 + 64;
 impl StreamReader {
     pub(crate) fn new(fd: OwnedFd) -> StreamReader {
         let kind = fd_kind(fd.as_fd());
+        let named_fifo = kind == FdKind::Pipe && !anonymous_pipe(fd.as_fd());
         let direct = match kind {
             FdKind::Socket => true,
-            FdKind::Pipe => anonymous_pipe(fd.as_fd()) && blocking(fd.as_fd()),
+            FdKind::Pipe => !named_fifo && blocking(fd.as_fd()),
             FdKind::Other => false,
         };
         let unix = kind == FdKind::Socket
@@ -366,7 +369,7 @@ impl StreamReader {
         StreamReader {
             direct,
             socket: kind == FdKind::Socket,
-            fifo: kind == FdKind::Pipe && !direct && !anonymous_pipe(fd.as_fd()),
+            fifo: named_fifo,
             twin: None,
             unix,
             fd,
@@ -482,7 +485,7 @@ impl StreamReader {
         } else {
             self.buf.try_reserve(ask).map_err(refused)?;
         }
-        let mut direct = (self.direct || self.twin.is_some()) && deadline.is_none();
+        let mut direct = self.direct && deadline.is_none();
         // A socket with a deadline is first read without waiting (MSG_DONTWAIT): bytes that are
         // there cost one system call instead of poll + read, and so does a try on an empty
         // socket (the async face reads this way after every wake-up).
@@ -533,6 +536,7 @@ impl StreamReader {
                     if self.fifo {
                         self.fifo = false; // asked once
                         self.twin = blocking_twin(self.fd.as_fd());
+                        self.direct = self.twin.is_some();
                     }
                     return Ok(true);
                 }
