@@ -63,15 +63,20 @@ fn name() -> String {
 
 const ROUNDS: u64 = 2000;
 
-/// Adds 1 to the shared counter ROUNDS times, under the semaphore unless told "unguarded".
+/// Adds 1 to the shared counter ROUNDS times, under the semaphore unless told "unguarded",
+/// starting once every incrementer is ready (it posts "ready", then waits on "go").
 fn increment(args: &[String]) -> Outcome {
-    let [seg_name, sem_name, mode] = args else {
+    let [seg_name, sem_name, mode, ready, go] = args else {
         return Err("args".into());
     };
     let seg = check!(Segment::open(seg_name));
     let map = check!(seg.map());
     let counter = check!(TypedRegion::<u64>::new(&map, 0));
     let sem = check!(Semaphore::open(sem_name));
+    // Both opened before "ready": the test removes their names once all are ready.
+    let (ready, go) = (check!(Semaphore::open(ready)), check!(Semaphore::open(go)));
+    check!(ready.post());
+    check!(go.wait_timeout(STEP));
     for _ in 0..ROUNDS {
         if mode == "guarded" {
             let _guard = check!(sem.acquire()); // P ... V on drop
@@ -93,14 +98,29 @@ fn run_counter(mode: &str, procs: usize) -> Result<u64, String> {
     let seg = check!(Segment::create(&seg_name, 4096));
     let map = check!(seg.map());
     let sem = check!(Semaphore::create(&sem_name, 1));
+    // A barrier of two semaphores: every incrementer starts at once, so the unguarded ones
+    // overlap however long each takes to start.
+    let (ready_name, go_name) = (name(), name());
+    let ready = check!(Semaphore::create(&ready_name, 0));
+    let go = check!(Semaphore::create(&go_name, 0));
     let children: Vec<Proc> = (0..procs)
         .map(|i| {
             Proc::spawn(
                 &format!("incrementer {i}"),
-                &mut role("sem::increment", &[&seg_name, &sem_name, mode]),
+                &mut role(
+                    "sem::increment",
+                    &[&seg_name, &sem_name, mode, &ready_name, &go_name],
+                ),
             )
         })
         .collect::<Result<_, _>>()?;
+    for _ in 0..procs {
+        check!(ready.wait_timeout(STEP));
+    }
+    for _ in 0..procs {
+        check!(go.post());
+    }
+    drop((ready, go));
     for c in children {
         c.success(STEP)?;
     }
