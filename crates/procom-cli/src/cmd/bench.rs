@@ -291,18 +291,18 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
                 .with_context(|| format!("{} async at {}", s.mechanism.name(), size(s.size)))?;
             results.push(blocking);
             results.push(async_row);
-            bar.inc(1);
-            continue;
-        }
-        match peers.iter().copied().find(|p| is_counterpart(*p, s)) {
-            Some(p) => {
-                let (ours, theirs) = run_beside(exe, scratch, p, s)?;
-                results.push(ours);
-                peer_results.push(theirs);
+        } else {
+            match peers.iter().copied().find(|p| is_counterpart(*p, s)) {
+                Some(p) => {
+                    let (ours, theirs) = run_beside(exe, scratch, p, s)?;
+                    results.push(ours);
+                    peer_results.push(theirs);
+                }
+                None => results.push(procom_bench::run(exe, scratch, s)?),
             }
-            None => results.push(procom_bench::run(exe, scratch, s)?),
         }
-        // What a failed scenario's killed peer owned (a normal end leaves nothing).
+        // The scenario's peers are reaped and its objects removed by their owners: this only
+        // forgets them (a failed scenario's are removed by the `tidy` after `bench` returns).
         procom_bench::tidy();
         bar.inc(1);
     }
@@ -359,7 +359,7 @@ fn bench(args: &BenchArgs, exe: &std::path::Path, scratch: &std::path::Path) -> 
         .results
         .iter()
         .filter(|r| {
-            r.mode == "block" && !Mechanism::parse(&r.mechanism).is_none_or(|m| m.has_raw(r.size))
+            r.mode == "block" && Mechanism::parse(&r.mechanism).is_some_and(|m| !m.has_raw(r.size))
         })
         .map(|r| r.mechanism.as_str())
         .collect();
