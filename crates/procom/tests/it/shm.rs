@@ -752,11 +752,9 @@ fn scribbler(args: &[String]) -> Outcome {
     let seg = check!(Segment::open(&args[0]));
     let map = check!(seg.map());
     println!("scribbling");
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = crate::traffic::Rng::new(0x9e37_79b9_7f4a_7c15);
     loop {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         // The channel header's control words (pids, sequence numbers, state) and the ring's.
         for off in [32usize, 40, 48, 56, 128, 192, 256, 264] {
             if let Some(w) = map.atomic_u64(off) {
@@ -814,12 +812,9 @@ fn waiting_flipper(args: &[String]) -> Outcome {
         .atomic_u64(RING_WAITING)
         .ok_or("no ring in the segment")?;
     println!("flipping");
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rng = crate::traffic::Rng::new(0x2545_f491_4f6c_dd1d);
     loop {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for v in [u64::MAX, 0, 1, 1 << 63, x, 0] {
+        for v in [u64::MAX, 0, 1, 1 << 63, rng.next(), 0] {
             word.store(v, std::sync::atomic::Ordering::Relaxed);
         }
         std::thread::yield_now();
