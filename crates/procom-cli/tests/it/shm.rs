@@ -521,8 +521,9 @@ fn recv_shares_its_channel_with_another_user() -> Outcome {
         ]),
     )?;
     let path = format!("/dev/shm{name}");
-    crate::common::until(&format!("{path} exists"), || {
-        std::path::Path::new(&path).exists()
+    // The receiver creates the segment, then gives it its group: wait for the group.
+    crate::common::until(&format!("{path} has group 65534"), || {
+        std::fs::metadata(&path).is_ok_and(|m| m.gid() == 65534)
     })?;
     let meta = check!(std::fs::metadata(&path));
     ensure!(
