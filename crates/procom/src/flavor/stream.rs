@@ -392,7 +392,8 @@ impl StreamReceiver {
     /// read past it (the next frames) are put back in front of the stream. Where the message
     /// starts in `buf` (it ends at `buf.len()`), or `None` (nothing consumed) when that cannot
     /// be done: nothing expected, bytes already buffered, a deadline or a budget, a header that
-    /// did not come whole, no memory for a buffer of the size expected, or a frame the usual
+    /// did not come whole, no memory for a buffer of the size expected, a buffer whose place
+    /// the kernel copies into slowly ([`StreamReader::skewed`]), or a frame the usual
     /// path must judge (an empty message, a bad length).
     fn recv_expected_into(
         &mut self,
@@ -415,6 +416,10 @@ impl StreamReceiver {
             self.r.expect = 0;
             return Ok(None);
         };
+        if self.r.skewed(buf, at) {
+            // Not straight into `buf`: the usual path bounces it.
+            return Ok(None);
+        }
         let got = match self.r.read_split(&mut head, buf, at) {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(None),
@@ -439,7 +444,7 @@ impl StreamReceiver {
                 self.put_back(&head, buf, at..at + got);
                 return Err(Error::os("read from it", crate::stream::no_room(len)));
             }
-            let read = self.r.read_rest(buf, at + got);
+            let read = self.r.read_rest(buf, at, at + got);
             self.end_of_message(read)?;
         }
         self.r.expect = if self.r.can_read_direct(len, None) {

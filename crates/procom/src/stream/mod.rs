@@ -327,13 +327,13 @@ pub(crate) struct StreamReader {
     /// That blocking open file, once made (`None` before, or if it could not be): the reads
     /// without a deadline go to it.
     twin: Option<OwnedFd>,
-    /// A Unix stream socket: a large message is read straight into the caller's buffer (see
-    /// [`StreamReader::read_exact_into`]). Not TCP, where it measured slower than reading
-    /// through our buffer and copying out (1 MiB round trips took a third to half as long
-    /// again, in a plain loop as well as here): the payload read apart from its 4-byte length
-    /// prefix lands 4 bytes off the alignment it has in the kernel's buffers, and the kernel
-    /// copies misaligned bytes more slowly than we copy aligned ones.
-    unix: bool,
+    /// A Unix or TCP stream socket: a large message is read straight into the caller's buffer
+    /// (see [`StreamReader::read_exact_into`]).
+    large_direct: bool,
+    /// A TCP socket, whose kernel buffers hold a frame starting on a page: a large message
+    /// read straight into a buffer that lies a few bytes past that alignment goes through a
+    /// bounce buffer instead (see [`StreamReader::read_rest`]).
+    tcp: bool,
     pub(crate) buf: Vec<u8>,
     pub(crate) start: usize,
     pub(crate) eof: bool,
@@ -363,15 +363,24 @@ impl StreamReader {
             FdKind::Pipe => !named_fifo && blocking(fd.as_fd()),
             FdKind::Other => false,
         };
-        let unix = kind == FdKind::Socket
-            && rustix::net::getsockname(&fd)
-                .is_ok_and(|a| a.address_family() == rustix::net::AddressFamily::UNIX);
+        let family = match kind {
+            FdKind::Socket => rustix::net::getsockname(&fd)
+                .ok()
+                .map(|a| a.address_family()),
+            _ => None,
+        };
+        let tcp = matches!(
+            family,
+            Some(rustix::net::AddressFamily::INET | rustix::net::AddressFamily::INET6)
+        );
+        let large_direct = tcp || family == Some(rustix::net::AddressFamily::UNIX);
         StreamReader {
             direct,
             socket: kind == FdKind::Socket,
             fifo: named_fifo,
             twin: None,
-            unix,
+            large_direct,
+            tcp,
             fd,
             buf: Vec::new(),
             start: 0,

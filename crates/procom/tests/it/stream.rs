@@ -1,4 +1,5 @@
-//! Length-framed reads on a Unix stream socket, with a writer in another process: into one
+//! Length-framed reads on a Unix stream socket and on a TCP connection over loopback, with a
+//! writer in another process: into one
 //! reused buffer (`recv_into`), and as typed views lent from the receiver's own buffer
 //! (`recv_view`). Messages of the size the receiver expects, larger and smaller ones, several
 //! frames arriving in one read, empty messages, a stream that ends inside a message and a
@@ -23,7 +24,9 @@ pub fn trials() -> Vec<Trial> {
         "stream":
             recv_into_keeps_every_boundary_then_reports_a_cut_message,
             recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit,
-            recv_view_keeps_every_boundary_then_reports_a_cut_message;
+            recv_view_keeps_every_boundary_then_reports_a_cut_message,
+            tcp_recv_into_keeps_every_boundary_then_reports_a_cut_message,
+            tcp_recv_view_keeps_every_boundary_then_reports_a_cut_message;
     ]
 }
 
@@ -70,7 +73,7 @@ fn byte_string(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Writes [`GROUPS`] as frames on the socket that is its standard input, each after the
+/// Writes [`GROUPS`] as frames on the stream socket that is its standard input, each after the
 /// reader's one-byte go-ahead, then the ending its first argument names: `cut` (a header for
 /// 33,000 bytes and 10 of them, then the end of the stream) or `oversize` (a header announcing
 /// more than the reader's limit, and bytes after it). With a second argument `typed`, each
@@ -82,7 +85,7 @@ fn scripted_frames(args: &[String]) -> Outcome {
         _ => return Err("args".into()),
     };
     let fd = check!(std::io::stdin().as_fd().try_clone_to_owned());
-    let mut sock = UnixStream::from(fd);
+    let mut sock = std::fs::File::from(fd);
     let mut k = 0;
     for (g, group) in GROUPS.iter().enumerate() {
         if g > 0 {
@@ -120,20 +123,35 @@ fn scripted_frames(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Runs the script (`args`) against a receiver `make` builds over a socket pair: `take`
-/// receives and checks message `k` of `size` bytes. Returns the receiver and the writer.
+/// The two ends of a stream: a Unix socket pair, or with `tcp` a TCP connection over
+/// loopback.
+fn stream_pair(tcp: bool) -> Result<(OwnedFd, OwnedFd), String> {
+    if !tcp {
+        let (a, b) = check!(UnixStream::pair());
+        return Ok((a.into(), b.into()));
+    }
+    let listener = check!(std::net::TcpListener::bind("127.0.0.1:0"));
+    let theirs = check!(std::net::TcpStream::connect(check!(listener.local_addr())));
+    let (mine, _) = check!(listener.accept());
+    Ok((mine.into(), theirs.into()))
+}
+
+/// Runs the script (`args`) against a receiver `make` builds over a stream pair (TCP with
+/// `tcp`): `take` receives and checks message `k` of `size` bytes. Returns the receiver and
+/// the writer.
 fn run_script<R>(
+    tcp: bool,
     args: &[&str],
     make: impl FnOnce(OwnedFd) -> R,
     mut take: impl FnMut(&mut R, usize, usize) -> Outcome,
 ) -> Result<(R, Proc), String> {
-    let (mine, theirs) = check!(UnixStream::pair());
+    let (mine, theirs) = stream_pair(tcp)?;
     let mut cmd = role("stream::scripted_frames", args);
-    cmd.stdin(Stdio::from(OwnedFd::from(theirs)));
+    cmd.stdin(Stdio::from(theirs));
     let writer = Proc::spawn("writer", &mut cmd)?;
     drop(cmd); // its copy of the writer's end: the stream ends when the writer exits
-    let mut acks = check!(mine.try_clone());
-    let mut rx = make(OwnedFd::from(mine));
+    let mut acks = std::fs::File::from(check!(mine.try_clone()));
+    let mut rx = make(mine);
     let mut k = 0;
     for (g, group) in GROUPS.iter().enumerate() {
         for size in *group {
@@ -147,11 +165,12 @@ fn run_script<R>(
 
 /// The script received with `recv_into` into one reused buffer; the error of the receive
 /// after the last group.
-fn into_reused(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> {
+fn into_reused(tcp: bool, ending: &str) -> Result<(Receiver, Proc, procom::Error), String> {
     let mut reused = vec![0xeeu8; 3];
     let (mut rx, writer) = run_script(
+        tcp,
         &[ending],
-        |fd| Receiver::from_fd(fd, "unix socketpair", &Options::default().max_message(MAX)),
+        |fd| Receiver::from_fd(fd, "stream pair", &Options::default().max_message(MAX)),
         |rx, k, size| {
             let n = check!(rx.recv_into(&mut reused));
             ensure!(
@@ -176,8 +195,8 @@ fn into_reused(ending: &str) -> Result<(Receiver, Proc, procom::Error), String> 
 /// The script with `ending`, received with `recv_into`: the receive after the last group is
 /// `first` (the ending, `what`), and the one after that `Malformed` (the stream can no longer
 /// be framed).
-fn into_reused_ends_with(ending: &str, first: ErrorKind, what: &str) -> Outcome {
-    let (mut rx, writer, e) = into_reused(ending)?;
+fn into_reused_ends_with(tcp: bool, ending: &str, first: ErrorKind, what: &str) -> Outcome {
+    let (mut rx, writer, e) = into_reused(tcp, ending)?;
     writer.success(STEP)?;
     ensure!(e.kind() == first, "{what} gave {e}");
     let again = rx.recv_into(&mut Vec::new()).err().map(|e| e.kind());
@@ -190,6 +209,7 @@ fn into_reused_ends_with(ending: &str, first: ErrorKind, what: &str) -> Outcome 
 
 fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
     into_reused_ends_with(
+        false,
         "cut",
         ErrorKind::Malformed,
         "a stream that ended inside a message",
@@ -197,20 +217,45 @@ fn recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
 }
 
 fn recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit() -> Outcome {
-    into_reused_ends_with("oversize", ErrorKind::TooLarge, "a length over the limit")
+    into_reused_ends_with(
+        false,
+        "oversize",
+        ErrorKind::TooLarge,
+        "a length over the limit",
+    )
+}
+
+/// Over TCP, where a large message goes straight into the caller's buffer or through a
+/// bounce buffer, as the buffer's place in memory decides.
+fn tcp_recv_into_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
+    into_reused_ends_with(
+        true,
+        "cut",
+        ErrorKind::Malformed,
+        "a stream that ended inside a message",
+    )
 }
 
 /// Typed byte strings received as views with no deadline (lent from the receiver's own
 /// buffer: a large message read straight into it, or the reader's buffer handed over) keep
 /// every boundary; the cut message at the end is `Malformed`.
 fn recv_view_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
+    view_keeps_every_boundary_then_reports_a_cut_message(false)
+}
+
+fn tcp_recv_view_keeps_every_boundary_then_reports_a_cut_message() -> Outcome {
+    view_keeps_every_boundary_then_reports_a_cut_message(true)
+}
+
+fn view_keeps_every_boundary_then_reports_a_cut_message(tcp: bool) -> Outcome {
     type Rx = procom::typed::Receiver<serde_bytes::ByteBuf>;
     let (mut rx, writer) = run_script(
+        tcp,
         &["cut", "typed"],
         |fd| {
             Rx::from_untyped(Receiver::from_fd(
                 fd,
-                "unix socketpair",
+                "stream pair",
                 &Options::default().max_message(MAX),
             ))
         },
