@@ -103,7 +103,7 @@ impl StreamReader {
     /// `out[at]`; blocks until it is. A message [`skewed`](Self::skewed) there goes through a
     /// bounce buffer, a chunk at a time. `Ok(false)`: the stream ended first.
     pub(crate) fn read_rest(&mut self, out: &mut [u8], at: usize, got: usize) -> io::Result<bool> {
-        if self.skewed(out, at) {
+        if got < out.len() && self.skewed(out, at) {
             return self.read_bounced(out, got);
         }
         self.read_straight(out, got)
@@ -133,18 +133,22 @@ impl StreamReader {
         Ok(true)
     }
 
-    /// [`read_rest`](Self::read_rest) through the reader's own buffer, which holds nothing
-    /// then (the bytes it held went first): each read of up to [`BOUNCE_CHUNK`] bytes lands
-    /// half a page from where it is then copied to in `out`, and is copied there while it is
-    /// still in the cache.
+    /// [`read_rest`](Self::read_rest) through the reader's own buffer: each read of up to
+    /// [`BOUNCE_CHUNK`] bytes lands half a page from where it is then copied to in `out`, and
+    /// is copied there while it is still in the cache. Straight into `out` instead when that
+    /// buffer holds bytes (the message's went first; any left are the next frames') or no
+    /// memory can be found for it: `out` has room for the message either way.
     fn read_bounced(&mut self, out: &mut [u8], mut got: usize) -> io::Result<bool> {
-        debug_assert!(self.pending().is_empty());
         let need = BOUNCE_CHUNK + PAGE_SPAN;
+        if !self.buf.is_empty() {
+            return self.read_straight(out, got);
+        }
         if self.buf.capacity() < need {
-            self.buf = Vec::new();
-            self.buf
-                .try_reserve_exact(need)
-                .map_err(|_| no_room(need))?;
+            let mut bounce = Vec::new();
+            if bounce.try_reserve_exact(need).is_err() {
+                return self.read_straight(out, got);
+            }
+            self.buf = bounce;
         }
         let len = out.len();
         while got < len {
@@ -325,6 +329,30 @@ mod tests {
         let u = StreamReader::new(OwnedFd::from(u));
         let at = (crate::framing::HEADER_LEN + 12 + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN;
         assert!(!u.skewed(&out, at));
+    }
+
+    /// A message already in the reader's buffer whole, with the next frame's bytes after it,
+    /// is copied out to a skewed destination and the next frame's bytes stay.
+    #[test]
+    fn a_buffered_message_leaves_the_next_frames_bytes_however_skewed() {
+        use std::io::Write;
+        const LEN: usize = 40_000;
+        let msg: Vec<u8> = (0..LEN).map(|i| (i * 13 + i / 4099) as u8).collect();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut r = StreamReader::new(OwnedFd::from(listener.accept().unwrap().0));
+        w.write_all(&[&msg[..], b"tail"].concat()).unwrap();
+        while r.pending().len() < LEN + 4 {
+            assert!(r.fill(LEN + 4, None).unwrap());
+        }
+        let mut out = vec![0u8; LEN + PAGE_SPAN];
+        let base = out.as_ptr() as usize;
+        let at = (crate::framing::HEADER_LEN + 12 + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN;
+        let out = &mut out[..at + LEN];
+        assert!(r.skewed(out, at));
+        assert!(r.read_exact_into(out, at).unwrap());
+        assert!(out[at..] == msg[..], "wrong bytes");
+        assert_eq!(r.pending(), b"tail");
     }
 
     /// A caller's buffer takes the message at 0, sized to it, keeping nothing it must not.

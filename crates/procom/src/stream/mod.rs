@@ -327,8 +327,8 @@ pub(crate) struct StreamReader {
     /// That blocking open file, once made (`None` before, or if it could not be): the reads
     /// without a deadline go to it.
     twin: Option<OwnedFd>,
-    /// A Unix or TCP stream socket: a large message is read straight into the caller's buffer
-    /// (see [`StreamReader::read_exact_into`]).
+    /// A Unix or TCP stream socket (`SOCK_STREAM`): a large message is read straight into the
+    /// caller's buffer (see [`StreamReader::read_exact_into`]).
     large_direct: bool,
     /// A TCP socket, whose kernel buffers hold a frame starting on a page: a large message
     /// read straight into a buffer that lies a few bytes past that alignment goes through a
@@ -363,10 +363,17 @@ impl StreamReader {
             FdKind::Pipe => !named_fifo && blocking(fd.as_fd()),
             FdKind::Other => false,
         };
+        // A byte stream's family: a datagram socket handed over as a stream keeps its reads
+        // through our buffer, where a datagram larger than the read asked is never cut short.
         let family = match kind {
-            FdKind::Socket => rustix::net::getsockname(&fd)
-                .ok()
-                .map(|a| a.address_family()),
+            FdKind::Socket
+                if rustix::net::sockopt::socket_type(&fd)
+                    .is_ok_and(|t| t == rustix::net::SocketType::STREAM) =>
+            {
+                rustix::net::getsockname(&fd)
+                    .ok()
+                    .map(|a| a.address_family())
+            }
             _ => None,
         };
         let tcp = matches!(

@@ -14,10 +14,16 @@ use std::process::Stdio;
 use procom::{ErrorKind, Options, Receiver};
 use procom_testkit::{Outcome, Proc, Role, STEP, Trial, check, ensure, role, trials};
 
-pub const ROLES: &[Role] = &[Role {
-    name: "stream::scripted_frames",
-    run: scripted_frames,
-}];
+pub const ROLES: &[Role] = &[
+    Role {
+        name: "stream::scripted_frames",
+        run: scripted_frames,
+    },
+    Role {
+        name: "stream::datagram_frames",
+        run: datagram_frames,
+    },
+];
 
 pub fn trials() -> Vec<Trial> {
     trials![
@@ -26,7 +32,9 @@ pub fn trials() -> Vec<Trial> {
             recv_into_keeps_every_boundary_then_refuses_a_length_over_the_limit,
             recv_view_keeps_every_boundary_then_reports_a_cut_message,
             tcp_recv_into_keeps_every_boundary_then_reports_a_cut_message,
-            tcp_recv_view_keeps_every_boundary_then_reports_a_cut_message;
+            tcp_recv_view_keeps_every_boundary_then_reports_a_cut_message,
+            udp_handed_over_as_a_stream_keeps_each_datagram_whole,
+            unix_datagrams_handed_over_as_a_stream_keep_each_datagram_whole;
     ]
 }
 
@@ -279,4 +287,64 @@ fn view_keeps_every_boundary_then_reports_a_cut_message(tcp: bool) -> Outcome {
         "a stream that ended inside a message gave {e:?}"
     );
     Ok(())
+}
+
+/// The payload sizes [`datagram_frames`] sends, a frame to a datagram: a large one, one larger
+/// than the size now expected, then the first size again.
+const DATAGRAMS: &[usize] = &[40_000, 50_000, 40_000];
+
+/// Sends [`DATAGRAMS`] on the connected datagram socket that is its standard input, each as one
+/// length-prefixed frame in one datagram, after the reader's one-byte go-ahead for each.
+fn datagram_frames(_args: &[String]) -> Outcome {
+    let fd = check!(std::io::stdin().as_fd().try_clone_to_owned());
+    let mut sock = std::fs::File::from(fd);
+    for (k, size) in DATAGRAMS.iter().enumerate() {
+        let mut go = [0u8; 1];
+        check!(sock.read_exact(&mut go));
+        let f = frame(&pattern(*size, k));
+        let n = check!(sock.write(&f));
+        ensure!(n == f.len(), "{n} of a {}-byte datagram sent", f.len());
+    }
+    Ok(())
+}
+
+/// A datagram socket handed to `Receiver::from_fd` is read as a byte stream: each datagram
+/// is read whole through the receiver's buffer, never into a buffer sized for the message
+/// expected (which would cut a larger one short and frame the next from its remains).
+fn datagrams_handed_over_as_a_stream_keep_each_whole(mine: OwnedFd, theirs: OwnedFd) -> Outcome {
+    let mut cmd = role("stream::datagram_frames", &[]);
+    cmd.stdin(Stdio::from(theirs));
+    let writer = Proc::spawn("writer", &mut cmd)?;
+    drop(cmd);
+    let mut acks = std::fs::File::from(check!(mine.try_clone()));
+    let mut rx = Receiver::from_fd(
+        mine,
+        "datagram socket",
+        &Options::default().max_message(MAX),
+    );
+    let mut reused = Vec::new();
+    for (k, size) in DATAGRAMS.iter().enumerate() {
+        check!(acks.write_all(b"g"));
+        let n = check!(rx.recv_into(&mut reused));
+        ensure!(n == *size, "message {k}: {size} bytes sent, {n} received");
+        ensure!(
+            reused == pattern(*size, k),
+            "message {k}: {size} bytes with the wrong contents"
+        );
+    }
+    writer.success(STEP)?;
+    Ok(())
+}
+
+fn udp_handed_over_as_a_stream_keeps_each_datagram_whole() -> Outcome {
+    let a = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    let b = check!(std::net::UdpSocket::bind("127.0.0.1:0"));
+    check!(a.connect(check!(b.local_addr())));
+    check!(b.connect(check!(a.local_addr())));
+    datagrams_handed_over_as_a_stream_keep_each_whole(b.into(), a.into())
+}
+
+fn unix_datagrams_handed_over_as_a_stream_keep_each_datagram_whole() -> Outcome {
+    let (a, b) = check!(std::os::unix::net::UnixDatagram::pair());
+    datagrams_handed_over_as_a_stream_keep_each_whole(b.into(), a.into())
 }
