@@ -2,7 +2,7 @@
 //! reader's own (the caller's, or the one a typed view is lent from), and where in it they go.
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
 use rustix::event::PollFlags;
@@ -47,11 +47,14 @@ impl StreamReader {
     /// does in a ping-pong, where the sender's page is free again when it writes the next).
     /// Those messages go through a bounce buffer ([`Self::read_rest`]).
     pub(crate) fn skewed(&self, out: &[u8], at: usize) -> bool {
+        if !self.tcp {
+            return false;
+        }
         let skew = (out.as_ptr() as usize)
             .wrapping_add(at)
             .wrapping_sub(crate::framing::HEADER_LEN)
             % PAGE_SPAN;
-        self.tcp && (1..64).contains(&skew)
+        (1..64).contains(&skew)
     }
 
     /// With nothing buffered here, one blocking read (`readv`) of a frame's header into `head`
@@ -68,18 +71,10 @@ impl StreamReader {
         at: usize,
     ) -> io::Result<Option<usize>> {
         let room = out.len() - at;
-        let n = loop {
+        let n = blocking_read(self.fd.as_fd(), || {
             let mut bufs = [IoSliceMut::new(head), IoSliceMut::new(&mut out[at..])];
-            match rustix::io::readv(self.fd.as_fd(), &mut bufs) {
-                Ok(n) => break n,
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    // A non-blocking socket: wait for it (no deadline on this path).
-                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+            rustix::io::readv(self.fd.as_fd(), &mut bufs)
+        })?;
         self.drained = n < head.len() + room;
         if n == 0 {
             self.eof = true;
@@ -111,26 +106,27 @@ impl StreamReader {
 
     /// [`read_rest`](Self::read_rest) with the kernel copying straight into `out`.
     fn read_straight(&mut self, out: &mut [u8], mut got: usize) -> io::Result<bool> {
-        let len = out.len();
-        while got < len {
-            match rustix::io::read(self.fd.as_fd(), &mut out[got..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    got += n;
-                    self.drained = false; // read exactly what was asked: more may be there
-                }
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    // A non-blocking socket: wait for it (no deadline on this path).
-                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
-                }
-                Err(e) => return Err(e.into()),
+        while got < out.len() {
+            let n = blocking_read(self.fd.as_fd(), || {
+                rustix::io::read(self.fd.as_fd(), &mut out[got..])
+            })?;
+            if !self.took(n) {
+                return Ok(false);
             }
+            got += n;
         }
         Ok(true)
+    }
+
+    /// Notes a read of `n` bytes made on the way to a message's end: `false` (and the stream
+    /// ended) for none. It read exactly what was asked, so more may be there.
+    fn took(&mut self, n: usize) -> bool {
+        if n == 0 {
+            self.eof = true;
+            return false;
+        }
+        self.drained = false;
+        true
     }
 
     /// [`read_rest`](Self::read_rest) through the reader's own buffer: each read of up to
@@ -150,30 +146,42 @@ impl StreamReader {
             }
             self.buf = bounce;
         }
-        let len = out.len();
-        while got < len {
-            let n = (len - got).min(BOUNCE_CHUNK);
-            let base = self.buf.as_ptr() as usize;
-            let off = (out[got..].as_ptr() as usize + PAGE_SPAN / 2).wrapping_sub(base) % PAGE_SPAN;
-            let room = &mut self.buf.spare_capacity_mut()[off..off + n];
-            match rustix::io::read(self.fd.as_fd(), room) {
-                Ok(([], _)) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok((read, _)) => {
-                    out[got..got + read.len()].copy_from_slice(read);
-                    got += read.len();
-                    self.drained = false;
-                }
-                Err(Errno::INTR) => {}
-                Err(Errno::AGAIN) => {
-                    wait(self.fd.as_fd(), PollFlags::IN, None)?;
-                }
-                Err(e) => return Err(e.into()),
+        while got < out.len() {
+            let dest = &mut out[got..];
+            let ask = dest.len().min(BOUNCE_CHUNK);
+            let off = (dest.as_ptr() as usize + PAGE_SPAN / 2)
+                .wrapping_sub(self.buf.as_ptr() as usize)
+                % PAGE_SPAN;
+            let bounce = &mut self.buf.spare_capacity_mut()[off..off + ask];
+            let n = blocking_read(self.fd.as_fd(), || {
+                let (read, _) = rustix::io::read(self.fd.as_fd(), &mut *bounce)?;
+                dest[..read.len()].copy_from_slice(read);
+                Ok(read.len())
+            })?;
+            if !self.took(n) {
+                return Ok(false);
             }
+            got += n;
         }
         Ok(true)
+    }
+}
+
+/// Runs `read` on `fd` until it is neither interrupted nor finds a non-blocking socket empty,
+/// which it waits for (these reads have no deadline).
+fn blocking_read<T>(
+    fd: BorrowedFd<'_>,
+    mut read: impl FnMut() -> rustix::io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        match read() {
+            Ok(v) => return Ok(v),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                wait(fd, PollFlags::IN, None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -291,6 +299,20 @@ mod tests {
         }
     }
 
+    /// A TCP connection over loopback: the writing end, and a reader of the other.
+    fn tcp_reader() -> (std::net::TcpStream, StreamReader) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let r = StreamReader::new(OwnedFd::from(listener.accept().unwrap().0));
+        (w, r)
+    }
+
+    /// Where in a buffer at address `base` a message lies `skew` bytes past the alignment a
+    /// TCP payload has in the kernel's pages.
+    fn skewed_by(base: usize, skew: usize) -> usize {
+        (crate::framing::HEADER_LEN + skew + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN
+    }
+
     /// Over TCP, a message whose destination lies a few bytes past the alignment its bytes
     /// have in the kernel's pages goes through the bounce buffer, a chunk at a time, and one
     /// that keeps that alignment is read straight: both arrive whole, and the bytes after them
@@ -300,9 +322,7 @@ mod tests {
         use std::io::Write;
         const LEN: usize = BOUNCE_CHUNK * 2 + 12_345;
         let msg: Vec<u8> = (0..LEN).map(|i| (i * 7 + i / 4099) as u8).collect();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut w = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut r = StreamReader::new(OwnedFd::from(listener.accept().unwrap().0));
+        let (mut w, mut r) = tcp_reader();
         let sent = msg.clone();
         let writer = std::thread::spawn(move || {
             w.write_all(&sent).unwrap();
@@ -312,7 +332,7 @@ mod tests {
         let mut out = vec![0u8; LEN + PAGE_SPAN];
         let base = out.as_ptr() as usize;
         for skew in [12, 0] {
-            let at = (crate::framing::HEADER_LEN + skew + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN;
+            let at = skewed_by(base, skew);
             let out = &mut out[..at + LEN];
             assert_eq!(r.skewed(out, at), skew != 0, "{skew} bytes past");
             out.fill(0);
@@ -327,8 +347,7 @@ mod tests {
 
         let (_w, u) = std::os::unix::net::UnixStream::pair().unwrap();
         let u = StreamReader::new(OwnedFd::from(u));
-        let at = (crate::framing::HEADER_LEN + 12 + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN;
-        assert!(!u.skewed(&out, at));
+        assert!(!u.skewed(&out, skewed_by(base, 12)));
     }
 
     /// A message already in the reader's buffer whole, with the next frame's bytes after it,
@@ -338,16 +357,13 @@ mod tests {
         use std::io::Write;
         const LEN: usize = 40_000;
         let msg: Vec<u8> = (0..LEN).map(|i| (i * 13 + i / 4099) as u8).collect();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut w = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let mut r = StreamReader::new(OwnedFd::from(listener.accept().unwrap().0));
+        let (mut w, mut r) = tcp_reader();
         w.write_all(&[&msg[..], b"tail"].concat()).unwrap();
         while r.pending().len() < LEN + 4 {
             assert!(r.fill(LEN + 4, None).unwrap());
         }
         let mut out = vec![0u8; LEN + PAGE_SPAN];
-        let base = out.as_ptr() as usize;
-        let at = (crate::framing::HEADER_LEN + 12 + PAGE_SPAN - base % PAGE_SPAN) % PAGE_SPAN;
+        let at = skewed_by(out.as_ptr() as usize, 12);
         let out = &mut out[..at + LEN];
         assert!(r.skewed(out, at));
         assert!(r.read_exact_into(out, at).unwrap());
