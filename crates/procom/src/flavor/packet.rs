@@ -305,7 +305,9 @@ impl PacketReceiver {
             } else {
                 rustix::net::recv(&self.fd, &mut self.buf[..], flags)
             };
-            let held = caller.as_deref().map_or(self.buf.len(), Vec::len);
+            // Where the packet landed: the bytes made ready for it there.
+            let landed: &[u8] = caller.as_deref().map_or(&self.buf, Vec::as_slice);
+            let held = landed.len();
             match got {
                 Ok((_, 0)) => {
                     return Err(Error::new(ErrorKind::PeerGone).detail("the peer left"));
@@ -321,16 +323,7 @@ impl PacketReceiver {
                         "a {n}-byte packet is larger than the {held} bytes made ready for it (larger than any the kernel is known to carry, or it changed after its length was read); it was cut short and discarded"
                     )));
                 }
-                Ok((_, n))
-                    if self.lines
-                        && caller
-                            .as_deref()
-                            .map_or(&self.buf[..], |b| &b[..])
-                            .get(n - 1)
-                            == Some(&b'\n') =>
-                {
-                    return Ok(n - 1);
-                }
+                Ok((_, n)) if self.lines && landed.get(n - 1) == Some(&b'\n') => return Ok(n - 1),
                 Ok((_, n)) if n > self.max => {
                     // A line of `max + 1` bytes without its newline.
                     return Err(Error::too_large(n as u64, self.max as u64).detail(format!(
