@@ -107,7 +107,6 @@ pub fn run_async(
         Ok(l) => l,
         Err(e) => {
             crate::leftovers::end_peer(&mut w.child);
-            let _ = w.child.wait();
             return Err(e);
         }
     };

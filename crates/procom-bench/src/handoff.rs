@@ -140,7 +140,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
             crate::leftovers::end_peer(&mut c);
-            let _ = c.wait();
         }
     }
 }

@@ -118,10 +118,12 @@ fn release(pid: u32) {
     }
 }
 
-/// Kills `child`, a peer the bench no longer wants, without reporting its death.
+/// Kills `child`, a peer the bench no longer wants, without reporting its death, and reaps it
+/// (a later `wait` gives the same status).
 pub(crate) fn end_peer(child: &mut std::process::Child) {
     release(child.id());
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Watches peer `pid` through `pidfd` until it ends; reports it to the hook if a signal the

@@ -468,7 +468,6 @@ impl Drop for PeerGuard {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
             crate::leftovers::end_peer(&mut child);
-            let _ = child.wait();
         }
     }
 }

@@ -134,7 +134,6 @@ pub(crate) fn wire(exe: &Path, scratch: &Path, s: &Scenario) -> Result<Wired, Er
                 Ok(tx) => tx,
                 Err(e) => {
                     crate::leftovers::end_peer(&mut child);
-                    let _ = child.wait();
                     return Err(e);
                 }
             };
